@@ -1,0 +1,36 @@
+/* The subcommands.  Each lives in cmd/<name>.c with one entry point
+ *     int cmd_<name>(int argc, char **argv, sp_err *e);
+ * argv[0] is the command name.  It returns the exit status (SP_EXIT_*); on a
+ * non-zero status with e->msg set, main prints the error.  A command that
+ * reports its own failure (a FAIL table) returns SP_EXIT_FAIL with e empty. */
+#ifndef SPATTN_CMD_H
+#define SPATTN_CMD_H
+
+#include "cmd/opts.h"
+#include "codegen/spec.h"
+#include "common/err.h"
+
+int cmd_plan(int argc, char **argv, sp_err *e);
+int cmd_gen(int argc, char **argv, sp_err *e);
+int cmd_compile(int argc, char **argv, sp_err *e);
+int cmd_run(int argc, char **argv, sp_err *e);
+int cmd_check(int argc, char **argv, sp_err *e);
+int cmd_cache(int argc, char **argv, sp_err *e);
+int cmd_tune(int argc, char **argv, sp_err *e);
+int cmd_db(int argc, char **argv, sp_err *e);
+int cmd_bench(int argc, char **argv, sp_err *e);
+
+/* Shared by commands (cmd/common.c). */
+
+/* Load a spec; errors are SP_EXIT_USAGE with file:line:col. */
+int cmd_load_spec(const char *path, sp_spec *spec, sp_err *e);
+/* The pattern for --layer-index (-1: the spec's default pattern). */
+int cmd_layer_pattern(const sp_spec *spec, int layer_index, const sp_pattern **out, sp_err *e);
+/* Progress on stderr: a bar on a terminal, plain lines otherwise.
+ * progress_step(&p, done, total, "label"); progress_done(&p). */
+typedef struct { int tty; double last; int last_pct; const char *what; } progress;
+void progress_begin(progress *p, const char *what);
+void progress_step(progress *p, long done, long total, const char *label);
+void progress_done(progress *p);
+
+#endif

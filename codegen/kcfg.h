@@ -1,0 +1,51 @@
+/* The kernel config: every tile choice of a generated kernel in one struct
+ * (flash-attention's kernel_traits).  The tuner fills the choices, kcfg_derive
+ * computes what follows from them (threads, shared memory) and rejects
+ * impossible combinations; emitters only read a derived config and never
+ * pick a tile size themselves. */
+#ifndef SPATTN_KCFG_H
+#define SPATTN_KCFG_H
+
+#include "codegen/spec.h"
+
+typedef enum { SP_KIND_FWD = 0, SP_KIND_BWD = 1 } sp_kernel_kind;
+
+typedef struct {
+    /* The problem, fixed by the spec (filled by kcfg_for_spec). */
+    sp_kernel_kind kind;
+    sp_dtype dtype;
+    int head_dim;
+    int heads, kv_heads;
+    sp_pattern_kind pattern;
+    int max_intervals;     /* most intervals any head can have: sizes the band table */
+
+    /* Tile choices: the tuner's search space. */
+    int bm;                /* query rows per block (fwd) / per query tile (bwd) */
+    int bn;                /* keys per KV tile */
+    int warps;             /* warps per block */
+    int stages;            /* cp.async pipeline depth of K/V (fwd) or Q/dO (bwd) tiles */
+
+    /* Derived by kcfg_derive. */
+    int threads;
+    int smem_bytes;        /* dynamic shared memory per block */
+} sp_kcfg;
+
+/* Fill the problem part from a spec and pattern, and the heuristic default
+ * tiles for the kind and GPU architecture (sm: 80, 86, 89, 90, ...). */
+void kcfg_for_spec(sp_kcfg *c, const sp_spec *s, const sp_pattern *p, sp_kernel_kind kind, int sm);
+/* Validate tile choices and compute the derived fields; -1 and an error
+ * (SP_EXIT_USAGE) naming the bad choice. */
+int kcfg_derive(sp_kcfg *c, sp_err *e);
+/* Parse a --tile argument: "BMxBN" or "BMxBN:wW:sS" (e.g. 128x64:w8:s2);
+ * fields not given keep their value.  Does not derive. */
+int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e);
+/* The kernel's name, which carries its parameters:
+ * spattn_fwd_bf16_d128_bm128_bn64_w8_s2 */
+void kcfg_name(const sp_kcfg *c, char *buf, int n);
+/* "128x64:w8:s2", the form kcfg_parse_tile reads. */
+void kcfg_tile_string(const sp_kcfg *c, char *buf, int n);
+/* The tuner's search space for c's problem: valid (derived) configs, at most
+ * cap; returns the count. */
+int kcfg_candidates(const sp_kcfg *c, sp_kcfg *out, int cap);
+
+#endif
