@@ -19,6 +19,7 @@ int cmd_cache(int argc, char **argv, sp_err *e);
 int cmd_tune(int argc, char **argv, sp_err *e);
 int cmd_db(int argc, char **argv, sp_err *e);
 int cmd_bench(int argc, char **argv, sp_err *e);
+int cmd_info(int argc, char **argv, sp_err *e);
 
 /* Shared by commands (cmd/common.c). */
 

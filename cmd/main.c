@@ -29,6 +29,7 @@ static const command commands[] = {
     { "tune",    cmd_tune,    "autotune tile configs for this GPU into the tuning database" },
     { "db",      cmd_db,      "inspect, export, import or repair the tuning database" },
     { "cache",   cmd_cache,   "show or clear the compiled-kernel cache" },
+    { "info",    cmd_info,    "show the GPU, driver, NVRTC and cache/database paths" },
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
