@@ -14,11 +14,11 @@ VERSION   := 0.1.0
 
 WARN      := -Wall -Wextra -Wshadow -Wno-unused-parameter
 CFLAGS    ?= -O2 -g
-CFLAGS    += -std=c11 -D_GNU_SOURCE -DSPATTN_VERSION='"$(VERSION)"' $(WARN) \
+override CFLAGS += -std=c11 -D_GNU_SOURCE -DSPATTN_VERSION='"$(VERSION)"' $(WARN) \
              -I. -I$(CUDA_HOME)/include -pthread -MMD -MP
-LDFLAGS   += -pthread -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64
+override LDFLAGS += -pthread -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64
 STATIC_LIBS := -Wl,-Bstatic -lyaml -lsqlite3 -Wl,-Bdynamic
-LDLIBS    += $(STATIC_LIBS) -lnvrtc -ldl -lm
+override LDLIBS += $(STATIC_LIBS) -lnvrtc -ldl -lm
 
 LIB_SRC   := $(wildcard common/*.c codegen/*.c runtime/*.c tuning_db/*.c)
 CMD_SRC   := $(wildcard cmd/*.c)

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The GPU host's one call: GPU checks, a compute-sanitizer memcheck, the
+# benchmark against FlexAttention/cuDNN/FA2.  Builds nothing: build/ is built
+# on the development machine and carried along.  Full logs go to $OUT (or
+# ./gpu-logs); a short table is printed last.
+#
+#   bash bench/gpu-suite.sh [checks|sanitize|bench|tune|all]...   (default: all)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu-logs}
+mkdir -p "$OUT"
+S=./build/spattn
+export SPATTN_CACHE_DIR=${SPATTN_CACHE_DIR:-/tmp/spattn-kernels}
+export SPATTN_DB=${SPATTN_DB:-/tmp/spattn-tune.db}
+steps=${*:-all}
+summary=()
+note() { summary+=("$1"); echo "== $1"; }
+
+want() { [[ " $steps " == *" all "* || " $steps " == *" $1 "* ]]; }
+
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv; $S info; git log -1 --format='commit %H' 2>/dev/null; date -u; } >"$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+if want checks; then
+    pass=${CHECK_PASS:-fwd}
+    fails=0 total=0
+    : >"$OUT/checks.log"
+    # Coverage: every pattern, both dtypes, both head dims, GQA, N = 1, ragged N,
+    # rows with no allowed key (exclusive / gapped), the large-shape cuBLAS path.
+    while read -r cfg args; do
+        [ -z "$cfg" ] && continue
+        total=$((total + 1))
+        if $S check "$cfg" --pass "$pass" $args >>"$OUT/checks.log" 2>&1; then :; else
+            fails=$((fails + 1)); echo "FAILED: check $cfg $args" | tee -a "$OUT/checks.log"; fi
+    done <<'LIST'
+configs/olmoe-1b-7b.yaml --batch 2 --seq-len 1024
+configs/olmoe-1b-7b.yaml --batch 1 --seq-len 1
+configs/olmoe-1b-7b.yaml --batch 1 --seq-len 113
+configs/olmoe-1b-7b.yaml --batch 1 --seq-len 1023
+configs/olmoe-1b-7b.yaml --batch 1 --seq-len 1000 --dtype fp16
+configs/olmoe-1b-7b.yaml --batch 1 --seq-len 777 --layout bhnd
+configs/olmoe-1b-7b.yaml --batch 1 --seq-len 4096 --reference gpu
+configs/olmoe-1b-7b.yaml --batch 1 --seq-len 16384 --reference gpu
+configs/llama-8h-d64.yaml --batch 2 --seq-len 1024
+configs/llama-8h-d64.yaml --batch 1 --seq-len 1001 --dtype fp16
+configs/llama-8h-d64.yaml --batch 4 --seq-len 4096 --reference gpu
+configs/gqa-32q-8kv.yaml --batch 1 --seq-len 1024
+configs/gqa-32q-8kv.yaml --batch 1 --seq-len 16384 --reference gpu
+configs/olmoe-1b-7b.yaml --batch 1 --seq-len 600 --pattern dense
+configs/olmoe-1b-7b.yaml --batch 1 --seq-len 600 --pattern local
+configs/olmoe-1b-7b.yaml --batch 1 --seq-len 600 --pattern exclusive
+configs/olmoe-1b-7b.yaml --batch 1 --seq-len 600 --pattern gapped
+configs/llama-8h-d64.yaml --batch 1 --seq-len 333 --pattern exclusive --dtype fp16
+configs/llama-8h-d64.yaml --batch 1 --seq-len 5 --pattern exclusive
+configs/custom-4h.yaml --batch 2 --seq-len 300
+configs/hybrid-layers.yaml --batch 1 --seq-len 512 --layer-index 0
+configs/hybrid-layers.yaml --batch 1 --seq-len 512 --layer-index 3
+LIST
+    note "checks ($pass): $((total - fails))/$total passed"
+    grep -E "^(PASS|FAIL)|rel_l2|FAILED" "$OUT/checks.log" | tail -n 60
+fi
+
+if want sanitize; then
+    if command -v compute-sanitizer >/dev/null; then
+        compute-sanitizer --tool memcheck --error-exitcode 9 $S check configs/olmoe-1b-7b.yaml \
+            --batch 1 --seq-len 300 --pass "${CHECK_PASS:-fwd}" >"$OUT/sanitize.log" 2>&1
+        rc=$?
+        compute-sanitizer --tool memcheck --error-exitcode 9 $S check configs/gqa-32q-8kv.yaml \
+            --batch 1 --seq-len 129 --pass "${CHECK_PASS:-fwd}" >>"$OUT/sanitize.log" 2>&1
+        rc2=$?
+        tail -n 5 "$OUT/sanitize.log"
+        note "compute-sanitizer memcheck: exit $rc, $rc2 ($(grep -c 'ERROR SUMMARY: 0 errors' "$OUT/sanitize.log") clean summaries)"
+    else
+        note "compute-sanitizer: not found"
+    fi
+fi
+
+if want tune; then
+    rm -f "$SPATTN_DB"
+    start=$(date +%s)
+    $S tune configs/olmoe-1b-7b.yaml --kind all --batch 1 --seq-len 4096,8192,16384 >"$OUT/tune.log" 2>&1
+    rc=$?
+    note "tune olmoe --kind all (3 lengths): exit $rc in $(( $(date +%s) - start )) s"
+    tail -n 15 "$OUT/tune.log"
+    $S db list >>"$OUT/tune.log" 2>&1
+fi
+
+if want bench; then
+    python3 bench/peers.py --pass "${BENCH_PASS:-fwd}" --verify --out "$OUT/peers.md" 2>"$OUT/peers.log"
+    note "peers: exit $?"
+    cat "$OUT/peers.md" 2>/dev/null
+fi
+
+echo
+echo "== summary"
+printf '%s\n' "${summary[@]}"

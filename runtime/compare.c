@@ -1,0 +1,39 @@
+#include "runtime/compare.h"
+
+#include <math.h>
+
+void cmp_begin(cmp_acc *a) { a->diff2 = a->ref2 = a->max_abs = 0; a->n = a->nan_count = a->inf_mismatch = 0; }
+
+void cmp_add(cmp_acc *a, const float *out, const double *ref, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        double o = out[i], r = ref[i];
+        a->n++;
+        if (isnan(o) || isnan(r)) { a->nan_count++; continue; }
+        if (isinf(o) || isinf(r)) {
+            if (!(isinf(o) && isinf(r) && (o > 0) == (r > 0))) a->inf_mismatch++;
+            continue;
+        }
+        double d = o - r;
+        a->diff2 += d * d;
+        a->ref2 += r * r;
+        if (fabs(d) > a->max_abs) a->max_abs = fabs(d);
+    }
+}
+
+void cmp_end(const cmp_acc *a, cmp_result *r)
+{
+    r->n = a->n;
+    r->nan_count = a->nan_count;
+    r->inf_mismatch = a->inf_mismatch;
+    r->max_abs = a->max_abs;
+    if (a->ref2 > 0) r->rel_l2 = sqrt(a->diff2 / a->ref2);
+    else r->rel_l2 = a->diff2 > 0 ? INFINITY : 0.0;
+}
+
+int cmp_pass(const cmp_result *r, double bound)
+{
+    return r->nan_count == 0 && r->inf_mismatch == 0 && r->rel_l2 <= bound;
+}
+
+double cmp_bound(int is_bf16) { return is_bf16 ? 1e-2 : 2e-3; }

@@ -1,0 +1,29 @@
+/* Comparing a computed tensor with a reference (DESIGN.md section 4):
+ * relative L2 error ||out - ref|| / ||ref||, max abs error, and the count of
+ * NaNs (an element nothing wrote stays NaN from the poison, so it fails).
+ * Infinities must match exactly (an empty row's LSE is -inf in both); they
+ * are left out of the norms. */
+#ifndef SPATTN_COMPARE_H
+#define SPATTN_COMPARE_H
+
+#include <stddef.h>
+
+typedef struct {
+    double rel_l2;        /* ||out - ref|| / ||ref|| over finite pairs (0 if ref is all zero and out too) */
+    double max_abs;
+    size_t n;
+    size_t nan_count;     /* NaN in out (a NaN in ref counts too) */
+    size_t inf_mismatch;  /* positions where exactly one side is infinite, or signs differ */
+} cmp_result;
+
+/* Accumulate one chunk into r (start from cmp_begin, end with cmp_end). */
+typedef struct { double diff2, ref2, max_abs; size_t n, nan_count, inf_mismatch; } cmp_acc;
+void cmp_begin(cmp_acc *a);
+void cmp_add(cmp_acc *a, const float *out, const double *ref, size_t n);
+void cmp_end(const cmp_acc *a, cmp_result *r);
+/* 1 if r passes: no NaN, no inf mismatch, rel_l2 <= bound. */
+int cmp_pass(const cmp_result *r, double bound);
+/* DESIGN.md's bounds: bf16 1e-2, fp16 2e-3 (is_bf16 selects). */
+double cmp_bound(int is_bf16);
+
+#endif

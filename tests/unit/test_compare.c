@@ -1,0 +1,77 @@
+/* The result comparison that `check` and the tuner trust: it must fail on
+ * NaN, on a wrong infinity, and on errors over the bound. */
+#include <math.h>
+
+#include "runtime/compare.h"
+#include "tests/check.h"
+
+static cmp_result compare(const float *o, const double *r, size_t n)
+{
+    cmp_acc a;
+    cmp_result res;
+    cmp_begin(&a);
+    cmp_add(&a, o, r, n);
+    cmp_end(&a, &res);
+    return res;
+}
+
+static void test_exact(void)
+{
+    float o[3] = { 1, -2, 3 };
+    double r[3] = { 1, -2, 3 };
+    cmp_result c = compare(o, r, 3);
+    CHECK("equal arrays: zero error", c.rel_l2 == 0 && c.max_abs == 0);
+    CHECK("equal arrays pass", cmp_pass(&c, 1e-2));
+}
+
+static void test_relative(void)
+{
+    float o[2] = { 3.0f, 4.04f };
+    double r[2] = { 3, 4 };
+    cmp_result c = compare(o, r, 2);
+    CHECKF(fabs(c.rel_l2 - 0.04 / 5) < 1e-6, "rel_l2 = %g, want 0.008", c.rel_l2);
+    CHECK("max abs", fabs(c.max_abs - 0.04) < 1e-6);
+    CHECK("passes the bf16 bound", cmp_pass(&c, cmp_bound(1)));
+    CHECK("fails the fp16 bound", !cmp_pass(&c, cmp_bound(0)));
+}
+
+static void test_nan_fails(void)
+{
+    float o[2] = { NAN, 1 };
+    double r[2] = { 1, 1 };
+    cmp_result c = compare(o, r, 2);
+    CHECK("NaN counted", c.nan_count == 1);
+    CHECK("NaN never passes", !cmp_pass(&c, 1e9));
+}
+
+static void test_inf(void)
+{
+    float o[2] = { -INFINITY, 1 };
+    double r[2] = { -INFINITY, 1 };
+    cmp_result c = compare(o, r, 2);
+    CHECK("matching -inf passes", cmp_pass(&c, 1e-6) && c.inf_mismatch == 0);
+    float o2[2] = { 0, 1 };
+    c = compare(o2, r, 2);
+    CHECK("finite where ref is -inf fails", !cmp_pass(&c, 1e9) && c.inf_mismatch == 1);
+    float o3[1] = { INFINITY };
+    double r3[1] = { -INFINITY };
+    c = compare(o3, r3, 1);
+    CHECK("+inf vs -inf fails", c.inf_mismatch == 1);
+}
+
+static void test_zero_ref(void)
+{
+    float o[2] = { 0, 0 };
+    double r[2] = { 0, 0 };
+    cmp_result c = compare(o, r, 2);
+    CHECK("zero vs zero passes", cmp_pass(&c, 1e-6));
+    float o2[2] = { 1e-3f, 0 };
+    c = compare(o2, r, 2);
+    CHECK("nonzero vs zero ref fails", !cmp_pass(&c, 1e-2));
+}
+
+static const test_case tests[] = {
+    { "exact", test_exact }, { "relative", test_relative }, { "nan_fails", test_nan_fails },
+    { "inf", test_inf }, { "zero_ref", test_zero_ref }, { 0, 0 },
+};
+TEST_MAIN(tests)
