@@ -1,8 +1,498 @@
-/* Placeholder until this command's issue lands. */
+/* spattn run: run the attention forward of a spec once (or --iters times)
+ * on one device, time it, print a checksum, optionally save O and LSE.
+ *
+ * The command is three steps, each a function, so a device is one branch:
+ *   1. problem_load: spec, shape, the layer's bands, and the inputs (random
+ *      from --seed, or --q/--k/--v .npy files), rounded to the spec's dtype
+ *      and kept in both forms: 16-bit words (what a GPU kernel gets) and
+ *      doubles of the same values (what the CPU reference gets);
+ *   2. run_cpu (or run_gpu): fills a run_result (time, O, LSE);
+ *   3. print_human / print_json and the -o / --lse-out files.
+ * A GPU path adds run_gpu(opts, problem, result, e) next to run_cpu and a
+ * case in pick_device; nothing else changes. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cmd/cmd.h"
+#include "cmd/gpu_common.h"
+#include "codegen/bands.h"
+#include "common/fileio.h"
+#include "common/json.h"
+#include "runtime/npy.h"
+#include "runtime/ref.h"
+#include "runtime/rng.h"
+
+static const opt_cmd run_cmd = {
+    "run",
+    "spattn run SPEC [--device auto|cpu|gpu] [--batch B] [--seq-len N] [--seed S | --q Q.npy --k K.npy --v V.npy] "
+    "[-o OUT.npy] [options]",
+    "Run the attention forward of SPEC on the GPU or the float64 CPU reference, time it and print a checksum.",
+    1, 1,
+};
+
+/* ---------------------------------------------------------------------------
+ * The parsed command line */
+
+typedef struct {
+    const char *spec_path;
+    const char *device;              /* "auto", "cpu" or "gpu" */
+    int gpu;                         /* --gpu N: device ordinal */
+    int64_t batch, seq_len;          /* 0: from the spec (or from --q's shape) */
+    int layer_index;                 /* -1: the spec's default pattern */
+    int64_t seed;
+    const char *q_path, *k_path, *v_path;
+    const char *out_path, *lse_path;
+    int iters;                       /* 0: the device's default */
+    int threads;                     /* CPU threads, 0 = all online CPUs */
+    int json;
+    const char *tile, *db_path;      /* GPU: --tile, --db */
+    int no_dense;                    /* GPU: skip the dense causal baseline */
+} run_opts;
+
+typedef enum { DEV_CPU, DEV_GPU } run_device;
+
+/* ---------------------------------------------------------------------------
+ * The problem: spec, shape, bands, inputs */
+
+typedef struct {
+    sp_spec spec;
+    const sp_pattern *pattern;
+    int B, N, H, KVH, D;
+    double scale;
+    sp_band_list *bands;             /* H entries: head h's intervals at N */
+    int64_t pairs;                   /* allowed (i, j) pairs, summed over batch and heads */
+    double ratio;                    /* allowed pairs / dense causal pairs */
+    size_t nq, nk, nl;               /* elements of q (and o), of k (and v), of lse */
+    uint16_t *q16, *k16, *v16;       /* inputs in the spec dtype, [B,N,H,D] / [B,N,KVH,D] */
+    double *q, *k, *v;               /* the same values as doubles */
+} run_problem;
+
+static void problem_free(run_problem *p)
+{
+    free(p->bands);
+    free(p->q16); free(p->k16); free(p->v16);
+    free(p->q); free(p->k); free(p->v);
+    spec_free(&p->spec);
+    memset(p, 0, sizeof *p);
+}
+
+static int alloc_inputs(run_problem *p, sp_err *e)
+{
+    p->q16 = malloc(p->nq * sizeof *p->q16);
+    p->k16 = malloc(p->nk * sizeof *p->k16);
+    p->v16 = malloc(p->nk * sizeof *p->v16);
+    p->q = malloc(p->nq * sizeof *p->q);
+    p->k = malloc(p->nk * sizeof *p->k);
+    p->v = malloc(p->nk * sizeof *p->v);
+    if (!p->q16 || !p->k16 || !p->v16 || !p->q || !p->k || !p->v)
+        return sp_fail(e, SP_EXIT_FAIL, "out of memory for inputs of %zu + 2 x %zu elements", p->nq, p->nk);
+    return 0;
+}
+
+/* Random inputs: one stream from the seed, q then k then v, each normal(0, 1)
+ * rounded to the spec dtype.  The GPU path uploads p->q16 etc., so both
+ * devices see the same numbers for the same --seed. */
+static void random_inputs(run_problem *p, uint64_t seed)
+{
+    rng r;
+    rng_seed(&r, seed);
+    rng_fill_normal(&r, p->spec.dtype, p->nq, p->q16, p->q);
+    rng_fill_normal(&r, p->spec.dtype, p->nk, p->k16, p->k);
+    rng_fill_normal(&r, p->spec.dtype, p->nk, p->v16, p->v);
+}
+
+/* One input file, already read: its shape must be [B, N, heads, D]; its
+ * values (f16, f32 or f64) are rounded to the spec dtype like random inputs. */
+static int npy_input(const run_problem *p, const npy_array *a, const char *path, const char *what, int heads,
+                     uint16_t *bits, double *val, sp_err *e)
+{
+    int64_t want[4] = { p->B, p->N, heads, p->D };
+    if (npy_expect_shape(a, path, 4, want, e)) {
+        sp_hint(e, "--%s takes [batch, seq_len, %s, head_dim] = [%d, %d, %d, %d]", what,
+                heads == p->H ? "heads" : "kv_heads", p->B, p->N, heads, p->D);
+        return -1;
+    }
+    for (size_t i = 0; i < a->count; i++) val[i] = rng_round_dtype(p->spec.dtype, npy_get(a, i), &bits[i]);
+    return 0;
+}
+
+/* The shape, the bands and the inputs; the spec is already loaded.  files:
+ * the --q/--k/--v arrays (read), or NULL for random inputs. */
+static int problem_setup(const run_opts *o, run_problem *p, const npy_array *files, sp_err *e)
+{
+    int64_t B = o->batch ? o->batch : p->spec.batch[0];
+    int64_t N = o->seq_len ? o->seq_len : p->spec.seq_len[0];
+    /* Without --batch / --seq-len, input files set B and N (q's first two
+     * dimensions; every dimension is checked below). */
+    if (files && (!o->batch || !o->seq_len)) {
+        if (files[0].ndim != 4)
+            return sp_fail_at(e, SP_EXIT_USAGE, o->q_path, 0, 0,
+                              "expected a 4-d array [batch, seq_len, heads, head_dim], got %d-d", files[0].ndim);
+        if (!o->batch) B = files[0].shape[0];
+        if (!o->seq_len) N = files[0].shape[1];
+        if (B < 1 || N < 1 || B > 65536 || N > (1 << 24))
+            return sp_fail_at(e, SP_EXIT_USAGE, o->q_path, 0, 0, "batch %lld and seq_len %lld: out of range",
+                              (long long)B, (long long)N);
+    }
+    p->B = (int)B;
+    p->N = (int)N;
+    p->H = p->spec.heads;
+    p->KVH = p->spec.kv_heads;
+    p->D = p->spec.head_dim;
+    p->scale = spec_scale(&p->spec);
+
+    p->bands = calloc((size_t)p->H, sizeof *p->bands);
+    if (!p->bands) return sp_fail(e, SP_EXIT_FAIL, "out of memory");
+    int64_t per_batch = 0;
+    for (int h = 0; h < p->H; h++) {
+        if (bands_head(p->pattern, p->H, h, N, &p->bands[h]))
+            return sp_fail(e, SP_EXIT_USAGE, "cannot lay out the bands of head %d", h);
+        per_batch += bands_pairs(&p->bands[h], N);
+    }
+    p->pairs = per_batch * B;
+    p->ratio = (double)per_batch / ((double)p->H * (double)bands_dense_pairs(N));
+
+    p->nq = (size_t)B * (size_t)N * (size_t)p->H * (size_t)p->D;
+    p->nk = (size_t)B * (size_t)N * (size_t)p->KVH * (size_t)p->D;
+    p->nl = (size_t)B * (size_t)p->H * (size_t)N;
+    if (alloc_inputs(p, e)) return -1;
+    if (!files) {
+        random_inputs(p, (uint64_t)o->seed);
+        return 0;
+    }
+    if (npy_input(p, &files[0], o->q_path, "q", p->H, p->q16, p->q, e)) return -1;
+    if (npy_input(p, &files[1], o->k_path, "k", p->KVH, p->k16, p->k, e)) return -1;
+    if (npy_input(p, &files[2], o->v_path, "v", p->KVH, p->v16, p->v, e)) return -1;
+    return 0;
+}
+
+static int problem_load(const run_opts *o, run_problem *p, sp_err *e)
+{
+    memset(p, 0, sizeof *p);
+    if (cmd_load_spec(o->spec_path, &p->spec, e)) return -1;
+    if (cmd_layer_pattern(&p->spec, o->layer_index, &p->pattern, e)) return -1;
+
+    int nfiles = (o->q_path != NULL) + (o->k_path != NULL) + (o->v_path != NULL);
+    if (nfiles == 0) return problem_setup(o, p, NULL, e);
+    if (nfiles != 3) {
+        sp_fail(e, SP_EXIT_USAGE, "--q, --k and --v go together (%d of 3 given)", nfiles);
+        sp_hint(e, "give all three input files, or none for random inputs from --seed");
+        return -1;
+    }
+    npy_array files[3];
+    memset(files, 0, sizeof files);
+    int rc = -1;
+    if (npy_read(o->q_path, &files[0], e) == 0 && npy_read(o->k_path, &files[1], e) == 0 &&
+        npy_read(o->v_path, &files[2], e) == 0)
+        rc = problem_setup(o, p, files, e);
+    for (int i = 0; i < 3; i++) npy_free(&files[i]);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------
+ * Devices */
+
+/* What a device run produced. */
+typedef struct {
+    run_device device;
+    char detail[160];        /* "float64 reference", or the GPU's name and arch */
+    char why[160];           /* with --device auto: why this device; else "" */
+    int iters;
+    double ms;               /* median time of one forward */
+    float *o;                /* [B,N,H,D] */
+    float *lse;              /* [B,H,N], -inf for rows with no allowed key */
+    /* GPU only */
+    char kernel[128];        /* generated kernel's name */
+    char config_source[160]; /* "tuned (...)", "heuristic" or "--tile" */
+    double dense_ms;         /* this engine's dense causal kernel on the same shape; 0 if not run */
+} run_result;
+
+static void result_free(run_result *r)
+{
+    free(r->o);
+    free(r->lse);
+    r->o = r->lse = NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The float64 reference, timed; O and LSE converted to float for output. */
+static int run_cpu(const run_opts *o, const run_problem *p, run_result *r, sp_err *e)
+{
+    ref_problem rp = { .B = p->B, .N = p->N, .H = p->H, .KVH = p->KVH, .D = p->D, .scale = p->scale,
+                       .bands = p->bands, .threads = o->threads };
+    double *out = malloc(p->nq * sizeof *out), *lse = malloc(p->nl * sizeof *lse);
+    r->o = malloc(p->nq * sizeof *r->o);
+    r->lse = malloc(p->nl * sizeof *r->lse);
+    r->iters = o->iters > 0 ? o->iters : 1;
+    double *times = malloc((size_t)r->iters * sizeof *times);
+    int rc = 0;
+    if (!out || !lse || !r->o || !r->lse || !times) {
+        rc = sp_fail(e, SP_EXIT_FAIL, "out of memory for the CPU reference (%zu output elements)", p->nq);
+        goto done;
+    }
+    snprintf(r->detail, sizeof r->detail, "float64 reference");
+    for (int it = 0; it < r->iters; it++) {
+        double t0 = sp_now();
+        if (ref_forward(&rp, p->q, p->k, p->v, out, lse)) {
+            rc = sp_fail(e, SP_EXIT_FAIL, "the CPU reference could not run (out of memory)");
+            goto done;
+        }
+        times[it] = (sp_now() - t0) * 1e3;
+    }
+    qsort(times, (size_t)r->iters, sizeof *times, cmp_double);
+    r->ms = times[r->iters / 2];
+    for (size_t i = 0; i < p->nq; i++) r->o[i] = (float)out[i];
+    for (size_t i = 0; i < p->nl; i++) r->lse[i] = (float)lse[i];
+done:
+    free(out); free(lse); free(times);
+    return rc;
+}
+
+/* The generated kernel on the GPU: the inputs of p in set 0 (what O and LSE
+ * come from), more random sets to rotate through while timing, CUDA-event
+ * median after warm-up; then the same engine's dense causal kernel on the
+ * same shape and buffers, for the speedup. */
+static int run_gpu(const run_opts *o, const run_problem *p, run_result *r, sp_err *e)
+{
+    gpu_opts go;
+    gpu_opts_init(&go);
+    go.spec_path = o->spec_path;
+    go.batch = p->B;
+    go.seq_len = p->N;
+    go.layer_index = o->layer_index;
+    go.tile = o->tile;
+    go.db_path = o->db_path;
+    go.gpu = o->gpu;
+    go.seed = o->seed + 1000;    /* the timing-only sets differ from set 0 */
+    gpu_problem gp;
+    if (gpu_problem_open(&go, &gp, e)) return -1;
+    gpu_attn *a = &gp.ga;
+    engine_kernel k = { 0 }, dk = { 0 };
+    int rc = -1;
+    r->iters = o->iters > 0 ? o->iters : 50;
+    r->o = malloc(p->nq * sizeof *r->o);
+    r->lse = malloc(p->nl * sizeof *r->lse);
+    if (!r->o || !r->lse) { sp_fail(e, SP_EXIT_FAIL, "out of memory"); goto out; }
+    if (ga_fill_random(a, (uint64_t)go.seed, e) || ga_upload(a, 0, p->q16, p->k16, p->v16, e)) goto out;
+    if (gpu_problem_kernel(&gp, SP_KIND_FWD, &k, e)) goto out;
+    snprintf(r->kernel, sizeof r->kernel, "%s", k.name);
+    snprintf(r->config_source, sizeof r->config_source, "%s", gp.config_source);
+    snprintf(r->detail, sizeof r->detail, "%.100s, sm_%d", gp.gpu->name, gp.gpu->sm);
+    if (ga_poison(a, e) || ga_forward(a, &k, 0, e) || cu_sync(a->g, e) || ga_download_o(a, r->o, r->lse, e)) goto out;
+    if (ga_time_forward(a, &k, 10, r->iters, &r->ms, e)) goto out;
+    if (!o->no_dense) {
+        sp_pattern dense = { SP_DENSE, 0, NULL };
+        if (gpu_problem_dense_kernel(&gp, &dk, e) || ga_set_bands(a, &dense, e) ||
+            ga_time_forward(a, &dk, 5, r->iters, &r->dense_ms, e)) goto out;
+    }
+    rc = 0;
+out:
+    engine_unload(gp.gpu, &k);
+    engine_unload(gp.gpu, &dk);
+    gpu_problem_close(&gp);
+    return rc;
+}
+
+typedef enum { WANT_AUTO, WANT_CPU, WANT_GPU } run_want;
+
+/* --device as given; checked before any work so a typo fails fast. */
+static int parse_device(const char *s, run_want *out, sp_err *e)
+{
+    if (strcmp(s, "auto") == 0) *out = WANT_AUTO;
+    else if (strcmp(s, "cpu") == 0) *out = WANT_CPU;
+    else if (strcmp(s, "gpu") == 0) *out = WANT_GPU;
+    else {
+        sp_fail(e, SP_EXIT_USAGE, "--device: '%s' is not one of auto, cpu, gpu", s);
+        sp_hint(e, "see 'spattn run --help'");
+        return -1;
+    }
+    return 0;
+}
+
+/* Which device runs: cpu or gpu as asked; auto prefers the GPU and says why
+ * it chose what it chose.  --device gpu with no GPU fails later, in
+ * run_gpu, with the driver's own reason (exit 3). */
+static int pick_device(run_want want, run_device *dev, char *why, size_t cap, sp_err *e)
+{
+    (void)e;
+    why[0] = '\0';
+    switch (want) {
+    case WANT_CPU: *dev = DEV_CPU; return 0;
+    case WANT_GPU: *dev = DEV_GPU; return 0;
+    case WANT_AUTO: break;
+    }
+    if (cu_probe()) {
+        *dev = DEV_GPU;
+        snprintf(why, cap, "GPU found");
+    } else {
+        *dev = DEV_CPU;
+        snprintf(why, cap, "no GPU found");
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Output */
+
+typedef struct { double sum, abs_sum; } checksum;
+
+static checksum checksum_of(const float *x, size_t n)
+{
+    checksum c = { 0, 0 };
+    for (size_t i = 0; i < n; i++) {
+        c.sum += x[i];
+        c.abs_sum += fabs(x[i]);
+    }
+    return c;
+}
+
+static double flops_of(const run_problem *p)
+{
+    return 4.0 * p->D * (double)p->pairs;
+}
+
+static const char *device_name(run_device d) { return d == DEV_GPU ? "gpu" : "cpu"; }
+
+static void print_human(const run_opts *o, const run_problem *p, const run_result *r, checksum c)
+{
+    printf("spec: %s (%s)\n", p->spec.name, p->spec.path);
+    printf("shape: B=%d N=%d H=%d KVH=%d D=%d\n", p->B, p->N, p->H, p->KVH, p->D);
+    if (o->layer_index >= 0) printf("pattern: %s (layer %d)\n", sp_pattern_name(p->pattern->kind), o->layer_index);
+    else printf("pattern: %s\n", sp_pattern_name(p->pattern->kind));
+    printf("dtype: %s\n", sp_dtype_name(p->spec.dtype));
+    printf("device: %s (%s)%s%s\n", device_name(r->device), r->detail, r->why[0] ? ", auto: " : "", r->why);
+    if (o->q_path) printf("inputs: %s, %s, %s\n", o->q_path, o->k_path, o->v_path);
+    else printf("inputs: random normal(0, 1), seed %lld\n", (long long)o->seed);
+    printf("work ratio: %.6f (%lld allowed pairs)\n", p->ratio, (long long)p->pairs);
+    if (r->device == DEV_GPU) printf("kernel: %s (%s)\n", r->kernel, r->config_source);
+    printf("time: %.3f ms (median of %d)\n", r->ms, r->iters);
+    if (r->device == DEV_GPU) {
+        printf("effective: %.1f TFLOP/s (allowed pairs only)\n", flops_of(p) / (r->ms * 1e-3) / 1e12);
+        if (r->dense_ms > 0)
+            printf("dense causal (same engine): %.3f ms, speedup %.2fx (ideal %.2fx)\n", r->dense_ms,
+                   r->dense_ms / r->ms, 1.0 / p->ratio);
+    } else
+        printf("effective: %.3f GFLOP/s\n", r->ms > 0 ? flops_of(p) / (r->ms * 1e-3) / 1e9 : 0.0);
+    printf("checksum: sum %.6e, sum|O| %.6e\n", c.sum, c.abs_sum);
+    if (o->out_path) printf("output: %s\n", o->out_path);
+    if (o->lse_path) printf("lse output: %s\n", o->lse_path);
+}
+
+static void print_json(const run_opts *o, const run_problem *p, const run_result *r, checksum c)
+{
+    jw w;
+    jw_init(&w, stdout);
+    jw_obj(&w, NULL);
+    jw_str(&w, "spec", p->spec.name);
+    jw_str(&w, "spec_path", p->spec.path);
+    jw_int(&w, "batch", p->B);
+    jw_int(&w, "seq_len", p->N);
+    jw_int(&w, "heads", p->H);
+    jw_int(&w, "kv_heads", p->KVH);
+    jw_int(&w, "head_dim", p->D);
+    jw_str(&w, "pattern", sp_pattern_name(p->pattern->kind));
+    if (o->layer_index >= 0) jw_int(&w, "layer_index", o->layer_index);
+    else jw_null(&w, "layer_index");
+    jw_str(&w, "dtype", sp_dtype_name(p->spec.dtype));
+    jw_str(&w, "device", device_name(r->device));
+    jw_str(&w, "device_detail", r->detail);
+    jw_str(&w, "device_reason", r->why[0] ? r->why : NULL);
+    jw_str(&w, "inputs", o->q_path ? "npy" : "random");
+    if (o->q_path) jw_null(&w, "seed");
+    else jw_int(&w, "seed", o->seed);
+    jw_num(&w, "work_ratio", p->ratio);
+    jw_int(&w, "allowed_pairs", p->pairs);
+    jw_num(&w, "flops", flops_of(p));
+    jw_int(&w, "iters", r->iters);
+    jw_num(&w, "time_ms", r->ms);
+    jw_num(&w, "median_ms", r->ms);
+    if (r->device == DEV_GPU) {
+        jw_str(&w, "kernel", r->kernel);
+        jw_str(&w, "config_source", r->config_source);
+        jw_num(&w, "eff_tflops", flops_of(p) / (r->ms * 1e-3) / 1e12);
+        if (r->dense_ms > 0) {
+            jw_num(&w, "dense_median_ms", r->dense_ms);
+            jw_num(&w, "speedup_vs_dense", r->dense_ms / r->ms);
+        }
+        jw_num(&w, "ideal_speedup", 1.0 / p->ratio);
+    }
+    jw_num(&w, "gflops", r->ms > 0 ? flops_of(p) / (r->ms * 1e-3) / 1e9 : 0.0);
+    jw_obj(&w, "checksum");
+    jw_num(&w, "sum", c.sum);
+    jw_num(&w, "abs_sum", c.abs_sum);
+    jw_end(&w);
+    jw_str(&w, "output", o->out_path);
+    jw_str(&w, "lse_output", o->lse_path);
+    jw_end(&w);
+    jw_finish(&w);
+}
+
+static int write_outputs(const run_opts *o, const run_problem *p, const run_result *r, sp_err *e)
+{
+    if (o->out_path) {
+        npy_array a = { .dtype = NPY_F32, .ndim = 4, .shape = { p->B, p->N, p->H, p->D }, .count = p->nq, .data = r->o };
+        if (npy_write(o->out_path, &a, e)) return -1;
+    }
+    if (o->lse_path) {
+        npy_array a = { .dtype = NPY_F32, .ndim = 3, .shape = { p->B, p->H, p->N }, .count = p->nl, .data = r->lse };
+        if (npy_write(o->lse_path, &a, e)) return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * The command */
 
 int cmd_run(int argc, char **argv, sp_err *e)
 {
-    (void)argc; (void)argv;
-    return sp_fail(e, SP_EXIT_USAGE, "'run' is not implemented yet");
+    run_opts o = { .device = "auto", .layer_index = -1, .seed = 1 };
+    opt_def defs[] = {
+        OPT_STRING(0, "device", &o.device, "DEV", "auto (default: the GPU if there is one), cpu or gpu"),
+        OPT_INT(0, "gpu", &o.gpu, "N", "GPU ordinal (after CUDA_VISIBLE_DEVICES)", 0, 255),
+        OPT_I64(0, "batch", &o.batch, "B", "batch size (default: the spec's first batch, or --q's)", 1, 65536),
+        OPT_I64(0, "seq-len", &o.seq_len, "N", "sequence length (default: the spec's first seq_len, or --q's)", 1, 1 << 24),
+        OPT_INT(0, "layer-index", &o.layer_index, "K", "use layer K's pattern (per-layer overrides)", 0, 65535),
+        OPT_I64(0, "seed", &o.seed, "S", "seed of the random inputs (default 1)", 0, INT64_MAX),
+        OPT_STRING(0, "q", &o.q_path, "FILE", "queries from .npy [B,N,H,D] (with --k and --v)"),
+        OPT_STRING(0, "k", &o.k_path, "FILE", "keys from .npy [B,N,KVH,D]"),
+        OPT_STRING(0, "v", &o.v_path, "FILE", "values from .npy [B,N,KVH,D]"),
+        OPT_STRING('o', "output", &o.out_path, "FILE", "write O as float32 .npy [B,N,H,D]"),
+        OPT_STRING(0, "lse-out", &o.lse_path, "FILE", "write LSE as float32 .npy [B,H,N]"),
+        OPT_INT(0, "iters", &o.iters, "N", "timed runs; the median is reported (CPU default 1)", 1, 100000),
+        OPT_INT(0, "threads", &o.threads, "T", "CPU threads (default: all online CPUs)", 0, 1024),
+        OPT_STRING(0, "tile", &o.tile, "BMxBN[:wW:sS]", "GPU kernel tile config (default: tuned, else heuristic)"),
+        OPT_STRING(0, "db", &o.db_path, "FILE", "tuning database (default $SPATTN_DB or the cache dir)"),
+        OPT_BOOL(0, "no-dense", &o.no_dense, "GPU: skip timing the dense causal baseline"),
+        OPT_BOOL(0, "json", &o.json, "print one JSON object on stdout"),
+        OPT_END(),
+    };
+    opt_pos pos;
+    int prc = opts_parse(&run_cmd, defs, argc, argv, &pos, e);
+    if (prc) return prc > 0 ? SP_EXIT_OK : SP_EXIT_USAGE;
+    o.spec_path = pos.v[0];
+
+    run_want want;
+    if (parse_device(o.device, &want, e)) return e->code;
+
+    run_problem p;
+    run_result r;
+    memset(&r, 0, sizeof r);
+    int rc = problem_load(&o, &p, e);
+    if (rc == 0) rc = pick_device(want, &r.device, r.why, sizeof r.why, e);
+    if (rc == 0) rc = r.device == DEV_GPU ? run_gpu(&o, &p, &r, e) : run_cpu(&o, &p, &r, e);
+    if (rc == 0) rc = write_outputs(&o, &p, &r, e);
+    if (rc == 0) {
+        checksum c = checksum_of(r.o, p.nq);
+        if (o.json) print_json(&o, &p, &r, c);
+        else print_human(&o, &p, &r, c);
+    }
+    result_free(&r);
+    problem_free(&p);
+    return rc ? (e->code ? e->code : SP_EXIT_FAIL) : SP_EXIT_OK;
 }

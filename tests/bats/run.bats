@@ -1,0 +1,218 @@
+#!/usr/bin/env bats
+# spattn run on the CPU reference: output lines, --json, .npy in and out,
+# bad input files, seeds, flags.  Small shapes only: each run is milliseconds.
+
+setup() {
+    SPATTN=${SPATTN:-$BATS_TEST_DIRNAME/../../build/spattn}
+    ROOT="$BATS_TEST_DIRNAME/../.."
+    SPEC="$ROOT/configs/olmoe-1b-7b.yaml"
+    GQA="$ROOT/configs/gqa-32q-8kv.yaml"
+    FIX="$ROOT/tests/fixtures/npy"
+    TMP=$(mktemp -d)
+}
+
+teardown() { rm -rf "$TMP"; }
+
+checksum() { "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 32 "$@" | grep '^checksum:'; }
+
+@test "cpu run: exit 0 and the report lines" {
+    run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 64
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"spec: olmoe-1b-7b"* ]]
+    [[ "$output" == *"shape: B=1 N=64 H=16 KVH=16 D=128"* ]]
+    [[ "$output" == *"pattern: spattn"* ]]
+    [[ "$output" == *"dtype: bf16"* ]]
+    [[ "$output" == *"device: cpu (float64 reference)"* ]]
+    [[ "$output" == *"inputs: random normal(0, 1), seed 1"* ]]
+    [[ "$output" =~ work\ ratio:\ 0\.[0-9]{6} ]]
+    [[ "$output" =~ time:\ [0-9]+\.[0-9]+\ ms ]]
+    [[ "$output" =~ effective:\ [0-9]+\.[0-9]+\ GFLOP/s ]]
+    [[ "$output" =~ checksum:\ sum\ -?[0-9]\.[0-9]{6}e[-+][0-9]+,\ sum\|O\|\ [0-9]\.[0-9]{6}e[-+][0-9]+ ]]
+}
+
+@test "--device auto says why it chose the CPU" {
+    run "$SPATTN" run "$SPEC" --batch 1 --seq-len 16
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"device: cpu (float64 reference), auto: no GPU found"* ]]
+}
+
+@test "--json: one object with every field" {
+    run "$SPATTN" run "$SPEC" --device cpu --batch 2 --seq-len 24 --seed 5 --json
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -e '
+        .spec == "olmoe-1b-7b" and .batch == 2 and .seq_len == 24 and .heads == 16 and .kv_heads == 16
+        and .head_dim == 128 and .pattern == "spattn" and .dtype == "bf16" and .device == "cpu"
+        and .device_detail == "float64 reference" and .device_reason == null and .inputs == "random"
+        and .seed == 5 and .layer_index == null and (.work_ratio > 0 and .work_ratio <= 1)
+        and (.allowed_pairs > 0) and .flops == 4 * 128 * .allowed_pairs and .iters == 1
+        and (.time_ms >= 0) and (.gflops >= 0) and (.checksum.sum | type) == "number"
+        and (.checksum.abs_sum > 0) and .output == null and .lse_output == null'
+}
+
+@test "--json with --device auto carries the reason" {
+    run "$SPATTN" run "$SPEC" --batch 1 --seq-len 8 --json
+    [ "$status" -eq 0 ]
+    [ "$(echo "$output" | jq -r .device_reason)" = "no GPU found" ]
+}
+
+@test "same --seed gives the same checksum, a different seed a different one" {
+    a=$(checksum --seed 7)
+    b=$(checksum --seed 7)
+    c=$(checksum --seed 8)
+    [ -n "$a" ]
+    [ "$a" = "$b" ]
+    [ "$a" != "$c" ]
+}
+
+@test "the checksum does not depend on the thread count" {
+    [ "$(checksum --threads 1)" = "$(checksum --threads 3)" ]
+}
+
+@test "-o writes a valid .npy that reads back as q, k and v" {
+    run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 16 -o "$TMP/o.npy" --lse-out "$TMP/lse.npy"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"output: $TMP/o.npy"* ]]
+    [ -f "$TMP/o.npy" ] && [ -f "$TMP/lse.npy" ]
+    # header: magic, version 1.0, float32 [1, 16, 16, 128]; 128 header bytes + data
+    [ "$(head -c 6 "$TMP/o.npy" | tail -c 5)" = "NUMPY" ]
+    head -c 128 "$TMP/o.npy" | grep -q "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 16, 16, 128), }"
+    [ "$(stat -c %s "$TMP/o.npy")" -eq $((128 + 4 * 16 * 16 * 128)) ]
+    head -c 128 "$TMP/lse.npy" | grep -q "'shape': (1, 16, 16), }"
+    # The binary reads its own output back (B and N come from q's shape).
+    run "$SPATTN" run "$SPEC" --device cpu --q "$TMP/o.npy" --k "$TMP/o.npy" --v "$TMP/o.npy"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"shape: B=1 N=16 H=16 KVH=16 D=128"* ]]
+    [[ "$output" == *"inputs: $TMP/o.npy, $TMP/o.npy, $TMP/o.npy"* ]]
+}
+
+@test ".npy inputs: deterministic, and --seed does not change them" {
+    # Write O of seed 3, feed it as q, k, v twice: same checksum both times.
+    "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 12 --seed 3 -o "$TMP/o.npy" >/dev/null
+    a=$("$SPATTN" run "$SPEC" --device cpu --q "$TMP/o.npy" --k "$TMP/o.npy" --v "$TMP/o.npy" | grep checksum)
+    b=$("$SPATTN" run "$SPEC" --device cpu --seed 9 --q "$TMP/o.npy" --k "$TMP/o.npy" --v "$TMP/o.npy" | grep checksum)
+    [ "$a" = "$b" ]
+}
+
+@test "a .npy of the wrong shape: exit 2 naming the file and both shapes" {
+    "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 -o "$TMP/o.npy" >/dev/null
+    # the GQA spec has 32 query heads and 8 kv heads: a 16-head q does not fit
+    run "$SPATTN" run "$GQA" --device cpu --q "$TMP/o.npy" --k "$TMP/o.npy" --v "$TMP/o.npy"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$TMP/o.npy: error: has shape (1, 8, 16, 128), expected (1, 8, 32, 128)"* ]]
+    [[ "$output" == *"hint: --q takes [batch, seq_len, heads, head_dim]"* ]]
+    # explicit --seq-len that disagrees with the file
+    run "$SPATTN" run "$SPEC" --device cpu --seq-len 9 --q "$TMP/o.npy" --k "$TMP/o.npy" --v "$TMP/o.npy"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"expected (1, 9, 16, 128)"* ]]
+    # not 4-d at all, with B and N to be taken from it
+    run "$SPATTN" run "$SPEC" --device cpu --q "$FIX/good_scalar.npy" --k "$TMP/o.npy" --v "$TMP/o.npy"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"good_scalar.npy: error: expected a 4-d array"* ]]
+}
+
+@test "a truncated .npy: exit 2 naming the file" {
+    "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 -o "$TMP/o.npy" >/dev/null
+    head -c 1000 "$TMP/o.npy" >"$TMP/cut.npy"
+    run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 --q "$TMP/o.npy" --k "$TMP/cut.npy" --v "$TMP/o.npy"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$TMP/cut.npy: error: truncated data"* ]]
+    head -c 50 "$TMP/o.npy" >"$TMP/cut.npy"
+    run "$SPATTN" run "$SPEC" --device cpu --q "$TMP/cut.npy" --k "$TMP/o.npy" --v "$TMP/o.npy"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$TMP/cut.npy: error: truncated .npy file"* ]]
+}
+
+@test "bad .npy fixtures: exit 2 with the file named" {
+    for f in bad_big_endian bad_fortran bad_header_len bad_magic bad_int_dtype; do
+        run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 2 --q "$FIX/$f.npy" --k "$FIX/$f.npy" --v "$FIX/$f.npy"
+        [ "$status" -eq 2 ] || { echo "$f: exit $status"; false; }
+        [[ "$output" == *"$FIX/$f.npy: error:"* ]] || { echo "$f: $output"; false; }
+    done
+}
+
+@test "--q without --k and --v: exit 2" {
+    run "$SPATTN" run "$SPEC" --device cpu --q "$FIX/good_f32_2x3.npy"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--q, --k and --v go together (1 of 3 given)"* ]]
+}
+
+@test "a missing input file: exit 2" {
+    run "$SPATTN" run "$SPEC" --device cpu --q "$TMP/nope.npy" --k "$TMP/nope.npy" --v "$TMP/nope.npy"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$TMP/nope.npy: error: cannot open"* ]]
+}
+
+@test "--device gpu without a GPU: exit 3 naming the reason" {
+    if "$SPATTN" info --require-gpu >/dev/null 2>&1; then skip "a GPU is present"; fi
+    run "$SPATTN" run "$SPEC" --device gpu --batch 1 --seq-len 8
+    [ "$status" -eq 3 ]
+    [[ "$output" == *"error:"* ]]
+    [[ "$output" == *"CUDA"* || "$output" == *"GPU"* ]]
+}
+
+@test "--device auto without a GPU picks the CPU and says why" {
+    if "$SPATTN" info --require-gpu >/dev/null 2>&1; then skip "a GPU is present"; fi
+    run "$SPATTN" run "$SPEC" --batch 1 --seq-len 8 --json
+    [ "$status" -eq 0 ]
+    [ "$(echo "$output" | jq -r .device)" = cpu ]
+    [ "$(echo "$output" | jq -r .device_reason)" = "no GPU found" ]
+}
+
+@test "GPU: run reports the kernel, time, TFLOP/s and the dense baseline" {
+    "$SPATTN" info --require-gpu >/dev/null 2>&1 || skip "no GPU: GPU runs happen on the GPU host"
+    run "$SPATTN" run "$SPEC" --device gpu --batch 1 --seq-len 1024 --iters 5 --json
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -e '.device == "gpu" and .median_ms > 0 and .dense_median_ms > 0 and (.kernel | startswith("spattn_fwd"))'
+}
+
+@test "--device with a bad value: exit 2" {
+    run "$SPATTN" run "$SPEC" --device tpu
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"'tpu' is not one of auto, cpu, gpu"* ]]
+}
+
+@test "unknown flag: exit 2 with a hint" {
+    run "$SPATTN" run "$SPEC" --no-such-flag
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"unknown option '--no-such-flag'"* ]]
+    [[ "$output" == *"hint: see 'spattn run --help'"* ]]
+}
+
+@test "no spec: exit 2; bad values: exit 2" {
+    run "$SPATTN" run
+    [ "$status" -eq 2 ]
+    run "$SPATTN" run "$SPEC" --seq-len 0
+    [ "$status" -eq 2 ]
+    run "$SPATTN" run "$SPEC" --batch x
+    [ "$status" -eq 2 ]
+    run "$SPATTN" run "$TMP/missing.yaml"
+    [ "$status" -eq 2 ]
+}
+
+@test "--layer-index picks a layer's pattern; out of range is exit 2" {
+    run "$SPATTN" run "$ROOT/configs/hybrid-layers.yaml" --device cpu --layer-index 0 --seq-len 16
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"pattern: dense (layer 0)"* ]]
+    [[ "$output" == *"work ratio: 1.000000"* ]]
+    run "$SPATTN" run "$ROOT/configs/hybrid-layers.yaml" --device cpu --layer-index 99 --seq-len 16
+    [ "$status" -eq 2 ]
+}
+
+@test "rows with no allowed key: LSE is -inf, no NaN anywhere" {
+    # layer 5 is exclusive with band_basis 8192: at N = 64 every head but the
+    # first has its band past the end, so most rows have no key.
+    run "$SPATTN" run "$ROOT/configs/hybrid-layers.yaml" --device cpu --layer-index 5 --seq-len 64 --json \
+        -o "$TMP/o.npy" --lse-out "$TMP/lse.npy"
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -e '.checksum.sum != null and .checksum.abs_sum != null'
+    # the data start at byte 128 (64-byte aligned header)
+    od -An -tf4 -v -j 128 "$TMP/lse.npy" | grep -q -- '-inf'
+    [ -z "$(od -An -tf4 -v -j 128 "$TMP/lse.npy" | grep -i nan)" ]
+    [ -z "$(od -An -tf4 -v -j 128 "$TMP/o.npy" | grep -i 'nan\|inf')" ]
+}
+
+@test "--iters runs several times and reports the median" {
+    run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 --iters 3 --json
+    [ "$status" -eq 0 ]
+    [ "$(echo "$output" | jq .iters)" = "3" ]
+}
