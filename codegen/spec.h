@@ -26,10 +26,14 @@ typedef struct { int n; sp_interval iv[SP_MAX_INTERVALS]; } sp_band_list;
 /* One attention pattern: the built-in layouts of DESIGN.md, or custom bands. */
 typedef struct {
     sp_pattern_kind kind;
-    int64_t band_basis;     /* 0: L = N (seq_len); > 0: L fixed to this */
+    int64_t band_basis;     /* 0: L = N (seq_len); > 0: L fixed to this
+                               (>= heads).  Always 0 for custom and unused
+                               by dense. */
     sp_band_list *custom;   /* kind == SP_CUSTOM: `heads` entries, as written
-                               in the spec (validated: sorted, disjoint,
-                               non-negative, non-empty); else NULL */
+                               in the spec, in absolute distances (validated:
+                               sorted, disjoint (touching allowed), lo >= 0,
+                               hi > lo, hi <= INT32_MAX; a head may have
+                               n == 0); else NULL */
 } sp_pattern;
 
 /* Per-layer override: layers first..last (inclusive) use `pattern`. */
@@ -50,11 +54,15 @@ typedef struct {
     int n_seq_len; int64_t seq_len[SP_MAX_SHAPES];
 } sp_spec;
 
-/* Load and validate a spec file.  On error fills e with file:line:column and
- * code SP_EXIT_USAGE; *out is left freed. */
+/* Load and validate a spec file (at most 1 MiB of UTF-8 YAML).  On error
+ * fills e with file:line:column (1-based; 0:0 only when the file cannot be
+ * read) and code SP_EXIT_USAGE, sometimes a hint ("did you mean ..."), and
+ * leaves *out zeroed with nothing to free.  On success free with spec_free. */
 int spec_load(const char *path, sp_spec *out, sp_err *e);
-/* Same from memory; `name` is used as the file name in messages. */
+/* Same from memory (text need not be NUL-terminated); `name` is used as the
+ * file name in messages and, without a `name:` key, for the spec's name. */
 int spec_parse(const char *text, size_t len, const char *name, sp_spec *out, sp_err *e);
+/* Free the custom band tables and zero *s; safe to call twice. */
 void spec_free(sp_spec *s);
 
 /* The pattern of layer `layer` (overrides first, then the default).  Layer

@@ -1,0 +1,70 @@
+#!/usr/bin/env bats
+# Spec files through the CLI (spattn-spec(5)): every shipped config is
+# accepted, and every bad spec in tests/fixtures/bad/ makes `spattn plan`
+# exit 2 with one compiler-style line "FILE:LINE:COL: error: MESSAGE" on
+# stderr, at the position and with the message listed in
+# tests/fixtures/bad/EXPECTED.
+
+bats_require_minimum_version 1.5.0
+
+setup() {
+    cd "$BATS_TEST_DIRNAME/../.."
+    SPATTN=${SPATTN:-$PWD/build/spattn}
+    BAD=tests/fixtures/bad
+}
+
+@test "every shipped config is accepted" {
+    for f in configs/*.yaml; do
+        run --separate-stderr "$SPATTN" plan "$f" --seq-len 64
+        [ "$status" -eq 0 ] || { echo "$f: exit $status: $stderr"; false; }
+    done
+}
+
+@test "every bad spec: exit 2 and FILE:LINE:COL: error: naming the problem" {
+    failures=0 count=0
+    while IFS=$'\t' read -r file pos sub; do
+        case "$file" in '' | \#*) continue ;; esac
+        count=$((count + 1))
+        run --separate-stderr "$SPATTN" plan "$BAD/$file" --seq-len 64
+        first=${stderr%%$'\n'*}
+        if [ "$status" -ne 2 ]; then
+            echo "$file: exit $status (want 2): $stderr"; failures=$((failures + 1))
+        elif [[ "$first" != "$BAD/$file:$pos: error: "*"$sub"* ]]; then
+            echo "$file: got '$first', want '$BAD/$file:$pos: error: ...$sub...'"; failures=$((failures + 1))
+        elif [ -n "$output" ]; then
+            echo "$file: wrote to stdout: $output"; failures=$((failures + 1))
+        fi
+    done < "$BAD/EXPECTED"
+    [ "$count" -ge 24 ] || { echo "only $count fixtures in EXPECTED"; false; }
+    [ "$failures" -eq 0 ]
+}
+
+@test "every bad fixture is listed in EXPECTED" {
+    for f in "$BAD"/*.yaml; do
+        grep -q "^$(basename "$f")"$'\t' "$BAD/EXPECTED" || { echo "$f not in EXPECTED"; false; }
+    done
+}
+
+@test "unknown key: the error is followed by a did-you-mean hint" {
+    run --separate-stderr "$SPATTN" plan "$BAD/unknown-key.yaml" --seq-len 64
+    [ "$status" -eq 2 ]
+    [[ "$stderr" == *$'\n'"hint: did you mean 'head_dim'?"* ]]
+}
+
+@test "a missing spec file: exit 2, the error names the file" {
+    run --separate-stderr "$SPATTN" plan "$BAD/no-such-spec.yaml" --seq-len 64
+    [ "$status" -eq 2 ]
+    [[ "$stderr" == "$BAD/no-such-spec.yaml: error: cannot open"* ]]
+}
+
+@test "a directory instead of a spec: exit 2" {
+    run --separate-stderr "$SPATTN" plan configs --seq-len 64
+    [ "$status" -eq 2 ]
+    [[ "$stderr" == "configs: error:"* ]]
+}
+
+@test "a spec on a pipe is read like a file" {
+    run --separate-stderr "$SPATTN" plan <(printf 'heads: 0\nhead_dim: 64\n') --seq-len 64
+    [ "$status" -eq 2 ]
+    [[ "$stderr" == *":1:8: error: heads: 0 is out of range"* ]]
+}
