@@ -1,8 +1,228 @@
-/* Placeholder until this command's issue lands. */
+/* spattn compile: generate and compile a spec's kernels with NVRTC (no GPU
+ * needed) and report, per kernel and architecture, registers, shared
+ * memory, stack and spills.  The test suite runs it with --no-spills over
+ * every shipped config: a spill in a default tile config fails the build.
+ *
+ * Which kernels: one per distinct pattern of the spec (the default and
+ * every per-layer override), or --layer-index's only, or --dense's; per
+ * kind (--kind fwd|bwd|all) and per --arch. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/arch.h"
 #include "cmd/cmd.h"
+#include "codegen/emit.h"
+#include "codegen/kcfg.h"
+#include "common/fileio.h"
+#include "common/json.h"
+#include "common/strbuf.h"
+#include "runtime/nvrtc.h"
+
+static const opt_cmd compile_cmd = {
+    "compile",
+    "spattn compile SPEC [--arch ARCH[,ARCH...]] [--kind fwd|bwd|all] [--tile BMxBN[:wW:sS]] [--layer-index K] "
+    "[--dense] [--no-spills] [--json]",
+    "Compile SPEC's kernels with NVRTC (no GPU needed) and report registers, shared memory and spills.",
+    1, 1,
+};
+
+#define MAX_ARCHS 8
+#define MAX_PATTERNS (1 + SP_MAX_OVERRIDES)
+
+typedef struct {
+    char name[128], tile[64], arch[16];
+    sp_kernel_kind kind;
+    sp_pattern_kind pattern;
+    int dynamic_smem;
+    sp_kres res;
+    double seconds;
+} compiled_kernel;
+
+/* Patterns to compile: --dense's, --layer-index's, or every distinct one
+ * of the spec (two are the same kernel when kind and basis agree). */
+static int collect_patterns(const sp_spec *spec, int layer_index, int dense, const sp_pattern *dense_pat,
+                            const sp_pattern **out, sp_err *e)
+{
+    if (dense) { out[0] = dense_pat; return 1; }
+    if (layer_index >= 0) return cmd_layer_pattern(spec, layer_index, &out[0], e) ? -1 : 1;
+    int n = 0;
+    out[n++] = &spec->pattern;
+    for (int i = 0; i < spec->n_overrides; i++) {
+        const sp_pattern *p = &spec->overrides[i].pattern;
+        int seen = 0;
+        for (int j = 0; j < n; j++)
+            if (out[j]->kind == p->kind && out[j]->band_basis == p->band_basis && out[j]->custom == p->custom) seen = 1;
+        if (!seen) out[n++] = p;
+    }
+    return n;
+}
+
+/* Split --arch's comma-separated list. */
+static int parse_archs(const char *list, char archs[][16], int *sms, sp_err *e)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    int n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n >= MAX_ARCHS) return sp_fail(e, SP_EXIT_USAGE, "compile: at most %d architectures", MAX_ARCHS);
+        if (arch_parse(tok, &sms[n], archs[n], 16, e)) return -1;
+        n++;
+    }
+    if (n == 0) return sp_fail(e, SP_EXIT_USAGE, "compile: --arch is empty");
+    return n;
+}
+
+/* Emit and compile one kernel; fills k.  -1 on a generation or compile
+ * error (the NVRTC log head is in e). */
+static int compile_one(const sp_spec *spec, const sp_pattern *pat, sp_kernel_kind kind, const char *tile, int sm,
+                       const char *arch, compiled_kernel *k, sp_err *e)
+{
+    sp_kcfg cfg;
+    kcfg_for_spec(&cfg, spec, pat, kind, sm);
+    if (tile && kcfg_parse_tile(tile, &cfg, e)) return -1;
+    if (kcfg_derive(&cfg, e)) return -1;
+    strbuf src = STRBUF_INIT;
+    if (emit_kernel(&src, spec, pat, &cfg, e)) { sb_free(&src); return -1; }
+
+    memset(k, 0, sizeof *k);
+    kcfg_name(&cfg, k->name, sizeof k->name);
+    kcfg_tile_string(&cfg, k->tile, sizeof k->tile);
+    snprintf(k->arch, sizeof k->arch, "%s", arch);
+    k->kind = kind;
+    k->pattern = pat->kind;
+    k->dynamic_smem = cfg.smem_bytes;
+
+    sp_compiled out;
+    double t0 = sp_now();
+    int rc = nvrtc_compile(src.buf, arch, &out, e);
+    k->seconds = sp_now() - t0;
+    sb_free(&src);
+    if (rc) {
+        nvrtc_compiled_free(&out);
+        return -1;
+    }
+    if (nvrtc_kernel_resources(out.log, k->name, &k->res)) {
+        nvrtc_compiled_free(&out);
+        return sp_fail(e, SP_EXIT_FAIL, "compile: no ptxas report for %s in the NVRTC log", k->name);
+    }
+    nvrtc_compiled_free(&out);
+    return 0;
+}
+
+static void print_table(const compiled_kernel *ks, int n)
+{
+    printf("%-40s %-10s %-7s %5s %16s %6s %12s %8s\n", "kernel", "pattern", "arch", "regs", "smem static+dyn",
+           "stack", "spill st/ld", "time");
+    for (int i = 0; i < n; i++) {
+        const compiled_kernel *k = &ks[i];
+        char smem[48], spill[32];
+        snprintf(smem, sizeof smem, "%d+%d", k->res.smem_static, k->dynamic_smem);
+        snprintf(spill, sizeof spill, "%d/%d", k->res.spill_stores, k->res.spill_loads);
+        printf("%-40s %-10s %-7s %5d %16s %6d %12s %7.2fs\n", k->name, sp_pattern_name(k->pattern), k->arch,
+               k->res.regs, smem, k->res.stack_bytes, spill, k->seconds);
+    }
+}
+
+static void print_json(const sp_spec *spec, const compiled_kernel *ks, int n, int spills)
+{
+    jw w;
+    jw_init(&w, stdout);
+    jw_obj(&w, NULL);
+    jw_str(&w, "spec", spec->name);
+    jw_int(&w, "nvrtc_version", nvrtc_version());
+    jw_arr(&w, "kernels");
+    for (int i = 0; i < n; i++) {
+        const compiled_kernel *k = &ks[i];
+        jw_obj(&w, NULL);
+        jw_str(&w, "name", k->name);
+        jw_str(&w, "kind", k->kind == SP_KIND_BWD ? "bwd" : "fwd");
+        jw_str(&w, "pattern", sp_pattern_name(k->pattern));
+        jw_str(&w, "tile", k->tile);
+        jw_str(&w, "arch", k->arch);
+        jw_int(&w, "regs", k->res.regs);
+        jw_int(&w, "smem_static", k->res.smem_static);
+        jw_int(&w, "smem_dynamic", k->dynamic_smem);
+        jw_int(&w, "stack_bytes", k->res.stack_bytes);
+        jw_int(&w, "spill_stores", k->res.spill_stores);
+        jw_int(&w, "spill_loads", k->res.spill_loads);
+        jw_num(&w, "compile_seconds", k->seconds);
+        jw_end(&w);
+    }
+    jw_end(&w);
+    jw_bool(&w, "spills", spills > 0);
+    jw_end(&w);
+    jw_finish(&w);
+}
 
 int cmd_compile(int argc, char **argv, sp_err *e)
 {
-    (void)argc; (void)argv;
-    return sp_fail(e, SP_EXIT_USAGE, "'compile' is not implemented yet");
+    const char *arch_list = "sm_90a", *kind_name = "all", *tile = NULL;
+    int layer_index = -1, dense = 0, no_spills = 0, json = 0;
+    opt_def opts[] = {
+        OPT_STRING(0, "arch", &arch_list, "ARCH[,ARCH]", "targets, e.g. sm_80,sm_90a (default sm_90a; sm_90 means sm_90a)"),
+        OPT_STRING(0, "kind", &kind_name, "KIND", "fwd, bwd or all (default: all kinds generated so far)"),
+        OPT_STRING(0, "tile", &tile, "BMxBN[:wW:sS]", "tile config instead of the default"),
+        OPT_INT(0, "layer-index", &layer_index, "K", "only layer K's pattern (default: every pattern of the spec)", 0,
+                1 << 20),
+        OPT_BOOL(0, "dense", &dense, "the dense causal kernel of the spec's shape instead"),
+        OPT_BOOL(0, "no-spills", &no_spills, "exit 1 if any kernel spills registers"),
+        OPT_BOOL(0, "json", &json, "print one JSON object on stdout"),
+        OPT_END(),
+    };
+    opt_pos pos;
+    int rc = opts_parse(&compile_cmd, opts, argc, argv, &pos, e);
+    if (rc) return rc > 0 ? SP_EXIT_OK : SP_EXIT_USAGE;
+
+    sp_kernel_kind kinds[2];
+    int n_kinds = 0;
+    if (strcmp(kind_name, "fwd") == 0 || strcmp(kind_name, "all") == 0) kinds[n_kinds++] = SP_KIND_FWD;
+    if (strcmp(kind_name, "bwd") == 0 || strcmp(kind_name, "all") == 0) {
+        if (emit_kind_supported(SP_KIND_BWD)) kinds[n_kinds++] = SP_KIND_BWD;
+        else if (strcmp(kind_name, "bwd") == 0)
+            return sp_fail(e, SP_EXIT_USAGE, "compile: backward kernels are not generated yet");
+    }
+    if (n_kinds == 0) return sp_fail(e, SP_EXIT_USAGE, "compile: --kind must be fwd, bwd or all, not '%s'", kind_name);
+
+    char archs[MAX_ARCHS][16];
+    int sms[MAX_ARCHS];
+    int n_archs = parse_archs(arch_list, archs, sms, e);
+    if (n_archs < 0) return SP_EXIT_USAGE;
+
+    sp_spec spec;
+    if (cmd_load_spec(pos.v[0], &spec, e)) return SP_EXIT_USAGE;
+    const sp_pattern *pats[MAX_PATTERNS];
+    sp_pattern dense_pat = { SP_DENSE, 0, NULL };
+    compiled_kernel *ks = NULL;
+    int n = 0, spills = 0;
+    int n_pats = collect_patterns(&spec, layer_index, dense, &dense_pat, pats, e);
+    rc = SP_EXIT_USAGE;
+    if (n_pats < 0) goto out;
+
+    ks = calloc((size_t)(n_pats * n_kinds * n_archs), sizeof *ks);
+    if (!ks) { sp_fail(e, SP_EXIT_FAIL, "out of memory"); rc = SP_EXIT_FAIL; goto out; }
+    for (int p = 0; p < n_pats; p++)
+        for (int k = 0; k < n_kinds; k++)
+            for (int a = 0; a < n_archs; a++) {
+                if (compile_one(&spec, pats[p], kinds[k], tile, sms[a], archs[a], &ks[n], e)) {
+                    rc = e->code ? e->code : SP_EXIT_FAIL;
+                    goto out;
+                }
+                if (ks[n].res.spill_stores || ks[n].res.spill_loads) spills++;
+                n++;
+            }
+
+    if (json) print_json(&spec, ks, n, spills);
+    else print_table(ks, n);
+    for (int i = 0; i < n; i++)
+        if (ks[i].res.spill_stores || ks[i].res.spill_loads)
+            fprintf(stderr, "%s: %s for %s spills %d bytes (stores) / %d bytes (loads)\n",
+                    no_spills ? "error" : "WARNING", ks[i].name, ks[i].arch, ks[i].res.spill_stores,
+                    ks[i].res.spill_loads);
+    rc = spills && no_spills ? SP_EXIT_FAIL : SP_EXIT_OK;
+out:
+    free(ks);
+    spec_free(&spec);
+    return rc;
 }

@@ -27,17 +27,25 @@ typedef struct {
 
     /* Derived by kcfg_derive. */
     int threads;
-    int smem_bytes;        /* dynamic shared memory per block */
+    int smem_bytes;        /* dynamic shared memory per block (with 128 bytes of alignment slack) */
+    int row_bytes;         /* bytes per head_dim row of a shared-memory tile (padding included) */
+    int q_in_regs;         /* 1: Q fragments live in registers; 0: re-read from shared memory (d256) */
 } sp_kcfg;
+
+/* Shared memory one block may use (H100/A100 opt-in limit: 227 KiB). */
+#define KCFG_SMEM_LIMIT (227 * 1024)
 
 /* Fill the problem part from a spec and pattern, and the heuristic default
  * tiles for the kind and GPU architecture (sm: 80, 86, 89, 90, ...). */
 void kcfg_for_spec(sp_kcfg *c, const sp_spec *s, const sp_pattern *p, sp_kernel_kind kind, int sm);
 /* Validate tile choices and compute the derived fields; -1 and an error
- * (SP_EXIT_USAGE) naming the bad choice. */
+ * (SP_EXIT_USAGE) naming the bad choice.  warps == 0 means "pick": BM / 16
+ * for the forward (each warp owns 16 query rows).  SP_KIND_BWD is not
+ * supported yet and fails. */
 int kcfg_derive(sp_kcfg *c, sp_err *e);
-/* Parse a --tile argument: "BMxBN" or "BMxBN:wW:sS" (e.g. 128x64:w8:s2);
- * fields not given keep their value.  Does not derive. */
+/* Parse a --tile argument: "BMxBN" or "BMxBN:wW:sS" (e.g. 128x64:w8:s2,
+ * also 128x64:s3); stages not given keep their value, warps not given
+ * become 0 (kcfg_derive picks them).  Does not derive. */
 int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e);
 /* The kernel's name, which carries its parameters:
  * spattn_fwd_bf16_d128_bm128_bn64_w8_s2 */

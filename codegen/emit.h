@@ -1,0 +1,51 @@
+/* The CUDA code generator.  emit_kernel writes one self-contained CUDA C++
+ * translation unit (no #include: NVRTC gets no include path) for a derived
+ * kernel config: a header comment, the prelude of small named helpers
+ * (inline PTX wrapped once, each with its fragment layout), the band
+ * helpers, then the kernel, whose body reads like FlashAttention-2
+ * pseudocode.  The same inputs always give the same bytes, so the source
+ * can key the cubin cache and `spattn gen` output can be diffed.
+ *
+ * Emitters append to a strbuf and read only the config: they never choose a
+ * tile size (kcfg_derive did).  The parts are public so the backward
+ * emitter can reuse the prelude and the band helpers. */
+#ifndef SPATTN_EMIT_H
+#define SPATTN_EMIT_H
+
+#include "codegen/kcfg.h"
+#include "codegen/spec.h"
+#include "common/err.h"
+#include "common/strbuf.h"
+
+/* The whole translation unit for cfg (derived: kcfg_derive succeeded) of
+ * the spec's problem with pattern pat.  The kernel is extern "C" and named
+ * by kcfg_name.  -1 (SP_EXIT_USAGE) if cfg is not derived or its kind has
+ * no emitter yet. */
+int emit_kernel(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const sp_kcfg *cfg, sp_err *e);
+
+/* 1 if emit_kernel can generate kernels of this kind. */
+int emit_kind_supported(sp_kernel_kind kind);
+
+/* ---- Parts, in the order a translation unit uses them ---- */
+
+/* The opening comment: spattn version, spec name, pattern, heads, each
+ * head's intervals at the spec's first seq_len, the config. */
+void emit_header(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const sp_kcfg *cfg);
+/* Compile-time constants of cfg (HEAD_DIM, BM, BN, WARPS, THREADS, STAGES,
+ * GROUP, MAX_INTERVALS, tile geometry, SMEM_BYTES). */
+void emit_constants(strbuf *out, const sp_kcfg *cfg);
+/* Types (16-bit storage, u32x4), the sp_kparams struct (runtime/kparams.h)
+ * with its size check, and the PTX helpers: cp.async with zero-fill,
+ * commit/wait_group, ldmatrix x4 and x4.trans, mma m16n8k16 for cfg's
+ * dtype, ex2/lg2, float-pair packing, quad reductions, shared-memory tile
+ * offsets (swizzle).  Needs emit_constants before it. */
+void emit_prelude(strbuf *out, const sp_kcfg *cfg);
+/* The band helpers: the band_plan struct, band_plan_build (the KV tiles a
+ * query tile visits, mirroring bands_kv_tiles), band_tile_at,
+ * band_tile_kind (SKIP / PARTIAL / FULL for a row range) and band_allows. */
+void emit_bands(strbuf *out, const sp_kcfg *cfg);
+/* The forward kernel and its parts (loads, S = QK^T, mask, online softmax,
+ * O += PV, epilogue), after the prelude and the band helpers. */
+void emit_fwd(strbuf *out, const sp_kcfg *cfg);
+
+#endif

@@ -1,0 +1,278 @@
+/* The prelude every generated kernel starts with: types, the parameter
+ * struct, and small named helpers around inline PTX, each written once with
+ * a comment on what it does and on its register layout; then the band
+ * helpers.  Kernels are written against these helpers only, so their bodies
+ * read like the algorithm (ThunderKittens' habit). */
+#include "codegen/emit.h"
+
+#include <string.h>
+
+#include "runtime/bandtab.h"
+#include "runtime/kparams.h"
+
+/* ---- types and parameters --------------------------------------------- */
+
+typedef struct { const char *type, *name, *comment; } kparam_field;
+
+#define KPARAM_ROW_(type, name, comment) { #type, #name, comment },
+static const kparam_field kparam_fields[] = { SP_KPARAMS_FIELDS(KPARAM_ROW_) };
+#undef KPARAM_ROW_
+
+static void emit_kparams(strbuf *out)
+{
+    sb_puts(out,
+            "/* The kernel's one parameter, passed by value.  Generated from the field list in\n"
+            " * runtime/kparams.h, the same list the host's struct comes from; the size check\n"
+            " * below catches a host and a kernel built from different lists. */\n"
+            "struct sp_kparams {\n");
+    for (size_t i = 0; i < sizeof kparam_fields / sizeof kparam_fields[0]; i++) {
+        const kparam_field *f = &kparam_fields[i];
+        sb_printf(out, "    %s %s;", f->type, f->name);
+        int pad = 28 - (int)(strlen(f->type) + strlen(f->name));
+        if (f->comment[0]) sb_printf(out, "%*s/* %s */", pad > 1 ? pad : 1, "", f->comment);
+        sb_puts(out, "\n");
+    }
+    sb_printf(out,
+              "};\n"
+              "static_assert(sizeof(sp_kparams) == %d, \"sp_kparams differs from the host's (runtime/kparams.h)\");\n\n",
+              (int)sizeof(sp_kparams));
+}
+
+static void emit_types(strbuf *out, const sp_kcfg *cfg)
+{
+    sb_printf(out,
+              "/* ==== Prelude: types ==== */\n"
+              "typedef unsigned int u32;\n"
+              "typedef unsigned long long u64;\n"
+              "typedef unsigned short elem_t;   /* one %s value as its raw 16 bits: storage only */\n"
+              "struct alignas(16) u32x4 { u32 x, y, z, w; };   /* 16 bytes: 8 elements, one chunk */\n\n",
+              cfg->dtype == SP_BF16 ? "bfloat16" : "float16");
+    emit_kparams(out);
+}
+
+/* ---- PTX helpers ------------------------------------------------------- */
+
+static void emit_ptx(strbuf *out, const sp_kcfg *cfg)
+{
+    const char *mma_type = cfg->dtype == SP_BF16 ? "bf16" : "f16";
+    const char *cvt_type = cfg->dtype == SP_BF16 ? "bf16x2" : "f16x2";
+
+    sb_puts(out,
+            "/* ==== Prelude: helpers around PTX ==== */\n"
+            "#define DEV static __device__ __forceinline__\n\n"
+            "DEV float neg_inf() { return __int_as_float(0xff800000u); }\n\n"
+            "/* The 32-bit shared-memory address PTX's .shared instructions take. */\n"
+            "DEV u32 smem_addr(const void *p) { return (u32)__cvta_generic_to_shared(p); }\n\n"
+            "/* cp.async: copy 16 bytes global -> shared without passing through registers (.cg:\n"
+            " * cached in L2 only).  With valid == false the source size is 0: nothing is read and\n"
+            " * the 16 bytes are zero-filled, which is how rows past the sequence end become 0. */\n"
+            "DEV void cp_async_16(u32 dst, const void *src, bool valid)\n"
+            "{\n"
+            "    asm volatile(\"cp.async.cg.shared.global [%0], [%1], 16, %2;\\n\" :: \"r\"(dst), \"l\"(src), \"r\"(valid ? 16 : 0));\n"
+            "}\n"
+            "/* Close the group of this thread's cp.async issued since the last commit. */\n"
+            "DEV void cp_async_commit() { asm volatile(\"cp.async.commit_group;\\n\" ::: \"memory\"); }\n"
+            "/* Wait until at most N of this thread's groups are in flight (oldest complete first).\n"
+            " * Other threads' copies are visible only after a barrier as well. */\n"
+            "template <int N> DEV void cp_async_wait() { asm volatile(\"cp.async.wait_group %0;\\n\" :: \"n\"(N) : \"memory\"); }\n\n"
+            "/* ldmatrix.x4: four 8x8 matrices of 16-bit values from shared memory.  Lanes 8m..8m+7\n"
+            " * give the addresses of the 8 rows (16 bytes each) of matrix m.  Afterwards lane l\n"
+            " * holds in r[m] row l/4, columns 2(l%4) and 2(l%4)+1 of matrix m (the lower column in\n"
+            " * the lower 16 bits): exactly an mma fragment register. */\n"
+            "DEV void ldsm_x4(u32 addr, u32 (&r)[4])\n"
+            "{\n"
+            "    asm volatile(\"ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\\n\"\n"
+            "                 : \"=r\"(r[0]), \"=r\"(r[1]), \"=r\"(r[2]), \"=r\"(r[3]) : \"r\"(addr));\n"
+            "}\n"
+            "/* The same, transposed: lane l holds in r[m] rows 2(l%4) and 2(l%4)+1 of column l/4\n"
+            " * of matrix m: two consecutive rows of one column, as a B operand along k wants them. */\n"
+            "DEV void ldsm_x4_trans(u32 addr, u32 (&r)[4])\n"
+            "{\n"
+            "    asm volatile(\"ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\\n\"\n"
+            "                 : \"=r\"(r[0]), \"=r\"(r[1]), \"=r\"(r[2]), \"=r\"(r[3]) : \"r\"(addr));\n"
+            "}\n\n");
+
+    sb_printf(out,
+              "/* D += A B on the tensor cores: mma.sync m16n8k16, %s inputs, fp32 accumulators\n"
+              " * (sm_80 and later, Hopper included).  Fragments of lane l, with g = l / 4 (row\n"
+              " * group) and t = l %% 4 (thread in the group); two 16-bit values per register, the\n"
+              " * lower index in the lower half:\n"
+              " *   A 16x16 (row-major): a[0] = A[g][2t..2t+1]    a[1] = A[g+8][2t..2t+1]\n"
+              " *                        a[2] = A[g][2t+8..2t+9]  a[3] = A[g+8][2t+8..2t+9]\n"
+              " *   B 16x8 (\"col\": k pairs of one column): b0 = B[2t..2t+1][g]  b1 = B[2t+8..2t+9][g]\n"
+              " *   C, D 16x8 fp32: d[0..1] = D[g][2t..2t+1]  d[2..3] = D[g+8][2t..2t+1]\n"
+              " * Note that the C layout of two n-adjacent m16n8 tiles, packed pairwise to 16 bits, is\n"
+              " * the A layout of one m16n8k16: the forward reuses S as the A operand of P V. */\n"
+              "DEV void mma_16816(float (&d)[4], const u32 (&a)[4], u32 b0, u32 b1)\n"
+              "{\n"
+              "    asm volatile(\"mma.sync.aligned.m16n8k16.row.col.f32.%s.%s.f32 \"\n"
+              "                 \"{%%0, %%1, %%2, %%3}, {%%4, %%5, %%6, %%7}, {%%8, %%9}, {%%0, %%1, %%2, %%3};\\n\"\n"
+              "                 : \"+f\"(d[0]), \"+f\"(d[1]), \"+f\"(d[2]), \"+f\"(d[3])\n"
+              "                 : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"r\"(b0), \"r\"(b1));\n"
+              "}\n\n"
+              "/* Two floats -> one register of two %s (round to nearest even), lo in the lower half. */\n"
+              "DEV u32 pack2(float lo, float hi)\n"
+              "{\n"
+              "    u32 r;\n"
+              "    asm(\"cvt.rn.%s.f32 %%0, %%1, %%2;\\n\" : \"=r\"(r) : \"f\"(hi), \"f\"(lo));\n"
+              "    return r;\n"
+              "}\n\n",
+              cfg->dtype == SP_BF16 ? "bf16" : "fp16", mma_type, mma_type,
+              cfg->dtype == SP_BF16 ? "bf16" : "fp16", cvt_type);
+
+    sb_puts(out,
+            "/* 2^x and log2(x) on the special-function unit (flush denormals: 2^-inf = +0). */\n"
+            "DEV float exp2_approx(float x) { float y; asm(\"ex2.approx.ftz.f32 %0, %1;\\n\" : \"=f\"(y) : \"f\"(x)); return y; }\n"
+            "DEV float log2_approx(float x) { float y; asm(\"lg2.approx.ftz.f32 %0, %1;\\n\" : \"=f\"(y) : \"f\"(x)); return y; }\n\n"
+            "/* Max and sum over the 4 lanes of a quad (lanes 4g..4g+3 hold one accumulator row). */\n"
+            "DEV float quad_max(float x)\n"
+            "{\n"
+            "    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));\n"
+            "    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));\n"
+            "}\n"
+            "DEV float quad_sum(float x)\n"
+            "{\n"
+            "    x += __shfl_xor_sync(0xffffffffu, x, 1);\n"
+            "    return x + __shfl_xor_sync(0xffffffffu, x, 2);\n"
+            "}\n\n"
+            "DEV void st_shared_u32(u32 addr, u32 v) { asm volatile(\"st.shared.u32 [%0], %1;\\n\" :: \"r\"(addr), \"r\"(v)); }\n"
+            "DEV u32x4 ld_shared_u32x4(u32 addr)\n"
+            "{\n"
+            "    u32x4 v;\n"
+            "    asm volatile(\"ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\\n\" : \"=r\"(v.x), \"=r\"(v.y), \"=r\"(v.z), \"=r\"(v.w) : \"r\"(addr));\n"
+            "    return v;\n"
+            "}\n\n");
+}
+
+/* ---- shared-memory tiles ------------------------------------------------ */
+
+static void emit_tile_layout(strbuf *out, const sp_kcfg *cfg)
+{
+    int chunks = cfg->head_dim * 2 / 16;
+    sb_puts(out,
+            "/* ==== Prelude: shared-memory tiles ====\n"
+            " * A tile holds rows of HEAD_DIM 16-bit values; a row is CHUNKS chunks of 16 bytes (8\n"
+            " * values) and ROW_BYTES apart.  ldmatrix reads one chunk from each of 8 consecutive\n"
+            " * rows: were rows stored plainly, a multiple of 128 bytes apart, those 8 chunks would\n"
+            " * sit in the same 4 banks and the read would serialize 8 ways. */\n");
+    if (chunks % 8 == 0)
+        sb_puts(out,
+                "/* Swizzle: chunk c of row r is stored at chunk c ^ (r % 8), so the 8 rows' chunks land\n"
+                " * in 8 different bank groups; whole 16-byte chunks stay aligned for cp.async. */\n"
+                "DEV u32 tile_off(int row, int chunk) { return row * ROW_BYTES + ((chunk ^ (row & 7)) << 4); }\n\n");
+    else if (chunks == 4)
+        sb_puts(out,
+                "/* Rows are 64 bytes: two rows share a 128-byte bank line.  Swizzle: chunk c of row r is\n"
+                " * stored at chunk c ^ ((r / 2) % 4), so 8 consecutive rows cover all 8 bank groups. */\n"
+                "DEV u32 tile_off(int row, int chunk) { return row * ROW_BYTES + ((chunk ^ ((row >> 1) & 3)) << 4); }\n\n");
+    else
+        sb_puts(out,
+                "/* Padding: rows are one chunk longer than the data (an odd number of chunks), so 8\n"
+                " * consecutive rows start in 8 different bank groups. */\n"
+                "DEV u32 tile_off(int row, int chunk) { return row * ROW_BYTES + (chunk << 4); }\n\n");
+}
+
+void emit_prelude(strbuf *out, const sp_kcfg *cfg)
+{
+    emit_types(out, cfg);
+    emit_ptx(out, cfg);
+    emit_tile_layout(out, cfg);
+}
+
+/* ---- band helpers -------------------------------------------------------- */
+
+void emit_bands(strbuf *out, const sp_kcfg *cfg)
+{
+    sb_puts(out,
+            "/* ==== Band helpers ====\n"
+            " * A head's allowed distances d = i - j are at most MAX_INTERVALS half-open intervals\n"
+            " * [lo, hi), ascending and disjoint (runtime/bandtab.h: row h of the band table holds\n"
+            " * count, lo_0, hi_0, lo_1, hi_1, ...; unused slots are [0, 0)).  A query tile's plan is\n"
+            " * the KV tiles it visits, as one run of consecutive tiles per interval, in ascending\n"
+            " * key order; it lives in shared memory, built by one thread. */\n"
+            "enum { TILE_SKIP = 0, TILE_PARTIAL = 1, TILE_FULL = 2 };\n\n"
+            "struct band_plan {\n"
+            "    int count;                      /* intervals of this head */\n"
+            "    int lo[MAX_INTERVALS], hi[MAX_INTERVALS];\n"
+            "    int run_first[MAX_INTERVALS];   /* run r: KV tiles run_first[r] .. + run_len[r] - 1 */\n"
+            "    int run_len[MAX_INTERVALS];\n"
+            "    int total;                      /* KV tiles in all runs */\n"
+            "};\n\n"
+            "/* The plan of query rows [m0, m0 + BM) from band table row `row`, mirroring\n"
+            " * bands_kv_tiles() in codegen/bands.c line for line: interval [lo, hi) reaches keys\n"
+            " * j in [m0 - (hi - 1), m_last - lo] (m_last: last row < n), clipped to [0, n).\n"
+            " * Descending distance is ascending key, so intervals go from the last to the first;\n"
+            " * `next` (the first tile not yet visited) keeps a tile that two intervals share from\n"
+            " * being visited twice.  Tiles past a range's ends are never loaded. */\n"
+            "DEV void band_plan_build(band_plan &bp, const int *row, int m0, int n)\n"
+            "{\n"
+            "    const int count = min(row[0], MAX_INTERVALS);\n"
+            "    bp.count = count;\n"
+            "    for (int k = 0; k < MAX_INTERVALS; ++k) {\n"
+            "        bp.lo[k] = k < count ? row[1 + 2 * k] : 0;\n"
+            "        bp.hi[k] = k < count ? row[2 + 2 * k] : 0;\n"
+            "    }\n"
+            "    const int m_last = min(m0 + BM, n) - 1;\n"
+            "    int next = 0, runs = 0, total = 0;\n"
+            "    for (int k = count - 1; k >= 0; --k) {\n"
+            "        const int j_lo = max(m0 - (bp.hi[k] - 1), 0);\n"
+            "        const int j_hi = min(m_last - bp.lo[k], n - 1);\n"
+            "        if (j_lo > j_hi) continue;\n"
+            "        const int t_end = j_hi / BN, t_first = max(j_lo / BN, next);\n"
+            "        if (t_first <= t_end) {\n"
+            "            bp.run_first[runs] = t_first;\n"
+            "            bp.run_len[runs] = t_end - t_first + 1;\n"
+            "            total += t_end - t_first + 1;\n"
+            "            ++runs;\n"
+            "        }\n"
+            "        next = max(next, t_end + 1);\n"
+            "    }\n"
+            "    for (int r = runs; r < MAX_INTERVALS; ++r) { bp.run_first[r] = 0; bp.run_len[r] = 0; }\n"
+            "    bp.total = total;\n"
+            "}\n\n"
+            "/* The it-th KV tile of the plan, 0 <= it < total. */\n"
+            "DEV int band_tile_at(const band_plan &bp, int it)\n"
+            "{\n"
+            "    int r = 0;\n"
+            "    while (it >= bp.run_len[r]) { it -= bp.run_len[r]; ++r; }\n"
+            "    return bp.run_first[r] + it;\n"
+            "}\n\n"
+            "/* How query rows [r_lo, r_hi] (all < n) meet KV tile [n0, n0 + BN): their distances\n"
+            " * fill [r_lo - j_hi, r_hi - n0] (j_hi: the tile's last key < n), every value between.\n"
+            " *   TILE_SKIP     no interval meets that range: nothing is allowed;\n"
+            " *   TILE_FULL     one interval holds all of it and no key is past n: no mask needed;\n"
+            " *   TILE_PARTIAL  otherwise: the per-element mask decides.\n"
+            " * A tile with keys past n (n0 + BN > n) is never FULL: its zero-filled keys score 0\n"
+            " * and, unmasked, would add exp(0 - m) to the row sums. */\n"
+            "DEV int band_tile_kind(const band_plan &bp, int r_lo, int r_hi, int n0, int n)\n"
+            "{\n"
+            "    const int j_hi = min(n0 + BN, n) - 1;\n"
+            "    const int d_lo = r_lo - j_hi, d_hi = r_hi - n0;\n"
+            "    bool any = false, full = false;\n"
+            "#pragma unroll\n"
+            "    for (int k = 0; k < MAX_INTERVALS; ++k) {\n"
+            "        const bool used = k < bp.count;\n"
+            "        any |= used & (d_lo < bp.hi[k]) & (d_hi >= bp.lo[k]);\n"
+            "        full |= used & (bp.lo[k] <= d_lo) & (d_hi < bp.hi[k]);\n"
+            "    }\n"
+            "    if (!any) return TILE_SKIP;\n"
+            "    return full && n0 + BN <= n ? TILE_FULL : TILE_PARTIAL;\n"
+            "}\n\n");
+    if (cfg->pattern == SP_DENSE)
+        sb_puts(out,
+                "/* Is distance d allowed?  Dense causal: its one interval is [0, n), and keys j >= n\n"
+                " * are masked separately, so d >= 0 decides. */\n"
+                "DEV bool band_allows(const int (&lo)[MAX_INTERVALS], const int (&hi)[MAX_INTERVALS], int d) { return d >= 0; }\n\n");
+    else
+        sb_puts(out,
+                "/* Is distance d allowed?  lo, hi: the plan's intervals copied to registers (the\n"
+                " * caller tests many d); unused slots are [0, 0) and allow nothing.  Bitwise, not\n"
+                " * short-circuit: predicates and selects, no branches. */\n"
+                "DEV bool band_allows(const int (&lo)[MAX_INTERVALS], const int (&hi)[MAX_INTERVALS], int d)\n"
+                "{\n"
+                "    bool a = false;\n"
+                "#pragma unroll\n"
+                "    for (int k = 0; k < MAX_INTERVALS; ++k) a |= (lo[k] <= d) & (d < hi[k]);\n"
+                "    return a;\n"
+                "}\n\n");
+}

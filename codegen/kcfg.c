@@ -1,0 +1,206 @@
+/* Kernel configs: the problem a kernel is specialized to, the tile choices,
+ * and what follows from them.  The shared-memory formula here is the one the
+ * generated kernel static_asserts (codegen/emit_fwd.c), so the launch and
+ * the kernel always agree on it. */
+#include "codegen/kcfg.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/bandtab.h"
+
+/* Default forward tiles per head_dim and GPU, from measurements on an H100
+ * (bench/RESULTS.md has the sweep; `spattn tune` picks per shape).
+ * d128 on sm_90: 128x64 with 4 warps of 32 rows: each K/V fragment feeds two
+ * mma, and two blocks of 96 KiB share an SM.  Elsewhere 64x64 with 4 warps
+ * of 16 rows: fewer registers, two or more blocks per SM, less work wasted
+ * at band edges (A100's 164 KiB per SM holds two such blocks at d128, not
+ * two 128x64 ones).  d256 keeps Q in shared memory (see fwd_reg_estimate)
+ * and, on GPUs with 99 KiB of shared memory per block (sm_86, sm_89), uses
+ * BN 32.  Every default is spill-free for sm_80 and sm_90a
+ * (tests/unit/test_codegen.c checks). */
+static void default_fwd_tiles(sp_kcfg *c, int sm)
+{
+    c->stages = 2;
+    c->bm = 64;
+    c->bn = 64;
+    c->warps = 4;
+    if (c->head_dim == 128 && sm >= 90) c->bm = 128;
+    if (c->head_dim >= 256 && (sm == 86 || sm == 89)) c->bn = 32;
+}
+
+void kcfg_for_spec(sp_kcfg *c, const sp_spec *s, const sp_pattern *p, sp_kernel_kind kind, int sm)
+{
+    memset(c, 0, sizeof *c);
+    c->kind = kind;
+    c->dtype = s->dtype;
+    c->head_dim = s->head_dim;
+    c->heads = s->heads;
+    c->kv_heads = s->kv_heads > 0 ? s->kv_heads : s->heads;
+    c->pattern = p->kind;
+    c->max_intervals = bandtab_max_intervals(p, s->heads);
+    if (kind == SP_KIND_FWD) {
+        default_fwd_tiles(c, sm);
+    } else {
+        /* Placeholder until the backward kernels define their own defaults. */
+        c->bm = 64;
+        c->bn = 64;
+        c->warps = 4;
+        c->stages = 2;
+    }
+}
+
+/* Bytes per shared-memory row of head_dim 16-bit values.  Rows of a
+ * multiple of 8 chunks (d64, d128, d256) and of 4 chunks (d32) are
+ * XOR-swizzled and need no padding; other widths (d96: 12 chunks) get one
+ * extra chunk, an odd count that spreads 8 rows over 8 bank groups. */
+static int row_bytes_for(int head_dim)
+{
+    int chunks = head_dim * 2 / 16;
+    return (chunks % 8 == 0 || chunks == 4) ? head_dim * 2 : head_dim * 2 + 16;
+}
+
+/* Registers a forward thread needs at least, roughly, per m16 tile it owns
+ * (WM = rows per warp / 16): O accumulators (d/2), S (BN/2) and, when kept,
+ * Q fragments (d/4); plus about 40 for addresses, softmax state and loads in
+ * flight.  The compiler adds more for fragments it prefetches: estimates
+ * up to 200 were measured spill-free at 255 registers.  Used to keep Q in
+ * registers only where it fits, and to leave out candidates that would
+ * surely spill. */
+static int fwd_reg_estimate(const sp_kcfg *c, int q_in_regs)
+{
+    int wm = c->bm / c->warps / 16;
+    return wm * (c->head_dim / 2 + c->bn / 2 + (q_in_regs ? c->head_dim / 4 : 0)) + 40;
+}
+
+/* Warps for a forward tile of BM rows when --tile does not say: 32 rows per
+ * warp where BM allows (each K/V fragment read from shared memory then
+ * feeds two mma, halving shared-memory traffic per flop), else 16. */
+static int default_fwd_warps(int bm)
+{
+    return bm >= 64 && bm % 32 == 0 ? bm / 32 : bm / 16;
+}
+
+static int derive_fwd(sp_kcfg *c, sp_err *e)
+{
+    if (c->head_dim != 32 && c->head_dim != 64 && c->head_dim != 96 && c->head_dim != 128 && c->head_dim != 256)
+        return sp_fail(e, SP_EXIT_USAGE, "head_dim %d is not supported by the forward kernel (32, 64, 96, 128, 256)",
+                       c->head_dim);
+    if (c->dtype != SP_BF16 && c->dtype != SP_FP16) return sp_fail(e, SP_EXIT_USAGE, "unknown dtype %d", (int)c->dtype);
+    if (c->heads < 1 || c->kv_heads < 1 || c->heads % c->kv_heads != 0)
+        return sp_fail(e, SP_EXIT_USAGE, "heads %d must be a multiple of kv_heads %d", c->heads, c->kv_heads);
+    if (c->max_intervals < 1 || c->max_intervals > SP_MAX_INTERVALS)
+        return sp_fail(e, SP_EXIT_USAGE, "max_intervals %d is out of range 1..%d", c->max_intervals, SP_MAX_INTERVALS);
+    if (c->bm < 16 || c->bm > 256 || c->bm % 16 != 0)
+        return sp_fail(e, SP_EXIT_USAGE, "tile BM %d must be a multiple of 16 in 16..256", c->bm);
+    if (c->bn < 16 || c->bn > 256 || c->bn % 16 != 0)
+        return sp_fail(e, SP_EXIT_USAGE, "tile BN %d must be a multiple of 16 in 16..256", c->bn);
+    if (c->warps == 0) c->warps = default_fwd_warps(c->bm);
+    if (c->warps < 1 || (c->bm != 16 * c->warps && c->bm != 32 * c->warps))
+        return sp_fail(e, SP_EXIT_USAGE, "tile BM %d with %d warps: each warp must own 16 or 32 query rows", c->bm,
+                       c->warps);
+    if (c->stages < 1 || c->stages > 4)
+        return sp_fail(e, SP_EXIT_USAGE, "stages %d must be in 1..4", c->stages);
+
+    c->threads = 32 * c->warps;
+    c->row_bytes = row_bytes_for(c->head_dim);
+    c->q_in_regs = fwd_reg_estimate(c, 1) <= 200;
+    /* 128 bytes of slack: the kernel rounds the dynamic shared memory base up
+     * to 128 so the swizzle's bank pattern holds. */
+    long smem = 128 + (long)c->bm * c->row_bytes + (long)c->stages * 2 * c->bn * c->row_bytes;
+    /* 1 KiB stays free for the kernel's static shared memory (the band plan). */
+    if (smem > KCFG_SMEM_LIMIT - 1024)
+        return sp_fail(e, SP_EXIT_USAGE, "tile %dx%d with %d stages needs %ld bytes of shared memory, more than %d",
+                       c->bm, c->bn, c->stages, smem, KCFG_SMEM_LIMIT - 1024);
+    c->smem_bytes = (int)smem;
+    return 0;
+}
+
+int kcfg_derive(sp_kcfg *c, sp_err *e)
+{
+    switch (c->kind) {
+    case SP_KIND_FWD: return derive_fwd(c, e);
+    case SP_KIND_BWD: return sp_fail(e, SP_EXIT_USAGE, "backward kernels are not supported yet");
+    }
+    return sp_fail(e, SP_EXIT_USAGE, "unknown kernel kind %d", (int)c->kind);
+}
+
+/* A positive decimal number at *p, advancing p; -1 if none or absurd. */
+static long parse_num(const char **p)
+{
+    if (**p < '0' || **p > '9') return -1;
+    errno = 0;
+    char *end;
+    long v = strtol(*p, &end, 10);
+    if (errno || v < 1 || v > 4096) return -1;
+    *p = end;
+    return v;
+}
+
+int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e)
+{
+    const char *p = arg;
+    long bm = parse_num(&p), bn = -1, warps = 0, stages = c->stages;
+    if (bm > 0 && (*p == 'x' || *p == 'X')) {
+        p++;
+        bn = parse_num(&p);
+    }
+    while (bn > 0 && *p == ':') {
+        p++;
+        char what = *p++;
+        long v = parse_num(&p);
+        if (v < 0 || (what != 'w' && what != 's')) { bn = -1; break; }
+        if (what == 'w') warps = v;
+        else stages = v;
+    }
+    if (bm < 0 || bn < 0 || *p) {
+        sp_fail(e, SP_EXIT_USAGE, "bad tile '%s': expected BMxBN or BMxBN:wW:sS", arg);
+        sp_hint(e, "for example 128x64 or 128x64:w8:s2");
+        return -1;
+    }
+    c->bm = (int)bm;
+    c->bn = (int)bn;
+    c->warps = (int)warps;
+    c->stages = (int)stages;
+    return 0;
+}
+
+void kcfg_name(const sp_kcfg *c, char *buf, int n)
+{
+    snprintf(buf, (size_t)n, "spattn_%s_%s_d%d_bm%d_bn%d_w%d_s%d", c->kind == SP_KIND_BWD ? "bwd" : "fwd",
+             sp_dtype_name(c->dtype), c->head_dim, c->bm, c->bn, c->warps, c->stages);
+}
+
+void kcfg_tile_string(const sp_kcfg *c, char *buf, int n)
+{
+    snprintf(buf, (size_t)n, "%dx%d:w%d:s%d", c->bm, c->bn, c->warps, c->stages);
+}
+
+int kcfg_candidates(const sp_kcfg *c, sp_kcfg *out, int cap)
+{
+    static const int bms[] = { 64, 128, 192, 256 }, rows[] = { 32, 16 }, bns[] = { 32, 64, 128 }, stages[] = { 2, 3 };
+    int count = 0;
+    for (size_t i = 0; i < sizeof bms / sizeof bms[0]; i++)
+        for (size_t w = 0; w < sizeof rows / sizeof rows[0]; w++)
+            for (size_t j = 0; j < sizeof bns / sizeof bns[0]; j++)
+                for (size_t k = 0; k < sizeof stages / sizeof stages[0]; k++) {
+                    if (bms[i] % rows[w] != 0) continue;
+                    sp_kcfg t = *c;
+                    t.bm = bms[i];
+                    t.warps = bms[i] / rows[w];
+                    t.bn = bns[j];
+                    t.stages = stages[k];
+                    sp_err e = { 0 };
+                    if (kcfg_derive(&t, &e)) continue;
+                    if (t.kind == SP_KIND_FWD) {
+                        int budget = 65536 / t.threads;
+                        if (budget > 255) budget = 255;
+                        if (fwd_reg_estimate(&t, t.q_in_regs) > budget) continue;
+                    }
+                    if (count < cap) out[count] = t;
+                    count++;
+                }
+    return count < cap ? count : cap;
+}

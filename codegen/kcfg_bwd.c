@@ -1,0 +1,170 @@
+/* Backward kernel configs: defaults, validation, the search space, and the
+ * per-kernel quantities (threads, shared memory) that the emitter writes
+ * into the kernels and the launch uses.  The shared-memory formulas here are
+ * the ones the generated kernels static_assert (codegen/emit_bwd.c). */
+#include "codegen/kcfg_bwd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Default tiles.  In main each warp owns 16 keys and keeps their dK and dV
+ * rows in registers (head_dim floats per thread) next to S^T and dP^T of a
+ * query tile (bm floats per thread).  d128: 32-row query tiles and 64 keys
+ * (4 warps): 64-row tiles would need a few registers more than 255 (ptxas
+ * spills 20 bytes), and at 70 KiB of shared memory two blocks share an SM
+ * on A100 as on H100.  d64: 64 x 128 with 8 warps halves the Q and dO
+ * traffic per key.  No spills on sm_80 and sm_90a: checked by
+ * tests/unit/test_codegen_bwd.c.  sm is not needed yet: every default fits
+ * the 99 KiB of shared memory of sm_86 and sm_89 too. */
+void kcfg_default_bwd(sp_kcfg *c, int sm)
+{
+    (void)sm;
+    c->stages = 2;
+    if (c->head_dim >= 128) {
+        c->bm = 32;
+        c->bn = 64;
+    } else {
+        c->bm = 64;
+        c->bn = 128;
+    }
+    c->warps = c->bn / 16;
+}
+
+/* Bytes of one head_dim row in shared memory: d64 and d128 rows are whole
+ * multiples of 128 bytes and XOR-swizzled (the prelude's tile_off), no padding. */
+static int bwd_row_bytes(int head_dim) { return head_dim * 2; }
+
+int kcfg_bwd_smem(const sp_kcfg *c, sp_bwd_part part)
+{
+    long rb = bwd_row_bytes(c->head_dim);
+    long kv = 2L * c->bn * rb;                            /* K and V tiles */
+    long qdo = 2L * c->stages * c->bm * rb;               /* Q and dO tiles per stage */
+    long ld = 2L * c->stages * c->bm * 4;                 /* LSE and delta rows per stage */
+    long ds = (long)c->bn * c->bm * 2;                    /* dS^T staging for dQ */
+    /* 128 bytes of slack: the kernels round the base up to 128 so the swizzle holds. */
+    switch (part) {
+    case BWD_MAIN: return (int)(128 + kv + qdo + ld + ds);
+    case BWD_MAIN_DET: return (int)(128 + kv + qdo + ld);
+    case BWD_DQ: return (int)(128 + 2L * c->bm * rb + (long)c->stages * kv);
+    default: return 0;
+    }
+}
+
+int kcfg_bwd_threads(const sp_kcfg *c, sp_bwd_part part)
+{
+    switch (part) {
+    case BWD_MAIN:
+    case BWD_MAIN_DET: return 32 * (c->bn / 16);
+    case BWD_DQ: return 32 * (c->bm / 16);
+    default: return KCFG_BWD_AUX_THREADS;
+    }
+}
+
+int kcfg_bwd_aux_rows(const sp_kcfg *c) { return KCFG_BWD_AUX_THREADS / (c->head_dim / 8); }
+
+int kcfg_bwd_q_sub(const sp_kcfg *c)
+{
+    int most = getenv("QSUB") ? atoi(getenv("QSUB")) : c->head_dim >= 128 ? 32 : 64;
+    return c->bm < most ? c->bm : most;
+}
+
+int kcfg_bwd_k_sub(const sp_kcfg *c)
+{
+    int most = 64;
+    return c->bn < most ? c->bn : most;
+}
+
+int kcfg_bwd_dq_cols(const sp_kcfg *c)
+{
+    int warps = c->bn / 16, row_blocks = c->bm / 16;
+    int cols = c->head_dim < 64 ? c->head_dim : 64;
+    while (cols > 16 && row_blocks * (c->head_dim / cols) < warps) cols /= 2;
+    return cols;
+}
+
+long long kcfg_bwd_seqlen_pad(long long N)
+{
+    return (N + KCFG_BWD_ROW_PAD - 1) / KCFG_BWD_ROW_PAD * KCFG_BWD_ROW_PAD;
+}
+
+const char *kcfg_bwd_part_name(sp_bwd_part part)
+{
+    static const char *names[BWD_PARTS] = { "pre", "main", "main_det", "dq", "convert" };
+    return part >= 0 && part < BWD_PARTS ? names[part] : "?";
+}
+
+void kcfg_bwd_name(const sp_kcfg *c, sp_bwd_part part, char *buf, int n)
+{
+    snprintf(buf, (size_t)n, "spattn_bwd_%s_%s_d%d_bm%d_bn%d_w%d_s%d", kcfg_bwd_part_name(part),
+             sp_dtype_name(c->dtype), c->head_dim, c->bm, c->bn, c->warps, c->stages);
+}
+
+int kcfg_derive_bwd(sp_kcfg *c, sp_err *e)
+{
+    if (c->kind != SP_KIND_BWD) return sp_fail(e, SP_EXIT_USAGE, "internal: not a backward config");
+    if (c->head_dim != 64 && c->head_dim != 128)
+        return sp_fail(e, SP_EXIT_USAGE, "head_dim %d is not supported by the backward kernels (64, 128)", c->head_dim);
+    if (c->dtype != SP_BF16 && c->dtype != SP_FP16) return sp_fail(e, SP_EXIT_USAGE, "unknown dtype %d", (int)c->dtype);
+    if (c->heads < 1 || c->kv_heads < 1 || c->heads % c->kv_heads != 0)
+        return sp_fail(e, SP_EXIT_USAGE, "heads %d must be a multiple of kv_heads %d", c->heads, c->kv_heads);
+    if (c->max_intervals < 1 || c->max_intervals > SP_MAX_INTERVALS)
+        return sp_fail(e, SP_EXIT_USAGE, "max_intervals %d is out of range 1..%d", c->max_intervals, SP_MAX_INTERVALS);
+    /* bm: the dS^T staging rows are bm / 8 chunks, swizzled for 4, 8 or 16
+     * chunks; and bm must divide KCFG_BWD_ROW_PAD. */
+    if (c->bm != 32 && c->bm != 64 && c->bm != 128)
+        return sp_fail(e, SP_EXIT_USAGE, "backward tile BM %d must be 32, 64 or 128", c->bm);
+    if (c->bn < 16 || c->bn > 128 || c->bn % 16 != 0)
+        return sp_fail(e, SP_EXIT_USAGE, "backward tile BN %d must be a multiple of 16 in 16..128", c->bn);
+    if (c->warps == 0) c->warps = c->bn / 16;
+    if (c->warps != c->bn / 16)
+        return sp_fail(e, SP_EXIT_USAGE, "backward tile BN %d needs %d warps (each warp owns 16 keys), not %d", c->bn,
+                       c->bn / 16, c->warps);
+    if (c->stages < 2 || c->stages > 3)
+        return sp_fail(e, SP_EXIT_USAGE, "backward stages %d must be 2 or 3", c->stages);
+
+    c->threads = kcfg_bwd_threads(c, BWD_MAIN);
+    c->row_bytes = bwd_row_bytes(c->head_dim);
+    c->q_in_regs = 0;
+    int smem = kcfg_bwd_smem(c, BWD_MAIN);
+    if (kcfg_bwd_smem(c, BWD_DQ) > smem) smem = kcfg_bwd_smem(c, BWD_DQ);
+    /* 1 KiB stays free for static shared memory (the stage slots, the band plan). */
+    if (smem > KCFG_SMEM_LIMIT - 1024)
+        return sp_fail(e, SP_EXIT_USAGE, "backward tile %dx%d with %d stages needs %d bytes of shared memory, more than %d",
+                       c->bm, c->bn, c->stages, smem, KCFG_SMEM_LIMIT - 1024);
+    c->smem_bytes = smem;
+    return 0;
+}
+
+/* Registers a thread needs at least, roughly, in main: dK and dV rows
+ * (head_dim), S^T and dP^T (bm), about 40 for addresses and operands; in
+ * dq: dQ rows (head_dim / 2), S and dP (bn), about 40.  A candidate over
+ * the per-thread budget of its block size would spill. */
+static int fits_registers(const sp_kcfg *c)
+{
+    int main_threads = kcfg_bwd_threads(c, BWD_MAIN), dq_threads = kcfg_bwd_threads(c, BWD_DQ);
+    int main_budget = 65536 / main_threads, dq_budget = 65536 / dq_threads;
+    if (main_budget > 255) main_budget = 255;
+    if (dq_budget > 255) dq_budget = 255;
+    return c->head_dim + c->bm + 40 <= main_budget && c->head_dim / 2 + c->bn + 40 <= dq_budget;
+}
+
+int kcfg_candidates_bwd(const sp_kcfg *c, sp_kcfg *out, int cap)
+{
+    static const int bms[] = { 32, 64, 128 }, bns[] = { 32, 64, 128 }, stages[] = { 2, 3 };
+    int count = 0;
+    for (size_t i = 0; i < sizeof bms / sizeof bms[0]; i++)
+        for (size_t j = 0; j < sizeof bns / sizeof bns[0]; j++)
+            for (size_t k = 0; k < sizeof stages / sizeof stages[0]; k++) {
+                sp_kcfg t = *c;
+                t.kind = SP_KIND_BWD;
+                t.bm = bms[i];
+                t.bn = bns[j];
+                t.stages = stages[k];
+                t.warps = 0;
+                sp_err e = { 0 };
+                if (kcfg_derive_bwd(&t, &e) || !fits_registers(&t)) continue;
+                if (count < cap) out[count] = t;
+                count++;
+            }
+    return count < cap ? count : cap;
+}

@@ -1,0 +1,81 @@
+/* Kernel configs of the backward pass.  One sp_kcfg (codegen/kcfg.h) with
+ * kind SP_KIND_BWD describes a whole family of kernels that live in one
+ * generated translation unit and share their tiles:
+ *
+ *     pre       delta = rowsum(dO * O), LSE in the exp2 domain, zeroed dQ accumulator
+ *     main      per KV tile of BN keys: dK, dV in registers; dQ by fp32 atomics
+ *     main_det  the same without dQ (deterministic mode)
+ *     dq        per query tile of BM rows: dQ in registers (deterministic mode)
+ *     convert   fp32 dQ accumulator * scale -> 16-bit dQ (atomic mode)
+ *
+ * The tile choices mean, for the backward:
+ *     bm      query rows per query tile (the inner loop of main; dq's block)
+ *     bn      keys per KV tile; main gives each warp 16 keys, so warps = bn / 16
+ *     stages  Q/dO tiles in flight in main, K/V tiles in flight in dq
+ * The dq kernel runs bm / 16 warps (each owns 16 query rows); pre and
+ * convert run KCFG_BWD_AUX_THREADS threads.  Everything else about the
+ * kernels follows from these through the functions below, which both the
+ * emitter (codegen/emit_bwd.c) and the launch (runtime/attn_bwd.c) call, so
+ * the two cannot disagree. */
+#ifndef SPATTN_KCFG_BWD_H
+#define SPATTN_KCFG_BWD_H
+
+#include "codegen/kcfg.h"
+#include "common/err.h"
+
+typedef enum {
+    BWD_PRE = 0,
+    BWD_MAIN,
+    BWD_MAIN_DET,
+    BWD_DQ,
+    BWD_CONVERT,
+    BWD_PARTS              /* count */
+} sp_bwd_part;
+
+/* Rows of the fp32 delta / LSE scratch per (batch, head) are padded to a
+ * multiple of this, so the kernels read whole query tiles (bm <= 128 and
+ * bm divides 128) without bounds checks.  The padding rows hold delta = 0
+ * and LSE = +inf (P = 0), written by the pre kernel. */
+#define KCFG_BWD_ROW_PAD 128
+/* Threads of the pre and convert kernels (each row takes head_dim / 8 of them). */
+#define KCFG_BWD_AUX_THREADS 128
+
+/* The heuristic default tiles for c's problem (head_dim, dtype: filled) on
+ * GPU architecture sm (80, 86, 89, 90): sets bm, bn, warps, stages.  Chosen
+ * to compile without spills on sm_80 and sm_90a (tests/unit/test_codegen_bwd.c). */
+void kcfg_default_bwd(sp_kcfg *c, int sm);
+/* Validate the tile choices of a backward config and fill threads (the main
+ * kernel's), row_bytes, q_in_regs (0) and smem_bytes (the largest dynamic
+ * shared memory of the family's kernels).  warps == 0 means "pick" (bn / 16).
+ * -1 and an SP_EXIT_USAGE error naming the bad choice. */
+int kcfg_derive_bwd(sp_kcfg *c, sp_err *e);
+/* The tuner's search space for c's problem: derived backward configs whose
+ * registers can fit without spilling (a rough estimate), at most cap;
+ * returns the count. */
+int kcfg_candidates_bwd(const sp_kcfg *c, sp_kcfg *out, int cap);
+
+/* ---- What the family's kernels need, for a derived config ---- */
+
+/* "pre", "main", "main_det", "dq", "convert". */
+const char *kcfg_bwd_part_name(sp_bwd_part part);
+/* The kernel's name, the config in it: spattn_bwd_main_bf16_d128_bm64_bn64_w4_s2 */
+void kcfg_bwd_name(const sp_kcfg *c, sp_bwd_part part, char *buf, int n);
+/* Threads per block of the part's kernel. */
+int kcfg_bwd_threads(const sp_kcfg *c, sp_bwd_part part);
+/* Dynamic shared memory of the part's kernel, in bytes (0 for pre and convert). */
+int kcfg_bwd_smem(const sp_kcfg *c, sp_bwd_part part);
+/* Query rows per block of pre and convert: KCFG_BWD_AUX_THREADS / (head_dim / 8). */
+int kcfg_bwd_aux_rows(const sp_kcfg *c);
+/* Queries main handles per step (Q_SUB: all bm, or a part of them) and keys
+ * dq handles per step (K_SUB: all bn, or a part).  A step's S and dP live
+ * in registers next to the accumulators (dK and dV: head_dim floats per
+ * thread in main; dQ: head_dim / 2 in dq), so d128 takes steps of 32. */
+int kcfg_bwd_q_sub(const sp_kcfg *c);
+int kcfg_bwd_k_sub(const sp_kcfg *c);
+/* Columns of dQ one warp of main computes per pass (16..64): small enough to
+ * keep the accumulators few, large enough to give every warp work. */
+int kcfg_bwd_dq_cols(const sp_kcfg *c);
+/* N rounded up to KCFG_BWD_ROW_PAD: the rows per head of the delta / LSE scratch. */
+long long kcfg_bwd_seqlen_pad(long long N);
+
+#endif

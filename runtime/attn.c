@@ -1,0 +1,101 @@
+/* Host glue of the forward kernel: strides, parameter packing, launch. */
+#include "runtime/attn.h"
+
+#include <math.h>
+#include <string.h>
+
+void attn_default_strides(attn_tensor *t, attn_layout layout, long long N, int heads, int head_dim)
+{
+    if (layout == ATTN_BHND) {
+        t->sn = head_dim;
+        t->sh = N * head_dim;
+        t->sb = (long long)heads * N * head_dim;
+    } else {
+        t->sh = head_dim;
+        t->sn = (long long)heads * head_dim;
+        t->sb = N * heads * head_dim;
+    }
+}
+
+void attn_default_lse_strides(attn_fwd_args *a)
+{
+    a->lse_sh = a->seqlen;
+    a->lse_sb = (long long)a->heads * a->seqlen;
+}
+
+/* The kernel copies rows as 16-byte chunks: every row start must be 16-byte
+ * aligned, so the base and all strides (in 2-byte elements) must be too. */
+static int check_tensor(const char *what, const attn_tensor *t, sp_err *e)
+{
+    if (!t->ptr) return sp_fail(e, SP_EXIT_USAGE, "attention launch: tensor %s is NULL", what);
+    if (t->ptr % 16 != 0 || t->sb % 8 != 0 || t->sn % 8 != 0 || t->sh % 8 != 0)
+        return sp_fail(e, SP_EXIT_USAGE,
+                       "attention launch: tensor %s is not 16-byte aligned (pointer and strides %lld, %lld, %lld "
+                       "must be multiples of 8 elements)",
+                       what, t->sb, t->sn, t->sh);
+    return 0;
+}
+
+int attn_fwd_pack(const sp_kcfg *cfg, const attn_fwd_args *a, sp_kparams *kp, sp_err *e)
+{
+    if (cfg->kind != SP_KIND_FWD || cfg->threads <= 0)
+        return sp_fail(e, SP_EXIT_USAGE, "attention launch: not a derived forward config");
+    if (a->batch < 1 || a->seqlen < 1 || a->heads < 1 || a->kv_heads < 1)
+        return sp_fail(e, SP_EXIT_USAGE, "attention launch: batch %d, seqlen %d, heads %d, kv_heads %d must be >= 1",
+                       a->batch, a->seqlen, a->heads, a->kv_heads);
+    int group = cfg->heads / cfg->kv_heads;
+    if (a->heads != a->kv_heads * group || a->head_offset < 0 || a->head_offset % group != 0 ||
+        a->head_offset + a->heads > cfg->heads)
+        return sp_fail(e, SP_EXIT_USAGE,
+                       "attention launch: heads %d (offset %d) and kv_heads %d do not fit the kernel's %d heads in "
+                       "groups of %d",
+                       a->heads, a->head_offset, a->kv_heads, cfg->heads, group);
+    if (a->batch > 65535 || a->heads > 65535 || a->seqlen > (1 << 30))
+        return sp_fail(e, SP_EXIT_USAGE, "attention launch: batch %d or heads %d or seqlen %d too large", a->batch,
+                       a->heads, a->seqlen);
+    if (!a->bands || !a->lse) return sp_fail(e, SP_EXIT_USAGE, "attention launch: band table or lse is NULL");
+    if (!(a->scale > 0) || !isfinite(a->scale))
+        return sp_fail(e, SP_EXIT_USAGE, "attention launch: softmax scale %g must be positive", (double)a->scale);
+    if (check_tensor("q", &a->q, e) || check_tensor("k", &a->k, e) || check_tensor("v", &a->v, e) ||
+        check_tensor("o", &a->o, e))
+        return -1;
+
+    memset(kp, 0, sizeof *kp);
+    kp->q = a->q.ptr;
+    kp->k = a->k.ptr;
+    kp->v = a->v.ptr;
+    kp->o = a->o.ptr;
+    kp->lse = a->lse;
+    kp->bands = a->bands;
+    kp->q_sb = a->q.sb; kp->q_sn = a->q.sn; kp->q_sh = a->q.sh;
+    kp->k_sb = a->k.sb; kp->k_sn = a->k.sn; kp->k_sh = a->k.sh;
+    kp->v_sb = a->v.sb; kp->v_sn = a->v.sn; kp->v_sh = a->v.sh;
+    kp->o_sb = a->o.sb; kp->o_sn = a->o.sn; kp->o_sh = a->o.sh;
+    kp->lse_sb = a->lse_sb;
+    kp->lse_sh = a->lse_sh;
+    kp->seqlen = a->seqlen;
+    kp->batch = a->batch;
+    kp->heads = a->heads;
+    kp->head_offset = a->head_offset;
+    kp->kv_heads = a->kv_heads;
+    kp->scale = a->scale;
+    kp->scale_log2 = (float)(a->scale * 1.4426950408889634);   /* log2(e) */
+    return 0;
+}
+
+void attn_fwd_grid(const sp_kcfg *cfg, const attn_fwd_args *a, unsigned grid[3])
+{
+    grid[0] = (unsigned)((a->seqlen + cfg->bm - 1) / cfg->bm);
+    grid[1] = (unsigned)a->heads;
+    grid[2] = (unsigned)a->batch;
+}
+
+int attn_fwd_launch(sp_gpu *g, CUfunction fn, const sp_kcfg *cfg, const attn_fwd_args *a, sp_err *e)
+{
+    sp_kparams kp;
+    if (attn_fwd_pack(cfg, a, &kp, e)) return -1;
+    unsigned grid[3];
+    attn_fwd_grid(cfg, a, grid);
+    void *args[] = { &kp };
+    return cu_launch(g, fn, grid[0], grid[1], grid[2], (unsigned)cfg->threads, (unsigned)cfg->smem_bytes, args, e);
+}

@@ -1,0 +1,62 @@
+/* Launching the generated forward kernel: tensors described by a device
+ * pointer and element strides, the grid and shared memory taken from the
+ * derived kernel config, the parameters packed into sp_kparams
+ * (runtime/kparams.h), the struct the kernel takes by value.
+ *
+ * Shapes: q, o [B, N, H, D]; k, v [B, N, KVH, D]; lse [B, H, N] (fp32), or
+ * any other order of (batch, sequence, head) through the strides, head_dim
+ * always contiguous.  16-bit elements, 16-byte aligned rows (the kernel
+ * copies 16-byte chunks). */
+#ifndef SPATTN_ATTN_H
+#define SPATTN_ATTN_H
+
+#include "codegen/kcfg.h"
+#include "common/err.h"
+#include "runtime/cu.h"
+#include "runtime/kparams.h"
+
+/* A [batch, seq, head, head_dim] tensor on the device: element strides of
+ * batch, sequence and head (head_dim is contiguous). */
+typedef struct {
+    sp_dptr ptr;
+    long long sb, sn, sh;
+} attn_tensor;
+
+typedef enum {
+    ATTN_BNHD = 0,   /* [B, N, H, D]: the default (DESIGN.md section 2) */
+    ATTN_BHND = 1,   /* [B, H, N, D]: PyTorch SDPA's layout */
+} attn_layout;
+
+/* Strides of a contiguous tensor of `heads` heads in layout `layout`. */
+void attn_default_strides(attn_tensor *t, attn_layout layout, long long N, int heads, int head_dim);
+
+typedef struct {
+    attn_tensor q, k, v, o;     /* q, o: `heads` heads; k, v: `kv_heads` heads */
+    sp_dptr lse;                /* fp32 [B, H, N] through lse_sb, lse_sh; seq contiguous */
+    long long lse_sb, lse_sh;
+    sp_dptr bands;              /* band table of all heads (runtime/bandtab.h), for N = seqlen */
+    int batch, seqlen;          /* B >= 1, N >= 1 */
+    int heads;                  /* query heads in this launch (the whole model's, unless sharded) */
+    int head_offset;            /* global index of the launch's first head; a multiple of heads/kv_heads */
+    int kv_heads;               /* kv heads in this launch */
+    float scale;                /* softmax scale */
+} attn_fwd_args;
+
+/* Contiguous [B, H, N] strides for lse. */
+void attn_default_lse_strides(attn_fwd_args *a);
+
+/* Check a against cfg (head counts, alignment: pointers 16-byte aligned and
+ * strides multiples of 8 elements, N within int32) and fill kp.  The
+ * pointers of a head-sharded launch must already point at its first head.
+ * -1 and SP_EXIT_USAGE on a mismatch. */
+int attn_fwd_pack(const sp_kcfg *cfg, const attn_fwd_args *a, sp_kparams *kp, sp_err *e);
+
+/* The launch geometry: grid (ceil(N / BM), heads, batch), cfg->threads
+ * threads, cfg->smem_bytes of dynamic shared memory. */
+void attn_fwd_grid(const sp_kcfg *cfg, const attn_fwd_args *a, unsigned grid[3]);
+
+/* Pack and launch fn (a kernel emitted for cfg, loaded from its cubin) on
+ * g's stream.  Does not wait. */
+int attn_fwd_launch(sp_gpu *g, CUfunction fn, const sp_kcfg *cfg, const attn_fwd_args *a, sp_err *e);
+
+#endif

@@ -1,0 +1,166 @@
+/* Host glue of the backward kernels: scratch sizes, parameter packing,
+ * grids, and the launch sequence of each mode. */
+#include "runtime/attn_bwd.h"
+
+#include <math.h>
+#include <string.h>
+
+void attn_bwd_scratch_sizes(const sp_kcfg *cfg, const attn_bwd_args *a, attn_bwd_scratch *s)
+{
+    size_t rows = (size_t)a->batch * (size_t)a->heads;
+    s->dq_accum = a->deterministic ? 0 : rows * (size_t)a->seqlen * (size_t)cfg->head_dim * sizeof(float);
+    s->delta = rows * (size_t)kcfg_bwd_seqlen_pad(a->seqlen) * sizeof(float);
+    s->lse2 = s->delta;
+}
+
+int attn_bwd_lookup(CUmodule m, const sp_kcfg *cfg, attn_bwd_kernels *k, sp_err *e)
+{
+    for (int p = 0; p < BWD_PARTS; p++) {
+        char name[128];
+        kcfg_bwd_name(cfg, (sp_bwd_part)p, name, sizeof name);
+        if (cu_function(m, name, &k->fn[p], e)) return -1;
+    }
+    return 0;
+}
+
+/* The kernels copy rows as 16-byte chunks: every row start must be 16-byte
+ * aligned, so the base and all strides (in 2-byte elements) must be too. */
+static int check_tensor(const char *what, const attn_tensor *t, sp_err *e)
+{
+    if (!t->ptr) return sp_fail(e, SP_EXIT_USAGE, "backward launch: tensor %s is NULL", what);
+    if (t->ptr % 16 != 0 || t->sb % 8 != 0 || t->sn % 8 != 0 || t->sh % 8 != 0)
+        return sp_fail(e, SP_EXIT_USAGE,
+                       "backward launch: tensor %s is not 16-byte aligned (pointer and strides %lld, %lld, %lld "
+                       "must be multiples of 8 elements)",
+                       what, t->sb, t->sn, t->sh);
+    return 0;
+}
+
+static int check_scratch(const char *what, sp_dptr p, sp_err *e)
+{
+    if (!p) return sp_fail(e, SP_EXIT_USAGE, "backward launch: scratch buffer %s is NULL", what);
+    if (p % 16 != 0) return sp_fail(e, SP_EXIT_USAGE, "backward launch: scratch buffer %s is not 16-byte aligned", what);
+    return 0;
+}
+
+int attn_bwd_pack(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_kparams *kp, sp_err *e)
+{
+    if (cfg->kind != SP_KIND_BWD || cfg->threads <= 0 || cfg->smem_bytes <= 0)
+        return sp_fail(e, SP_EXIT_USAGE, "backward launch: not a derived backward config");
+    if (a->batch < 1 || a->seqlen < 1 || a->heads < 1 || a->kv_heads < 1)
+        return sp_fail(e, SP_EXIT_USAGE, "backward launch: batch %d, seqlen %d, heads %d, kv_heads %d must be >= 1",
+                       a->batch, a->seqlen, a->heads, a->kv_heads);
+    int group = cfg->heads / cfg->kv_heads;
+    if (a->heads != a->kv_heads * group || a->head_offset < 0 || a->head_offset % group != 0 ||
+        a->head_offset + a->heads > cfg->heads)
+        return sp_fail(e, SP_EXIT_USAGE,
+                       "backward launch: heads %d (offset %d) and kv_heads %d do not fit the kernels' %d heads in "
+                       "groups of %d",
+                       a->heads, a->head_offset, a->kv_heads, cfg->heads, group);
+    /* seqlen_pad and the band arithmetic (n0 + hi, below 2N) stay in int32. */
+    if (a->batch > 65535 || a->heads > 65535 || a->seqlen > (1 << 30))
+        return sp_fail(e, SP_EXIT_USAGE, "backward launch: batch %d or heads %d or seqlen %d too large", a->batch,
+                       a->heads, a->seqlen);
+    if (!a->bands || !a->lse) return sp_fail(e, SP_EXIT_USAGE, "backward launch: band table or lse is NULL");
+    if (!(a->scale > 0) || !isfinite(a->scale))
+        return sp_fail(e, SP_EXIT_USAGE, "backward launch: softmax scale %g must be positive", (double)a->scale);
+    if (check_tensor("q", &a->q, e) || check_tensor("k", &a->k, e) || check_tensor("v", &a->v, e) ||
+        check_tensor("o", &a->o, e) || check_tensor("dout", &a->dout, e) || check_tensor("dq", &a->dq, e) ||
+        check_tensor("dk", &a->dk, e) || check_tensor("dv", &a->dv, e))
+        return -1;
+    if (check_scratch("delta", a->delta, e) || check_scratch("lse2", a->lse2, e) ||
+        (!a->deterministic && check_scratch("dq_accum", a->dq_accum, e)))
+        return -1;
+
+    long long n_pad = kcfg_bwd_seqlen_pad(a->seqlen);
+    memset(kp, 0, sizeof *kp);
+    kp->q = a->q.ptr;
+    kp->k = a->k.ptr;
+    kp->v = a->v.ptr;
+    kp->o = a->o.ptr;
+    kp->dout = a->dout.ptr;
+    kp->lse = a->lse;
+    kp->dq = a->dq.ptr;
+    kp->dk = a->dk.ptr;
+    kp->dv = a->dv.ptr;
+    /* pre zeroes the accumulator only when it is given: 0 in deterministic mode. */
+    kp->dq_accum = a->deterministic ? 0 : a->dq_accum;
+    kp->delta = a->delta;
+    kp->lse2 = a->lse2;
+    kp->bands = a->bands;
+    kp->q_sb = a->q.sb; kp->q_sn = a->q.sn; kp->q_sh = a->q.sh;
+    kp->k_sb = a->k.sb; kp->k_sn = a->k.sn; kp->k_sh = a->k.sh;
+    kp->v_sb = a->v.sb; kp->v_sn = a->v.sn; kp->v_sh = a->v.sh;
+    kp->o_sb = a->o.sb; kp->o_sn = a->o.sn; kp->o_sh = a->o.sh;
+    kp->do_sb = a->dout.sb; kp->do_sn = a->dout.sn; kp->do_sh = a->dout.sh;
+    kp->dq_sb = a->dq.sb; kp->dq_sn = a->dq.sn; kp->dq_sh = a->dq.sh;
+    kp->dk_sb = a->dk.sb; kp->dk_sn = a->dk.sn; kp->dk_sh = a->dk.sh;
+    kp->dv_sb = a->dv.sb; kp->dv_sn = a->dv.sn; kp->dv_sh = a->dv.sh;
+    kp->lse_sb = a->lse_sb;
+    kp->lse_sh = a->lse_sh;
+    /* The scratch layouts of attn_bwd.h: dq_accum [B, N, H, D], delta and lse2 [B, H, N_pad]. */
+    kp->dqa_sh = cfg->head_dim;
+    kp->dqa_sn = (long long)a->heads * cfg->head_dim;
+    kp->dqa_sb = (long long)a->seqlen * a->heads * cfg->head_dim;
+    kp->ws_sh = n_pad;
+    kp->ws_sb = (long long)a->heads * n_pad;
+    kp->seqlen = a->seqlen;
+    kp->seqlen_pad = (int)n_pad;
+    kp->batch = a->batch;
+    kp->heads = a->heads;
+    kp->head_offset = a->head_offset;
+    kp->kv_heads = a->kv_heads;
+    kp->scale = a->scale;
+    kp->scale_log2 = (float)(a->scale * 1.4426950408889634);   /* log2(e) */
+    return 0;
+}
+
+static unsigned ceil_div_u(long long a, long long b) { return (unsigned)((a + b - 1) / b); }
+
+void attn_bwd_grid(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_part part, unsigned grid[3])
+{
+    grid[2] = (unsigned)a->batch;
+    switch (part) {
+    case BWD_PRE:
+        grid[0] = ceil_div_u(kcfg_bwd_seqlen_pad(a->seqlen), kcfg_bwd_aux_rows(cfg));
+        grid[1] = (unsigned)a->heads;
+        break;
+    case BWD_MAIN:
+    case BWD_MAIN_DET:
+        grid[0] = ceil_div_u(a->seqlen, cfg->bn);
+        grid[1] = (unsigned)a->kv_heads;
+        break;
+    case BWD_DQ:
+        grid[0] = ceil_div_u(a->seqlen, cfg->bm);
+        grid[1] = (unsigned)a->heads;
+        break;
+    default:
+        grid[0] = ceil_div_u(a->seqlen, kcfg_bwd_aux_rows(cfg));
+        grid[1] = (unsigned)a->heads;
+        break;
+    }
+}
+
+void attn_bwd_parts(int deterministic, sp_bwd_part parts[3])
+{
+    parts[0] = BWD_PRE;
+    parts[1] = deterministic ? BWD_MAIN_DET : BWD_MAIN;
+    parts[2] = deterministic ? BWD_DQ : BWD_CONVERT;
+}
+
+int attn_bwd_launch(sp_gpu *g, const attn_bwd_kernels *k, const sp_kcfg *cfg, const attn_bwd_args *a, sp_err *e)
+{
+    sp_bwd_kparams kp;
+    if (attn_bwd_pack(cfg, a, &kp, e)) return -1;
+    sp_bwd_part parts[3];
+    attn_bwd_parts(a->deterministic, parts);
+    for (int i = 0; i < 3; i++) {
+        unsigned grid[3];
+        attn_bwd_grid(cfg, a, parts[i], grid);
+        void *args[] = { &kp };
+        if (cu_launch(g, k->fn[parts[i]], grid[0], grid[1], grid[2], (unsigned)kcfg_bwd_threads(cfg, parts[i]),
+                      (unsigned)kcfg_bwd_smem(cfg, parts[i]), args, e))
+            return -1;
+    }
+    return 0;
+}

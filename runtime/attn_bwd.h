@@ -1,0 +1,89 @@
+/* Launching the generated backward kernels (codegen/emit_bwd.h): tensors by
+ * device pointer and element strides (as runtime/attn.h for the forward),
+ * the parameters packed into sp_bwd_kparams (runtime/kparams_bwd.h), and
+ * the kernels of one mode queued on the GPU's one stream:
+ *
+ *     atomic mode (default)   pre -> main -> convert
+ *     deterministic mode      pre -> main_det -> dq     (bitwise repeatable)
+ *
+ * Shapes: q, o, dout, dq [B, N, H, D]; k, v, dk, dv [B, N, KVH, D]; lse
+ * [B, H, N] fp32 from the forward; or any order of (batch, seq, head)
+ * through the strides, head_dim contiguous.  16-bit elements, rows 16-byte
+ * aligned (pointers and strides multiples of 8 elements).
+ *
+ * Scratch the caller allocates (fp32; attn_bwd_scratch_sizes gives the
+ * bytes; contents need not be initialised: pre writes them first):
+ *     dq_accum  [B, N, H, D]          atomic mode only: B*N*H*D floats
+ *     delta     [B, H, N_pad]         B*H*N_pad floats, N_pad = N rounded up to 128
+ *     lse2      [B, H, N_pad]         the same
+ * all contiguous in that order, 16-byte aligned (cu_malloc's are).  H is
+ * the heads of this launch.  A buffer may be reused by later launches on
+ * the same stream. */
+#ifndef SPATTN_ATTN_BWD_H
+#define SPATTN_ATTN_BWD_H
+
+#include <stddef.h>
+
+#include "codegen/kcfg.h"
+#include "codegen/kcfg_bwd.h"
+#include "common/err.h"
+#include "runtime/attn.h"
+#include "runtime/cu.h"
+#include "runtime/kparams_bwd.h"
+
+typedef struct {
+    attn_tensor q, k, v, o, dout;  /* the forward's inputs and output, and dL/dO (read) */
+    attn_tensor dq, dk, dv;        /* the gradients (written): dq `heads` heads, dk, dv `kv_heads` */
+    sp_dptr lse;                   /* the forward's fp32 LSE through lse_sb, lse_sh; seq contiguous */
+    long long lse_sb, lse_sh;
+    sp_dptr bands;                 /* band table of all heads (runtime/bandtab.h), for N = seqlen */
+    int batch, seqlen;             /* B >= 1, N >= 1 */
+    int heads;                     /* query heads in this launch */
+    int head_offset;               /* global index of its first head; a multiple of heads/kv_heads */
+    int kv_heads;                  /* kv heads in this launch */
+    float scale;                   /* softmax scale (the forward's) */
+    int deterministic;             /* 1: main_det + dq, no atomics */
+    sp_dptr dq_accum, delta, lse2; /* scratch (see above); dq_accum unused when deterministic */
+} attn_bwd_args;
+
+typedef struct {
+    size_t dq_accum;   /* 0 in deterministic mode */
+    size_t delta;
+    size_t lse2;
+} attn_bwd_scratch;
+
+/* Bytes of each scratch buffer for a launch described by a (batch, seqlen,
+ * heads, deterministic) with cfg's head_dim. */
+void attn_bwd_scratch_sizes(const sp_kcfg *cfg, const attn_bwd_args *a, attn_bwd_scratch *s);
+
+/* The module's kernels of cfg, by kcfg_bwd_name, indexed by sp_bwd_part. */
+typedef struct {
+    CUfunction fn[BWD_PARTS];
+} attn_bwd_kernels;
+
+/* Look up all five kernels of cfg in module m (loaded from the cubin of
+ * emit_bwd_kernels' source).  SP_EXIT_GPU if one is missing. */
+int attn_bwd_lookup(CUmodule m, const sp_kcfg *cfg, attn_bwd_kernels *k, sp_err *e);
+
+/* Check a against cfg (a derived backward config: head counts and groups,
+ * alignment, scratch present, N within int32) and fill kp, the scratch
+ * strides included.  -1 and SP_EXIT_USAGE on a mismatch. */
+int attn_bwd_pack(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_kparams *kp, sp_err *e);
+
+/* The grid of one part:
+ *     pre      (N_pad / aux_rows, heads, batch)
+ *     main     (ceil(N / BN), kv_heads, batch)     (main_det the same)
+ *     dq       (ceil(N / BM), heads, batch)
+ *     convert  (ceil(N / aux_rows), heads, batch)
+ * threads: kcfg_bwd_threads; dynamic shared memory: kcfg_bwd_smem. */
+void attn_bwd_grid(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_part part, unsigned grid[3]);
+
+/* The parts a mode runs, in order: 3 entries. */
+void attn_bwd_parts(int deterministic, sp_bwd_part parts[3]);
+
+/* Pack and queue the mode's three kernels on g's stream, in order.  Does
+ * not wait.  Overwrites the scratch; dq, dk, dv are complete (every row
+ * < N written) once the stream reaches the end. */
+int attn_bwd_launch(sp_gpu *g, const attn_bwd_kernels *k, const sp_kcfg *cfg, const attn_bwd_args *a, sp_err *e);
+
+#endif

@@ -1,0 +1,222 @@
+#include "runtime/gpu_attn.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/half.h"
+#include "runtime/attn.h"
+#include "runtime/bandtab.h"
+#include "runtime/rng.h"
+
+void ga_strides(const gpu_attn *a, int heads, long long *sb, long long *sn, long long *sh)
+{
+    long long N = a->N, D = a->D;
+    *sb = N * heads * D;
+    if (a->layout == GA_BNHD) { *sn = heads * D; *sh = D; }
+    else { *sn = D; *sh = N * D; }
+}
+
+int ga_create(gpu_attn *a, sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, int B, int N,
+              ga_layout layout, int nsets, sp_err *e)
+{
+    memset(a, 0, sizeof *a);
+    a->g = g;
+    a->B = B; a->N = N; a->H = spec->heads; a->KVH = spec->kv_heads; a->D = spec->head_dim;
+    a->dtype = spec->dtype;
+    a->scale = (float)spec_scale(spec);
+    a->layout = layout;
+    a->nq = (size_t)B * N * a->H * a->D;
+    a->nk = (size_t)B * N * a->KVH * a->D;
+    a->nlse = (size_t)B * a->H * N;
+    size_t set_bytes = 2 * (a->nq + 2 * a->nk);
+    if (nsets <= 0) {
+        size_t want = 2 * (size_t)(g->l2_bytes > 0 ? g->l2_bytes : 50 << 20);
+        nsets = (int)((want + set_bytes - 1) / set_bytes);
+    }
+    a->nsets = nsets < 1 ? 1 : nsets > GA_MAX_SETS ? GA_MAX_SETS : nsets;
+
+    if (ga_set_bands(a, pat, e)) { ga_destroy(a); return -1; }
+
+    for (int s = 0; s < a->nsets; s++) {
+        if (cu_malloc(g, 2 * a->nq, &a->q[s], e) || cu_malloc(g, 2 * a->nk, &a->k[s], e) ||
+            cu_malloc(g, 2 * a->nk, &a->v[s], e)) { ga_destroy(a); return -1; }
+    }
+    if (cu_malloc(g, 2 * a->nq, &a->o, e) || cu_malloc(g, 4 * a->nlse, &a->lse, e)) { ga_destroy(a); return -1; }
+    return 0;
+}
+
+int ga_set_bands(gpu_attn *a, const sp_pattern *pat, sp_err *e)
+{
+    int maxi = bandtab_max_intervals(pat, a->H);
+    size_t n = (size_t)a->H * BANDTAB_STRIDE(maxi);
+    int32_t *tab = malloc(n * sizeof *tab);
+    if (!tab) return sp_fail(e, SP_EXIT_FAIL, "out of memory");
+    int rc = bandtab_fill(pat, a->H, a->N, maxi, tab, e);
+    if (!rc && maxi > a->bands_cap) {           /* grow the device table */
+        cu_free(a->g, a->bands);
+        a->bands = 0;
+        a->bands_cap = 0;
+        rc = cu_malloc(a->g, n * sizeof *tab, &a->bands, e);
+        if (!rc) a->bands_cap = maxi;
+    }
+    if (!rc) rc = cu_upload(a->g, a->bands, tab, n * sizeof *tab, e);
+    if (!rc) a->max_intervals = maxi;
+    free(tab);
+    return rc;
+}
+
+void ga_destroy(gpu_attn *a)
+{
+    if (!a->g) return;
+    sp_dptr *all[] = { &a->bands, &a->o, &a->lse, &a->dout, &a->dq, &a->dk, &a->dv, &a->dq_accum, &a->delta };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) { cu_free(a->g, *all[i]); *all[i] = 0; }
+    for (int s = 0; s < GA_MAX_SETS; s++) {
+        cu_free(a->g, a->q[s]); cu_free(a->g, a->k[s]); cu_free(a->g, a->v[s]);
+        a->q[s] = a->k[s] = a->v[s] = 0;
+    }
+    a->g = NULL;
+}
+
+/* Host [B,N,heads,D] -> device layout (a copy in the BHND case). */
+static int upload16(gpu_attn *a, sp_dptr dst, const uint16_t *src, int heads, sp_err *e)
+{
+    size_t n = (size_t)a->B * a->N * heads * a->D;
+    if (a->layout == GA_BNHD) return cu_upload(a->g, dst, src, 2 * n, e);
+    uint16_t *t = malloc(2 * n);
+    if (!t) return sp_fail(e, SP_EXIT_FAIL, "out of memory");
+    size_t D = (size_t)a->D;
+    for (size_t b = 0; b < (size_t)a->B; b++)
+        for (size_t i = 0; i < (size_t)a->N; i++)
+            for (size_t h = 0; h < (size_t)heads; h++)
+                memcpy(t + ((b * heads + h) * a->N + i) * D, src + ((b * a->N + i) * heads + h) * D, 2 * D);
+    int rc = cu_upload(a->g, dst, t, 2 * n, e);
+    free(t);
+    return rc;
+}
+
+int ga_upload(gpu_attn *a, int set, const uint16_t *q, const uint16_t *k, const uint16_t *v, sp_err *e)
+{
+    if (set < 0 || set >= a->nsets) return sp_fail(e, SP_EXIT_FAIL, "input set %d out of range", set);
+    if (upload16(a, a->q[set], q, a->H, e) || upload16(a, a->k[set], k, a->KVH, e) ||
+        upload16(a, a->v[set], v, a->KVH, e)) return -1;
+    return 0;
+}
+
+int ga_fill_random(gpu_attn *a, uint64_t seed, sp_err *e)
+{
+    uint16_t *q = malloc(2 * a->nq), *k = malloc(2 * a->nk), *v = malloc(2 * a->nk);
+    int rc = 0;
+    if (!q || !k || !v) rc = sp_fail(e, SP_EXIT_FAIL, "out of memory");
+    for (int s = 0; s < a->nsets && !rc; s++) {
+        rng r;
+        rng_seed(&r, seed + (uint64_t)s);
+        rng_fill_normal(&r, a->dtype, a->nq, q, NULL);
+        rng_fill_normal(&r, a->dtype, a->nk, k, NULL);
+        rng_fill_normal(&r, a->dtype, a->nk, v, NULL);
+        rc = ga_upload(a, s, q, k, v, e);
+    }
+    free(q); free(k); free(v);
+    return rc;
+}
+
+int ga_poison(gpu_attn *a, sp_err *e)
+{
+    /* 0x7fff is a NaN in both bf16 and fp16; 0x7fc00000 is a float NaN. */
+    if (cu_fill16(a->g, a->o, 0x7fff, a->nq, e) || cu_fill32(a->g, a->lse, 0x7fc00000u, a->nlse, e)) return -1;
+    if (a->dq && cu_fill16(a->g, a->dq, 0x7fff, a->nq, e)) return -1;
+    if (a->dk && cu_fill16(a->g, a->dk, 0x7fff, a->nk, e)) return -1;
+    if (a->dv && cu_fill16(a->g, a->dv, 0x7fff, a->nk, e)) return -1;
+    return 0;
+}
+
+static void tensor(const gpu_attn *a, sp_dptr p, int heads, attn_tensor *t)
+{
+    t->ptr = p;
+    ga_strides(a, heads, &t->sb, &t->sn, &t->sh);
+}
+
+int ga_forward(gpu_attn *a, const engine_kernel *k, int set, sp_err *e)
+{
+    attn_fwd_args args;
+    memset(&args, 0, sizeof args);
+    args.batch = a->B; args.seqlen = a->N; args.heads = a->H; args.kv_heads = a->KVH;
+    args.head_offset = 0;
+    tensor(a, a->q[set], a->H, &args.q);
+    tensor(a, a->k[set], a->KVH, &args.k);
+    tensor(a, a->v[set], a->KVH, &args.v);
+    tensor(a, a->o, a->H, &args.o);
+    args.lse = a->lse;
+    args.lse_sb = (long long)a->H * a->N;
+    args.lse_sh = a->N;
+    args.bands = a->bands;
+    args.scale = a->scale;
+    return attn_fwd_launch(a->g, k->fn, &k->cfg, &args, e);
+}
+
+static int cmp_dbl(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+double ga_median(double *v, int n)
+{
+    if (n <= 0) return NAN;
+    qsort(v, (size_t)n, sizeof *v, cmp_dbl);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int ga_time_forward(gpu_attn *a, const engine_kernel *k, int warmup, int iters, double *median_ms, sp_err *e)
+{
+    if (iters < 1) iters = 1;
+    for (int i = 0; i < warmup; i++)
+        if (ga_forward(a, k, i % a->nsets, e)) return -1;
+    CUevent *ev = calloc((size_t)iters + 1, sizeof *ev);
+    double *ms = calloc((size_t)iters, sizeof *ms);
+    int rc = (!ev || !ms) ? sp_fail(e, SP_EXIT_FAIL, "out of memory") : 0;
+    int made = 0;
+    for (; !rc && made <= iters; made++) rc = cu_event_new(a->g, &ev[made], e);
+    /* Back-to-back launches with an event between each pair: the median of
+     * the gaps is the kernel time with no host overhead in it. */
+    for (int i = 0; !rc && i < iters; i++) {
+        rc = cu_event_record(a->g, ev[i], e);
+        if (!rc) rc = ga_forward(a, k, i % a->nsets, e);
+    }
+    if (!rc) rc = cu_event_record(a->g, ev[iters], e);
+    for (int i = 0; !rc && i < iters; i++) {
+        float t;
+        rc = cu_event_ms(a->g, ev[i], ev[i + 1], &t, e);
+        ms[i] = t;
+    }
+    if (!rc) *median_ms = ga_median(ms, iters);
+    for (int i = 0; i < made && ev; i++) cu_event_free(a->g, ev[i]);
+    free(ev); free(ms);
+    return rc;
+}
+
+int ga_download16(gpu_attn *a, sp_dptr p, int heads, float *out, sp_err *e)
+{
+    size_t n = (size_t)a->B * a->N * heads * a->D;
+    uint16_t *t = malloc(2 * n);
+    if (!t) return sp_fail(e, SP_EXIT_FAIL, "out of memory");
+    if (cu_download(a->g, t, p, 2 * n, e)) { free(t); return -1; }
+    size_t D = (size_t)a->D;
+    for (size_t b = 0; b < (size_t)a->B; b++)
+        for (size_t i = 0; i < (size_t)a->N; i++)
+            for (size_t h = 0; h < (size_t)heads; h++) {
+                size_t src = a->layout == GA_BNHD ? ((b * a->N + i) * heads + h) * D : ((b * heads + h) * a->N + i) * D;
+                size_t dst = ((b * a->N + i) * heads + h) * D;
+                for (size_t d = 0; d < D; d++)
+                    out[dst + d] = a->dtype == SP_BF16 ? bf16_to_float(t[src + d]) : fp16_to_float(t[src + d]);
+            }
+    free(t);
+    return 0;
+}
+
+int ga_download_o(gpu_attn *a, float *o, float *lse, sp_err *e)
+{
+    if (o && ga_download16(a, a->o, a->H, o, e)) return -1;
+    if (lse && cu_download(a->g, lse, a->lse, 4 * a->nlse, e)) return -1;
+    return 0;
+}

@@ -1,0 +1,81 @@
+/* One attention problem on the GPU: the device buffers of a (spec, pattern,
+ * B, N, layout), filled with random inputs, and the forward launched and
+ * timed over them.  run, check, bench and tune all go through it, so input
+ * generation, NaN poisoning, input rotation and timing are written once.
+ *
+ * Inputs come in `nsets` copies with different random values: timing
+ * rotates through them so the L2 cache (50 MB on an H100) does not keep one
+ * set warm between launches.  Host-side arrays are always in the default
+ * layout [B, N, heads, D]; with layout GA_BHND the device holds
+ * [B, heads, N, D] (PyTorch's SDPA layout) and the copy transposes. */
+#ifndef SPATTN_GPU_ATTN_H
+#define SPATTN_GPU_ATTN_H
+
+#include <stdint.h>
+
+#include "codegen/spec.h"
+#include "common/err.h"
+#include "runtime/cu.h"
+#include "runtime/engine.h"
+
+#define GA_MAX_SETS 8
+
+typedef enum { GA_BNHD = 0, GA_BHND = 1 } ga_layout;
+
+typedef struct {
+    sp_gpu *g;
+    int B, N, H, KVH, D;
+    sp_dtype dtype;
+    float scale;
+    ga_layout layout;
+    int max_intervals;             /* of the pattern whose table `bands` holds now */
+    int bands_cap;                 /* max_intervals the device table has room for */
+    sp_dptr bands;                 /* band table (runtime/bandtab.h) for N */
+    int nsets;
+    size_t nq, nk, nlse;           /* elements of q (= o), k (= v), lse */
+    sp_dptr q[GA_MAX_SETS], k[GA_MAX_SETS], v[GA_MAX_SETS];
+    sp_dptr o, lse;
+    /* backward, allocated by ga_alloc_backward */
+    sp_dptr dout, dq, dk, dv, dq_accum, delta;
+} gpu_attn;
+
+/* Allocate buffers for the problem and upload the band table.  nsets <= 0:
+ * enough sets that their inputs exceed twice the L2 size (at most
+ * GA_MAX_SETS).  Inputs are not filled yet. */
+int ga_create(gpu_attn *a, sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, int B, int N,
+              ga_layout layout, int nsets, sp_err *e);
+void ga_destroy(gpu_attn *a);
+
+/* Replace the band table with pattern pat's at the problem's N (the dense
+ * baseline runs on the same buffers); a->max_intervals follows. */
+int ga_set_bands(gpu_attn *a, const sp_pattern *pat, sp_err *e);
+
+/* Strides (elements) of a [B, N, heads, D] tensor in a's layout. */
+void ga_strides(const gpu_attn *a, int heads, long long *sb, long long *sn, long long *sh);
+
+/* Upload 16-bit host inputs ([B,N,H,D] / [B,N,KVH,D]) into set `set`. */
+int ga_upload(gpu_attn *a, int set, const uint16_t *q, const uint16_t *k, const uint16_t *v, sp_err *e);
+/* Fill every set with normal(0, 1) values rounded to the dtype, from seed
+ * (set s uses seed + s); set 0 equals what rng_fill_normal gives from seed
+ * for q, then k, then v. */
+int ga_fill_random(gpu_attn *a, uint64_t seed, sp_err *e);
+/* Write NaN into o and lse (and the gradients if allocated), so an element
+ * no kernel writes fails the check. */
+int ga_poison(gpu_attn *a, sp_err *e);
+
+/* The forward of kernel k on input set `set`: o, lse. Queued, not waited. */
+int ga_forward(gpu_attn *a, const engine_kernel *k, int set, sp_err *e);
+/* Median time (ms) of `iters` forward launches after `warmup`, CUDA events
+ * around each launch, rotating input sets. */
+int ga_time_forward(gpu_attn *a, const engine_kernel *k, int warmup, int iters, double *median_ms,
+                    sp_err *e);
+
+/* Download o (as float, [B,N,H,D]) and lse (float [B,H,N]); either may be NULL. */
+int ga_download_o(gpu_attn *a, float *o, float *lse, sp_err *e);
+/* Download a 16-bit [B,N,heads,D] device tensor in a's layout as float [B,N,heads,D]. */
+int ga_download16(gpu_attn *a, sp_dptr p, int heads, float *out, sp_err *e);
+
+/* Median of n values (sorts v). */
+double ga_median(double *v, int n);
+
+#endif

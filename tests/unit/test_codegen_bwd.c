@@ -1,0 +1,366 @@
+/* The backward code generator and its configs: kcfg_derive_bwd's rules,
+ * the candidates, kernel names, deterministic bytes, and real NVRTC
+ * compiles of the default configs for sm_80 and sm_90a with zero spill
+ * bytes (every pattern kind, both dtypes, both head_dims, GQA). */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/emit_bwd.h"
+#include "codegen/kcfg.h"
+#include "codegen/kcfg_bwd.h"
+#include "codegen/spec.h"
+#include "runtime/kparams_bwd.h"
+#include "runtime/nvrtc.h"
+#include "tests/check.h"
+
+/* A spec from YAML text; aborts the test binary on a parse error (a bug in
+ * the test itself). */
+static void load(sp_spec *s, const char *yaml)
+{
+    sp_err e = { 0 };
+    if (spec_parse(yaml, strlen(yaml), "test", s, &e)) {
+        fprintf(stderr, "test spec: %s\n", e.msg);
+        exit(2);
+    }
+}
+
+static const char *spec_text(char *buf, size_t n, int heads, int kv_heads, int head_dim, const char *dtype,
+                             const char *pattern)
+{
+    const char *custom = "";
+    if (!strcmp(pattern, "custom")) {
+        /* up to 4 intervals per head: a bigger band table than the built-in patterns */
+        custom = heads == 4 ? "bands:\n  - [[0, 65]]\n  - [[0, 65], [256, 512]]\n  - [[0, 3], [10, 20], [40, 41], [100, 300]]\n"
+                              "  - [[5, 6]]\n"
+                            : "";
+    }
+    snprintf(buf, n, "name: t\nheads: %d\nkv_heads: %d\nhead_dim: %d\ndtype: %s\npattern: %s\nseq_len: 1000\n%s", heads,
+             kv_heads, head_dim, dtype, pattern, custom);
+    return buf;
+}
+
+/* The default backward config of a spec for GPU sm, derived. */
+static int default_cfg(const sp_spec *s, int sm, sp_kcfg *c)
+{
+    sp_err e = { 0 };
+    kcfg_for_spec(c, s, &s->pattern, SP_KIND_BWD, sm);
+    kcfg_default_bwd(c, sm);
+    return kcfg_derive_bwd(c, &e);
+}
+
+static void test_defaults_derive(void)
+{
+    static const int dims[] = { 64, 128 }, sms[] = { 80, 86, 89, 90 };
+    static const char *dtypes[] = { "bf16", "fp16" };
+    for (int d = 0; d < 2; d++)
+        for (int t = 0; t < 2; t++)
+            for (int a = 0; a < 4; a++) {
+                char buf[512];
+                sp_spec s;
+                load(&s, spec_text(buf, sizeof buf, 16, 4, dims[d], dtypes[t], "spattn"));
+                sp_kcfg c;
+                CHECKF(default_cfg(&s, sms[a], &c) == 0, "default d%d %s sm_%d derives", dims[d], dtypes[t], sms[a]);
+                CHECKF(c.threads == 32 * c.warps && c.warps == c.bn / 16, "threads %d warps %d bn %d", c.threads, c.warps,
+                       c.bn);
+                /* sm_86 / sm_89 allow 99 KiB per block */
+                CHECKF(c.smem_bytes <= 99 * 1024, "default d%d smem %d fits 99 KiB", dims[d], c.smem_bytes);
+                spec_free(&s);
+            }
+}
+
+/* A valid base config to break one field at a time. */
+static sp_kcfg base_cfg(void)
+{
+    sp_kcfg c;
+    memset(&c, 0, sizeof c);
+    c.kind = SP_KIND_BWD;
+    c.dtype = SP_BF16;
+    c.head_dim = 128;
+    c.heads = 16;
+    c.kv_heads = 4;
+    c.pattern = SP_SPATTN;
+    c.max_intervals = 2;
+    c.bm = 64;
+    c.bn = 64;
+    c.warps = 0;
+    c.stages = 2;
+    return c;
+}
+
+static int derives(sp_kcfg c)
+{
+    sp_err e = { 0 };
+    int rc = kcfg_derive_bwd(&c, &e);
+    if (rc) CHECKF(e.code == SP_EXIT_USAGE && e.msg[0], "a rejection names its reason (code %d)", e.code);
+    return rc == 0;
+}
+
+static void test_derive_rejects(void)
+{
+    sp_kcfg c = base_cfg();
+    CHECK("base config derives", derives(c));
+
+    static const int bad_dims[] = { 32, 96, 256, 0 };
+    for (int i = 0; i < 4; i++) {
+        c = base_cfg();
+        c.head_dim = bad_dims[i];
+        CHECKF(!derives(c), "head_dim %d rejected", bad_dims[i]);
+    }
+    static const int bad_bm[] = { 16, 48, 96, 256, 0 };
+    for (int i = 0; i < 5; i++) {
+        c = base_cfg();
+        c.bm = bad_bm[i];
+        CHECKF(!derives(c), "BM %d rejected", bad_bm[i]);
+    }
+    static const int bad_bn[] = { 0, 8, 24, 144, 256 };
+    for (int i = 0; i < 5; i++) {
+        c = base_cfg();
+        c.bn = bad_bn[i];
+        CHECKF(!derives(c), "BN %d rejected", bad_bn[i]);
+    }
+    c = base_cfg();
+    c.warps = 8;   /* BN 64 means 4 warps of 16 keys */
+    CHECK("warps that do not match BN rejected", !derives(c));
+    c = base_cfg();
+    c.warps = 4;
+    CHECK("warps that match BN accepted", derives(c));
+    c = base_cfg();
+    c.stages = 1;
+    CHECK("1 stage rejected", !derives(c));
+    c = base_cfg();
+    c.stages = 4;
+    CHECK("4 stages rejected", !derives(c));
+    c = base_cfg();
+    c.kv_heads = 5;
+    CHECK("heads not a multiple of kv_heads rejected", !derives(c));
+    c = base_cfg();
+    c.max_intervals = 0;
+    CHECK("0 intervals rejected", !derives(c));
+    c = base_cfg();
+    c.max_intervals = SP_MAX_INTERVALS + 1;
+    CHECK("too many intervals rejected", !derives(c));
+    c = base_cfg();
+    c.dtype = (sp_dtype)7;
+    CHECK("unknown dtype rejected", !derives(c));
+    c = base_cfg();
+    c.kind = SP_KIND_FWD;
+    CHECK("a forward config rejected", !derives(c));
+    /* d128, 128 x 128, 3 stages: 298 KB of shared memory */
+    c = base_cfg();
+    c.bm = 128;
+    c.bn = 128;
+    c.stages = 3;
+    CHECK("too much shared memory rejected", !derives(c));
+}
+
+static void test_derived_fields(void)
+{
+    sp_kcfg c = base_cfg();
+    sp_err e = { 0 };
+    CHECK("derives", kcfg_derive_bwd(&c, &e) == 0);
+    CHECK("warps picked from BN", c.warps == 4);
+    CHECK("threads are main's", c.threads == 128 && kcfg_bwd_threads(&c, BWD_MAIN) == 128);
+    CHECK("dq threads: a warp per 16 rows", kcfg_bwd_threads(&c, BWD_DQ) == 128);
+    CHECK("aux threads", kcfg_bwd_threads(&c, BWD_PRE) == KCFG_BWD_AUX_THREADS &&
+                             kcfg_bwd_threads(&c, BWD_CONVERT) == KCFG_BWD_AUX_THREADS);
+    CHECK("row bytes", c.row_bytes == 256);
+    int main_smem = kcfg_bwd_smem(&c, BWD_MAIN), det = kcfg_bwd_smem(&c, BWD_MAIN_DET), dq = kcfg_bwd_smem(&c, BWD_DQ);
+    /* K, V 64 rows; Q, dO 2 x 64 rows; lse2, delta 2 x 64 floats; dS^T 64 x 64 x 2 */
+    CHECK("main smem", main_smem == 128 + 2 * 64 * 256 + 2 * 2 * 64 * 256 + 2 * 2 * 64 * 4 + 64 * 64 * 2);
+    CHECK("main_det smem: no dS^T tile", det == main_smem - 64 * 64 * 2);
+    CHECK("dq smem", dq == 128 + 2 * 64 * 256 + 2 * 2 * 64 * 256);
+    CHECK("smem_bytes is the largest", c.smem_bytes == (main_smem > dq ? main_smem : dq));
+    CHECK("aux kernels use no dynamic smem", kcfg_bwd_smem(&c, BWD_PRE) == 0 && kcfg_bwd_smem(&c, BWD_CONVERT) == 0);
+    CHECK("aux rows d128", kcfg_bwd_aux_rows(&c) == 8);
+    CHECK("dq cols: 64 fill 4 warps", kcfg_bwd_dq_cols(&c) == 64);
+    c.head_dim = 64;
+    c.bn = 128;
+    c.warps = 0;
+    CHECK("d64 derives", kcfg_derive_bwd(&c, &e) == 0);
+    CHECK("dq cols shrink to give 8 warps work", kcfg_bwd_dq_cols(&c) == 32);
+    CHECK("aux rows d64", kcfg_bwd_aux_rows(&c) == 16);
+    CHECK("seqlen pad 1", kcfg_bwd_seqlen_pad(1) == 128);
+    CHECK("seqlen pad 128", kcfg_bwd_seqlen_pad(128) == 128);
+    CHECK("seqlen pad 129", kcfg_bwd_seqlen_pad(129) == 256);
+}
+
+static void test_names(void)
+{
+    sp_kcfg c = base_cfg();
+    sp_err e = { 0 };
+    kcfg_derive_bwd(&c, &e);
+    char buf[128];
+    kcfg_bwd_name(&c, BWD_MAIN, buf, sizeof buf);
+    CHECKF(!strcmp(buf, "spattn_bwd_main_bf16_d128_bm64_bn64_w4_s2"), "main name %s", buf);
+    kcfg_bwd_name(&c, BWD_MAIN_DET, buf, sizeof buf);
+    CHECKF(!strcmp(buf, "spattn_bwd_main_det_bf16_d128_bm64_bn64_w4_s2"), "main_det name %s", buf);
+    c.dtype = SP_FP16;
+    kcfg_bwd_name(&c, BWD_CONVERT, buf, sizeof buf);
+    CHECKF(!strcmp(buf, "spattn_bwd_convert_fp16_d128_bm64_bn64_w4_s2"), "convert name %s", buf);
+    CHECK("part names", !strcmp(kcfg_bwd_part_name(BWD_PRE), "pre") && !strcmp(kcfg_bwd_part_name(BWD_DQ), "dq"));
+}
+
+static void test_candidates(void)
+{
+    sp_kcfg c = base_cfg(), out[64];
+    int n = kcfg_candidates_bwd(&c, out, 64);
+    CHECKF(n > 4, "d128 has candidates (%d)", n);
+    for (int i = 0; i < n; i++) {
+        sp_kcfg t = out[i];
+        sp_err e = { 0 };
+        CHECKF(t.kind == SP_KIND_BWD && kcfg_derive_bwd(&t, &e) == 0 && t.smem_bytes == out[i].smem_bytes,
+               "candidate %dx%d s%d derives", out[i].bm, out[i].bn, out[i].stages);
+        for (int j = 0; j < i; j++)
+            CHECKF(out[j].bm != t.bm || out[j].bn != t.bn || out[j].stages != t.stages, "candidates distinct (%d, %d)", i, j);
+    }
+    /* the default is among them */
+    sp_kcfg d = base_cfg();
+    kcfg_default_bwd(&d, 90);
+    int found = 0;
+    for (int i = 0; i < n; i++) found |= out[i].bm == d.bm && out[i].bn == d.bn && out[i].stages == d.stages;
+    CHECK("default d128 is a candidate", found);
+    CHECK("cap respected", kcfg_candidates_bwd(&c, out, 2) == 2);
+    c.head_dim = 64;
+    n = kcfg_candidates_bwd(&c, out, 64);
+    CHECKF(n > 4, "d64 has candidates (%d)", n);
+    for (int i = 0; i < n; i++) {
+        sp_kcfg t = out[i];
+        sp_err e = { 0 };
+        CHECKF(kcfg_derive_bwd(&t, &e) == 0, "d64 candidate %dx%d s%d derives", t.bm, t.bn, t.stages);
+    }
+}
+
+static void test_emit_bytes(void)
+{
+    char buf[512];
+    sp_spec s;
+    load(&s, spec_text(buf, sizeof buf, 16, 4, 128, "bf16", "spattn"));
+    sp_kcfg c;
+    CHECK("default derives", default_cfg(&s, 90, &c) == 0);
+    strbuf a = STRBUF_INIT, b = STRBUF_INIT;
+    sb_init(&a);
+    sb_init(&b);
+    sp_err e = { 0 };
+    CHECK("emit", emit_bwd_kernels(&a, &s, &s.pattern, &c, &e) == 0);
+    CHECK("emit again", emit_bwd_kernels(&b, &s, &s.pattern, &c, &e) == 0);
+    CHECK("same bytes", a.len == b.len && !memcmp(a.buf, b.buf, a.len));
+    CHECK("no #include (NVRTC gets no include path)", !strstr(a.buf, "#include"));
+    for (int p = 0; p < BWD_PARTS; p++) {
+        char name[128], decl[160];
+        kcfg_bwd_name(&c, (sp_bwd_part)p, name, sizeof name);
+        snprintf(decl, sizeof decl, " %s(const sp_bwd_kparams p)", name);
+        CHECKF(strstr(a.buf, decl) != NULL, "kernel %s defined", name);
+    }
+    char size_check[96];
+    snprintf(size_check, sizeof size_check, "static_assert(sizeof(sp_bwd_kparams) == %d", (int)sizeof(sp_bwd_kparams));
+    CHECK("host struct size checked", strstr(a.buf, size_check) != NULL);
+
+    sp_kcfg raw = c;
+    raw.smem_bytes = 0;
+    sb_reset(&a);
+    CHECK("an underived config is refused", emit_bwd_kernels(&a, &s, &s.pattern, &raw, &e) == -1);
+    raw = c;
+    raw.kind = SP_KIND_FWD;
+    CHECK("a forward config is refused", emit_bwd_kernels(&a, &s, &s.pattern, &raw, &e) == -1);
+    raw = c;
+    raw.bn = 128;   /* changed after deriving: smem_bytes no longer matches */
+    CHECK("a config changed after deriving is refused", emit_bwd_kernels(&a, &s, &s.pattern, &raw, &e) == -1);
+    sb_free(&a);
+    sb_free(&b);
+    spec_free(&s);
+}
+
+/* ---- NVRTC: default configs compile for sm_80 and sm_90a without spills ---- */
+
+typedef struct {
+    int heads, kv_heads, head_dim;
+    const char *dtype, *pattern;
+    const char *arch;
+    /* results */
+    int compiled, parts_found, spill_free;
+    char what[160];
+} compile_job;
+
+static void *compile_one(void *arg)
+{
+    compile_job *j = arg;
+    char buf[512];
+    sp_spec s;
+    load(&s, spec_text(buf, sizeof buf, j->heads, j->kv_heads, j->head_dim, j->dtype, j->pattern));
+    sp_kcfg c;
+    snprintf(j->what, sizeof j->what, "%s d%d %s H%d/%d %s", j->pattern, j->head_dim, j->dtype, j->heads, j->kv_heads,
+             j->arch);
+    if (default_cfg(&s, !strcmp(j->arch, "sm_80") ? 80 : 90, &c)) {
+        spec_free(&s);
+        return NULL;
+    }
+    strbuf src = STRBUF_INIT;
+    sb_init(&src);
+    sp_err e = { 0 };
+    sp_compiled out = { 0 };
+    if (emit_bwd_kernels(&src, &s, &s.pattern, &c, &e) == 0 && nvrtc_compile(src.buf, j->arch, &out, &e) == 0) {
+        j->compiled = 1;
+        j->spill_free = 1;
+        for (int p = 0; p < BWD_PARTS; p++) {
+            char name[128];
+            kcfg_bwd_name(&c, (sp_bwd_part)p, name, sizeof name);
+            sp_kres r;
+            if (nvrtc_kernel_resources(out.log, name, &r) == 0 && r.regs > 0) j->parts_found++;
+            if (r.spill_stores || r.spill_loads) {
+                j->spill_free = 0;
+                fprintf(stderr, "  %s: %s spills %d/%d bytes (%d registers)\n", j->what, name, r.spill_stores,
+                        r.spill_loads, r.regs);
+            }
+        }
+    } else {
+        fprintf(stderr, "  %s: %s\n", j->what, e.msg);
+    }
+    nvrtc_compiled_free(&out);
+    sb_free(&src);
+    spec_free(&s);
+    return NULL;
+}
+
+static void test_compile_no_spills(void)
+{
+    static const char *patterns[] = { "spattn", "dense", "exclusive", "custom" }, *dtypes[] = { "bf16", "fp16" },
+                      *archs[] = { "sm_80", "sm_90a" };
+    static const int dims[] = { 64, 128 };
+    compile_job jobs[48];
+    int n = 0;
+    for (int a = 0; a < 2; a++)
+        for (int d = 0; d < 2; d++) {
+            for (int t = 0; t < 2; t++)
+                for (int p = 0; p < 4; p++)
+                    jobs[n++] = (compile_job){ 4, 4, dims[d], dtypes[t], patterns[p], archs[a], 0, 0, 0, "" };
+            /* grouped-query attention: 32 query heads on 8 kv heads */
+            jobs[n++] = (compile_job){ 32, 8, dims[d], d ? "bf16" : "fp16", "spattn", archs[a], 0, 0, 0, "" };
+        }
+    /* Two at a time: NVRTC is thread-safe, and the machine has two cores. */
+    for (int i = 0; i < n; i += 2) {
+        pthread_t th[2];
+        int m = i + 1 < n ? 2 : 1;
+        for (int k = 0; k < m; k++) pthread_create(&th[k], NULL, compile_one, &jobs[i + k]);
+        for (int k = 0; k < m; k++) pthread_join(th[k], NULL);
+    }
+    for (int i = 0; i < n; i++) {
+        CHECKF(jobs[i].compiled, "%s compiles", jobs[i].what);
+        CHECKF(jobs[i].parts_found == BWD_PARTS, "%s: all %d kernels in the ptxas report (%d)", jobs[i].what, BWD_PARTS,
+               jobs[i].parts_found);
+        CHECKF(jobs[i].spill_free, "%s: no spills", jobs[i].what);
+    }
+}
+
+static const test_case tests[] = {
+    { "defaults_derive", test_defaults_derive },
+    { "derive_rejects", test_derive_rejects },
+    { "derived_fields", test_derived_fields },
+    { "names", test_names },
+    { "candidates", test_candidates },
+    { "emit_bytes", test_emit_bytes },
+    { "compile_no_spills", test_compile_no_spills },
+    { 0, 0 },
+};
+
+TEST_MAIN(tests)
