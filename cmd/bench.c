@@ -153,8 +153,8 @@ int cmd_bench(int argc, char **argv, sp_err *e)
     if (r) return r > 0 ? SP_EXIT_OK : SP_EXIT_USAGE;
     g.spec_path = pos.v[0];
     if (strcmp(pass, "fwd") && strcmp(pass, "fwdbwd"))
-        return sp_fail(e, SP_EXIT_USAGE, "--pass: '%s' is not fwd or fwdbwd", pass);
-    if (json && csv) return sp_fail(e, SP_EXIT_USAGE, "--json and --csv exclude each other");
+        { sp_fail(e, SP_EXIT_USAGE, "--pass: '%s' is not fwd or fwdbwd", pass); return SP_EXIT_USAGE; }
+    if (json && csv) { sp_fail(e, SP_EXIT_USAGE, "--json and --csv exclude each other"); return SP_EXIT_USAGE; }
     if (lens.n == 0) {
         int64_t d[] = { 1024, 2048, 4096, 8192, 16384 };
         for (int i = 0; i < 5; i++) lens.v[lens.n++] = d[i];
@@ -202,7 +202,7 @@ int cmd_bench(int argc, char **argv, sp_err *e)
             jw_end(&w);
             jw_finish(&w);
         } else if (csv)
-            printf("%lld,%.6f,%.5f,%.5f,%.4f,%.4f,%.4f,%.2f,%.2f,%s,%s\n", (long long)p->N, p->ratio, p->ms, p->dense_ms, sp,
+            printf("%lld,%.6f,%.5f,%.5f,%.4f,%.4f,%.4f,%.2f,%.2f,%s,\"%s\"\n", (long long)p->N, p->ratio, p->ms, p->dense_ms, sp,
                    ideal, sp / ideal, p->tflops, p->dense_tflops, p->kernel, p->config_source);
         else
             printf("%-8lld %-7.4f %-11.4f %-11.4f %-8.2f %-7.2f %-9.0f%% %-10.1f %s\n", (long long)p->N, p->ratio, p->ms,

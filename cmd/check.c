@@ -211,9 +211,9 @@ int cmd_check(int argc, char **argv, sp_err *e)
     if (r) return r > 0 ? SP_EXIT_OK : SP_EXIT_USAGE;
     o.g.spec_path = pos.v[0];
     if (strcmp(o.pass, "fwd") && strcmp(o.pass, "bwd") && strcmp(o.pass, "both"))
-        return sp_fail(e, SP_EXIT_USAGE, "--pass: '%s' is not fwd, bwd or both", o.pass);
+        { sp_fail(e, SP_EXIT_USAGE, "--pass: '%s' is not fwd, bwd or both", o.pass); return SP_EXIT_USAGE; }
     if (strcmp(o.reference, "auto") && strcmp(o.reference, "cpu") && strcmp(o.reference, "gpu"))
-        return sp_fail(e, SP_EXIT_USAGE, "--reference: '%s' is not auto, cpu or gpu", o.reference);
+        { sp_fail(e, SP_EXIT_USAGE, "--reference: '%s' is not auto, cpu or gpu", o.reference); return SP_EXIT_USAGE; }
 
     gpu_problem p;
     if (gpu_problem_open(&o.g, &p, e)) return e->code ? e->code : SP_EXIT_FAIL;

@@ -180,10 +180,15 @@ int cmd_compile(int argc, char **argv, sp_err *e)
     if (strcmp(kind_name, "fwd") == 0 || strcmp(kind_name, "all") == 0) kinds[n_kinds++] = SP_KIND_FWD;
     if (strcmp(kind_name, "bwd") == 0 || strcmp(kind_name, "all") == 0) {
         if (emit_kind_supported(SP_KIND_BWD)) kinds[n_kinds++] = SP_KIND_BWD;
-        else if (strcmp(kind_name, "bwd") == 0)
-            return sp_fail(e, SP_EXIT_USAGE, "compile: backward kernels are not generated yet");
+        else if (strcmp(kind_name, "bwd") == 0) {
+            sp_fail(e, SP_EXIT_USAGE, "compile: backward kernels are not generated yet");
+            return SP_EXIT_USAGE;
+        }
     }
-    if (n_kinds == 0) return sp_fail(e, SP_EXIT_USAGE, "compile: --kind must be fwd, bwd or all, not '%s'", kind_name);
+    if (n_kinds == 0) {
+        sp_fail(e, SP_EXIT_USAGE, "compile: --kind must be fwd, bwd or all, not '%s'", kind_name);
+        return SP_EXIT_USAGE;
+    }
 
     char archs[MAX_ARCHS][16];
     int sms[MAX_ARCHS];

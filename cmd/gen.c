@@ -35,7 +35,7 @@ int cmd_gen(int argc, char **argv, sp_err *e)
     int layer_index = -1, dense = 0;
     opt_def opts[] = {
         OPT_STRING(0, "kind", &kind_name, "KIND", "kernel kind: fwd (default; bwd once the backward lands)"),
-        OPT_STRING(0, "tile", &tile, "BMxBN[:wW:sS]", "tile config instead of the default, e.g. 128x64:w8:s2"),
+        OPT_STRING(0, "tile", &tile, "BMxBN[:wW:sS]", "tile config instead of the default, e.g. 128x64:w4:s2"),
         OPT_INT(0, "layer-index", &layer_index, "K", "use layer K's pattern (default: the spec's default)", 0, 1 << 20),
         OPT_BOOL(0, "dense", &dense, "generate the dense causal kernel of the spec's shape (the baseline)"),
         OPT_STRING(0, "arch", &arch, "ARCH", "GPU whose default tiles to use (default sm_90a)"),

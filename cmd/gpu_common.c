@@ -58,6 +58,11 @@ int gpu_problem_spec(const gpu_opts *o, gpu_problem *p, sp_err *e)
     p->ga.N = (int)N;
     p->ga.H = s->heads; p->ga.KVH = s->kv_heads; p->ga.D = s->head_dim; p->ga.dtype = s->dtype;
     p->ga.layout = strcmp(o->layout, "bhnd") == 0 ? GA_BHND : GA_BNHD;
+    if (o->tile) {
+        sp_kcfg t;
+        kcfg_for_spec(&t, s, &p->pattern, SP_KIND_FWD, 80);
+        if (kcfg_parse_tile(o->tile, &t, e) || kcfg_derive(&t, e)) goto fail;
+    }
     p->tile = o->tile;
     p->db_path = o->db_path;
     p->deterministic = o->deterministic;

@@ -26,6 +26,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cmd/cmd.h"
@@ -223,7 +224,7 @@ int cmd_tune(int argc, char **argv, sp_err *e)
     sp_kernel_kind kinds[2];
     int nkinds = 0;
     if (parse_kinds(o.kind, kinds, &nkinds, e)) return SP_EXIT_USAGE;
-    if (o.budget <= 0) return sp_fail(e, SP_EXIT_USAGE, "--budget must be positive");
+    if (o.budget <= 0) { sp_fail(e, SP_EXIT_USAGE, "--budget must be positive"); return SP_EXIT_USAGE; }
     const char *fake_env = getenv("SPATTN_TUNE_FAKE");
     int fake = fake_env && *fake_env && strcmp(fake_env, "0") != 0;
 
@@ -263,7 +264,7 @@ int cmd_tune(int argc, char **argv, sp_err *e)
     int nkeys = nkinds * o.batches.n * o.seq_lens.n;
     db_row *rows = calloc((size_t)nkeys, sizeof *rows);
     candidate *cands = calloc(MAX_CANDIDATES, sizeof *cands);
-    int nrows = 0, status = SP_EXIT_OK, skipped = 0, rejected_total = 0, tried_total = 0;
+    int nrows = 0, status = SP_EXIT_OK, skipped = 0, rejected_total = 0, tried_total = 0, budget_spent = 0;
     if (!rows || !cands) { status = SP_EXIT_FAIL; sp_fail(e, status, "out of memory"); goto done; }
     progress pr;
     progress_begin(&pr, "tune");
@@ -296,6 +297,12 @@ int cmd_tune(int argc, char **argv, sp_err *e)
                 gpu_opts go = o.g;
                 go.batch = o.batches.v[bi];
                 go.seq_len = o.seq_lens.v[si];
+                if (sp_now() > deadline) {
+                    if (!budget_spent)
+                        fprintf(stderr, "tune: the --budget of %.0f s is spent; the remaining keys are not tuned\n", o.budget);
+                    budget_spent = 1;
+                    break;
+                }
                 gpu_problem p;
                 if (gpu_problem_spec(&go, &p, e)) { status = e->code; break; }
                 p.gpu = &gpu;
@@ -340,7 +347,7 @@ int cmd_tune(int argc, char **argv, sp_err *e)
                 }
                 tried_total += tried;
                 rejected_total += rejected;
-                if (best >= 0 && !status) {
+                if (best >= 0 && !status && !interrupted) {
                     db_row *row = &rows[nrows++];
                     row->key = key;
                     kcfg_tile_string(&cands[best].cfg, row->tile, sizeof row->tile);
@@ -350,10 +357,13 @@ int cmd_tune(int argc, char **argv, sp_err *e)
                     double flops = p.eff_flops_fwd * (kind == SP_KIND_BWD ? 2.5 : 1.0);
                     row->eff_tflops = flops / (cands[best].ms * 1e-3) / 1e12;
                     row->candidates = tried;
+                    time_t now = time(NULL);
+                    struct tm tmv;
+                    strftime(row->created_at, sizeof row->created_at, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tmv));
                     fprintf(stderr, "tune: %s batch %lld N %lld: best %s %.4f ms (%.1f TF/s) of %d candidates, %d rejected\n",
                             key.kind, (long long)go.batch, (long long)go.seq_len, row->tile, row->median_ms, row->eff_tflops,
                             tried, rejected);
-                } else if (!status && !interrupted) {
+                } else if (!status && !interrupted && sp_now() <= deadline) {
                     fprintf(stderr, "tune: %s batch %lld N %lld: no candidate passed\n", key.kind, (long long)go.batch,
                             (long long)go.seq_len);
                     status = SP_EXIT_FAIL;
@@ -373,11 +383,11 @@ int cmd_tune(int argc, char **argv, sp_err *e)
             strbuf sb = STRBUF_INIT;
             sb_init(&sb);
             sp_err je = { 0 };
-            if (db_row_json(d, &rows[i], 0, &sb, &je) == 0) printf("%s\n", sb.buf);
+            if (db_row_json(d, &rows[i], 0, &sb, &je) == 0) fputs(sb.buf, stdout);
             sb_free(&sb);
         }
     }
-    fprintf(stderr, "tune: %d result(s) saved to %s, %d up to date, %d candidates timed, %d rejected, %.1f s%s\n",
+    fprintf(stderr, "tune: %d result(s) saved to %s, %d up to date, %d candidates checked, %d rejected, %.1f s%s\n",
             nrows, db_file(d), skipped, tried_total, rejected_total, sp_now() - t0, interrupted ? " (interrupted)" : "");
     if (interrupted && !status) status = SP_EXIT_FAIL;
 done:

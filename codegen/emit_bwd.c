@@ -24,6 +24,8 @@
  * main_det can leave dQ out and no sum depends on timing. */
 #include "codegen/emit_bwd.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "codegen/emit.h"
@@ -32,52 +34,60 @@
 
 /* ---- configuration and parameters -------------------------------------- */
 
+/* One line of the enum: the text, then its comment (if any) in an aligned column. */
+static void const_line(strbuf *out, const char *comment, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void const_line(strbuf *out, const char *comment, const char *fmt, ...)
+{
+    char text[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (comment) sb_printf(out, "    %-47s /* %s */\n", text, comment);
+    else sb_printf(out, "    %s\n", text);
+}
+
 static void emit_bwd_constants(strbuf *out, const sp_kcfg *cfg)
 {
     /* An enum rather than constexpr variables (NVRTC's -default-device would
      * make those global memory).  The names the prelude and band helpers use
      * (HEAD_DIM, CHUNKS, ROW_BYTES, BM, BN, MAX_INTERVALS) mean the same here. */
-    sb_printf(out,
-              "/* ==== Configuration: what these kernels are specialized to ==== */\n"
-              "enum : int {\n"
-              "    HEAD_DIM = %d,\n"
-              "    HEADS = %d, KV_HEADS = %d,\n"
-              "    GROUP = HEADS / KV_HEADS,               /* query heads per kv head */\n"
-              "    MAX_INTERVALS = %d,\n"
-              "    BAND_STRIDE = 1 + 2 * MAX_INTERVALS,    /* ints per band table row */\n"
-              "    BM = %d,                                 /* query rows per query tile */\n"
-              "    BN = %d,                                 /* keys per KV tile: 16 per warp of main */\n"
-              "    WARPS = %d, THREADS = %d,               /* main and main_det */\n"
-              "    STAGES = %d,                             /* Q/dO tiles in flight (main), K/V tiles (dq) */\n"
-              "    CHUNKS = HEAD_DIM * 2 / 16,             /* 16-byte chunks per row */\n"
-              "    ROW_BYTES = %d,\n"
-              "    Q_TILE_BYTES = BM * ROW_BYTES,\n"
-              "    KV_TILE_BYTES = BN * ROW_BYTES,\n"
-              "    DS_ROW_BYTES = BM * 2,                  /* a dS^T row: BM 16-bit values */\n"
-              "    Q_SUB = %d,                              /* queries per step of main (a part of BM) */\n"
-              "    K_SUB = %d,                              /* keys per step of dq (a part of BN) */\n"
-              "    DQ_COLS = %d,                            /* dQ columns per warp pass in main */\n"
-              "    DQ_CGROUPS = HEAD_DIM / DQ_COLS,\n"
-              "    DQ_UNITS = (BM / 16) * DQ_CGROUPS,      /* (16-row block, column group) passes per tile */\n"
-              "    DQ_WARPS = BM / 16, DQ_THREADS = 32 * DQ_WARPS,   /* the dq kernel */\n"
-              "    AUX_THREADS = %d, AUX_ROWS = AUX_THREADS / CHUNKS, /* pre and convert */\n"
-              "    ROW_PAD = %d,                           /* delta / lse2 rows per head: a multiple of this */\n"
-              "    SMEM_MAIN = %d, SMEM_MAIN_DET = %d, SMEM_DQ = %d,\n"
-              "};\n"
-              "#define LOG2E 1.44269504088896341f\n"
-              "static_assert(SMEM_MAIN == 128 + 2 * KV_TILE_BYTES + 2 * STAGES * Q_TILE_BYTES + 2 * STAGES * BM * 4 + BN * DS_ROW_BYTES,\n"
-              "              \"kcfg_bwd_smem disagrees\");\n"
-              "static_assert(SMEM_MAIN_DET == SMEM_MAIN - BN * DS_ROW_BYTES, \"kcfg_bwd_smem disagrees\");\n"
-              "static_assert(SMEM_DQ == 128 + 2 * Q_TILE_BYTES + STAGES * 2 * KV_TILE_BYTES, \"kcfg_bwd_smem disagrees\");\n"
-              "static_assert(BN == 16 * WARPS && THREADS == 32 * WARPS && BM %% 32 == 0 && ROW_PAD %% BM == 0, \"bad tile\");\n"
-              "static_assert(ROW_BYTES == HEAD_DIM * 2 && CHUNKS %% 8 == 0 && 32 %% CHUNKS == 0, \"rows are swizzled, not padded\");\n"
-              "static_assert(STAGES >= 2 && HEAD_DIM %% DQ_COLS == 0 && DQ_COLS %% 16 == 0, \"bad config\");\n"
-              "static_assert(BM %% Q_SUB == 0 && Q_SUB %% 16 == 0 && BN %% K_SUB == 0 && K_SUB %% 16 == 0, \"bad sub-tiles\");\n\n",
-              cfg->head_dim, cfg->heads, cfg->kv_heads, cfg->max_intervals, cfg->bm, cfg->bn, cfg->warps,
-              kcfg_bwd_threads(cfg, BWD_MAIN), cfg->stages, cfg->row_bytes, kcfg_bwd_q_sub(cfg), kcfg_bwd_k_sub(cfg),
-              kcfg_bwd_dq_cols(cfg),
-              KCFG_BWD_AUX_THREADS, KCFG_BWD_ROW_PAD, kcfg_bwd_smem(cfg, BWD_MAIN), kcfg_bwd_smem(cfg, BWD_MAIN_DET),
-              kcfg_bwd_smem(cfg, BWD_DQ));
+    sb_puts(out, "/* ==== Configuration: what these kernels are specialized to ==== */\nenum : int {\n");
+    const_line(out, NULL, "HEAD_DIM = %d,", cfg->head_dim);
+    const_line(out, NULL, "HEADS = %d, KV_HEADS = %d,", cfg->heads, cfg->kv_heads);
+    const_line(out, "query heads per kv head", "GROUP = HEADS / KV_HEADS,");
+    const_line(out, NULL, "MAX_INTERVALS = %d,", cfg->max_intervals);
+    const_line(out, "ints per band table row", "BAND_STRIDE = 1 + 2 * MAX_INTERVALS,");
+    const_line(out, "query rows per query tile", "BM = %d,", cfg->bm);
+    const_line(out, "keys per KV tile: 16 per warp of main", "BN = %d,", cfg->bn);
+    const_line(out, "main and main_det", "WARPS = %d, THREADS = %d,", cfg->warps, kcfg_bwd_threads(cfg, BWD_MAIN));
+    const_line(out, "Q/dO tiles in flight (main), K/V (dq)", "STAGES = %d,", cfg->stages);
+    const_line(out, "16-byte chunks per row", "CHUNKS = HEAD_DIM * 2 / 16,");
+    const_line(out, NULL, "ROW_BYTES = %d,", cfg->row_bytes);
+    const_line(out, NULL, "Q_TILE_BYTES = BM * ROW_BYTES,");
+    const_line(out, NULL, "KV_TILE_BYTES = BN * ROW_BYTES,");
+    const_line(out, "a dS^T row: BM 16-bit values", "DS_ROW_BYTES = BM * 2,");
+    const_line(out, "queries per step of main (part of BM)", "Q_SUB = %d,", kcfg_bwd_q_sub(cfg));
+    const_line(out, "keys per step of dq (part of BN)", "K_SUB = %d,", kcfg_bwd_k_sub(cfg));
+    const_line(out, "dQ block of one warp pass in main", "DQ_ROWS = 32, DQ_COLS = 32,");
+    const_line(out, NULL, "DQ_CGROUPS = HEAD_DIM / DQ_COLS,");
+    const_line(out, "warp passes per query tile", "DQ_UNITS = (BM / DQ_ROWS) * DQ_CGROUPS,");
+    const_line(out, "the dq kernel", "DQ_WARPS = BM / 16, DQ_THREADS = 32 * DQ_WARPS,");
+    const_line(out, "pre and convert", "AUX_THREADS = %d, AUX_ROWS = AUX_THREADS / CHUNKS,", KCFG_BWD_AUX_THREADS);
+    const_line(out, "delta / lse2 rows per head: a multiple", "ROW_PAD = %d,", KCFG_BWD_ROW_PAD);
+    const_line(out, "dynamic shared memory of each kernel", "SMEM_MAIN = %d, SMEM_MAIN_DET = %d, SMEM_DQ = %d,",
+               kcfg_bwd_smem(cfg, BWD_MAIN), kcfg_bwd_smem(cfg, BWD_MAIN_DET), kcfg_bwd_smem(cfg, BWD_DQ));
+    sb_puts(out,
+            "};\n"
+            "#define LOG2E 1.44269504088896341f\n"
+            "static_assert(SMEM_MAIN == 128 + 2 * KV_TILE_BYTES + 2 * STAGES * Q_TILE_BYTES + 2 * STAGES * BM * 4 + BN * DS_ROW_BYTES,\n"
+            "              \"kcfg_bwd_smem disagrees\");\n"
+            "static_assert(SMEM_MAIN_DET == SMEM_MAIN - BN * DS_ROW_BYTES, \"kcfg_bwd_smem disagrees\");\n"
+            "static_assert(SMEM_DQ == 128 + 2 * Q_TILE_BYTES + STAGES * 2 * KV_TILE_BYTES, \"kcfg_bwd_smem disagrees\");\n"
+            "static_assert(BN == 16 * WARPS && THREADS == 32 * WARPS && BM % 32 == 0 && ROW_PAD % BM == 0, \"bad tile\");\n"
+            "static_assert(ROW_BYTES == HEAD_DIM * 2 && CHUNKS % 8 == 0 && 32 % CHUNKS == 0, \"rows are swizzled, not padded\");\n"
+            "static_assert(STAGES >= 2 && BM % DQ_ROWS == 0 && HEAD_DIM % DQ_COLS == 0, \"bad config\");\n"
+            "static_assert(BM % Q_SUB == 0 && Q_SUB % 16 == 0 && BN % K_SUB == 0 && K_SUB % 16 == 0, \"bad sub-tiles\");\n\n");
 }
 
 typedef struct { const char *type, *name, *comment; } bwd_field;
@@ -135,7 +145,7 @@ static void emit_bwd_helpers(strbuf *out, const sp_kcfg *cfg)
             "    bwd_unpack2(b, b0, b1);\n"
             "    return a0 * b0 + a1 * b1;\n"
             "}\n\n"
-            "DEV float pos_inf() { return __int_as_float(0x7f800000); }\n\n"
+            "DEV float bwd_pos_inf() { return __int_as_float(0x7f800000); }\n\n"
             "/* Two floats from shared memory (8-byte aligned). */\n"
             "DEV float2 bwd_lds_f2(u32 addr)\n"
             "{\n"
@@ -316,7 +326,7 @@ static void emit_bwd_pre(strbuf *out, const sp_kcfg *cfg)
             "#pragma unroll\n"
             "    for (int off = CHUNKS / 2; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);\n"
             "    if (chunk == 0) {\n"
-            "        float l2 = pos_inf();\n"
+            "        float l2 = bwd_pos_inf();\n"
             "        if (i < n) {\n"
             "            const float lse = ((const float *)p.lse)[b * p.lse_sb + h * p.lse_sh + i];\n"
             "            if (lse != neg_inf()) l2 = lse * LOG2E;\n"
@@ -516,42 +526,54 @@ static void emit_bwd_main_parts(strbuf *out)
             "    }\n"
             "}\n\n"
             "/* dQ (unscaled) += dS K for the query tile, by atomic adds into the fp32 accumulator (dqa:\n"
-            " * head h's row 0; rows dqa_sn floats apart).  The work is (BM / 16) row blocks x DQ_CGROUPS\n"
-            " * groups of DQ_COLS dims; warp w takes units w, w + WARPS, ...\n"
+            " * head h's row 0; rows dqa_sn floats apart).  The work is (BM / 32) row blocks x (HEAD_DIM /\n"
+            " * 32) column blocks; warp w takes units w, w + WARPS, ...  A 32 x 32 unit is two m16 row\n"
+            " * halves x four n8 column blocks: per 16 keys 2 A and 2 B fragments feed 8 mma, fewer\n"
+            " * shared-memory reads per mma than a 16 x 64 unit.\n"
             " * A = dS (queries x keys) is stored transposed (rows are keys), so its fragment comes from\n"
-            " * ldmatrix.x4.trans: for row block rb and keys 16kc..16kc+15, a[0] = dS[g][2t..2t+1] = dS^T\n"
-            " * rows 16kc+2t.. of column 16rb+g, from the matrix rows 16kc+0-7 x chunk 2rb; a[1] (queries\n"
-            " * +8) rows +0-7 x chunk 2rb+1; a[2] (keys +8) rows +8-15 x chunk 2rb; a[3] rows +8-15 x chunk\n"
-            " * 2rb+1.  So lane l points at row 16kc + 8 (l / 16) + l % 8, chunk 2rb + (l / 8) % 2.\n"
-            " * B = K [key][dim], transposed as in bwd_mma_cb.  acc[db][e]: query m0 + 16rb + g + 8 (e / 2),\n"
-            " * dim DQ_COLS cg + 8db + 2t + e % 2; rows >= n are dropped. */\n"
+            " * ldmatrix.x4.trans: for the 16 queries from 16rb and keys 16kc..16kc+15, a[0] = dS[g][2t..2t+1]\n"
+            " * = dS^T rows 16kc+2t.. of column 16rb+g, from the matrix rows 16kc+0-7 x chunk 2rb; a[1]\n"
+            " * (queries +8) rows +0-7 x chunk 2rb+1; a[2] (keys +8) rows +8-15 x chunk 2rb; a[3] rows\n"
+            " * +8-15 x chunk 2rb+1.  So lane l points at row 16kc + 8 (l / 16) + l % 8, chunk 2rb + (l / 8) % 2.\n"
+            " * B = K [key][dim], transposed as in bwd_mma_cb.  acc[h][db][e]: query m0 + 32 rp + 16h + g +\n"
+            " * 8 (e / 2), dim 32 cg + 8db + 2t + e % 2; rows >= n are dropped. */\n"
             "DEV void bwd_dq_atomic(float *dqa, long long dqa_sn, u32 sdS, u32 sK, int m0, int n, int warp, int lane)\n"
             "{\n"
             "    const int g = lane >> 2, t = lane & 3;\n"
             "#pragma unroll 1\n"
             "    for (int u = warp; u < DQ_UNITS; u += WARPS) {\n"
-            "        const int rb = u / DQ_CGROUPS, cg = u % DQ_CGROUPS;\n"
-            "        float acc[DQ_COLS / 8][4];\n"
+            "        const int rp = u / DQ_CGROUPS, cg = u % DQ_CGROUPS;\n"
+            "        float acc[2][DQ_COLS / 8][4];\n"
             "#pragma unroll\n"
-            "        for (int db = 0; db < DQ_COLS / 8; ++db) acc[db][0] = acc[db][1] = acc[db][2] = acc[db][3] = 0.f;\n"
+            "        for (int h = 0; h < 2; ++h)\n"
+            "#pragma unroll\n"
+            "            for (int db = 0; db < DQ_COLS / 8; ++db) acc[h][db][0] = acc[h][db][1] = acc[h][db][2] = acc[h][db][3] = 0.f;\n"
             "#pragma unroll\n"
             "        for (int kc = 0; kc < BN / 16; ++kc) {\n"
-            "            u32 a[4];\n"
-            "            ldsm_x4_trans(sdS + bwd_ds_off(16 * kc + 8 * (lane >> 4) + (lane & 7), 2 * rb + ((lane >> 3) & 1)), a);\n"
+            "            u32 a[2][4];\n"
+            "#pragma unroll\n"
+            "            for (int h = 0; h < 2; ++h)\n"
+            "                ldsm_x4_trans(sdS + bwd_ds_off(16 * kc + 8 * (lane >> 4) + (lane & 7), 2 * (2 * rp + h) + ((lane >> 3) & 1)), a[h]);\n"
             "#pragma unroll\n"
             "            for (int dp = 0; dp < DQ_COLS / 16; ++dp) {\n"
             "                u32 b[4];\n"
             "                ldsm_x4_trans(sK + tile_off(16 * kc + (lane & 15), cg * (DQ_COLS / 8) + 2 * dp + (lane >> 4)), b);\n"
-            "                mma_16816(acc[2 * dp], a, b[0], b[1]);\n"
-            "                mma_16816(acc[2 * dp + 1], a, b[2], b[3]);\n"
+            "#pragma unroll\n"
+            "                for (int h = 0; h < 2; ++h) {\n"
+            "                    mma_16816(acc[h][2 * dp], a[h], b[0], b[1]);\n"
+            "                    mma_16816(acc[h][2 * dp + 1], a[h], b[2], b[3]);\n"
+            "                }\n"
             "            }\n"
             "        }\n"
-            "        const int i = m0 + 16 * rb + g;\n"
-            "        float *row = dqa + (long long)i * dqa_sn + cg * DQ_COLS + 2 * t;\n"
             "#pragma unroll\n"
-            "        for (int db = 0; db < DQ_COLS / 8; ++db) {\n"
-            "            if (i < n) bwd_red_add2(row + 8 * db, acc[db][0], acc[db][1]);\n"
-            "            if (i + 8 < n) bwd_red_add2(row + 8 * dqa_sn + 8 * db, acc[db][2], acc[db][3]);\n"
+            "        for (int h = 0; h < 2; ++h) {\n"
+            "            const int i = m0 + DQ_ROWS * rp + 16 * h + g;\n"
+            "            float *row = dqa + (long long)i * dqa_sn + cg * DQ_COLS + 2 * t;\n"
+            "#pragma unroll\n"
+            "            for (int db = 0; db < DQ_COLS / 8; ++db) {\n"
+            "                if (i < n) bwd_red_add2(row + 8 * db, acc[h][db][0], acc[h][db][1]);\n"
+            "                if (i + 8 < n) bwd_red_add2(row + 8 * dqa_sn + 8 * db, acc[h][db][2], acc[h][db][3]);\n"
+            "            }\n"
             "        }\n"
             "    }\n"
             "}\n\n");
@@ -882,8 +904,8 @@ int emit_bwd_kernels(strbuf *out, const sp_spec *spec, const sp_pattern *pat, co
             "/* The backward pass: five kernels sharing one configuration (codegen/kcfg_bwd.h).\n"
             " *   atomic mode:         pre -> main -> convert\n"
             " *   deterministic mode:  pre -> main_det -> dq   (no atomics: bitwise repeatable)\n"
-            " * THREADS and the shared memory in the header line above are main's; the others say\n"
-            " * theirs at their definition. */\n\n");
+            " * The header's threads are main's, its shared memory the most any of them uses; each\n"
+            " * kernel says its own at its definition. */\n\n");
     emit_bwd_constants(out, cfg);
     emit_prelude(out, cfg);
     emit_bands(out, cfg);

@@ -149,7 +149,9 @@ int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e)
     }
     while (bn > 0 && *p == ':') {
         p++;
-        char what = *p++;
+        char what = *p;
+        if (what != 'w' && what != 's') { bn = -1; break; }
+        p++;
         long v = parse_num(&p);
         if (v < 0 || (what != 'w' && what != 's')) { bn = -1; break; }
         if (what == 'w') warps = v;
@@ -157,7 +159,7 @@ int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e)
     }
     if (bm < 0 || bn < 0 || *p) {
         sp_fail(e, SP_EXIT_USAGE, "bad tile '%s': expected BMxBN or BMxBN:wW:sS", arg);
-        sp_hint(e, "for example 128x64 or 128x64:w8:s2");
+        sp_hint(e, "for example 128x64 or 128x64:w4:s2");
         return -1;
     }
     c->bm = (int)bm;

@@ -43,14 +43,14 @@ void kcfg_for_spec(sp_kcfg *c, const sp_spec *s, const sp_pattern *p, sp_kernel_
  * for the forward (each warp owns 16 query rows).  SP_KIND_BWD is not
  * supported yet and fails. */
 int kcfg_derive(sp_kcfg *c, sp_err *e);
-/* Parse a --tile argument: "BMxBN" or "BMxBN:wW:sS" (e.g. 128x64:w8:s2,
+/* Parse a --tile argument: "BMxBN" or "BMxBN:wW:sS" (e.g. 128x64:w4:s2,
  * also 128x64:s3); stages not given keep their value, warps not given
  * become 0 (kcfg_derive picks them).  Does not derive. */
 int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e);
 /* The kernel's name, which carries its parameters:
- * spattn_fwd_bf16_d128_bm128_bn64_w8_s2 */
+ * spattn_fwd_bf16_d128_bm128_bn64_w4_s2 */
 void kcfg_name(const sp_kcfg *c, char *buf, int n);
-/* "128x64:w8:s2", the form kcfg_parse_tile reads. */
+/* "128x64:w4:s2", the form kcfg_parse_tile reads. */
 void kcfg_tile_string(const sp_kcfg *c, char *buf, int n);
 /* The tuner's search space for c's problem: valid (derived) configs, at most
  * cap; returns the count. */

@@ -66,15 +66,12 @@ int kcfg_bwd_threads(const sp_kcfg *c, sp_bwd_part part);
 int kcfg_bwd_smem(const sp_kcfg *c, sp_bwd_part part);
 /* Query rows per block of pre and convert: KCFG_BWD_AUX_THREADS / (head_dim / 8). */
 int kcfg_bwd_aux_rows(const sp_kcfg *c);
-/* Queries main handles per step (Q_SUB: all bm, or a part of them) and keys
- * dq handles per step (K_SUB: all bn, or a part).  A step's S and dP live
- * in registers next to the accumulators (dK and dV: head_dim floats per
- * thread in main; dQ: head_dim / 2 in dq), so d128 takes steps of 32. */
+/* Queries main handles per step (Q_SUB: bm, at most 64) and keys dq
+ * handles per step (K_SUB: bn, at most 64).  A step's S and dP live in
+ * registers next to the accumulators (dK and dV: head_dim floats per
+ * thread in main; dQ: head_dim / 2 in dq). */
 int kcfg_bwd_q_sub(const sp_kcfg *c);
 int kcfg_bwd_k_sub(const sp_kcfg *c);
-/* Columns of dQ one warp of main computes per pass (16..64): small enough to
- * keep the accumulators few, large enough to give every warp work. */
-int kcfg_bwd_dq_cols(const sp_kcfg *c);
 /* N rounded up to KCFG_BWD_ROW_PAD: the rows per head of the delta / LSE scratch. */
 long long kcfg_bwd_seqlen_pad(long long N);
 

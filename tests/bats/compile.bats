@@ -1,0 +1,73 @@
+#!/usr/bin/env bats
+# spattn compile: NVRTC compiles without a GPU, with registers, shared memory
+# and spills from ptxas.  Each kernel takes about half a second.
+
+setup() {
+    SPATTN=${SPATTN:-$BATS_TEST_DIRNAME/../../build/spattn}
+    ROOT="$BATS_TEST_DIRNAME/../.."
+    SPEC="$ROOT/configs/olmoe-1b-7b.yaml"
+    HYBRID="$ROOT/configs/hybrid-layers.yaml"
+}
+
+@test "compile prints a row per kernel with registers and spills" {
+    run "$SPATTN" compile "$SPEC"
+    [ "$status" -eq 0 ]
+    [[ "${lines[0]}" == kernel*pattern*arch*regs*"smem static+dyn"*stack*"spill st/ld"*time ]]
+    [[ "${lines[1]}" =~ ^spattn_fwd_bf16_d128_bm128_bn64_w4_s2\ +spattn\ +sm_90a\ +[0-9]+\ +[0-9]+\+98432\ +0\ +0/0\ +[0-9.]+s$ ]]
+}
+
+@test "compile --json parses and reports registers" {
+    run "$SPATTN" compile "$SPEC" --json --arch sm_80,sm_90
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -e '.spec == "olmoe-1b-7b" and (.kernels | length) == 2 and .spills == false'
+    echo "$output" | jq -e '[.kernels[].arch] == ["sm_80", "sm_90a"]'
+    echo "$output" | jq -e 'all(.kernels[]; .regs > 0 and .regs <= 255 and .spill_stores == 0 and .spill_loads == 0
+                              and .smem_dynamic > 0 and .kind == "fwd" and .pattern == "spattn"
+                              and .name == "spattn_fwd_bf16_d128_" + (if .arch == "sm_80" then "bm64" else "bm128" end) + "_bn64_w4_s2")'
+}
+
+@test "compile --no-spills exits 0 for the OLMoE config on sm_80 and sm_90" {
+    run "$SPATTN" compile "$SPEC" --no-spills --arch sm_80,sm_90
+    [ "$status" -eq 0 ]
+}
+
+@test "compile --no-spills: every shipped config, every pattern, sm_80 and sm_90a" {
+    for f in "$ROOT"/configs/*.yaml; do
+        run "$SPATTN" compile "$f" --no-spills --arch sm_80,sm_90a
+        [ "$status" -eq 0 ] || { echo "$f: exit $status"; echo "$output"; false; }
+    done
+}
+
+@test "compile covers every distinct pattern of a spec, or one layer's" {
+    run "$SPATTN" compile "$HYBRID" --json
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -e '[.kernels[].pattern] == ["spattn", "dense", "local", "exclusive"]'
+    run "$SPATTN" compile "$HYBRID" --json --layer-index 0
+    echo "$output" | jq -e '[.kernels[].pattern] == ["dense"]'
+    run "$SPATTN" compile "$SPEC" --json --dense
+    echo "$output" | jq -e '[.kernels[].pattern] == ["dense"]'
+}
+
+@test "compile: a spilling tile warns, and --no-spills makes it exit 1" {
+    run "$SPATTN" compile "$SPEC" --tile 128x128:w4:s2
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"WARNING: spattn_fwd_bf16_d128_bm128_bn128_w4_s2 for sm_90a spills"* ]]
+    run "$SPATTN" compile "$SPEC" --tile 128x128:w4:s2 --no-spills
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"error: spattn_fwd_bf16_d128_bm128_bn128_w4_s2"* ]]
+}
+
+@test "compile: bad arch, kind or tile exit 2" {
+    run "$SPATTN" compile "$SPEC" --arch sm_70
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"unsupported --arch 'sm_70'"* ]]
+    run "$SPATTN" compile "$SPEC" --arch sm_80,
+    [ "$status" -eq 0 ]
+    run "$SPATTN" compile "$SPEC" --arch ,
+    [ "$status" -eq 2 ]
+    run "$SPATTN" compile "$SPEC" --kind sideways
+    [ "$status" -eq 2 ]
+    run "$SPATTN" compile "$SPEC" --tile 64x64:w3
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"16 or 32 query rows"* ]]
+}

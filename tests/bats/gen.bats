@@ -1,0 +1,96 @@
+#!/usr/bin/env bats
+# spattn gen: the generated CUDA source of a spec's kernel.  No GPU needed.
+
+setup() {
+    SPATTN=${SPATTN:-$BATS_TEST_DIRNAME/../../build/spattn}
+    ROOT="$BATS_TEST_DIRNAME/../.."
+    SPEC="$ROOT/configs/olmoe-1b-7b.yaml"
+    HYBRID="$ROOT/configs/hybrid-layers.yaml"
+    TMP=$(mktemp -d)
+}
+
+teardown() { rm -rf "$TMP"; }
+
+@test "gen prints one kernel named by its config" {
+    run "$SPATTN" gen "$SPEC"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *'extern "C" __global__ void __launch_bounds__(THREADS, 1) spattn_fwd_bf16_d128_bm128_bn64_w4_s2('* ]]
+    [[ "$output" == *"spec      olmoe-1b-7b"* ]]
+    [[ "$output" == *"pattern   spattn"* ]]
+    [[ "$output" == *"head 15: [0, 257) [3840, 4096)"* ]]
+    [[ "$output" == *"mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"* ]]
+}
+
+@test "gen source has no include directive and is the same every time" {
+    "$SPATTN" gen "$SPEC" >"$TMP/a.cu"
+    "$SPATTN" gen "$SPEC" >"$TMP/b.cu"
+    cmp "$TMP/a.cu" "$TMP/b.cu"
+    ! grep -q '#include' "$TMP/a.cu"
+}
+
+@test "gen --tile picks the tile and names the kernel after it" {
+    run "$SPATTN" gen "$SPEC" --tile 64x64:w4:s3
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"spattn_fwd_bf16_d128_bm64_bn64_w4_s3("* ]]
+    run "$SPATTN" gen "$SPEC" --tile 64x32
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"spattn_fwd_bf16_d128_bm64_bn32_w2_s2("* ]]
+}
+
+@test "gen -o writes the file atomically, the same bytes as stdout" {
+    run "$SPATTN" gen "$SPEC" -o "$TMP/k.cu"
+    [ "$status" -eq 0 ]
+    [ -z "$output" ]
+    "$SPATTN" gen "$SPEC" | cmp - "$TMP/k.cu"
+    ls "$TMP" | grep -qvx 'k.cu' && false || true
+}
+
+@test "gen --dense: the engine's dense causal kernel of the same shape" {
+    run "$SPATTN" gen "$SPEC" --dense
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"pattern   dense"* ]]
+    [[ "$output" == *"head  0: [0, 4096)"* ]]
+}
+
+@test "gen --layer-index uses that layer's pattern" {
+    run "$SPATTN" gen "$HYBRID" --layer-index 3
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"pattern   local"* ]]
+    run "$SPATTN" gen "$HYBRID" --layer-index 12
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"12 layers"* ]]
+}
+
+@test "gen --arch sm_80 may pick other default tiles" {
+    run "$SPATTN" gen "$SPEC" --arch sm_80
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"spattn_fwd_bf16_d128_bm64_bn64_w4_s2("* ]]
+    run "$SPATTN" gen "$SPEC" --arch sm_75
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"unsupported --arch"* ]]
+}
+
+@test "gen: a bad tile exits 2 and says why" {
+    for t in 128 128x 128x64:q3 x64 128x63 100x64 128x64:w3 128x64:s9 256x256:s4; do
+        run "$SPATTN" gen "$SPEC" --tile "$t"
+        [ "$status" -eq 2 ] || { echo "--tile $t: exit $status"; false; }
+        [[ "$output" == *"error:"* ]]
+    done
+    run "$SPATTN" gen "$SPEC" --tile 128x63
+    [[ "$output" == *"BN 63 must be a multiple of 16"* ]]
+}
+
+@test "gen: unknown kind, missing spec, missing argument exit 2" {
+    run "$SPATTN" gen "$SPEC" --kind sideways
+    [ "$status" -eq 2 ]
+    run "$SPATTN" gen "$TMP/nope.yaml"
+    [ "$status" -eq 2 ]
+    run "$SPATTN" gen
+    [ "$status" -eq 2 ]
+}
+
+@test "gen: -o into a missing directory fails without leaving files" {
+    run "$SPATTN" gen "$SPEC" -o "$TMP/no/such/dir/k.cu"
+    [ "$status" -ne 0 ]
+    [ ! -e "$TMP/no" ]
+}
