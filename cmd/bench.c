@@ -25,7 +25,7 @@ static const opt_cmd bench_cmd = {
 typedef struct {
     int64_t N;
     double ratio, ms, dense_ms, tflops, dense_tflops;
-    char kernel[128], config_source[160];
+    char kernel[260], config_source[160];
 } bench_point;
 
 /* One point: open the problem at N, time the spattn kernel and the dense one. */
@@ -35,26 +35,36 @@ static int bench_one(const gpu_opts *base, int64_t N, int iters, int bwd, bench_
     go.seq_len = N;
     gpu_problem p;
     if (gpu_problem_open(&go, &p, e)) return -1;
-    engine_kernel k = { 0 }, dk = { 0 };
+    engine_kernel k = { 0 }, dk = { 0 }, bk = { 0 }, dbk = { 0 };
     int rc = -1;
     memset(pt, 0, sizeof *pt);
     pt->N = N;
     pt->ratio = p.ratio;
-    if (bwd) { sp_fail(e, SP_EXIT_USAGE, "--pass fwdbwd needs the backward kernels, not available yet"); goto out; }
-    if (ga_fill_random(&p.ga, (uint64_t)go.seed, e) || gpu_problem_kernel(&p, SP_KIND_FWD, &k, e) ||
-        ga_time_forward(&p.ga, &k, 10, iters, &pt->ms, e)) goto out;
-    snprintf(pt->kernel, sizeof pt->kernel, "%s", k.name);
-    snprintf(pt->config_source, sizeof pt->config_source, "%s", p.config_source);
     sp_pattern dense = { SP_DENSE, 0, NULL };
-    if (gpu_problem_dense_kernel(&p, &dk, e) || ga_set_bands(&p.ga, &dense, e) ||
-        ga_time_forward(&p.ga, &dk, 5, iters, &pt->dense_ms, e)) goto out;
-    double dense_flops = 4.0 * p.spec.head_dim * (double)p.ga.B * p.spec.heads * ((double)N * (N + 1) / 2);
-    pt->tflops = p.eff_flops_fwd / (pt->ms * 1e-3) / 1e12;
+    if (ga_fill_random(&p.ga, (uint64_t)go.seed, e) || gpu_problem_kernel(&p, SP_KIND_FWD, &k, e)) goto out;
+    snprintf(pt->config_source, sizeof pt->config_source, "%s", p.config_source);
+    if (bwd) {
+        if (gpu_problem_kernel(&p, SP_KIND_BWD, &bk, e) || ga_alloc_backward(&p.ga, &bk.cfg, (uint64_t)go.seed + 7, NULL, e) ||
+            ga_time_fwdbwd(&p.ga, &k, &bk, 0, 5, iters, &pt->ms, e)) goto out;
+        snprintf(pt->kernel, sizeof pt->kernel, "%s + %s", k.name, bk.name);
+        if (gpu_problem_dense_kernel(&p, SP_KIND_FWD, &dk, e) || gpu_problem_dense_kernel(&p, SP_KIND_BWD, &dbk, e) ||
+            ga_set_bands(&p.ga, &dense, e) || ga_time_fwdbwd(&p.ga, &dk, &dbk, 0, 3, iters, &pt->dense_ms, e)) goto out;
+    } else {
+        if (ga_time_forward(&p.ga, &k, 10, iters, &pt->ms, e)) goto out;
+        snprintf(pt->kernel, sizeof pt->kernel, "%s", k.name);
+        if (gpu_problem_dense_kernel(&p, SP_KIND_FWD, &dk, e) || ga_set_bands(&p.ga, &dense, e) ||
+            ga_time_forward(&p.ga, &dk, 5, iters, &pt->dense_ms, e)) goto out;
+    }
+    double mult = bwd ? 3.5 : 1.0;   /* forward+backward = 3.5 x forward FLOPs */
+    double dense_flops = mult * 4.0 * p.spec.head_dim * (double)p.ga.B * p.spec.heads * ((double)N * (N + 1) / 2);
+    pt->tflops = mult * p.eff_flops_fwd / (pt->ms * 1e-3) / 1e12;
     pt->dense_tflops = dense_flops / (pt->dense_ms * 1e-3) / 1e12;
     rc = 0;
 out:
     engine_unload(p.gpu, &k);
     engine_unload(p.gpu, &dk);
+    engine_unload(p.gpu, &bk);
+    engine_unload(p.gpu, &dbk);
     gpu_problem_close(&p);
     return rc;
 }

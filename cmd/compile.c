@@ -14,6 +14,7 @@
 #include "cmd/cmd.h"
 #include "codegen/emit.h"
 #include "codegen/kcfg.h"
+#include "codegen/kcfg_bwd.h"
 #include "common/fileio.h"
 #include "common/json.h"
 #include "common/strbuf.h"
@@ -74,10 +75,28 @@ static int parse_archs(const char *list, char archs[][16], int *sms, sp_err *e)
     return n;
 }
 
-/* Emit and compile one kernel; fills k.  -1 on a generation or compile
- * error (the NVRTC log head is in e). */
+/* The kernels of cfg's translation unit and their dynamic shared memory:
+ * the forward is one kernel; the backward a family (codegen/kcfg_bwd.h). */
+#define MAX_TU_KERNELS BWD_PARTS
+static int tu_kernels(const sp_kcfg *cfg, char names[][128], int *smem)
+{
+    if (cfg->kind == SP_KIND_BWD) {
+        for (int part = 0; part < BWD_PARTS; part++) {
+            kcfg_bwd_name(cfg, (sp_bwd_part)part, names[part], 128);
+            smem[part] = kcfg_bwd_smem(cfg, (sp_bwd_part)part);
+        }
+        return BWD_PARTS;
+    }
+    kcfg_name(cfg, names[0], 128);
+    smem[0] = cfg->smem_bytes;
+    return 1;
+}
+
+/* Emit and compile one translation unit; fills ks[0..] with one entry per
+ * kernel in it and returns how many, or -1 on a generation or compile error
+ * (the NVRTC log head is in e). */
 static int compile_one(const sp_spec *spec, const sp_pattern *pat, sp_kernel_kind kind, const char *tile, int sm,
-                       const char *arch, compiled_kernel *k, sp_err *e)
+                       const char *arch, compiled_kernel *ks, sp_err *e)
 {
     sp_kcfg cfg;
     kcfg_for_spec(&cfg, spec, pat, kind, sm);
@@ -86,41 +105,47 @@ static int compile_one(const sp_spec *spec, const sp_pattern *pat, sp_kernel_kin
     strbuf src = STRBUF_INIT;
     if (emit_kernel(&src, spec, pat, &cfg, e)) { sb_free(&src); return -1; }
 
-    memset(k, 0, sizeof *k);
-    kcfg_name(&cfg, k->name, sizeof k->name);
-    kcfg_tile_string(&cfg, k->tile, sizeof k->tile);
-    snprintf(k->arch, sizeof k->arch, "%s", arch);
-    k->kind = kind;
-    k->pattern = pat->kind;
-    k->dynamic_smem = cfg.smem_bytes;
-
+    char names[MAX_TU_KERNELS][128];
+    int smem[MAX_TU_KERNELS];
+    int n = tu_kernels(&cfg, names, smem);
     sp_compiled out;
     double t0 = sp_now();
     int rc = nvrtc_compile(src.buf, arch, &out, e);
-    k->seconds = sp_now() - t0;
+    double seconds = sp_now() - t0;
     sb_free(&src);
     if (rc) {
         nvrtc_compiled_free(&out);
         return -1;
     }
-    if (nvrtc_kernel_resources(out.log, k->name, &k->res)) {
-        nvrtc_compiled_free(&out);
-        return sp_fail(e, SP_EXIT_FAIL, "compile: no ptxas report for %s in the NVRTC log", k->name);
+    for (int i = 0; i < n; i++) {
+        compiled_kernel *k = &ks[i];
+        memset(k, 0, sizeof *k);
+        snprintf(k->name, sizeof k->name, "%s", names[i]);
+        kcfg_tile_string(&cfg, k->tile, sizeof k->tile);
+        snprintf(k->arch, sizeof k->arch, "%s", arch);
+        k->kind = kind;
+        k->pattern = pat->kind;
+        k->dynamic_smem = smem[i];
+        k->seconds = seconds;   /* the translation unit's */
+        if (nvrtc_kernel_resources(out.log, k->name, &k->res)) {
+            nvrtc_compiled_free(&out);
+            return sp_fail(e, SP_EXIT_FAIL, "compile: no ptxas report for %s in the NVRTC log", k->name);
+        }
     }
     nvrtc_compiled_free(&out);
-    return 0;
+    return n;
 }
 
 static void print_table(const compiled_kernel *ks, int n)
 {
-    printf("%-40s %-10s %-7s %5s %16s %6s %12s %8s\n", "kernel", "pattern", "arch", "regs", "smem static+dyn",
+    printf("%-48s %-10s %-7s %5s %16s %6s %12s %8s\n", "kernel", "pattern", "arch", "regs", "smem static+dyn",
            "stack", "spill st/ld", "time");
     for (int i = 0; i < n; i++) {
         const compiled_kernel *k = &ks[i];
         char smem[48], spill[32];
         snprintf(smem, sizeof smem, "%d+%d", k->res.smem_static, k->dynamic_smem);
         snprintf(spill, sizeof spill, "%d/%d", k->res.spill_stores, k->res.spill_loads);
-        printf("%-40s %-10s %-7s %5d %16s %6d %12s %7.2fs\n", k->name, sp_pattern_name(k->pattern), k->arch,
+        printf("%-48s %-10s %-7s %5d %16s %6d %12s %7.2fs\n", k->name, sp_pattern_name(k->pattern), k->arch,
                k->res.regs, smem, k->res.stack_bytes, spill, k->seconds);
     }
 }
@@ -205,17 +230,19 @@ int cmd_compile(int argc, char **argv, sp_err *e)
     rc = SP_EXIT_USAGE;
     if (n_pats < 0) goto out;
 
-    ks = calloc((size_t)(n_pats * n_kinds * n_archs), sizeof *ks);
+    ks = calloc((size_t)(n_pats * n_kinds * n_archs * MAX_TU_KERNELS), sizeof *ks);
     if (!ks) { sp_fail(e, SP_EXIT_FAIL, "out of memory"); rc = SP_EXIT_FAIL; goto out; }
     for (int p = 0; p < n_pats; p++)
         for (int k = 0; k < n_kinds; k++)
             for (int a = 0; a < n_archs; a++) {
-                if (compile_one(&spec, pats[p], kinds[k], tile, sms[a], archs[a], &ks[n], e)) {
+                int got = compile_one(&spec, pats[p], kinds[k], tile, sms[a], archs[a], &ks[n], e);
+                if (got < 0) {
                     rc = e->code ? e->code : SP_EXIT_FAIL;
                     goto out;
                 }
-                if (ks[n].res.spill_stores || ks[n].res.spill_loads) spills++;
-                n++;
+                for (int i = n; i < n + got; i++)
+                    if (ks[i].res.spill_stores || ks[i].res.spill_loads) spills++;
+                n += got;
             }
 
     if (json) print_json(&spec, ks, n, spills);

@@ -161,11 +161,11 @@ int gpu_problem_kernel(gpu_problem *p, sp_kernel_kind kind, engine_kernel *k, sp
     return engine_load(p->gpu, &p->spec, &p->pattern, &c, k, e);
 }
 
-int gpu_problem_dense_kernel(gpu_problem *p, engine_kernel *k, sp_err *e)
+int gpu_problem_dense_kernel(gpu_problem *p, sp_kernel_kind kind, engine_kernel *k, sp_err *e)
 {
     sp_pattern dense = { SP_DENSE, 0, NULL };
     sp_kcfg c;
-    kcfg_for_spec(&c, &p->spec, &dense, SP_KIND_FWD, p->gpu->sm);
+    kcfg_for_spec(&c, &p->spec, &dense, kind, p->gpu->sm);
     if (kcfg_derive(&c, e)) return -1;
     return engine_load(p->gpu, &p->spec, &dense, &c, k, e);
 }

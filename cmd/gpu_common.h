@@ -67,8 +67,9 @@ void gpu_problem_close(gpu_problem *p);
 int gpu_problem_spec(const gpu_opts *o, gpu_problem *p, sp_err *e);
 /* Pick the config for kind (see above; fills p->config_source) and load it. */
 int gpu_problem_kernel(gpu_problem *p, sp_kernel_kind kind, engine_kernel *k, sp_err *e);
-/* The same engine's dense causal kernel for the problem's shape (baseline). */
-int gpu_problem_dense_kernel(gpu_problem *p, engine_kernel *k, sp_err *e);
+/* The same engine's dense causal kernel of kind for the problem's shape
+ * (the baseline), heuristic config. */
+int gpu_problem_dense_kernel(gpu_problem *p, sp_kernel_kind kind, engine_kernel *k, sp_err *e);
 /* The tuning-database key of the problem for kind. */
 void gpu_problem_db_key(const gpu_problem *p, sp_kernel_kind kind, db_key *key);
 /* A refgpu view of a 16-bit device tensor in the problem's layout. */

@@ -48,6 +48,8 @@ typedef struct {
     int json;
     const char *tile, *db_path;      /* GPU: --tile, --db */
     int no_dense;                    /* GPU: skip the dense causal baseline */
+    const char *pass;                /* fwd | fwdbwd */
+    int deterministic;               /* GPU backward without dQ atomics */
 } run_opts;
 
 typedef enum { DEV_CPU, DEV_GPU } run_device;
@@ -63,6 +65,7 @@ typedef struct {
     sp_band_list *bands;             /* H entries: head h's intervals at N */
     int64_t pairs;                   /* allowed (i, j) pairs, summed over batch and heads */
     double ratio;                    /* allowed pairs / dense causal pairs */
+    double flops_mult;               /* 1 for the forward, 3.5 for forward+backward */
     size_t nq, nk, nl;               /* elements of q (and o), of k (and v), of lse */
     uint16_t *q16, *k16, *v16;       /* inputs in the spec dtype, [B,N,H,D] / [B,N,KVH,D] */
     double *q, *k, *v;               /* the same values as doubles */
@@ -203,7 +206,7 @@ typedef struct {
     float *o;                /* [B,N,H,D] */
     float *lse;              /* [B,H,N], -inf for rows with no allowed key */
     /* GPU only */
-    char kernel[128];        /* generated kernel's name */
+    char kernel[260];        /* generated kernel name(s) */
     char config_source[160]; /* "tuned (...)", "heuristic" or "--tile" */
     double dense_ms;         /* this engine's dense causal kernel on the same shape; 0 if not run */
 } run_result;
@@ -273,28 +276,39 @@ static int run_gpu(const run_opts *o, const run_problem *p, run_result *r, sp_er
     gpu_problem gp;
     if (gpu_problem_open(&go, &gp, e)) return -1;
     gpu_attn *a = &gp.ga;
-    engine_kernel k = { 0 }, dk = { 0 };
+    engine_kernel k = { 0 }, dk = { 0 }, bk = { 0 }, dbk = { 0 };
     int rc = -1;
     r->iters = o->iters > 0 ? o->iters : 50;
     r->o = malloc(p->nq * sizeof *r->o);
     r->lse = malloc(p->nl * sizeof *r->lse);
     if (!r->o || !r->lse) { sp_fail(e, SP_EXIT_FAIL, "out of memory"); goto out; }
     if (ga_fill_random(a, (uint64_t)go.seed, e) || ga_upload(a, 0, p->q16, p->k16, p->v16, e)) goto out;
+    int fwdbwd = strcmp(o->pass, "fwdbwd") == 0;
     if (gpu_problem_kernel(&gp, SP_KIND_FWD, &k, e)) goto out;
+    if (fwdbwd && (gpu_problem_kernel(&gp, SP_KIND_BWD, &bk, e) ||
+                   ga_alloc_backward(a, &bk.cfg, (uint64_t)o->seed + 7, NULL, e))) goto out;
     snprintf(r->kernel, sizeof r->kernel, "%s", k.name);
     snprintf(r->config_source, sizeof r->config_source, "%s", gp.config_source);
     snprintf(r->detail, sizeof r->detail, "%.100s, sm_%d", gp.gpu->name, gp.gpu->sm);
     if (ga_poison(a, e) || ga_forward(a, &k, 0, e) || cu_sync(a->g, e) || ga_download_o(a, r->o, r->lse, e)) goto out;
-    if (ga_time_forward(a, &k, 10, r->iters, &r->ms, e)) goto out;
+    if (fwdbwd) {
+        snprintf(r->kernel + strlen(r->kernel), sizeof r->kernel - strlen(r->kernel), " + %s", bk.name);
+        if (ga_time_fwdbwd(a, &k, &bk, o->deterministic, 5, r->iters, &r->ms, e)) goto out;
+    } else if (ga_time_forward(a, &k, 10, r->iters, &r->ms, e)) goto out;
     if (!o->no_dense) {
         sp_pattern dense = { SP_DENSE, 0, NULL };
-        if (gpu_problem_dense_kernel(&gp, &dk, e) || ga_set_bands(a, &dense, e) ||
-            ga_time_forward(a, &dk, 5, r->iters, &r->dense_ms, e)) goto out;
+        if (gpu_problem_dense_kernel(&gp, SP_KIND_FWD, &dk, e) || ga_set_bands(a, &dense, e)) goto out;
+        if (fwdbwd) {
+            if (gpu_problem_dense_kernel(&gp, SP_KIND_BWD, &dbk, e) ||
+                ga_time_fwdbwd(a, &dk, &dbk, o->deterministic, 3, r->iters, &r->dense_ms, e)) goto out;
+        } else if (ga_time_forward(a, &dk, 5, r->iters, &r->dense_ms, e)) goto out;
     }
     rc = 0;
 out:
     engine_unload(gp.gpu, &k);
     engine_unload(gp.gpu, &dk);
+    engine_unload(gp.gpu, &bk);
+    engine_unload(gp.gpu, &dbk);
     gpu_problem_close(&gp);
     return rc;
 }
@@ -352,9 +366,11 @@ static checksum checksum_of(const float *x, size_t n)
     return c;
 }
 
+/* Forward FLOPs on allowed pairs; forward+backward counts 3.5 times that
+ * (the FlashAttention convention, DESIGN.md). */
 static double flops_of(const run_problem *p)
 {
-    return 4.0 * p->D * (double)p->pairs;
+    return 4.0 * p->D * (double)p->pairs * p->flops_mult;
 }
 
 static const char *device_name(run_device d) { return d == DEV_GPU ? "gpu" : "cpu"; }
@@ -371,7 +387,7 @@ static void print_human(const run_opts *o, const run_problem *p, const run_resul
     else printf("inputs: random normal(0, 1), seed %lld\n", (long long)o->seed);
     printf("work ratio: %.6f (%lld allowed pairs)\n", p->ratio, (long long)p->pairs);
     if (r->device == DEV_GPU) printf("kernel: %s (%s)\n", r->kernel, r->config_source);
-    printf("time: %.3f ms (median of %d)\n", r->ms, r->iters);
+    printf("time: %.3f ms %s(median of %d)\n", r->ms, strcmp(o->pass, "fwdbwd") == 0 ? "forward+backward " : "", r->iters);
     if (r->device == DEV_GPU) {
         printf("effective: %.1f TFLOP/s (allowed pairs only)\n", flops_of(p) / (r->ms * 1e-3) / 1e12);
         if (r->dense_ms > 0)
@@ -412,6 +428,7 @@ static void print_json(const run_opts *o, const run_problem *p, const run_result
     jw_int(&w, "iters", r->iters);
     jw_num(&w, "time_ms", r->ms);
     jw_num(&w, "median_ms", r->ms);
+    jw_str(&w, "pass", o->pass);
     if (r->device == DEV_GPU) {
         jw_str(&w, "kernel", r->kernel);
         jw_str(&w, "config_source", r->config_source);
@@ -451,7 +468,7 @@ static int write_outputs(const run_opts *o, const run_problem *p, const run_resu
 
 int cmd_run(int argc, char **argv, sp_err *e)
 {
-    run_opts o = { .device = "auto", .layer_index = -1, .seed = 1 };
+    run_opts o = { .device = "auto", .layer_index = -1, .seed = 1, .pass = "fwd" };
     opt_def defs[] = {
         OPT_STRING(0, "device", &o.device, "DEV", "auto (default: the GPU if there is one), cpu or gpu"),
         OPT_INT(0, "gpu", &o.gpu, "N", "GPU ordinal (after CUDA_VISIBLE_DEVICES)", 0, 255),
@@ -469,6 +486,8 @@ int cmd_run(int argc, char **argv, sp_err *e)
         OPT_STRING(0, "tile", &o.tile, "BMxBN[:wW:sS]", "GPU kernel tile config (default: tuned, else heuristic)"),
         OPT_STRING(0, "db", &o.db_path, "FILE", "tuning database (default $SPATTN_DB or the cache dir)"),
         OPT_BOOL(0, "no-dense", &o.no_dense, "GPU: skip timing the dense causal baseline"),
+        OPT_STRING(0, "pass", &o.pass, "PASS", "fwd (default) or fwdbwd: time forward+backward (GPU only)"),
+        OPT_BOOL(0, "deterministic", &o.deterministic, "GPU backward without dQ atomics (bitwise reproducible)"),
         OPT_BOOL(0, "json", &o.json, "print one JSON object on stdout"),
         OPT_END(),
     };
@@ -479,11 +498,20 @@ int cmd_run(int argc, char **argv, sp_err *e)
 
     run_want want;
     if (parse_device(o.device, &want, e)) return e->code;
+    if (strcmp(o.pass, "fwd") && strcmp(o.pass, "fwdbwd")) {
+        sp_fail(e, SP_EXIT_USAGE, "--pass: '%s' is not fwd or fwdbwd", o.pass);
+        return SP_EXIT_USAGE;
+    }
+    if (strcmp(o.pass, "fwdbwd") == 0 && want == WANT_CPU) {
+        sp_fail(e, SP_EXIT_USAGE, "--pass fwdbwd times the GPU kernels; the CPU reference runs the forward only");
+        return SP_EXIT_USAGE;
+    }
 
     run_problem p;
     run_result r;
     memset(&r, 0, sizeof r);
     int rc = problem_load(&o, &p, e);
+    p.flops_mult = strcmp(o.pass, "fwdbwd") == 0 ? 3.5 : 1.0;
     if (rc == 0) rc = pick_device(want, &r.device, r.why, sizeof r.why, e);
     if (rc == 0) rc = r.device == DEV_GPU ? run_gpu(&o, &p, &r, e) : run_cpu(&o, &p, &r, e);
     if (rc == 0) rc = write_outputs(&o, &p, &r, e);

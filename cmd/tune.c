@@ -138,8 +138,8 @@ static int fake_wrong(const sp_kcfg *c, const candidate *all, int n)
     return best >= 0 && memcmp(c, &all[best].cfg, sizeof *c) == 0;
 }
 
-/* Check then time every surviving candidate on the GPU. */
-static int evaluate_gpu(gpu_problem *p, candidate *c, int n, int iters, double deadline, progress *pr,
+/* Check then time every surviving forward candidate on the GPU. */
+static int evaluate_fwd(gpu_problem *p, candidate *c, int n, int iters, double deadline, progress *pr,
                         long *done, long total, sp_err *e)
 {
     gpu_attn *a = &p->ga;
@@ -178,6 +178,67 @@ static int evaluate_gpu(gpu_problem *p, candidate *c, int n, int iters, double d
     rc = 0;
 out:
     cu_free(a->g, ro);
+    if (ref) refgpu_close(ref);
+    return rc;
+}
+
+/* The same for backward candidates: the forward runs with the problem's
+ * own forward kernel, each candidate's dQ, dK, dV are checked against the
+ * cuBLAS backward, then the backward alone is timed. */
+static int evaluate_bwd(gpu_problem *p, candidate *c, int n, int iters, double deadline, progress *pr, long *done,
+                        long total, sp_err *e)
+{
+    gpu_attn *a = &p->ga;
+    refgpu *ref = NULL;
+    sp_dptr rq = 0, rk = 0, rv = 0;
+    engine_kernel fk = { 0 };
+    int rc = -1, first = -1;
+    for (int i = 0; i < n && first < 0; i++) if (!c[i].pruned) first = i;
+    if (first < 0) return 0;
+    if (ga_fill_random(a, 1, e) || ga_alloc_backward(a, &c[first].cfg, 8, NULL, e) ||
+        gpu_problem_kernel(p, SP_KIND_FWD, &fk, e) || refgpu_open(a->g, &ref, e) ||
+        cu_malloc(a->g, 4 * a->nq, &rq, e) || cu_malloc(a->g, 4 * a->nk, &rk, e) || cu_malloc(a->g, 4 * a->nk, &rv, e))
+        goto out;
+    refgpu_problem rp;
+    gpu_problem_refgpu(p, 0, &rp);
+    if (refgpu_backward(ref, &rp, rq, rk, rv, e)) goto out;
+    double bound = cmp_bound(a->dtype == SP_BF16);
+    sp_dptr mine[3] = { a->dq, a->dk, a->dv }, theirs[3] = { rq, rk, rv };
+    int heads[3] = { a->H, a->KVH, a->KVH };
+    for (int i = 0; i < n && !interrupted; i++) {
+        candidate *cd = &c[i];
+        if (cd->pruned) continue;
+        if (sp_now() > deadline) break;
+        progress_step(pr, ++*done, total, cd->k.name);
+        engine_kernel k;
+        if (engine_load(a->g, &p->spec, &p->pattern, &cd->cfg, &k, e)) goto out;
+        int ok = ga_poison(a, e) == 0 && ga_forward(a, &fk, 0, e) == 0 && ga_backward(a, &k, 0, 0, e) == 0 &&
+                 cu_sync(a->g, e) == 0;
+        double worst = 0;
+        size_t nans = 0;
+        for (int t = 0; ok && t < 3; t++) {
+            int64_t shape[4] = { a->B, a->N, heads[t], a->D };
+            refgpu_view mv = gpu_problem_view(p, mine[t], heads[t]);
+            refgpu_view r32 = refgpu_view_bnhd(theirs[t], REFGPU_FP32, a->N, heads[t], a->D);
+            cmp_result res;
+            ok = refgpu_compare(ref, shape, &mv, &r32, &res, e) == 0;
+            if (ok && !cmp_pass(&res, bound)) cd->wrong = 1;
+            if (res.rel_l2 > worst) worst = res.rel_l2;
+            nans += res.nan_count;
+        }
+        if (!ok) { engine_unload(a->g, &k); goto out; }
+        if (cd->wrong)
+            fprintf(stderr, "tune: rejected %s: worst rel_l2 %.3e, %zu NaN (bound %.0e)\n", k.name, worst, nans, bound);
+        else if (ga_time_backward(a, &k, 0, 3, iters, &cd->ms, e)) {
+            engine_unload(a->g, &k);
+            goto out;
+        }
+        engine_unload(a->g, &k);
+    }
+    rc = 0;
+out:
+    engine_unload(a->g, &fk);
+    cu_free(a->g, rq); cu_free(a->g, rk); cu_free(a->g, rv);
     if (ref) refgpu_close(ref);
     return rc;
 }
@@ -334,7 +395,8 @@ int cmd_tune(int argc, char **argv, sp_err *e)
                     }
                 } else {
                     if (ga_create(&p.ga, &gpu, &p.spec, &p.pattern, (int)go.batch, (int)go.seq_len, GA_BNHD, 0, e) ||
-                        evaluate_gpu(&p, cands, nc, o.iters, deadline, &pr, &done, total, e)) {
+                        (kind == SP_KIND_BWD ? evaluate_bwd : evaluate_fwd)(&p, cands, nc, o.iters, deadline, &pr,
+                                                                           &done, total, e)) {
                         status = e->code ? e->code : SP_EXIT_FAIL;
                     }
                     ga_destroy(&p.ga);

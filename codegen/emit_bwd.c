@@ -49,9 +49,11 @@ static void const_line(strbuf *out, const char *comment, const char *fmt, ...)
 
 static void emit_bwd_constants(strbuf *out, const sp_kcfg *cfg)
 {
-    /* An enum rather than constexpr variables (NVRTC's -default-device would
-     * make those global memory).  The names the prelude and band helpers use
-     * (HEAD_DIM, CHUNKS, ROW_BYTES, BM, BN, MAX_INTERVALS) mean the same here. */
+    /* Not emit_constants: its static_asserts are the forward's (BM = 16
+     * warps, the forward's shared memory).  An enum rather than constexpr
+     * variables (NVRTC's -default-device would make those global memory).
+     * The names the prelude and band helpers use (HEAD_DIM, CHUNKS,
+     * ROW_BYTES, BM, BN, MAX_INTERVALS) mean the same here. */
     sb_puts(out, "/* ==== Configuration: what these kernels are specialized to ==== */\nenum : int {\n");
     const_line(out, NULL, "HEAD_DIM = %d,", cfg->head_dim);
     const_line(out, NULL, "HEADS = %d, KV_HEADS = %d,", cfg->heads, cfg->kv_heads);

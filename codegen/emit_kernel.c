@@ -3,6 +3,7 @@
  * helpers, kernel).  Nothing here depends on time, paths or addresses, so
  * the same inputs give the same bytes. */
 #include "codegen/emit.h"
+#include "codegen/emit_bwd.h"
 
 #include "codegen/bands.h"
 #include "runtime/bandtab.h"
@@ -13,7 +14,7 @@
 
 int emit_kind_supported(sp_kernel_kind kind)
 {
-    return kind == SP_KIND_FWD;
+    return kind == SP_KIND_FWD || kind == SP_KIND_BWD;
 }
 
 void emit_header(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const sp_kcfg *cfg)
@@ -94,6 +95,7 @@ void emit_constants(strbuf *out, const sp_kcfg *cfg)
 
 int emit_kernel(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const sp_kcfg *cfg, sp_err *e)
 {
+    if (cfg->kind == SP_KIND_BWD) return emit_bwd_kernels(out, spec, pat, cfg, e);   /* codegen/emit_bwd.c */
     if (!emit_kind_supported(cfg->kind))
         return sp_fail(e, SP_EXIT_USAGE, "%s kernels are not supported yet", cfg->kind == SP_KIND_BWD ? "backward" : "these");
     if (cfg->threads != 32 * cfg->warps || cfg->smem_bytes <= 0 || cfg->row_bytes <= 0)

@@ -3,6 +3,7 @@
  * generated kernel static_asserts (codegen/emit_fwd.c), so the launch and
  * the kernel always agree on it. */
 #include "codegen/kcfg.h"
+#include "codegen/kcfg_bwd.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -44,11 +45,7 @@ void kcfg_for_spec(sp_kcfg *c, const sp_spec *s, const sp_pattern *p, sp_kernel_
     if (kind == SP_KIND_FWD) {
         default_fwd_tiles(c, sm);
     } else {
-        /* Placeholder until the backward kernels define their own defaults. */
-        c->bm = 64;
-        c->bn = 64;
-        c->warps = 4;
-        c->stages = 2;
+        kcfg_default_bwd(c, sm);   /* codegen/kcfg_bwd.c: the backward's own rules */
     }
 }
 
@@ -76,11 +73,12 @@ static int fwd_reg_estimate(const sp_kcfg *c, int q_in_regs)
 }
 
 /* Warps for a forward tile of BM rows when --tile does not say: 32 rows per
- * warp where BM allows (each K/V fragment read from shared memory then
- * feeds two mma, halving shared-memory traffic per flop), else 16. */
+ * warp from BM 128 up (each K/V fragment read from shared memory then feeds
+ * two mma, halving shared-memory traffic per flop; 4 warps or more keep
+ * the loads spread), else 16. */
 static int default_fwd_warps(int bm)
 {
-    return bm >= 64 && bm % 32 == 0 ? bm / 32 : bm / 16;
+    return bm >= 128 && bm % 32 == 0 ? bm / 32 : bm / 16;
 }
 
 static int derive_fwd(sp_kcfg *c, sp_err *e)
@@ -122,7 +120,7 @@ int kcfg_derive(sp_kcfg *c, sp_err *e)
 {
     switch (c->kind) {
     case SP_KIND_FWD: return derive_fwd(c, e);
-    case SP_KIND_BWD: return sp_fail(e, SP_EXIT_USAGE, "backward kernels are not supported yet");
+    case SP_KIND_BWD: return kcfg_derive_bwd(c, e);
     }
     return sp_fail(e, SP_EXIT_USAGE, "unknown kernel kind %d", (int)c->kind);
 }
@@ -182,6 +180,7 @@ void kcfg_tile_string(const sp_kcfg *c, char *buf, int n)
 
 int kcfg_candidates(const sp_kcfg *c, sp_kcfg *out, int cap)
 {
+    if (c->kind == SP_KIND_BWD) return kcfg_candidates_bwd(c, out, cap);
     static const int bms[] = { 64, 128, 192, 256 }, rows[] = { 32, 16 }, bns[] = { 32, 64, 128 }, stages[] = { 2, 3 };
     int count = 0;
     for (size_t i = 0; i < sizeof bms / sizeof bms[0]; i++)

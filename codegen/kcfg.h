@@ -22,14 +22,14 @@ typedef struct {
     /* Tile choices: the tuner's search space. */
     int bm;                /* query rows per block (fwd) / per query tile (bwd) */
     int bn;                /* keys per KV tile */
-    int warps;             /* warps per block */
+    int warps;             /* warps per block (fwd: each owns BM / warps = 16 or 32 query rows) */
     int stages;            /* cp.async pipeline depth of K/V (fwd) or Q/dO (bwd) tiles */
 
     /* Derived by kcfg_derive. */
     int threads;
     int smem_bytes;        /* dynamic shared memory per block (with 128 bytes of alignment slack) */
     int row_bytes;         /* bytes per head_dim row of a shared-memory tile (padding included) */
-    int q_in_regs;         /* 1: Q fragments live in registers; 0: re-read from shared memory (d256) */
+    int q_in_regs;         /* 1: Q fragments live in registers; 0: re-read from shared memory (where keeping them would spill) */
 } sp_kcfg;
 
 /* Shared memory one block may use (H100/A100 opt-in limit: 227 KiB). */
@@ -39,9 +39,10 @@ typedef struct {
  * tiles for the kind and GPU architecture (sm: 80, 86, 89, 90, ...). */
 void kcfg_for_spec(sp_kcfg *c, const sp_spec *s, const sp_pattern *p, sp_kernel_kind kind, int sm);
 /* Validate tile choices and compute the derived fields; -1 and an error
- * (SP_EXIT_USAGE) naming the bad choice.  warps == 0 means "pick": BM / 16
- * for the forward (each warp owns 16 query rows).  SP_KIND_BWD is not
- * supported yet and fails. */
+ * (SP_EXIT_USAGE) naming the bad choice.  Forward: each warp owns 16 or 32
+ * query rows (BM = 16 * warps or 32 * warps); warps == 0 means "pick"
+ * (32 rows per warp from BM 128 up, else 16).  SP_KIND_BWD is not supported
+ * here yet and fails. */
 int kcfg_derive(sp_kcfg *c, sp_err *e);
 /* Parse a --tile argument: "BMxBN" or "BMxBN:wW:sS" (e.g. 128x64:w4:s2,
  * also 128x64:s3); stages not given keep their value, warps not given

@@ -27,8 +27,13 @@ void cmp_end(const cmp_acc *a, cmp_result *r)
     r->nan_count = a->nan_count;
     r->inf_mismatch = a->inf_mismatch;
     r->max_abs = a->max_abs;
-    if (a->ref2 > 0) r->rel_l2 = sqrt(a->diff2 / a->ref2);
-    else r->rel_l2 = a->diff2 > 0 ? INFINITY : 0.0;
+    /* The norm of the reference, floored at CMP_RMS_FLOOR per element: a
+     * reference that is exactly zero (dQ and dK when every row has a single
+     * allowed key) is judged by the RMS of the error against that floor
+     * instead of dividing rounding noise by zero. */
+    double floor2 = CMP_RMS_FLOOR * CMP_RMS_FLOOR * (double)(a->n - a->nan_count - a->inf_mismatch);
+    double denom2 = a->ref2 > floor2 ? a->ref2 : floor2;
+    r->rel_l2 = denom2 > 0 ? sqrt(a->diff2 / denom2) : 0.0;
 }
 
 int cmp_pass(const cmp_result *r, double bound)

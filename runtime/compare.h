@@ -8,8 +8,11 @@
 
 #include <stddef.h>
 
+/* ||ref|| is floored at this RMS per element (see cmp_end). */
+#define CMP_RMS_FLOOR 1e-4
+
 typedef struct {
-    double rel_l2;        /* ||out - ref|| / ||ref|| over finite pairs (0 if ref is all zero and out too) */
+    double rel_l2;        /* ||out - ref|| / max(||ref||, CMP_RMS_FLOOR sqrt(n)) over finite pairs */
     double max_abs;
     size_t n;
     size_t nan_count;     /* NaN in out (a NaN in ref counts too) */

@@ -13,7 +13,8 @@ static int build(const char *arch, int driver_version, const sp_spec *spec, cons
 {
     memset(k, 0, sizeof *k);
     k->cfg = *cfg;
-    kcfg_name(cfg, k->name, sizeof k->name);
+    if (cfg->kind == SP_KIND_BWD) kcfg_bwd_name(cfg, BWD_MAIN, k->name, sizeof k->name);
+    else kcfg_name(cfg, k->name, sizeof k->name);
     strbuf src = STRBUF_INIT;
     sb_init(&src);
     if (emit_kernel(&src, spec, pat, cfg, e)) { sb_free(&src); return -1; }
@@ -48,7 +49,7 @@ int engine_load(sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, const sp_
     int rc = cu_module_load(g, bin.cubin, bin.len, &k->module, e);
     nvrtc_compiled_free(&bin);
     if (rc) return -1;
-    if (cu_function(k->module, k->name, &k->fn, e)) {
+    if (cfg->kind == SP_KIND_BWD ? attn_bwd_lookup(k->module, cfg, &k->bwd, e) : cu_function(k->module, k->name, &k->fn, e)) {
         cu_module_unload(g, k->module);
         k->module = NULL;
         return -1;

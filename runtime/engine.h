@@ -10,14 +10,16 @@
 #include "codegen/kcfg.h"
 #include "codegen/spec.h"
 #include "common/err.h"
+#include "runtime/attn_bwd.h"
 #include "runtime/cu.h"
 #include "runtime/nvrtc.h"
 
 typedef struct {
     sp_kcfg cfg;             /* derived */
-    char name[128];          /* kernel name (kcfg_name) */
+    char name[128];          /* kernel name (kcfg_name; the backward's main kernel for kind bwd) */
     CUmodule module;
-    CUfunction fn;
+    CUfunction fn;           /* the forward kernel (kind fwd) */
+    attn_bwd_kernels bwd;    /* the backward family's kernels (kind bwd) */
     int cache_hit;           /* the cubin came from the disk cache */
     double build_ms;         /* emit + compile-or-read + load */
     sp_kres res;             /* registers, smem, spills from the compile log */

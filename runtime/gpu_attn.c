@@ -6,6 +6,7 @@
 
 #include "common/half.h"
 #include "runtime/attn.h"
+#include "runtime/attn_bwd.h"
 #include "runtime/bandtab.h"
 #include "runtime/rng.h"
 
@@ -69,7 +70,7 @@ int ga_set_bands(gpu_attn *a, const sp_pattern *pat, sp_err *e)
 void ga_destroy(gpu_attn *a)
 {
     if (!a->g) return;
-    sp_dptr *all[] = { &a->bands, &a->o, &a->lse, &a->dout, &a->dq, &a->dk, &a->dv, &a->dq_accum, &a->delta };
+    sp_dptr *all[] = { &a->bands, &a->o, &a->lse, &a->dout, &a->dq, &a->dk, &a->dv, &a->dq_accum, &a->delta, &a->lse2 };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) { cu_free(a->g, *all[i]); *all[i] = 0; }
     for (int s = 0; s < GA_MAX_SETS; s++) {
         cu_free(a->g, a->q[s]); cu_free(a->g, a->k[s]); cu_free(a->g, a->v[s]);
@@ -167,21 +168,25 @@ double ga_median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-int ga_time_forward(gpu_attn *a, const engine_kernel *k, int warmup, int iters, double *median_ms, sp_err *e)
+/* One timed step on input set `set`. */
+typedef int (*ga_step_fn)(gpu_attn *a, const void *ctx, int set, sp_err *e);
+
+/* Back-to-back steps with an event between each pair: the median of the
+ * gaps is the step's GPU time with no host overhead in it. */
+static int time_steps(gpu_attn *a, ga_step_fn step, const void *ctx, int warmup, int iters, double *median_ms,
+                      sp_err *e)
 {
     if (iters < 1) iters = 1;
     for (int i = 0; i < warmup; i++)
-        if (ga_forward(a, k, i % a->nsets, e)) return -1;
+        if (step(a, ctx, i % a->nsets, e)) return -1;
     CUevent *ev = calloc((size_t)iters + 1, sizeof *ev);
     double *ms = calloc((size_t)iters, sizeof *ms);
     int rc = (!ev || !ms) ? sp_fail(e, SP_EXIT_FAIL, "out of memory") : 0;
     int made = 0;
     for (; !rc && made <= iters; made++) rc = cu_event_new(a->g, &ev[made], e);
-    /* Back-to-back launches with an event between each pair: the median of
-     * the gaps is the kernel time with no host overhead in it. */
     for (int i = 0; !rc && i < iters; i++) {
         rc = cu_event_record(a->g, ev[i], e);
-        if (!rc) rc = ga_forward(a, k, i % a->nsets, e);
+        if (!rc) rc = step(a, ctx, i % a->nsets, e);
     }
     if (!rc) rc = cu_event_record(a->g, ev[iters], e);
     for (int i = 0; !rc && i < iters; i++) {
@@ -193,6 +198,99 @@ int ga_time_forward(gpu_attn *a, const engine_kernel *k, int warmup, int iters, 
     for (int i = 0; i < made && ev; i++) cu_event_free(a->g, ev[i]);
     free(ev); free(ms);
     return rc;
+}
+
+static int step_fwd(gpu_attn *a, const void *ctx, int set, sp_err *e)
+{
+    return ga_forward(a, ctx, set, e);
+}
+
+int ga_time_forward(gpu_attn *a, const engine_kernel *k, int warmup, int iters, double *median_ms, sp_err *e)
+{
+    return time_steps(a, step_fwd, k, warmup, iters, median_ms, e);
+}
+
+int ga_alloc_backward(gpu_attn *a, const sp_kcfg *cfg, uint64_t seed, uint16_t *dout_host, sp_err *e)
+{
+    if (a->dout) return 0;
+    attn_bwd_args args;
+    memset(&args, 0, sizeof args);
+    args.batch = a->B; args.seqlen = a->N; args.heads = a->H; args.kv_heads = a->KVH;
+    attn_bwd_scratch s;
+    attn_bwd_scratch_sizes(cfg, &args, &s);
+    size_t accum = (size_t)a->B * a->N * a->H * a->D * 4;   /* both modes can run */
+    if (cu_malloc(a->g, 2 * a->nq, &a->dout, e) || cu_malloc(a->g, 2 * a->nq, &a->dq, e) ||
+        cu_malloc(a->g, 2 * a->nk, &a->dk, e) || cu_malloc(a->g, 2 * a->nk, &a->dv, e) ||
+        cu_malloc(a->g, accum, &a->dq_accum, e) || cu_malloc(a->g, s.delta, &a->delta, e) ||
+        cu_malloc(a->g, s.lse2, &a->lse2, e)) return -1;
+    uint16_t *d = dout_host ? dout_host : malloc(2 * a->nq);
+    if (!d) return sp_fail(e, SP_EXIT_FAIL, "out of memory");
+    rng r;
+    rng_seed(&r, seed);
+    rng_fill_normal(&r, a->dtype, a->nq, d, NULL);
+    int rc = upload16(a, a->dout, d, a->H, e);
+    if (!dout_host) free(d);
+    return rc;
+}
+
+int ga_backward(gpu_attn *a, const engine_kernel *k, int set, int deterministic, sp_err *e)
+{
+    attn_bwd_args args;
+    memset(&args, 0, sizeof args);
+    tensor(a, a->q[set], a->H, &args.q);
+    tensor(a, a->k[set], a->KVH, &args.k);
+    tensor(a, a->v[set], a->KVH, &args.v);
+    tensor(a, a->o, a->H, &args.o);
+    tensor(a, a->dout, a->H, &args.dout);
+    tensor(a, a->dq, a->H, &args.dq);
+    tensor(a, a->dk, a->KVH, &args.dk);
+    tensor(a, a->dv, a->KVH, &args.dv);
+    args.lse = a->lse;
+    args.lse_sb = (long long)a->H * a->N;
+    args.lse_sh = a->N;
+    args.bands = a->bands;
+    args.batch = a->B; args.seqlen = a->N; args.heads = a->H; args.kv_heads = a->KVH;
+    args.scale = a->scale;
+    args.deterministic = deterministic;
+    args.dq_accum = a->dq_accum;
+    args.delta = a->delta;
+    args.lse2 = a->lse2;
+    return attn_bwd_launch(a->g, &k->bwd, &k->cfg, &args, e);
+}
+
+int ga_upload_dout(gpu_attn *a, const uint16_t *dout, sp_err *e)
+{
+    if (!a->dout) return sp_fail(e, SP_EXIT_FAIL, "internal: backward buffers not allocated");
+    return upload16(a, a->dout, dout, a->H, e);
+}
+
+typedef struct { const engine_kernel *fk, *bk; int deterministic; } fwdbwd_ctx;
+
+static int step_bwd(gpu_attn *a, const void *ctx, int set, sp_err *e)
+{
+    const fwdbwd_ctx *c = ctx;
+    return ga_backward(a, c->bk, set, c->deterministic, e);
+}
+
+int ga_time_backward(gpu_attn *a, const engine_kernel *bk, int deterministic, int warmup, int iters, double *median_ms,
+                     sp_err *e)
+{
+    fwdbwd_ctx c = { NULL, bk, deterministic };
+    return time_steps(a, step_bwd, &c, warmup, iters, median_ms, e);
+}
+
+static int step_fwdbwd(gpu_attn *a, const void *ctx, int set, sp_err *e)
+{
+    const fwdbwd_ctx *c = ctx;
+    if (ga_forward(a, c->fk, set, e)) return -1;
+    return ga_backward(a, c->bk, set, c->deterministic, e);
+}
+
+int ga_time_fwdbwd(gpu_attn *a, const engine_kernel *fk, const engine_kernel *bk, int deterministic, int warmup,
+                   int iters, double *median_ms, sp_err *e)
+{
+    fwdbwd_ctx c = { fk, bk, deterministic };
+    return time_steps(a, step_fwdbwd, &c, warmup, iters, median_ms, e);
 }
 
 int ga_download16(gpu_attn *a, sp_dptr p, int heads, float *out, sp_err *e)

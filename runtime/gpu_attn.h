@@ -36,7 +36,8 @@ typedef struct {
     sp_dptr q[GA_MAX_SETS], k[GA_MAX_SETS], v[GA_MAX_SETS];
     sp_dptr o, lse;
     /* backward, allocated by ga_alloc_backward */
-    sp_dptr dout, dq, dk, dv, dq_accum, delta;
+    sp_dptr dout, dq, dk, dv;      /* dout random; gradients 16-bit in a's layout */
+    sp_dptr dq_accum, delta, lse2; /* fp32 scratch of the backward kernels (runtime/attn_bwd.h) */
 } gpu_attn;
 
 /* Allocate buffers for the problem and upload the band table.  nsets <= 0:
@@ -69,6 +70,22 @@ int ga_forward(gpu_attn *a, const engine_kernel *k, int set, sp_err *e);
  * around each launch, rotating input sets. */
 int ga_time_forward(gpu_attn *a, const engine_kernel *k, int warmup, int iters, double *median_ms,
                     sp_err *e);
+
+/* Allocate the backward's buffers for config cfg (derived, kind bwd) and
+ * fill dout with normal(0, 1) values from seed (host copy in dout_host if
+ * not NULL: [B,N,H,D] 16-bit).  Safe to call again (no-op). */
+int ga_alloc_backward(gpu_attn *a, const sp_kcfg *cfg, uint64_t seed, uint16_t *dout_host, sp_err *e);
+/* Replace dout with a host [B,N,H,D] 16-bit array (after ga_alloc_backward). */
+int ga_upload_dout(gpu_attn *a, const uint16_t *dout, sp_err *e);
+/* The backward kernels of k (kind bwd) on input set `set`, from a->o and
+ * a->lse (run ga_forward on the same set first): dq, dk, dv.  Queued. */
+int ga_backward(gpu_attn *a, const engine_kernel *k, int set, int deterministic, sp_err *e);
+/* Median ms of `iters` backward launches (from the o and lse in place). */
+int ga_time_backward(gpu_attn *a, const engine_kernel *bk, int deterministic, int warmup, int iters, double *median_ms,
+                     sp_err *e);
+/* Median ms of `iters` forward+backward steps (fk then bk), as ga_time_forward. */
+int ga_time_fwdbwd(gpu_attn *a, const engine_kernel *fk, const engine_kernel *bk, int deterministic, int warmup,
+                   int iters, double *median_ms, sp_err *e);
 
 /* Download o (as float, [B,N,H,D]) and lse (float [B,H,N]); either may be NULL. */
 int ga_download_o(gpu_attn *a, float *o, float *lse, sp_err *e);

@@ -545,11 +545,8 @@ int refgpu_compare(refgpu *r, const int64_t shape[4], const refgpu_view *out, co
     memcpy(&infm, buf + 24, 8);
     memcpy(&maxbits, buf + 32, 4);
     memcpy(&maxabs, &maxbits, 4);
-    res->n = (size_t)total;
-    res->nan_count = (size_t)nan;
-    res->inf_mismatch = (size_t)infm;
-    res->max_abs = maxabs;
-    if (ref2 > 0) res->rel_l2 = sqrt(diff2 / ref2);
-    else res->rel_l2 = diff2 > 0 ? INFINITY : 0.0;
+    /* The same finishing rules as the host comparison (runtime/compare.c). */
+    cmp_acc acc = { diff2, ref2, maxabs, (size_t)total, (size_t)nan, (size_t)infm };
+    cmp_end(&acc, res);
     return 0;
 }

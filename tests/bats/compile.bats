@@ -10,14 +10,14 @@ setup() {
 }
 
 @test "compile prints a row per kernel with registers and spills" {
-    run "$SPATTN" compile "$SPEC"
+    run "$SPATTN" compile "$SPEC" --kind fwd
     [ "$status" -eq 0 ]
     [[ "${lines[0]}" == kernel*pattern*arch*regs*"smem static+dyn"*stack*"spill st/ld"*time ]]
     [[ "${lines[1]}" =~ ^spattn_fwd_bf16_d128_bm128_bn64_w4_s2\ +spattn\ +sm_90a\ +[0-9]+\ +[0-9]+\+98432\ +0\ +0/0\ +[0-9.]+s$ ]]
 }
 
 @test "compile --json parses and reports registers" {
-    run "$SPATTN" compile "$SPEC" --json --arch sm_80,sm_90
+    run "$SPATTN" compile "$SPEC" --json --arch sm_80,sm_90 --kind fwd
     [ "$status" -eq 0 ]
     echo "$output" | jq -e '.spec == "olmoe-1b-7b" and (.kernels | length) == 2 and .spills == false'
     echo "$output" | jq -e '[.kernels[].arch] == ["sm_80", "sm_90a"]'
@@ -39,22 +39,29 @@ setup() {
 }
 
 @test "compile covers every distinct pattern of a spec, or one layer's" {
-    run "$SPATTN" compile "$HYBRID" --json
+    run "$SPATTN" compile "$HYBRID" --json --kind fwd
     [ "$status" -eq 0 ]
     echo "$output" | jq -e '[.kernels[].pattern] == ["spattn", "dense", "local", "exclusive"]'
-    run "$SPATTN" compile "$HYBRID" --json --layer-index 0
+    run "$SPATTN" compile "$HYBRID" --json --kind fwd --layer-index 0
     echo "$output" | jq -e '[.kernels[].pattern] == ["dense"]'
-    run "$SPATTN" compile "$SPEC" --json --dense
+    run "$SPATTN" compile "$SPEC" --json --kind fwd --dense
     echo "$output" | jq -e '[.kernels[].pattern] == ["dense"]'
 }
 
 @test "compile: a spilling tile warns, and --no-spills makes it exit 1" {
-    run "$SPATTN" compile "$SPEC" --tile 128x128:w4:s2
+    run "$SPATTN" compile "$SPEC" --tile 128x128:w4:s2 --kind fwd
     [ "$status" -eq 0 ]
     [[ "$output" == *"WARNING: spattn_fwd_bf16_d128_bm128_bn128_w4_s2 for sm_90a spills"* ]]
-    run "$SPATTN" compile "$SPEC" --tile 128x128:w4:s2 --no-spills
+    run "$SPATTN" compile "$SPEC" --tile 128x128:w4:s2 --kind fwd --no-spills
     [ "$status" -eq 1 ]
     [[ "$output" == *"error: spattn_fwd_bf16_d128_bm128_bn128_w4_s2"* ]]
+}
+
+@test "compile --kind all covers every kernel kind generated so far" {
+    run "$SPATTN" compile "$SPEC" --json --kind all
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -e '[.kernels[] | select(.kind == "fwd")] | length == 1'
+    echo "$output" | jq -e 'all(.kernels[]; .regs > 0 and (.name | startswith("spattn_" + .kind)))'
 }
 
 @test "compile: bad arch, kind or tile exit 2" {
@@ -67,7 +74,7 @@ setup() {
     [ "$status" -eq 2 ]
     run "$SPATTN" compile "$SPEC" --kind sideways
     [ "$status" -eq 2 ]
-    run "$SPATTN" compile "$SPEC" --tile 64x64:w3
+    run "$SPATTN" compile "$SPEC" --tile 64x64:w3 --kind fwd
     [ "$status" -eq 2 ]
     [[ "$output" == *"16 or 32 query rows"* ]]
 }

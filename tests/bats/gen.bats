@@ -34,7 +34,10 @@ teardown() { rm -rf "$TMP"; }
     [[ "$output" == *"spattn_fwd_bf16_d128_bm64_bn64_w4_s3("* ]]
     run "$SPATTN" gen "$SPEC" --tile 64x32
     [ "$status" -eq 0 ]
-    [[ "$output" == *"spattn_fwd_bf16_d128_bm64_bn32_w2_s2("* ]]
+    [[ "$output" == *"spattn_fwd_bf16_d128_bm64_bn32_w4_s2("* ]]
+    run "$SPATTN" gen "$SPEC" --tile 128x32:s3
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"spattn_fwd_bf16_d128_bm128_bn32_w4_s3("* ]]
 }
 
 @test "gen -o writes the file atomically, the same bytes as stdout" {
