@@ -22,7 +22,7 @@ want() { [[ " $steps " == *" all "* || " $steps " == *" $1 "* ]]; }
 cat "$OUT/env.txt"
 
 if want checks; then
-    pass=${CHECK_PASS:-fwd}
+    pass=${CHECK_PASS:-both}
     fails=0 total=0
     : >"$OUT/checks.log"
     # Coverage: every pattern, both dtypes, both head dims, GQA, N = 1, ragged N,
@@ -55,18 +55,20 @@ configs/llama-8h-d64.yaml --batch 1 --seq-len 5 --pattern exclusive
 configs/custom-4h.yaml --batch 2 --seq-len 300
 configs/hybrid-layers.yaml --batch 1 --seq-len 512 --layer-index 0
 configs/hybrid-layers.yaml --batch 1 --seq-len 512 --layer-index 3
+configs/olmoe-1b-7b.yaml --batch 1 --seq-len 700 --deterministic
+configs/gqa-32q-8kv.yaml --batch 1 --seq-len 513 --deterministic --dtype fp16
 LIST
     note "checks ($pass): $((total - fails))/$total passed"
-    grep -E "^(PASS|FAIL)|rel_l2|FAILED" "$OUT/checks.log" | tail -n 60
+    grep -E "^check|^  (O|LSE|dQ|dK|dV|repeat) |FAILED" "$OUT/checks.log" | awk '{printf "%s ", $0} /^  (LSE|dV|repeat)/{print ""}' | sed 's/  */ /g' | tail -n 80
 fi
 
 if want sanitize; then
     if command -v compute-sanitizer >/dev/null; then
         compute-sanitizer --tool memcheck --error-exitcode 9 $S check configs/olmoe-1b-7b.yaml \
-            --batch 1 --seq-len 300 --pass "${CHECK_PASS:-fwd}" >"$OUT/sanitize.log" 2>&1
+            --batch 1 --seq-len 300 --pass "${CHECK_PASS:-both}" >"$OUT/sanitize.log" 2>&1
         rc=$?
         compute-sanitizer --tool memcheck --error-exitcode 9 $S check configs/gqa-32q-8kv.yaml \
-            --batch 1 --seq-len 129 --pass "${CHECK_PASS:-fwd}" >>"$OUT/sanitize.log" 2>&1
+            --batch 1 --seq-len 129 --pass "${CHECK_PASS:-both}" --deterministic >>"$OUT/sanitize.log" 2>&1
         rc2=$?
         tail -n 5 "$OUT/sanitize.log"
         note "compute-sanitizer memcheck: exit $rc, $rc2 ($(grep -c 'ERROR SUMMARY: 0 errors' "$OUT/sanitize.log") clean summaries)"
@@ -85,8 +87,24 @@ if want tune; then
     $S db list >>"$OUT/tune.log" 2>&1
 fi
 
+if want sweep; then
+    $S bench configs/olmoe-1b-7b.yaml --batch 1 --seq-len 1024,2048,4096,8192,16384,32768 --svg "$OUT/bench-olmoe.svg" >"$OUT/sweep.txt" 2>"$OUT/sweep.log"
+    note "bench sweep fwd: exit $?"
+    $S bench configs/olmoe-1b-7b.yaml --batch 1 --seq-len 1024,2048,4096,8192,16384 --pass fwdbwd --svg "$OUT/bench-olmoe-fwdbwd.svg" >>"$OUT/sweep.txt" 2>>"$OUT/sweep.log"
+    note "bench sweep fwdbwd: exit $?"
+    cat "$OUT/sweep.txt"
+fi
+
+if want layer; then
+    $S run configs/olmoe-1b-7b.yaml --layer --batch 1 --seq-len 512 --check >"$OUT/layer.txt" 2>&1
+    note "layer check: exit $?"
+    $S run configs/olmoe-1b-7b.yaml --layer --batch 4 --seq-len 4096 >>"$OUT/layer.txt" 2>&1
+    note "layer run: exit $?"
+    cat "$OUT/layer.txt"
+fi
+
 if want bench; then
-    python3 bench/peers.py --pass "${BENCH_PASS:-fwd}" --verify --out "$OUT/peers.md" 2>"$OUT/peers.log"
+    python3 bench/peers.py --pass "${BENCH_PASS:-both}" --shapes "${BENCH_SHAPES:-default}" --verify --out "$OUT/peers.md" 2>"$OUT/peers.log"
     note "peers: exit $?"
     cat "$OUT/peers.md" 2>/dev/null
 fi

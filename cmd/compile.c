@@ -187,7 +187,7 @@ int cmd_compile(int argc, char **argv, sp_err *e)
     int layer_index = -1, dense = 0, no_spills = 0, json = 0;
     opt_def opts[] = {
         OPT_STRING(0, "arch", &arch_list, "ARCH[,ARCH]", "targets, e.g. sm_80,sm_90a (default sm_90a; sm_90 means sm_90a)"),
-        OPT_STRING(0, "kind", &kind_name, "KIND", "fwd, bwd or all (default: all kinds generated so far)"),
+        OPT_STRING(0, "kind", &kind_name, "KIND", "fwd, bwd or all (default: all)"),
         OPT_STRING(0, "tile", &tile, "BMxBN[:wW:sS]", "tile config instead of the default"),
         OPT_INT(0, "layer-index", &layer_index, "K", "only layer K's pattern (default: every pattern of the spec)", 0,
                 1 << 20),
