@@ -83,7 +83,7 @@ def run_spattn(cfg, B, N, pass_, extra=()):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pass", dest="pass_", default="fwd", choices=["fwd", "fwdbwd", "both"])
-    ap.add_argument("--shapes", default="default", choices=["default", "all"])
+    ap.add_argument("--shapes", default="default", choices=["default", "all", "extra"])
     ap.add_argument("--peers", default="flex,cudnn,fa2")
     ap.add_argument("--no-tuned-flex", action="store_true")
     ap.add_argument("--verify", action="store_true", help="compare spattn's O with Flex's on the same inputs")
@@ -91,7 +91,7 @@ def main():
     a = ap.parse_args()
     peers = a.peers.split(",")
     passes = ["fwd", "fwdbwd"] if a.pass_ == "both" else [a.pass_]
-    shapes = SHAPES + (EXTRA if a.shapes == "all" else [])
+    shapes = {"default": SHAPES, "all": SHAPES + EXTRA, "extra": EXTRA}[a.shapes]
     dev = "cuda"
     dt = torch.bfloat16
     flex = torch.compile(flex_attention, dynamic=False)
@@ -110,7 +110,11 @@ def main():
             r = {"shape": f"{B},{H},{KVH},{N},{D}", "pass": ps, "ratio": ratio}
             sp = run_spattn(cfg, B, N, ps)
             r["spattn_ms"] = sp["median_ms"] if sp else float("nan")
+            r["spattn_config"] = sp.get("config_source", "") if sp else ""
             r["spattn_dense_ms"] = sp.get("dense_median_ms", float("nan")) if sp else float("nan")
+            # the built-in heuristic config, for "tuned is at least as fast as the heuristic"
+            sh = run_spattn(cfg, B, N, ps, ("--db", "/tmp/spattn-no-tuning.db", "--no-dense"))
+            r["spattn_heuristic_ms"] = sh["median_ms"] if sh else float("nan")
             mult = 1.0 if ps == "fwd" else 3.5
             if "flex" in peers:
                 if ps == "fwd":
@@ -173,11 +177,12 @@ def main():
         del q, k, v, bm
         torch.cuda.empty_cache()
 
-    hdr = "| B,H,KVH,N,D | pass | ratio | spattn ms | spattn dense ms | flex ms | cudnn ms | fa2 ms | spattn eff TF/s | flex eff TF/s | spattn vs flex |"
-    lines = [hdr, "|" + "---|" * 11]
+    hdr = ("| B,H,KVH,N,D | pass | ratio | spattn ms (tuned) | spattn ms (heuristic) | spattn dense ms | flex ms | cudnn ms | "
+           "fa2 ms | spattn eff TF/s | flex eff TF/s | spattn vs flex |")
+    lines = [hdr, "|" + "---|" * 12]
     f = lambda x: "-" if x is None or (isinstance(x, float) and math.isnan(x)) else (f"{x:.3f}" if isinstance(x, float) else str(x))
     for r in rows:
-        lines.append(f"| {r['shape']} | {r['pass']} | {r['ratio']:.3f} | {f(r.get('spattn_ms'))} | {f(r.get('spattn_dense_ms'))} | "
+        lines.append(f"| {r['shape']} | {r['pass']} | {r['ratio']:.3f} | {f(r.get('spattn_ms'))} | {f(r.get('spattn_heuristic_ms'))} | {f(r.get('spattn_dense_ms'))} | "
                      f"{f(r.get('flex_ms'))} | {f(r.get('cudnn_ms'))} | {f(r.get('fa2_ms'))} | {f(r.get('spattn_eff_tflops'))} | "
                      f"{f(r.get('flex_eff_tflops'))} | {f(r.get('speedup_vs_flex'))}x |")
     table = "\n".join(lines)

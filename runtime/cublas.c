@@ -13,7 +13,7 @@
 
 #define BLAS_FUNCS(X)                                                                       \
     X(cublasCreate_v2) X(cublasDestroy_v2) X(cublasSetStream_v2) X(cublasSetMathMode)        \
-    X(cublasGetVersion_v2) X(cublasSgemmStridedBatched)
+    X(cublasGetVersion_v2) X(cublasSgemmStridedBatched) X(cublasGemmEx)
 
 static struct {
 #define BLAS_MEMBER(f) __typeof__(f) *f;
@@ -83,7 +83,10 @@ static void load_cublas(void)
     memcpy(&B.status_string, &p, sizeof p);
 }
 
-int cublas_open(sp_gpu *g, sp_cublas **out, sp_err *e)
+/* A handle on g's stream in math mode `pedantic` (1: CUBLAS_PEDANTIC_MATH,
+ * for references; 0: the default mode without reduced-precision
+ * reductions, for timed work). */
+static int open_handle(sp_gpu *g, int pedantic, sp_cublas **out, sp_err *e)
 {
     *out = NULL;
     pthread_once(&load_once, load_cublas);
@@ -105,18 +108,35 @@ int cublas_open(sp_gpu *g, sp_cublas **out, sp_err *e)
         cublas_close(b);
         return -1;
     }
-    /* Pedantic: no TF32, no reduced-precision shortcuts.  Older cuBLAS
-     * without it defaults to true fp32 for SGEMM anyway. */
-    s = B.cublasSetMathMode(b->h, CUBLAS_PEDANTIC_MATH);
-    if (s != CUBLAS_STATUS_SUCCESS) s = B.cublasSetMathMode(b->h, CUBLAS_DEFAULT_MATH);
+    if (pedantic) {
+        /* Pedantic: no TF32, no reduced-precision shortcuts.  Older cuBLAS
+         * without it defaults to true fp32 for SGEMM anyway. */
+        s = B.cublasSetMathMode(b->h, CUBLAS_PEDANTIC_MATH);
+        if (s != CUBLAS_STATUS_SUCCESS) s = B.cublasSetMathMode(b->h, CUBLAS_DEFAULT_MATH);
+    } else {
+        /* Tensor cores allowed; split-K partial sums stay fp32 too. */
+        s = B.cublasSetMathMode(b->h, (cublasMath_t)(CUBLAS_DEFAULT_MATH |
+                                                    CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
+        if (s != CUBLAS_STATUS_SUCCESS) s = B.cublasSetMathMode(b->h, CUBLAS_DEFAULT_MATH);
+    }
     if (s != CUBLAS_STATUS_SUCCESS) {
-        blas_fail(e, s, "setting cuBLAS to fp32 math");
+        blas_fail(e, s, "setting the cuBLAS math mode");
         cublas_close(b);
         return -1;
     }
     if (B.cublasGetVersion_v2(b->h, &b->version) != CUBLAS_STATUS_SUCCESS) b->version = 0;
     *out = b;
     return 0;
+}
+
+int cublas_open(sp_gpu *g, sp_cublas **out, sp_err *e)
+{
+    return open_handle(g, 1, out, e);
+}
+
+int cublas_open_fast(sp_gpu *g, sp_cublas **out, sp_err *e)
+{
+    return open_handle(g, 0, out, e);
 }
 
 void cublas_close(sp_cublas *b)
@@ -145,5 +165,21 @@ int cublas_sgemm_rm(sp_cublas *b, int trans_a, int trans_b, int m, int n, int k,
         (float *)(uintptr_t)C, ldc, stride_c, batch);
     if (s != CUBLAS_STATUS_SUCCESS)
         return blas_fail(e, s, "multiplying %dx%d by %dx%d matrices (SGEMM, batch %d)", m, k, k, n, batch);
+    return 0;
+}
+
+/* The same operand swap as cublas_sgemm_rm. */
+int cublas_gemm_ex_rm(sp_cublas *b, sp_dtype dtype, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                      sp_dptr A, int lda, sp_dptr Bm, int ldb, float beta, sp_dptr C, int ldc, sp_err *e)
+{
+    if (m <= 0 || n <= 0) return 0;
+    cudaDataType t = dtype == SP_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    cublasStatus_t s = B.cublasGemmEx(b->h, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                      n, m, k, &alpha, (const void *)(uintptr_t)Bm, t, ldb,
+                                      (const void *)(uintptr_t)A, t, lda, &beta, (void *)(uintptr_t)C, t, ldc,
+                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS)
+        return blas_fail(e, s, "multiplying %dx%d by %dx%d %s matrices (GemmEx, fp32 accumulation)", m, k, k, n,
+                         sp_dtype_name(dtype));
     return 0;
 }
