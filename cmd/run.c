@@ -9,13 +9,18 @@
  *   2. run_cpu (or run_gpu): fills a run_result (time, O, LSE);
  *   3. print_human / print_json and the -o / --lse-out files.
  * A GPU path adds run_gpu(opts, problem, result, e) next to run_cpu and a
- * case in pick_device; nothing else changes. */
+ * case in pick_device; nothing else changes.
+ *
+ * --layer runs a whole attention layer instead (cmd/layer.c): this file
+ * only parses its flags, refuses those that do not apply, picks the device
+ * and hands over (run_layer_branch). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cmd/cmd.h"
 #include "cmd/gpu_common.h"
+#include "cmd/layer.h"
 #include "codegen/bands.h"
 #include "common/fileio.h"
 #include "common/json.h"
@@ -26,8 +31,9 @@
 static const opt_cmd run_cmd = {
     "run",
     "spattn run SPEC [--device auto|cpu|gpu] [--batch B] [--seq-len N] [--seed S | --q Q.npy --k K.npy --v V.npy] "
-    "[-o OUT.npy] [options]",
-    "Run the attention forward of SPEC on the GPU or the float64 CPU reference, time it and print a checksum.",
+    "[-o OUT.npy] [--layer [--weights DIR] [--x X.npy] [--check]] [options]",
+    "Run the attention forward of SPEC (or, with --layer, a whole attention layer) on the GPU or the float64 "
+    "CPU reference, time it and print a checksum.",
     1, 1,
 };
 
@@ -50,6 +56,11 @@ typedef struct {
     int no_dense;                    /* GPU: skip the dense causal baseline */
     const char *pass;                /* fwd | fwdbwd */
     int deterministic;               /* GPU backward without dQ atomics */
+    /* --layer: a whole attention layer (cmd/layer.c) */
+    int layer;
+    int64_t d_model;                 /* 0: from --weights / --x, else heads * head_dim */
+    const char *weights_dir, *x_path;
+    int check;
 } run_opts;
 
 typedef enum { DEV_CPU, DEV_GPU } run_device;
@@ -464,6 +475,35 @@ static int write_outputs(const run_opts *o, const run_problem *p, const run_resu
 }
 
 /* ---------------------------------------------------------------------------
+ * --layer: the flags that make no sense for a layer are refused, the device
+ * is picked as for the attention alone, and cmd/layer.c does the rest. */
+
+static int run_layer_branch(const run_opts *o, run_want want, sp_err *e)
+{
+    const char *bad = o->q_path || o->k_path || o->v_path ? "--q/--k/--v (use --x and --weights)"
+                      : o->lse_path                       ? "--lse-out"
+                      : strcmp(o->pass, "fwd")            ? "--pass fwdbwd"
+                      : o->deterministic                  ? "--deterministic"
+                                                          : NULL;
+    if (bad) {
+        sp_fail(e, SP_EXIT_USAGE, "--layer runs the layer's forward; %s does not apply", bad);
+        return SP_EXIT_USAGE;
+    }
+    layer_opts lo = {
+        .spec_path = o->spec_path, .gpu = o->gpu, .batch = o->batch, .seq_len = o->seq_len,
+        .layer_index = o->layer_index, .seed = o->seed, .d_model = o->d_model, .weights_dir = o->weights_dir,
+        .x_path = o->x_path, .out_path = o->out_path, .iters = o->iters, .threads = o->threads, .json = o->json,
+        .no_dense = o->no_dense, .check = o->check, .tile = o->tile, .db_path = o->db_path,
+    };
+    run_device dev;
+    char why[160];
+    if (pick_device(want, &dev, why, sizeof why, e)) return e->code;
+    lo.on_gpu = dev == DEV_GPU;
+    lo.device_reason = why;
+    return run_layer(&lo, e);
+}
+
+/* ---------------------------------------------------------------------------
  * The command */
 
 int cmd_run(int argc, char **argv, sp_err *e)
@@ -479,7 +519,7 @@ int cmd_run(int argc, char **argv, sp_err *e)
         OPT_STRING(0, "q", &o.q_path, "FILE", "queries from .npy [B,N,H,D] (with --k and --v)"),
         OPT_STRING(0, "k", &o.k_path, "FILE", "keys from .npy [B,N,KVH,D]"),
         OPT_STRING(0, "v", &o.v_path, "FILE", "values from .npy [B,N,KVH,D]"),
-        OPT_STRING('o', "output", &o.out_path, "FILE", "write O as float32 .npy [B,N,H,D]"),
+        OPT_STRING('o', "output", &o.out_path, "FILE", "write O as float32 .npy [B,N,H,D] (--layer: y [B,N,d_model])"),
         OPT_STRING(0, "lse-out", &o.lse_path, "FILE", "write LSE as float32 .npy [B,H,N]"),
         OPT_INT(0, "iters", &o.iters, "N", "timed runs; the median is reported (CPU default 1)", 1, 100000),
         OPT_INT(0, "threads", &o.threads, "T", "CPU threads (default: all online CPUs)", 0, 1024),
@@ -488,6 +528,12 @@ int cmd_run(int argc, char **argv, sp_err *e)
         OPT_BOOL(0, "no-dense", &o.no_dense, "GPU: skip timing the dense causal baseline"),
         OPT_STRING(0, "pass", &o.pass, "PASS", "fwd (default) or fwdbwd: time forward+backward (GPU only)"),
         OPT_BOOL(0, "deterministic", &o.deterministic, "GPU backward without dQ atomics (bitwise reproducible)"),
+        OPT_BOOL(0, "layer", &o.layer, "a whole layer: x -> QKV projections -> attention -> output projection"),
+        OPT_I64(0, "d-model", &o.d_model, "D", "layer: model width (default: --weights' or --x's, else heads x head_dim)",
+                1, 1 << 20),
+        OPT_STRING(0, "weights", &o.weights_dir, "DIR", "layer: wq.npy wk.npy wv.npy wo.npy from DIR (default random)"),
+        OPT_STRING(0, "x", &o.x_path, "FILE", "layer: input x from .npy [B,N,d_model] (default random)"),
+        OPT_BOOL(0, "check", &o.check, "layer, GPU: compare y with the float64 CPU layer; exit 1 on FAIL"),
         OPT_BOOL(0, "json", &o.json, "print one JSON object on stdout"),
         OPT_END(),
     };
@@ -500,6 +546,11 @@ int cmd_run(int argc, char **argv, sp_err *e)
     if (parse_device(o.device, &want, e)) return e->code;
     if (strcmp(o.pass, "fwd") && strcmp(o.pass, "fwdbwd")) {
         sp_fail(e, SP_EXIT_USAGE, "--pass: '%s' is not fwd or fwdbwd", o.pass);
+        return SP_EXIT_USAGE;
+    }
+    if (o.layer) return run_layer_branch(&o, want, e);
+    if (o.d_model || o.weights_dir || o.x_path || o.check) {
+        sp_fail(e, SP_EXIT_USAGE, "--d-model, --weights, --x and --check go with --layer");
         return SP_EXIT_USAGE;
     }
     if (strcmp(o.pass, "fwdbwd") == 0 && want == WANT_CPU) {
