@@ -72,7 +72,7 @@ out:
 /* A two-panel chart: time (log) vs N, and speedup vs N with the ideal. */
 static void svg_chart(strbuf *s, const char *title, const bench_point *pts, int n)
 {
-    const int W = 900, H = 380, pw = 380, ph = 260, top = 70;
+    const int W = 960, H = 380, pw = 380, ph = 260, top = 70;
     const int left[2] = { 70, 520 };
     double tmin = 1e30, tmax = 0, smax = 1, nmin = 1e30, nmax = 0;
     for (int i = 0; i < n; i++) {
@@ -127,9 +127,12 @@ static void svg_chart(strbuf *s, const char *title, const bench_point *pts, int 
             sb_printf(s, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", X(0, pts[i].N),
                       YT(series == 0 ? pts[i].ms : pts[i].dense_ms), color[series]);
         }
+        /* legends: top left of the time panel, bottom right of the speedup panel (clear of the ideal line) */
         for (int p = 0; p < 2; p++)
-            sb_printf(s, "<text x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>\n", left[p] + 10, top + 16 + 16 * series,
-                      p == 0 ? color[series] : (series ? color[2] : color[0]), label[p][series]);
+            sb_printf(s, "<text x=\"%d\" y=\"%d\" fill=\"%s\"%s>%s</text>\n", p == 0 ? left[p] + 10 : left[p] + pw - 10,
+                      p == 0 ? top + 16 + 16 * series : top + ph - 28 + 16 * series,
+                      p == 0 ? color[series] : (series ? color[2] : color[0]), p == 0 ? "" : " text-anchor=\"end\"",
+                      label[p][series]);
     }
     sb_puts(s, "</svg>\n");
 #undef X

@@ -23,16 +23,37 @@ void attn_default_lse_strides(attn_fwd_args *a)
     a->lse_sb = (long long)a->heads * a->seqlen;
 }
 
-/* The kernel copies rows as 16-byte chunks: every row start must be 16-byte
+/* The kernels copy rows as 16-byte chunks: every row start must be 16-byte
  * aligned, so the base and all strides (in 2-byte elements) must be too. */
-static int check_tensor(const char *what, const attn_tensor *t, sp_err *e)
+int attn_check_tensor(const char *launch, const char *what, const attn_tensor *t, sp_err *e)
 {
-    if (!t->ptr) return sp_fail(e, SP_EXIT_USAGE, "attention launch: tensor %s is NULL", what);
+    if (!t->ptr) return sp_fail(e, SP_EXIT_USAGE, "%s launch: tensor %s is NULL", launch, what);
     if (t->ptr % 16 != 0 || t->sb % 8 != 0 || t->sn % 8 != 0 || t->sh % 8 != 0)
         return sp_fail(e, SP_EXIT_USAGE,
-                       "attention launch: tensor %s is not 16-byte aligned (pointer and strides %lld, %lld, %lld "
+                       "%s launch: tensor %s is not 16-byte aligned (pointer and strides %lld, %lld, %lld "
                        "must be multiples of 8 elements)",
-                       what, t->sb, t->sn, t->sh);
+                       launch, what, t->sb, t->sn, t->sh);
+    return 0;
+}
+
+int attn_check_shape(const char *launch, const sp_kcfg *cfg, int batch, int seqlen, int heads, int kv_heads,
+                     int head_offset, sp_dptr bands, sp_dptr lse, float scale, sp_err *e)
+{
+    if (batch < 1 || seqlen < 1 || heads < 1 || kv_heads < 1)
+        return sp_fail(e, SP_EXIT_USAGE, "%s launch: batch %d, seqlen %d, heads %d, kv_heads %d must be >= 1", launch,
+                       batch, seqlen, heads, kv_heads);
+    int group = cfg->heads / cfg->kv_heads;
+    if (heads != kv_heads * group || head_offset < 0 || head_offset % group != 0 || head_offset + heads > cfg->heads)
+        return sp_fail(e, SP_EXIT_USAGE,
+                       "%s launch: heads %d (offset %d) and kv_heads %d do not fit the kernel's %d heads in groups of %d",
+                       launch, heads, head_offset, kv_heads, cfg->heads, group);
+    /* The band arithmetic (n0 + hi, below 2N) and padded lengths stay in int32. */
+    if (batch > 65535 || heads > 65535 || seqlen > (1 << 30))
+        return sp_fail(e, SP_EXIT_USAGE, "%s launch: batch %d or heads %d or seqlen %d too large", launch, batch, heads,
+                       seqlen);
+    if (!bands || !lse) return sp_fail(e, SP_EXIT_USAGE, "%s launch: band table or lse is NULL", launch);
+    if (!(scale > 0) || !isfinite(scale))
+        return sp_fail(e, SP_EXIT_USAGE, "%s launch: softmax scale %g must be positive", launch, (double)scale);
     return 0;
 }
 
@@ -40,24 +61,11 @@ int attn_fwd_pack(const sp_kcfg *cfg, const attn_fwd_args *a, sp_kparams *kp, sp
 {
     if (cfg->kind != SP_KIND_FWD || cfg->threads <= 0)
         return sp_fail(e, SP_EXIT_USAGE, "attention launch: not a derived forward config");
-    if (a->batch < 1 || a->seqlen < 1 || a->heads < 1 || a->kv_heads < 1)
-        return sp_fail(e, SP_EXIT_USAGE, "attention launch: batch %d, seqlen %d, heads %d, kv_heads %d must be >= 1",
-                       a->batch, a->seqlen, a->heads, a->kv_heads);
-    int group = cfg->heads / cfg->kv_heads;
-    if (a->heads != a->kv_heads * group || a->head_offset < 0 || a->head_offset % group != 0 ||
-        a->head_offset + a->heads > cfg->heads)
-        return sp_fail(e, SP_EXIT_USAGE,
-                       "attention launch: heads %d (offset %d) and kv_heads %d do not fit the kernel's %d heads in "
-                       "groups of %d",
-                       a->heads, a->head_offset, a->kv_heads, cfg->heads, group);
-    if (a->batch > 65535 || a->heads > 65535 || a->seqlen > (1 << 30))
-        return sp_fail(e, SP_EXIT_USAGE, "attention launch: batch %d or heads %d or seqlen %d too large", a->batch,
-                       a->heads, a->seqlen);
-    if (!a->bands || !a->lse) return sp_fail(e, SP_EXIT_USAGE, "attention launch: band table or lse is NULL");
-    if (!(a->scale > 0) || !isfinite(a->scale))
-        return sp_fail(e, SP_EXIT_USAGE, "attention launch: softmax scale %g must be positive", (double)a->scale);
-    if (check_tensor("q", &a->q, e) || check_tensor("k", &a->k, e) || check_tensor("v", &a->v, e) ||
-        check_tensor("o", &a->o, e))
+    if (attn_check_shape("attention", cfg, a->batch, a->seqlen, a->heads, a->kv_heads, a->head_offset, a->bands,
+                         a->lse, a->scale, e))
+        return -1;
+    if (attn_check_tensor("attention", "q", &a->q, e) || attn_check_tensor("attention", "k", &a->k, e) ||
+        attn_check_tensor("attention", "v", &a->v, e) || attn_check_tensor("attention", "o", &a->o, e))
         return -1;
 
     memset(kp, 0, sizeof *kp);

@@ -42,6 +42,14 @@ typedef struct {
     float scale;                /* softmax scale */
 } attn_fwd_args;
 
+/* Launch-time checks shared by the forward and backward glue (`launch`
+ * names which, for messages): a tensor's 16-byte alignment, and the shape
+ * against the kernel config (head counts and kv groups, int32 limits, band
+ * table and lse present, scale positive).  -1 and SP_EXIT_USAGE. */
+int attn_check_tensor(const char *launch, const char *what, const attn_tensor *t, sp_err *e);
+int attn_check_shape(const char *launch, const sp_kcfg *cfg, int batch, int seqlen, int heads, int kv_heads,
+                     int head_offset, sp_dptr bands, sp_dptr lse, float scale, sp_err *e);
+
 /* Contiguous [B, H, N] strides for lse. */
 void attn_default_lse_strides(attn_fwd_args *a);
 

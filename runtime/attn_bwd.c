@@ -23,19 +23,6 @@ int attn_bwd_lookup(CUmodule m, const sp_kcfg *cfg, attn_bwd_kernels *k, sp_err 
     return 0;
 }
 
-/* The kernels copy rows as 16-byte chunks: every row start must be 16-byte
- * aligned, so the base and all strides (in 2-byte elements) must be too. */
-static int check_tensor(const char *what, const attn_tensor *t, sp_err *e)
-{
-    if (!t->ptr) return sp_fail(e, SP_EXIT_USAGE, "backward launch: tensor %s is NULL", what);
-    if (t->ptr % 16 != 0 || t->sb % 8 != 0 || t->sn % 8 != 0 || t->sh % 8 != 0)
-        return sp_fail(e, SP_EXIT_USAGE,
-                       "backward launch: tensor %s is not 16-byte aligned (pointer and strides %lld, %lld, %lld "
-                       "must be multiples of 8 elements)",
-                       what, t->sb, t->sn, t->sh);
-    return 0;
-}
-
 static int check_scratch(const char *what, sp_dptr p, sp_err *e)
 {
     if (!p) return sp_fail(e, SP_EXIT_USAGE, "backward launch: scratch buffer %s is NULL", what);
@@ -47,27 +34,13 @@ int attn_bwd_pack(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_kparams *kp
 {
     if (cfg->kind != SP_KIND_BWD || cfg->threads <= 0 || cfg->smem_bytes <= 0)
         return sp_fail(e, SP_EXIT_USAGE, "backward launch: not a derived backward config");
-    if (a->batch < 1 || a->seqlen < 1 || a->heads < 1 || a->kv_heads < 1)
-        return sp_fail(e, SP_EXIT_USAGE, "backward launch: batch %d, seqlen %d, heads %d, kv_heads %d must be >= 1",
-                       a->batch, a->seqlen, a->heads, a->kv_heads);
-    int group = cfg->heads / cfg->kv_heads;
-    if (a->heads != a->kv_heads * group || a->head_offset < 0 || a->head_offset % group != 0 ||
-        a->head_offset + a->heads > cfg->heads)
-        return sp_fail(e, SP_EXIT_USAGE,
-                       "backward launch: heads %d (offset %d) and kv_heads %d do not fit the kernels' %d heads in "
-                       "groups of %d",
-                       a->heads, a->head_offset, a->kv_heads, cfg->heads, group);
-    /* seqlen_pad and the band arithmetic (n0 + hi, below 2N) stay in int32. */
-    if (a->batch > 65535 || a->heads > 65535 || a->seqlen > (1 << 30))
-        return sp_fail(e, SP_EXIT_USAGE, "backward launch: batch %d or heads %d or seqlen %d too large", a->batch,
-                       a->heads, a->seqlen);
-    if (!a->bands || !a->lse) return sp_fail(e, SP_EXIT_USAGE, "backward launch: band table or lse is NULL");
-    if (!(a->scale > 0) || !isfinite(a->scale))
-        return sp_fail(e, SP_EXIT_USAGE, "backward launch: softmax scale %g must be positive", (double)a->scale);
-    if (check_tensor("q", &a->q, e) || check_tensor("k", &a->k, e) || check_tensor("v", &a->v, e) ||
-        check_tensor("o", &a->o, e) || check_tensor("dout", &a->dout, e) || check_tensor("dq", &a->dq, e) ||
-        check_tensor("dk", &a->dk, e) || check_tensor("dv", &a->dv, e))
+    if (attn_check_shape("backward", cfg, a->batch, a->seqlen, a->heads, a->kv_heads, a->head_offset, a->bands,
+                         a->lse, a->scale, e))
         return -1;
+    const char *names[] = { "q", "k", "v", "o", "dout", "dq", "dk", "dv" };
+    const attn_tensor *tensors[] = { &a->q, &a->k, &a->v, &a->o, &a->dout, &a->dq, &a->dk, &a->dv };
+    for (int t = 0; t < 8; t++)
+        if (attn_check_tensor("backward", names[t], tensors[t], e)) return -1;
     if (check_scratch("delta", a->delta, e) || check_scratch("lse2", a->lse2, e) ||
         (!a->deterministic && check_scratch("dq_accum", a->dq_accum, e)))
         return -1;
