@@ -94,6 +94,12 @@ def main():
     shapes = {"default": SHAPES, "all": SHAPES + EXTRA, "extra": EXTRA, "rest": SHAPES[3:] + EXTRA}[a.shapes]
     dev = "cuda"
     dt = torch.bfloat16
+    # Each shape compiles its own Flex kernels; past dynamo's default limit of 8
+    # recompiles, torch.compile silently falls back to eager flex_attention,
+    # which materialises the [B, H, N, N] scores (seen: out of memory at the
+    # GQA shape when it came fifth).  Raise the limit so every shape is compiled.
+    torch._dynamo.config.cache_size_limit = 64
+    torch._dynamo.config.accumulated_cache_size_limit = 512
     flex = torch.compile(flex_attention, dynamic=False)
     rows = []
     verify_fail = False

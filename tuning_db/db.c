@@ -495,7 +495,15 @@ static int check_file(const char *path, db_health *h, int64_t *version, char *de
     int rc = sqlite3_open_v2(path, &s, SQLITE_OPEN_READONLY, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_busy_timeout(s, DB_BUSY_TIMEOUT_MS);
-        rc = inspect(s, h, version, detail, n);
+        /* One read transaction for all of inspect()'s queries: with separate
+         * statements, another process creating the schema could commit
+         * between them (application_id still 0, tables already there) and a
+         * fresh database would look like another program's. */
+        rc = sqlite3_exec(s, "BEGIN", NULL, NULL, NULL);
+        if (rc == SQLITE_OK) {
+            rc = inspect(s, h, version, detail, n);
+            sqlite3_exec(s, "COMMIT", NULL, NULL, NULL);
+        }
     }
     if (rc != SQLITE_OK) {
         sp_fail_at(e, SP_EXIT_FAIL, path, 0, 0, "cannot examine: %s", s ? sqlite3_errmsg(s) : sqlite3_errstr(rc));
