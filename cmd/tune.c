@@ -300,8 +300,6 @@ int cmd_tune(int argc, char **argv, sp_err *e)
         for (int i = 0; i < hostp.spec.n_seq_len && i < OPT_LIST_MAX; i++) o.seq_lens.v[o.seq_lens.n++] = hostp.spec.seq_len[i];
         if (o.seq_lens.n == 0) o.seq_lens.v[o.seq_lens.n++] = 4096;
     }
-    sp_pattern pattern = hostp.pattern;
-    (void)pattern;
 
     sp_gpu gpu;
     memset(&gpu, 0, sizeof gpu);
@@ -339,7 +337,7 @@ int cmd_tune(int argc, char **argv, sp_err *e)
         sp_kcfg list[MAX_CANDIDATES];
         int nc = kcfg_candidates(&base, list, MAX_CANDIDATES);
         if (nc <= 0) {
-            fprintf(stderr, "tune: no %s kernels for this spec yet; skipped\n", kind == SP_KIND_BWD ? "backward" : "forward");
+            fprintf(stderr, "tune: no valid %s tile config for this spec; skipped\n", kind == SP_KIND_BWD ? "backward" : "forward");
             continue;
         }
         memset(cands, 0, MAX_CANDIDATES * sizeof *cands);

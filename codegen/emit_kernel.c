@@ -97,7 +97,7 @@ int emit_kernel(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const s
 {
     if (cfg->kind == SP_KIND_BWD) return emit_bwd_kernels(out, spec, pat, cfg, e);   /* codegen/emit_bwd.c */
     if (!emit_kind_supported(cfg->kind))
-        return sp_fail(e, SP_EXIT_USAGE, "%s kernels are not supported yet", cfg->kind == SP_KIND_BWD ? "backward" : "these");
+        return sp_fail(e, SP_EXIT_USAGE, "internal: no emitter for kernel kind %d", (int)cfg->kind);
     if (cfg->threads != 32 * cfg->warps || cfg->smem_bytes <= 0 || cfg->row_bytes <= 0)
         return sp_fail(e, SP_EXIT_USAGE, "internal: kernel config not derived (call kcfg_derive first)");
     emit_header(out, spec, pat, cfg);
