@@ -478,11 +478,13 @@ static double qkv_flops(const layer_host *h) { return 2.0 * (double)h->T * h->dm
 static double out_flops(const layer_host *h) { return 2.0 * (double)h->T * h->qw * h->dm; }
 
 /* The layer speedup if the attention took exactly ratio x the dense
- * attention's time and the projections stayed as they are. */
+ * attention's time and the projections stayed as they are.  Both sides are
+ * sums of the dense stage medians (a median of whole layers is not the sum
+ * of the stages' medians), so the result lies in [1, 1 / ratio]. */
 static double ideal_layer_speedup(const layer_result *r, double ratio)
 {
     const stage_ms *d = &r->dense;
-    return d->layer / (d->qkv + d->out + d->attn * ratio);
+    return (d->qkv + d->out + d->attn) / (d->qkv + d->out + d->attn * ratio);
 }
 
 static void print_inputs(const layer_opts *o)
