@@ -12,6 +12,8 @@
 #ifndef SPATTN_EMIT_H
 #define SPATTN_EMIT_H
 
+#include <stddef.h>
+
 #include "codegen/kcfg.h"
 #include "codegen/spec.h"
 #include "common/err.h"
@@ -40,6 +42,13 @@ void emit_constants(strbuf *out, const sp_kcfg *cfg);
  * dtype, ex2/lg2, float-pair packing, quad reductions, shared-memory tile
  * offsets (swizzle).  Needs emit_constants before it. */
 void emit_prelude(strbuf *out, const sp_kcfg *cfg);
+/* One row of a kernel parameter struct's X-macro field list
+ * (runtime/kparams.h, runtime/kparams_bwd.h). */
+typedef struct { const char *type, *name, *comment; } emit_field;
+/* The struct `name` from fields[0..n), with a static_assert that its size is
+ * host_size (the host's sizeof): host and kernel cannot drift apart. */
+void emit_param_struct(strbuf *out, const char *name, const char *header, const emit_field *fields, size_t n,
+                       size_t host_size);
 /* The band helpers: the band_plan struct, band_plan_build (the KV tiles a
  * query tile visits, mirroring bands_kv_tiles), band_tile_at,
  * band_tile_kind (SKIP / PARTIAL / FULL for a row range) and band_allows. */

@@ -92,29 +92,14 @@ static void emit_bwd_constants(strbuf *out, const sp_kcfg *cfg)
             "static_assert(BM % Q_SUB == 0 && Q_SUB % 16 == 0 && BN % K_SUB == 0 && K_SUB % 16 == 0, \"bad sub-tiles\");\n\n");
 }
 
-typedef struct { const char *type, *name, *comment; } bwd_field;
-
 #define BWD_FIELD_ROW_(type, name, comment) { #type, #name, comment },
-static const bwd_field bwd_fields[] = { SP_BWD_KPARAMS_FIELDS(BWD_FIELD_ROW_) };
+static const emit_field bwd_fields[] = { SP_BWD_KPARAMS_FIELDS(BWD_FIELD_ROW_) };
 #undef BWD_FIELD_ROW_
 
 static void emit_bwd_kparams(strbuf *out)
 {
-    sb_puts(out,
-            "/* ==== The backward kernels' one parameter, passed by value ====\n"
-            " * Generated from the field list in runtime/kparams_bwd.h, the list the host's struct\n"
-            " * comes from; the size check catches a host and a kernel built from different lists. */\n"
-            "struct sp_bwd_kparams {\n");
-    for (size_t i = 0; i < sizeof bwd_fields / sizeof bwd_fields[0]; i++) {
-        const bwd_field *f = &bwd_fields[i];
-        sb_printf(out, "    %s %s;", f->type, f->name);
-        if (f->comment[0]) sb_printf(out, "%*s/* %s */", (int)(28 - strlen(f->type) - strlen(f->name)), "", f->comment);
-        sb_puts(out, "\n");
-    }
-    sb_printf(out,
-              "};\n"
-              "static_assert(sizeof(sp_bwd_kparams) == %d, \"sp_bwd_kparams differs from the host's (runtime/kparams_bwd.h)\");\n\n",
-              (int)sizeof(sp_bwd_kparams));
+    emit_param_struct(out, "sp_bwd_kparams", "runtime/kparams_bwd.h", bwd_fields,
+                      sizeof bwd_fields / sizeof bwd_fields[0], sizeof(sp_bwd_kparams));
 }
 
 /* ---- helpers the prelude lacks ------------------------------------------- */

@@ -12,30 +12,34 @@
 
 /* ---- types and parameters --------------------------------------------- */
 
-typedef struct { const char *type, *name, *comment; } kparam_field;
-
 #define KPARAM_ROW_(type, name, comment) { #type, #name, comment },
-static const kparam_field kparam_fields[] = { SP_KPARAMS_FIELDS(KPARAM_ROW_) };
+static const emit_field kparam_fields[] = { SP_KPARAMS_FIELDS(KPARAM_ROW_) };
 #undef KPARAM_ROW_
 
-static void emit_kparams(strbuf *out)
+void emit_param_struct(strbuf *out, const char *name, const char *header, const emit_field *fields, size_t n,
+                       size_t host_size)
 {
-    sb_puts(out,
-            "/* The kernel's one parameter, passed by value.  Generated from the field list in\n"
-            " * runtime/kparams.h, the same list the host's struct comes from; the size check\n"
-            " * below catches a host and a kernel built from different lists. */\n"
-            "struct sp_kparams {\n");
-    for (size_t i = 0; i < sizeof kparam_fields / sizeof kparam_fields[0]; i++) {
-        const kparam_field *f = &kparam_fields[i];
+    sb_printf(out,
+              "/* %s  Generated from the field list in\n"
+              " * %s, the same list the host's struct comes from; the size check\n"
+              " * below catches a host and a kernel built from different lists. */\n"
+              "struct %s {\n",
+              "The kernels' one parameter, passed by value.", header, name);
+    for (size_t i = 0; i < n; i++) {
+        const emit_field *f = &fields[i];
         sb_printf(out, "    %s %s;", f->type, f->name);
         int pad = 28 - (int)(strlen(f->type) + strlen(f->name));
         if (f->comment[0]) sb_printf(out, "%*s/* %s */", pad > 1 ? pad : 1, "", f->comment);
         sb_puts(out, "\n");
     }
-    sb_printf(out,
-              "};\n"
-              "static_assert(sizeof(sp_kparams) == %d, \"sp_kparams differs from the host's (runtime/kparams.h)\");\n\n",
-              (int)sizeof(sp_kparams));
+    sb_printf(out, "};\nstatic_assert(sizeof(%s) == %zu, \"%s differs from the host's (%s)\");\n\n", name, host_size,
+              name, header);
+}
+
+static void emit_kparams(strbuf *out)
+{
+    emit_param_struct(out, "sp_kparams", "runtime/kparams.h", kparam_fields,
+                      sizeof kparam_fields / sizeof kparam_fields[0], sizeof(sp_kparams));
 }
 
 static void emit_types(strbuf *out, const sp_kcfg *cfg)
