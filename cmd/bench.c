@@ -35,26 +35,18 @@ static int bench_one(const gpu_opts *base, int64_t N, int iters, int bwd, bench_
     go.seq_len = N;
     gpu_problem p;
     if (gpu_problem_open(&go, &p, e)) return -1;
-    engine_kernel k = { 0 }, dk = { 0 }, bk = { 0 }, dbk = { 0 };
+    engine_kernel k = { 0 };
     int rc = -1;
     memset(pt, 0, sizeof *pt);
     pt->N = N;
     pt->ratio = p.ratio;
-    sp_pattern dense = { SP_DENSE, 0, NULL };
     if (ga_fill_random(&p.ga, (uint64_t)go.seed, e) || gpu_problem_kernel(&p, SP_KIND_FWD, &k, e)) goto out;
     snprintf(pt->config_source, sizeof pt->config_source, "%s", p.config_source);
-    if (bwd) {
-        if (gpu_problem_kernel(&p, SP_KIND_BWD, &bk, e) || ga_alloc_backward(&p.ga, &bk.cfg, (uint64_t)go.seed + 7, NULL, e) ||
-            ga_time_fwdbwd(&p.ga, &k, &bk, 0, 5, iters, &pt->ms, e)) goto out;
-        snprintf(pt->kernel, sizeof pt->kernel, "%s + %s", k.name, bk.name);
-        if (gpu_problem_dense_kernel(&p, SP_KIND_FWD, &dk, e) || gpu_problem_dense_kernel(&p, SP_KIND_BWD, &dbk, e) ||
-            ga_set_bands(&p.ga, &dense, e) || ga_time_fwdbwd(&p.ga, &dk, &dbk, 0, 3, iters, &pt->dense_ms, e)) goto out;
-    } else {
-        if (ga_time_forward(&p.ga, &k, 10, iters, &pt->ms, e)) goto out;
-        snprintf(pt->kernel, sizeof pt->kernel, "%s", k.name);
-        if (gpu_problem_dense_kernel(&p, SP_KIND_FWD, &dk, e) || ga_set_bands(&p.ga, &dense, e) ||
-            ga_time_forward(&p.ga, &dk, 5, iters, &pt->dense_ms, e)) goto out;
-    }
+    gpu_timing t;
+    if (gpu_problem_time(&p, &k, bwd, 0, (uint64_t)go.seed + 7, iters, 1, &t, e)) goto out;
+    pt->ms = t.ms;
+    pt->dense_ms = t.dense_ms;
+    snprintf(pt->kernel, sizeof pt->kernel, "%s", t.kernel);
     double mult = bwd ? 3.5 : 1.0;   /* forward+backward = 3.5 x forward FLOPs */
     double dense_flops = mult * 4.0 * p.spec.head_dim * (double)p.ga.B * p.spec.heads * ((double)N * (N + 1) / 2);
     pt->tflops = mult * p.eff_flops_fwd / (pt->ms * 1e-3) / 1e12;
@@ -62,9 +54,6 @@ static int bench_one(const gpu_opts *base, int64_t N, int iters, int bwd, bench_
     rc = 0;
 out:
     engine_unload(p.gpu, &k);
-    engine_unload(p.gpu, &dk);
-    engine_unload(p.gpu, &bk);
-    engine_unload(p.gpu, &dbk);
     gpu_problem_close(&p);
     return rc;
 }

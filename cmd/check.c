@@ -82,11 +82,10 @@ static int check_fwd_cpu(gpu_problem *p, const engine_kernel *k, uint64_t seed, 
     ref_problem rp = { a->B, a->N, a->H, a->KVH, a->D, a->scale, p->bands, 0 };
     if (ref_forward(&rp, q, kk, v, o, lse)) { sp_fail(e, SP_EXIT_FAIL, "CPU reference failed to start threads"); goto out; }
     double bound = cmp_bound(a->dtype == SP_BF16);
-    cmp_acc acc;
     cmp_result res;
-    cmp_begin(&acc); cmp_add(&acc, go, o, a->nq); cmp_end(&acc, &res);
+    cmp_arrays(go, o, a->nq, &res);
     add_result(cr, "O", &res, bound);
-    cmp_begin(&acc); cmp_add(&acc, glse, lse, a->nlse); cmp_end(&acc, &res);
+    cmp_arrays(glse, lse, a->nlse, &res);
     add_result(cr, "LSE", &res, bound);
     cr->reference = "cpu-float64";
     rc = 0;

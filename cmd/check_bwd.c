@@ -18,14 +18,6 @@ static void add(tensor_result *out, int *n, const char *name, const cmp_result *
     t->pass = cmp_pass(r, bound);
 }
 
-static void compare_host(const float *got, const double *ref, size_t n, cmp_result *r)
-{
-    cmp_acc a;
-    cmp_begin(&a);
-    cmp_add(&a, got, ref, n);
-    cmp_end(&a, r);
-}
-
 /* poison, forward, backward, wait */
 static int run_step(gpu_problem *p, const engine_kernel *fk, const engine_kernel *bk, sp_err *e)
 {
@@ -106,13 +98,13 @@ int check_bwd(gpu_problem *p, const engine_kernel *bk, uint64_t seed, int cpu_re
             goto out;
         }
         if (ga_download16(a, a->dq, a->H, got, e)) goto out;
-        compare_host(got, dq, a->nq, &res);
+        cmp_arrays(got, dq, a->nq, &res);
         add(out, n, "dQ", &res, bound);
         if (ga_download16(a, a->dk, a->KVH, got, e)) goto out;
-        compare_host(got, dk, a->nk, &res);
+        cmp_arrays(got, dk, a->nk, &res);
         add(out, n, "dK", &res, bound);
         if (ga_download16(a, a->dv, a->KVH, got, e)) goto out;
-        compare_host(got, dv, a->nk, &res);
+        cmp_arrays(got, dv, a->nk, &res);
         add(out, n, "dV", &res, bound);
         *reference = "cpu-float64";
     } else {

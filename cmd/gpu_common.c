@@ -173,6 +173,35 @@ int gpu_problem_dense_kernel(gpu_problem *p, sp_kernel_kind kind, engine_kernel 
     return engine_load(p->gpu, &p->spec, &dense, &c, k, e);
 }
 
+int gpu_problem_time(gpu_problem *p, const engine_kernel *fk, int fwdbwd, int deterministic, uint64_t dout_seed,
+                     int iters, int with_dense, gpu_timing *t, sp_err *e)
+{
+    gpu_attn *a = &p->ga;
+    engine_kernel bk = { 0 }, dk = { 0 }, dbk = { 0 };
+    sp_pattern dense = { SP_DENSE, 0, NULL };
+    int rc = -1;
+    memset(t, 0, sizeof *t);
+    snprintf(t->kernel, sizeof t->kernel, "%s", fk->name);
+    if (fwdbwd) {
+        if (gpu_problem_kernel(p, SP_KIND_BWD, &bk, e) || ga_alloc_backward(a, &bk.cfg, dout_seed, NULL, e) ||
+            ga_time_fwdbwd(a, fk, &bk, deterministic, 5, iters, &t->ms, e)) goto out;
+        snprintf(t->kernel + strlen(t->kernel), sizeof t->kernel - strlen(t->kernel), " + %s", bk.name);
+    } else if (ga_time_forward(a, fk, 10, iters, &t->ms, e)) goto out;
+    if (with_dense) {
+        if (gpu_problem_dense_kernel(p, SP_KIND_FWD, &dk, e) || ga_set_bands(a, &dense, e)) goto out;
+        if (fwdbwd) {
+            if (gpu_problem_dense_kernel(p, SP_KIND_BWD, &dbk, e) ||
+                ga_time_fwdbwd(a, &dk, &dbk, deterministic, 3, iters, &t->dense_ms, e)) goto out;
+        } else if (ga_time_forward(a, &dk, 5, iters, &t->dense_ms, e)) goto out;
+    }
+    rc = 0;
+out:
+    engine_unload(p->gpu, &bk);
+    engine_unload(p->gpu, &dk);
+    engine_unload(p->gpu, &dbk);
+    return rc;
+}
+
 refgpu_view gpu_problem_view(const gpu_problem *p, sp_dptr ptr, int heads)
 {
     long long sb, sn, sh;

@@ -70,6 +70,22 @@ int gpu_problem_kernel(gpu_problem *p, sp_kernel_kind kind, engine_kernel *k, sp
 /* The same engine's dense causal kernel of kind for the problem's shape
  * (the baseline), heuristic config. */
 int gpu_problem_dense_kernel(gpu_problem *p, sp_kernel_kind kind, engine_kernel *k, sp_err *e);
+/* The times run and bench report: the band kernels (forward, or forward +
+ * backward) and this engine's dense causal kernels on the same buffers. */
+typedef struct {
+    double ms;              /* band kernels, median */
+    double dense_ms;        /* dense causal kernels, median; 0 when not timed */
+    char kernel[260];       /* "forward name", or "forward name + backward main name" */
+} gpu_timing;
+
+/* Time fk (p's loaded forward kernel) on p's filled input sets, with
+ * fwdbwd also the backward kernels p's config picks (dO drawn from
+ * dout_seed), CUDA-event median of iters after warm-up; then, with
+ * with_dense, the dense causal kernels.  That swaps p's band table to the
+ * dense one, so it comes last. */
+int gpu_problem_time(gpu_problem *p, const engine_kernel *fk, int fwdbwd, int deterministic, uint64_t dout_seed,
+                     int iters, int with_dense, gpu_timing *t, sp_err *e);
+
 /* The tuning-database key of the problem for kind. */
 void gpu_problem_db_key(const gpu_problem *p, sp_kernel_kind kind, db_key *key);
 /* A refgpu view of a 16-bit device tensor in the problem's layout. */

@@ -393,10 +393,7 @@ static int check_layer(const layer_opts *o, const layer_host *h, layer_result *r
     layer_params w = host_params(h);
     int rc = layer_ref_forward(&lp, &w, ref, NULL, e);
     if (!rc) {
-        cmp_acc acc;
-        cmp_begin(&acc);
-        cmp_add(&acc, r->y, ref, ny);
-        cmp_end(&acc, &r->cmp);
+        cmp_arrays(r->y, ref, ny, &r->cmp);
         r->bound = h->dtype == SP_BF16 ? CHECK_BOUND_BF16 : CHECK_BOUND_FP16;
         r->pass = cmp_pass(&r->cmp, r->bound);
         r->checked = 1;

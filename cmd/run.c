@@ -287,39 +287,26 @@ static int run_gpu(const run_opts *o, const run_problem *p, run_result *r, sp_er
     gpu_problem gp;
     if (gpu_problem_open(&go, &gp, e)) return -1;
     gpu_attn *a = &gp.ga;
-    engine_kernel k = { 0 }, dk = { 0 }, bk = { 0 }, dbk = { 0 };
+    engine_kernel k = { 0 };
     int rc = -1;
     r->iters = o->iters > 0 ? o->iters : 50;
     r->o = malloc(p->nq * sizeof *r->o);
     r->lse = malloc(p->nl * sizeof *r->lse);
     if (!r->o || !r->lse) { sp_fail(e, SP_EXIT_FAIL, "out of memory"); goto out; }
     if (ga_fill_random(a, (uint64_t)go.seed, e) || ga_upload(a, 0, p->q16, p->k16, p->v16, e)) goto out;
-    int fwdbwd = strcmp(o->pass, "fwdbwd") == 0;
     if (gpu_problem_kernel(&gp, SP_KIND_FWD, &k, e)) goto out;
-    if (fwdbwd && (gpu_problem_kernel(&gp, SP_KIND_BWD, &bk, e) ||
-                   ga_alloc_backward(a, &bk.cfg, (uint64_t)o->seed + 7, NULL, e))) goto out;
-    snprintf(r->kernel, sizeof r->kernel, "%s", k.name);
     snprintf(r->config_source, sizeof r->config_source, "%s", gp.config_source);
     snprintf(r->detail, sizeof r->detail, "%.100s, sm_%d", gp.gpu->name, gp.gpu->sm);
     if (ga_poison(a, e) || ga_forward(a, &k, 0, e) || cu_sync(a->g, e) || ga_download_o(a, r->o, r->lse, e)) goto out;
-    if (fwdbwd) {
-        snprintf(r->kernel + strlen(r->kernel), sizeof r->kernel - strlen(r->kernel), " + %s", bk.name);
-        if (ga_time_fwdbwd(a, &k, &bk, o->deterministic, 5, r->iters, &r->ms, e)) goto out;
-    } else if (ga_time_forward(a, &k, 10, r->iters, &r->ms, e)) goto out;
-    if (!o->no_dense) {
-        sp_pattern dense = { SP_DENSE, 0, NULL };
-        if (gpu_problem_dense_kernel(&gp, SP_KIND_FWD, &dk, e) || ga_set_bands(a, &dense, e)) goto out;
-        if (fwdbwd) {
-            if (gpu_problem_dense_kernel(&gp, SP_KIND_BWD, &dbk, e) ||
-                ga_time_fwdbwd(a, &dk, &dbk, o->deterministic, 3, r->iters, &r->dense_ms, e)) goto out;
-        } else if (ga_time_forward(a, &dk, 5, r->iters, &r->dense_ms, e)) goto out;
-    }
+    gpu_timing t;
+    if (gpu_problem_time(&gp, &k, strcmp(o->pass, "fwdbwd") == 0, o->deterministic, (uint64_t)o->seed + 7, r->iters,
+                         !o->no_dense, &t, e)) goto out;
+    r->ms = t.ms;
+    r->dense_ms = t.dense_ms;
+    snprintf(r->kernel, sizeof r->kernel, "%s", t.kernel);
     rc = 0;
 out:
     engine_unload(gp.gpu, &k);
-    engine_unload(gp.gpu, &dk);
-    engine_unload(gp.gpu, &bk);
-    engine_unload(gp.gpu, &dbk);
     gpu_problem_close(&gp);
     return rc;
 }

@@ -36,6 +36,14 @@ void cmp_end(const cmp_acc *a, cmp_result *r)
     r->rel_l2 = denom2 > 0 ? sqrt(a->diff2 / denom2) : 0.0;
 }
 
+void cmp_arrays(const float *out, const double *ref, size_t n, cmp_result *r)
+{
+    cmp_acc a;
+    cmp_begin(&a);
+    cmp_add(&a, out, ref, n);
+    cmp_end(&a, r);
+}
+
 int cmp_pass(const cmp_result *r, double bound)
 {
     return r->nan_count == 0 && r->inf_mismatch == 0 && r->rel_l2 <= bound;

@@ -24,6 +24,8 @@ typedef struct { double diff2, ref2, max_abs; size_t n, nan_count, inf_mismatch;
 void cmp_begin(cmp_acc *a);
 void cmp_add(cmp_acc *a, const float *out, const double *ref, size_t n);
 void cmp_end(const cmp_acc *a, cmp_result *r);
+/* One whole array at once: cmp_begin, cmp_add, cmp_end. */
+void cmp_arrays(const float *out, const double *ref, size_t n, cmp_result *r);
 /* 1 if r passes: no NaN, no inf mismatch, rel_l2 <= bound. */
 int cmp_pass(const cmp_result *r, double bound);
 /* DESIGN.md's bounds: bf16 1e-2, fp16 2e-3 (is_bf16 selects). */

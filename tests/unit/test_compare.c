@@ -7,11 +7,8 @@
 
 static cmp_result compare(const float *o, const double *r, size_t n)
 {
-    cmp_acc a;
     cmp_result res;
-    cmp_begin(&a);
-    cmp_add(&a, o, r, n);
-    cmp_end(&a, &res);
+    cmp_arrays(o, r, n, &res);
     return res;
 }
 
