@@ -192,7 +192,7 @@ int cmd_compile(int argc, char **argv, sp_err *e)
         OPT_INT(0, "layer-index", &layer_index, "K", "only layer K's pattern (default: every pattern of the spec)", 0,
                 1 << 20),
         OPT_BOOL(0, "dense", &dense, "the dense causal kernel of the spec's shape instead"),
-        OPT_BOOL(0, "no-spills", &no_spills, "exit 1 if any kernel spills registers"),
+        OPT_BOOL(0, "no-spills", &no_spills, "exit 1 if any kernel spills registers or has its wgmma serialized"),
         OPT_BOOL(0, "json", &json, "print one JSON object on stdout"),
         OPT_END(),
     };
@@ -241,7 +241,7 @@ int cmd_compile(int argc, char **argv, sp_err *e)
                     goto out;
                 }
                 for (int i = n; i < n + got; i++)
-                    if (ks[i].res.spill_stores || ks[i].res.spill_loads) spills++;
+                    if (ks[i].res.spill_stores || ks[i].res.spill_loads || ks[i].res.wgmma_serialized) spills++;
                 n += got;
             }
 
@@ -252,6 +252,10 @@ int cmd_compile(int argc, char **argv, sp_err *e)
             fprintf(stderr, "%s: %s for %s spills %d bytes (stores) / %d bytes (loads)\n",
                     no_spills ? "error" : "WARNING", ks[i].name, ks[i].arch, ks[i].res.spill_stores,
                     ks[i].res.spill_loads);
+    for (int i = 0; i < n; i++)
+        if (ks[i].res.wgmma_serialized)
+            fprintf(stderr, "%s: %s for %s: ptxas serialized its wgmma instructions (C7518), a slow kernel\n",
+                    no_spills ? "error" : "WARNING", ks[i].name, ks[i].arch);
     rc = spills && no_spills ? SP_EXIT_FAIL : SP_EXIT_OK;
 out:
     free(ks);

@@ -98,6 +98,8 @@ static void *compile_worker(void *arg)
         const sp_kres *r = &c->k.res;
         if (r->spill_stores || r->spill_loads)
             { c->pruned = 1; snprintf(c->why, sizeof c->why, "spills %d/%d bytes", r->spill_stores, r->spill_loads); }
+        else if (r->wgmma_serialized)
+            { c->pruned = 1; snprintf(c->why, sizeof c->why, "wgmma serialized by ptxas (C7518)"); }
         else if ((long)r->regs * c->cfg.threads > p->reg_limit)
             { c->pruned = 1; snprintf(c->why, sizeof c->why, "%d registers x %d threads > %d", r->regs, c->cfg.threads, p->reg_limit); }
         else if ((size_t)(c->cfg.smem_bytes + r->smem_static) > p->smem_limit)

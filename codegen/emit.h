@@ -56,5 +56,14 @@ void emit_bands(strbuf *out, const sp_kcfg *cfg);
 /* The forward kernel and its parts (loads, S = QK^T, mask, online softmax,
  * O += PV, epilogue), after the prelude and the band helpers. */
 void emit_fwd(strbuf *out, const sp_kcfg *cfg);
+/* Parts of it the wgmma forward shares, written against a warp's m16
+ * accumulator fragments s[WM][BN / 8][4] (the wgmma accumulator of a warp's
+ * 16 rows has the same layout): mask_tile, softmax_p and rescale_o. */
+void emit_fwd_mask(strbuf *out);
+void emit_fwd_softmax(strbuf *out);
+/* The Hopper forward (codegen/emit_fwd_wgmma.c): warpgroups of 4 warps on
+ * wgmma, tiles in the 128-byte-swizzled layout; for cfg->mma ==
+ * SP_MMA_WGMMA, after the prelude and the band helpers. */
+void emit_fwd_wgmma(strbuf *out, const sp_kcfg *cfg);
 
 #endif

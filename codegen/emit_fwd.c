@@ -126,7 +126,7 @@ static void emit_fwd_qk(strbuf *out, const sp_kcfg *cfg)
               cfg->q_in_regs ? "qf[mi][kc]" : "q[mi]", cfg->q_in_regs ? "qf[mi][kc]" : "q[mi]");
 }
 
-static void emit_fwd_mask(strbuf *out)
+void emit_fwd_mask(strbuf *out)
 {
     sb_puts(out,
             "/* ==== The band mask, on PARTIAL tiles only ====\n"
@@ -155,7 +155,7 @@ static void emit_fwd_mask(strbuf *out)
             "}\n\n");
 }
 
-static void emit_fwd_softmax(strbuf *out)
+void emit_fwd_softmax(strbuf *out)
 {
     sb_puts(out,
             "/* ==== Online softmax, in the exp2 domain ====\n"
@@ -164,12 +164,12 @@ static void emit_fwd_softmax(strbuf *out)
             " * share of the row sum, acc[mi] the output accumulator.  With c = scale * log2(e),\n"
             " *     exp(scale (s - m)) = exp2(s c - m c): one FFMA and one ex2 per score.\n"
             " * While every key of a row so far is masked, m = -inf: the exp base is then taken as 0,\n"
-            " * so exp2(-inf - 0) = 0 and no (-inf) - (-inf) = NaN appears.  On return s holds\n"
-            " * P = exp2(s c - m_new c), and acc, l are rescaled by exp2(m_old c - m_new c). */\n"
-            "DEV void softmax_update(float (&s)[WM][BN / 8][4], float (&m)[WM][2], float (&l)[WM][2],\n"
-            "                        float (&acc)[WM][HEAD_DIM / 8][4], float c)\n"
+            " * so exp2(-inf - 0) = 0 and no (-inf) - (-inf) = NaN appears.  softmax_p turns s into\n"
+            " * P = exp2(s c - m_new c), rescales l and returns the factors exp2(m_old c - m_new c)\n"
+            " * that O must be rescaled by; rescale_o applies them.  They are two steps because\n"
+            " * the wgmma kernel computes P while the tensor cores still add the previous tile to O. */\n"
+            "DEV void softmax_p(float (&s)[WM][BN / 8][4], float (&m)[WM][2], float (&l)[WM][2], float (&alphas)[WM][2], float c)\n"
             "{\n"
-            "    float alphas[WM][2];\n"
             "#pragma unroll\n"
             "    for (int mi = 0; mi < WM; ++mi)\n"
             "#pragma unroll\n"
@@ -191,8 +191,11 @@ static void emit_fwd_softmax(strbuf *out)
             "            l[mi][r] = l[mi][r] * alpha + sum;\n"
             "            alphas[mi][r] = alpha;\n"
             "        }\n"
-            "    /* Rescale O only where some row's max moved (warp-uniform vote): on long rows the\n"
-            "     * max settles after a few tiles, and the multiplies are then skipped. */\n"
+            "}\n\n"
+            "/* Rescale O only where some row's max moved (warp-uniform vote): on long rows the max\n"
+            " * settles after a few tiles, and the multiplies are then skipped. */\n"
+            "DEV void rescale_o(float (&acc)[WM][HEAD_DIM / 8][4], const float (&alphas)[WM][2])\n"
+            "{\n"
             "    bool moved = false;\n"
             "#pragma unroll\n"
             "    for (int mi = 0; mi < WM; ++mi) moved |= (alphas[mi][0] != 1.f) | (alphas[mi][1] != 1.f);\n"
@@ -399,7 +402,9 @@ static void emit_fwd_kernel(strbuf *out, const sp_kcfg *cfg)
               "            float s[WM][BN / 8][4];\n"
               "            qk_tile(s, %s, sK, lane);                                  /* S = Q K^T */\n"
               "            if (kind == TILE_PARTIAL) mask_tile(s, plan, row0 + lane / 4, n0, n, lane);\n"
-              "            softmax_update(s, m, l, acc, p.scale_log2);                /* S -> P; rescale O, l */\n"
+              "            float alphas[WM][2];\n"
+              "            softmax_p(s, m, l, alphas, p.scale_log2);                  /* S -> P; rescale l */\n"
+              "            rescale_o(acc, alphas);\n"
               "            pv_tile(acc, s, sV, lane);                                 /* O += P V */\n"
               "        }\n"
               "        stage = stage + 1 == STAGES ? 0 : stage + 1;\n"

@@ -87,10 +87,10 @@ void emit_constants(strbuf *out, const sp_kcfg *cfg)
               "    SMEM_BYTES = %d,                     /* the launch's dynamic shared memory */\n"
               "};\n"
               "#define LN2 0.693147180559945309f\n"
-              "static_assert(SMEM_BYTES == 128 + Q_TILE_BYTES + STAGES * STAGE_BYTES, \"kcfg_derive disagrees\");\n"
+              "static_assert(SMEM_BYTES == %d + Q_TILE_BYTES + STAGES * STAGE_BYTES, \"kcfg_derive disagrees\");\n"
               "static_assert((WM == 1 || WM == 2) && BM == WARP_ROWS * WARPS && BN %% 16 == 0, \"bad tile\");\n\n",
               cfg->head_dim, cfg->heads, cfg->kv_heads, cfg->max_intervals, cfg->bm, cfg->bn, cfg->warps, cfg->threads,
-              cfg->stages, cfg->row_bytes, cfg->smem_bytes);
+              cfg->stages, cfg->row_bytes, cfg->smem_bytes, cfg->mma == SP_MMA_WGMMA ? 1024 : 128);
 }
 
 int emit_kernel(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const sp_kcfg *cfg, sp_err *e)
@@ -104,6 +104,7 @@ int emit_kernel(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const s
     emit_constants(out, cfg);
     emit_prelude(out, cfg);
     emit_bands(out, cfg);
-    emit_fwd(out, cfg);
+    if (cfg->mma == SP_MMA_WGMMA) emit_fwd_wgmma(out, cfg);
+    else emit_fwd(out, cfg);
     return 0;
 }

@@ -180,7 +180,7 @@ void emit_prelude(strbuf *out, const sp_kcfg *cfg)
 {
     emit_types(out, cfg);
     emit_ptx(out, cfg);
-    emit_tile_layout(out, cfg);
+    if (cfg->mma == SP_MMA_SYNC) emit_tile_layout(out, cfg);   /* wgmma tiles: emit_fwd_wgmma's own layout */
 }
 
 /* ---- band helpers -------------------------------------------------------- */

@@ -14,13 +14,16 @@
 
 /* Default forward tiles per head_dim and GPU, from measurements on an H100
  * (bench/RESULTS.md has the sweep; `spattn tune` picks per shape).
- * d128 on sm_90: 128x64 with 4 warps of 32 rows: each K/V fragment feeds two
- * mma, and two blocks of 96 KiB share an SM.  Elsewhere 64x64 with 4 warps
- * of 16 rows: fewer registers, two or more blocks per SM, less work wasted
- * at band edges (A100's 164 KiB per SM holds two such blocks at d128, not
- * two 128x64 ones).  d256 keeps Q in shared memory (see fwd_reg_estimate)
+ * sm_90 (Hopper), d128: the wgmma kernel, 128x128 with two warpgroups of
+ * 64 rows and 3 stages (codegen/emit_fwd_wgmma.c): 323 effective TF/s at
+ * (1,16,16384,128) against 281 for mma.sync.  At d64 mma.sync 64x64 was
+ * faster (178 against 169 TF/s at (4,8,4096,64)); the tuner tries both.
+ * Elsewhere mma.sync:
+ * 64x64 with 4 warps of 16 rows: fewer registers, two or more blocks per
+ * SM, less work wasted at band edges (A100's 164 KiB per SM holds two such
+ * blocks at d128).  d256 keeps Q in shared memory (see fwd_reg_estimate)
  * and, on GPUs with 99 KiB of shared memory per block (sm_86, sm_89), uses
- * BN 32.  Every default is spill-free for sm_80 and sm_90a
+ * BN 32.  Every default is spill-free for its architecture
  * (tests/unit/test_codegen.c checks). */
 static void default_fwd_tiles(sp_kcfg *c, int sm)
 {
@@ -28,7 +31,14 @@ static void default_fwd_tiles(sp_kcfg *c, int sm)
     c->bm = 64;
     c->bn = 64;
     c->warps = 4;
-    if (c->head_dim == 128 && sm >= 90) c->bm = 128;
+    c->mma = SP_MMA_SYNC;
+    if (sm == 90 && c->head_dim == 128) {
+        c->mma = SP_MMA_WGMMA;
+        c->bm = 128;
+        c->bn = 128;
+        c->warps = 8;
+        c->stages = 3;
+    }
     if (c->head_dim >= 256 && (sm == 86 || sm == 89)) c->bn = 32;
 }
 
@@ -42,6 +52,7 @@ void kcfg_for_spec(sp_kcfg *c, const sp_spec *s, const sp_pattern *p, sp_kernel_
     c->kv_heads = s->kv_heads > 0 ? s->kv_heads : s->heads;
     c->pattern = p->kind;
     c->max_intervals = bandtab_max_intervals(p, s->heads);
+    c->sm = sm;
     if (kind == SP_KIND_FWD) {
         default_fwd_tiles(c, sm);
     } else {
@@ -81,6 +92,39 @@ static int default_fwd_warps(int bm)
     return bm >= 128 && bm % 32 == 0 ? bm / 32 : bm / 16;
 }
 
+/* The wgmma forward (codegen/emit_fwd_wgmma.c): warpgroups of 4 warps own
+ * 64 query rows each; tiles live in shared memory in the 128-byte-swizzled
+ * layout wgmma reads (64-value column blocks, 1024-byte aligned), so the
+ * slack is 1024 bytes. */
+static int derive_fwd_wgmma(sp_kcfg *c, sp_err *e)
+{
+    if (c->sm != 90)
+        return sp_fail(e, SP_EXIT_USAGE, "wgmma tiles need sm_90a (Hopper); this config targets sm_%d", c->sm);
+    if (c->head_dim != 64 && c->head_dim != 128)
+        return sp_fail(e, SP_EXIT_USAGE, "the wgmma forward supports head_dim 64 and 128, not %d", c->head_dim);
+    if (c->bm != 64 && c->bm != 128 && c->bm != 192)
+        return sp_fail(e, SP_EXIT_USAGE, "wgmma tile BM %d must be 64, 128 or 192 (warpgroups of 64 rows)", c->bm);
+    if (c->bn < 16 || c->bn > 256 || c->bn % 16 != 0)
+        return sp_fail(e, SP_EXIT_USAGE, "tile BN %d must be a multiple of 16 in 16..256", c->bn);
+    if (c->warps == 0) c->warps = c->bm / 16;
+    if (c->warps != c->bm / 16)
+        return sp_fail(e, SP_EXIT_USAGE, "wgmma tile BM %d needs %d warps (a warpgroup of 4 per 64 rows), not %d",
+                       c->bm, c->bm / 16, c->warps);
+    /* The kernel reads V of tile it - 1 while tile it is current and loads
+     * ahead: 3 stages at least. */
+    if (c->stages < 3 || c->stages > 5)
+        return sp_fail(e, SP_EXIT_USAGE, "wgmma stages %d must be in 3..5", c->stages);
+    c->threads = 32 * c->warps;
+    c->row_bytes = c->head_dim * 2;
+    c->q_in_regs = 0;   /* wgmma reads Q from shared memory */
+    long smem = 1024 + (long)c->bm * c->row_bytes + (long)c->stages * 2 * c->bn * c->row_bytes;
+    if (smem > KCFG_SMEM_LIMIT - 1024)
+        return sp_fail(e, SP_EXIT_USAGE, "tile %dx%d with %d stages needs %ld bytes of shared memory, more than %d",
+                       c->bm, c->bn, c->stages, smem, KCFG_SMEM_LIMIT - 1024);
+    c->smem_bytes = (int)smem;
+    return 0;
+}
+
 static int derive_fwd(sp_kcfg *c, sp_err *e)
 {
     if (c->head_dim != 32 && c->head_dim != 64 && c->head_dim != 96 && c->head_dim != 128 && c->head_dim != 256)
@@ -91,6 +135,7 @@ static int derive_fwd(sp_kcfg *c, sp_err *e)
         return sp_fail(e, SP_EXIT_USAGE, "heads %d must be a multiple of kv_heads %d", c->heads, c->kv_heads);
     if (c->max_intervals < 1 || c->max_intervals > SP_MAX_INTERVALS)
         return sp_fail(e, SP_EXIT_USAGE, "max_intervals %d is out of range 1..%d", c->max_intervals, SP_MAX_INTERVALS);
+    if (c->mma == SP_MMA_WGMMA) return derive_fwd_wgmma(c, e);
     if (c->bm < 16 || c->bm > 256 || c->bm % 16 != 0)
         return sp_fail(e, SP_EXIT_USAGE, "tile BM %d must be a multiple of 16 in 16..256", c->bm);
     if (c->bn < 16 || c->bn > 256 || c->bn % 16 != 0)
@@ -141,41 +186,80 @@ int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e)
 {
     const char *p = arg;
     long bm = parse_num(&p), bn = -1, warps = 0, stages = c->stages;
+    int mma = SP_MMA_SYNC, stages_given = 0;
     if (bm > 0 && (*p == 'x' || *p == 'X')) {
         p++;
         bn = parse_num(&p);
     }
     while (bn > 0 && *p == ':') {
         p++;
+        if (strcmp(p, "wgmma") == 0) {   /* the last field only */
+            mma = SP_MMA_WGMMA;
+            p += 5;
+            break;
+        }
         char what = *p;
         if (what != 'w' && what != 's') { bn = -1; break; }
         p++;
         long v = parse_num(&p);
-        if (v < 0 || (what != 'w' && what != 's')) { bn = -1; break; }
+        if (v < 0) { bn = -1; break; }
         if (what == 'w') warps = v;
-        else stages = v;
+        else { stages = v; stages_given = 1; }
     }
     if (bm < 0 || bn < 0 || *p) {
-        sp_fail(e, SP_EXIT_USAGE, "bad tile '%s': expected BMxBN or BMxBN:wW:sS", arg);
-        sp_hint(e, "for example 128x64 or 128x64:w4:s2");
+        sp_fail(e, SP_EXIT_USAGE, "bad tile '%s': expected BMxBN or BMxBN:wW:sS, optionally ending in :wgmma", arg);
+        sp_hint(e, "for example 128x64, 128x64:w4:s2 or 128x128:w8:s2:wgmma");
         return -1;
     }
+    /* Stages not given, for the other kernel kind than the default's: that
+     * kind's own default (the wgmma kernel needs 3 or more). */
+    if (!stages_given && mma != c->mma) stages = mma == SP_MMA_WGMMA ? 3 : 2;
     c->bm = (int)bm;
     c->bn = (int)bn;
     c->warps = (int)warps;
     c->stages = (int)stages;
+    c->mma = mma;
     return 0;
 }
 
 void kcfg_name(const sp_kcfg *c, char *buf, int n)
 {
-    snprintf(buf, (size_t)n, "spattn_%s_%s_d%d_bm%d_bn%d_w%d_s%d", c->kind == SP_KIND_BWD ? "bwd" : "fwd",
-             sp_dtype_name(c->dtype), c->head_dim, c->bm, c->bn, c->warps, c->stages);
+    snprintf(buf, (size_t)n, "spattn_%s_%s_d%d_bm%d_bn%d_w%d_s%d%s", c->kind == SP_KIND_BWD ? "bwd" : "fwd",
+             sp_dtype_name(c->dtype), c->head_dim, c->bm, c->bn, c->warps, c->stages,
+             c->mma == SP_MMA_WGMMA ? "_wg" : "");
 }
 
 void kcfg_tile_string(const sp_kcfg *c, char *buf, int n)
 {
-    snprintf(buf, (size_t)n, "%dx%d:w%d:s%d", c->bm, c->bn, c->warps, c->stages);
+    snprintf(buf, (size_t)n, "%dx%d:w%d:s%d%s", c->bm, c->bn, c->warps, c->stages,
+             c->mma == SP_MMA_WGMMA ? ":wgmma" : "");
+}
+
+/* The wgmma part of the forward search space (sm_90 only): BM 64, 128 or
+ * 192 (1-3 warpgroups), BN 64, 96 or 128, 3 or 4 stages, within the
+ * shared-memory limit and the register budget (O, S and P of one warpgroup
+ * row set per thread). */
+static int wgmma_candidates(const sp_kcfg *c, sp_kcfg *out, int cap, int count)
+{
+    static const int bms[] = { 64, 128, 192 }, bns[] = { 64, 96, 128 }, stages[] = { 3, 4 };
+    for (size_t i = 0; i < sizeof bms / sizeof bms[0]; i++)
+        for (size_t j = 0; j < sizeof bns / sizeof bns[0]; j++)
+            for (size_t k = 0; k < sizeof stages / sizeof stages[0]; k++) {
+                sp_kcfg t = *c;
+                t.mma = SP_MMA_WGMMA;
+                t.bm = bms[i];
+                t.bn = bns[j];
+                t.warps = 0;
+                t.stages = stages[k];
+                sp_err e = { 0 };
+                if (kcfg_derive(&t, &e)) continue;
+                int regs = t.head_dim / 2 + t.bn / 2 + t.bn / 4 + 40;
+                int budget = 65536 / t.threads;
+                if (regs > (budget > 255 ? 255 : budget)) continue;
+                if (count < cap) out[count] = t;
+                count++;
+            }
+    return count;
 }
 
 int kcfg_candidates(const sp_kcfg *c, sp_kcfg *out, int cap)
@@ -189,6 +273,7 @@ int kcfg_candidates(const sp_kcfg *c, sp_kcfg *out, int cap)
                 for (size_t k = 0; k < sizeof stages / sizeof stages[0]; k++) {
                     if (bms[i] % rows[w] != 0) continue;
                     sp_kcfg t = *c;
+                    t.mma = SP_MMA_SYNC;
                     t.bm = bms[i];
                     t.warps = bms[i] / rows[w];
                     t.bn = bns[j];
@@ -203,5 +288,6 @@ int kcfg_candidates(const sp_kcfg *c, sp_kcfg *out, int cap)
                     if (count < cap) out[count] = t;
                     count++;
                 }
+    if (c->sm == 90 && (c->head_dim == 64 || c->head_dim == 128)) count = wgmma_candidates(c, out, cap, count);
     return count < cap ? count : cap;
 }

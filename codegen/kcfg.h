@@ -9,6 +9,7 @@
 #include "codegen/spec.h"
 
 typedef enum { SP_KIND_FWD = 0, SP_KIND_BWD = 1 } sp_kernel_kind;
+typedef enum { SP_MMA_SYNC = 0, SP_MMA_WGMMA = 1 } sp_mma_kind;
 
 typedef struct {
     /* The problem, fixed by the spec (filled by kcfg_for_spec). */
@@ -18,12 +19,15 @@ typedef struct {
     int heads, kv_heads;
     sp_pattern_kind pattern;
     int max_intervals;     /* most intervals any head can have: sizes the band table */
+    int sm;                /* GPU architecture the config targets (80, 86, 89, 90, ...) */
 
     /* Tile choices: the tuner's search space. */
     int bm;                /* query rows per block (fwd) / per query tile (bwd) */
     int bn;                /* keys per KV tile */
     int warps;             /* warps per block (fwd: each owns BM / warps = 16 or 32 query rows) */
     int stages;            /* cp.async pipeline depth of K/V (fwd) or Q/dO (bwd) tiles */
+    int mma;               /* SP_MMA_SYNC: mma.sync (sm_80 on); SP_MMA_WGMMA: Hopper's warpgroup
+                            * wgmma (sm_90a only; forward, head_dim 64 and 128) */
 
     /* Derived by kcfg_derive. */
     int threads;
@@ -45,13 +49,15 @@ void kcfg_for_spec(sp_kcfg *c, const sp_spec *s, const sp_pattern *p, sp_kernel_
  * here yet and fails. */
 int kcfg_derive(sp_kcfg *c, sp_err *e);
 /* Parse a --tile argument: "BMxBN" or "BMxBN:wW:sS" (e.g. 128x64:w4:s2,
- * also 128x64:s3); stages not given keep their value, warps not given
- * become 0 (kcfg_derive picks them).  Does not derive. */
+ * also 128x64:s3), optionally ending in ":wgmma" (Hopper's warpgroup MMA;
+ * without it, mma.sync).  Stages not given keep c's value if the kernel
+ * kind stays, else become that kind's default (mma.sync 2, wgmma 3); warps
+ * not given become 0 (kcfg_derive picks them).  Does not derive. */
 int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e);
 /* The kernel's name, which carries its parameters:
- * spattn_fwd_bf16_d128_bm128_bn64_w4_s2 */
+ * spattn_fwd_bf16_d128_bm128_bn64_w4_s2 (wgmma kernels end in _wg) */
 void kcfg_name(const sp_kcfg *c, char *buf, int n);
-/* "128x64:w4:s2", the form kcfg_parse_tile reads. */
+/* "128x64:w4:s2" or "128x128:w8:s2:wgmma", the form kcfg_parse_tile reads. */
 void kcfg_tile_string(const sp_kcfg *c, char *buf, int n);
 /* The tuner's search space for c's problem: valid (derived) configs, at most
  * cap; returns the count. */

@@ -84,6 +84,8 @@ void kcfg_bwd_name(const sp_kcfg *c, sp_bwd_part part, char *buf, int n)
 int kcfg_derive_bwd(sp_kcfg *c, sp_err *e)
 {
     if (c->kind != SP_KIND_BWD) return sp_fail(e, SP_EXIT_USAGE, "internal: not a backward config");
+    if (c->mma != SP_MMA_SYNC)
+        return sp_fail(e, SP_EXIT_USAGE, "the backward kernels have no wgmma variant yet (drop :wgmma from the tile)");
     if (c->head_dim != 64 && c->head_dim != 128)
         return sp_fail(e, SP_EXIT_USAGE, "head_dim %d is not supported by the backward kernels (64, 128)", c->head_dim);
     if (c->dtype != SP_BF16 && c->dtype != SP_FP16) return sp_fail(e, SP_EXIT_USAGE, "unknown dtype %d", (int)c->dtype);

@@ -117,5 +117,13 @@ int nvrtc_kernel_resources(const char *log, const char *name, sp_kres *out)
         }
         found = 1;
     }
+    /* "ptxas info : (C7518) Potential Performance Loss: wgmma.mma_async
+     * instructions are serialized due to ... in the function 'NAME'" */
+    snprintf(key, sizeof key, "'%s'", name);
+    for (p = strstr(log, "instructions are serialized"); p; p = strstr(p + 1, "instructions are serialized")) {
+        const char *eol = strchr(p, '\n');
+        const char *fn = strstr(p, key);
+        if (fn && (!eol || fn < eol)) out->wgmma_serialized = 1;
+    }
     return found ? 0 : -1;
 }

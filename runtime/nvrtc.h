@@ -20,6 +20,8 @@ typedef struct {
     int stack_bytes;    /* stack frame */
     int spill_stores;   /* bytes */
     int spill_loads;    /* bytes */
+    int wgmma_serialized; /* ptxas serialized the kernel's wgmma (C7518): a
+                           * correct but slow kernel, treated like a spill */
 } sp_kres;
 
 /* The NVRTC target for compute capability sm (90 -> "sm_90a", 80 -> "sm_80").

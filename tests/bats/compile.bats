@@ -13,7 +13,7 @@ setup() {
     run "$SPATTN" compile "$SPEC" --kind fwd
     [ "$status" -eq 0 ]
     [[ "${lines[0]}" == kernel*pattern*arch*regs*"smem static+dyn"*stack*"spill st/ld"*time ]]
-    [[ "${lines[1]}" =~ ^spattn_fwd_bf16_d128_bm128_bn64_w4_s2\ +spattn\ +sm_90a\ +[0-9]+\ +[0-9]+\+98432\ +0\ +0/0\ +[0-9.]+s$ ]]
+    [[ "${lines[1]}" =~ ^spattn_fwd_bf16_d128_bm128_bn128_w8_s3_wg\ +spattn\ +sm_90a\ +[0-9]+\ +[0-9]+\+230400\ +0\ +0/0\ +[0-9.]+s$ ]]
 }
 
 @test "compile --json parses and reports registers" {
@@ -23,7 +23,7 @@ setup() {
     echo "$output" | jq -e '[.kernels[].arch] == ["sm_80", "sm_90a"]'
     echo "$output" | jq -e 'all(.kernels[]; .regs > 0 and .regs <= 255 and .spill_stores == 0 and .spill_loads == 0
                               and .smem_dynamic > 0 and .kind == "fwd" and .pattern == "spattn"
-                              and .name == "spattn_fwd_bf16_d128_" + (if .arch == "sm_80" then "bm64" else "bm128" end) + "_bn64_w4_s2")'
+                              and .name == "spattn_fwd_bf16_d128_" + (if .arch == "sm_80" then "bm64_bn64_w4_s2" else "bm128_bn128_w8_s3_wg" end))'
 }
 
 @test "compile --no-spills exits 0 for the OLMoE config on sm_80 and sm_90" {
@@ -77,4 +77,20 @@ setup() {
     run "$SPATTN" compile "$SPEC" --tile 64x64:w3 --kind fwd
     [ "$status" -eq 2 ]
     [[ "$output" == *"16 or 32 query rows"* ]]
+}
+
+@test "compile: a wgmma tile for sm_80 or for the backward exits 2 and says why" {
+    run "$SPATTN" compile "$SPEC" --arch sm_80 --kind fwd --tile 128x128:wgmma
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"wgmma tiles need sm_90a"* ]]
+    run "$SPATTN" compile "$SPEC" --arch sm_90a --kind bwd --tile 64x128:wgmma
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"no wgmma variant"* ]]
+}
+
+@test "compile: the wgmma kernel for sm_90a uses no spills and no serialized wgmma" {
+    run "$SPATTN" compile configs/llama-8h-d64.yaml --arch sm_90a --kind fwd --tile 64x128:wgmma --no-spills
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"spattn_fwd_bf16_d64_bm64_bn128_w4_s3_wg"* ]]
+    [[ "$output" != *"serialized"* ]]
 }

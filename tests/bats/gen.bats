@@ -14,10 +14,12 @@ teardown() { rm -rf "$TMP"; }
 @test "gen prints one kernel named by its config" {
     run "$SPATTN" gen "$SPEC"
     [ "$status" -eq 0 ]
-    [[ "$output" == *'extern "C" __global__ void __launch_bounds__(THREADS, 1) spattn_fwd_bf16_d128_bm128_bn64_w4_s2('* ]]
+    [[ "$output" == *'extern "C" __global__ void __launch_bounds__(THREADS, 1) spattn_fwd_bf16_d128_bm128_bn128_w8_s3_wg('* ]]
     [[ "$output" == *"spec      olmoe-1b-7b"* ]]
     [[ "$output" == *"pattern   spattn"* ]]
     [[ "$output" == *"head 15: [0, 257) [3840, 4096)"* ]]
+    [[ "$output" == *"wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16"* ]]
+    run "$SPATTN" gen "$SPEC" --arch sm_80
     [[ "$output" == *"mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"* ]]
 }
 

@@ -105,6 +105,7 @@ static void test_derive_rejects(void)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sp_kcfg c;
         kcfg_for_spec(&c, &s, &s.pattern, SP_KIND_FWD, 90);
+        c.mma = SP_MMA_SYNC;
         c.bm = bad[i].bm;
         c.bn = bad[i].bn;
         c.warps = bad[i].warps;
@@ -122,6 +123,7 @@ static void test_derive_rejects(void)
     /* The edges that are fine: BN 16 and 256, one warp, 4 stages. */
     sp_kcfg ok;
     kcfg_for_spec(&ok, &s, &s.pattern, SP_KIND_FWD, 90);
+    ok.mma = SP_MMA_SYNC;
     ok.bm = 16; ok.bn = 16; ok.warps = 1; ok.stages = 4;
     CHECK("16x16 w1 s4", kcfg_derive(&ok, &e) == 0 && ok.threads == 32);
     ok.bm = 32; ok.bn = 256; ok.warps = 0; ok.stages = 1;
@@ -146,6 +148,7 @@ static void test_parse_tile(void)
     sp_kcfg c;
     sp_err e = { 0 };
     kcfg_for_spec(&c, &s, &s.pattern, SP_KIND_FWD, 90);
+    c.mma = SP_MMA_SYNC;
     c.stages = 3;
     CHECK("128x64", kcfg_parse_tile("128x64", &c, &e) == 0 && c.bm == 128 && c.bn == 64 && c.warps == 0 && c.stages == 3);
     CHECK("128x64 derives", kcfg_derive(&c, &e) == 0 && c.warps > 0);
@@ -194,6 +197,85 @@ static void test_candidates(void)
         CHECKF(has_default, "d%d: the default tile is not among the candidates", dims[i]);
         CHECK("cap respected", kcfg_candidates(&base, out, 3) == 3);
     }
+}
+
+/* The wgmma kernel's configs: sm_90a, forward, d64/d128, warpgroups of 64
+ * rows, 3+ stages; the tile syntax and name; the tuner's search space. */
+static void test_wgmma_configs(void)
+{
+    sp_spec s = make_spec(16, 16, 128, SP_BF16, SP_SPATTN);
+    sp_kcfg def = derived(&s, &s.pattern, NULL, 90);
+    CHECK("d128 sm_90 default is wgmma", def.mma == SP_MMA_WGMMA && def.warps == def.bm / 16 && def.stages >= 3);
+    CHECK("d128 sm_80 default is mma.sync", derived(&s, &s.pattern, NULL, 80).mma == SP_MMA_SYNC);
+    sp_spec s64 = make_spec(8, 8, 64, SP_BF16, SP_SPATTN);
+    CHECK("d64 sm_90 default is mma.sync", derived(&s64, &s64.pattern, NULL, 90).mma == SP_MMA_SYNC);
+    sp_kcfg c = derived(&s64, &s64.pattern, "64x128:wgmma", 90);
+    CHECK("64x128:wgmma derives 4 warps, 3 stages", c.mma == SP_MMA_WGMMA && c.warps == 4 && c.stages == 3 && c.threads == 128);
+    CHECK("smem: 1024 slack + Q + stages x (K, V)", c.smem_bytes == 1024 + 64 * 128 + 3 * 2 * 128 * 128);
+    char buf[128];
+    kcfg_tile_string(&c, buf, sizeof buf);
+    CHECKF(strcmp(buf, "64x128:w4:s3:wgmma") == 0, "tile string %s", buf);
+    kcfg_name(&c, buf, sizeof buf);
+    CHECKF(strcmp(buf, "spattn_fwd_bf16_d64_bm64_bn128_w4_s3_wg") == 0, "name %s", buf);
+    /* Switching kind without stages: that kind's default stages. */
+    sp_err e = { 0 };
+    sp_kcfg t = def;
+    CHECK("64x32 after a wgmma default is mma.sync, 2 stages",
+          kcfg_parse_tile("64x32", &t, &e) == 0 && t.mma == SP_MMA_SYNC && t.stages == 2);
+    CHECK("128x64:s4:wgmma", kcfg_parse_tile("128x64:s4:wgmma", &t, &e) == 0 && t.mma == SP_MMA_WGMMA && t.stages == 4);
+    const char *bad_syntax[] = { "128x64:wgmma:s3", "128x64:wgm", "128x64:wgmmax", "128x64wgmma" };
+    for (size_t i = 0; i < sizeof bad_syntax / sizeof bad_syntax[0]; i++) {
+        sp_err be = { 0 };
+        CHECKF(kcfg_parse_tile(bad_syntax[i], &t, &be) == -1 && be.code == SP_EXIT_USAGE, "accepted '%s'", bad_syntax[i]);
+    }
+    struct { int sm, head_dim, bm, bn, warps, stages; sp_kernel_kind kind; const char *why; } bad[] = {
+        { 80, 128, 128, 128, 8, 3, SP_KIND_FWD, "sm_80" },
+        { 86, 128, 128, 128, 8, 3, SP_KIND_FWD, "sm_86" },
+        { 90, 96, 128, 128, 8, 3, SP_KIND_FWD, "head_dim 96" },
+        { 90, 256, 128, 64, 8, 3, SP_KIND_FWD, "head_dim 256" },
+        { 90, 128, 96, 128, 6, 3, SP_KIND_FWD, "BM 96" },
+        { 90, 128, 256, 64, 16, 3, SP_KIND_FWD, "BM 256" },
+        { 90, 128, 128, 128, 4, 3, SP_KIND_FWD, "4 warps for 128 rows" },
+        { 90, 128, 128, 128, 8, 2, SP_KIND_FWD, "2 stages" },
+        { 90, 128, 128, 128, 8, 6, SP_KIND_FWD, "6 stages" },
+        { 90, 128, 128, 40, 8, 3, SP_KIND_FWD, "BN 40" },
+        { 90, 128, 128, 128, 8, 4, SP_KIND_FWD, "shared memory over the limit" },
+        { 90, 128, 64, 128, 8, 3, SP_KIND_BWD, "the backward" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sp_spec bs = make_spec(16, 16, bad[i].head_dim, SP_BF16, SP_SPATTN);
+        sp_kcfg b;
+        kcfg_for_spec(&b, &bs, &bs.pattern, bad[i].kind, bad[i].sm);
+        b.mma = SP_MMA_WGMMA;
+        b.bm = bad[i].bm;
+        b.bn = bad[i].bn;
+        b.warps = bad[i].warps;
+        b.stages = bad[i].stages;
+        sp_err be = { 0 };
+        CHECKF(kcfg_derive(&b, &be) == -1 && be.code == SP_EXIT_USAGE && be.msg[0], "wgmma accepted: %s", bad[i].why);
+    }
+    /* The tuner tries wgmma tiles on sm_90 only. */
+    int sms[] = { 80, 90 };
+    for (size_t k = 0; k < 2; k++) {
+        sp_kcfg base;
+        kcfg_for_spec(&base, &s, &s.pattern, SP_KIND_FWD, sms[k]);
+        sp_kcfg out[256];
+        int n = kcfg_candidates(&base, out, 256), wg = 0, sync = 0;
+        for (int i = 0; i < n; i++) {
+            wg += out[i].mma == SP_MMA_WGMMA;
+            sync += out[i].mma == SP_MMA_SYNC;
+        }
+        CHECKF(sync >= 8 && (sms[k] == 90 ? wg >= 4 : wg == 0), "sm_%d: %d mma.sync and %d wgmma candidates", sms[k], sync, wg);
+    }
+    /* The source: wgmma in the Hopper kernel only. */
+    char *a = source(&s, &s.pattern, &def);
+    CHECK("wgmma source issues wgmma", a && strstr(a, "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16") &&
+                                           strstr(a, "fence.proxy.async.shared::cta") && !strstr(a, "#include"));
+    free(a);
+    sp_kcfg ms = derived(&s, &s.pattern, "128x64:w4:s2", 90);
+    a = source(&s, &s.pattern, &ms);
+    CHECK("mma.sync source issues no wgmma", a && !strstr(a, "wgmma.mma_async") && strstr(a, "mma.sync.aligned.m16n8k16"));
+    free(a);
 }
 
 /* ---- generated source ------------------------------------------------------ */
@@ -296,7 +378,7 @@ typedef struct {
     const char *arch;
     int must_not_spill;
     /* results */
-    int ok, regs, spill_st, spill_ld;
+    int ok, regs, spill_st, spill_ld, serialized;
     char err[800];
 } compile_job;
 
@@ -340,6 +422,7 @@ static void *compile_worker(void *arg)
                 j->regs = r.regs;
                 j->spill_st = r.spill_stores;
                 j->spill_ld = r.spill_loads;
+                j->serialized = r.wgmma_serialized;
             } else {
                 snprintf(j->err, sizeof j->err, "no ptxas report for %s", j->name);
             }
@@ -359,6 +442,8 @@ static void run_jobs(void)
         if (j->ok && j->must_not_spill)
             CHECKF(j->spill_st == 0 && j->spill_ld == 0, "%s %s (%s): spills %d/%d bytes at %d registers", j->what,
                    j->name, j->arch, j->spill_st, j->spill_ld, j->regs);
+        if (j->ok && j->must_not_spill)
+            CHECKF(!j->serialized, "%s %s (%s): ptxas serialized its wgmma (C7518)", j->what, j->name, j->arch);
         free(j->src);
     }
     free(jobs);
@@ -421,6 +506,10 @@ static void test_patterns_compile(void)
             sp_kcfg c80 = derived(&s, &s.pattern, NULL, 80), c90 = derived(&s, &s.pattern, NULL, 90);
             add_job(what, &s, &s.pattern, &c80, "sm_80", 1);
             add_job(what, &s, &s.pattern, &c90, "sm_90a", 1);
+            if (dims[d] == 64 || dims[d] == 128) {   /* the Hopper kernel, also where it is not the default */
+                sp_kcfg wg = derived(&s, &s.pattern, "128x128:w8:s3:wgmma", 90);
+                add_job(what, &s, &s.pattern, &wg, "sm_90a", 1);
+            }
             if (dims[d] == 256) {   /* the 99 KiB default of sm_86 / sm_89 */
                 sp_kcfg c86 = derived(&s, &s.pattern, NULL, 86);
                 add_job(what, &s, &s.pattern, &c86, "sm_86", 1);
@@ -456,6 +545,7 @@ static const test_case tests[] = {
     { "parse_tile", test_parse_tile },
     { "name", test_name },
     { "candidates", test_candidates },
+    { "wgmma_configs", test_wgmma_configs },
     { "deterministic_selfcontained", test_deterministic_selfcontained },
     { "emit_rejects", test_emit_rejects },
     { "kparams_pack", test_kparams_pack },
