@@ -18,7 +18,7 @@ note() { summary+=("$1"); echo "== $1"; }
 
 want() { [[ " $steps " == *" all "* || " $steps " == *" $1 "* ]]; }
 
-{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv; $S info; git log -1 --format='commit %H' 2>/dev/null; date -u; } >"$OUT/env.txt" 2>&1
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv; $S info; echo "build commit: $(cat build/COMMIT 2>/dev/null || echo unknown)"; date -u; } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
 if want checks; then
