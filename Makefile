@@ -67,16 +67,7 @@ asan:
 test-gpu: $(BUILD)/spattn
 	sh bench/gpu-suite.sh
 
-install: $(BUILD)/spattn $(BUILD)/COMMIT
-
-# The commit the build was made from, for bench/gpu-suite.sh's logs (the GPU
-# host gets a copy of the working tree, not its history).  Rewritten on every
-# make; "-dirty" when the tree had uncommitted changes.
-.PHONY: $(BUILD)/COMMIT
-$(BUILD)/COMMIT:
-	@mkdir -p $(BUILD)
-	@{ git rev-parse HEAD 2>/dev/null || echo unknown; } | tr -d '\n' >$@.tmp; \
-	 git diff --quiet HEAD 2>/dev/null || printf -- '-dirty' >>$@.tmp; echo >>$@.tmp; mv $@.tmp $@
+install: $(BUILD)/spattn
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
 	install -m 755 $(BUILD)/spattn $(DESTDIR)$(PREFIX)/bin/spattn
 	install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
