@@ -60,6 +60,9 @@ void emit_fwd(strbuf *out, const sp_kcfg *cfg);
  * accumulator fragments s[WM][BN / 8][4] (the wgmma accumulator of a warp's
  * 16 rows has the same layout): mask_tile, softmax_p and rescale_o. */
 void emit_fwd_mask(strbuf *out);
+/* load_tile<ROWS> (cp.async, rows >= n zero-filled) and load_kv, written
+ * against the layout function `off` ("tile_off" or "tile_off<ROWS>"). */
+void emit_tile_loads(strbuf *out, const char *off);
 void emit_fwd_softmax(strbuf *out);
 /* The Hopper forward (codegen/emit_fwd_wgmma.c): warpgroups of 4 warps on
  * wgmma, tiles in the 128-byte-swizzled layout; for cfg->mma ==

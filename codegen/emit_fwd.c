@@ -18,9 +18,12 @@
  * shared-memory traffic per flop (the limit of the 16-row layout). */
 #include "codegen/emit.h"
 
-static void emit_fwd_loads(strbuf *out)
+/* load_tile and load_kv, shared by the mma.sync and the wgmma forward; `off`
+ * names the kernel's shared-memory layout function: "tile_off" (mma.sync)
+ * or "tile_off<ROWS>" (wgmma's column blocks depend on the tile's rows). */
+void emit_tile_loads(strbuf *out, const char *off)
 {
-    sb_puts(out,
+    sb_printf(out,
             "/* ==== Loads: global -> shared, asynchronous ====\n"
             " * Copy ROWS rows, from row r0 on, of a [sequence, HEAD_DIM] matrix whose rows are\n"
             " * `stride` elements apart into the tile at shared address `tile`.  Rows >= n are\n"
@@ -31,31 +34,31 @@ static void emit_fwd_loads(strbuf *out)
             "DEV void load_tile(u32 tile, const elem_t *g, long long stride, int r0, int n, int tid)\n"
             "{\n"
             "    constexpr int TOTAL = ROWS * CHUNKS, PASS_ROWS = THREADS / CHUNKS;\n"
-            "    if constexpr (THREADS % CHUNKS == 0 && ROWS % PASS_ROWS == 0) {\n"
+            "    if constexpr (THREADS %% CHUNKS == 0 && ROWS %% PASS_ROWS == 0) {\n"
             "        /* Each thread keeps one chunk column and steps down PASS_ROWS rows per pass:\n"
             "         * one pointer increment per copy instead of a 64-bit multiply. */\n"
-            "        const int row = tid / CHUNKS, chunk = tid % CHUNKS;\n"
+            "        const int row = tid / CHUNKS, chunk = tid %% CHUNKS;\n"
             "        const elem_t *src = g + (long long)(r0 + row) * stride + chunk * 8;\n"
             "        if (r0 + ROWS <= n) {   /* every row exists: no checks (all tiles but the last) */\n"
             "#pragma unroll\n"
             "            for (int i = 0; i < ROWS / PASS_ROWS; ++i, src += PASS_ROWS * stride)\n"
-            "                cp_async_16(tile + tile_off(row + i * PASS_ROWS, chunk), src, true);\n"
+            "                cp_async_16(tile + %s(row + i * PASS_ROWS, chunk), src, true);\n"
             "        } else {\n"
             "#pragma unroll\n"
             "            for (int i = 0; i < ROWS / PASS_ROWS; ++i, src += PASS_ROWS * stride) {\n"
             "                const bool valid = r0 + row + i * PASS_ROWS < n;\n"
-            "                cp_async_16(tile + tile_off(row + i * PASS_ROWS, chunk), valid ? src : g, valid);\n"
+            "                cp_async_16(tile + %s(row + i * PASS_ROWS, chunk), valid ? src : g, valid);\n"
             "            }\n"
             "        }\n"
             "    } else {\n"
             "#pragma unroll\n"
             "        for (int i = 0; i < (TOTAL + THREADS - 1) / THREADS; ++i) {\n"
             "            const int c = tid + i * THREADS;\n"
-            "            if (TOTAL % THREADS == 0 || c < TOTAL) {\n"
-            "                const int row = c / CHUNKS, chunk = c % CHUNKS;\n"
+            "            if (TOTAL %% THREADS == 0 || c < TOTAL) {\n"
+            "                const int row = c / CHUNKS, chunk = c %% CHUNKS;\n"
             "                const bool valid = r0 + row < n;\n"
             "                const elem_t *src = g + (valid ? (long long)(r0 + row) * stride : 0ll) + chunk * 8;\n"
-            "                cp_async_16(tile + tile_off(row, chunk), src, valid);\n"
+            "                cp_async_16(tile + %s(row, chunk), src, valid);\n"
             "            }\n"
             "        }\n"
             "    }\n"
@@ -66,7 +69,14 @@ static void emit_fwd_loads(strbuf *out)
             "{\n"
             "    load_tile<BN>(stage, k, k_sn, n0, n, tid);\n"
             "    load_tile<BN>(stage + KV_TILE_BYTES, v, v_sn, n0, n, tid);\n"
-            "}\n\n"
+            "}\n\n",
+              off, off, off);
+}
+
+static void emit_fwd_loads(strbuf *out)
+{
+    emit_tile_loads(out, "tile_off");
+    sb_puts(out,
             "/* 16 rows of Q, dims 16kc..16kc+15, as an mma A fragment (sQw: the first of the 16\n"
             " * rows).  Matrix 0: rows 0..7 x dims +0..7 (a[0]); 1: rows 8..15 x dims +0..7\n"
             " * (a[1]); 2: rows 0..7 x dims +8..15 (a[2]); 3: rows 8..15 x dims +8..15 (a[3]).  So\n"

@@ -46,56 +46,6 @@ static void emit_wg_layout(strbuf *out)
             "}\n\n");
 }
 
-static void emit_wg_loads(strbuf *out)
-{
-    sb_puts(out,
-            "/* ==== Loads: global -> shared, asynchronous ====\n"
-            " * Copy ROWS rows, from row r0 on, of a [sequence, HEAD_DIM] matrix whose rows are\n"
-            " * `stride` elements apart into the tile at `tile`.  Rows >= n are zero-filled (source\n"
-            " * size 0; the address is clamped to row 0, which exists).  Consecutive threads copy\n"
-            " * consecutive 16-byte chunks of a row, so the reads coalesce. */\n"
-            "template <int ROWS>\n"
-            "DEV void load_tile(u32 tile, const elem_t *g, long long stride, int r0, int n, int tid)\n"
-            "{\n"
-            "    constexpr int PASS_ROWS = THREADS / CHUNKS;\n"
-            "    if constexpr (ROWS % PASS_ROWS == 0) {\n"
-            "        /* Each thread keeps one chunk column and steps down PASS_ROWS rows per pass. */\n"
-            "        const int row = tid / CHUNKS, chunk = tid % CHUNKS;\n"
-            "        const elem_t *src = g + (long long)(r0 + row) * stride + chunk * 8;\n"
-            "        if (r0 + ROWS <= n) {   /* every row exists: no checks (all tiles but the last) */\n"
-            "#pragma unroll\n"
-            "            for (int i = 0; i < ROWS / PASS_ROWS; ++i, src += PASS_ROWS * stride)\n"
-            "                cp_async_16(tile + tile_off<ROWS>(row + i * PASS_ROWS, chunk), src, true);\n"
-            "        } else {\n"
-            "#pragma unroll\n"
-            "            for (int i = 0; i < ROWS / PASS_ROWS; ++i, src += PASS_ROWS * stride) {\n"
-            "                const bool valid = r0 + row + i * PASS_ROWS < n;\n"
-            "                cp_async_16(tile + tile_off<ROWS>(row + i * PASS_ROWS, chunk), valid ? src : g, valid);\n"
-            "            }\n"
-            "        }\n"
-            "    } else {   /* e.g. 384 threads over 128-row tiles: chunk c = tid + i * THREADS */\n"
-            "        constexpr int TOTAL = ROWS * CHUNKS;\n"
-            "#pragma unroll\n"
-            "        for (int i = 0; i < (TOTAL + THREADS - 1) / THREADS; ++i) {\n"
-            "            const int c = tid + i * THREADS;\n"
-            "            if (TOTAL % THREADS == 0 || c < TOTAL) {\n"
-            "                const int row = c / CHUNKS, chunk = c % CHUNKS;\n"
-            "                const bool valid = r0 + row < n;\n"
-            "                const elem_t *src = g + (valid ? (long long)(r0 + row) * stride : 0ll) + chunk * 8;\n"
-            "                cp_async_16(tile + tile_off<ROWS>(row, chunk), src, valid);\n"
-            "            }\n"
-            "        }\n"
-            "    }\n"
-            "}\n\n"
-            "/* One stage: the K and V tiles of keys [n0, n0 + BN). */\n"
-            "DEV void load_kv(u32 stage, const elem_t *k, long long k_sn, const elem_t *v, long long v_sn, int n0, int n,\n"
-            "                 int tid)\n"
-            "{\n"
-            "    load_tile<BN>(stage, k, k_sn, n0, n, tid);\n"
-            "    load_tile<BN>(stage + KV_TILE_BYTES, v, v_sn, n0, n, tid);\n"
-            "}\n\n");
-}
-
 /* One wgmma wrapper: D (64 x n, fp32) += A B for one k16 step.  With
  * a_regs, A is a register fragment and B may be transposed (V); else both
  * come from shared-memory descriptors.  The accumulator list is written out
@@ -372,7 +322,7 @@ static void emit_wg_kernel(strbuf *out, const sp_kcfg *cfg)
 void emit_fwd_wgmma(strbuf *out, const sp_kcfg *cfg)
 {
     emit_wg_layout(out);
-    emit_wg_loads(out);
+    emit_tile_loads(out, "tile_off<ROWS>");
     emit_wg_mma(out, cfg);
     emit_fwd_mask(out);
     emit_fwd_softmax(out);
