@@ -68,5 +68,15 @@ void emit_fwd_softmax(strbuf *out);
  * wgmma, tiles in the 128-byte-swizzled layout; for cfg->mma ==
  * SP_MMA_WGMMA, after the prelude and the band helpers. */
 void emit_fwd_wgmma(strbuf *out, const sp_kcfg *cfg);
+/* Parts of it the wgmma backward shares: the 128-byte-swizzled tile layout
+ * (SW_ROW, tile_off<ROWS>), the wgmma primitives (fence, commit, wait,
+ * regs_fence, fence_proxy_async, smem_desc), and one wgmma wrapper `name`:
+ * D (64 x n, fp32) += A B for one k16 step.  With a_regs, A is a register
+ * fragment and B is read transposed (MN-major); else both are shared-memory
+ * descriptors, both K-major (trans_ss 0) or both MN-major (trans_ss 1).
+ * type: "bf16" or "f16". */
+void emit_wg_tiles(strbuf *out);
+void emit_wg_primitives(strbuf *out);
+void emit_wgmma_op(strbuf *out, const char *name, int n, const char *type, int a_regs, int trans_ss);
 
 #endif

@@ -23,6 +23,7 @@
  * iteration; it recomputes S, P, dP, dS and keeps dQ in registers, so
  * main_det can leave dQ out and no sum depends on timing. */
 #include "codegen/emit_bwd.h"
+#include "codegen/emit_bwd_wgmma.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -77,12 +78,14 @@ static void emit_bwd_constants(strbuf *out, const sp_kcfg *cfg)
     const_line(out, "the dq kernel", "DQ_WARPS = BM / 16, DQ_THREADS = 32 * DQ_WARPS,");
     const_line(out, "pre and convert", "AUX_THREADS = %d, AUX_ROWS = AUX_THREADS / CHUNKS,", KCFG_BWD_AUX_THREADS);
     const_line(out, "delta / lse2 rows per head: a multiple", "ROW_PAD = %d,", KCFG_BWD_ROW_PAD);
+    const_line(out, cfg->mma == SP_MMA_WGMMA ? "main's base is 1024-aligned (wgmma's swizzle)" : "main's base is 128-aligned",
+               "MAIN_SLACK = %d,", cfg->mma == SP_MMA_WGMMA ? 1024 : 128);
     const_line(out, "dynamic shared memory of each kernel", "SMEM_MAIN = %d, SMEM_MAIN_DET = %d, SMEM_DQ = %d,",
                kcfg_bwd_smem(cfg, BWD_MAIN), kcfg_bwd_smem(cfg, BWD_MAIN_DET), kcfg_bwd_smem(cfg, BWD_DQ));
     sb_puts(out,
             "};\n"
             "#define LOG2E 1.44269504088896341f\n"
-            "static_assert(SMEM_MAIN == 128 + 2 * KV_TILE_BYTES + 2 * STAGES * Q_TILE_BYTES + 2 * STAGES * BM * 4 + BN * DS_ROW_BYTES,\n"
+            "static_assert(SMEM_MAIN == MAIN_SLACK + 2 * KV_TILE_BYTES + 2 * STAGES * Q_TILE_BYTES + 2 * STAGES * BM * 4 + BN * DS_ROW_BYTES,\n"
             "              \"kcfg_bwd_smem disagrees\");\n"
             "static_assert(SMEM_MAIN_DET == SMEM_MAIN - BN * DS_ROW_BYTES, \"kcfg_bwd_smem disagrees\");\n"
             "static_assert(SMEM_DQ == 128 + 2 * Q_TILE_BYTES + STAGES * 2 * KV_TILE_BYTES, \"kcfg_bwd_smem disagrees\");\n"
@@ -103,6 +106,66 @@ static void emit_bwd_kparams(strbuf *out)
 }
 
 /* ---- helpers the prelude lacks ------------------------------------------- */
+
+/* The loader of head_dim rows into a tile of layout `off` ("tile_off": the
+ * prelude's, for mma.sync; "tile_off<ROWS>": wgmma's), named `name`. */
+static void emit_bwd_load_rows(strbuf *out, const char *name, const char *off)
+{
+    sb_printf(out,
+            "/* ==== Loads: global -> shared, asynchronous (%s layout) ====\n"
+            " * ROWS rows, from row r0 on, of a [sequence, HEAD_DIM] matrix whose rows are `stride`\n"
+            " * elements apart, into the swizzled tile at shared address `tile`, by NT threads: thread\n"
+            " * tid copies chunks tid, tid + NT, ..., so consecutive threads copy consecutive 16-byte\n"
+            " * chunks of a row and the reads coalesce.  Rows >= n are zero-filled; their source\n"
+            " * address is clamped to row 0, which exists (n >= 1) and is not read. */\n"
+            "template <int ROWS, int NT>\n"
+            "DEV void %s(u32 tile, const elem_t *g, long long stride, int r0, int n, int tid)\n"
+            "{\n"
+            "    constexpr int TOTAL = ROWS * CHUNKS;\n"
+            "#pragma unroll 1   /* rolled: unrolled, the compiler keeps every shared address in a register */\n"
+            "    for (int i = 0; i < (TOTAL + NT - 1) / NT; ++i) {\n"
+            "        const int c = tid + i * NT;\n"
+            "        if (TOTAL %% NT == 0 || c < TOTAL) {\n"
+            "            const int row = c / CHUNKS, chunk = c %% CHUNKS;\n"
+            "            const bool valid = r0 + row < n;\n"
+            "            const elem_t *src = g + (valid ? (long long)(r0 + row) * stride : 0ll) + chunk * 8;\n"
+            "            cp_async_16(tile + %s(row, chunk), src, valid);\n"
+            "        }\n"
+            "    }\n"
+            "}\n\n",
+            off, name, off);
+}
+
+/* The writer of a warp's 16 accumulator rows through a staging tile of
+ * layout `off` (as emit_bwd_load_rows), named `name`. */
+static void emit_bwd_write_rows(strbuf *out, const char *name, const char *off)
+{
+    sb_printf(out,
+            "/* A warp's 16 rows of fp32 accumulators (acc[db][e]: row g + 8 (e / 2), dim 8db + 2t + e %% 2)\n"
+            " * times mul, as 16-bit, to rows row0.. of dst (rows `stride` elements apart; rows >= n are\n"
+            " * not stored).  They go through the warp's own 16 rows of a shared tile (sW: the first;\n"
+            " * the caller makes sure no one else reads them any more; layout %s), so that each lane\n"
+            " * then stores whole 16-byte chunks, coalesced. */\n"
+            "DEV void %s(const float (&acc)[HEAD_DIM / 8][4], float mul, u32 sW, elem_t *dst, long long stride,\n"
+            "            int row0, int n, int lane)\n"
+            "{\n"
+            "    const int g = lane >> 2, t = lane & 3;\n"
+            "#pragma unroll\n"
+            "    for (int db = 0; db < HEAD_DIM / 8; ++db) {\n"
+            "        st_shared_u32(sW + %s(g, db) + 4 * t, pack2(acc[db][0] * mul, acc[db][1] * mul));\n"
+            "        st_shared_u32(sW + %s(g + 8, db) + 4 * t, pack2(acc[db][2] * mul, acc[db][3] * mul));\n"
+            "    }\n"
+            "    __syncwarp();\n"
+            "#pragma unroll\n"
+            "    for (int k = 0; k < 16 * CHUNKS / 32; ++k) {\n"
+            "        const int c16 = lane + 32 * k, row = c16 / CHUNKS, chunk = c16 %% CHUNKS;\n"
+            "        if (row0 + row < n)\n"
+            "            *(u32x4 *)(dst + (long long)(row0 + row) * stride + chunk * 8) = ld_shared_u32x4(sW + %s(row, chunk));\n"
+            "    }\n"
+            "}\n\n",
+            off, name, off, off, off);
+}
+
 
 static void emit_bwd_helpers(strbuf *out, const sp_kcfg *cfg)
 {
@@ -167,28 +230,8 @@ static void emit_bwd_helpers(strbuf *out, const sp_kcfg *cfg)
                 "/* BM = 32: 64-byte rows, two per 128-byte bank line: chunk c of row r at c ^ ((r / 2) % 4). */\n"
                 "DEV u32 bwd_ds_off(int row, int chunk) { return row * DS_ROW_BYTES + ((chunk ^ ((row >> 1) & 3)) << 4); }\n\n");
 
+    emit_bwd_load_rows(out, "bwd_load_rows", "tile_off");
     sb_puts(out,
-            "/* ==== Loads: global -> shared, asynchronous ====\n"
-            " * ROWS rows, from row r0 on, of a [sequence, HEAD_DIM] matrix whose rows are `stride`\n"
-            " * elements apart, into the swizzled tile at shared address `tile`, by NT threads: thread\n"
-            " * tid copies chunks tid, tid + NT, ..., so consecutive threads copy consecutive 16-byte\n"
-            " * chunks of a row and the reads coalesce.  Rows >= n are zero-filled; their source\n"
-            " * address is clamped to row 0, which exists (n >= 1) and is not read. */\n"
-            "template <int ROWS, int NT>\n"
-            "DEV void bwd_load_rows(u32 tile, const elem_t *g, long long stride, int r0, int n, int tid)\n"
-            "{\n"
-            "    constexpr int TOTAL = ROWS * CHUNKS;\n"
-            "#pragma unroll 1   /* rolled: unrolled, the compiler keeps every shared address in a register */\n"
-            "    for (int i = 0; i < (TOTAL + NT - 1) / NT; ++i) {\n"
-            "        const int c = tid + i * NT;\n"
-            "        if (TOTAL % NT == 0 || c < TOTAL) {\n"
-            "            const int row = c / CHUNKS, chunk = c % CHUNKS;\n"
-            "            const bool valid = r0 + row < n;\n"
-            "            const elem_t *src = g + (valid ? (long long)(r0 + row) * stride : 0ll) + chunk * 8;\n"
-            "            cp_async_16(tile + tile_off(row, chunk), src, valid);\n"
-            "        }\n"
-            "    }\n"
-            "}\n\n"
             "/* ROWS consecutive floats (16-byte aligned, all readable: the scratch is padded to\n"
             " * ROW_PAD rows per head) into shared memory, plainly. */\n"
             "template <int ROWS, int NT>\n"
@@ -256,29 +299,8 @@ static void emit_bwd_helpers(strbuf *out, const sp_kcfg *cfg)
             "            mma_16816(acc[2 * dp + 1], a, b[2], b[3]);\n"
             "        }\n"
             "    }\n"
-            "}\n\n"
-            "/* A warp's 16 rows of fp32 accumulators (acc[db][e]: row g + 8 (e / 2), dim 8db + 2t + e % 2)\n"
-            " * times mul, as 16-bit, to rows row0.. of dst (rows `stride` elements apart; rows >= n are\n"
-            " * not stored).  They go through the warp's own 16 rows of a shared tile (sW: the first;\n"
-            " * the caller makes sure no one else reads them any more), so that each lane then stores\n"
-            " * whole 16-byte chunks, coalesced. */\n"
-            "DEV void bwd_write_rows(const float (&acc)[HEAD_DIM / 8][4], float mul, u32 sW, elem_t *dst, long long stride,\n"
-            "                        int row0, int n, int lane)\n"
-            "{\n"
-            "    const int g = lane >> 2, t = lane & 3;\n"
-            "#pragma unroll\n"
-            "    for (int db = 0; db < HEAD_DIM / 8; ++db) {\n"
-            "        st_shared_u32(sW + tile_off(g, db) + 4 * t, pack2(acc[db][0] * mul, acc[db][1] * mul));\n"
-            "        st_shared_u32(sW + tile_off(g + 8, db) + 4 * t, pack2(acc[db][2] * mul, acc[db][3] * mul));\n"
-            "    }\n"
-            "    __syncwarp();\n"
-            "#pragma unroll\n"
-            "    for (int k = 0; k < 16 * CHUNKS / 32; ++k) {\n"
-            "        const int c16 = lane + 32 * k, row = c16 / CHUNKS, chunk = c16 % CHUNKS;\n"
-            "        if (row0 + row < n)\n"
-            "            *(u32x4 *)(dst + (long long)(row0 + row) * stride + chunk * 8) = ld_shared_u32x4(sW + tile_off(row, chunk));\n"
-            "    }\n"
             "}\n\n");
+    emit_bwd_write_rows(out, "bwd_write_rows", "tile_off");
 }
 
 /* ---- pre: delta, lse2, zeroed dQ accumulator ----------------------------- */
@@ -332,9 +354,9 @@ static void emit_bwd_pre(strbuf *out, const sp_kcfg *cfg)
 
 /* ---- main: per KV tile ------------------------------------------------------ */
 
-static void emit_bwd_iteration(strbuf *out)
+static void emit_bwd_iteration(strbuf *out, const char *loader)
 {
-    sb_puts(out,
+    sb_printf(out,
             "/* ==== main: the query tiles that reach a KV tile ====\n"
             " * The transpose of the forward's plan, mirroring bands_q_tiles() in codegen/bands.c line\n"
             " * for line, for the GROUP heads of the kv head in turn: interval [lo, hi) of a head reaches\n"
@@ -414,8 +436,8 @@ static void emit_bwd_iteration(strbuf *out)
             "                   int b, int kvh, int r, int mt, int n, int tid)\n"
             "{\n"
             "    const int h = kvh * GROUP + r, m0 = mt * BM;\n"
-            "    bwd_load_rows<BM, THREADS>(sQs, (const elem_t *)p.q + b * p.q_sb + h * p.q_sh, p.q_sn, m0, n, tid);\n"
-            "    bwd_load_rows<BM, THREADS>(sdOs, (const elem_t *)p.dout + b * p.do_sb + h * p.do_sh, p.do_sn, m0, n, tid);\n"
+            "    %s<BM, THREADS>(sQs, (const elem_t *)p.q + b * p.q_sb + h * p.q_sh, p.q_sn, m0, n, tid);\n"
+            "    %s<BM, THREADS>(sdOs, (const elem_t *)p.dout + b * p.do_sb + h * p.do_sh, p.do_sn, m0, n, tid);\n"
             "    const long long w = b * p.ws_sb + h * p.ws_sh + m0;\n"
             "    bwd_load_floats<BM, THREADS>(sLs, (const float *)p.lse2 + w, tid);\n"
             "    bwd_load_floats<BM, THREADS>(sDs, (const float *)p.delta + w, tid);\n"
@@ -429,7 +451,22 @@ static void emit_bwd_iteration(strbuf *out)
             "        slot.lo[tid] = row[1 + 2 * tid];\n"
             "        slot.hi[tid] = row[2 + 2 * tid];\n"
             "    }\n"
-            "}\n\n");
+            "}\n\n"
+            "/* The cursor's next query tile -> stage st (sQ, sdO, sL, sD: stage 0's tiles and rows) and its\n"
+            " * slot, as one commit group (an empty one when no tile is left, so that wait counts stay\n"
+            " * fixed); 1 if a tile was issued. */\n"
+            "DEV int bwd_prefetch(const sp_bwd_kparams &p, bwd_cursor &cur, bwd_slot &slot, int st, u32 sQ, u32 sdO, u32 sL,\n"
+            "                     u32 sD, const int *rows, int b, int kvh, int n0, int n, int tid)\n"
+            "{\n"
+            "    int r, mt;\n"
+            "    const bool any = bwd_cursor_next(cur, rows, n0, n, r, mt);\n"
+            "    if (any)\n"
+            "        bwd_issue(p, slot, sQ + st * Q_TILE_BYTES, sdO + st * Q_TILE_BYTES, sL + st * BM * 4, sD + st * BM * 4, rows,\n"
+            "                  b, kvh, r, mt, n, tid);\n"
+            "    cp_async_commit();\n"
+            "    return any ? 1 : 0;\n"
+            "}\n\n",
+              loader, loader);
 }
 
 static void emit_bwd_main_parts(strbuf *out)
@@ -511,7 +548,13 @@ static void emit_bwd_main_parts(strbuf *out)
             "        st_shared_u32(sdS + bwd_ds_off(r, c0 + nb) + 4 * t, 0u);\n"
             "        st_shared_u32(sdS + bwd_ds_off(r + 8, c0 + nb) + 4 * t, 0u);\n"
             "    }\n"
-            "}\n\n"
+            "}\n\n");
+}
+
+/* dQ of main on mma.sync (the wgmma kernel has its own, issue_dq). */
+static void emit_bwd_dq_atomic(strbuf *out)
+{
+    sb_puts(out,
             "/* dQ (unscaled) += dS K for the query tile, by atomic adds into the fp32 accumulator (dqa:\n"
             " * head h's row 0; rows dqa_sn floats apart).  The work is (BM / 32) row blocks x (HEAD_DIM /\n"
             " * 32) column blocks; warp w takes units w, w + WARPS, ...  A 32 x 32 unit is two m16 row\n"
@@ -566,6 +609,24 @@ static void emit_bwd_main_parts(strbuf *out)
             "}\n\n");
 }
 
+void emit_bwd_main_start(strbuf *out)
+{
+    sb_puts(out,
+            "    /* 2. Prefetch the first STAGES - 1 query tiles, one commit group each (empty groups\n"
+            "     * too, so that the wait counts below stay fixed). */\n"
+            "    bwd_cursor cur;\n"
+            "    bwd_cursor_init(cur);\n"
+            "    int issued = 0;\n"
+            "#pragma unroll 1\n"
+            "    for (int st = 0; st < STAGES - 1; ++st)\n"
+            "        issued += bwd_prefetch(p, cur, slots[st], st, sQ, sdO, sL, sD, rows, b, kvh, n0, n, tid);\n\n"
+            "    float dk[HEAD_DIM / 8][4], dv[HEAD_DIM / 8][4];\n"
+            "#pragma unroll\n"
+            "    for (int db = 0; db < HEAD_DIM / 8; ++db)\n"
+            "#pragma unroll\n"
+            "        for (int e = 0; e < 4; ++e) dk[db][e] = dv[db][e] = 0.f;\n\n");
+}
+
 static void emit_bwd_main_body(strbuf *out)
 {
     sb_puts(out,
@@ -610,27 +671,9 @@ static void emit_bwd_main_body(strbuf *out)
             "    const u32 sKw = sK + warp * 16 * ROW_BYTES, sVw = sV + warp * 16 * ROW_BYTES;\n\n"
             "    /* 1. K and V tiles -> shared memory (async: they land with the first stage's group). */\n"
             "    bwd_load_rows<BN, THREADS>(sK, k, p.k_sn, n0, n, tid);\n"
-            "    bwd_load_rows<BN, THREADS>(sV, v, p.v_sn, n0, n, tid);\n\n"
-            "    /* 2. Prefetch the first STAGES - 1 query tiles, one commit group each (empty groups\n"
-            "     * too, so that the wait counts below stay fixed). */\n"
-            "    bwd_cursor cur;\n"
-            "    bwd_cursor_init(cur);\n"
-            "    int issued = 0;\n"
-            "#pragma unroll 1\n"
-            "    for (int st = 0; st < STAGES - 1; ++st) {\n"
-            "        int r, mt;\n"
-            "        if (bwd_cursor_next(cur, rows, n0, n, r, mt)) {\n"
-            "            bwd_issue(p, slots[st], sQ + st * Q_TILE_BYTES, sdO + st * Q_TILE_BYTES, sL + st * BM * 4, sD + st * BM * 4,\n"
-            "                      rows, b, kvh, r, mt, n, tid);\n"
-            "            ++issued;\n"
-            "        }\n"
-            "        cp_async_commit();\n"
-            "    }\n\n"
-            "    float dk[HEAD_DIM / 8][4], dv[HEAD_DIM / 8][4];\n"
-            "#pragma unroll\n"
-            "    for (int db = 0; db < HEAD_DIM / 8; ++db)\n"
-            "#pragma unroll\n"
-            "        for (int e = 0; e < 4; ++e) dk[db][e] = dv[db][e] = 0.f;\n\n"
+            "    bwd_load_rows<BN, THREADS>(sV, v, p.v_sn, n0, n, tid);\n\n");
+    emit_bwd_main_start(out);
+    sb_puts(out,
             "    /* 3. The query tiles, in cursor order. */\n"
             "    int stage = 0;\n"
             "    for (int it = 0; it < issued; ++it) {\n"
@@ -639,16 +682,8 @@ static void emit_bwd_main_body(strbuf *out)
             "         * and the dS^T tile) the prefetch of tile it + STAGES - 1 now reuses. */\n"
             "        cp_async_wait<STAGES - 2>();\n"
             "        __syncthreads();\n"
-            "        {\n"
-            "            const int st = stage == 0 ? STAGES - 1 : stage - 1;\n"
-            "            int r, mt;\n"
-            "            if (bwd_cursor_next(cur, rows, n0, n, r, mt)) {\n"
-            "                bwd_issue(p, slots[st], sQ + st * Q_TILE_BYTES, sdO + st * Q_TILE_BYTES, sL + st * BM * 4,\n"
-            "                          sD + st * BM * 4, rows, b, kvh, r, mt, n, tid);\n"
-            "                ++issued;\n"
-            "            }\n"
-            "            cp_async_commit();\n"
-            "        }\n\n"
+            "        const int freed = stage == 0 ? STAGES - 1 : stage - 1;\n"
+            "        issued += bwd_prefetch(p, cur, slots[freed], freed, sQ, sdO, sL, sD, rows, b, kvh, n0, n, tid);\n\n"
             "        const bwd_slot &sl = slots[stage];\n"
             "        const int m0 = sl.mt * BM;\n"
             "#pragma unroll 1\n"
@@ -899,9 +934,20 @@ int emit_bwd_kernels(strbuf *out, const sp_spec *spec, const sp_pattern *pat, co
     emit_bwd_kparams(out);
     emit_bwd_helpers(out, cfg);
     emit_bwd_pre(out, cfg);
-    emit_bwd_iteration(out);
-    emit_bwd_main_parts(out);
-    emit_bwd_main_body(out);
+    if (cfg->mma == SP_MMA_WGMMA) {
+        /* main and main_det on wgmma (codegen/emit_bwd_wgmma.c); dq stays on mma.sync. */
+        emit_bwd_wg_ops(out, cfg);
+        emit_bwd_load_rows(out, "wg_load_rows", "tile_off<ROWS>");
+        emit_bwd_write_rows(out, "wg_write_rows", "tile_off<BN>");
+        emit_bwd_iteration(out, "wg_load_rows");
+        emit_bwd_main_parts(out);
+        emit_bwd_wg_main_body(out);
+    } else {
+        emit_bwd_iteration(out, "bwd_load_rows");
+        emit_bwd_main_parts(out);
+        emit_bwd_dq_atomic(out);
+        emit_bwd_main_body(out);
+    }
     emit_bwd_main_kernels(out, cfg);
     emit_bwd_dq(out, cfg);
     emit_bwd_convert(out, cfg);

@@ -25,32 +25,36 @@
  * the address bits, so one layout serves cp.async, wgmma and ldmatrix. */
 #include "codegen/emit.h"
 
-static void emit_wg_layout(strbuf *out)
+/* The 128-byte-swizzled tile layout and its offset function (shared with
+ * the wgmma backward, codegen/emit_bwd_wgmma.c). */
+void emit_wg_tiles(strbuf *out)
 {
     sb_puts(out,
             "/* ==== Shared-memory tiles for wgmma ====\n"
             " * A tile of ROWS rows: column block cb = chunk / 8 (64 values) at cb * ROWS * 128 bytes,\n"
             " * row r of it at r * 128, chunk c % 8 at (c ^ r) % 8: the canonical \"128-byte swizzle\"\n"
             " * layout of wgmma's shared-memory operands, and free of bank conflicts for the 16-byte\n"
-            " * accesses of cp.async and the epilogue. */\n"
-            "enum : int {\n"
-            "    WG_ROWS = 64,                           /* query rows per warpgroup: wgmma's M */\n"
-            "    WARPGROUPS = BM / WG_ROWS,\n"
-            "    SW_ROW = 128,                           /* bytes per row of a column block */\n"
-            "    PREFETCH = STAGES - 2,                  /* KV tiles loaded ahead (see the main loop) */\n"
-            "};\n"
-            "static_assert(STAGES >= 3, \"the wgmma kernel keeps 2 tiles in use and loads ahead\");\n"
+            " * accesses of cp.async and the epilogue.  Tiles start 1024-byte aligned. */\n"
+            "enum : int { SW_ROW = 128 };                /* bytes per row of a column block */\n"
             "template <int ROWS> DEV u32 tile_off(int row, int chunk)\n"
             "{\n"
             "    return (chunk >> 3) * (ROWS * SW_ROW) + row * SW_ROW + (((chunk & 7) ^ (row & 7)) << 4);\n"
             "}\n\n");
 }
 
-/* One wgmma wrapper: D (64 x n, fp32) += A B for one k16 step.  With
- * a_regs, A is a register fragment and B may be transposed (V); else both
- * come from shared-memory descriptors.  The accumulator list is written out
- * in full because inline PTX names every register. */
-static void emit_wgmma_op(strbuf *out, const char *name, int n, const char *type, int a_regs)
+static void emit_wg_layout(strbuf *out)
+{
+    emit_wg_tiles(out);
+    sb_puts(out,
+            "enum : int {\n"
+            "    WG_ROWS = 64,                           /* query rows per warpgroup: wgmma's M */\n"
+            "    WARPGROUPS = BM / WG_ROWS,\n"
+            "    PREFETCH = STAGES - 2,                  /* KV tiles loaded ahead (see the main loop) */\n"
+            "};\n"
+            "static_assert(STAGES >= 3, \"the wgmma kernel keeps 2 tiles in use and loads ahead\");\n\n");
+}
+
+void emit_wgmma_op(strbuf *out, const char *name, int n, const char *type, int a_regs, int trans_ss)
 {
     int nd = n / 2;
     if (a_regs)
@@ -68,7 +72,7 @@ static void emit_wgmma_op(strbuf *out, const char *name, int n, const char *type
         sb_printf(out, "                 \"}, {%%%d, %%%d, %%%d, %%%d}, %%%d, p, 1, 1, 1;\\n}\\n\"\n", nd, nd + 1, nd + 2,
                   nd + 3, nd + 4);
     else
-        sb_printf(out, "                 \"}, %%%d, %%%d, p, 1, 1, 0, 0;\\n}\\n\"\n", nd, nd + 1);
+        sb_printf(out, "                 \"}, %%%d, %%%d, p, 1, 1, %d, %d;\\n}\\n\"\n", nd, nd + 1, trans_ss, trans_ss);
     sb_puts(out, "                 :");
     for (int j = 0; j < nd; j++)
         sb_printf(out, "%s\"+f\"(d[%d][%d])%s", j % 4 == 0 ? " " : "", j / 4, j % 4,
@@ -79,9 +83,8 @@ static void emit_wgmma_op(strbuf *out, const char *name, int n, const char *type
         sb_puts(out, "                 : \"l\"(desc_a), \"l\"(desc_b), \"r\"(accumulate));\n}\n\n");
 }
 
-static void emit_wg_mma(strbuf *out, const sp_kcfg *cfg)
+void emit_wg_primitives(strbuf *out)
 {
-    const char *type = cfg->dtype == SP_BF16 ? "bf16" : "f16";
     sb_puts(out,
             "/* ==== wgmma: the warpgroup's asynchronous tensor-core MMA (sm_90a) ====\n"
             " * The 128 threads of a warpgroup issue it together.  It runs asynchronously: issue a\n"
@@ -116,11 +119,18 @@ static void emit_wg_mma(strbuf *out, const sp_kcfg *cfg)
             "DEV u64 smem_desc(u32 addr, u32 lbo, u32 sbo)\n"
             "{\n"
             "    return (u64)((addr & 0x3ffffu) >> 4) | ((u64)(lbo >> 4) << 16) | ((u64)(sbo >> 4) << 32) | (1ull << 62);\n"
-            "}\n\n"
+            "}\n\n");
+}
+
+static void emit_wg_mma(strbuf *out, const sp_kcfg *cfg)
+{
+    const char *type = cfg->dtype == SP_BF16 ? "bf16" : "f16";
+    emit_wg_primitives(out);
+    sb_puts(out,
             "/* S = Q K^T, one k16 step (accumulate = 0 on the first: S = Q K^T, no zeroing needed). */\n");
-    emit_wgmma_op(out, "wgmma_qk", cfg->bn, type, 0);
+    emit_wgmma_op(out, "wgmma_qk", cfg->bn, type, 0, 0);
     sb_puts(out, "/* O += P V, one k16 step of keys: P from registers, V transposed from shared memory. */\n");
-    emit_wgmma_op(out, "wgmma_pv", cfg->head_dim, type, 1);
+    emit_wgmma_op(out, "wgmma_pv", cfg->head_dim, type, 1, 0);
     sb_puts(out,
             "/* Issue S = Q K^T for one KV tile as one commit group: HEAD_DIM / 16 k16 steps, step kk\n"
             " * 32 bytes into column block kk / 4 of both Q (this warpgroup's rows, dq) and K (dk). */\n"

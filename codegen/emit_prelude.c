@@ -180,7 +180,8 @@ void emit_prelude(strbuf *out, const sp_kcfg *cfg)
 {
     emit_types(out, cfg);
     emit_ptx(out, cfg);
-    if (cfg->mma == SP_MMA_SYNC) emit_tile_layout(out, cfg);   /* wgmma tiles: emit_fwd_wgmma's own layout */
+    /* The wgmma forward has only its own layout; the backward keeps this one for its dq kernel. */
+    if (cfg->mma == SP_MMA_SYNC || cfg->kind == SP_KIND_BWD) emit_tile_layout(out, cfg);
 }
 
 /* ---- band helpers -------------------------------------------------------- */

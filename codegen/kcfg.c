@@ -213,7 +213,7 @@ int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e)
     }
     /* Stages not given, for the other kernel kind than the default's: that
      * kind's own default (the wgmma kernel needs 3 or more). */
-    if (!stages_given && mma != c->mma) stages = mma == SP_MMA_WGMMA ? 3 : 2;
+    if (!stages_given && mma != c->mma) stages = mma == SP_MMA_WGMMA && c->kind == SP_KIND_FWD ? 3 : 2;
     c->bm = (int)bm;
     c->bn = (int)bn;
     c->warps = (int)warps;

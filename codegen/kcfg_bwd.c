@@ -18,6 +18,15 @@ void kcfg_default_bwd(sp_kcfg *c, int sm)
 {
     int small_smem = sm == 86 || sm == 89;
     c->stages = 2;
+    c->mma = SP_MMA_SYNC;
+    if (sm == 90 && c->head_dim == 128) {
+        /* Hopper, d128: the wgmma main kernel, two warpgroups of 64 keys. */
+        c->mma = SP_MMA_WGMMA;
+        c->bm = 64;
+        c->bn = 128;
+        c->warps = 8;
+        return;
+    }
     if (c->head_dim >= 128) {
         c->bm = small_smem ? 32 : 64;
         c->bn = small_smem ? 64 : 128;
@@ -39,10 +48,12 @@ int kcfg_bwd_smem(const sp_kcfg *c, sp_bwd_part part)
     long qdo = 2L * c->stages * c->bm * rb;               /* Q and dO tiles per stage */
     long ld = 2L * c->stages * c->bm * 4;                 /* LSE and delta rows per stage */
     long ds = (long)c->bn * c->bm * 2;                    /* dS^T staging for dQ */
-    /* 128 bytes of slack: the kernels round the base up to 128 so the swizzle holds. */
+    /* Slack: the kernels round the base up to 128 so the swizzle holds (the
+     * wgmma main kernels to 1024, as wgmma's 128-byte swizzle needs). */
+    long slack = c->mma == SP_MMA_WGMMA ? 1024 : 128;
     switch (part) {
-    case BWD_MAIN: return (int)(128 + kv + qdo + ld + ds);
-    case BWD_MAIN_DET: return (int)(128 + kv + qdo + ld);
+    case BWD_MAIN: return (int)(slack + kv + qdo + ld + ds);
+    case BWD_MAIN_DET: return (int)(slack + kv + qdo + ld);
     case BWD_DQ: return (int)(128 + 2L * c->bm * rb + (long)c->stages * kv);
     default: return 0;
     }
@@ -77,15 +88,30 @@ const char *kcfg_bwd_part_name(sp_bwd_part part)
 
 void kcfg_bwd_name(const sp_kcfg *c, sp_bwd_part part, char *buf, int n)
 {
-    snprintf(buf, (size_t)n, "spattn_bwd_%s_%s_d%d_bm%d_bn%d_w%d_s%d", kcfg_bwd_part_name(part),
-             sp_dtype_name(c->dtype), c->head_dim, c->bm, c->bn, c->warps, c->stages);
+    snprintf(buf, (size_t)n, "spattn_bwd_%s_%s_d%d_bm%d_bn%d_w%d_s%d%s", kcfg_bwd_part_name(part),
+             sp_dtype_name(c->dtype), c->head_dim, c->bm, c->bn, c->warps, c->stages,
+             c->mma == SP_MMA_WGMMA ? "_wg" : "");
+}
+
+/* The wgmma main kernels (codegen/emit_bwd_wgmma.c): warpgroups of 64
+ * keys, query tiles of 64 rows (wgmma's N for S^T; a dS^T row is then one
+ * 128-byte swizzled row), and dQ split by dims over the warpgroups in whole
+ * 64-dim column blocks. */
+static int derive_bwd_wgmma(const sp_kcfg *c, sp_err *e)
+{
+    if (c->sm != 90)
+        return sp_fail(e, SP_EXIT_USAGE, "wgmma tiles need sm_90a (Hopper); this config targets sm_%d", c->sm);
+    if (c->bm != 64) return sp_fail(e, SP_EXIT_USAGE, "wgmma backward tile BM %d must be 64", c->bm);
+    if (c->bn % 64 != 0 || (c->head_dim / (c->bn / 64)) % 64 != 0)
+        return sp_fail(e, SP_EXIT_USAGE,
+                       "wgmma backward tile BN %d must be 64 warpgroup keys times a divisor of head_dim %d / 64",
+                       c->bn, c->head_dim);
+    return 0;
 }
 
 int kcfg_derive_bwd(sp_kcfg *c, sp_err *e)
 {
     if (c->kind != SP_KIND_BWD) return sp_fail(e, SP_EXIT_USAGE, "internal: not a backward config");
-    if (c->mma != SP_MMA_SYNC)
-        return sp_fail(e, SP_EXIT_USAGE, "the backward kernels have no wgmma variant yet (drop :wgmma from the tile)");
     if (c->head_dim != 64 && c->head_dim != 128)
         return sp_fail(e, SP_EXIT_USAGE, "head_dim %d is not supported by the backward kernels (64, 128)", c->head_dim);
     if (c->dtype != SP_BF16 && c->dtype != SP_FP16) return sp_fail(e, SP_EXIT_USAGE, "unknown dtype %d", (int)c->dtype);
@@ -105,6 +131,7 @@ int kcfg_derive_bwd(sp_kcfg *c, sp_err *e)
                        c->bn / 16, c->warps);
     if (c->stages < 2 || c->stages > 3)
         return sp_fail(e, SP_EXIT_USAGE, "backward stages %d must be 2 or 3", c->stages);
+    if (c->mma == SP_MMA_WGMMA && derive_bwd_wgmma(c, e)) return -1;
 
     c->threads = kcfg_bwd_threads(c, BWD_MAIN);
     c->row_bytes = bwd_row_bytes(c->head_dim);
@@ -145,10 +172,27 @@ int kcfg_candidates_bwd(const sp_kcfg *c, sp_kcfg *out, int cap)
                 t.bn = bns[j];
                 t.stages = stages[k];
                 t.warps = 0;
+                t.mma = SP_MMA_SYNC;
                 sp_err e = { 0 };
                 if (kcfg_derive_bwd(&t, &e) || !fits_registers(&t)) continue;
                 if (count < cap) out[count] = t;
                 count++;
             }
+    /* Hopper: the wgmma main kernels, BM 64, BN 64 or 128, 2 or 3 stages. */
+    static const int wg_bns[] = { 64, 128 };
+    for (size_t j = 0; c->sm == 90 && j < sizeof wg_bns / sizeof wg_bns[0]; j++)
+        for (size_t k = 0; k < sizeof stages / sizeof stages[0]; k++) {
+            sp_kcfg t = *c;
+            t.kind = SP_KIND_BWD;
+            t.mma = SP_MMA_WGMMA;
+            t.bm = 64;
+            t.bn = wg_bns[j];
+            t.stages = stages[k];
+            t.warps = 0;
+            sp_err e = { 0 };
+            if (kcfg_derive_bwd(&t, &e) || !fits_registers(&t)) continue;
+            if (count < cap) out[count] = t;
+            count++;
+        }
     return count < cap ? count : cap;
 }

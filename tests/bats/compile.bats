@@ -83,9 +83,20 @@ setup() {
     run "$SPATTN" compile "$SPEC" --arch sm_80 --kind fwd --tile 128x128:wgmma
     [ "$status" -eq 2 ]
     [[ "$output" == *"wgmma tiles need sm_90a"* ]]
-    run "$SPATTN" compile "$SPEC" --arch sm_90a --kind bwd --tile 64x128:wgmma
+    run "$SPATTN" compile "$SPEC" --arch sm_90a --kind bwd --tile 128x128:wgmma
     [ "$status" -eq 2 ]
-    [[ "$output" == *"no wgmma variant"* ]]
+    [[ "$output" == *"wgmma backward tile BM 128 must be 64"* ]]
+}
+
+@test "compile: the wgmma backward for sm_90a: main and main_det on wgmma, no spills, not serialized" {
+    run "$SPATTN" compile "$SPEC" --arch sm_90a --kind bwd --tile 64x64:s3:wgmma --no-spills
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"spattn_bwd_main_bf16_d128_bm64_bn64_w4_s3_wg"* ]]
+    [[ "$output" == *"spattn_bwd_main_det_bf16_d128_bm64_bn64_w4_s3_wg"* ]]
+    [[ "$output" != *"serialized"* ]]
+    run "$SPATTN" compile configs/llama-8h-d64.yaml --arch sm_90a --kind bwd --tile 64x128:wgmma
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"divisor of head_dim"* ]]
 }
 
 @test "compile: the wgmma kernel for sm_90a uses no spills and no serialized wgmma" {

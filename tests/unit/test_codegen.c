@@ -240,7 +240,9 @@ static void test_wgmma_configs(void)
         { 90, 128, 128, 128, 8, 6, SP_KIND_FWD, "6 stages" },
         { 90, 128, 128, 40, 8, 3, SP_KIND_FWD, "BN 40" },
         { 90, 128, 128, 128, 8, 4, SP_KIND_FWD, "shared memory over the limit" },
-        { 90, 128, 64, 128, 8, 3, SP_KIND_BWD, "the backward" },
+        { 90, 128, 128, 128, 8, 2, SP_KIND_BWD, "backward BM 128" },
+        { 90, 64, 64, 128, 8, 2, SP_KIND_BWD, "backward BN 128 at d64 (32 dQ dims per warpgroup)" },
+        { 80, 128, 64, 128, 8, 2, SP_KIND_BWD, "backward on sm_80" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sp_spec bs = make_spec(16, 16, bad[i].head_dim, SP_BF16, SP_SPATTN);

@@ -209,7 +209,14 @@ static void test_names(void)
 static void test_candidates(void)
 {
     sp_kcfg c = base_cfg(), out[64];
-    int n = kcfg_candidates_bwd(&c, out, 64);
+    c.sm = 80;
+    int n = kcfg_candidates_bwd(&c, out, 64), wg = 0;
+    for (int i = 0; i < n; i++) wg += out[i].mma == SP_MMA_WGMMA;
+    CHECKF(wg == 0, "no wgmma candidates on sm_80 (%d)", wg);
+    c.sm = 90;
+    n = kcfg_candidates_bwd(&c, out, 64);
+    for (int i = 0; i < n; i++) wg += out[i].mma == SP_MMA_WGMMA;
+    CHECKF(wg == 4, "wgmma candidates on sm_90: 64x64 and 64x128, 2 and 3 stages (%d)", wg);
     CHECKF(n > 4, "d128 has candidates (%d)", n);
     for (int i = 0; i < n; i++) {
         sp_kcfg t = out[i];
@@ -217,13 +224,15 @@ static void test_candidates(void)
         CHECKF(t.kind == SP_KIND_BWD && kcfg_derive_bwd(&t, &e) == 0 && t.smem_bytes == out[i].smem_bytes,
                "candidate %dx%d s%d derives", out[i].bm, out[i].bn, out[i].stages);
         for (int j = 0; j < i; j++)
-            CHECKF(out[j].bm != t.bm || out[j].bn != t.bn || out[j].stages != t.stages, "candidates distinct (%d, %d)", i, j);
+            CHECKF(out[j].bm != t.bm || out[j].bn != t.bn || out[j].stages != t.stages || out[j].mma != t.mma,
+                   "candidates distinct (%d, %d)", i, j);
     }
     /* the default is among them */
     sp_kcfg d = base_cfg();
     kcfg_default_bwd(&d, 90);
     int found = 0;
-    for (int i = 0; i < n; i++) found |= out[i].bm == d.bm && out[i].bn == d.bn && out[i].stages == d.stages;
+    for (int i = 0; i < n; i++)
+        found |= out[i].bm == d.bm && out[i].bn == d.bn && out[i].stages == d.stages && out[i].mma == d.mma;
     CHECK("default d128 is a candidate", found);
     CHECK("cap respected", kcfg_candidates_bwd(&c, out, 2) == 2);
     c.head_dim = 64;
@@ -312,10 +321,10 @@ static void *compile_one(void *arg)
             kcfg_bwd_name(&c, (sp_bwd_part)p, name, sizeof name);
             sp_kres r;
             if (nvrtc_kernel_resources(out.log, name, &r) == 0 && r.regs > 0) j->parts_found++;
-            if (r.spill_stores || r.spill_loads) {
+            if (r.spill_stores || r.spill_loads || r.wgmma_serialized) {
                 j->spill_free = 0;
-                fprintf(stderr, "  %s: %s spills %d/%d bytes (%d registers)\n", j->what, name, r.spill_stores,
-                        r.spill_loads, r.regs);
+                fprintf(stderr, "  %s: %s spills %d/%d bytes (%d registers)%s\n", j->what, name, r.spill_stores,
+                        r.spill_loads, r.regs, r.wgmma_serialized ? ", wgmma serialized (C7518)" : "");
             }
         }
     } else {

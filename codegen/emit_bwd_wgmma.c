@@ -1,0 +1,231 @@
+/* The backward's main kernel on Hopper's wgmma (sm_90a): the algorithm of
+ * the mma.sync main kernel (codegen/emit_bwd.c), with all five matrix
+ * products on the warpgroup MMA.
+ *
+ * One CTA owns BN keys of one (batch, kv head); warpgroup wg owns keys
+ * 64wg..64wg+63 and keeps their dK and dV in registers (64 x HEAD_DIM fp32
+ * each, the wgmma accumulators).  Per query tile of BM = 64 rows that the
+ * bands bring to these keys (the mma.sync kernel's cursor):
+ *
+ *     S^T  = K Q^T        wgmma SS: A = this warpgroup's K rows, B = the Q tile (both K-major)
+ *     dP^T = V dO^T       wgmma SS, the same with V and dO
+ *     P^T  = exp2(S^T c - lse2), masked            (per warp: emit_bwd.c's parts)
+ *     dV  += P^T dO       wgmma RS: A = P^T from registers, B = dO read transposed
+ *     dS^T = P^T (dP^T - delta)
+ *     dK  += dS^T Q       wgmma RS, B = Q read transposed
+ *     dS^T -> shared memory; barrier
+ *     dQ   = dS K         wgmma SS, both read transposed: warpgroup wg computes dims
+ *                          wg * DQ_N.. of the query tile's dQ; fp32 atomic adds to dq_accum
+ *
+ * The accumulators of a 64-row wgmma hold, per warp, exactly the m16n8
+ * fragments of that warp's 16 rows, so the per-warp parts (bwd_probs_t,
+ * bwd_mask_t, bwd_dscores_t, bwd_store_ds) are the mma.sync kernel's.
+ * Every warpgroup issues every wgmma of every step, even where its warps
+ * skip the tile (P = 0 then): wgmma on a path ptxas cannot prove uniform
+ * would be serialized (C7518). */
+#include "codegen/emit_bwd_wgmma.h"
+
+#include "codegen/emit.h"
+
+void emit_bwd_wg_ops(strbuf *out, const sp_kcfg *cfg)
+{
+    const char *type = cfg->dtype == SP_BF16 ? "bf16" : "f16";
+    int warpgroups = cfg->bn / 64;
+    emit_wg_tiles(out);
+    sb_puts(out,
+            "enum : int {\n"
+            "    WG_KEYS = 64,                           /* keys per warpgroup: wgmma's M */\n"
+            "    WARPGROUPS = BN / WG_KEYS,\n"
+            "    DQ_N = HEAD_DIM / WARPGROUPS,           /* dims of dQ per warpgroup */\n"
+            "};\n"
+            "static_assert(BM == 64 && DS_ROW_BYTES == SW_ROW, \"a dS^T row is one 128-byte swizzled row\");\n"
+            "static_assert(BN % WG_KEYS == 0 && DQ_N % 64 == 0, \"whole column blocks per warpgroup\");\n\n");
+    emit_wg_primitives(out);
+    sb_puts(out, "/* S^T = K Q^T and dP^T = V dO^T, one k16 step of dims (accumulate = 0 on the first). */\n");
+    emit_wgmma_op(out, "wgmma_st", cfg->bm, type, 0, 0);
+    sb_puts(out, "/* dV += P^T dO and dK += dS^T Q, one k16 step of queries: A from registers, B transposed. */\n");
+    emit_wgmma_op(out, "wgmma_acc", cfg->head_dim, type, 1, 0);
+    sb_puts(out, "/* dQ = dS K, one k16 step of keys: A (dS^T stored) and B (K) both read transposed. */\n");
+    emit_wgmma_op(out, "wgmma_dq", cfg->head_dim / warpgroups, type, 0, 1);
+    sb_puts(out,
+            "/* ==== The five products of a step, each one commit group ====\n"
+            " * Descriptors (smem_desc) point at a tile's first byte; a k16 step adds its byte offset / 16. */\n\n"
+            "/* d (64 keys x BM queries) = A B^T over HEAD_DIM: A = this warpgroup's 64 rows of the K or V\n"
+            " * tile (da: BN-row tile), B = the Q or dO tile (db: BM-row tile).  Step kk is 32 bytes into\n"
+            " * column block kk / 4 of both. */\n"
+            "DEV void issue_st(float (&d)[BM / 8][4], u64 da, u64 db)\n"
+            "{\n"
+            "    wgmma_fence();\n"
+            "#pragma unroll\n"
+            "    for (int kk = 0; kk < HEAD_DIM / 16; ++kk)\n"
+            "        wgmma_st(d, da + (((kk >> 2) * BN * SW_ROW + (kk & 3) * 32) >> 4),\n"
+            "                 db + (((kk >> 2) * BM * SW_ROW + (kk & 3) * 32) >> 4), kk > 0);\n"
+            "    wgmma_commit();\n"
+            "}\n\n"
+            "/* The fp32 accumulators of P^T or dS^T (keys x queries), packed to 16 bits: the A fragments\n"
+            " * of a product over queries, queries 16kc.. from n-blocks 2kc and 2kc + 1. */\n"
+            "DEV void pack_frags(u32 (&f)[BM / 16][4], const float (&s)[BM / 8][4])\n"
+            "{\n"
+            "#pragma unroll\n"
+            "    for (int kc = 0; kc < BM / 16; ++kc) {\n"
+            "        f[kc][0] = pack2(s[2 * kc][0], s[2 * kc][1]);\n"
+            "        f[kc][1] = pack2(s[2 * kc][2], s[2 * kc][3]);\n"
+            "        f[kc][2] = pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]);\n"
+            "        f[kc][3] = pack2(s[2 * kc + 1][2], s[2 * kc + 1][3]);\n"
+            "    }\n"
+            "}\n\n"
+            "/* acc (64 keys x HEAD_DIM) += C B: C (P^T or dS^T) from registers, B = the dO or Q tile\n"
+            " * read transposed (db: MN-major, column blocks BM * 128 apart); queries 16kc.. are 16kc rows\n"
+            " * into it. */\n"
+            "DEV void issue_acc(float (&acc)[HEAD_DIM / 8][4], const u32 (&cf)[BM / 16][4], u64 db)\n"
+            "{\n"
+            "    regs_fence(acc);\n"
+            "    wgmma_fence();   /* cf was written by ordinary instructions */\n"
+            "#pragma unroll\n"
+            "    for (int kc = 0; kc < BM / 16; ++kc) wgmma_acc(acc, cf[kc], db + ((kc * 16 * SW_ROW) >> 4));\n"
+            "    wgmma_commit();\n"
+            "}\n\n"
+            "/* d (BM queries x DQ_N dims) = dS K over the BN keys: A = the dS^T tile (rows are keys, one\n"
+            " * 128-byte row of BM queries each) read transposed, B = this warpgroup's column blocks of the\n"
+            " * K tile read transposed; keys 16kk.. are 16kk rows into both. */\n"
+            "DEV void issue_dq(float (&d)[DQ_N / 8][4], u64 dds, u64 dk)\n"
+            "{\n"
+            "    wgmma_fence();\n"
+            "#pragma unroll\n"
+            "    for (int kk = 0; kk < BN / 16; ++kk)\n"
+            "        wgmma_dq(d, dds + ((kk * 16 * SW_ROW) >> 4), dk + ((kk * 16 * SW_ROW) >> 4), kk > 0);\n"
+            "    wgmma_commit();\n"
+            "}\n\n"
+            "/* dQ (unscaled) += d by atomic adds into the fp32 accumulator (dqa: the head's row 0, rows\n"
+            " * dqa_sn floats apart).  Lane l of warp w (of the warpgroup) holds queries i0 + 16w + l/4 and\n"
+            " * + 8, dims col0 + 8nb + 2(l%4) + {0, 1}; rows >= n are dropped. */\n"
+            "DEV void dq_reduce(float *dqa, long long dqa_sn, const float (&d)[DQ_N / 8][4], int i0, int col0, int n, int lane)\n"
+            "{\n"
+            "    const int i = i0 + (lane >> 2);\n"
+            "    float *row = dqa + (long long)i * dqa_sn + col0 + 2 * (lane & 3);\n"
+            "#pragma unroll\n"
+            "    for (int nb = 0; nb < DQ_N / 8; ++nb) {\n"
+            "        if (i < n) bwd_red_add2(row + 8 * nb, d[nb][0], d[nb][1]);\n"
+            "        if (i + 8 < n) bwd_red_add2(row + 8 * dqa_sn + 8 * nb, d[nb][2], d[nb][3]);\n"
+            "    }\n"
+            "}\n\n");
+}
+
+void emit_bwd_wg_main_body(strbuf *out)
+{
+    sb_puts(out,
+            "/* ==== main on wgmma: the kernel body (WITH_DQ: main; without: main_det) ====\n"
+            " * Shared memory, from a 1024-aligned base (every tile in the swizzled layout, tile_off):\n"
+            " *   K tile, V tile                 BN rows each, resident\n"
+            " *   Q tiles, dO tiles              STAGES x BM rows each (the pipeline)\n"
+            " *   dS^T tile                      BN rows of BM 16-bit values (WITH_DQ only)\n"
+            " *   lse2 rows, delta rows          STAGES x BM floats each\n"
+            " *\n"
+            " *   load K, V; prefetch the first STAGES - 1 query tiles of the cursor\n"
+            " *   for each query tile (every head of the group, every tile its bands bring here):\n"
+            " *       wait for it; prefetch the one STAGES - 1 ahead into the freed stage\n"
+            " *       issue S^T and dP^T; P^T (mask per warp); issue dV += P^T dO\n"
+            " *       dS^T; issue dK += dS^T Q\n"
+            " *       WITH_DQ: dS^T -> shared; barrier; dQ = dS K; atomic adds\n"
+            " *   write dK * scale and dV */\n"
+            "template <bool WITH_DQ>\n"
+            "DEV void bwd_main_body(const sp_bwd_kparams &p)\n"
+            "{\n"
+            "    extern __shared__ unsigned char smem[];\n"
+            "    __shared__ bwd_slot slots[STAGES];\n\n"
+            "    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;\n"
+            "    const int wg = warp / 4;                    /* this thread's warpgroup */\n"
+            "    const int n = p.seqlen;\n"
+            "    const int n0 = blockIdx.x * BN;             /* this block's keys: [n0, n0 + BN) */\n"
+            "    const int kvh = blockIdx.y, b = blockIdx.z;\n"
+            "    const int key0 = n0 + 16 * warp;            /* this warp's first key */\n"
+            "    const elem_t *k = (const elem_t *)p.k + b * p.k_sb + kvh * p.k_sh;   /* key j at k + j * p.k_sn */\n"
+            "    const elem_t *v = (const elem_t *)p.v + b * p.v_sb + kvh * p.v_sh;\n"
+            "    const int *rows = (const int *)p.bands + (p.head_offset + kvh * GROUP) * BAND_STRIDE;\n\n"
+            "    const u32 sK = (smem_addr(smem) + 1023u) & ~1023u;\n"
+            "    const u32 sV = sK + KV_TILE_BYTES;\n"
+            "    const u32 sQ = sV + KV_TILE_BYTES;          /* stage st: + st * Q_TILE_BYTES */\n"
+            "    const u32 sdO = sQ + STAGES * Q_TILE_BYTES;\n"
+            "    const u32 sdS = sdO + STAGES * Q_TILE_BYTES;\n"
+            "    const u32 sL = sdS + (WITH_DQ ? BN * DS_ROW_BYTES : 0);   /* stage st: + st * BM * 4 */\n"
+            "    const u32 sD = sL + STAGES * BM * 4;\n\n"
+            "    /* 1. K and V tiles -> shared memory (async: they land with the first stage's group). */\n"
+            "    wg_load_rows<BN, THREADS>(sK, k, p.k_sn, n0, n, tid);\n"
+            "    wg_load_rows<BN, THREADS>(sV, v, p.v_sn, n0, n, tid);\n\n");
+    emit_bwd_main_start(out);
+    sb_puts(out,
+            "    /* Descriptors: this warpgroup's K and V rows (A of S^T, dP^T: K-major); stage 0's Q and\n"
+            "     * dO tiles as B of S^T, dP^T (K-major) and as B of dK, dV (MN-major); the dS^T tile and\n"
+            "     * this warpgroup's dims of the K tile for dQ (both MN-major).  Stage st adds\n"
+            "     * st * Q_TILE_BYTES / 16. */\n"
+            "    const u64 dka = smem_desc(sK + wg * WG_KEYS * SW_ROW, 16, 1024);\n"
+            "    const u64 dva = smem_desc(sV + wg * WG_KEYS * SW_ROW, 16, 1024);\n"
+            "    const u64 dqb = smem_desc(sQ, 16, 1024), dob = smem_desc(sdO, 16, 1024);\n"
+            "    const u64 dqt = smem_desc(sQ, BM * SW_ROW, 1024), dot = smem_desc(sdO, BM * SW_ROW, 1024);\n"
+            "    const u64 dst = smem_desc(sdS, BN * SW_ROW, 1024);\n"
+            "    const u64 dkt = smem_desc(sK + wg * (DQ_N / 64) * BN * SW_ROW, BN * SW_ROW, 1024);\n\n"
+            "    /* 3. The query tiles, in cursor order. */\n"
+            "    int stage = 0;\n"
+            "    for (int it = 0; it < issued; ++it) {\n"
+            "        /* Tile it has landed: this thread's copies (wait), visible to wgmma (proxy fence),\n"
+            "         * everyone's (barrier).  The barrier also means every warpgroup is done with step\n"
+            "         * it - 1 (its wgmma waited for), whose stage, slot and dS^T tile the prefetch of\n"
+            "         * tile it + STAGES - 1 and this step now reuse. */\n"
+            "        cp_async_wait<STAGES - 2>();\n"
+            "        fence_proxy_async();\n"
+            "        __syncthreads();\n"
+            "        const int freed = stage == 0 ? STAGES - 1 : stage - 1;\n"
+            "        issued += bwd_prefetch(p, cur, slots[freed], freed, sQ, sdO, sL, sD, rows, b, kvh, n0, n, tid);\n\n"
+            "        const bwd_slot &sl = slots[stage];\n"
+            "        const int m0 = sl.mt * BM;\n"
+            "        const u32 so = (u32)(stage * Q_TILE_BYTES) >> 4;   /* the stage, in descriptor units */\n"
+            "        float s[BM / 8][4], dp[BM / 8][4];\n"
+            "        issue_st(s, dka, dqb + so);                        /* S^T = K Q^T */\n"
+            "        issue_st(dp, dva, dob + so);                       /* dP^T = V dO^T */\n"
+            "        const int kind = bwd_tile_kind(sl, m0, BM, key0, 16, n);   /* this warp's 16 keys */\n"
+            "        wgmma_wait<1>();                                   /* S^T is done, dP^T runs on */\n"
+            "        regs_fence(s);\n"
+            "        if (kind == TILE_SKIP) {\n"
+            "#pragma unroll\n"
+            "            for (int nb = 0; nb < BM / 8; ++nb) s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;\n"
+            "        } else {\n"
+            "            bwd_probs_t<BM>(s, sL + stage * BM * 4, p.scale_log2, lane);   /* P^T */\n"
+            "            if (kind == TILE_PARTIAL) bwd_mask_t<BM>(s, sl, m0, key0 + lane / 4, n, lane);\n"
+            "        }\n"
+            "        u32 pf[BM / 16][4];\n"
+            "        pack_frags(pf, s);\n"
+            "        issue_acc(dv, pf, dot + so);                       /* dV += P^T dO */\n"
+            "        wgmma_wait<1>();                                   /* dP^T is done, dV runs on */\n"
+            "        regs_fence(dp);\n"
+            "        bwd_dscores_t<BM>(dp, s, sD + stage * BM * 4, lane);   /* dS^T = P^T (dP^T - delta) */\n"
+            "        u32 dsf[BM / 16][4];\n"
+            "        pack_frags(dsf, dp);\n"
+            "        issue_acc(dk, dsf, dqt + so);                      /* dK += dS^T Q */\n"
+            "        if constexpr (WITH_DQ) {\n"
+            "            bwd_store_ds<BM>(sdS, dp, 0, warp, lane);\n"
+            "            fence_proxy_async();\n"
+            "            __syncthreads();                               /* the whole dS^T tile is written */\n"
+            "            float dq[DQ_N / 8][4];\n"
+            "            issue_dq(dq, dst, dkt);                        /* dQ = dS K, this warpgroup's dims */\n"
+            "            wgmma_wait<0>();\n"
+            "            regs_fence(dq);\n"
+            "            const int h = kvh * GROUP + sl.r;\n"
+            "            dq_reduce((float *)p.dq_accum + b * p.dqa_sb + h * p.dqa_sh, p.dqa_sn, dq, m0 + 16 * (warp % 4),\n"
+            "                      wg * DQ_N, n, lane);\n"
+            "        }\n"
+            "        wgmma_wait<0>();\n"
+            "        regs_fence(dk);\n"
+            "        regs_fence(dv);\n"
+            "        stage = stage + 1 == STAGES ? 0 : stage + 1;\n"
+            "    }\n\n"
+            "    /* 4. dK (times the scale: dS is the gradient of the scaled scores) and dV, staged\n"
+            "     * through the warp's own rows of the K and V tiles once nobody reads those any more\n"
+            "     * and no copy into them is in flight. */\n"
+            "    cp_async_wait<0>();\n"
+            "    __syncthreads();\n"
+            "    wg_write_rows(dk, p.scale, sK + warp * 16 * SW_ROW, (elem_t *)p.dk + b * p.dk_sb + kvh * p.dk_sh, p.dk_sn,\n"
+            "                  key0, n, lane);\n"
+            "    wg_write_rows(dv, 1.f, sV + warp * 16 * SW_ROW, (elem_t *)p.dv + b * p.dv_sb + kvh * p.dv_sh, p.dv_sn,\n"
+            "                  key0, n, lane);\n"
+            "}\n\n");
+}
