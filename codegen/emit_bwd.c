@@ -70,6 +70,7 @@ static void emit_bwd_constants(strbuf *out, const sp_kcfg *cfg)
     const_line(out, NULL, "Q_TILE_BYTES = BM * ROW_BYTES,");
     const_line(out, NULL, "KV_TILE_BYTES = BN * ROW_BYTES,");
     const_line(out, "a dS^T row: BM 16-bit values", "DS_ROW_BYTES = BM * 2,");
+    const_line(out, "dS^T tiles of main (wgmma: this step's and the last)", "DS_BUFS = %d,", kcfg_bwd_ds_bufs(cfg));
     const_line(out, "queries per step of main (part of BM)", "Q_SUB = %d,", kcfg_bwd_q_sub(cfg));
     const_line(out, "keys per step of dq (part of BN)", "K_SUB = %d,", kcfg_bwd_k_sub(cfg));
     const_line(out, "dQ block of one warp pass in main", "DQ_ROWS = 32, DQ_COLS = 32,");
@@ -85,9 +86,9 @@ static void emit_bwd_constants(strbuf *out, const sp_kcfg *cfg)
     sb_puts(out,
             "};\n"
             "#define LOG2E 1.44269504088896341f\n"
-            "static_assert(SMEM_MAIN == MAIN_SLACK + 2 * KV_TILE_BYTES + 2 * STAGES * Q_TILE_BYTES + 2 * STAGES * BM * 4 + BN * DS_ROW_BYTES,\n"
+            "static_assert(SMEM_MAIN == MAIN_SLACK + 2 * KV_TILE_BYTES + 2 * STAGES * Q_TILE_BYTES + 2 * STAGES * BM * 4 + DS_BUFS * BN * DS_ROW_BYTES,\n"
             "              \"kcfg_bwd_smem disagrees\");\n"
-            "static_assert(SMEM_MAIN_DET == SMEM_MAIN - BN * DS_ROW_BYTES, \"kcfg_bwd_smem disagrees\");\n"
+            "static_assert(SMEM_MAIN_DET == SMEM_MAIN - DS_BUFS * BN * DS_ROW_BYTES, \"kcfg_bwd_smem disagrees\");\n"
             "static_assert(SMEM_DQ == 128 + 2 * Q_TILE_BYTES + STAGES * 2 * KV_TILE_BYTES, \"kcfg_bwd_smem disagrees\");\n"
             "static_assert(BN == 16 * WARPS && THREADS == 32 * WARPS && BM % 32 == 0 && ROW_PAD % BM == 0, \"bad tile\");\n"
             "static_assert(ROW_BYTES == HEAD_DIM * 2 && CHUNKS % 8 == 0 && 32 % CHUNKS == 0, \"rows are swizzled, not padded\");\n"

@@ -41,13 +41,17 @@ void kcfg_default_bwd(sp_kcfg *c, int sm)
  * multiples of 128 bytes and XOR-swizzled (the prelude's tile_off), no padding. */
 static int bwd_row_bytes(int head_dim) { return head_dim * 2; }
 
+int kcfg_bwd_ds_bufs(const sp_kcfg *c) { return c->mma == SP_MMA_WGMMA ? 2 : 1; }
+
 int kcfg_bwd_smem(const sp_kcfg *c, sp_bwd_part part)
 {
     long rb = bwd_row_bytes(c->head_dim);
     long kv = 2L * c->bn * rb;                            /* K and V tiles */
     long qdo = 2L * c->stages * c->bm * rb;               /* Q and dO tiles per stage */
     long ld = 2L * c->stages * c->bm * 4;                 /* LSE and delta rows per stage */
-    long ds = (long)c->bn * c->bm * 2;                    /* dS^T staging for dQ */
+    /* dS^T staging for dQ; the wgmma kernel keeps two, as it computes dQ of
+     * a query tile during the next tile's step. */
+    long ds = (long)c->bn * c->bm * 2 * kcfg_bwd_ds_bufs(c);
     /* Slack: the kernels round the base up to 128 so the swizzle holds (the
      * wgmma main kernels to 1024, as wgmma's 128-byte swizzle needs). */
     long slack = c->mma == SP_MMA_WGMMA ? 1024 : 128;
@@ -95,16 +99,18 @@ void kcfg_bwd_name(const sp_kcfg *c, sp_bwd_part part, char *buf, int n)
 
 /* The wgmma main kernels (codegen/emit_bwd_wgmma.c): warpgroups of 64
  * keys, query tiles of 64 rows (wgmma's N for S^T; a dS^T row is then one
- * 128-byte swizzled row), and dQ split by dims over the warpgroups in whole
- * 64-dim column blocks. */
+ * 128-byte swizzled row), and dQ split by dims over the warpgroups, one
+ * 64-dim column block each. */
 static int derive_bwd_wgmma(const sp_kcfg *c, sp_err *e)
 {
     if (c->sm != 90)
         return sp_fail(e, SP_EXIT_USAGE, "wgmma tiles need sm_90a (Hopper); this config targets sm_%d", c->sm);
     if (c->bm != 64) return sp_fail(e, SP_EXIT_USAGE, "wgmma backward tile BM %d must be 64", c->bm);
-    if (c->bn % 64 != 0 || (c->head_dim / (c->bn / 64)) % 64 != 0)
+    /* Each warpgroup keeps dQ of 64 dims in flight (32 registers) beside dK,
+     * dV, S^T and dP^T: BN / 64 warpgroups must split head_dim into 64s. */
+    if (c->bn % 64 != 0 || c->head_dim / (c->bn / 64) != 64)
         return sp_fail(e, SP_EXIT_USAGE,
-                       "wgmma backward tile BN %d must be 64 warpgroup keys times a divisor of head_dim %d / 64",
+                       "wgmma backward tile BN %d must be 64 keys per 64 dims of head_dim %d (BN = head_dim)",
                        c->bn, c->head_dim);
     return 0;
 }
@@ -178,7 +184,7 @@ int kcfg_candidates_bwd(const sp_kcfg *c, sp_kcfg *out, int cap)
                 if (count < cap) out[count] = t;
                 count++;
             }
-    /* Hopper: the wgmma main kernels, BM 64, BN 64 or 128, 2 or 3 stages. */
+    /* Hopper: the wgmma main kernels, BM 64, BN = head_dim, 2 or 3 stages. */
     static const int wg_bns[] = { 64, 128 };
     for (size_t j = 0; c->sm == 90 && j < sizeof wg_bns / sizeof wg_bns[0]; j++)
         for (size_t k = 0; k < sizeof stages / sizeof stages[0]; k++) {

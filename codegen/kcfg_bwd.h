@@ -63,6 +63,8 @@ void kcfg_bwd_name(const sp_kcfg *c, sp_bwd_part part, char *buf, int n);
 /* Threads per block of the part's kernel. */
 int kcfg_bwd_threads(const sp_kcfg *c, sp_bwd_part part);
 /* Dynamic shared memory of the part's kernel, in bytes (0 for pre and convert). */
+/* dS^T tiles main keeps in shared memory: 1 (mma.sync), 2 (wgmma). */
+int kcfg_bwd_ds_bufs(const sp_kcfg *c);
 int kcfg_bwd_smem(const sp_kcfg *c, sp_bwd_part part);
 /* Query rows per block of pre and convert: KCFG_BWD_AUX_THREADS / (head_dim / 8). */
 int kcfg_bwd_aux_rows(const sp_kcfg *c);

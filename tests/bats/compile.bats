@@ -89,14 +89,20 @@ setup() {
 }
 
 @test "compile: the wgmma backward for sm_90a: main and main_det on wgmma, no spills, not serialized" {
-    run "$SPATTN" compile "$SPEC" --arch sm_90a --kind bwd --tile 64x64:s3:wgmma --no-spills
+    run "$SPATTN" compile "$SPEC" --arch sm_90a --kind bwd --tile 64x128:s3:wgmma --no-spills
     [ "$status" -eq 0 ]
-    [[ "$output" == *"spattn_bwd_main_bf16_d128_bm64_bn64_w4_s3_wg"* ]]
-    [[ "$output" == *"spattn_bwd_main_det_bf16_d128_bm64_bn64_w4_s3_wg"* ]]
+    [[ "$output" == *"spattn_bwd_main_bf16_d128_bm64_bn128_w8_s3_wg"* ]]
+    [[ "$output" == *"spattn_bwd_main_det_bf16_d128_bm64_bn128_w8_s3_wg"* ]]
     [[ "$output" != *"serialized"* ]]
+    run "$SPATTN" compile configs/llama-8h-d64.yaml --arch sm_90a --kind bwd --tile 64x64:s2:wgmma --no-spills
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"spattn_bwd_main_bf16_d64_bm64_bn64_w4_s2_wg"* ]]
     run "$SPATTN" compile configs/llama-8h-d64.yaml --arch sm_90a --kind bwd --tile 64x128:wgmma
     [ "$status" -eq 2 ]
-    [[ "$output" == *"divisor of head_dim"* ]]
+    [[ "$output" == *"64 keys per 64 dims of head_dim"* ]]
+    run "$SPATTN" compile "$SPEC" --arch sm_90a --kind bwd --tile 64x64:wgmma
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"BN = head_dim"* ]]
 }
 
 @test "compile: the wgmma kernel for sm_90a uses no spills and no serialized wgmma" {
