@@ -142,20 +142,10 @@ void emit_bwd_wg_main_body(strbuf *out)
             " *       dS^T; issue dK += dS^T Q\n"
             " *       WITH_DQ: dS^T -> shared; barrier; dQ = dS K; atomic adds\n"
             " *   write dK * scale and dV */\n"
-            "template <bool WITH_DQ>\n"
-            "DEV void bwd_main_body(const sp_bwd_kparams &p)\n"
-            "{\n"
-            "    extern __shared__ unsigned char smem[];\n"
-            "    __shared__ bwd_slot slots[STAGES];\n\n"
-            "    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;\n"
+            );
+    emit_bwd_main_prologue(out);
+    sb_puts(out,
             "    const int wg = warp / 4;                    /* this thread's warpgroup */\n"
-            "    const int n = p.seqlen;\n"
-            "    const int n0 = blockIdx.x * BN;             /* this block's keys: [n0, n0 + BN) */\n"
-            "    const int kvh = blockIdx.y, b = blockIdx.z;\n"
-            "    const int key0 = n0 + 16 * warp;            /* this warp's first key */\n"
-            "    const elem_t *k = (const elem_t *)p.k + b * p.k_sb + kvh * p.k_sh;   /* key j at k + j * p.k_sn */\n"
-            "    const elem_t *v = (const elem_t *)p.v + b * p.v_sb + kvh * p.v_sh;\n"
-            "    const int *rows = (const int *)p.bands + (p.head_offset + kvh * GROUP) * BAND_STRIDE;\n\n"
             "    const u32 sK = (smem_addr(smem) + 1023u) & ~1023u;\n"
             "    const u32 sV = sK + KV_TILE_BYTES;\n"
             "    const u32 sQ = sV + KV_TILE_BYTES;          /* stage st: + st * Q_TILE_BYTES */\n"

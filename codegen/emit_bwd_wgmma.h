@@ -16,7 +16,12 @@ void emit_bwd_wg_ops(strbuf *out, const sp_kcfg *cfg);
 /* bwd_main_body<WITH_DQ> on wgmma: main and main_det. */
 void emit_bwd_wg_main_body(strbuf *out);
 
-/* Shared by both main bodies (defined in codegen/emit_bwd.c): step 2 of a
+/* Shared by both main bodies (defined in codegen/emit_bwd.c): the opening
+ * of bwd_main_body<WITH_DQ> up to the block's indices and the K, V and band
+ * table pointers (smem, slots, tid, warp, lane, n, n0, kvh, b, key0, k, v,
+ * rows). */
+void emit_bwd_main_prologue(strbuf *out);
+/* Step 2 of a
  * body, the prefetch of the first STAGES - 1 query tiles (cursor `cur`,
  * count `issued`) and the zeroed dK, dV accumulators. */
 void emit_bwd_main_start(strbuf *out);

@@ -19,12 +19,15 @@ void kcfg_default_bwd(sp_kcfg *c, int sm)
     int small_smem = sm == 86 || sm == 89;
     c->stages = 2;
     c->mma = SP_MMA_SYNC;
-    if (sm == 90 && c->head_dim == 128) {
-        /* Hopper, d128: the wgmma main kernel, two warpgroups of 64 keys. */
+    if (sm == 90 && (c->head_dim == 128 || c->head_dim == 64)) {
+        /* Hopper: the wgmma main kernel, a warpgroup of 64 keys per 64 dims
+         * (d128: two, 2 stages; d64: one, 3 stages, the config whose edge
+         * cases bench/check-d64-wgmma.sh checked on the GPU host). */
         c->mma = SP_MMA_WGMMA;
         c->bm = 64;
-        c->bn = 128;
-        c->warps = 8;
+        c->bn = c->head_dim;
+        c->warps = c->bn / 16;
+        c->stages = c->head_dim == 64 ? 3 : 2;
         return;
     }
     if (c->head_dim >= 128) {
