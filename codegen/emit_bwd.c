@@ -625,8 +625,7 @@ void emit_bwd_main_prologue(strbuf *out)
             "    const int key0 = n0 + 16 * warp;            /* this warp's first key */\n"
             "    const elem_t *k = (const elem_t *)p.k + b * p.k_sb + kvh * p.k_sh;   /* key j at k + j * p.k_sn */\n"
             "    const elem_t *v = (const elem_t *)p.v + b * p.v_sb + kvh * p.v_sh;\n"
-            "    const int *rows = (const int *)p.bands + (p.head_offset + kvh * GROUP) * BAND_STRIDE;\n\n"
-            );
+            "    const int *rows = (const int *)p.bands + (p.head_offset + kvh * GROUP) * BAND_STRIDE;\n\n");
 }
 
 void emit_bwd_main_start(strbuf *out)
@@ -667,8 +666,7 @@ static void emit_bwd_main_body(strbuf *out)
             " *           S^T = K Q^T; P^T; mask if PARTIAL; dV += P^T dO\n"
             " *           dP^T = V dO^T; dS^T = P^T (dP^T - delta); dK += dS^T Q\n"
             " *       WITH_DQ: dS^T -> shared; barrier; dQ += dS K (atomics)\n"
-            " *   write dK * scale and dV */\n"
-            );
+            " *   write dK * scale and dV */\n");
     emit_bwd_main_prologue(out);
     sb_puts(out,
             "    const u32 sK = (smem_addr(smem) + 127u) & ~127u;\n"

@@ -13,13 +13,14 @@
  *     dV  += P^T dO       wgmma RS: A = P^T from registers, B = dO read transposed
  *     dS^T = P^T (dP^T - delta)
  *     dK  += dS^T Q       wgmma RS, B = Q read transposed
- *     dS^T -> shared memory; barrier
- *     dQ   = dS K         wgmma SS, both read transposed: warpgroup wg computes dims
- *                          wg * DQ_N.. of the query tile's dQ; fp32 atomic adds to dq_accum
+ *     dS^T -> shared memory (one of two buffers)
+ *     dQ   = dS K         wgmma SS, both read transposed, during the next tile's step:
+ *                          warpgroup wg computes dims wg * DQ_N.. of the tile's dQ;
+ *                          fp32 atomic adds to dq_accum
  *
  * The accumulators of a 64-row wgmma hold, per warp, exactly the m16n8
  * fragments of that warp's 16 rows, so the per-warp parts (bwd_probs_t,
- * bwd_mask_t, bwd_dscores_t, bwd_store_ds) are the mma.sync kernel's.
+ * bwd_mask_t, bwd_dscores_t) are the mma.sync kernel's.
  * Every warpgroup issues every wgmma of every step, even where its warps
  * skip the tile (P = 0 then): wgmma on a path ptxas cannot prove uniform
  * would be serialized (C7518). */
@@ -132,17 +133,18 @@ void emit_bwd_wg_main_body(strbuf *out)
             " * Shared memory, from a 1024-aligned base (every tile in the swizzled layout, tile_off):\n"
             " *   K tile, V tile                 BN rows each, resident\n"
             " *   Q tiles, dO tiles              STAGES x BM rows each (the pipeline)\n"
-            " *   dS^T tile                      BN rows of BM 16-bit values (WITH_DQ only)\n"
+            " *   dS^T tiles                     DS_BUFS x BN rows of BM 16-bit values (WITH_DQ only)\n"
             " *   lse2 rows, delta rows          STAGES x BM floats each\n"
             " *\n"
             " *   load K, V; prefetch the first STAGES - 1 query tiles of the cursor\n"
             " *   for each query tile (every head of the group, every tile its bands bring here):\n"
-            " *       wait for it; issue S^T and dP^T; prefetch the tile STAGES - 1 ahead into the\n"
-            " *       freed stage while they run; P^T (mask per warp); issue dV += P^T dO\n"
-            " *       dS^T; issue dK += dS^T Q\n"
-            " *       WITH_DQ: dS^T -> shared; barrier; dQ = dS K; atomic adds\n"
-            " *   write dK * scale and dV */\n"
-            );
+            " *       wait for it; issue S^T and (WITH_DQ) dQ of the previous tile; prefetch the\n"
+            " *       tile STAGES - 1 ahead into the freed stage while they run; P^T (mask per warp)\n"
+            " *       WITH_DQ: atomic adds of the previous tile's dQ\n"
+            " *       issue dP^T and dV += P^T dO; dS^T; issue dK += dS^T Q\n"
+            " *       WITH_DQ: dS^T -> shared, for the next step's dQ\n"
+            " *   WITH_DQ: dQ of the last tile\n"
+            " *   write dK * scale and dV */\n");
     emit_bwd_main_prologue(out);
     sb_puts(out,
             "    const int wg = warp / 4;                    /* this thread's warpgroup */\n"

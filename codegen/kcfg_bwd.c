@@ -168,40 +168,34 @@ static int fits_registers(const sp_kcfg *c)
     return c->head_dim + c->bm + 40 <= main_budget && c->head_dim / 2 + c->bn + 40 <= dq_budget;
 }
 
+/* Append the config c with the given kind and tile to out (cap entries) if
+ * it derives and fits the register estimate; *count counts every fit, so a
+ * caller can tell that cap was too small. */
+static void add_candidate(const sp_kcfg *c, sp_mma_kind mma, int bm, int bn, int stages, sp_kcfg *out, int cap, int *count)
+{
+    sp_kcfg t = *c;
+    t.kind = SP_KIND_BWD;
+    t.mma = mma;
+    t.bm = bm;
+    t.bn = bn;
+    t.stages = stages;
+    t.warps = 0;
+    sp_err e = { 0 };
+    if (kcfg_derive_bwd(&t, &e) || !fits_registers(&t)) return;
+    if (*count < cap) out[*count] = t;
+    (*count)++;
+}
+
 int kcfg_candidates_bwd(const sp_kcfg *c, sp_kcfg *out, int cap)
 {
     static const int bms[] = { 32, 64, 128 }, bns[] = { 32, 64, 128 }, stages[] = { 2, 3 };
     int count = 0;
     for (size_t i = 0; i < sizeof bms / sizeof bms[0]; i++)
         for (size_t j = 0; j < sizeof bns / sizeof bns[0]; j++)
-            for (size_t k = 0; k < sizeof stages / sizeof stages[0]; k++) {
-                sp_kcfg t = *c;
-                t.kind = SP_KIND_BWD;
-                t.bm = bms[i];
-                t.bn = bns[j];
-                t.stages = stages[k];
-                t.warps = 0;
-                t.mma = SP_MMA_SYNC;
-                sp_err e = { 0 };
-                if (kcfg_derive_bwd(&t, &e) || !fits_registers(&t)) continue;
-                if (count < cap) out[count] = t;
-                count++;
-            }
+            for (size_t k = 0; k < sizeof stages / sizeof stages[0]; k++)
+                add_candidate(c, SP_MMA_SYNC, bms[i], bns[j], stages[k], out, cap, &count);
     /* Hopper: the wgmma main kernels, BM 64, BN = head_dim, 2 or 3 stages. */
-    static const int wg_bns[] = { 64, 128 };
-    for (size_t j = 0; c->sm == 90 && j < sizeof wg_bns / sizeof wg_bns[0]; j++)
-        for (size_t k = 0; k < sizeof stages / sizeof stages[0]; k++) {
-            sp_kcfg t = *c;
-            t.kind = SP_KIND_BWD;
-            t.mma = SP_MMA_WGMMA;
-            t.bm = 64;
-            t.bn = wg_bns[j];
-            t.stages = stages[k];
-            t.warps = 0;
-            sp_err e = { 0 };
-            if (kcfg_derive_bwd(&t, &e) || !fits_registers(&t)) continue;
-            if (count < cap) out[count] = t;
-            count++;
-        }
+    for (size_t k = 0; c->sm == 90 && k < sizeof stages / sizeof stages[0]; k++)
+        add_candidate(c, SP_MMA_WGMMA, 64, c->head_dim, stages[k], out, cap, &count);
     return count < cap ? count : cap;
 }
