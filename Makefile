@@ -15,7 +15,7 @@ VERSION   := 0.1.0
 WARN      := -Wall -Wextra -Wshadow -Wno-unused-parameter
 CFLAGS    ?= -O2 -g
 override CFLAGS += -std=c11 -D_GNU_SOURCE -DSPATTN_VERSION='"$(VERSION)"' $(WARN) \
-             -I. -I$(CUDA_HOME)/include -pthread -MMD -MP
+             -I. -I$(CUDA_HOME)/include -pthread -MMD -MP -fPIC
 override LDFLAGS += -pthread -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64
 STATIC_LIBS := -Wl,-Bstatic -lyaml -lsqlite3 -Wl,-Bdynamic
 override LDLIBS += $(STATIC_LIBS) -lnvrtc -ldl -lm
@@ -27,8 +27,8 @@ LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CMD_OBJ   := $(CMD_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN  := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test test-unit test-bats asan clean install test-gpu
-all: $(BUILD)/spattn $(BUILD)/COMMIT
+.PHONY: all test test-unit test-bats asan clean install test-gpu bench-lib
+all: $(BUILD)/spattn $(BUILD)/COMMIT $(BUILD)/libspattn_bench.so
 
 # The commit the build was made from, for bench/gpu-suite.sh's logs (the GPU
 # host gets a copy of the working tree, not its history).  Rewritten on every
@@ -49,6 +49,15 @@ $(BUILD)/libspattn.a: $(LIB_OBJ)
 
 $(BUILD)/spattn: $(CMD_OBJ) $(BUILD)/libspattn.a
 	$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(BUILD)/libspattn.a $(LDLIBS)
+
+# The benchmark's in-process bridge (bench/bridge.c), loaded by bench/peers.py
+# with ctypes.  libyaml is linked in statically (the GPU host lacks it);
+# SQLite's static archive is not position-independent, so the bridge takes
+# the shared libsqlite3.so.0, which the GPU host has.
+bench-lib: $(BUILD)/libspattn_bench.so
+$(BUILD)/libspattn_bench.so: bench/bridge.c $(BUILD)/obj/cmd/gpu_common.o $(BUILD)/obj/cmd/common.o $(BUILD)/libspattn.a
+	$(CC) $(CFLAGS) -shared -Wl,--no-undefined $(LDFLAGS) -o $@ bench/bridge.c $(BUILD)/obj/cmd/gpu_common.o \
+	    $(BUILD)/obj/cmd/common.o $(BUILD)/libspattn.a -Wl,-Bstatic -lyaml -Wl,-Bdynamic -lsqlite3 -lnvrtc -ldl -lm
 
 $(BUILD)/tests/%: tests/unit/%.c tests/check.h $(BUILD)/libspattn.a
 	@mkdir -p $(dir $@)

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The GPU host's one call: GPU checks, a compute-sanitizer memcheck, the
-# benchmark against FlexAttention/cuDNN/FA2.  Builds nothing: build/ is built
-# on the development machine and carried along.  Full logs go to $OUT (or
-# ./gpu-logs); a short table is printed last.
+# The GPU host's one call: GPU checks, the check matrix, the four
+# compute-sanitizer tools, the fair benchmark against FlexAttention (default
+# and tuned) and cuDNN.  Builds nothing: build/ is built on the development
+# machine and carried along.  Full logs go to $OUT (or ./gpu-logs); a short
+# summary is printed last.
 #
-#   bash bench/gpu-suite.sh [checks|sanitize|bench|tune|all]...   (default: all)
+#   bash bench/gpu-suite.sh [checks|matrix|sanitize|tune|tune-bench|sweep|layer|bench|all]...   (default: all)
+#   BENCH_SHAPES=default|all|0,1,..   the benchmark's shapes (bench/peers.py --shapes)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-logs}
@@ -62,19 +64,23 @@ LIST
     grep -E "^check|^  (O|LSE|dQ|dK|dV|repeat) |FAILED" "$OUT/checks.log" | awk '{printf "%s ", $0} /^  (LSE|dV|repeat)/{print ""}' | sed 's/  */ /g' | tail -n 80
 fi
 
+if want matrix; then
+    # Every pattern x dtype x head_dim x kv-group x N with every kernel family,
+    # every tile the tuner may pick at exclusive/gapped N >= 4096, the issue-13
+    # regressions (bench/check_matrix.py says how).
+    python3 bench/check_matrix.py run --arch "${ARCH:-sm_90a}" --out "$OUT" --jobs "${JOBS:-12}" >"$OUT/matrix.txt" 2>&1
+    rc=$?
+    note "$(tail -n 1 "$OUT/matrix.txt") (exit $rc)"
+    grep FAILED "$OUT/matrix.txt" | head -n 20
+fi
+
 if want sanitize; then
-    if command -v compute-sanitizer >/dev/null; then
-        compute-sanitizer --tool memcheck --error-exitcode 9 $S check configs/olmoe-1b-7b.yaml \
-            --batch 1 --seq-len 300 --pass "${CHECK_PASS:-both}" >"$OUT/sanitize.log" 2>&1
-        rc=$?
-        compute-sanitizer --tool memcheck --error-exitcode 9 $S check configs/gqa-32q-8kv.yaml \
-            --batch 1 --seq-len 129 --pass "${CHECK_PASS:-both}" --deterministic >>"$OUT/sanitize.log" 2>&1
-        rc2=$?
-        tail -n 5 "$OUT/sanitize.log"
-        note "compute-sanitizer memcheck: exit $rc, $rc2 ($(grep -c 'ERROR SUMMARY: 0 errors' "$OUT/sanitize.log") clean summaries)"
-    else
-        note "compute-sanitizer: not found"
-    fi
+    # memcheck, racecheck, synccheck, initcheck on every kernel family, on whole
+    # empty query tiles and on odd N; a log per run in $OUT.
+    python3 bench/check_matrix.py sanitize --arch "${ARCH:-sm_90a}" --out "$OUT" --jobs "${SAN_JOBS:-8}" >"$OUT/sanitize.txt" 2>&1
+    rc=$?
+    note "$(tail -n 1 "$OUT/sanitize.txt") (exit $rc)"
+    grep FAILED "$OUT/sanitize.txt" | head -n 20
 fi
 
 if want tune; then
@@ -117,8 +123,11 @@ if want layer; then
 fi
 
 if want bench; then
-    python3 bench/peers.py --pass "${BENCH_PASS:-both}" --shapes "${BENCH_SHAPES:-default}" --verify --out "$OUT/peers.md" 2>"$OUT/peers.log"
+    # The fair benchmark (DESIGN.md section 5), in one process: spattn's tuned
+    # kernels (run tune-bench first), Flex default and tuned, cuDNN, spattn dense.
+    python3 bench/peers.py --shapes "${BENCH_SHAPES:-default}" --out "$OUT/peers.md" 2>"$OUT/peers.log"
     note "peers: exit $?"
+    grep -E "^# " "$OUT/peers.log"
     cat "$OUT/peers.md" 2>/dev/null
 fi
 

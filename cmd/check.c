@@ -44,11 +44,16 @@ typedef struct {
 
 static void add_result(check_result *cr, const char *name, const cmp_result *r, double bound)
 {
-    tensor_result *t = &cr->t[cr->n++];
-    t->name = name;
-    t->r = *r;
-    t->bound = bound;
-    t->pass = cmp_pass(r, bound);
+    tensor_result_add(cr->t, &cr->n, name, r, bound, 0);
+}
+
+/* The rows of O that must be exactly 0 (no allowed key), from a float copy. */
+static int add_empty_rows(check_result *cr, const gpu_problem *p, const float *o, sp_err *e)
+{
+    cmp_result res;
+    if (gpu_problem_empty_rows(p, o, 0, &res, e)) return -1;
+    tensor_result_add(cr->t, &cr->n, "O=0", &res, 0.0, 1);
+    return 0;
 }
 
 /* Small enough for the float64 CPU reference in a few seconds? */
@@ -87,6 +92,7 @@ static int check_fwd_cpu(gpu_problem *p, const engine_kernel *k, uint64_t seed, 
     add_result(cr, "O", &res, bound);
     cmp_arrays(glse, lse, a->nlse, &res);
     add_result(cr, "LSE", &res, bound);
+    if (add_empty_rows(cr, p, go, e)) goto out;
     cr->reference = "cpu-float64";
     rc = 0;
 out:
@@ -100,6 +106,7 @@ static int check_fwd_gpu(gpu_problem *p, const engine_kernel *k, uint64_t seed, 
     gpu_attn *a = &p->ga;
     refgpu *ref = NULL;
     sp_dptr ro = 0, rl = 0;
+    float *go = NULL;
     int rc = -1;
     if (ga_fill_random(a, seed, e) || ga_poison(a, e) || ga_forward(a, k, 0, e) || cu_sync(a->g, e)) goto out;
     if (refgpu_open(a->g, &ref, e)) goto out;
@@ -118,9 +125,12 @@ static int check_fwd_gpu(gpu_problem *p, const engine_kernel *k, uint64_t seed, 
     refgpu_view l_ref = { rl, REFGPU_FP32, { (int64_t)a->H * a->N, a->N, 1, 1 } };
     if (refgpu_compare(ref, lshape, &l_out, &l_ref, &res, e)) goto out;
     add_result(cr, "LSE", &res, bound);
+    if (!(go = malloc(a->nq * sizeof *go))) { sp_fail(e, SP_EXIT_FAIL, "out of memory"); goto out; }
+    if (ga_download_o(a, go, NULL, e) || add_empty_rows(cr, p, go, e)) goto out;
     cr->reference = "gpu-cublas-fp32";
     rc = 0;
 out:
+    free(go);
     cu_free(a->g, ro);
     cu_free(a->g, rl);
     if (ref) refgpu_close(ref);
@@ -150,7 +160,9 @@ static void print_result(const check_opts *o, const gpu_problem *p, const char *
             jw_num(&w, "max_abs", t->r.max_abs);
             jw_int(&w, "nan", (int64_t)t->r.nan_count);
             jw_int(&w, "inf_mismatch", (int64_t)t->r.inf_mismatch);
+            jw_int(&w, "nonzero", (int64_t)t->r.nonzero);
             jw_num(&w, "bound", t->bound);
+            jw_bool(&w, "exact", t->exact);
             jw_bool(&w, "pass", t->pass);
             jw_end(&w);
         }
@@ -163,11 +175,15 @@ static void print_result(const check_opts *o, const gpu_problem *p, const char *
     printf("check %s %s: B=%d N=%d H=%d KVH=%d D=%d %s %s %s\n", p->spec.name, pass, a->B, a->N, a->H, a->KVH,
            a->D, sp_dtype_name(a->dtype), sp_pattern_name(p->pattern.kind), a->layout == GA_BHND ? "bhnd" : "bnhd");
     printf("  kernel %s (%s), reference %s\n", k->name, p->config_source, cr->reference);
-    printf("  %-6s %-10s %-10s %-5s %-8s %s\n", "tensor", "rel_l2", "max_abs", "nan", "bound", "result");
+    /* bad: NaNs, infinities that do not match, and nonzero elements where 0 is exact */
+    printf("  %-6s %-10s %-10s %-5s %-8s %s\n", "tensor", "rel_l2", "max_abs", "bad", "bound", "result");
     for (int i = 0; i < cr->n; i++) {
         const tensor_result *t = &cr->t[i];
-        printf("  %-6s %-10.3e %-10.3e %-5zu %-8.0e %s\n", t->name, t->r.rel_l2, t->r.max_abs,
-               t->r.nan_count + t->r.inf_mismatch, t->bound, t->pass ? "PASS" : "FAIL");
+        char bound[16];
+        if (t->exact) snprintf(bound, sizeof bound, "exact");
+        else snprintf(bound, sizeof bound, "%.0e", t->bound);
+        printf("  %-6s %-10.3e %-10.3e %-5zu %-8s %s\n", t->name, t->r.rel_l2, t->r.max_abs,
+               t->r.nan_count + t->r.inf_mismatch + t->r.nonzero, bound, t->pass ? "PASS" : "FAIL");
     }
     printf("%s\n", ok ? "PASS" : "FAIL");
 }

@@ -238,3 +238,36 @@ void gpu_problem_json(const gpu_problem *p, jw *w)
     jw_num(w, "work_ratio", p->ratio);
     if (p->gpu) jw_str(w, "gpu", p->gpu->name);
 }
+
+int gpu_problem_empty_rows(const gpu_problem *p, const float *t, int kv_side, cmp_result *r, sp_err *e)
+{
+    const gpu_attn *a = &p->ga;
+    const int heads = kv_side ? a->KVH : a->H, group = a->H / a->KVH;
+    const size_t nrows_max = (size_t)a->B * (size_t)a->N * (size_t)heads;
+    const float **rows = malloc((nrows_max ? nrows_max : 1) * sizeof *rows);
+    if (!rows) return sp_fail(e, SP_EXIT_FAIL, "out of memory");
+    size_t nrows = 0;
+    for (int b = 0; b < a->B; b++)
+        for (int64_t i = 0; i < a->N; i++)
+            for (int h = 0; h < heads; h++) {
+                int empty = 1;   /* a row with no key; a key no head of the group reaches */
+                if (!kv_side) empty = !bands_row_has_key(&p->bands[h], i);
+                else
+                    for (int q = h * group; q < (h + 1) * group; q++)
+                        if (bands_key_is_reached(&p->bands[q], i, a->N)) empty = 0;
+                if (empty) rows[nrows++] = t + (((size_t)b * (size_t)a->N + (size_t)i) * (size_t)heads + (size_t)h) * (size_t)a->D;
+            }
+    cmp_must_be_zero(rows, nrows, (size_t)a->D, r);
+    free(rows);
+    return 0;
+}
+
+void tensor_result_add(tensor_result *out, int *n, const char *name, const cmp_result *r, double bound, int exact)
+{
+    tensor_result *t = &out[(*n)++];
+    t->name = name;
+    t->r = *r;
+    t->bound = exact ? 0.0 : bound;
+    t->exact = exact;
+    t->pass = cmp_pass(r, t->bound);
+}

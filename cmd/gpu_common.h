@@ -100,8 +100,20 @@ typedef struct {
     const char *name;
     cmp_result r;
     double bound;
+    int exact;                  /* judged by cmp_must_be_zero: every element exactly 0 */
     int pass;
 } tensor_result;
+
+/* Append one compared tensor to out[*n]; exact: r is a cmp_must_be_zero
+ * result (bound unused). */
+void tensor_result_add(tensor_result *out, int *n, const char *name, const cmp_result *r, double bound, int exact);
+
+/* The exact-zero check of t, a float [B, N, heads, D] copy of an output:
+ * kv_side 0 (O, dQ; heads = H): every row whose head allows it no key;
+ * kv_side 1 (dK, dV; heads = KVH): every key that no query of the kv head's
+ * group reaches.  Those elements must be exactly 0 (DESIGN.md section 1).
+ * -1 (e set) only if out of memory. */
+int gpu_problem_empty_rows(const gpu_problem *p, const float *t, int kv_side, cmp_result *r, sp_err *e);
 
 /* The backward check (cmd/check_bwd.c): runs the forward kernel and the
  * backward kernels k on fresh inputs and dO, compares dQ, dK, dV with the

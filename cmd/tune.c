@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cmd/arch.h"
 #include "cmd/cmd.h"
 #include "cmd/gpu_common.h"
 #include "codegen/bands.h"
@@ -44,7 +45,7 @@ static const opt_cmd tune_cmd = {
     1, 1,
 };
 
-#define MAX_CANDIDATES 64
+#define MAX_CANDIDATES 128   /* the largest search space today: 64 (d64 forward on sm_90) */
 
 static volatile sig_atomic_t interrupted;
 static void on_sigint(int sig) { (void)sig; interrupted = 1; }
@@ -55,6 +56,7 @@ typedef struct {
     const char *kind;
     double budget;
     int force, json, threads, iters;
+    const char *list_arch;    /* --list-candidates ARCH: print the search space, tune nothing */
 } tune_opts;
 
 typedef struct {
@@ -256,6 +258,32 @@ static int parse_kinds(const char *s, sp_kernel_kind *kinds, int *n, sp_err *e)
     return 0;
 }
 
+/* --list-candidates: every tile config the tuner would try for the spec on
+ * arch, one per line ("fwd 128x128:w8:s3:wgmma"), or as JSON lines; no GPU.
+ * The GPU check matrix (bench/check_matrix.py) runs each of them, so a tile
+ * the tuner may pick is a tile that was checked.  The compiler's pruning
+ * (spills, serialized wgmma) comes later and only removes entries. */
+static int list_candidates(const tune_opts *o, const gpu_problem *hostp, const sp_kernel_kind *kinds, int nkinds,
+                           sp_err *e)
+{
+    int sm;
+    char arch[16];
+    if (arch_parse(o->list_arch, &sm, arch, sizeof arch, e)) return SP_EXIT_USAGE;
+    for (int ki = 0; ki < nkinds; ki++) {
+        sp_kcfg base, list[MAX_CANDIDATES];
+        kcfg_for_spec(&base, &hostp->spec, &hostp->pattern, kinds[ki], sm);
+        int nc = kcfg_candidates(&base, list, MAX_CANDIDATES);
+        const char *kind = kinds[ki] == SP_KIND_BWD ? "bwd" : "fwd";
+        for (int i = 0; i < nc; i++) {
+            char tile[64];
+            kcfg_tile_string(&list[i], tile, sizeof tile);
+            if (o->json) printf("{\"kind\":\"%s\",\"arch\":\"%s\",\"tile\":\"%s\"}\n", kind, arch, tile);
+            else printf("%s %s\n", kind, tile);
+        }
+    }
+    return SP_EXIT_OK;
+}
+
 int cmd_tune(int argc, char **argv, sp_err *e)
 {
     tune_opts o;
@@ -278,6 +306,8 @@ int cmd_tune(int argc, char **argv, sp_err *e)
         OPT_STRING(0, "db", &o.g.db_path, "FILE", "tuning database (default $SPATTN_DB or the cache dir)"),
         OPT_INT(0, "gpu", &o.g.gpu, "N", "GPU ordinal (after CUDA_VISIBLE_DEVICES)", 0, 1024),
         OPT_BOOL(0, "json", &o.json, "print the winners as JSON lines on stdout"),
+        OPT_STRING(0, "list-candidates", &o.list_arch, "ARCH",
+                   "print the tile configs tried on ARCH (e.g. sm_90a) and exit; no GPU needed"),
         OPT_END(),
     };
     opt_pos pos;
@@ -301,6 +331,11 @@ int cmd_tune(int argc, char **argv, sp_err *e)
     if (o.seq_lens.n == 0) {
         for (int i = 0; i < hostp.spec.n_seq_len && i < OPT_LIST_MAX; i++) o.seq_lens.v[o.seq_lens.n++] = hostp.spec.seq_len[i];
         if (o.seq_lens.n == 0) o.seq_lens.v[o.seq_lens.n++] = 4096;
+    }
+    if (o.list_arch) {
+        int rc = list_candidates(&o, &hostp, kinds, nkinds, e);
+        gpu_problem_close(&hostp);
+        return rc;
     }
 
     sp_gpu gpu;

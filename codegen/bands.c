@@ -83,6 +83,10 @@ int bands_head(const sp_pattern *p, int heads, int h, int64_t N, sp_band_list *o
     return 0;
 }
 
+int bands_row_has_key(const sp_band_list *b, int64_t i) { return b->n > 0 && b->iv[0].lo <= i; }
+
+int bands_key_is_reached(const sp_band_list *b, int64_t j, int64_t N) { return b->n > 0 && j + b->iv[0].lo <= N - 1; }
+
 int bands_allows(const sp_band_list *b, int64_t d)
 {
     for (int k = 0; k < b->n; k++)

@@ -39,6 +39,13 @@
  * pattern without bands). */
 int bands_head(const sp_pattern *p, int heads, int h, int64_t N, sp_band_list *out);
 
+/* Rows and keys that take part in no pair (their outputs are exactly 0):
+ * query row i (0 <= i < N) has an allowed key iff some interval starts at or
+ * below i; key j is reached by some query row iff j + lo <= N - 1 for some
+ * interval.  Both read the smallest lo only (intervals are sorted). */
+int bands_row_has_key(const sp_band_list *b, int64_t i);
+int bands_key_is_reached(const sp_band_list *b, int64_t j, int64_t N);
+
 /* 1 if distance d is in one of the intervals. */
 int bands_allows(const sp_band_list *b, int64_t d);
 /* Allowed (i, j) pairs with 0 <= j <= i < N, in closed form:

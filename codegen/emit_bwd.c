@@ -884,9 +884,13 @@ static void emit_bwd_dq(strbuf *out, const sp_kcfg *cfg)
             "        }\n"
             "        stage = stage + 1 == STAGES ? 0 : stage + 1;\n"
             "    }\n\n"
-            "    /* 5. dq = dQ * scale, 16-bit, through the warp's own Q rows (no copy in flight). */\n"
+            "    /* 5. dq = dQ * scale, 16-bit, through the warp's own Q rows.  The warp's rows\n"
+            "     * were copied by threads of every warp (bwd_load_rows spreads a tile over the\n"
+            "     * block), so a wait for this thread's copies is not enough: with ntiles == 0\n"
+            "     * no wait in the loop covered Q's group, and Q's bytes could land after dq's\n"
+            "     * and be stored as dq.  Wait, then a block barrier (issue 13). */\n"
             "    cp_async_wait<0>();\n"
-            "    __syncwarp();\n"
+            "    __syncthreads();\n"
             "    bwd_write_rows(acc, p.scale, sQw, (elem_t *)p.dq + b * p.dq_sb + h * p.dq_sh, p.dq_sn, row0, n, lane);\n"
             "}\n\n");
 }

@@ -17,6 +17,7 @@ typedef struct {
     size_t n;
     size_t nan_count;     /* NaN in out (a NaN in ref counts too) */
     size_t inf_mismatch;  /* positions where exactly one side is infinite, or signs differ */
+    size_t nonzero;       /* elements that must be exactly 0 and are not (cmp_must_be_zero) */
 } cmp_result;
 
 /* Accumulate one chunk into r (start from cmp_begin, end with cmp_end). */
@@ -26,7 +27,13 @@ void cmp_add(cmp_acc *a, const float *out, const double *ref, size_t n);
 void cmp_end(const cmp_acc *a, cmp_result *r);
 /* One whole array at once: cmp_begin, cmp_add, cmp_end. */
 void cmp_arrays(const float *out, const double *ref, size_t n, cmp_result *r);
-/* 1 if r passes: no NaN, no inf mismatch, rel_l2 <= bound. */
+/* Elements that must be exactly 0 (a row with no allowed key: O and dQ; a key
+ * no query reaches: dK and dV).  A rounding bound would let a row that holds
+ * stale shared memory pass when the rest of the tensor is large, so these are
+ * judged exactly: r->nonzero counts the others (NaN too), r->max_abs is the
+ * largest magnitude seen, r->n the elements checked; rel_l2 is 0. */
+void cmp_must_be_zero(const float *const *rows, size_t nrows, size_t row_len, cmp_result *r);
+/* 1 if r passes: no NaN, no inf mismatch, no nonzero, rel_l2 <= bound. */
 int cmp_pass(const cmp_result *r, double bound);
 /* DESIGN.md's bounds: bf16 1e-2, fp16 2e-3 (is_bf16 selects). */
 double cmp_bound(int is_bf16);

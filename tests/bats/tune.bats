@@ -328,3 +328,42 @@ interrupt_long_tune() {
     [ "$status" -eq 0 ]
     [[ "$output" == *"up to date"* ]]
 }
+
+# ---- --list-candidates (no GPU) ---------------------------------------------
+
+@test "tune --list-candidates: the search space per arch, no GPU, no database" {
+    run "$SPATTN" tune "$OLMOE" --kind all --list-candidates sm_90a
+    [ "$status" -eq 0 ]
+    [ ! -e "$DB" ]
+    echo "$output" | grep -qE '^fwd [0-9]+x[0-9]+:w[0-9]+:s[0-9]+:wgmma$'
+    echo "$output" | grep -qE '^fwd [0-9]+x[0-9]+:w[0-9]+:s[0-9]+$'
+    echo "$output" | grep -qE '^bwd 64x128:w[0-9]+:s[0-9]+:wgmma$'
+    run "$SPATTN" tune "$OLMOE" --kind all --list-candidates sm_80
+    [ "$status" -eq 0 ]
+    ! echo "$output" | grep -q wgmma
+    # every listed tile is a valid --tile for its kind
+    "$SPATTN" tune "$OLMOE" --kind all --list-candidates sm_90a | while read -r kind tile; do
+        "$SPATTN" gen "$OLMOE" --kind "$kind" --tile "$tile" >/dev/null || { echo "$kind $tile"; false; }
+    done
+    run "$SPATTN" tune "$OLMOE" --list-candidates sm_70
+    [ "$status" -eq 2 ]
+}
+
+@test "tune --list-candidates --json: one object per tile" {
+    run "$SPATTN" tune "$OLMOE" --kind bwd --list-candidates sm_90a --json
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -s -e 'length > 10 and all(.[]; .kind == "bwd" and .arch == "sm_90a" and (.tile | test("^[0-9]+x[0-9]+")))'
+}
+
+@test "the GPU check matrix covers every value with every kernel family (issue 13)" {
+    command -v python3 >/dev/null || skip "no python3"
+    run env SPATTN="$SPATTN" python3 "$ROOT/bench/check_matrix.py" list --arch sm_90a
+    [ "$status" -eq 0 ]
+    [[ "${lines[${#lines[@]}-1]}" == *"coverage gaps: 0" ]]
+    echo "$output" | grep -q '^regress-13 fwd-empty-qtile'
+    echo "$output" | grep -q '^regress-13 det-dq'
+    [ "$(echo "$output" | grep -c '^tiles ')" -ge 300 ]
+    run env SPATTN="$SPATTN" python3 "$ROOT/bench/check_matrix.py" list --arch sm_80
+    [ "$status" -eq 0 ]
+    ! echo "$output" | grep -q 'wgmma'
+}

@@ -389,6 +389,34 @@ static void test_brute_force(void)
     }
 }
 
+/* bands_row_has_key and bands_key_is_reached against brute force over all
+ * pairs: the GPU check's exact-zero rows (issue 13) come from them. */
+static void test_empty_rows_and_keys(void)
+{
+    static const int64_t Ns[] = { 1, 2, 65, 333, 1000 };
+    static sp_band_list custom[16];
+    for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++) {
+        int64_t N = Ns[ni];
+        for (int k = SP_DENSE; k <= SP_CUSTOM; k++) {
+            int H = 12;
+            make_custom(custom, H, N);
+            sp_pattern p = { (sp_pattern_kind)k, 0, k == SP_CUSTOM ? custom : NULL };
+            for (int h = 0; h < H; h++) {
+                sp_band_list b;
+                bands_head(&p, H, h, N, &b);
+                int bad = 0;
+                for (int64_t x = 0; x < N; x++) {
+                    int row = 0, key = 0;
+                    for (int64_t y = 0; y <= x; y++) row |= bands_allows(&b, x - y);   /* row x, key y */
+                    for (int64_t i = x; i < N; i++) key |= bands_allows(&b, i - x);  /* key x, row i */
+                    bad += row != bands_row_has_key(&b, x) || key != bands_key_is_reached(&b, x, N);
+                }
+                CHECKF(bad == 0, "pattern %d H %d h %d N %lld: %d rows/keys wrong", k, H, h, (long long)N, bad);
+            }
+        }
+    }
+}
+
 /* Band widths one below, at, and one above BN: where a band just fits a
  * tile, or just spills into the next. */
 static void test_widths_around_bn(void)
@@ -462,6 +490,7 @@ static const test_case tests[] = {
     { "custom_merge", test_custom_merge },
     { "n1_and_small", test_n1_and_small },
     { "brute_force", test_brute_force },
+    { "empty_rows_and_keys", test_empty_rows_and_keys },
     { "widths_around_bn", test_widths_around_bn },
     { "large_n", test_large_n },
     { 0, 0 },

@@ -315,6 +315,32 @@ static void test_deterministic_selfcontained(void)
     free(a);
 }
 
+/* Issue 13, "wrong O on query tiles with no key": a query tile whose band
+ * plan has no KV tile never waited for the Q tile's cp.async group, then
+ * staged O through the Q tile.  Every forward must drain its copies, and
+ * (the copies of a warp's rows come from every warp) make that true of the
+ * whole block, between the main loop and the epilogue. */
+static void test_regress_13_fwd_empty_qtile_waits_for_q(void)
+{
+    static const char *tiles[] = { NULL, "64x64:w4:s2", "128x64:w4:s3", "128x128:w8:s3:wgmma", "64x64:w4:s4:wgmma" };
+    for (int d = 64; d <= 128; d += 64)
+        for (size_t t = 0; t < sizeof tiles / sizeof tiles[0]; t++) {
+            sp_spec s = make_spec(12, 4, d, SP_BF16, SP_EXCLUSIVE);
+            sp_kcfg c = derived(&s, &s.pattern, tiles[t], 90);
+            char *src = source(&s, &s.pattern, &c);
+            const char *loop = src ? strstr(src, "for (int it = ") : NULL;
+            const char *epi = loop ? strstr(loop, "write_output(acc") : NULL;
+            const char *drain = loop ? strstr(loop, "cp_async_wait<0>();") : NULL;
+            CHECKF(epi && drain && drain < epi, "d%d %s: copies drained after the loop, before the epilogue", d,
+                   tiles[t] ? tiles[t] : "default");
+            if (c.mma == SP_MMA_WGMMA) {   /* the warpgroup's rows were copied by the whole block */
+                const char *bar = drain ? strstr(drain, "__syncthreads();") : NULL;
+                CHECKF(bar && bar < epi, "d%d %s: a block barrier after the drain", d, tiles[t] ? tiles[t] : "default");
+            }
+            free(src);
+        }
+}
+
 static void test_emit_rejects(void)
 {
     sp_spec s = make_spec(16, 16, 128, SP_BF16, SP_SPATTN);
@@ -549,6 +575,7 @@ static const test_case tests[] = {
     { "candidates", test_candidates },
     { "wgmma_configs", test_wgmma_configs },
     { "deterministic_selfcontained", test_deterministic_selfcontained },
+    { "regress_13_fwd_empty_qtile_waits_for_q", test_regress_13_fwd_empty_qtile_waits_for_q },
     { "emit_rejects", test_emit_rejects },
     { "kparams_pack", test_kparams_pack },
     { "configs_compile", test_configs_compile },

@@ -366,6 +366,39 @@ static void test_compile_no_spills(void)
     }
 }
 
+/* Issue 13, "wrong dQ in the deterministic backward": the dq kernel staged
+ * dQ through the warp's Q rows after waiting for its own copies only, while
+ * other warps' copies into those rows (a query tile with no KV tile: no wait
+ * in the loop) could still land.  A block barrier must follow the drain, for
+ * mma.sync and wgmma configs (dq is one kernel for both). */
+static void test_regress_13_det_dq_waits_for_block(void)
+{
+    static const char *patterns[] = { "exclusive", "gapped" };
+    for (int d = 64; d <= 128; d += 64)
+        for (int sm = 80; sm <= 90; sm += 10)
+            for (int pi = 0; pi < 2; pi++) {
+                char buf[512];
+                sp_spec s;
+                load(&s, spec_text(buf, sizeof buf, 24, 8, d, "fp16", patterns[pi]));
+                sp_kcfg c;
+                strbuf a = STRBUF_INIT;
+                sb_init(&a);
+                sp_err e = { 0 };
+                CHECK("derives and emits", default_cfg(&s, sm, &c) == 0 && emit_bwd_kernels(&a, &s, &s.pattern, &c, &e) == 0);
+                char name[128];
+                kcfg_bwd_name(&c, BWD_DQ, name, sizeof name);
+                const char *k = a.buf ? strstr(a.buf, name) : NULL;
+                const char *epi = k ? strstr(k, "bwd_write_rows(acc, p.scale, sQw") : NULL;
+                const char *drain = k && epi ? strstr(k, "    /* 5. dq") : NULL;
+                const char *wait = drain ? strstr(drain, "cp_async_wait<0>();") : NULL;
+                const char *bar = wait ? strstr(wait, "__syncthreads();") : NULL;
+                CHECKF(epi && wait && bar && wait < epi && bar < epi, "d%d sm_%d %s: dq drains and barriers before its epilogue",
+                       d, sm, patterns[pi]);
+                sb_free(&a);
+                spec_free(&s);
+            }
+}
+
 static const test_case tests[] = {
     { "defaults_derive", test_defaults_derive },
     { "derive_rejects", test_derive_rejects },
@@ -373,6 +406,7 @@ static const test_case tests[] = {
     { "names", test_names },
     { "candidates", test_candidates },
     { "emit_bytes", test_emit_bytes },
+    { "regress_13_det_dq_waits_for_block", test_regress_13_det_dq_waits_for_block },
     { "compile_no_spills", test_compile_no_spills },
     { 0, 0 },
 };

@@ -67,8 +67,28 @@ static void test_zero_ref(void)
     CHECK("nonzero vs zero ref fails", !cmp_pass(&c, 1e-2));
 }
 
+/* Issue 13: rows that must be exactly 0 are judged exactly, whatever the
+ * rest of the tensor: one stale value among zeros fails, NaN fails, -0 is 0. */
+static void test_must_be_zero(void)
+{
+    float r0[4] = { 0.f, -0.f, 0.f, 0.f }, r1[4] = { 0.f, 0.f, 0.f, 0.f }, r2[4] = { 0.f, 3e-8f, 0.f, 0.f };
+    const float *ok[2] = { r0, r1 }, *stale[3] = { r0, r2, r1 };
+    cmp_result r;
+    cmp_must_be_zero(ok, 2, 4, &r);
+    CHECK("zeros pass (also -0)", cmp_pass(&r, 0.0) && r.n == 8 && r.nonzero == 0);
+    cmp_must_be_zero(stale, 3, 4, &r);
+    CHECK("one tiny value fails", !cmp_pass(&r, 1.0) && r.nonzero == 1 && r.max_abs > 0);
+    float r3[2] = { NAN, 0.f };
+    const float *nan_row[1] = { r3 };
+    cmp_must_be_zero(nan_row, 1, 2, &r);
+    CHECK("NaN fails", !cmp_pass(&r, 1.0) && r.nonzero == 1);
+    cmp_must_be_zero(NULL, 0, 4, &r);
+    CHECK("no rows: passes", cmp_pass(&r, 0.0) && r.n == 0);
+}
+
 static const test_case tests[] = {
     { "exact", test_exact }, { "relative", test_relative }, { "nan_fails", test_nan_fails },
-    { "inf", test_inf }, { "zero_ref", test_zero_ref }, { 0, 0 },
+    { "inf", test_inf }, { "zero_ref", test_zero_ref },
+    { "must_be_zero", test_must_be_zero }, { 0, 0 },
 };
 TEST_MAIN(tests)

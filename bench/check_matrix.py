@@ -1,0 +1,337 @@
+#!/usr/bin/env python3
+"""The GPU check matrix and the sanitizer set (issue 13).
+
+Every case is one `spattn check` run on fresh random inputs (its own seed),
+judged by the check itself: relative L2 against the float64 CPU or the cuBLAS
+fp32 reference, no NaN, LSE -inf exactly where a row has no key, and the rows
+that must be exactly 0 (O and dQ of a row with no key, dK and dV of a key no
+query reaches) exactly 0.
+
+The matrix (`run`):
+  * families: every kernel family the GPU runs, each forced by a tile from
+    the tuner's own search space (`spattn tune --list-candidates ARCH`):
+        fwd-mma, fwd-wgmma, bwd-mma, bwd-mma-det, bwd-wgmma, bwd-wgmma-det
+    (the wgmma ones on sm_90a only; "det" is --deterministic);
+  * per family, 30 cases: all 30 (pattern, N) pairs of
+        pattern  spattn exclusive gapped local dense custom
+        N        1 65 1000 4096 8193
+    with dtype (bf16, fp16), head_dim (64, 128) and kv-group size (1, 4)
+    cycling, so each value appears with each family;
+  * the tile sweep: exclusive and gapped at N >= 4096 with every tile the
+    tuner may pick, forward and backward (plain and deterministic);
+  * the regressions of issue 13, named after the bugs, on several seeds.
+`list` prints the cases and checks that coverage without a GPU (CI runs it).
+
+The sanitizer set (`sanitize`): memcheck, racecheck, synccheck and initcheck
+on every family, on a case with whole query tiles that have no key
+(exclusive, N = 333) and on odd N with GQA (gapped, N = 515).
+
+    python3 bench/check_matrix.py list|run|sanitize [--arch sm_90a] [--jobs J] [--out DIR]
+"""
+import argparse
+import concurrent.futures as cf
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+SPATTN = os.environ.get("SPATTN", "./build/spattn")
+
+PATTERNS = ["spattn", "exclusive", "gapped", "local", "dense", "custom"]
+DTYPES = ["bf16", "fp16"]
+HEAD_DIMS = [64, 128]
+GROUPS = [1, 4]
+SEQ_LENS = [1, 65, 1000, 4096, 8193]
+FAMILIES = ["fwd-mma", "fwd-wgmma", "bwd-mma", "bwd-mma-det", "bwd-wgmma", "bwd-wgmma-det"]
+HEADS = {1: (6, 6), 4: (12, 3)}   # kv-group size -> (heads, kv_heads)
+
+
+def spec_text(pattern, dtype, head_dim, group, heads=None, kv_heads=None):
+    h, kvh = (heads, kv_heads) if heads else HEADS[group]
+    lines = [f"heads: {h}", f"kv_heads: {kvh}", f"head_dim: {head_dim}", f"dtype: {dtype}", f"pattern: {pattern}"]
+    if pattern == "custom":
+        # A local window for every head; a far band for the even heads; odd
+        # heads only a band starting at 300 h + 5, so their first rows have
+        # no key (whole empty query tiles at every tile size).
+        lines.append("bands:")
+        for i in range(h):
+            if i % 2:
+                lines.append(f"  - [[{300 * i + 5}, {300 * i + 400}]]")
+            else:
+                lines.append(f"  - [[0, {17 + i}], [{100 * (i + 1)}, {100 * (i + 1) + 50 + 7 * i}]]")
+    return "\n".join(lines) + "\n"
+
+
+class Specs:
+    """Spec files written once per distinct text, under DIR/specs."""
+
+    def __init__(self, root):
+        self.dir = os.path.join(root, "specs")
+        os.makedirs(self.dir, exist_ok=True)
+        self.paths = {}
+
+    def path(self, text, name):
+        if text not in self.paths:
+            p = os.path.join(self.dir, f"{name}-{len(self.paths)}.yaml")
+            with open(p, "w") as f:
+                f.write(text)
+            self.paths[text] = p
+        return self.paths[text]
+
+
+_candidates = {}
+
+
+def candidates(spec_path, kind, arch):
+    """The tuner's tile list for (spec, kind, arch): [(tile, is_wgmma)]."""
+    key = (spec_path, kind, arch)
+    if key not in _candidates:
+        out = subprocess.run([SPATTN, "tune", spec_path, "--kind", kind, "--list-candidates", arch],
+                             check=True, capture_output=True, text=True).stdout
+        _candidates[key] = [(t, t.endswith(":wgmma")) for t in (line.split()[1] for line in out.splitlines() if line)]
+    return _candidates[key]
+
+
+def family_tiles(spec_path, family, arch):
+    kind = family.split("-")[0]
+    wg = "wgmma" in family
+    return [t for t, is_wg in candidates(spec_path, kind, arch) if is_wg == wg]
+
+
+def families_for(arch):
+    return FAMILIES if arch.startswith("sm_90") else [f for f in FAMILIES if "wgmma" not in f]
+
+
+def check_args(spec_path, family, tile, n, seed, batch=None):
+    kind = family.split("-")[0]
+    args = [SPATTN, "check", spec_path, "--pass", kind, "--seq-len", str(n), "--seed", str(seed),
+            "--batch", str(batch if batch else (2 if n <= 1000 else 1)), "--json"]
+    if tile:
+        args += ["--tile", tile]
+    if family.endswith("-det"):
+        args.append("--deterministic")
+    if n >= 4096:
+        args += ["--reference", "gpu"]   # the float64 CPU reference would take minutes there
+    return args
+
+
+def build_cases(root, arch):
+    specs = Specs(root)
+    cases = []
+    seed = 1000
+
+    def add(name, family, dims, args):
+        cases.append({"name": name, "family": family, "dims": dims, "args": args})
+
+    # 1. The coverage matrix.
+    for f, family in enumerate(families_for(arch)):
+        for i in range(len(PATTERNS) * len(SEQ_LENS)):
+            pattern, n = PATTERNS[i % len(PATTERNS)], SEQ_LENS[i % len(SEQ_LENS)]
+            dtype = DTYPES[(i + f) % 2]
+            head_dim = HEAD_DIMS[(i // 2 + f) % 2]
+            group = GROUPS[(i // 3 + f // 2) % 2]
+            sp = specs.path(spec_text(pattern, dtype, head_dim, group), f"{pattern}-{dtype}-d{head_dim}-g{group}")
+            tiles = family_tiles(sp, family, arch)
+            tile = tiles[(i * 7 + f) % len(tiles)]   # spread the cases over the family's tiles
+            seed += 1
+            dims = {"pattern": pattern, "dtype": dtype, "head_dim": head_dim, "group": group, "N": n}
+            add(f"matrix {family} {pattern} {dtype} d{head_dim} g{group} N={n} tile={tile}", family, dims,
+                check_args(sp, family, tile, n, seed))
+
+    # 2. Exclusive and gapped at N >= 4096 with every tile the tuner may pick.
+    for pattern, head_dim in itertools.product(["exclusive", "gapped"], HEAD_DIMS):
+        for kind in ["fwd", "bwd"]:
+            for j, (tile, wg) in enumerate(candidates(
+                    specs.path(spec_text(pattern, "bf16", head_dim, 4), f"{pattern}-bf16-d{head_dim}-g4"), kind, arch)):
+                dtype = DTYPES[j % 2]
+                n = [4096, 8193][(j // 2) % 2]
+                sp = specs.path(spec_text(pattern, dtype, head_dim, 4), f"{pattern}-{dtype}-d{head_dim}-g4")
+                dets = [False, True] if kind == "bwd" else [False]
+                for det in dets:
+                    family = f"{kind}-{'wgmma' if wg else 'mma'}{'-det' if det else ''}"
+                    seed += 1
+                    dims = {"pattern": pattern, "dtype": dtype, "head_dim": head_dim, "group": 4, "N": n}
+                    add(f"tiles {family} {pattern} {dtype} d{head_dim} N={n} tile={tile}", family, dims,
+                        check_args(sp, family, tile, n, seed))
+
+    # 3. The regressions of issue 13, as reported, with the default kernels.
+    r1 = specs.path(spec_text("exclusive", "bf16", 128, 4, 16, 4), "regress-fwd-empty-qtile")
+    r2 = specs.path(spec_text("exclusive", "fp16", 64, 3, 24, 8), "regress-det-dq-d64")
+    r3 = specs.path(spec_text("gapped", "bf16", 128, 4, 8, 2), "regress-det-dq-d128")
+    for s in (1, 2, 3):
+        add(f"regress-13 fwd-empty-qtile (exclusive 16/4 d128 N=4096) seed {s}", "fwd-default",
+            {"pattern": "exclusive"}, [SPATTN, "check", r1, "--batch", "1", "--seq-len", "4096", "--seed", str(s),
+                                       "--reference", "gpu", "--json"])
+        add(f"regress-13 det-dq (exclusive 24/8 d64 fp16 N=6000) seed {s}", "bwd-default-det",
+            {"pattern": "exclusive"}, [SPATTN, "check", r2, "--pass", "bwd", "--deterministic", "--batch", "1",
+                                       "--seq-len", "6000", "--seed", str(s), "--reference", "gpu", "--json"])
+        add(f"regress-13 det-dq (gapped 8/2 d128 N=8192) seed {s}", "bwd-default-det",
+            {"pattern": "gapped"}, [SPATTN, "check", r3, "--pass", "bwd", "--deterministic", "--batch", "1",
+                                    "--seq-len", "8192", "--seed", str(s), "--reference", "gpu", "--json"])
+    return cases
+
+
+def coverage_gaps(cases, arch):
+    """Values of each dimension that some family never meets."""
+    gaps = []
+    axes = {"pattern": PATTERNS, "dtype": DTYPES, "head_dim": HEAD_DIMS, "group": GROUPS, "N": SEQ_LENS}
+    for family in families_for(arch):
+        seen = {k: set() for k in axes}
+        for c in cases:
+            if c["family"] == family:
+                for k in axes:
+                    if k in c["dims"]:
+                        seen[k].add(c["dims"][k])
+        for k, values in axes.items():
+            for v in values:
+                if v not in seen[k]:
+                    gaps.append(f"{family}: {k}={v}")
+    return gaps
+
+
+def run_one(case, log_dir, timeout):
+    t0 = time.time()
+    try:
+        p = subprocess.run(case["args"], capture_output=True, text=True, timeout=timeout)
+        rc, out, err = p.returncode, p.stdout, p.stderr
+    except subprocess.TimeoutExpired:
+        rc, out, err = 124, "", f"timed out after {timeout} s"
+    worst = 0.0
+    for line in out.splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        for t in obj.get("tensors", []):
+            if not t.get("exact") and t["name"] != "repeat":
+                worst = max(worst, t["rel_l2"] / t["bound"] if t["bound"] else 0.0)
+    return {"name": case["name"], "family": case["family"], "rc": rc, "secs": time.time() - t0,
+            "worst": worst, "cmd": " ".join(case["args"]), "out": out, "err": err.strip()}
+
+
+def run_all(jobs_list, jobs, log_path, timeout, label):
+    results = []
+    done = 0
+    with open(log_path, "w") as log, cf.ThreadPoolExecutor(max_workers=jobs) as ex:
+        futs = [ex.submit(fn, *a) for fn, a in jobs_list]
+        for fut in cf.as_completed(futs):
+            r = fut.result()
+            results.append(r)
+            done += 1
+            status = "PASS" if r["rc"] == 0 else f"FAIL(exit {r['rc']})"
+            log.write(f"{status} {r['name']} [{r['secs']:.1f}s] worst rel_l2/bound {r['worst']:.2f}\n  $ {r['cmd']}\n")
+            if r["rc"] != 0:
+                log.write("".join("    " + l + "\n" for l in (r["out"] + "\n" + r["err"]).strip().splitlines()[-40:]))
+                print(f"FAILED: {r['name']}: {r['err'][-300:]}", flush=True)
+            log.flush()
+            if done % 50 == 0:
+                print(f"{label}: {done}/{len(futs)} done", file=sys.stderr, flush=True)
+    return results
+
+
+def summary_line(label, results):
+    fams = {}
+    for r in results:
+        ok, total = fams.get(r["family"], (0, 0))
+        fams[r["family"]] = (ok + (r["rc"] == 0), total + 1)
+    passed = sum(r["rc"] == 0 for r in results)
+    worst = max((r["worst"] for r in results), default=0.0)
+    per = ", ".join(f"{f} {ok}/{t}" for f, (ok, t) in sorted(fams.items()))
+    return f"{label}: {passed}/{len(results)} passed (worst rel_l2 {worst:.2f} of its bound; {per})"
+
+
+def sanitize_cases(root, arch):
+    specs = Specs(root)
+    a = specs.path(spec_text("exclusive", "bf16", 128, 4, 12, 3), "san-exclusive-d128")
+    b = specs.path(spec_text("gapped", "fp16", 64, 4, 8, 2), "san-gapped-d64")
+    cases = []
+    for family in families_for(arch):
+        for sp, n, what in ((a, 333, "exclusive 12/3 d128 N=333 (empty query tiles)"),
+                            (b, 515, "gapped 8/2 d64 fp16 N=515 (odd N)")):
+            tiles = family_tiles(sp, family, arch)
+            # The family's default-sized tile: the heuristic's own where it is of the family.
+            tile = tiles[len(tiles) // 2]
+            args = check_args(sp, family, tile, n, 7, batch=1)
+            args = [x for x in args if x != "--json"] + ["--reference", "cpu"]
+            cases.append((family, what, tile, args))
+    return cases
+
+
+def sanitize_one(tool, family, what, tile, args, log_dir, timeout, filt):
+    log = os.path.join(log_dir, f"sanitize-{tool}-{family}-{'empty' if 'exclusive' in what else 'odd'}.log")
+    cmd = ["compute-sanitizer", "--tool", tool, "--error-exitcode", "9"] + filt
+    if tool == "racecheck":
+        cmd += ["--racecheck-report", "all"]
+    cmd += args
+    t0 = time.time()
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        rc, text = p.returncode, p.stdout + p.stderr
+    except subprocess.TimeoutExpired:
+        rc, text = 124, f"timed out after {timeout} s"
+    with open(log, "w") as f:
+        f.write("$ " + " ".join(cmd) + "\n" + text)
+    # Clean: exit 0 and a summary with nothing in it.
+    m = re.search(r"(ERROR SUMMARY: (\d+) error|RACECHECK SUMMARY: (\d+) hazard)", text)
+    clean = rc == 0 and m is not None and re.search(r"SUMMARY: 0 ", text) is not None
+    hazards = re.findall(r"RACECHECK SUMMARY: .*", text) + re.findall(r"ERROR SUMMARY: .*", text)
+    return {"name": f"{tool} {family} {what} tile={tile}", "family": f"{tool}", "rc": 0 if clean else (rc or 1),
+            "secs": time.time() - t0, "worst": 0.0, "cmd": " ".join(cmd), "out": "\n".join(hazards),
+            "err": "" if clean else f"exit {rc}; {'; '.join(hazards) or text[-300:]}"}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["list", "run", "sanitize"])
+    ap.add_argument("--arch", default="sm_90a", help="the GPU's arch (sets the families; default sm_90a)")
+    ap.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    ap.add_argument("--out", default=os.environ.get("OUT", "gpu-logs"))
+    ap.add_argument("--timeout", type=int, default=300, help="seconds per case")
+    ap.add_argument("--filter", default="", help="run only cases whose name contains this")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=f"spattn-{a.what}-")   # the generated specs; one per invocation
+
+    if a.what == "sanitize":
+        if not shutil.which("compute-sanitizer"):
+            print("sanitize: compute-sanitizer not found")
+            return 1
+        help_text = subprocess.run(["compute-sanitizer", "--help"], capture_output=True, text=True).stdout
+        # Instrument this engine's kernels only (cuBLAS is not under test).
+        filt = ["--kernel-name", "kns=spattn_"] if "--kernel-name" in help_text else []
+        jobs = []
+        for tool in ["memcheck", "racecheck", "synccheck", "initcheck"]:
+            for family, what, tile, args in sanitize_cases(work, a.arch):
+                jobs.append((sanitize_one, (tool, family, what, tile, args, a.out, a.timeout, filt)))
+        results = run_all(jobs, a.jobs, os.path.join(a.out, "sanitize.log"), a.timeout, "sanitize")
+        print(summary_line("sanitizers (memcheck, racecheck, synccheck, initcheck x families x 2 cases)", results))
+        return 0 if all(r["rc"] == 0 for r in results) else 1
+
+    cases = build_cases(work, a.arch)
+    if a.filter:
+        cases = [c for c in cases if a.filter in c["name"]]
+    gaps = coverage_gaps(cases, a.arch) if not a.filter else []
+    if a.what == "list":
+        for c in cases:
+            print(c["name"])
+        fams = sorted({c["family"] for c in cases})
+        print(f"{len(cases)} cases, families {', '.join(fams)}; coverage gaps: {len(gaps)}")
+        for g in gaps:
+            print("gap:", g)
+        return 1 if gaps else 0
+    if gaps:
+        print("coverage gaps:", "; ".join(gaps))
+        return 1
+    results = run_all([(run_one, (c, a.out, a.timeout)) for c in cases], a.jobs,
+                      os.path.join(a.out, "matrix.log"), a.timeout, "matrix")
+    print(summary_line("check matrix", results))
+    return 0 if all(r["rc"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
