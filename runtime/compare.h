@@ -8,8 +8,14 @@
 
 #include <stddef.h>
 
-/* ||ref|| is floored at this RMS per element (see cmp_end). */
-#define CMP_RMS_FLOOR 1e-4
+/* ||ref|| is floored at this RMS per element (see cmp_end).  1e-4 was too
+ * low: at N = 1 every row has one key, dK and dQ are exactly 0 in float64,
+ * and a correct fp16 kernel leaves rounding noise of about 1e-6 there (its
+ * delta = rowsum(dO * O) is a float sum), which read as rel L2 3e-3 against
+ * fp16's 2e-3 (the issue-13 matrix, 3 of 541 cases).  Real gradients have
+ * an RMS far above 1e-3, so the floor does not touch them, and an error of
+ * 1e-4 RMS or more on a zero reference still fails either bound. */
+#define CMP_RMS_FLOOR 1e-3
 
 typedef struct {
     double rel_l2;        /* ||out - ref|| / max(||ref||, CMP_RMS_FLOOR sqrt(n)) over finite pairs */

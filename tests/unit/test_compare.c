@@ -65,6 +65,14 @@ static void test_zero_ref(void)
     float o2[2] = { 1e-3f, 0 };
     c = compare(o2, r, 2);
     CHECK("nonzero vs zero ref fails", !cmp_pass(&c, 1e-2));
+    /* N = 1 in fp16: dK is 0 in float64, about 1e-6 of rounding on the GPU */
+    float o3[4] = { 1.4e-6f, -8e-7f, 3e-7f, -1.1e-6f };
+    double r4[4] = { 0, 0, 0, 0 };
+    c = compare(o3, r4, 4);
+    CHECK("rounding noise on a zero reference passes fp16's bound", cmp_pass(&c, cmp_bound(0)));
+    float o4[4] = { 2e-4f, -2e-4f, 2e-4f, -2e-4f };
+    c = compare(o4, r4, 4);
+    CHECK("an error of 2e-4 on a zero reference fails both bounds", !cmp_pass(&c, cmp_bound(0)) && !cmp_pass(&c, cmp_bound(1)));
 }
 
 /* Issue 13: rows that must be exactly 0 are judged exactly, whatever the
