@@ -72,6 +72,17 @@ asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	        LDFLAGS="-fsanitize=address,undefined" test
 
+# bats and jq (with jq's libraries) copied from this machine into build/tools,
+# for the GPU host, which has neither: bench/gpu-correctness.sh puts them on
+# the PATH there, so the GPU tests of the Bats suites run.
+.PHONY: gpu-tools
+gpu-tools:
+	@mkdir -p $(BUILD)/tools/bin $(BUILD)/tools/lib $(BUILD)/tools/usr/bin $(BUILD)/tools/usr/lib $(BUILD)/tools/usr/libexec
+	cp "$$(command -v bats)" $(BUILD)/tools/usr/bin/
+	cp -r /usr/lib/bats-core $(BUILD)/tools/usr/lib/ && cp -r /usr/libexec/bats-core $(BUILD)/tools/usr/libexec/
+	cp "$$(command -v jq)" $(BUILD)/tools/bin/
+	cp $$(ldd "$$(command -v jq)" | awk '/libjq|libonig/ {print $$3}') $(BUILD)/tools/lib/
+
 # GPU checks, a compute-sanitizer pass and the benchmark, in one call on the GPU host.
 test-gpu: $(BUILD)/spattn
 	sh bench/gpu-suite.sh
