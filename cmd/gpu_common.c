@@ -5,6 +5,7 @@
 
 #include "cmd/cmd.h"
 #include "codegen/bands.h"
+#include "runtime/config.h"
 #include "runtime/nvrtc.h"
 
 void gpu_opts_init(gpu_opts *o)
@@ -104,57 +105,14 @@ void gpu_problem_close(gpu_problem *p)
 
 void gpu_problem_db_key(const gpu_problem *p, sp_kernel_kind kind, db_key *key)
 {
-    memset(key, 0, sizeof *key);
-    snprintf(key->gpu_name, sizeof key->gpu_name, "%.127s", p->gpu->name);
-    key->sm = p->gpu->sm;
-    key->sm_count = p->gpu->sm_count;
-    key->driver_version = p->gpu->driver_version;
-    key->nvrtc_version = nvrtc_version();
-    snprintf(key->spattn_version, sizeof key->spattn_version, "%s", SPATTN_VERSION);
-    snprintf(key->kind, sizeof key->kind, "%s", kind == SP_KIND_BWD ? "bwd" : "fwd");
-    key->heads = p->spec.heads;
-    key->kv_heads = p->spec.kv_heads;
-    key->head_dim = p->spec.head_dim;
-    snprintf(key->dtype, sizeof key->dtype, "%s", sp_dtype_name(p->spec.dtype));
-    snprintf(key->pattern, sizeof key->pattern, "%s", sp_pattern_name(p->pattern.kind));
-    if (p->pattern.kind == SP_CUSTOM) db_bands_hash(p->pattern.custom, p->spec.heads, key->bands_hash);
-    key->band_basis = p->pattern.band_basis;
-    key->batch = p->ga.B;
-    key->seq_bucket = db_seq_bucket(p->ga.N);
+    config_db_key(p->gpu, &p->spec, &p->pattern, kind, p->ga.B, p->ga.N, key);
 }
 
 /* --tile, else the tuning database's nearest bucket, else the heuristic. */
 static int pick_config(gpu_problem *p, sp_kernel_kind kind, sp_kcfg *c, sp_err *e)
 {
-    kcfg_for_spec(c, &p->spec, &p->pattern, kind, p->gpu->sm);
-    if (p->tile) {
-        if (kcfg_parse_tile(p->tile, c, e)) return -1;
-        snprintf(p->config_source, sizeof p->config_source, "--tile");
-        return kcfg_derive(c, e);
-    }
-    db *d = NULL;
-    sp_err dbe = { 0 };
-    /* A missing or unreadable database only means "not tuned": fall back. */
-    if (db_open(p->db_path, 1, &d, &dbe) == 0) {
-        db_key key;
-        db_row row;
-        int found = 0;
-        gpu_problem_db_key(p, kind, &key);
-        if (db_lookup_nearest(d, &key, &row, &found, &dbe) == 0 && found) {
-            sp_kcfg t = *c;
-            sp_err pe = { 0 };
-            if (kcfg_parse_tile(row.tile, &t, &pe) == 0 && kcfg_derive(&t, &pe) == 0) {
-                *c = t;
-                snprintf(p->config_source, sizeof p->config_source, "tuned (batch %lld, N<=%lld)",
-                         (long long)row.key.batch, (long long)row.key.seq_bucket);
-                db_close(d);
-                return 0;
-            }
-        }
-        db_close(d);
-    }
-    snprintf(p->config_source, sizeof p->config_source, "heuristic");
-    return kcfg_derive(c, e);
+    return config_pick(p->gpu, &p->spec, &p->pattern, kind, p->ga.B, p->ga.N, p->db_path, p->tile, c,
+                       p->config_source, sizeof p->config_source, e);
 }
 
 int gpu_problem_kernel(gpu_problem *p, sp_kernel_kind kind, engine_kernel *k, sp_err *e)

@@ -1,0 +1,62 @@
+#include "runtime/config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "runtime/nvrtc.h"
+
+void config_db_key(const sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, sp_kernel_kind kind, int batch,
+                   int64_t N, db_key *key)
+{
+    memset(key, 0, sizeof *key);
+    snprintf(key->gpu_name, sizeof key->gpu_name, "%.127s", g->name);
+    key->sm = g->sm;
+    key->sm_count = g->sm_count;
+    key->driver_version = g->driver_version;
+    key->nvrtc_version = nvrtc_version();
+    snprintf(key->spattn_version, sizeof key->spattn_version, "%s", SPATTN_VERSION);
+    snprintf(key->kind, sizeof key->kind, "%s", kind == SP_KIND_BWD ? "bwd" : "fwd");
+    key->heads = spec->heads;
+    key->kv_heads = spec->kv_heads;
+    key->head_dim = spec->head_dim;
+    snprintf(key->dtype, sizeof key->dtype, "%s", sp_dtype_name(spec->dtype));
+    snprintf(key->pattern, sizeof key->pattern, "%s", sp_pattern_name(pat->kind));
+    if (pat->kind == SP_CUSTOM) db_bands_hash(pat->custom, spec->heads, key->bands_hash);
+    key->band_basis = pat->band_basis;
+    key->batch = batch;
+    key->seq_bucket = db_seq_bucket(N);
+}
+
+int config_pick(const sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, sp_kernel_kind kind, int batch,
+                int64_t N, const char *db_path, const char *tile, sp_kcfg *c, char *source, size_t n, sp_err *e)
+{
+    kcfg_for_spec(c, spec, pat, kind, g->sm);
+    if (tile) {
+        if (kcfg_parse_tile(tile, c, e)) return -1;
+        snprintf(source, n, "--tile");
+        return kcfg_derive(c, e);
+    }
+    db *d = NULL;
+    sp_err dbe = { 0 };
+    /* A missing or unreadable database only means "not tuned": fall back. */
+    if (db_open(db_path, 1, &d, &dbe) == 0) {
+        db_key key;
+        db_row row;
+        int found = 0;
+        config_db_key(g, spec, pat, kind, batch, N, &key);
+        if (db_lookup_nearest(d, &key, &row, &found, &dbe) == 0 && found) {
+            sp_kcfg t = *c;
+            sp_err pe = { 0 };
+            if (kcfg_parse_tile(row.tile, &t, &pe) == 0 && kcfg_derive(&t, &pe) == 0) {
+                *c = t;
+                snprintf(source, n, "tuned (batch %lld, N<=%lld)", (long long)row.key.batch,
+                         (long long)row.key.seq_bucket);
+                db_close(d);
+                return 0;
+            }
+        }
+        db_close(d);
+    }
+    snprintf(source, n, "heuristic");
+    return kcfg_derive(c, e);
+}
