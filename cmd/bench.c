@@ -161,6 +161,9 @@ int cmd_bench(int argc, char **argv, sp_err *e)
         int64_t d[] = { 1024, 2048, 4096, 8192, 16384 };
         for (int i = 0; i < 5; i++) lens.v[lens.n++] = d[i];
     }
+    sp_out svg_out;
+    const char *svg_what = "--svg";
+    if (cmd_check_outputs(&svg_out, &svg, &svg_what, 1, e)) return SP_EXIT_USAGE;
     /* The spec is checked before any GPU work (exit 2 beats exit 3). */
     gpu_problem hp;
     if (gpu_problem_spec(&g, &hp, e)) return e->code;

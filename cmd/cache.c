@@ -13,6 +13,7 @@
 
 #include "cmd/cmd.h"
 #include "common/json.h"
+#include "common/text.h"
 #include "runtime/kcache.h"
 
 static const opt_cmd cache_cmd = {
@@ -83,11 +84,12 @@ static int do_list(const char *dir, int json, sp_err *e)
     }
     printf("%-32s  %-7s  %10s  %5s  %s\n", "KEY", "ARCH", "SIZE", "AGE", "KERNEL");
     for (int i = 0; i < n; i++) {
-        char size[32], age[32];
+        char size[32], age[32], arch[4 * KCACHE_ARCH_MAX], label[4 * KCACHE_LABEL_MAX];
         human_size(v[i].bytes, size, sizeof size);
         human_age((long long)(now - v[i].mtime), age, sizeof age);
-        printf("%-32s  %-7s  %10s  %5s  %s\n", v[i].key, v[i].valid ? v[i].arch : "?", size, age,
-               v[i].valid ? v[i].label : "(damaged: rebuilt on next use)");
+        /* A label or arch is text from a file: escape control bytes. */
+        printf("%-32s  %-7s  %10s  %5s  %s\n", v[i].key, v[i].valid ? sp_printable(v[i].arch, arch, sizeof arch) : "?",
+               size, age, v[i].valid ? sp_printable(v[i].label, label, sizeof label) : "(damaged: rebuilt on next use)");
     }
     char size[32];
     human_size(total, size, sizeof size);

@@ -9,6 +9,7 @@
 #include "cmd/opts.h"
 #include "codegen/spec.h"
 #include "common/err.h"
+#include "common/fileio.h"
 
 int cmd_plan(int argc, char **argv, sp_err *e);
 int cmd_gen(int argc, char **argv, sp_err *e);
@@ -27,6 +28,10 @@ int cmd_info(int argc, char **argv, sp_err *e);
 int cmd_load_spec(const char *path, sp_spec *spec, sp_err *e);
 /* The pattern for --layer-index (-1: the spec's default pattern). */
 int cmd_layer_pattern(const sp_spec *spec, int layer_index, const sp_pattern **out, sp_err *e);
+/* Step 1 of common/fileio.h's output steps for a command's n outputs
+ * (paths[i] NULL: not asked for; what[i]: its flag, for messages): each
+ * target checked and no two the same file, before any work. */
+int cmd_check_outputs(sp_out *outs, const char *const *paths, const char *const *what, int n, sp_err *e);
 /* Progress on stderr: a bar on a terminal, plain lines otherwise.
  * progress_step(&p, done, total, "label"); progress_done(&p). */
 typedef struct { int tty; double last; int last_pct; const char *what; } progress;

@@ -1,6 +1,7 @@
 /* Helpers shared by the command files: loading a spec, picking a layer's
- * pattern, progress output. */
+ * pattern, checking output files, progress output. */
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "cmd/cmd.h"
@@ -19,6 +20,15 @@ int cmd_layer_pattern(const sp_spec *spec, int layer_index, const sp_pattern **o
                        spec->num_layers, spec->num_layers - 1);
     *out = spec_layer_pattern(spec, layer_index);
     return 0;
+}
+
+int cmd_check_outputs(sp_out *outs, const char *const *paths, const char *const *what, int n, sp_err *e)
+{
+    for (int i = 0; i < n; i++) {
+        memset(&outs[i], 0, sizeof outs[i]);
+        if (paths[i] && sp_out_check(paths[i], what[i], &outs[i], e)) return -1;
+    }
+    return sp_outs_distinct(outs, n, what, e);
 }
 
 void progress_begin(progress *p, const char *what)

@@ -8,11 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cmd/cmd.h"
 #include "common/fileio.h"
 #include "common/json.h"
+#include "common/mem.h"
 #include "common/strbuf.h"
+#include "common/text.h"
 #include "tuning_db/db.h"
 
 /* Every option of every subcommand; each subcommand's table names the ones it takes. */
@@ -119,6 +122,12 @@ int cmd_db(int argc, char **argv, sp_err *e)
             sp_fail(e, SP_EXIT_USAGE, "--kind: expected fwd or bwd, got '%s'", o.kind);
             return SP_EXIT_USAGE;
         }
+        sp_pattern_kind pk;
+        if (o.pattern && sp_pattern_from_name(o.pattern, &pk)) {
+            sp_fail(e, SP_EXIT_USAGE, "--pattern: '%s' is not dense, local, spattn, exclusive, gapped or custom",
+                    o.pattern);
+            return SP_EXIT_USAGE;
+        }
         return subs[i].fn(&pos, e);
     }
     sp_fail(e, SP_EXIT_USAGE, "db: unknown subcommand '%s'", argv[1]);
@@ -170,6 +179,23 @@ static int print_json_rows(db *d, const row_vec *v, sp_err *e)
     return SP_EXIT_OK;
 }
 
+/* The row's text for a terminal: control bytes (an escape sequence in a
+ * GPU name would drive the terminal) and bytes that are not UTF-8 are
+ * shown as \xNN. */
+#define PRINTABLE(field) do { char t_[512]; snprintf(field, sizeof field, "%s", sp_printable(field, t_, sizeof field)); } while (0)
+static void printable_row(db_row *r)
+{
+    db_key *k = &r->key;
+    PRINTABLE(k->gpu_name);
+    PRINTABLE(k->spattn_version);
+    PRINTABLE(k->kind);
+    PRINTABLE(k->dtype);
+    PRINTABLE(k->pattern);
+    PRINTABLE(k->bands_hash);
+    PRINTABLE(r->tile);
+    PRINTABLE(r->created_at);
+}
+
 /* ---- list ----------------------------------------------------------------------- */
 
 static int sub_list(const opt_pos *pos, sp_err *e)
@@ -189,6 +215,7 @@ static int sub_list(const opt_pos *pos, sp_err *e)
         /* Column widths from the data: GPU names and signatures vary a lot. */
         int wg = 3, ws = 4, wt = 4;
         char sig[256];
+        for (int i = 0; i < v.n; i++) printable_row(&v.rows[i]);
         for (int i = 0; i < v.n; i++) {
             db_signature(&v.rows[i].key, sig, sizeof sig);
             int lg = (int)strlen(v.rows[i].key.gpu_name), ls = (int)strlen(sig), lt = (int)strlen(v.rows[i].tile);
@@ -268,7 +295,9 @@ static int sub_show(const opt_pos *pos, sp_err *e)
     } else {
         for (int i = 0; i < v.n; i++) {
             if (i) putchar('\n');
-            print_row(&v.rows[i]);
+            db_row r = v.rows[i];
+            printable_row(&r);
+            print_row(&r);
         }
     }
     free(v.rows);
@@ -281,6 +310,9 @@ static int sub_show(const opt_pos *pos, sp_err *e)
 static int sub_export(const opt_pos *pos, sp_err *e)
 {
     (void)pos;
+    sp_out out;
+    const char *what = "-o";
+    if (cmd_check_outputs(&out, &o.output, &what, 1, e)) return SP_EXIT_USAGE;
     db *d;
     int rc = open_db(1, &d, e);
     if (rc) return rc;
@@ -290,7 +322,7 @@ static int sub_export(const opt_pos *pos, sp_err *e)
     if (db_export_jsonl(d, &f, &sb, &n, e)) {
         rc = e->code;
     } else if (o.output) {
-        if (sp_write_file_atomic(o.output, sb.buf ? sb.buf : "", sb.len, e)) rc = e->code;
+        if (sp_out_stage(&out, sb.buf ? sb.buf : "", sb.len, e) || sp_outs_commit(&out, 1, e)) rc = e->code;
         else fprintf(stderr, "spattn: exported %d row%s to %s\n", n, n == 1 ? "" : "s", o.output);
     } else {
         fwrite(sb.buf ? sb.buf : "", 1, sb.len, stdout);
@@ -300,14 +332,40 @@ static int sub_export(const opt_pos *pos, sp_err *e)
     return rc;
 }
 
-/* All of standard input (import -). */
-static int read_stdin(char **data, size_t *len, sp_err *e)
+/* Memory an import of `bytes` of text needs: the text, and the rows parsed
+ * from it (a db_row per line; a valid line is at least a few hundred bytes,
+ * so rows take at most about twice the text). */
+static uint64_t import_bytes(uint64_t bytes)
+{
+    return sp_bytes_mul(bytes, 3);
+}
+
+/* The import's input, read as a stream so that endless or huge input is
+ * refused early: a line over DB_IMPORT_MAX_LINE bytes is exit 2 naming its
+ * number (`spattn db import - </dev/zero` stops after 64 KiB), and the
+ * text read so far must leave room for its rows (checked every 16 MiB). */
+static int read_import(FILE *f, const char *name, char **data, size_t *len, sp_err *e)
 {
     strbuf sb = STRBUF_INIT;
     char buf[65536];
-    size_t got;
-    while ((got = fread(buf, 1, sizeof buf, stdin)) > 0) sb_add(&sb, buf, got);
-    if (ferror(stdin)) { sb_free(&sb); return sp_fail(e, SP_EXIT_USAGE, "reading standard input failed"); }
+    size_t got, line_len = 0, next_check = 0;
+    int lineno = 1;
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
+        for (size_t i = 0; i < got; i++) {
+            if (buf[i] == '\n') { lineno++; line_len = 0; continue; }
+            if (++line_len > DB_IMPORT_MAX_LINE) {
+                sb_free(&sb);
+                return sp_fail_at(e, SP_EXIT_USAGE, name, lineno, 0, "line %d is longer than %d bytes", lineno,
+                                  DB_IMPORT_MAX_LINE);
+            }
+        }
+        sb_add(&sb, buf, got);
+        if (sb.len >= next_check) {
+            if (sp_mem_check(import_bytes(sb.len), "the import", e)) { sb_free(&sb); return -1; }
+            next_check = sb.len + ((size_t)16 << 20);
+        }
+    }
+    if (ferror(f)) { sb_free(&sb); return sp_fail_at(e, SP_EXIT_USAGE, name, 0, 0, "read error"); }
     sb_add(&sb, "", 0);  /* allocate even when empty */
     *data = sb_detach(&sb, len);
     return 0;
@@ -325,9 +383,20 @@ static int sub_import(const opt_pos *pos, sp_err *e)
 {
     const char *file = pos->v[0];
     int from_stdin = strcmp(file, "-") == 0;
+    FILE *f = from_stdin ? stdin : sp_fopen_input(file, e);
+    if (!f) return SP_EXIT_USAGE;
+    struct stat st;
+    /* A regular file's size says up front whether its rows fit. */
+    if (!from_stdin && fstat(fileno(f), &st) == 0 &&
+        sp_mem_check(import_bytes((uint64_t)st.st_size), "importing this file", e)) {
+        fclose(f);
+        return SP_EXIT_USAGE;
+    }
     char *text;
     size_t len;
-    if (from_stdin ? read_stdin(&text, &len, e) : sp_read_file(file, 0, &text, &len, e)) return SP_EXIT_USAGE;
+    int bad = read_import(f, from_stdin ? "<stdin>" : file, &text, &len, e);
+    if (!from_stdin) fclose(f);
+    if (bad) return SP_EXIT_USAGE;
     db *d;
     int rc = open_db(0, &d, e);
     if (rc) { free(text); return rc; }

@@ -51,6 +51,10 @@ int cmd_gen(int argc, char **argv, sp_err *e)
     char arch_buf[32];
     if (parse_kind(kind_name, &kind, e) || arch_parse(arch, &sm, arch_buf, sizeof arch_buf, e)) return SP_EXIT_USAGE;
 
+    sp_out out;
+    const char *what = "-o";
+    if (cmd_check_outputs(&out, &out_path, &what, 1, e)) return SP_EXIT_USAGE;
+
     sp_spec spec;
     if (cmd_load_spec(pos.v[0], &spec, e)) return SP_EXIT_USAGE;
     strbuf src = STRBUF_INIT;
@@ -67,7 +71,10 @@ int cmd_gen(int argc, char **argv, sp_err *e)
     if (emit_kernel(&src, &spec, pat, &cfg, e)) goto out;
 
     if (out_path) {
-        if (sp_write_file_atomic(out_path, src.buf, src.len, e)) { rc = e->code ? e->code : SP_EXIT_FAIL; goto out; }
+        if (sp_out_stage(&out, src.buf, src.len, e) || sp_outs_commit(&out, 1, e)) {
+            rc = e->code ? e->code : SP_EXIT_FAIL;
+            goto out;
+        }
     } else {
         fwrite(src.buf, 1, src.len, stdout);
     }

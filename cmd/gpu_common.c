@@ -52,7 +52,7 @@ int gpu_problem_spec(const gpu_opts *o, gpu_problem *p, sp_err *e)
         bands_head(&p->pattern, s->heads, h, N, &p->bands[h]);
         pairs += bands_pairs(&p->bands[h], N);
     }
-    p->pairs = pairs * B;
+    if (sp_mul_i64(pairs, B, &p->pairs, e)) goto fail;
     p->ratio = (double)pairs / ((double)s->heads * (double)bands_dense_pairs(N));
     p->eff_flops_fwd = 4.0 * s->head_dim * (double)p->pairs;
     p->ga.B = (int)B;

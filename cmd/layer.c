@@ -29,6 +29,7 @@
 #include "codegen/bands.h"
 #include "common/half.h"
 #include "common/json.h"
+#include "common/mem.h"
 #include "runtime/compare.h"
 #include "runtime/cublas.h"
 #include "runtime/layer_ref.h"
@@ -119,6 +120,23 @@ static int take_npy(const layer_host *h, const npy_array *a, const char *path, i
     return 0;
 }
 
+/* Host bytes a layer run allocates: x and the weights in both forms (16-bit
+ * and double), y as floats; on the CPU also y as doubles and the
+ * reference's Q, K, V, O and LSE in doubles (runtime/layer_ref.c). */
+static uint64_t layer_bytes(const layer_host *h, size_t nx, int on_cpu)
+{
+    uint64_t w = 0;
+    for (int i = 0; i < W_COUNT; i++) w = sp_bytes_add(w, h->n[i]);
+    uint64_t b = sp_bytes_mul(sp_bytes_add(nx, w), 2 + 8);
+    b = sp_bytes_add(b, sp_bytes_mul(nx, on_cpu ? 4 + 8 : 4));
+    if (on_cpu) {
+        uint64_t qkvo = sp_bytes_mul(h->T, 2 * (uint64_t)h->qw + 2 * (uint64_t)h->kw);
+        uint64_t lse = sp_bytes_mul(h->T, (uint64_t)h->H);
+        b = sp_bytes_add(b, sp_bytes_mul(sp_bytes_add(qkvo, lse), 8));
+    }
+    return b;
+}
+
 /* Spec, shape, bands and inputs; every input file is read and checked here,
  * before any GPU work, so a wrong shape is exit 2 on any machine. */
 static int host_setup(const layer_opts *o, layer_host *h, sp_err *e)
@@ -181,6 +199,10 @@ static int host_setup(const layer_opts *o, layer_host *h, sp_err *e)
     h->n[W_Q] = (size_t)dm * h->qw;
     h->n[W_K] = h->n[W_V] = (size_t)dm * h->kw;
     h->n[W_O] = (size_t)h->qw * dm;
+    size_t nx;
+    if (sp_mul_size(&nx, e, h->T, (size_t)dm, (size_t)0) ||
+        sp_mem_check(layer_bytes(h, nx, !o->on_gpu), o->on_gpu ? "the layer's host buffers" : "the CPU layer run", e))
+        goto done;
     h->x16 = malloc(h->T * dm * sizeof *h->x16);
     h->x = malloc(h->T * dm * sizeof *h->x);
     h->dense_bands = calloc((size_t)h->H, sizeof *h->dense_bands);
@@ -631,6 +653,9 @@ int run_layer(const layer_opts *o, sp_err *e)
         sp_hint(e, "run on a GPU (--device gpu), or drop --check: the CPU run is the reference itself");
         return SP_EXIT_USAGE;
     }
+    sp_out out;
+    const char *what = "-o";
+    if (cmd_check_outputs(&out, &o->out_path, &what, 1, e)) return SP_EXIT_USAGE;
     layer_host h;
     layer_result r;
     memset(&r, 0, sizeof r);
@@ -638,7 +663,7 @@ int run_layer(const layer_opts *o, sp_err *e)
     if (rc == 0) rc = o->on_gpu ? run_gpu_layer(o, &h, &r, e) : run_cpu_layer(o, &h, &r, e);
     if (rc == 0 && o->out_path) {
         npy_array a = { .dtype = NPY_F32, .ndim = 3, .shape = { h.B, h.N, h.dm }, .count = h.T * h.dm, .data = r.y };
-        rc = npy_write(o->out_path, &a, e);
+        rc = npy_stage(&out, &a, e) || sp_outs_commit(&out, 1, e) ? -1 : 0;
     }
     if (rc == 0) {
         if (o->json) print_json(o, &h, &r);

@@ -372,6 +372,10 @@ int cmd_plan(int argc, char **argv, sp_err *e)
     int bm, bn;
     if (parse_tile(tile, &bm, &bn, e)) return SP_EXIT_USAGE;
 
+    sp_out svg_out;
+    const char *svg_what = "--svg";
+    if (cmd_check_outputs(&svg_out, &svg, &svg_what, 1, e)) return SP_EXIT_USAGE;
+
     sp_spec spec;
     if (cmd_load_spec(pos.v[0], &spec, e)) return e->code ? e->code : SP_EXIT_USAGE;
 

@@ -17,6 +17,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/cmd.h"
 #include "cmd/gpu_common.h"
@@ -24,6 +25,7 @@
 #include "codegen/bands.h"
 #include "common/fileio.h"
 #include "common/json.h"
+#include "common/mem.h"
 #include "runtime/npy.h"
 #include "runtime/ref.h"
 #include "runtime/rng.h"
@@ -43,7 +45,7 @@ static const opt_cmd run_cmd = {
 typedef struct {
     const char *spec_path;
     const char *device;              /* "auto", "cpu" or "gpu" */
-    int gpu;                         /* --gpu N: device ordinal */
+    int gpu;                         /* --gpu N: device ordinal; -1 when not given (GPU 0) */
     int64_t batch, seq_len;          /* 0: from the spec (or from --q's shape) */
     int layer_index;                 /* -1: the spec's default pattern */
     int64_t seed;
@@ -131,9 +133,22 @@ static int npy_input(const run_problem *p, const npy_array *a, const char *path,
     return 0;
 }
 
+/* Host bytes a run allocates: the inputs in both forms (16-bit words and
+ * doubles); O and LSE as floats; on the CPU also O and LSE as doubles and
+ * each reference thread's scratch row. */
+static uint64_t run_bytes(const run_problem *p, int on_cpu, int threads)
+{
+    uint64_t in = sp_bytes_mul(sp_bytes_add(p->nq, sp_bytes_mul(2, p->nk)), 2 + 8);
+    uint64_t out = sp_bytes_mul(sp_bytes_add(p->nq, p->nl), on_cpu ? 4 + 8 : 4);
+    if (threads <= 0) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    uint64_t scratch = on_cpu ? sp_bytes_mul((uint64_t)(threads > 0 ? threads : 1), 8 * ((uint64_t)p->N + p->D)) : 0;
+    return sp_bytes_add(sp_bytes_add(in, out), scratch);
+}
+
 /* The shape, the bands and the inputs; the spec is already loaded.  files:
- * the --q/--k/--v arrays (read), or NULL for random inputs. */
-static int problem_setup(const run_opts *o, run_problem *p, const npy_array *files, sp_err *e)
+ * the --q/--k/--v arrays (read), or NULL for random inputs.  Refuses a
+ * shape whose buffers do not fit in memory before allocating any. */
+static int problem_setup(const run_opts *o, run_problem *p, const npy_array *files, int on_cpu, sp_err *e)
 {
     int64_t B = o->batch ? o->batch : p->spec.batch[0];
     int64_t N = o->seq_len ? o->seq_len : p->spec.seq_len[0];
@@ -164,12 +179,15 @@ static int problem_setup(const run_opts *o, run_problem *p, const npy_array *fil
             return sp_fail(e, SP_EXIT_USAGE, "cannot lay out the bands of head %d", h);
         per_batch += bands_pairs(&p->bands[h], N);
     }
-    p->pairs = per_batch * B;
+    if (sp_mul_i64(per_batch, B, &p->pairs, e)) return -1;
     p->ratio = (double)per_batch / ((double)p->H * (double)bands_dense_pairs(N));
 
-    p->nq = (size_t)B * (size_t)N * (size_t)p->H * (size_t)p->D;
-    p->nk = (size_t)B * (size_t)N * (size_t)p->KVH * (size_t)p->D;
-    p->nl = (size_t)B * (size_t)p->H * (size_t)N;
+    if (sp_mul_size(&p->nq, e, (size_t)B, (size_t)N, (size_t)p->H, (size_t)p->D, (size_t)0) ||
+        sp_mul_size(&p->nk, e, (size_t)B, (size_t)N, (size_t)p->KVH, (size_t)p->D, (size_t)0) ||
+        sp_mul_size(&p->nl, e, (size_t)B, (size_t)p->H, (size_t)N, (size_t)0))
+        return -1;
+    if (sp_mem_check(run_bytes(p, on_cpu, o->threads), on_cpu ? "the CPU reference run" : "the run's host buffers", e))
+        return -1;
     if (alloc_inputs(p, e)) return -1;
     if (!files) {
         random_inputs(p, (uint64_t)o->seed);
@@ -181,14 +199,25 @@ static int problem_setup(const run_opts *o, run_problem *p, const npy_array *fil
     return 0;
 }
 
-static int problem_load(const run_opts *o, run_problem *p, sp_err *e)
+/* --tile is checked on every device, so a typo fails the same way with or
+ * without a GPU: its syntax, and whether it makes a forward kernel for this
+ * spec on some GPU (sm_90 takes every tile any GPU does). */
+static int tile_check(const run_problem *p, const char *tile, sp_err *e)
+{
+    sp_kcfg c;
+    kcfg_for_spec(&c, &p->spec, p->pattern, SP_KIND_FWD, 90);
+    return kcfg_parse_tile(tile, &c, e) || kcfg_derive(&c, e) ? -1 : 0;
+}
+
+static int problem_load(const run_opts *o, run_problem *p, int on_cpu, sp_err *e)
 {
     memset(p, 0, sizeof *p);
     if (cmd_load_spec(o->spec_path, &p->spec, e)) return -1;
     if (cmd_layer_pattern(&p->spec, o->layer_index, &p->pattern, e)) return -1;
+    if (o->tile && tile_check(p, o->tile, e)) return -1;
 
     int nfiles = (o->q_path != NULL) + (o->k_path != NULL) + (o->v_path != NULL);
-    if (nfiles == 0) return problem_setup(o, p, NULL, e);
+    if (nfiles == 0) return problem_setup(o, p, NULL, on_cpu, e);
     if (nfiles != 3) {
         sp_fail(e, SP_EXIT_USAGE, "--q, --k and --v go together (%d of 3 given)", nfiles);
         sp_hint(e, "give all three input files, or none for random inputs from --seed");
@@ -199,7 +228,7 @@ static int problem_load(const run_opts *o, run_problem *p, sp_err *e)
     int rc = -1;
     if (npy_read(o->q_path, &files[0], e) == 0 && npy_read(o->k_path, &files[1], e) == 0 &&
         npy_read(o->v_path, &files[2], e) == 0)
-        rc = problem_setup(o, p, files, e);
+        rc = problem_setup(o, p, files, on_cpu, e);
     for (int i = 0; i < 3; i++) npy_free(&files[i]);
     return rc;
 }
@@ -282,7 +311,7 @@ static int run_gpu(const run_opts *o, const run_problem *p, run_result *r, sp_er
     go.layer_index = o->layer_index;
     go.tile = o->tile;
     go.db_path = o->db_path;
-    go.gpu = o->gpu;
+    go.gpu = o->gpu < 0 ? 0 : o->gpu;
     go.seed = o->seed + 1000;    /* the timing-only sets differ from set 0 */
     gpu_problem gp;
     if (gpu_problem_open(&go, &gp, e)) return -1;
@@ -347,6 +376,20 @@ static int pick_device(run_want want, run_device *dev, char *why, size_t cap, sp
         snprintf(why, cap, "no GPU found");
     }
     return 0;
+}
+
+/* The CPU reference has no use for the GPU's flags.  They are not errors
+ * (a script may pass the same flags to every run, and --device auto picks
+ * the CPU on a machine without a GPU), but a flag that does nothing is said
+ * once on stderr.  --tile's value was checked in problem_load. */
+static void warn_gpu_flags(const run_opts *o)
+{
+    char list[128] = "";
+    const char *names[] = { "--gpu", "--tile", "--db", "--deterministic", "--no-dense" };
+    int given[] = { o->gpu >= 0, o->tile != NULL, o->db_path != NULL, o->deterministic, o->no_dense && !o->layer };
+    for (int i = 0; i < 5; i++)
+        if (given[i]) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? ", " : "", names[i]);
+    if (list[0]) fprintf(stderr, "spattn: warning: %s: GPU only, ignored by the CPU reference\n", list);
 }
 
 /* ---------------------------------------------------------------------------
@@ -448,15 +491,16 @@ static void print_json(const run_opts *o, const run_problem *p, const run_result
     jw_finish(&w);
 }
 
-static int write_outputs(const run_opts *o, const run_problem *p, const run_result *r, sp_err *e)
+/* O and LSE staged, then both renamed into place: a run writes both
+ * outputs or neither. */
+static int write_outputs(sp_out *outs, const run_problem *p, const run_result *r, sp_err *e)
 {
-    if (o->out_path) {
-        npy_array a = { .dtype = NPY_F32, .ndim = 4, .shape = { p->B, p->N, p->H, p->D }, .count = p->nq, .data = r->o };
-        if (npy_write(o->out_path, &a, e)) return -1;
-    }
-    if (o->lse_path) {
-        npy_array a = { .dtype = NPY_F32, .ndim = 3, .shape = { p->B, p->H, p->N }, .count = p->nl, .data = r->lse };
-        if (npy_write(o->lse_path, &a, e)) return -1;
+    npy_array o = { .dtype = NPY_F32, .ndim = 4, .shape = { p->B, p->N, p->H, p->D }, .count = p->nq, .data = r->o };
+    npy_array l = { .dtype = NPY_F32, .ndim = 3, .shape = { p->B, p->H, p->N }, .count = p->nl, .data = r->lse };
+    if ((outs[0].path && npy_stage(&outs[0], &o, e)) || (outs[1].path && npy_stage(&outs[1], &l, e)) ||
+        sp_outs_commit(outs, 2, e)) {
+        sp_outs_discard(outs, 2);
+        return -1;
     }
     return 0;
 }
@@ -477,7 +521,7 @@ static int run_layer_branch(const run_opts *o, run_want want, sp_err *e)
         return SP_EXIT_USAGE;
     }
     layer_opts lo = {
-        .spec_path = o->spec_path, .gpu = o->gpu, .batch = o->batch, .seq_len = o->seq_len,
+        .spec_path = o->spec_path, .gpu = o->gpu < 0 ? 0 : o->gpu, .batch = o->batch, .seq_len = o->seq_len,
         .layer_index = o->layer_index, .seed = o->seed, .d_model = o->d_model, .weights_dir = o->weights_dir,
         .x_path = o->x_path, .out_path = o->out_path, .iters = o->iters, .threads = o->threads, .json = o->json,
         .no_dense = o->no_dense, .check = o->check, .tile = o->tile, .db_path = o->db_path,
@@ -486,6 +530,7 @@ static int run_layer_branch(const run_opts *o, run_want want, sp_err *e)
     char why[160];
     if (pick_device(want, &dev, why, sizeof why, e)) return e->code;
     lo.on_gpu = dev == DEV_GPU;
+    if (!lo.on_gpu) warn_gpu_flags(o);
     lo.device_reason = why;
     return run_layer(&lo, e);
 }
@@ -495,7 +540,7 @@ static int run_layer_branch(const run_opts *o, run_want want, sp_err *e)
 
 int cmd_run(int argc, char **argv, sp_err *e)
 {
-    run_opts o = { .device = "auto", .layer_index = -1, .seed = 1, .pass = "fwd" };
+    run_opts o = { .device = "auto", .gpu = -1, .layer_index = -1, .seed = 1, .pass = "fwd" };
     opt_def defs[] = {
         OPT_STRING(0, "device", &o.device, "DEV", "auto (default: the GPU if there is one), cpu or gpu"),
         OPT_INT(0, "gpu", &o.gpu, "N", "GPU ordinal (after CUDA_VISIBLE_DEVICES)", 0, 255),
@@ -545,14 +590,21 @@ int cmd_run(int argc, char **argv, sp_err *e)
         return SP_EXIT_USAGE;
     }
 
+    sp_out outs[2];
+    const char *out_paths[2] = { o.out_path, o.lse_path }, *out_what[2] = { "-o", "--lse-out" };
+    if (cmd_check_outputs(outs, out_paths, out_what, 2, e)) return SP_EXIT_USAGE;
+
     run_problem p;
     run_result r;
     memset(&r, 0, sizeof r);
-    int rc = problem_load(&o, &p, e);
+    /* The device first: what a run allocates depends on it. */
+    int rc = pick_device(want, &r.device, r.why, sizeof r.why, e);
+    if (rc == 0) rc = problem_load(&o, &p, r.device == DEV_CPU, e);
+    else memset(&p, 0, sizeof p);
     p.flops_mult = strcmp(o.pass, "fwdbwd") == 0 ? 3.5 : 1.0;
-    if (rc == 0) rc = pick_device(want, &r.device, r.why, sizeof r.why, e);
+    if (rc == 0 && r.device == DEV_CPU) warn_gpu_flags(&o);
     if (rc == 0) rc = r.device == DEV_GPU ? run_gpu(&o, &p, &r, e) : run_cpu(&o, &p, &r, e);
-    if (rc == 0) rc = write_outputs(&o, &p, &r, e);
+    if (rc == 0) rc = write_outputs(outs, &p, &r, e);
     if (rc == 0) {
         checksum c = checksum_of(r.o, p.nq);
         if (o.json) print_json(&o, &p, &r, c);

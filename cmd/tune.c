@@ -317,7 +317,9 @@ int cmd_tune(int argc, char **argv, sp_err *e)
     sp_kernel_kind kinds[2];
     int nkinds = 0;
     if (parse_kinds(o.kind, kinds, &nkinds, e)) return SP_EXIT_USAGE;
-    if (o.budget <= 0) { sp_fail(e, SP_EXIT_USAGE, "--budget must be positive"); return SP_EXIT_USAGE; }
+    /* !(x > 0) also refuses NaN, which compares false with everything; inf
+     * is a budget that never runs out, and allowed. */
+    if (!(o.budget > 0)) { sp_fail(e, SP_EXIT_USAGE, "--budget must be a positive number of seconds"); return SP_EXIT_USAGE; }
     const char *fake_env = getenv("SPATTN_TUNE_FAKE");
     int fake = fake_env && *fake_env && strcmp(fake_env, "0") != 0;
 

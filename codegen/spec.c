@@ -792,6 +792,11 @@ static int check_events(const char *text, size_t len, const char *file, sp_err *
             rc = sp_fail_at(e, SP_EXIT_USAGE, file, line, col,
                             "YAML anchors and aliases are not supported (found %c%.40s): write the value out",
                             anchor ? '&' : '*', anchor ? (const char *)anchor : (const char *)ev.data.alias.anchor);
+        } else if (ev.type == YAML_SCALAR_EVENT &&
+                   strlen((const char *)ev.data.scalar.value) != ev.data.scalar.length) {
+            /* An escaped "\0" inside a quoted scalar: every getter reads the
+             * value as a C string, so "dense\0!!" would pass as dense. */
+            rc = sp_fail_at(e, SP_EXIT_USAGE, file, line, col, "a NUL character (\\0) inside a string");
         } else if (tag) {
             /* Types come from the value's form (16, 16.5, "16"); a tag
              * that said otherwise would be ignored, so refuse it. */

@@ -1,6 +1,9 @@
 #include "common/json.h"
 
 #include <math.h>
+#include <string.h>
+
+#include "common/text.h"
 
 void jw_init(jw *w, FILE *f) { w->f = f; w->depth = 0; w->count[0] = 0; }
 
@@ -16,7 +19,14 @@ void jw_quote(FILE *f, const char *s)
         case '\r': fputs("\\r", f); break;
         default:
             if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-            else fputc(*p, f);
+            else if (*p < 0x80) fputc(*p, f);
+            else {
+                /* Strings from files and databases may not be UTF-8: such
+                 * a byte becomes U+FFFD, so the output stays valid JSON. */
+                size_t k = sp_utf8_seq(p, strlen((const char *)p));
+                if (k == 0) fputs("\\ufffd", f);
+                else { fwrite(p, 1, k, f); p += k - 1; }
+            }
         }
     }
     fputc('"', f);

@@ -166,13 +166,24 @@ static int decode_header(const unsigned char *b, size_t size, kcache_entry *out)
     return 0;
 }
 
+/* A whole entry: header sound and the hash over everything after it
+ * matches.  0 if so (out filled, valid = 1). */
+static int verify_entry(const unsigned char *b, size_t size, kcache_entry *out)
+{
+    if (decode_header(b, size, out) == 0 && get64(b + 16) == XXH64(b + 24, size - 24, 0)) return 0;
+    out->valid = 0;
+    return -1;
+}
+
 /* Read a whole file with one size check; ENOENT is reported as *missing. */
 static int read_all(const char *path, unsigned char **data, size_t *size, int *missing)
 {
     *data = NULL;
     *size = 0;
     *missing = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO planted in the cache must not block the open; the
+     * S_ISREG check below refuses it (and the flag is moot for a regular file). */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) { *missing = errno == ENOENT; return -1; }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > KCACHE_MAX_FILE) { close(fd); return -1; }
@@ -200,9 +211,7 @@ static int load_entry(const char *path, const char *key, sp_compiled *out)
     int missing;
     if (read_all(path, &b, &size, &missing)) return missing ? 0 : -1;
     kcache_entry h;
-    int ok = decode_header(b, size, &h) == 0 && memcmp(h.key, key, KCACHE_KEY_LEN) == 0 &&
-             get64(b + 16) == XXH64(b + 24, size - 24, 0);
-    if (!ok) { free(b); return -1; }
+    if (verify_entry(b, size, &h) || memcmp(h.key, key, KCACHE_KEY_LEN) != 0) { free(b); return -1; }
     size_t cubin_len = (size_t)get64(b + 24), log_len = (size_t)get64(b + 32);
     out->cubin = malloc(cubin_len);
     out->log = malloc(log_len + 1);
@@ -316,12 +325,14 @@ int kcache_list(const char *dir, kcache_entry **out, int *n, sp_err *e)
         struct stat st;
         if (stat(file, &st) != 0 || !S_ISREG(st.st_mode)) continue;   /* vanished meanwhile */
         kcache_entry *en = &v[count];
-        unsigned char head[KCACHE_HEADER_BYTES];
-        ssize_t got = -1;
-        int fd = open(file, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) { got = read(fd, head, sizeof head); close(fd); }
-        if (got != (ssize_t)sizeof head || decode_header(head, (size_t)st.st_size, en) != 0 ||
-            strncmp(en->key, de->d_name, KCACHE_KEY_LEN) != 0) {
+        /* The whole entry is checked, as kcache_get would: a flipped byte
+         * in the cubin is as damaged as a bad header. */
+        unsigned char *b = NULL;
+        size_t size = 0;
+        int missing, bad = read_all(file, &b, &size, &missing) || verify_entry(b, size, en) ||
+                           strncmp(en->key, de->d_name, KCACHE_KEY_LEN) != 0;
+        free(b);
+        if (bad) {
             memset(en, 0, sizeof *en);
             memcpy(en->key, de->d_name, KCACHE_KEY_LEN);   /* damaged: list it so the user sees it */
         }
@@ -349,9 +360,15 @@ int kcache_clear(const char *dir, int *removed, sp_err *e)
     int bad_errno = 0;
     while ((de = readdir(d))) {
         const char *tail;
-        if (!entry_name(de->d_name, &tail)) continue;
-        int is_entry = *tail == '\0';
-        if (!is_entry && strncmp(tail, ".tmp.", 5) != 0) continue;   /* temp file of sp_write_file_atomic */
+        /* Temp files of sp_write_file_atomic: ".spattn-XXXXXX" now,
+         * "<key>.cubin.tmp.XXXXXX" from older versions. */
+        int is_tmp = strncmp(de->d_name, ".spattn-", 8) == 0 && strlen(de->d_name) == 14;
+        int is_entry = 0;
+        if (!is_tmp) {
+            if (!entry_name(de->d_name, &tail)) continue;
+            is_entry = *tail == '\0';
+            if (!is_entry && strncmp(tail, ".tmp.", 5) != 0) continue;
+        }
         char file[4200];
         if (fmt_into(file, sizeof file, "%s/%s", path, de->d_name)) continue;
         if (unlink(file) == 0) { if (is_entry) (*removed)++; }

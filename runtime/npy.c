@@ -83,7 +83,9 @@ static int parse_string(hparse *h, char *out, size_t cap, const char *what)
     char q = *h->p++;
     const char *s = h->p;
     while (h->p < h->end && *h->p != q) {
-        if (*h->p == '\\' || *h->p == '\n')
+        /* A NUL would end the copied string early ('<f4\0junk' read as
+         * '<f4'): refused with the other characters numpy never writes. */
+        if (*h->p == '\\' || *h->p == '\n' || *h->p == '\0')
             return sp_fail_at(h->e, SP_EXIT_USAGE, h->path, 0, 0, "bad .npy header: unsupported character in %s", what);
         h->p++;
     }
@@ -249,11 +251,11 @@ int npy_read(const char *path, npy_array *a, sp_err *e)
 {
     memset(a, 0, sizeof *a);
     char *hdr = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return sp_fail_at(e, SP_EXIT_USAGE, path, 0, 0, "cannot open: %s", strerror(errno));
+    FILE *f = sp_fopen_input(path, e);
+    if (!f) return -1;
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        sp_fail_at(e, SP_EXIT_USAGE, path, 0, 0, "not a regular file");
+    if (fstat(fileno(f), &st) != 0) {
+        sp_fail_at(e, SP_EXIT_USAGE, path, 0, 0, "cannot examine: %s", strerror(errno));
         goto fail;
     }
     uint64_t fsize = (uint64_t)st.st_size;
@@ -338,14 +340,16 @@ fail:
 /* ---------------------------------------------------------------------------
  * Writing */
 
-int npy_write(const char *path, const npy_array *a, sp_err *e)
+/* The whole file in memory (caller frees *buf). */
+static int npy_encode(const char *path, const npy_array *a, unsigned char **buf, size_t *len, sp_err *e)
 {
     if (a->ndim < 0 || a->ndim > NPY_MAX_DIMS)
         return sp_fail_at(e, SP_EXIT_FAIL, path, 0, 0, "npy_write: bad ndim %d", a->ndim);
     size_t count = 1;
     for (int d = 0; d < a->ndim; d++) {
         if (a->shape[d] < 0) return sp_fail_at(e, SP_EXIT_FAIL, path, 0, 0, "npy_write: negative dimension");
-        count *= (size_t)a->shape[d];
+        if (__builtin_mul_overflow(count, (size_t)a->shape[d], &count))
+            return sp_fail_at(e, SP_EXIT_FAIL, path, 0, 0, "npy_write: shape too large");
     }
     if (count != a->count)
         return sp_fail_at(e, SP_EXIT_FAIL, path, 0, 0, "npy_write: count %zu does not match the shape (%zu)", a->count,
@@ -362,21 +366,40 @@ int npy_write(const char *path, const npy_array *a, sp_err *e)
     size_t pre = 10, hlen = (size_t)n + 1;
     size_t total = (pre + hlen + 63) / 64 * 64;
     hlen = total - pre;
-    size_t bytes = count * itemsize(a->dtype);
-    unsigned char *buf = malloc(total + bytes);
-    if (!buf) return sp_fail(e, SP_EXIT_FAIL, "out of memory writing %s", path);
-    memcpy(buf, npy_magic, 6);
-    buf[6] = 1;
-    buf[7] = 0;
-    buf[8] = (unsigned char)(hlen & 0xff);
-    buf[9] = (unsigned char)(hlen >> 8);
-    memcpy(buf + pre, dict, (size_t)n);
-    memset(buf + pre + n, ' ', hlen - (size_t)n - 1);
-    buf[total - 1] = '\n';
-    if (bytes) memcpy(buf + total, a->data, bytes);
-    int rc = sp_write_file_atomic(path, buf, total + bytes, e);
+    size_t bytes, all;
+    if (__builtin_mul_overflow(count, itemsize(a->dtype), &bytes) || __builtin_add_overflow(total, bytes, &all))
+        return sp_fail_at(e, SP_EXIT_FAIL, path, 0, 0, "npy_write: array too large");
+    unsigned char *b = malloc(all);
+    if (!b) return sp_fail(e, SP_EXIT_FAIL, "out of memory writing %s", path);
+    memcpy(b, npy_magic, 6);
+    b[6] = 1;
+    b[7] = 0;
+    b[8] = (unsigned char)(hlen & 0xff);
+    b[9] = (unsigned char)(hlen >> 8);
+    memcpy(b + pre, dict, (size_t)n);
+    memset(b + pre + n, ' ', hlen - (size_t)n - 1);
+    b[total - 1] = '\n';
+    if (bytes) memcpy(b + total, a->data, bytes);
+    *buf = b;
+    *len = all;
+    return 0;
+}
+
+int npy_stage(sp_out *out, const npy_array *a, sp_err *e)
+{
+    unsigned char *buf;
+    size_t len;
+    if (npy_encode(out->path, a, &buf, &len, e)) return -1;
+    int rc = sp_out_stage(out, buf, len, e);
     free(buf);
     return rc;
+}
+
+int npy_write(const char *path, const npy_array *a, sp_err *e)
+{
+    sp_out o;
+    if (sp_out_check(path, "output", &o, e) || npy_stage(&o, a, e)) return -1;
+    return sp_outs_commit(&o, 1, e);
 }
 
 void npy_free(npy_array *a)

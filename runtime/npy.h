@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/fileio.h"
 
 typedef enum { NPY_F16, NPY_F32, NPY_F64 } npy_dtype;
 
@@ -24,6 +25,9 @@ typedef struct {
 int npy_read(const char *path, npy_array *a, sp_err *e);
 /* Atomic write (temp file + rename).  dtype NPY_F16 or NPY_F32 (or F64). */
 int npy_write(const char *path, const npy_array *a, sp_err *e);
+/* Step 2 of common/fileio.h's output steps: a's file into out's temporary
+ * (out checked by sp_out_check; sp_outs_commit puts it in place). */
+int npy_stage(sp_out *out, const npy_array *a, sp_err *e);
 void npy_free(npy_array *a);
 /* Element i as double, whatever the dtype. */
 double npy_get(const npy_array *a, size_t i);

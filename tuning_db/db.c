@@ -22,6 +22,7 @@
 #include <xxhash.h>
 
 #include "common/fileio.h"
+#include "common/text.h"
 
 struct db {
     sqlite3 *h;
@@ -376,6 +377,25 @@ static int is_damage(int rc)
     return rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT;
 }
 
+/* The current schema's table must have every field's column, or every
+ * query would fail with "no such column".  detail = "" when it has. */
+static int missing_column(sqlite3 *h, char *detail, size_t n)
+{
+    detail[0] = '\0';
+    for (int i = 0; i < N_FIELDS; i++) {
+        char sql[160];
+        int64_t has = 0;
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM pragma_table_info('tuned') WHERE name = '%s'", fields[i].name);
+        int rc = query_int(h, sql, &has);
+        if (rc != SQLITE_OK) return rc;
+        if (!has) {
+            snprintf(detail, n, "the table 'tuned' has no column '%s'", fields[i].name);
+            return SQLITE_OK;
+        }
+    }
+    return SQLITE_OK;
+}
+
 /* Classify the database open on h without writing to it.  Returns an SQLite
  * result code: SQLITE_OK with *out set, or an error that says nothing about
  * the file's content (I/O, permissions), left to the caller. */
@@ -401,6 +421,11 @@ static int inspect(sqlite3 *h, db_health *out, int64_t *version, char *detail, s
     if (app != DB_APPLICATION_ID) {
         *out = DB_HEALTH_FOREIGN;
         snprintf(detail, n, "an SQLite database of another program (application_id 0x%08llx)", (unsigned long long)app);
+        return SQLITE_OK;
+    }
+    if (ver < 0) {   /* the migration steps are indexed by it */
+        *out = DB_HEALTH_CORRUPT;
+        snprintf(detail, n, "schema version %lld is not one spattn writes", (long long)ver);
         return SQLITE_OK;
     }
     if (ver > DB_SCHEMA_VERSION) {
@@ -440,6 +465,20 @@ static int inspect(sqlite3 *h, db_health *out, int64_t *version, char *detail, s
         snprintf(detail, n, "the table 'tuned' is missing");
         return SQLITE_OK;
     }
+    /* Version 0 is a file the first migration step has not run on: any
+     * table in it would make that step fail ("table tuned already exists"). */
+    if (ver == 0 && objects > 0) {
+        *out = DB_HEALTH_CORRUPT;
+        snprintf(detail, n, "schema version 0, yet it already holds tables");
+        return SQLITE_OK;
+    }
+    if (ver == DB_SCHEMA_VERSION) {
+        rc = missing_column(h, detail, n);
+        if (rc != SQLITE_OK || detail[0]) {
+            *out = DB_HEALTH_CORRUPT;
+            return rc;
+        }
+    }
     *out = DB_HEALTH_OK;
     detail[0] = '\0';
     return SQLITE_OK;
@@ -458,24 +497,62 @@ static int fail_health(const char *path, db_health h, const char *detail, sp_err
     return -1;
 }
 
-/* Open a connection with spattn's settings: the file is created if missing
- * unless for_reading.  For reading, an existing file is opened read-write
- * when permissions allow, with query_only on: a read-write connection
- * removes the -wal and -shm files when it closes, which a read-only one
- * cannot, so reading a database leaves no litter beside it.  (Only files
- * check_file found healthy get such a connection: on a damaged file that
- * cleanup would delete a -wal that may hold its last good data.) */
-static int open_conn(const char *path, int for_reading, sqlite3 **h)
+static int file_exists(const char *path, const char *suffix)
 {
-    int rc = sqlite3_open_v2(path, h, SQLITE_OPEN_READWRITE | (for_reading ? 0 : SQLITE_OPEN_CREATE), NULL);
-    if (rc != SQLITE_OK && for_reading) {
-        sqlite3_close(*h);
-        rc = sqlite3_open_v2(path, h, SQLITE_OPEN_READONLY, NULL);
+    char buf[4200];
+    struct stat st;
+    return snprintf(buf, sizeof buf, "%s%s", path, suffix) < (int)sizeof buf && stat(buf, &st) == 0;
+}
+
+/* Bytes 18 and 19 of the header are 2 in WAL mode (SQLite file format). */
+static int header_says_wal(const char *path)
+{
+    unsigned char hdr[20];
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    int ok = fread(hdr, 1, sizeof hdr, f) == sizeof hdr;
+    fclose(f);
+    return ok && hdr[18] == 2 && hdr[19] == 2;
+}
+
+/* A connection that only reads: SQLITE_OPEN_READONLY, never a lock that
+ * writes, never a file created.  When no -wal file is beside the database
+ * no writer is connected and the main file holds every commit, so it is
+ * opened immutable: SQLite then creates no -wal and -shm (which a read-only
+ * connection could never remove again) and ignores a -journal, which a WAL
+ * database never uses (junk beside it blocked every command with "not an
+ * error").  The price: a writer that starts during the read is not seen.
+ * Otherwise (a writer is there, or a rollback journal may be real) it reads
+ * through the -wal and -shm that already exist. */
+static int open_reader(const char *path, sqlite3 **h)
+{
+    int immutable = !file_exists(path, "-wal") && (!file_exists(path, "-journal") || header_says_wal(path));
+    strbuf uri = STRBUF_INIT;
+    sb_puts(&uri, "file:");
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("/._-~", *p))
+            sb_add(&uri, p, 1);
+        else
+            sb_printf(&uri, "%%%02X", *p);
     }
+    sb_puts(&uri, immutable ? "?mode=ro&immutable=1" : "?mode=ro");
+    int rc = sqlite3_open_v2(uri.buf, h, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+    sb_free(&uri);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(*h, DB_BUSY_TIMEOUT_MS);
+        sqlite3_extended_result_codes(*h, 1);
+    }
+    return rc;
+}
+
+/* A connection that writes: the file is created if missing. */
+static int open_writer(const char *path, sqlite3 **h)
+{
+    int rc = sqlite3_open_v2(path, h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     if (rc != SQLITE_OK) return rc;
     sqlite3_busy_timeout(*h, DB_BUSY_TIMEOUT_MS);
     sqlite3_extended_result_codes(*h, 1);
-    return for_reading ? sqlite3_exec(*h, "PRAGMA query_only = ON", NULL, NULL, NULL) : SQLITE_OK;
+    return SQLITE_OK;
 }
 
 /* db_check_file, also giving the schema version.  It looks through a
@@ -490,11 +567,11 @@ static int check_file(const char *path, db_health *h, int64_t *version, char *de
         return sp_fail_at(e, SP_EXIT_FAIL, path, 0, 0, "cannot examine: %s", strerror(errno));
     }
     if (S_ISDIR(st.st_mode)) return sp_fail_at(e, SP_EXIT_USAGE, path, 0, 0, "is a directory, not a database file");
+    if (!S_ISREG(st.st_mode)) return sp_fail_at(e, SP_EXIT_USAGE, path, 0, 0, "is not a regular file");
     if (st.st_size == 0) { *h = DB_HEALTH_EMPTY; return 0; }
     sqlite3 *s = NULL;
-    int rc = sqlite3_open_v2(path, &s, SQLITE_OPEN_READONLY, NULL);
+    int rc = open_reader(path, &s);
     if (rc == SQLITE_OK) {
-        sqlite3_busy_timeout(s, DB_BUSY_TIMEOUT_MS);
         /* One read transaction for all of inspect()'s queries: with separate
          * statements, another process creating the schema could commit
          * between them (application_id still 0, tables already there) and a
@@ -506,7 +583,10 @@ static int check_file(const char *path, db_health *h, int64_t *version, char *de
         }
     }
     if (rc != SQLITE_OK) {
-        sp_fail_at(e, SP_EXIT_FAIL, path, 0, 0, "cannot examine: %s", s ? sqlite3_errmsg(s) : sqlite3_errstr(rc));
+        /* errmsg tells of the last call on s, which may have succeeded
+         * ("not an error"); the code that failed is rc. */
+        sp_fail_at(e, SP_EXIT_FAIL, path, 0, 0, "cannot examine: %s",
+                   s && sqlite3_errcode(s) != SQLITE_OK ? sqlite3_errmsg(s) : sqlite3_errstr(rc));
         sqlite3_close(s);
         return -1;
     }
@@ -533,6 +613,10 @@ static int migrate(db *d, sp_err *e)
         snprintf(detail, sizeof detail, "schema version %lld is newer than this spattn knows (%d)", (long long)ver,
                  DB_SCHEMA_VERSION);
         return fail_health(d->path, DB_HEALTH_NEWER, detail, e);
+    }
+    if (ver < 0) {   /* changed since check_file looked: never index migrations[] with it */
+        sqlite3_exec(d->h, "ROLLBACK", NULL, NULL, NULL);
+        return fail_health(d->path, DB_HEALTH_CORRUPT, "negative schema version", e);
     }
     for (int64_t v = ver; v < DB_SCHEMA_VERSION; v++)
         if (sqlite3_exec(d->h, migrations[v], NULL, NULL, NULL) != SQLITE_OK) goto fail;
@@ -610,7 +694,7 @@ static int open_file(db *d, int readonly, sp_err *e)
             if (sp_mkdir_p(dir, e)) return -1;
         }
     }
-    int rc = open_conn(d->path, readonly, &d->h);
+    int rc = readonly ? open_reader(d->path, &d->h) : open_writer(d->path, &d->h);
     if (rc != SQLITE_OK)
         return sp_fail_at(e, SP_EXIT_FAIL, d->path, 0, 0, "cannot open: %s",
                           d->h ? sqlite3_errmsg(d->h) : sqlite3_errstr(rc));
@@ -855,7 +939,11 @@ int db_row_json(db *d, const db_row *r, int with_id, strbuf *out, sp_err *e)
     sqlite3_reset(*st);
     bind_row(*st, r);
     if (sqlite3_step(*st) != SQLITE_ROW) return fail_sqlite(d, e, "writing JSON");
+    /* SQLite copies text into JSON as it is; bytes that are not UTF-8 (a
+     * database edited by hand) would make the line invalid JSON. */
+    size_t from = out->len;
     sb_puts(out, (const char *)sqlite3_column_text(*st, 0));
+    sp_json_utf8_repair(out, from);
     sb_puts(out, "\n");
     sqlite3_reset(*st);
     return 0;
@@ -966,6 +1054,20 @@ static int parse_line(db *d, sqlite3_stmt *valid, sqlite3_stmt *st, const char *
     return 0;
 }
 
+/* A NUL byte, or the JSON escape \u0000 outside another escape: SQLite's
+ * JSON functions end the decoded string there, so "GPU\u0000junk" would
+ * be imported as "GPU" without a word. */
+static int has_nul(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\0') return 1;
+        if (s[i] != '\\' || i + 1 >= n) continue;
+        if (s[i + 1] == 'u' && i + 5 < n && memcmp(s + i + 2, "0000", 4) == 0) return 1;
+        i++;   /* skip the escaped character, so "\\u0000" is text */
+    }
+    return 0;
+}
+
 int db_import_jsonl(db *d, const char *text, size_t len, db_bad_line_fn bad, void *ctx, int *imported,
                     int *rejected, sp_err *e)
 {
@@ -988,6 +1090,7 @@ int db_import_jsonl(db *d, const char *text, size_t len, db_bad_line_fn bad, voi
         while (ls < le && (*ls == ' ' || *ls == '\t')) ls++;
         if (ls == le) continue;
         if (le - ls > INT_MAX / 2) { if (bad) bad(ctx, lineno, "line too long"); (*rejected)++; continue; }
+        if (has_nul(ls, (size_t)(le - ls))) { if (bad) bad(ctx, lineno, "a NUL character in the line"); (*rejected)++; continue; }
         if (nrows == cap) {
             cap = cap ? 2 * cap : 64;
             db_row *g = realloc(rows, (size_t)cap * sizeof *rows);

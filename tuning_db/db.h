@@ -34,6 +34,7 @@
 #define DB_SCHEMA_VERSION   1        /* PRAGMA user_version this spattn writes */
 #define DB_APPLICATION_ID   0x7370746e /* PRAGMA application_id: "sptn" */
 #define DB_BUSY_TIMEOUT_MS  10000
+#define DB_IMPORT_MAX_LINE  65536    /* bytes in one JSON line of an import (a row is ~600) */
 
 typedef struct db db;
 

@@ -21,11 +21,36 @@ entry() {
     python3 - "$1/$2.cubin" "$2" "$3" "$4" "$5" <<'EOF'
 import struct, sys
 path, key, arch, label, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+M = (1 << 64) - 1
+P1, P2, P3, P4, P5 = (11400714785074694791, 14029467366897019727, 1609587929392839161,
+                      9650029242287828579, 2870177450012600261)
+def rotl(x, r): return ((x << r) | (x >> (64 - r))) & M
+def rnd(acc, v): return (rotl((acc + v * P2) & M, 31) * P1) & M
+def u64(b, i): return int.from_bytes(b[i:i + 8], "little")
+def xxh64(b):  # XXH64, seed 0: the entry's checksum (runtime/kcache.h)
+    n, i = len(b), 0
+    if n >= 32:
+        v = [(P1 + P2) & M, P2, 0, (-P1) & M]
+        while i + 32 <= n:
+            v = [rnd(v[k], u64(b, i + 8 * k)) for k in range(4)]
+            i += 32
+        h = (rotl(v[0], 1) + rotl(v[1], 7) + rotl(v[2], 12) + rotl(v[3], 18)) & M
+        for k in range(4): h = ((h ^ rnd(0, v[k])) * P1 + P4) & M
+    else:
+        h = P5
+    h = (h + n) & M
+    while i + 8 <= n: h = (rotl(h ^ rnd(0, u64(b, i)), 27) * P1 + P4) & M; i += 8
+    if i + 4 <= n: h = (rotl(h ^ (int.from_bytes(b[i:i + 4], "little") * P1 & M), 23) * P2 + P3) & M; i += 4
+    while i < n: h = (rotl(h ^ (b[i] * P5 & M), 11) * P1) & M; i += 1
+    h ^= h >> 33; h = h * P2 & M; h ^= h >> 29; h = h * P3 & M; h ^= h >> 32
+    return h
 log = b"ptxas info    : Used 8 registers\n"
-h = b"SPATTNK1" + struct.pack("<IIQQQII", 1, 256, 0, n, len(log), 13000, 13000)
-h += key.encode() + arch.encode().ljust(16, b"\0") + label.encode().ljust(160, b"\0")
-assert len(h) == 256
-open(path, "wb").write(h + b"\x7fELF" + b"\0" * (n - 4) + log)
+tail = struct.pack("<QQII", n, len(log), 13000, 13000)
+tail += key.encode() + arch.encode().ljust(16, b"\0") + label.encode().ljust(160, b"\0")
+body = tail + b"\x7fELF" + b"\0" * (n - 4) + log
+h = b"SPATTNK1" + struct.pack("<IIQ", 1, 256, xxh64(body))
+assert len(h) + len(tail) == 256
+open(path, "wb").write(h + body)
 EOF
 }
 
@@ -108,13 +133,14 @@ EOF
     entry "$SPATTN_CACHE_DIR" $KEY1 sm_90a a 100
     entry "$SPATTN_CACHE_DIR" $KEY2 sm_80 b 100
     echo half >"$SPATTN_CACHE_DIR/$KEY1.cubin.tmp.Ab12Cd"
+    echo half >"$SPATTN_CACHE_DIR/.spattn-Xy12Zw"
     echo mine >"$SPATTN_CACHE_DIR/notes.txt"
     echo upper >"$SPATTN_CACHE_DIR/0123456789ABCDEF0123456789ABCDEF.cubin"
     run "$SPATTN" cache clear
     [ "$status" -eq 0 ]
     [ "$output" = "removed 2 cached kernels from $SPATTN_CACHE_DIR" ]
     [ ! -e "$SPATTN_CACHE_DIR/$KEY1.cubin" ] && [ ! -e "$SPATTN_CACHE_DIR/$KEY2.cubin" ]
-    [ ! -e "$SPATTN_CACHE_DIR/$KEY1.cubin.tmp.Ab12Cd" ]
+    [ ! -e "$SPATTN_CACHE_DIR/$KEY1.cubin.tmp.Ab12Cd" ] && [ ! -e "$SPATTN_CACHE_DIR/.spattn-Xy12Zw" ]
     [ -f "$SPATTN_CACHE_DIR/notes.txt" ]
     [ -f "$SPATTN_CACHE_DIR/0123456789ABCDEF0123456789ABCDEF.cubin" ]
     run "$SPATTN" cache list
@@ -154,4 +180,12 @@ EOF
     SPATTN_CACHE_DIR="$TMP/plain" run "$SPATTN" cache list
     [ "$status" -eq 1 ]
     [[ "$output" == *"cannot read the kernel cache directory"* ]]
+}
+
+@test "cache list: control bytes in a label are escaped; a flipped byte lists as damaged" {
+    entry "$SPATTN_CACHE_DIR" $KEY1 sm_90a $'kern\e[31mred' 100
+    run "$SPATTN" cache list
+    [ "$status" -eq 0 ]
+    [[ "$output" == *'kern\x1b[31mred'* ]]
+    [[ "$output" != *$'\e'* ]]
 }

@@ -253,3 +253,113 @@ teardown() { rm -rf "$T"; }
         [ "$status" -eq 0 ] && [[ "$output" == "usage: spattn db $sub"* ]]
     done
 }
+
+@test "db list/export --pattern with an unknown name: exit 2 naming the valid ones" {
+    "$SPATTN" db import "$T/rows.jsonl" --db "$DB" >/dev/null
+    for sub in list show export; do
+        run "$SPATTN" db $sub --db "$DB" --pattern xyz
+        [ "$status" -eq 2 ] || { echo "db $sub: exit $status"; false; }
+        [[ "$output" == *"--pattern: 'xyz' is not dense, local, spattn, exclusive, gapped or custom"* ]]
+    done
+    run "$SPATTN" db list --db "$DB" --pattern exclusive
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"exclusive"* ]]
+}
+
+@test "db import of a device or endless input: exit 2 at once" {
+    run timeout 20 "$SPATTN" db import /dev/zero --db "$DB"
+    [ "$status" -eq 2 ]
+    [ "$output" = "/dev/zero: error: is a character device, not a regular file" ]
+    run bash -c "head -c 300000 /dev/zero | timeout 20 '$SPATTN' db import - --db '$DB'"
+    [ "$status" -eq 2 ]
+    [ "$output" = "<stdin>:1:1: error: line 1 is longer than 65536 bytes" ]
+    { cat "$T/rows.jsonl"; head -c 70000 /dev/zero | tr '\0' x; echo; } >"$T/long.jsonl"
+    run "$SPATTN" db import "$T/long.jsonl" --db "$DB"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"long.jsonl:4:1: error: line 4 is longer than 65536 bytes"* ]]
+    [ ! -e "$DB" ]
+    SPATTN_MEM_LIMIT=1K run "$SPATTN" db import "$T/rows.jsonl" --db "$DB"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"importing this file: needed "*" vs available 1.0 KiB (SPATTN_MEM_LIMIT)"* ]]
+}
+
+@test "db import: a NUL in a JSON string (\\u0000) or a raw NUL byte rejects the line" {
+    sed -n 1p "$T/rows.jsonl" | sed 's/"NVIDIA H100 80GB HBM3"/"NVIDIA\\u0000junk"/' >"$T/nul.jsonl"
+    { sed -n 2p "$T/rows.jsonl" | tr -d '\n'; printf ' \0 \n'; } >>"$T/nul.jsonl"
+    run "$SPATTN" db import "$T/nul.jsonl" --db "$DB"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"nul.jsonl:1: error: a NUL character in the line"* ]]
+    [[ "$output" == *"nul.jsonl:2: error: a NUL character in the line"* ]]
+    # an escaped backslash before u0000 is plain text, not a NUL
+    sed -n 1p "$T/rows.jsonl" | sed 's/"NVIDIA H100 80GB HBM3"/"NVIDIA\\\\u0000"/' >"$T/ok.jsonl"
+    run "$SPATTN" db import "$T/ok.jsonl" --db "$DB"
+    [ "$status" -eq 0 ]
+}
+
+@test "a database with user_version -5: exit 2 (no out-of-bounds migration, UBSan)" {
+    command -v sqlite3 >/dev/null || skip "sqlite3 shell not installed"
+    sqlite3 "$DB" "PRAGMA application_id = 1936749678; PRAGMA user_version = -5; CREATE TABLE t (x);"
+    for sub in list "import $T/rows.jsonl"; do
+        run "$SPATTN" db $sub --db "$DB"
+        [ "$status" -eq 2 ] || { echo "db $sub: exit $status"; false; }
+        [[ "$output" == *"not a spattn tuning database (schema version -5 is not one spattn writes)"* ]]
+    done
+}
+
+@test "a database of the wrong schema: exit 2 with the reason" {
+    command -v sqlite3 >/dev/null || skip "sqlite3 shell not installed"
+    sqlite3 "$DB" "PRAGMA application_id = 1936749678; CREATE TABLE tuned (id INTEGER PRIMARY KEY, other TEXT);"
+    run "$SPATTN" db import "$T/rows.jsonl" --db "$DB"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"not a spattn tuning database (schema version 0, yet it already holds tables)"* ]]
+    sqlite3 "$DB" "PRAGMA user_version = 1;"
+    run "$SPATTN" db list --db "$DB"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"the table 'tuned' has no column 'gpu_name'"* ]]
+}
+
+@test "a junk -journal beside a good database blocks nothing" {
+    "$SPATTN" db import "$T/rows.jsonl" --db "$DB" 2>/dev/null
+    echo junk >"$DB-journal"
+    run "$SPATTN" db list --db "$DB"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"NVIDIA L4"* ]]
+    run "$SPATTN" db recover --db "$DB"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"database is fine, nothing to do"* ]]
+    run "$SPATTN" db import "$T/rows.jsonl" --db "$DB"
+    [ "$status" -eq 0 ]
+    [ "$("$SPATTN" db export --db "$DB" | jq -s length)" -eq 3 ]
+}
+
+@test "read-only commands leave no -wal or -shm beside the database" {
+    "$SPATTN" db import "$T/rows.jsonl" --db "$DB" 2>/dev/null
+    [ ! -e "$DB-wal" ] && [ ! -e "$DB-shm" ]
+    "$SPATTN" db list --db "$DB" >/dev/null
+    "$SPATTN" db export --db "$DB" >/dev/null
+    "$SPATTN" db show 1 --db "$DB" >/dev/null
+    "$SPATTN" db recover --db "$DB" >/dev/null
+    [ ! -e "$DB-wal" ] && [ ! -e "$DB-shm" ]
+    # a refused file: the look that refuses it must not leave litter either
+    command -v sqlite3 >/dev/null || skip "sqlite3 shell not installed"
+    sqlite3 "$T/other.db" "PRAGMA journal_mode = WAL; CREATE TABLE x (a);" >/dev/null
+    run "$SPATTN" db list --db "$T/other.db"
+    [ "$status" -eq 2 ]
+    [ ! -e "$T/other.db-wal" ] && [ ! -e "$T/other.db-shm" ]
+}
+
+@test "control bytes in the data are escaped by db list/show; export stays valid UTF-8 JSON" {
+    command -v sqlite3 >/dev/null || skip "sqlite3 shell not installed"
+    "$SPATTN" db import "$T/rows.jsonl" --db "$DB" 2>/dev/null
+    sqlite3 "$DB" "UPDATE tuned SET gpu_name = 'GPU' || char(27) || '[2J' || CAST(X'FF' AS TEXT) WHERE id = 1"
+    run "$SPATTN" db list --db "$DB"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *'GPU\x1b[2J\xff'* ]]
+    [[ "$output" != *$'\e'* ]]
+    run "$SPATTN" db show 1 --db "$DB"
+    [[ "$output" == *'gpu_name        GPU\x1b[2J\xff'* ]]
+    "$SPATTN" db export --db "$DB" >"$T/out.jsonl"
+    iconv -f UTF-8 -t UTF-8 "$T/out.jsonl" >/dev/null
+    [ "$(jq -rs '.[0].gpu_name' "$T/out.jsonl")" = $'GPU\e[2J\uFFFD' ]
+    "$SPATTN" db list --json --db "$DB" | iconv -f UTF-8 -t UTF-8 >/dev/null
+}

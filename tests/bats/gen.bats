@@ -99,3 +99,20 @@ teardown() { rm -rf "$TMP"; }
     [ "$status" -ne 0 ]
     [ ! -e "$TMP/no" ]
 }
+
+@test "gen -o: a FIFO, a directory or '' exit 2 before generating; a link is written through" {
+    mkfifo "$TMP/fifo"
+    run "$SPATTN" gen "$SPEC" -o "$TMP/fifo"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$TMP/fifo: error: -o: is a FIFO"* ]]
+    [ -p "$TMP/fifo" ]
+    run "$SPATTN" gen "$SPEC" -o "$TMP"
+    [ "$status" -eq 2 ]
+    run "$SPATTN" gen "$SPEC" -o ''
+    [ "$status" -eq 2 ]
+    touch "$TMP/k.cu"
+    ln -s k.cu "$TMP/link.cu"
+    run "$SPATTN" gen "$SPEC" -o "$TMP/link.cu"
+    [ "$status" -eq 0 ]
+    [ -L "$TMP/link.cu" ] && [ -s "$TMP/k.cu" ]
+}

@@ -92,10 +92,10 @@ teardown() { rm -rf "$TMP"; }
     [ -s "$TMP/m.svg" ]
 }
 
-@test "plan: --svg into a missing directory fails cleanly with exit 1" {
+@test "plan: --svg into a missing directory: exit 2 before planning" {
     run "$SPATTN" plan "$OLMOE" --svg "$TMP/no/such/dir/m.svg"
-    [ "$status" -eq 1 ]
-    [[ "$output" == *"m.svg"*"error"* ]]
+    [ "$status" -eq 2 ]
+    [ "$output" = "$TMP/no/such/dir/m.svg: error: --svg: directory '$TMP/no/such/dir' does not exist" ]
 }
 
 @test "plan: bad --tile exits 2" {

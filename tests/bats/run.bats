@@ -2,6 +2,8 @@
 # spattn run on the CPU reference: output lines, --json, .npy in and out,
 # bad input files, seeds, flags.  Small shapes only: each run is milliseconds.
 
+bats_require_minimum_version 1.5.0
+
 setup() {
     SPATTN=${SPATTN:-$BATS_TEST_DIRNAME/../../build/spattn}
     ROOT="$BATS_TEST_DIRNAME/../.."
@@ -215,4 +217,145 @@ checksum() { "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 32 "$@" | gr
     run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 --iters 3 --json
     [ "$status" -eq 0 ]
     [ "$(echo "$output" | jq .iters)" = "3" ]
+}
+
+# ---- output targets (issue 19): checked before any work, written all or none
+
+@test "-o onto a device node or a FIFO: exit 2 before the run, the node stays" {
+    mkfifo "$TMP/fifo"
+    run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 -o "$TMP/fifo"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$TMP/fifo: error: -o: is a FIFO"* ]]
+    [[ "$output" != *"checksum"* ]]
+    [ -p "$TMP/fifo" ]
+    if [ -c /dev/null ] && [ -w /dev/null ]; then
+        run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 --lse-out /dev/null
+        [ "$status" -eq 2 ]
+        [[ "$output" == *"/dev/null: error: --lse-out: is a character device"* ]]
+        [ -c /dev/null ]
+    fi
+}
+
+@test "-o X --lse-out X (and ./X): exit 2, nothing written" {
+    cd "$TMP"
+    run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 -o X --lse-out X
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"-o and --lse-out name the same file"* ]]
+    run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 -o X --lse-out ./X
+    [ "$status" -eq 2 ]
+    [ ! -e X ]
+}
+
+@test "a bad --lse-out: exit 2 before the run and O is not written either" {
+    run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 -o "$TMP/o.npy" --lse-out "$TMP/none/l.npy"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$TMP/none/l.npy: error: --lse-out: directory '$TMP/none' does not exist"* ]]
+    [ ! -e "$TMP/o.npy" ]
+    run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 -o "$TMP/o.npy" --lse-out "$TMP"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--lse-out: is a directory"* ]]
+    [ ! -e "$TMP/o.npy" ]
+}
+
+@test "-o '': exit 2 before the run, naming the flag" {
+    run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 -o ''
+    [ "$status" -eq 2 ]
+    [ "$output" = "spattn: error: -o: empty file name" ]
+}
+
+@test "-o with a name of 255 characters works (the temp name is short)" {
+    name=$(printf 'o%.0s' $(seq 251)).npy
+    run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 -o "$TMP/$name" --lse-out "$TMP/l$name"
+    [ "$status" -eq 1 -o "$status" -eq 2 ]    # 256 characters: too long for any file system
+    run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 -o "$TMP/$name"
+    [ "$status" -eq 0 ]
+    [ -f "$TMP/$name" ]
+    [ "$(ls -A "$TMP")" = "$name" ]           # no temporary left behind
+}
+
+@test "-o through a symbolic link replaces the target's content, the link stays" {
+    echo old >"$TMP/real.npy"
+    ln -s real.npy "$TMP/link.npy"
+    run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 -o "$TMP/link.npy"
+    [ "$status" -eq 0 ]
+    [ -L "$TMP/link.npy" ]
+    [ "$(head -c 6 "$TMP/real.npy" | tail -c 5)" = "NUMPY" ]
+    ln -s missing.npy "$TMP/dangling.npy"
+    run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 -o "$TMP/dangling.npy"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"symbolic link to a missing file"* ]]
+    [ -L "$TMP/dangling.npy" ] && [ ! -e "$TMP/missing.npy" ]
+}
+
+@test "--layer -o is checked before the layer runs" {
+    run "$SPATTN" run "$SPEC" --device cpu --layer --batch 1 --seq-len 8 -o "$TMP"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"-o: is a directory"* ]]
+}
+
+# ---- flags checked on every device (issue 19)
+
+@test "--tile is checked on the CPU too: garbage, 0x0, '' and 100x64 exit 2" {
+    for t in garbage 0x0 '' 100x64 128x64:q3; do
+        run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 --tile "$t"
+        [ "$status" -eq 2 ] || { echo "--tile '$t': exit $status"; false; }
+        [[ "$output" == *"error:"* ]]
+        [[ "$output" != *"checksum"* ]]
+    done
+    run "$SPATTN" run "$SPEC" --device cpu --layer --batch 1 --seq-len 8 --tile garbage
+    [ "$status" -eq 2 ]
+}
+
+@test "GPU-only flags on the CPU path: a warning on stderr, the run goes on" {
+    run --separate-stderr "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 --gpu 3 --db /nonexistent/x.db \
+        --deterministic --tile 128x64
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"checksum"* ]]
+    [ "$stderr" = "spattn: warning: --gpu, --tile, --db, --deterministic: GPU only, ignored by the CPU reference" ]
+    run --separate-stderr "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8
+    [ -z "$stderr" ]
+    run --separate-stderr "$SPATTN" run "$SPEC" --device cpu --layer --batch 1 --seq-len 8 --gpu 1
+    [ "$status" -eq 0 ]
+    [[ "$stderr" == *"--gpu: GPU only, ignored by the CPU reference"* ]]
+}
+
+# ---- memory budget and huge shapes (issue 19)
+
+@test "a legal shape too large for memory: exit 2 at once, needed vs available" {
+    run timeout 20 "$SPATTN" run "$SPEC" --device cpu --seq-len 16777216
+    [ "$status" -eq 2 ]
+    [[ "$output" =~ the\ CPU\ reference\ run:\ needed\ [0-9.]+\ TiB\ vs\ available\ [0-9.]+\ [KMGT]iB ]]
+    run timeout 20 "$SPATTN" run "$SPEC" --device cpu --layer --d-model 1048576 --batch 1 --seq-len 64
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"the CPU layer run: needed "*" vs available "* ]]
+}
+
+@test "SPATTN_MEM_LIMIT sets the budget; a malformed one is exit 2" {
+    SPATTN_MEM_LIMIT=1M run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 256
+    [ "$status" -eq 2 ]
+    [ "$output" = "spattn: error: the CPU reference run: needed 21.1 MiB vs available 1.0 MiB (SPATTN_MEM_LIMIT)" ]
+    SPATTN_MEM_LIMIT=1G run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 256
+    [ "$status" -eq 0 ]
+    SPATTN_MEM_LIMIT=lots run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"SPATTN_MEM_LIMIT: 'lots' is not a size"* ]]
+}
+
+@test "--batch 65536 --seq-len 16777216: exit 2, no signed overflow (UBSan)" {
+    run timeout 20 "$SPATTN" run "$SPEC" --device cpu --batch 65536 --seq-len 16777216
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"the shape is too large"* ]]
+    # the GPU commands size the problem on the host first (cmd/gpu_common.c)
+    run timeout 20 "$SPATTN" check "$SPEC" --batch 65536 --seq-len 16777216
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"the shape is too large"* ]]
+}
+
+@test "an input .npy that is a FIFO: exit 2 at once, not a hang" {
+    mkfifo "$TMP/q.npy"
+    run timeout 20 "$SPATTN" run "$SPEC" --device cpu --q "$TMP/q.npy" --k "$TMP/q.npy" --v "$TMP/q.npy"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"$TMP/q.npy: error: is a FIFO, not a regular file"* ]]
+    run timeout 20 "$SPATTN" run "$SPEC" --device cpu --layer --batch 1 --seq-len 8 --x "$TMP/q.npy"
+    [ "$status" -eq 2 ]
 }

@@ -68,3 +68,25 @@ setup() {
     [ "$status" -eq 2 ]
     [[ "$stderr" == *":1:8: error: heads: 0 is out of range"* ]]
 }
+
+@test "a spec that is a named FIFO: exit 2 at once, not a hang" {
+    d=$(mktemp -d)
+    mkfifo "$d/spec.yaml"
+    run --separate-stderr timeout 20 "$SPATTN" plan "$d/spec.yaml" --seq-len 64
+    rm -rf "$d"
+    [ "$status" -eq 2 ]
+    [[ "$stderr" == *"spec.yaml: error: is a FIFO, not a regular file"* ]]
+}
+
+@test "a NUL inside a YAML string or key: exit 2 at file:line:col" {
+    d=$(mktemp -d)
+    printf 'heads: 16\nhead_dim: 64\npattern: "dense\\0!!"\n' >"$d/value.yaml"
+    printf 'heads: 16\nhead_dim: 64\n"pattern\\0x": dense\n' >"$d/key.yaml"
+    run --separate-stderr "$SPATTN" plan "$d/value.yaml" --seq-len 64
+    [ "$status" -eq 2 ]
+    [ "$stderr" = "$d/value.yaml:3:10: error: a NUL character (\\0) inside a string" ]
+    run --separate-stderr "$SPATTN" plan "$d/key.yaml" --seq-len 64
+    [ "$status" -eq 2 ]
+    [ "$stderr" = "$d/key.yaml:3:1: error: a NUL character (\\0) inside a string" ]
+    rm -rf "$d"
+}

@@ -39,10 +39,18 @@ rows() { "$SPATTN" db export --db "${1:-$DB}" | jq -s length; }
     [ ! -e "$DB" ]
 }
 
+@test "tune: --budget nan (and nan in any case), exit 2" {
+    for b in nan NaN -nan; do
+        run env SPATTN_TUNE_FAKE=1 "$SPATTN" tune "$OLMOE" --budget "$b"
+        [ "$status" -eq 2 ] || { echo "--budget $b: exit $status"; false; }
+        [[ "$output" == *"--budget must be a positive number of seconds"* ]]
+    done
+}
+
 @test "tune: --budget 0 and a negative budget, exit 2" {
     run env SPATTN_TUNE_FAKE=1 "$SPATTN" tune "$OLMOE" --budget 0
     [ "$status" -eq 2 ]
-    [[ "$output" == *"--budget must be positive"* ]]
+    [[ "$output" == *"--budget must be a positive number of seconds"* ]]
     run env SPATTN_TUNE_FAKE=1 "$SPATTN" tune "$OLMOE" --budget -5
     [ "$status" -eq 2 ]
     [ ! -e "$DB" ]

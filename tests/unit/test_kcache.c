@@ -214,6 +214,48 @@ static void test_entry_is_a_directory(void)
     rmdir(path);
 }
 
+/* Issue 19: a FIFO in the entry's place hung kcache_get in open(2).  Now it
+ * is damage like any other: removed and rebuilt.  The alarm turns a
+ * regression (a hang) into a failed run instead of a stuck suite. */
+static void test_entry_is_a_fifo(void)
+{
+    const char *dir = fresh_cache("fifo");
+    char key[33], path[700];
+    kcache_key(SRC, "sm_80", nvrtc_version(), 0, key);
+    entry_path(dir, key, path, sizeof path);
+    CHECK("mkfifo", mkfifo(path, 0644) == 0);
+    sp_compiled c;
+    kcache_info info;
+    sp_err e = { 0 };
+    alarm(60);
+    int rc = kcache_get(SRC, "sm_80", 0, "x", &c, &info, &e);
+    alarm(0);
+    CHECK("a FIFO in the entry's place: compiles without blocking", rc == 0 && c.len > 0);
+    CHECK("... and replaces it with a regular entry", info.rebuilt == 1 && file_size(path) > 256);
+    nvrtc_compiled_free(&c);
+}
+
+/* Issue 19: `cache list` read only the header, so an entry whose cubin was
+ * damaged listed as valid while kcache_get would reject it. */
+static void test_list_checks_the_hash(void)
+{
+    const char *dir = fresh_cache("flipped");
+    sp_compiled c;
+    kcache_info info;
+    sp_err e = { 0 };
+    kcache_get(SRC, "sm_80", 0, "x", &c, &info, &e);
+    nvrtc_compiled_free(&c);
+    char path[700];
+    entry_path(dir, info.key, path, sizeof path);
+    FILE *f = fopen(path, "r+b");
+    if (f) { fseek(f, 300, SEEK_SET); int b = fgetc(f); fseek(f, 300, SEEK_SET); fputc(b ^ 0x5a, f); fclose(f); }
+    kcache_entry *v = NULL;
+    int n = 0;
+    CHECK("list succeeds", kcache_list(dir, &v, &n, &e) == 0 && n == 1);
+    CHECK("a flipped cubin byte lists as damaged", n == 1 && v[0].valid == 0 && strcmp(v[0].key, info.key) == 0);
+    free(v);
+}
+
 static void test_two_processes(void)
 {
     const char *dir = fresh_cache("race");
@@ -249,7 +291,7 @@ static void test_two_processes(void)
     nvrtc_compiled_free(&c);
     int tmps = 0;
     DIR *d = opendir(dir);
-    for (struct dirent *de; d && (de = readdir(d));) if (strstr(de->d_name, ".tmp.")) tmps++;
+    for (struct dirent *de; d && (de = readdir(d));) if (strstr(de->d_name, ".tmp.") || strstr(de->d_name, ".spattn-")) tmps++;
     if (d) closedir(d);
     CHECK("no temp files left behind", tmps == 0);
 }
@@ -388,6 +430,8 @@ static const test_case tests[] = {
     { "miss_then_hit", test_miss_then_hit },
     { "damaged_entries", test_damaged_entries },
     { "entry_is_a_directory", test_entry_is_a_directory },
+    { "entry_is_a_fifo", test_entry_is_a_fifo },
+    { "list_checks_the_hash", test_list_checks_the_hash },
     { "two_processes", test_two_processes },
     { "unwritable", test_unwritable },
     { "compile_error", test_compile_error },

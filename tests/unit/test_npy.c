@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/fileio.h"
@@ -263,8 +264,33 @@ static void test_every_truncation_rejected(void)
         sp_err_clear(&e);
         CHECK("lying shape is rejected", npy_read(cut, &b, &e) == -1 && strstr(e.msg, "truncated data"));
     }
+    /* Issue 19: a NUL inside the quoted descr ('<f4\0') ended the copied
+     * string early and passed as '<f4'. */
+    p = strstr(raw + 10, "'<f4', ");
+    if (p) {
+        memcpy(p + 4, "\0',", 3);
+        sp_write_file_atomic(cut, raw, len, &e);
+        sp_err_clear(&e);
+        CHECK("a NUL in descr is rejected", npy_read(cut, &b, &e) == -1 && strstr(e.msg, "unsupported character"));
+    }
     free(grown);
     free(raw);
+}
+
+/* Issue 19: a FIFO given as an input hung in fopen before its type was
+ * checked.  The alarm turns a regression into a failed run. */
+static void test_fifo_refused(void)
+{
+    const char *path = tmp_path("fifo.npy");
+    unlink(path);
+    CHECK("mkfifo", mkfifo(path, 0644) == 0);
+    npy_array a;
+    sp_err e = { 0 };
+    alarm(20);
+    int rc = npy_read(path, &a, &e);
+    alarm(0);
+    CHECK("a FIFO is refused with exit 2, not read", rc == -1 && e.code == SP_EXIT_USAGE && strstr(e.msg, "FIFO"));
+    unlink(path);
 }
 
 static void test_cleanup(void)
@@ -281,6 +307,7 @@ static const test_case tests[] = {
     { "good_fixtures", test_good_fixtures },
     { "bad_fixtures", test_bad_fixtures },
     { "every_truncation_rejected", test_every_truncation_rejected },
+    { "fifo_refused", test_fifo_refused },
     { "cleanup", test_cleanup },
     { 0, 0 },
 };
