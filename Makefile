@@ -27,8 +27,8 @@ LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CMD_OBJ   := $(CMD_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN  := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test test-unit test-bats asan clean install test-gpu bench-lib
-all: $(BUILD)/spattn $(BUILD)/COMMIT $(BUILD)/libspattn_bench.so
+.PHONY: all test test-unit test-bats asan clean install test-gpu
+all: $(BUILD)/spattn $(BUILD)/COMMIT $(BUILD)/libspattn.so
 
 # The commit the build was made from, for bench/gpu-suite.sh's logs (the GPU
 # host gets a copy of the working tree, not its history).  Rewritten on every
@@ -50,21 +50,25 @@ $(BUILD)/libspattn.a: $(LIB_OBJ)
 $(BUILD)/spattn: $(CMD_OBJ) $(BUILD)/libspattn.a
 	$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(BUILD)/libspattn.a $(LDLIBS)
 
-# The benchmark's in-process bridge (bench/bridge.c), loaded by bench/peers.py
-# with ctypes.  libyaml is linked in statically (the GPU host lacks it);
-# SQLite's static archive is not position-independent, so the bridge takes
-# the shared libsqlite3.so.0, which the GPU host has.
-bench-lib: $(BUILD)/libspattn_bench.so
-$(BUILD)/libspattn_bench.so: bench/bridge.c $(BUILD)/obj/cmd/gpu_common.o $(BUILD)/obj/cmd/common.o $(BUILD)/libspattn.a
-	$(CC) $(CFLAGS) -shared -Wl,--no-undefined $(LDFLAGS) -o $@ bench/bridge.c $(BUILD)/obj/cmd/gpu_common.o \
-	    $(BUILD)/obj/cmd/common.o $(BUILD)/libspattn.a -Wl,-Bstatic -lyaml -Wl,-Bdynamic -lsqlite3 -lnvrtc -ldl -lm
+# The public library (include/spattn.h, man 3 spattn).  libyaml is linked in
+# statically (the GPU host lacks it); SQLite's static archive is not
+# position-independent, so the shared library takes libsqlite3.so.0, which
+# the GPU host has.  Only the spattn_ symbols are exported.
+SONAME := libspattn.so.0
+$(BUILD)/libspattn.so: $(BUILD)/libspattn.a spattn.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined -Wl,--version-script=spattn.map $(LDFLAGS) -o $@ \
+	    -Wl,--whole-archive $(BUILD)/libspattn.a -Wl,--no-whole-archive \
+	    -Wl,-Bstatic -lyaml -Wl,-Bdynamic -lsqlite3 -lnvrtc -ldl -lm
+	@# export the API only: everything else in the archive is internal
+	@nm -D --defined-only $@ | awk '$$2 ~ /[TDBR]/ && $$3 !~ /^spattn_/ {print "exported but not API: " $$3; bad=1} END {exit bad}' \
+	    || { rm -f $@; false; }
 
 $(BUILD)/tests/%: tests/unit/%.c tests/check.h $(BUILD)/libspattn.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libspattn.a $(LDLIBS)
 
 # Every test: C unit tests, then the Bats suites; tests/run.sh sums them up.
-test: $(BUILD)/spattn $(TEST_BIN)
+test: $(BUILD)/spattn $(BUILD)/libspattn.so $(TEST_BIN)
 	@BUILD=$(BUILD) sh tests/run.sh
 
 # CPU suite under AddressSanitizer + UndefinedBehaviorSanitizer.
@@ -87,10 +91,19 @@ gpu-tools:
 test-gpu: $(BUILD)/spattn
 	sh bench/gpu-suite.sh
 
-install: $(BUILD)/spattn
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+# Binary, header, both libraries, a pkg-config file and the man pages.
+install: $(BUILD)/spattn $(BUILD)/libspattn.so $(BUILD)/libspattn.a
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	    $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man3 $(DESTDIR)$(PREFIX)/share/man/man5
 	install -m 755 $(BUILD)/spattn $(DESTDIR)$(PREFIX)/bin/spattn
+	install -m 644 include/spattn.h $(DESTDIR)$(PREFIX)/include/spattn.h
+	install -m 755 $(BUILD)/libspattn.so $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libspattn.so
+	install -m 644 $(BUILD)/libspattn.a $(DESTDIR)$(PREFIX)/lib/libspattn.a
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@CUDA_LIB@|$(CUDA_HOME)/lib64|g' \
+	    spattn.pc.in >$(DESTDIR)$(PREFIX)/lib/pkgconfig/spattn.pc
 	install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 man/*.3 $(DESTDIR)$(PREFIX)/share/man/man3/
 	install -m 644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 
 clean:

@@ -5,8 +5,9 @@ on one GPU, on the same tensors.
 
 Columns, per shape and pass (fwd; fwdbwd = forward + backward):
   spattn       this engine's band kernels (tuned config from $SPATTN_DB, else
-               the heuristic), called in-process through build/libspattn_bench.so
-               (bench/bridge.c) on PyTorch's tensors and current stream
+               the heuristic), called in-process through the public C API
+               (build/libspattn.so, bench/spattn_ctypes.py) on PyTorch's tensors
+               and current stream
   spattn dense this engine's dense causal kernels, the same way
   flex         torch.compile(flex_attention) with the paper's mask
   flex tuned   the same compiled with mode="max-autotune-no-cudagraphs": the
@@ -27,7 +28,6 @@ Rows go to stderr as JSON lines as they are measured (a cut-off run keeps
 them); the markdown table goes to stdout and --out at the end.
 """
 import argparse
-import ctypes
 import json
 import math
 import os
@@ -39,8 +39,10 @@ import triton.testing
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import spattn_ctypes  # noqa: E402  (the public C API, through ctypes)
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-LIB = os.environ.get("SPATTN_BENCH_LIB", os.path.join(ROOT, "build", "libspattn_bench.so"))
 
 # (config, B, H, KVH, N, D): DESIGN.md section 5's shapes, then N = 32768.
 SHAPES = [
@@ -54,60 +56,40 @@ BOUND = 1e-2
 
 
 class Spattn:
-    """One problem (spec, B, N) of this engine, on PyTorch tensors."""
+    """One problem (spec, B, N) of this engine through its public C API
+    (bench/spattn_ctypes.py over build/libspattn.so), on PyTorch's [B, H, N, D]
+    tensors (passed as strided [B, N, H, D] views: no copies) and stream."""
 
-    lib = None
+    ctx = None
 
     def __init__(self, cfg, B, N, pattern=None):
-        if Spattn.lib is None:
-            lib = ctypes.CDLL(LIB)
-            lib.spb_open.restype = ctypes.c_void_p
-            lib.spb_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_char_p,
-                                     ctypes.c_char_p, ctypes.c_int]
-            lib.spb_info.restype = ctypes.c_char_p
-            lib.spb_info.argtypes = [ctypes.c_void_p]
-            u64 = ctypes.c_ulonglong
-            lib.spb_forward.argtypes = [ctypes.c_void_p] + [u64] * 6 + [ctypes.c_char_p, ctypes.c_int]
-            lib.spb_backward.argtypes = ([ctypes.c_void_p] + [u64] * 9 + [ctypes.c_int, u64, ctypes.c_char_p,
-                                                                            ctypes.c_int])
-            lib.spb_close.argtypes = [ctypes.c_void_p]
-            Spattn.lib = lib
-        self.err = ctypes.create_string_buffer(512)
-        self.h = Spattn.lib.spb_open(os.path.join(ROOT, cfg).encode(), pattern.encode() if pattern else None,
-                                     B, N, None, self.err, 512)
-        if not self.h:
-            raise RuntimeError(f"spattn: {self.err.value.decode()}")
-        self.info = Spattn.lib.spb_info(self.h).decode()
+        if Spattn.ctx is None:
+            Spattn.ctx = spattn_ctypes.Library().context(0)
+        if pattern:   # the spec's shape with another pattern (the dense baseline)
+            with open(os.path.join(ROOT, cfg)) as fh:
+                keys = dict(line.split(":", 1) for line in fh if ":" in line and not line.startswith((" ", "#", "-")))
+            get = lambda key: int(keys[key].split("#")[0])
+            self.plan = Spattn.ctx.plan_params(B, N, heads=get("heads"), head_dim=get("head_dim"),
+                                               kv_heads=get("kv_heads") if "kv_heads" in keys else 0, pattern=pattern)
+        else:
+            self.plan = Spattn.ctx.plan_file(cfg, B, N)
+        self.info = self.plan.kernels
 
-    def _ok(self, rc):
-        if rc:
-            raise RuntimeError(f"spattn (exit {rc}): {self.err.value.decode()}")
+    @staticmethod
+    def _v(t):
+        return t.transpose(1, 2)
 
     def forward(self, q, k, v):
-        B, H, N, _ = q.shape
-        o = torch.empty_like(q)
-        lse = torch.empty(B, H, N, device=q.device, dtype=torch.float32)
-        s = torch.cuda.current_stream().cuda_stream
-        self._ok(Spattn.lib.spb_forward(self.h, q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(),
-                                        lse.data_ptr(), s, self.err, 512))
-        return o, lse
-
-    def backward(self, q, k, v, o, lse, do):
-        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        s = torch.cuda.current_stream().cuda_stream
-        self._ok(Spattn.lib.spb_backward(self.h, q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(),
-                                         lse.data_ptr(), do.data_ptr(), dq.data_ptr(), dk.data_ptr(), dv.data_ptr(),
-                                         0, s, self.err, 512))
-        return dq, dk, dv
+        o, lse = self.plan.forward(self._v(q), self._v(k), self._v(v))
+        return self._v(o), lse
 
     def fwdbwd(self, q, k, v, do):
-        o, lse = self.forward(q, k, v)
-        return (o,) + self.backward(q, k, v, o, lse, do)
+        o, lse = self.plan.forward(self._v(q), self._v(k), self._v(v))
+        dq, dk, dv = self.plan.backward(self._v(q), self._v(k), self._v(v), o, lse, self._v(do))
+        return self._v(o), self._v(dq), self._v(dk), self._v(dv)
 
     def close(self):
-        if self.h:
-            Spattn.lib.spb_close(self.h)
-            self.h = None
+        self.plan.close()
 
 
 def spattn_mask_mod(H, N):

@@ -1,0 +1,520 @@
+/* The public C API (include/spattn.h): contexts, plans, forward and
+ * backward on the caller's pointers and stream.  A thin layer over the
+ * engine: spec and bands (codegen/), config choice (runtime/config.c),
+ * kernels (runtime/engine.c), launches (runtime/attn*.c) and the float64
+ * reference (runtime/ref.c) on a CPU context.  Errors are kept in the
+ * object a call was given; nothing here prints or exits. */
+#include "include/spattn.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "codegen/bands.h"
+#include "codegen/emit.h"
+#include "common/half.h"
+#include "common/strbuf.h"
+#include "runtime/attn.h"
+#include "runtime/attn_bwd.h"
+#include "runtime/bandtab.h"
+#include "runtime/config.h"
+#include "runtime/engine.h"
+#include "runtime/ref.h"
+
+/* A kernel loaded in a context, by the hash of its source and arch: every
+ * plan of the same spec and config shares it. */
+typedef struct {
+    XXH128_hash_t key;
+    engine_kernel k;
+} loaded_kernel;
+
+struct spattn_context {
+    int device;                 /* SPATTN_DEVICE_CPU or a GPU ordinal */
+    sp_gpu gpu;                 /* open when device >= 0 */
+    int gpu_open;
+    char *db_path;              /* NULL: the default */
+    loaded_kernel **kernels;    /* the in-process kernel cache */
+    int nkernels, cap;
+    char error[1600];
+};
+
+struct spattn_plan {
+    spattn_context *ctx;
+    sp_spec spec;               /* the whole spec (owns custom bands) */
+    sp_pattern pattern;         /* the layer's pattern (points into spec) */
+    sp_band_list *bands;        /* heads entries at N */
+    int B;
+    int64_t N;
+    int64_t pairs;              /* over batch and heads */
+    double ratio;
+    engine_kernel *fk, *bk;     /* in ctx->kernels; NULL on a CPU context */
+    char fsrc[160], bsrc[160];  /* where the configs came from */
+    sp_dptr bandtab;            /* device band table for N */
+    char error[1600];
+};
+
+/* ---- errors ---------------------------------------------------------------- */
+
+static spattn_status keep(char *buf, size_t n, const sp_err *e)
+{
+    if (e->file[0] && e->line) snprintf(buf, n, "%s:%d:%d: %s", e->file, e->line, e->col, e->msg);
+    else if (e->file[0]) snprintf(buf, n, "%s: %s", e->file, e->msg);
+    else snprintf(buf, n, "%s", e->msg);
+    return e->code ? (spattn_status)e->code : SPATTN_FAILED;
+}
+
+static spattn_status plan_fail(spattn_plan *p, spattn_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static spattn_status plan_fail(spattn_plan *p, spattn_status code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->error, sizeof p->error, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+const char *spattn_context_error(const spattn_context *ctx) { return ctx ? ctx->error : "no context"; }
+const char *spattn_plan_error(const spattn_plan *plan) { return plan ? plan->error : "no plan"; }
+
+/* ---- context --------------------------------------------------------------- */
+
+spattn_status spattn_context_create(int device, spattn_context **out)
+{
+    spattn_context *c = calloc(1, sizeof *c);
+    *out = c;
+    if (!c) return SPATTN_FAILED;
+    c->device = device;
+    if (device == SPATTN_DEVICE_CPU) return SPATTN_OK;
+    if (device < 0) {
+        snprintf(c->error, sizeof c->error, "device %d: expected a GPU ordinal >= 0 or SPATTN_DEVICE_CPU", device);
+        return SPATTN_EINVAL;
+    }
+    sp_err e = { 0 };
+    if (cu_open(device, &c->gpu, &e)) return keep(c->error, sizeof c->error, &e);
+    c->gpu_open = 1;
+    return SPATTN_OK;
+}
+
+void spattn_context_destroy(spattn_context *ctx)
+{
+    if (!ctx) return;
+    for (int i = 0; i < ctx->nkernels; i++) {
+        engine_unload(&ctx->gpu, &ctx->kernels[i]->k);
+        free(ctx->kernels[i]);
+    }
+    free(ctx->kernels);
+    if (ctx->gpu_open) cu_close(&ctx->gpu);
+    free(ctx->db_path);
+    free(ctx);
+}
+
+spattn_status spattn_context_set_db(spattn_context *ctx, const char *path)
+{
+    char *copy = path ? strdup(path) : NULL;
+    if (path && !copy) return SPATTN_FAILED;
+    free(ctx->db_path);
+    ctx->db_path = copy;
+    return SPATTN_OK;
+}
+
+/* The kernel of cfg from the context's cache, else loaded into it. */
+static int context_kernel(spattn_context *c, const sp_spec *spec, const sp_pattern *pat, const sp_kcfg *cfg,
+                          engine_kernel **out, sp_err *e)
+{
+    strbuf src = STRBUF_INIT;
+    sb_init(&src);
+    if (emit_kernel(&src, spec, pat, cfg, e)) { sb_free(&src); return -1; }
+    XXH3_state_t st;
+    XXH3_128bits_reset(&st);
+    XXH3_128bits_update(&st, src.buf, src.len);
+    XXH3_128bits_update(&st, &c->gpu.sm, sizeof c->gpu.sm);
+    XXH128_hash_t key = XXH3_128bits_digest(&st);
+    sb_free(&src);
+    for (int i = 0; i < c->nkernels; i++)
+        if (XXH128_isEqual(c->kernels[i]->key, key)) { *out = &c->kernels[i]->k; return 0; }
+    if (c->nkernels == c->cap) {
+        int cap = c->cap ? 2 * c->cap : 8;
+        loaded_kernel **grown = realloc(c->kernels, (size_t)cap * sizeof *grown);
+        if (!grown) return sp_fail(e, SP_EXIT_FAIL, "out of memory");
+        c->kernels = grown;
+        c->cap = cap;
+    }
+    loaded_kernel *lk = calloc(1, sizeof *lk);
+    if (!lk) return sp_fail(e, SP_EXIT_FAIL, "out of memory");
+    if (engine_load(&c->gpu, spec, pat, cfg, &lk->k, e)) { free(lk); return -1; }
+    lk->key = key;
+    c->kernels[c->nkernels++] = lk;
+    *out = &lk->k;
+    return 0;
+}
+
+/* ---- plan ------------------------------------------------------------------ */
+
+static spattn_plan *plan_new(spattn_context *ctx)
+{
+    spattn_plan *p = calloc(1, sizeof *p);
+    if (p) p->ctx = ctx;
+    return p;
+}
+
+/* Bands, work, configs and kernels of a parsed spec at (B, N). */
+static spattn_status plan_finish(spattn_plan *p, int layer_index, int batch, int64_t N)
+{
+    sp_err e = { 0 };
+    sp_spec *s = &p->spec;
+    if (batch < 1 || N < 1 || N > (1 << 24) || batch > (1 << 20))
+        return plan_fail(p, SPATTN_EINVAL, "batch %d and seq_len %lld: expected 1..2^20 and 1..2^24", batch,
+                         (long long)N);
+    if (layer_index >= 0 && s->num_layers > 0 && layer_index >= s->num_layers)
+        return plan_fail(p, SPATTN_EINVAL, "layer_index %d: the spec has %d layers", layer_index, s->num_layers);
+    p->pattern = layer_index < 0 ? s->pattern : *spec_layer_pattern(s, layer_index);
+    p->B = batch;
+    p->N = N;
+    p->bands = calloc((size_t)s->heads, sizeof *p->bands);
+    if (!p->bands) return plan_fail(p, SPATTN_FAILED, "out of memory");
+    int64_t pairs = 0;
+    for (int h = 0; h < s->heads; h++) {
+        if (bands_head(&p->pattern, s->heads, h, N, &p->bands[h]))
+            return plan_fail(p, SPATTN_EINVAL, "head %d: no bands at N = %lld", h, (long long)N);
+        pairs += bands_pairs(&p->bands[h], N);
+    }
+    if (__builtin_mul_overflow(pairs, (int64_t)batch, &p->pairs))
+        return plan_fail(p, SPATTN_EINVAL, "batch %d x %lld allowed pairs overflows", batch, (long long)pairs);
+    p->ratio = (double)pairs / ((double)s->heads * (double)bands_dense_pairs(N));
+    spattn_context *c = p->ctx;
+    if (c->device == SPATTN_DEVICE_CPU) {
+        snprintf(p->fsrc, sizeof p->fsrc, "cpu-float64");
+        snprintf(p->bsrc, sizeof p->bsrc, "cpu-float64");
+        return SPATTN_OK;
+    }
+    sp_kcfg fc, bc;
+    if (config_pick(&c->gpu, s, &p->pattern, SP_KIND_FWD, batch, N, c->db_path, NULL, &fc, p->fsrc, sizeof p->fsrc, &e) ||
+        config_pick(&c->gpu, s, &p->pattern, SP_KIND_BWD, batch, N, c->db_path, NULL, &bc, p->bsrc, sizeof p->bsrc, &e) ||
+        context_kernel(c, s, &p->pattern, &fc, &p->fk, &e) || context_kernel(c, s, &p->pattern, &bc, &p->bk, &e))
+        return keep(p->error, sizeof p->error, &e);
+    int maxi = bandtab_max_intervals(&p->pattern, s->heads);
+    size_t bytes = (size_t)s->heads * BANDTAB_STRIDE(maxi) * sizeof(int32_t);
+    int32_t *tab = malloc(bytes);
+    if (!tab) return plan_fail(p, SPATTN_FAILED, "out of memory");
+    int rc = bandtab_fill(&p->pattern, s->heads, N, maxi, tab, &e) || cu_malloc(&c->gpu, bytes, &p->bandtab, &e) ||
+             cu_upload(&c->gpu, p->bandtab, tab, bytes, &e);
+    free(tab);
+    return rc ? keep(p->error, sizeof p->error, &e) : SPATTN_OK;
+}
+
+/* Hand the plan over, or keep its message in the context and free it. */
+static spattn_status plan_done(spattn_context *ctx, spattn_plan *p, spattn_status st, spattn_plan **out)
+{
+    if (st == SPATTN_OK) { *out = p; return st; }
+    snprintf(ctx->error, sizeof ctx->error, "%s", p->error);
+    spattn_plan_destroy(p);
+    *out = NULL;
+    return st;
+}
+
+spattn_status spattn_plan_from_yaml(spattn_context *ctx, const char *yaml, size_t len, const char *name,
+                                    int layer_index, int batch, int64_t seq_len, spattn_plan **out)
+{
+    spattn_plan *p = plan_new(ctx);
+    if (!p) return SPATTN_FAILED;
+    sp_err e = { 0 };
+    spattn_status st = spec_parse(yaml, len, name ? name : "spec", &p->spec, &e)
+                           ? keep(p->error, sizeof p->error, &e) : plan_finish(p, layer_index, batch, seq_len);
+    return plan_done(ctx, p, st, out);
+}
+
+spattn_status spattn_plan_from_file(spattn_context *ctx, const char *path, int layer_index, int batch,
+                                    int64_t seq_len, spattn_plan **out)
+{
+    spattn_plan *p = plan_new(ctx);
+    if (!p) return SPATTN_FAILED;
+    sp_err e = { 0 };
+    spattn_status st = spec_load(path, &p->spec, &e) ? keep(p->error, sizeof p->error, &e)
+                                                     : plan_finish(p, layer_index, batch, seq_len);
+    return plan_done(ctx, p, st, out);
+}
+
+/* Parameters become a spec text, so that they pass exactly the checks a spec
+ * file passes (spattn-spec(5)). */
+spattn_status spattn_plan_from_params(spattn_context *ctx, const spattn_params *q, int batch, int64_t seq_len,
+                                      spattn_plan **out)
+{
+    strbuf y = STRBUF_INIT;
+    sb_init(&y);
+    sb_printf(&y, "name: params\nheads: %d\nkv_heads: %d\nhead_dim: %d\ndtype: %s\npattern: %s\n", q->heads,
+              q->kv_heads > 0 ? q->kv_heads : q->heads, q->head_dim, q->dtype == SPATTN_FP16 ? "fp16" : "bf16",
+              q->pattern ? q->pattern : "spattn");
+    if (q->band_basis > 0) sb_printf(&y, "band_basis: %lld\n", (long long)q->band_basis);
+    if (q->softmax_scale > 0) sb_printf(&y, "softmax_scale: %.17g\n", q->softmax_scale);
+    if (q->custom_counts && q->custom_bands && q->heads > 0 && q->heads <= 4096) {
+        sb_puts(&y, "bands:\n");
+        const int64_t *iv = q->custom_bands;
+        for (int h = 0; h < q->heads; h++) {
+            sb_puts(&y, "  - [");
+            for (int k = 0; k < q->custom_counts[h] && k < SP_MAX_INTERVALS + 1; k++, iv += 2)
+                sb_printf(&y, "%s[%lld, %lld]", k ? ", " : "", (long long)iv[0], (long long)iv[1]);
+            sb_puts(&y, "]\n");
+        }
+    }
+    spattn_status st = spattn_plan_from_yaml(ctx, y.buf, y.len, "params", -1, batch, seq_len, out);
+    sb_free(&y);
+    return st;
+}
+
+void spattn_plan_destroy(spattn_plan *p)
+{
+    if (!p) return;
+    if (p->bandtab) cu_free(&p->ctx->gpu, p->bandtab);
+    free(p->bands);
+    spec_free(&p->spec);
+    free(p);
+}
+
+spattn_status spattn_plan_get_info(const spattn_plan *p, spattn_plan_info *info)
+{
+    memset(info, 0, sizeof *info);
+    info->batch = p->B;
+    info->heads = p->spec.heads;
+    info->kv_heads = p->spec.kv_heads;
+    info->head_dim = p->spec.head_dim;
+    info->seq_len = p->N;
+    info->dtype = p->spec.dtype == SP_FP16 ? SPATTN_FP16 : SPATTN_BF16;
+    info->allowed_pairs = p->pairs;
+    info->work_ratio = p->ratio;
+    info->forward_flops = 4.0 * p->spec.head_dim * (double)p->pairs;
+    if (p->fk) snprintf(info->forward_kernel, sizeof info->forward_kernel, "%s", p->fk->name);
+    if (p->bk) snprintf(info->backward_kernel, sizeof info->backward_kernel, "%s", p->bk->name);
+    snprintf(info->forward_config, sizeof info->forward_config, "%s", p->fsrc);
+    snprintf(info->backward_config, sizeof info->backward_config, "%s", p->bsrc);
+    return SPATTN_OK;
+}
+
+/* ---- tensors --------------------------------------------------------------- */
+
+spattn_tensor spattn_tensor_bnhd(void *data, int64_t seq_len, int heads, int head_dim)
+{
+    spattn_tensor t = { data, seq_len * heads * head_dim, (int64_t)heads * head_dim, head_dim };
+    return t;
+}
+
+spattn_tensor spattn_tensor_bhnd(void *data, int64_t seq_len, int heads, int head_dim)
+{
+    spattn_tensor t = { data, seq_len * heads * head_dim, head_dim, seq_len * head_dim };
+    return t;
+}
+
+spattn_lse spattn_lse_contiguous(float *data, int64_t seq_len, int heads)
+{
+    spattn_lse l = { data, seq_len * heads, seq_len };
+    return l;
+}
+
+static attn_tensor dev_tensor(const spattn_tensor *t)
+{
+    attn_tensor a = { (sp_dptr)(uintptr_t)t->data, t->stride_batch, t->stride_seq, t->stride_head };
+    return a;
+}
+
+/* ---- the backward's scratch in the workspace ------------------------------- */
+
+static void bwd_scratch(const spattn_plan *p, int deterministic, attn_bwd_scratch *s)
+{
+    attn_bwd_args a;
+    memset(&a, 0, sizeof a);
+    a.batch = p->B;
+    a.seqlen = (int)p->N;
+    a.heads = p->spec.heads;
+    a.kv_heads = p->spec.kv_heads;
+    a.deterministic = deterministic;
+    attn_bwd_scratch_sizes(&p->bk->cfg, &a, s);
+}
+
+static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+size_t spattn_workspace_size(const spattn_plan *p, int backward, int deterministic)
+{
+    if (!backward || !p->bk) return 0;   /* the forward and the CPU need none */
+    attn_bwd_scratch s;
+    bwd_scratch(p, deterministic, &s);
+    return align16(s.dq_accum) + align16(s.delta) + align16(s.lse2);
+}
+
+/* ---- CPU context: the float64 reference on host tensors -------------------- */
+
+static double to_double(const spattn_plan *p, uint16_t x)
+{
+    return p->spec.dtype == SP_FP16 ? fp16_to_float(x) : bf16_to_float(x);
+}
+
+static uint16_t from_double(const spattn_plan *p, double x)
+{
+    return p->spec.dtype == SP_FP16 ? float_to_fp16((float)x) : float_to_bf16((float)x);
+}
+
+/* Host tensor t (heads heads) <-> contiguous doubles [B, N, heads, D]. */
+static void gather(const spattn_plan *p, const spattn_tensor *t, int heads, double *out)
+{
+    const uint16_t *base = t->data;
+    size_t i = 0;
+    for (int b = 0; b < p->B; b++)
+        for (int64_t n = 0; n < p->N; n++)
+            for (int h = 0; h < heads; h++) {
+                const uint16_t *row = base + b * t->stride_batch + n * t->stride_seq + h * t->stride_head;
+                for (int d = 0; d < p->spec.head_dim; d++) out[i++] = to_double(p, row[d]);
+            }
+}
+
+static void scatter(const spattn_plan *p, const double *in, int heads, const spattn_tensor *t)
+{
+    uint16_t *base = t->data;
+    size_t i = 0;
+    for (int b = 0; b < p->B; b++)
+        for (int64_t n = 0; n < p->N; n++)
+            for (int h = 0; h < heads; h++) {
+                uint16_t *row = base + b * t->stride_batch + n * t->stride_seq + h * t->stride_head;
+                for (int d = 0; d < p->spec.head_dim; d++) row[d] = from_double(p, in[i++]);
+            }
+}
+
+/* Host LSE <-> contiguous doubles [B, H, N]. */
+static void lse_move(const spattn_plan *p, const spattn_lse *l, double *buf, int to_host)
+{
+    size_t i = 0;
+    for (int b = 0; b < p->B; b++)
+        for (int h = 0; h < p->spec.heads; h++)
+            for (int64_t n = 0; n < p->N; n++, i++) {
+                float *x = l->data + b * l->stride_batch + h * l->stride_head + n;
+                if (to_host) *x = (float)buf[i];
+                else buf[i] = *x;
+            }
+}
+
+static spattn_status cpu_run(spattn_plan *p, const spattn_tensor *q, const spattn_tensor *k,
+                             const spattn_tensor *v, const spattn_tensor *o, const spattn_lse *lse,
+                             const spattn_tensor *dout, const spattn_tensor *dq, const spattn_tensor *dk,
+                             const spattn_tensor *dv)
+{
+    const sp_spec *s = &p->spec;
+    size_t nq = (size_t)p->B * (size_t)p->N * (size_t)s->heads * (size_t)s->head_dim;
+    size_t nk = (size_t)p->B * (size_t)p->N * (size_t)s->kv_heads * (size_t)s->head_dim;
+    size_t nl = (size_t)p->B * (size_t)s->heads * (size_t)p->N;
+    int bwd = dout != NULL;
+    double *qd = malloc(nq * sizeof *qd), *kd = malloc(nk * sizeof *kd), *vd = malloc(nk * sizeof *vd);
+    double *od = malloc(nq * sizeof *od), *ld = malloc(nl * sizeof *ld);
+    double *gd = bwd ? malloc(nq * sizeof *gd) : NULL, *dqd = bwd ? malloc(nq * sizeof *dqd) : NULL;
+    double *dkd = bwd ? malloc(nk * sizeof *dkd) : NULL, *dvd = bwd ? malloc(nk * sizeof *dvd) : NULL;
+    spattn_status st = SPATTN_OK;
+    if (!qd || !kd || !vd || !od || !ld || (bwd && (!gd || !dqd || !dkd || !dvd))) {
+        st = plan_fail(p, SPATTN_FAILED, "out of memory for the CPU reference");
+        goto out;
+    }
+    ref_problem rp = { p->B, (int)p->N, s->heads, s->kv_heads, s->head_dim, spec_scale(s), p->bands, 0 };
+    gather(p, q, s->heads, qd);
+    gather(p, k, s->kv_heads, kd);
+    gather(p, v, s->kv_heads, vd);
+    if (!bwd) {
+        if (ref_forward(&rp, qd, kd, vd, od, ld)) { st = plan_fail(p, SPATTN_FAILED, "CPU reference: threads"); goto out; }
+        scatter(p, od, s->heads, o);
+        lse_move(p, lse, ld, 1);
+        goto out;
+    }
+    /* The backward takes O and LSE as the caller has them (the forward's). */
+    gather(p, o, s->heads, od);
+    lse_move(p, lse, ld, 0);
+    gather(p, dout, s->heads, gd);
+    if (ref_backward(&rp, qd, kd, vd, od, ld, gd, dqd, dkd, dvd)) {
+        st = plan_fail(p, SPATTN_FAILED, "CPU reference: threads");
+        goto out;
+    }
+    scatter(p, dqd, s->heads, dq);
+    scatter(p, dkd, s->kv_heads, dk);
+    scatter(p, dvd, s->kv_heads, dv);
+out:
+    free(qd); free(kd); free(vd); free(od); free(ld); free(gd); free(dqd); free(dkd); free(dvd);
+    return st;
+}
+
+/* ---- forward and backward -------------------------------------------------- */
+
+static int tensors_present(spattn_plan *p, const spattn_tensor *const *t, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!t[i] || !t[i]->data) { plan_fail(p, SPATTN_EINVAL, "%s: no tensor", names[i]); return 0; }
+    return 1;
+}
+
+spattn_status spattn_forward(spattn_plan *p, const spattn_tensor *q, const spattn_tensor *k, const spattn_tensor *v,
+                             const spattn_tensor *o, const spattn_lse *lse, void *workspace, size_t workspace_bytes,
+                             void *stream)
+{
+    const spattn_tensor *ts[4] = { q, k, v, o };
+    static const char *const names[4] = { "q", "k", "v", "o" };
+    if (!tensors_present(p, ts, names, 4)) return SPATTN_EINVAL;
+    if (!lse || !lse->data) return plan_fail(p, SPATTN_EINVAL, "lse: no tensor");
+    (void)workspace;
+    (void)workspace_bytes;
+    if (!p->fk) return cpu_run(p, q, k, v, o, lse, NULL, NULL, NULL, NULL);
+    attn_fwd_args a;
+    memset(&a, 0, sizeof a);
+    a.q = dev_tensor(q); a.k = dev_tensor(k); a.v = dev_tensor(v); a.o = dev_tensor(o);
+    a.lse = (sp_dptr)(uintptr_t)lse->data;
+    a.lse_sb = lse->stride_batch;
+    a.lse_sh = lse->stride_head;
+    a.bands = p->bandtab;
+    a.batch = p->B; a.seqlen = (int)p->N; a.heads = p->spec.heads; a.kv_heads = p->spec.kv_heads;
+    a.scale = (float)spec_scale(&p->spec);
+    sp_err e = { 0 };
+    sp_gpu *g = &p->ctx->gpu;
+    CUstream own = g->stream;
+    g->stream = (CUstream)stream;   /* the caller's stream for this launch */
+    int rc = attn_fwd_launch(g, p->fk->fn, &p->fk->cfg, &a, &e);
+    g->stream = own;
+    return rc ? keep(p->error, sizeof p->error, &e) : SPATTN_OK;
+}
+
+spattn_status spattn_backward(spattn_plan *p, const spattn_tensor *q, const spattn_tensor *k,
+                              const spattn_tensor *v, const spattn_tensor *o, const spattn_lse *lse,
+                              const spattn_tensor *dout, const spattn_tensor *dq, const spattn_tensor *dk,
+                              const spattn_tensor *dv, int deterministic, void *workspace, size_t workspace_bytes,
+                              void *stream)
+{
+    const spattn_tensor *ts[8] = { q, k, v, o, dout, dq, dk, dv };
+    static const char *const names[8] = { "q", "k", "v", "o", "dout", "dq", "dk", "dv" };
+    if (!tensors_present(p, ts, names, 8)) return SPATTN_EINVAL;
+    if (!lse || !lse->data) return plan_fail(p, SPATTN_EINVAL, "lse: no tensor");
+    if (!p->bk) return cpu_run(p, q, k, v, o, lse, dout, dq, dk, dv);
+    size_t need = spattn_workspace_size(p, 1, deterministic);
+    if (!workspace || workspace_bytes < need)
+        return plan_fail(p, SPATTN_EINVAL, "workspace: %zu bytes given, the backward needs %zu (spattn_workspace_size)",
+                         workspace ? workspace_bytes : 0, need);
+    attn_bwd_scratch s;
+    bwd_scratch(p, deterministic, &s);
+    attn_bwd_args a;
+    memset(&a, 0, sizeof a);
+    a.q = dev_tensor(q); a.k = dev_tensor(k); a.v = dev_tensor(v); a.o = dev_tensor(o); a.dout = dev_tensor(dout);
+    a.dq = dev_tensor(dq); a.dk = dev_tensor(dk); a.dv = dev_tensor(dv);
+    a.lse = (sp_dptr)(uintptr_t)lse->data;
+    a.lse_sb = lse->stride_batch;
+    a.lse_sh = lse->stride_head;
+    a.bands = p->bandtab;
+    a.batch = p->B; a.seqlen = (int)p->N; a.heads = p->spec.heads; a.kv_heads = p->spec.kv_heads;
+    a.scale = (float)spec_scale(&p->spec);
+    a.deterministic = deterministic;
+    sp_dptr w = (sp_dptr)(uintptr_t)workspace;
+    a.dq_accum = s.dq_accum ? w : 0;
+    a.delta = w + align16(s.dq_accum);
+    a.lse2 = a.delta + align16(s.delta);
+    sp_err e = { 0 };
+    sp_gpu *g = &p->ctx->gpu;
+    CUstream own = g->stream;
+    g->stream = (CUstream)stream;
+    int rc = attn_bwd_launch(g, &p->bk->bwd, &p->bk->cfg, &a, &e);
+    g->stream = own;
+    return rc ? keep(p->error, sizeof p->error, &e) : SPATTN_OK;
+}
