@@ -27,7 +27,7 @@ LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CMD_OBJ   := $(CMD_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN  := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test test-unit test-bats asan clean install test-gpu
+.PHONY: all test test-quick asan clean install test-gpu
 all: $(BUILD)/spattn $(BUILD)/COMMIT
 
 # The commit the build was made from, for bench/gpu-suite.sh's logs (the GPU
@@ -54,9 +54,16 @@ $(BUILD)/tests/%: tests/unit/%.c tests/check.h $(BUILD)/libspattn.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libspattn.a $(LDLIBS)
 
-# Every test: C unit tests, then the Bats suites; tests/run.sh sums them up.
+# Every test: each C unit binary and each Bats file is a suite; tests/run.sh
+# runs JOBS of them at once (default: the CPUs), prints a line per suite and
+# ends with "N passed, N failed, N skipped".  test-quick: a subset under 30 s
+# (no NVRTC compiles but one per compiling suite).
+JOBS ?=
 test: $(BUILD)/spattn $(TEST_BIN)
-	@BUILD=$(BUILD) sh tests/run.sh
+	@BUILD=$(BUILD) JOBS=$(JOBS) sh tests/run.sh
+
+test-quick: $(BUILD)/spattn $(TEST_BIN)
+	@BUILD=$(BUILD) JOBS=$(JOBS) QUICK=1 sh tests/run.sh
 
 # CPU suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan:
