@@ -68,3 +68,25 @@ setup() {
     [ "$status" -eq 2 ]
     [[ "$stderr" == *":1:8: error: heads: 0 is out of range"* ]]
 }
+
+@test "pattern window: W covers distances [0, W), the same as custom bands [[0, W]] for every head (issue 19)" {
+    T=$(mktemp -d)
+    printf 'heads: 4\nhead_dim: 64\npattern: window\nwindow: 100\n' >"$T/w.yaml"
+    printf 'heads: 4\nhead_dim: 64\npattern: custom\nbands_all_heads: [[0, 100]]\n' >"$T/c.yaml"
+    run "$SPATTN" plan "$T/w.yaml" --seq-len 1024 --json
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -e '.pattern == "window" and all(.per_head[]; .intervals == [[0, 100]])'
+    a=$("$SPATTN" run "$T/w.yaml" --device cpu --batch 1 --seq-len 200 --json | jq -c .checksum)
+    b=$("$SPATTN" run "$T/c.yaml" --device cpu --batch 1 --seq-len 200 --json | jq -c .checksum)
+    [ -n "$a" ] && [ "$a" != null ] && [ "$a" = "$b" ]
+    rm -rf "$T"
+}
+
+@test "bands_all_heads: one list for every head; bands: one list per head" {
+    T=$(mktemp -d)
+    printf 'heads: 3\nhead_dim: 64\npattern: custom\nbands_all_heads: [[0, 65], [256, 512]]\n' >"$T/a.yaml"
+    run "$SPATTN" plan "$T/a.yaml" --seq-len 1024 --json
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -e '(.per_head | length) == 3 and all(.per_head[]; .intervals == [[0, 65], [256, 512]])'
+    rm -rf "$T"
+}
