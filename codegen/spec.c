@@ -24,7 +24,7 @@
 
 #include "common/fileio.h"
 
-#define SPEC_MAX_BYTES  (1u << 20)     /* a spec is a few hundred bytes */
+#define SPEC_MAX_BYTES  SPEC_MAX_FILE_BYTES   /* a spec is a few hundred bytes */
 #define SPEC_MAX_LAYERS 65536          /* layer indices are int */
 #define SPEC_MAX_SEQ    (1LL << 24)    /* 16M tokens */
 #define SPEC_MAX_BATCH  65536

@@ -59,7 +59,9 @@ typedef struct {
     int n_seq_len; int64_t seq_len[SP_MAX_SHAPES];
 } sp_spec;
 
-/* Load and validate a spec file (at most 1 MiB of UTF-8 YAML).  On error
+#define SPEC_MAX_FILE_BYTES (1 << 20)
+
+/* Load and validate a spec file (at most SPEC_MAX_FILE_BYTES of UTF-8 YAML).  On error
  * fills e with file:line:column (1-based; 0:0 only when the file cannot be
  * read) and code SP_EXIT_USAGE, sometimes a hint ("did you mean ..."), and
  * leaves *out zeroed with nothing to free.  On success free with spec_free. */

@@ -90,3 +90,12 @@ setup() {
     echo "$output" | jq -e '(.per_head | length) == 3 and all(.per_head[]; .intervals == [[0, 65], [256, 512]])'
     rm -rf "$T"
 }
+
+@test "a spec from standard input: '-' (issue 19)" {
+    run bash -c "printf 'heads: 2\nhead_dim: 64\n' | '$SPATTN' plan - --seq-len 64 --json"
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -e '.spec == "stdin" and .heads == 2'
+    run --separate-stderr bash -c "printf 'heads: 2\nhead_dims: 64\n' | '$SPATTN' plan - --seq-len 64"
+    [ "$status" -eq 2 ]
+    [[ "$stderr" == "stdin:2:1: error: unknown key 'head_dims'"* ]]
+}
