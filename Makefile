@@ -27,7 +27,7 @@ LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CMD_OBJ   := $(CMD_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN  := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test test-quick asan clean install test-gpu
+.PHONY: all test test-quick asan clean install test-gpu fuzz
 all: $(BUILD)/spattn $(BUILD)/COMMIT
 
 # The commit the build was made from, for bench/gpu-suite.sh's logs (the GPU
@@ -70,6 +70,7 @@ $(BUILD)/tests/%: tests/unit/%.c tests/check.h $(BUILD)/libspattn.a
 
 # Tests that compile a file from outside tests/unit in.
 $(BUILD)/tests/test_chart: cmd/chart.c cmd/chart.h
+$(BUILD)/tests/test_fuzz_seeds: $(wildcard tests/fuzz/*.c)
 
 # Every test: each C unit binary and each Bats file is a suite; tests/run.sh
 # runs JOBS of them at once (default: the CPUs), prints a line per suite and
@@ -86,6 +87,14 @@ test-quick: $(BUILD)/spattn $(TEST_BIN)
 asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	        LDFLAGS="-fsanitize=address,undefined" test
+
+# libFuzzer targets (tests/fuzz: the spec parser, the .npy reader, the
+# JSON-lines importer), built with clang and ASan + UBSan, FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 60
+fuzz:
+	$(MAKE) BUILD=build-fuzz CC=clang CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	        build-fuzz/libspattn.a
+	@sh tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
 
 # GPU checks, a compute-sanitizer pass and the benchmark, in one call on the GPU host.
 test-gpu: $(BUILD)/spattn
@@ -104,6 +113,6 @@ install: $(BUILD)/spattn
 	install -m 644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 
 clean:
-	rm -rf build build-asan build-clang
+	rm -rf build build-asan build-clang build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d)
