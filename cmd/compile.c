@@ -172,6 +172,7 @@ static void print_json(const sp_spec *spec, const compiled_kernel *ks, int n, in
     jw_init(&w, stdout);
     jw_obj(&w, NULL);
     jw_str(&w, "spec", spec->name);
+    jw_str(&w, "spec_path", spec->path);
     jw_int(&w, "nvrtc_version", nvrtc_version());
     jw_arr(&w, "kernels");
     for (int i = 0; i < n; i++) {
