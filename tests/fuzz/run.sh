@@ -35,7 +35,7 @@ for t in spec npy jsonl; do
         echo "fuzz $t: ok, ${runs:-?} runs in $secs s"
     else
         echo "fuzz $t: FAILED (exit $rc; log $log; inputs $BUILD/crash-$t-*)"
-        grep -E 'ERROR: |SUMMARY: |runtime error' "$log" | head -n 5 | sed 's/^/  /'
+        grep -E 'ERROR: |SUMMARY: |runtime error' "$log" | head -n 5 | sed "s/^/fuzz $t:   /"
         failed=1
     fi
 done
