@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd/chart.h"
 #include "cmd/cmd.h"
 #include "cmd/gpu_common.h"
 #include "common/fileio.h"
@@ -25,7 +26,7 @@ static const opt_cmd bench_cmd = {
 typedef struct {
     int64_t N;
     double ratio, ms, dense_ms, tflops, dense_tflops;
-    char kernel[260], config_source[160];
+    char kernel[260], config_source[160], gpu[256];
 } bench_point;
 
 /* One point: open the problem at N, time the spattn kernel and the dense one. */
@@ -40,6 +41,7 @@ static int bench_one(const gpu_opts *base, int64_t N, int iters, int bwd, bench_
     memset(pt, 0, sizeof *pt);
     pt->N = N;
     pt->ratio = p.ratio;
+    snprintf(pt->gpu, sizeof pt->gpu, "%s", p.gpu->name);
     if (ga_fill_random(&p.ga, (uint64_t)go.seed, e) || gpu_problem_kernel(&p, SP_KIND_FWD, &k, e)) goto out;
     snprintf(pt->config_source, sizeof pt->config_source, "%s", p.config_source);
     gpu_timing t;
@@ -58,77 +60,6 @@ out:
     return rc;
 }
 
-/* A two-panel chart: time (log) vs N, and speedup vs N with the ideal. */
-static void svg_chart(strbuf *s, const char *title, const bench_point *pts, int n)
-{
-    const int W = 960, H = 380, pw = 380, ph = 260, top = 70;
-    const int left[2] = { 70, 520 };
-    double tmin = 1e30, tmax = 0, smax = 1, nmin = 1e30, nmax = 0;
-    for (int i = 0; i < n; i++) {
-        tmin = fmin(tmin, fmin(pts[i].ms, pts[i].dense_ms));
-        tmax = fmax(tmax, fmax(pts[i].ms, pts[i].dense_ms));
-        smax = fmax(smax, fmax(pts[i].dense_ms / pts[i].ms, 1.0 / pts[i].ratio));
-        nmin = fmin(nmin, (double)pts[i].N);
-        nmax = fmax(nmax, (double)pts[i].N);
-    }
-    double lx0 = log2(nmin), lx1 = log2(nmax) + (nmax == nmin ? 1 : 0);
-    double ly0 = log10(tmin) - 0.1, ly1 = log10(tmax) + 0.1;
-    smax *= 1.1;
-#define X(panel, N) (left[panel] + (log2((double)(N)) - lx0) / (lx1 - lx0) * pw)
-#define YT(ms) (top + ph - (log10(ms) - ly0) / (ly1 - ly0) * ph)
-#define YS(v) (top + ph - (v) / smax * ph)
-    sb_printf(s, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
-    sb_printf(s, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", W, H);
-    sb_printf(s, "<text x=\"%d\" y=\"24\" font-size=\"16\">", 20);
-    for (const char *c = title; *c; c++) {
-        if (*c == '<') sb_puts(s, "&lt;"); else if (*c == '&') sb_puts(s, "&amp;"); else sb_add(s, c, 1);
-    }
-    sb_puts(s, "</text>\n");
-    const char *ptitle[2] = { "time per forward (ms, log scale)", "speedup over dense causal" };
-    for (int p = 0; p < 2; p++) {
-        sb_printf(s, "<text x=\"%d\" y=\"%d\">%s</text>\n", left[p], top - 10, ptitle[p]);
-        sb_printf(s, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#888\"/>\n", left[p], top, pw, ph);
-        for (int i = 0; i < n; i++)
-            sb_printf(s, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%lld</text>\n", X(p, pts[i].N), top + ph + 16,
-                      (long long)pts[i].N);
-        sb_printf(s, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">sequence length N</text>\n", left[p] + pw / 2, top + ph + 34);
-    }
-    for (int d = (int)floor(ly0); d <= (int)ceil(ly1); d++) {
-        double v = pow(10, d);
-        if (log10(v) < ly0 || log10(v) > ly1) continue;
-        sb_printf(s, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", left[0] - 4, YT(v) + 4, v);
-    }
-    for (int t = 0; t <= 4; t++)
-        sb_printf(s, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.1fx</text>\n", left[1] - 4, YS(smax * t / 4) + 4, smax * t / 4);
-    const char *color[3] = { "#d62728", "#1f77b4", "#999" };
-    const char *label[2][2] = { { "spattn", "dense causal (same engine)" }, { "measured speedup", "ideal (1 / work ratio)" } };
-    for (int series = 0; series < 2; series++) {
-        sb_printf(s, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color[series]);
-        for (int i = 0; i < n; i++)
-            sb_printf(s, "%.1f,%.1f ", X(0, pts[i].N), YT(series == 0 ? pts[i].ms : pts[i].dense_ms));
-        sb_puts(s, "\"/>\n");
-        sb_printf(s, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"", series ? color[2] : color[0],
-                  series ? " stroke-dasharray=\"5,4\"" : "");
-        for (int i = 0; i < n; i++)
-            sb_printf(s, "%.1f,%.1f ", X(1, pts[i].N), YS(series == 0 ? pts[i].dense_ms / pts[i].ms : 1.0 / pts[i].ratio));
-        sb_puts(s, "\"/>\n");
-        for (int i = 0; i < n; i++) {
-            sb_printf(s, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", X(0, pts[i].N),
-                      YT(series == 0 ? pts[i].ms : pts[i].dense_ms), color[series]);
-        }
-        /* legends: top left of the time panel, bottom right of the speedup panel (clear of the ideal line) */
-        for (int p = 0; p < 2; p++)
-            sb_printf(s, "<text x=\"%d\" y=\"%d\" fill=\"%s\"%s>%s</text>\n", p == 0 ? left[p] + 10 : left[p] + pw - 10,
-                      p == 0 ? top + 16 + 16 * series : top + ph - 28 + 16 * series,
-                      p == 0 ? color[series] : (series ? color[2] : color[0]), p == 0 ? "" : " text-anchor=\"end\"",
-                      label[p][series]);
-    }
-    sb_puts(s, "</svg>\n");
-#undef X
-#undef YT
-#undef YS
-}
-
 int cmd_bench(int argc, char **argv, sp_err *e)
 {
     gpu_opts g;
@@ -143,7 +74,7 @@ int cmd_bench(int argc, char **argv, sp_err *e)
         OPT_INT(0, "iters", &iters, "N", "timed launches per point (default 30)", 1, 100000),
         OPT_BOOL(0, "json", &json, "one JSON object per point on stdout"),
         OPT_BOOL(0, "csv", &csv, "CSV on stdout"),
-        OPT_STRING(0, "svg", &svg, "FILE", "draw time and speedup against N"),
+        OPT_STRING(0, "svg", &svg, "FILE", "draw time and speedup against N ('-': stdout, after the rows)"),
         OPT_INT(0, "layer-index", &g.layer_index, "K", "use layer K's pattern (hybrid specs)", 0, 1 << 20),
         OPT_STRING(0, "tile", &g.tile, "BMxBN[:wW:sS]", "kernel tile config (default: tuned, else heuristic)"),
         OPT_STRING(0, "db", &g.db_path, "FILE", "tuning database (default $SPATTN_DB or the cache dir)"),
@@ -217,10 +148,20 @@ int cmd_bench(int argc, char **argv, sp_err *e)
     progress_step(&pr, lens.n, lens.n, "done");
     progress_done(&pr);
     if (svg) {
+        /* The title names the pass and the GPU: a chart is often seen
+         * without the command that drew it. */
+        char full[600];
+        snprintf(full, sizeof full, "%s, %s on %s", title, bwd ? "forward+backward" : "forward", pts[0].gpu);
+        chart_point cp[OPT_LIST_MAX];
+        for (int i = 0; i < lens.n; i++)
+            cp[i] = (chart_point){ pts[i].N, pts[i].ms, pts[i].dense_ms, pts[i].ratio };
         strbuf s = STRBUF_INIT;
         sb_init(&s);
-        svg_chart(&s, title, pts, lens.n);
-        int rc = sp_write_file_atomic(svg, s.buf, s.len, e);
+        chart_bench_svg(&s, full, bwd ? "time per forward+backward (ms, log scale)" : "time per forward (ms, log scale)",
+                        cp, lens.n);
+        int rc = 0;
+        if (strcmp(svg, "-") == 0) fwrite(s.buf, 1, s.len, stdout);   /* after the table: use with --json or alone */
+        else rc = sp_write_file_atomic(svg, s.buf, s.len, e);
         sb_free(&s);
         if (rc) return SP_EXIT_FAIL;
     }

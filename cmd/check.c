@@ -146,6 +146,7 @@ static void print_result(const check_opts *o, const gpu_problem *p, const char *
         jw_init(&w, stdout);
         jw_obj(&w, NULL);
         jw_str(&w, "spec", p->spec.name);
+        jw_str(&w, "spec_path", p->spec.path);
         jw_str(&w, "pass", pass);
         gpu_problem_json(p, &w);
         jw_str(&w, "kernel", k->name);

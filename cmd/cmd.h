@@ -11,6 +11,13 @@
 #include "common/err.h"
 #include "common/fileio.h"
 
+typedef int (*cmd_fn)(int argc, char **argv, sp_err *e);
+/* The command table of cmd/main.c: up to cap names, entry points and
+ * summaries, in table order; returns the count (for `spattn completion`). */
+int spattn_commands(const char **names, cmd_fn *fns, const char **summaries, int cap);
+int cmd_completion(int argc, char **argv, sp_err *e);
+/* spattn --version [--json] (cmd/version.c). */
+int cmd_version(int json);
 int cmd_plan(int argc, char **argv, sp_err *e);
 int cmd_gen(int argc, char **argv, sp_err *e);
 int cmd_compile(int argc, char **argv, sp_err *e);

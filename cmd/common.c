@@ -1,15 +1,25 @@
 /* Helpers shared by the command files: loading a spec, picking a layer's
  * pattern, checking output files, progress output. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cmd/cmd.h"
 #include "common/fileio.h"
 
+/* "-" reads the spec from standard input; messages and the default name
+ * then say "stdin". */
 int cmd_load_spec(const char *path, sp_spec *spec, sp_err *e)
 {
-    return spec_load(path, spec, e);
+    if (strcmp(path, "-") != 0) return spec_load(path, spec, e);
+    char *text;
+    size_t len;
+    memset(spec, 0, sizeof *spec);
+    if (sp_read_file("/dev/stdin", SPEC_MAX_FILE_BYTES, &text, &len, e) < 0) return -1;
+    int rc = spec_parse(text, len, "stdin", spec, e);
+    free(text);
+    return rc;
 }
 
 int cmd_layer_pattern(const sp_spec *spec, int layer_index, const sp_pattern **out, sp_err *e)

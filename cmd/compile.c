@@ -5,7 +5,12 @@
  *
  * Which kernels: one per distinct pattern of the spec (the default and
  * every per-layer override), or --layer-index's only, or --dense's; per
- * kind (--kind fwd|bwd|all) and per --arch. */
+ * kind (--kind fwd|bwd|all) and per --arch.
+ *
+ * Every cubin goes through the kernel cache (runtime/kcache.h) under the key
+ * `run` and `check` look up on a GPU of that arch (the key has no driver
+ * version), so a build machine without a GPU can warm a cache for one;
+ * --no-cache compiles without reading or storing. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,12 +23,13 @@
 #include "common/fileio.h"
 #include "common/json.h"
 #include "common/strbuf.h"
+#include "runtime/kcache.h"
 #include "runtime/nvrtc.h"
 
 static const opt_cmd compile_cmd = {
     "compile",
     "spattn compile SPEC [--arch ARCH[,ARCH...]] [--kind fwd|bwd|all] [--tile BMxBN[:wW:sS]] [--layer-index K] "
-    "[--dense] [--no-spills] [--json]",
+    "[--dense] [--no-spills] [--no-cache] [--json]",
     "Compile SPEC's kernels with NVRTC (no GPU needed) and report registers, shared memory and spills.",
     1, 1,
 };
@@ -38,6 +44,7 @@ typedef struct {
     int dynamic_smem;
     sp_kres res;
     double seconds;
+    int cached;         /* 1: read from the kernel cache, not compiled now */
 } compiled_kernel;
 
 /* Patterns to compile: --dense's, --layer-index's, or every distinct one
@@ -96,7 +103,7 @@ static int tu_kernels(const sp_kcfg *cfg, char names[][128], int *smem)
  * kernel in it and returns how many, or -1 on a generation or compile error
  * (the NVRTC log head is in e). */
 static int compile_one(const sp_spec *spec, const sp_pattern *pat, sp_kernel_kind kind, const char *tile, int sm,
-                       const char *arch, compiled_kernel *ks, sp_err *e)
+                       const char *arch, int use_cache, compiled_kernel *ks, sp_err *e)
 {
     sp_kcfg cfg;
     kcfg_for_spec(&cfg, spec, pat, kind, sm);
@@ -109,14 +116,19 @@ static int compile_one(const sp_spec *spec, const sp_pattern *pat, sp_kernel_kin
     int smem[MAX_TU_KERNELS];
     int n = tu_kernels(&cfg, names, smem);
     sp_compiled out;
+    kcache_info info = { 0 };
     double t0 = sp_now();
-    int rc = nvrtc_compile(src.buf, arch, &out, e);
+    /* The label engine_load gives (the backward's main kernel), so `cache
+     * list` shows the same entry whoever stored it. */
+    const char *label = kind == SP_KIND_BWD ? names[BWD_MAIN] : names[0];
+    int rc = use_cache ? kcache_get(src.buf, arch, 0, label, &out, &info, e) : nvrtc_compile(src.buf, arch, &out, e);
     double seconds = sp_now() - t0;
     sb_free(&src);
     if (rc) {
         nvrtc_compiled_free(&out);
         return -1;
     }
+    if (info.store_failed) fprintf(stderr, "warning: %s: not stored in the kernel cache: %s\n", label, info.why);
     for (int i = 0; i < n; i++) {
         compiled_kernel *k = &ks[i];
         memset(k, 0, sizeof *k);
@@ -127,6 +139,7 @@ static int compile_one(const sp_spec *spec, const sp_pattern *pat, sp_kernel_kin
         k->pattern = pat->kind;
         k->dynamic_smem = smem[i];
         k->seconds = seconds;   /* the translation unit's */
+        k->cached = info.hit;
         if (nvrtc_kernel_resources(out.log, k->name, &k->res)) {
             nvrtc_compiled_free(&out);
             return sp_fail(e, SP_EXIT_FAIL, "compile: no ptxas report for %s in the NVRTC log", k->name);
@@ -145,8 +158,11 @@ static void print_table(const compiled_kernel *ks, int n)
         char smem[48], spill[32];
         snprintf(smem, sizeof smem, "%d+%d", k->res.smem_static, k->dynamic_smem);
         snprintf(spill, sizeof spill, "%d/%d", k->res.spill_stores, k->res.spill_loads);
-        printf("%-48s %-10s %-7s %5d %16s %6d %12s %7.2fs\n", k->name, sp_pattern_name(k->pattern), k->arch,
-               k->res.regs, smem, k->res.stack_bytes, spill, k->seconds);
+        char when[16];
+        if (k->cached) snprintf(when, sizeof when, "cached");
+        else snprintf(when, sizeof when, "%.2fs", k->seconds);
+        printf("%-48s %-10s %-7s %5d %16s %6d %12s %8s\n", k->name, sp_pattern_name(k->pattern), k->arch,
+               k->res.regs, smem, k->res.stack_bytes, spill, when);
     }
 }
 
@@ -156,6 +172,7 @@ static void print_json(const sp_spec *spec, const compiled_kernel *ks, int n, in
     jw_init(&w, stdout);
     jw_obj(&w, NULL);
     jw_str(&w, "spec", spec->name);
+    jw_str(&w, "spec_path", spec->path);
     jw_int(&w, "nvrtc_version", nvrtc_version());
     jw_arr(&w, "kernels");
     for (int i = 0; i < n; i++) {
@@ -173,6 +190,7 @@ static void print_json(const sp_spec *spec, const compiled_kernel *ks, int n, in
         jw_int(&w, "spill_stores", k->res.spill_stores);
         jw_int(&w, "spill_loads", k->res.spill_loads);
         jw_num(&w, "compile_seconds", k->seconds);
+        jw_bool(&w, "cached", k->cached);
         jw_end(&w);
     }
     jw_end(&w);
@@ -184,7 +202,7 @@ static void print_json(const sp_spec *spec, const compiled_kernel *ks, int n, in
 int cmd_compile(int argc, char **argv, sp_err *e)
 {
     const char *arch_list = "sm_90a", *kind_name = "all", *tile = NULL;
-    int layer_index = -1, dense = 0, no_spills = 0, json = 0;
+    int layer_index = -1, dense = 0, no_spills = 0, no_cache = 0, json = 0;
     opt_def opts[] = {
         OPT_STRING(0, "arch", &arch_list, "ARCH[,ARCH]", "targets, e.g. sm_80,sm_90a (default sm_90a; sm_90 means sm_90a)"),
         OPT_STRING(0, "kind", &kind_name, "KIND", "fwd, bwd or all (default: all)"),
@@ -193,6 +211,7 @@ int cmd_compile(int argc, char **argv, sp_err *e)
                 1 << 20),
         OPT_BOOL(0, "dense", &dense, "the dense causal kernel of the spec's shape instead"),
         OPT_BOOL(0, "no-spills", &no_spills, "exit 1 if any kernel spills registers or has its wgmma serialized"),
+        OPT_BOOL(0, "no-cache", &no_cache, "compile without reading or storing the kernel cache"),
         OPT_BOOL(0, "json", &json, "print one JSON object on stdout"),
         OPT_END(),
     };
@@ -223,7 +242,7 @@ int cmd_compile(int argc, char **argv, sp_err *e)
     sp_spec spec;
     if (cmd_load_spec(pos.v[0], &spec, e)) return SP_EXIT_USAGE;
     const sp_pattern *pats[MAX_PATTERNS];
-    sp_pattern dense_pat = { SP_DENSE, 0, NULL };
+    sp_pattern dense_pat = { .kind = SP_DENSE };
     compiled_kernel *ks = NULL;
     int n = 0, spills = 0;
     int n_pats = collect_patterns(&spec, layer_index, dense, &dense_pat, pats, e);
@@ -235,7 +254,7 @@ int cmd_compile(int argc, char **argv, sp_err *e)
     for (int p = 0; p < n_pats; p++)
         for (int k = 0; k < n_kinds; k++)
             for (int a = 0; a < n_archs; a++) {
-                int got = compile_one(&spec, pats[p], kinds[k], tile, sms[a], archs[a], &ks[n], e);
+                int got = compile_one(&spec, pats[p], kinds[k], tile, sms[a], archs[a], !no_cache, &ks[n], e);
                 if (got < 0) {
                     rc = e->code ? e->code : SP_EXIT_FAIL;
                     goto out;

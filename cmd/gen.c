@@ -60,7 +60,7 @@ int cmd_gen(int argc, char **argv, sp_err *e)
     strbuf src = STRBUF_INIT;
     rc = SP_EXIT_USAGE;
     const sp_pattern *pat;
-    sp_pattern dense_pat = { SP_DENSE, 0, NULL };
+    sp_pattern dense_pat = { .kind = SP_DENSE };
     if (dense) pat = &dense_pat;
     else if (cmd_layer_pattern(&spec, layer_index, &pat, e)) goto out;
 

@@ -26,7 +26,7 @@ int gpu_problem_spec(const gpu_opts *o, gpu_problem *p, sp_err *e)
     p->pattern = *lp;
     if (o->pattern) {
         sp_pattern_kind k;
-        if (sp_pattern_from_name(o->pattern, &k) || k == SP_CUSTOM) {
+        if (sp_pattern_from_name(o->pattern, &k) || k == SP_CUSTOM || k == SP_WINDOW) {
             sp_fail(e, SP_EXIT_USAGE, "--pattern: '%s' is not dense, local, spattn, exclusive or gapped", o->pattern);
             goto fail;
         }
@@ -124,7 +124,7 @@ int gpu_problem_kernel(gpu_problem *p, sp_kernel_kind kind, engine_kernel *k, sp
 
 int gpu_problem_dense_kernel(gpu_problem *p, sp_kernel_kind kind, engine_kernel *k, sp_err *e)
 {
-    sp_pattern dense = { SP_DENSE, 0, NULL };
+    sp_pattern dense = { .kind = SP_DENSE };
     sp_kcfg c;
     kcfg_for_spec(&c, &p->spec, &dense, kind, p->gpu->sm);
     if (kcfg_derive(&c, e)) return -1;
@@ -136,7 +136,7 @@ int gpu_problem_time(gpu_problem *p, const engine_kernel *fk, int fwdbwd, int de
 {
     gpu_attn *a = &p->ga;
     engine_kernel bk = { 0 }, dk = { 0 }, dbk = { 0 };
-    sp_pattern dense = { SP_DENSE, 0, NULL };
+    sp_pattern dense = { .kind = SP_DENSE };
     int rc = -1;
     memset(t, 0, sizeof *t);
     snprintf(t->kernel, sizeof t->kernel, "%s", fk->name);

@@ -233,7 +233,7 @@ static int host_setup(const layer_opts *o, layer_host *h, sp_err *e)
         } else
             layer_fill_normal(&rw, h->dtype, h->n[i], 1.0 / sqrt((double)wshape[i][0]), h->w16[i], h->w[i]);
     }
-    sp_pattern dense = { SP_DENSE, 0, NULL };
+    sp_pattern dense = { .kind = SP_DENSE };
     for (int i = 0; i < h->H; i++) bands_head(&dense, h->H, i, h->N, &h->dense_bands[i]);
     rc = 0;
 done:
@@ -473,7 +473,7 @@ static int run_gpu_layer(const layer_opts *o, const layer_host *h, layer_result 
         goto out;
     if (gpu_time(&L, &k, 5, r->iters, &r->band, e)) goto out;
     if (!o->no_dense) {
-        sp_pattern dense = { SP_DENSE, 0, NULL };
+        sp_pattern dense = { .kind = SP_DENSE };
         if (gpu_problem_dense_kernel(&L.gp, SP_KIND_FWD, &dk, e) || ga_set_bands(&L.gp.ga, &dense, e) ||
             gpu_time(&L, &dk, 5, r->iters, &r->dense, e))
             goto out;

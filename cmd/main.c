@@ -17,27 +17,44 @@ typedef struct {
     const char *name;
     int (*fn)(int argc, char **argv, sp_err *e);
     const char *summary;
+    const char *gpu_hint;   /* what to do instead when no GPU answers (exit 3); NULL: nothing */
 } command;
 
 static const command commands[] = {
-    { "plan",    cmd_plan,    "show the band plan of a spec: intervals, work ratio, tiles" },
-    { "gen",     cmd_gen,     "print the generated CUDA source of a kernel" },
-    { "compile", cmd_compile, "compile kernels with NVRTC and report registers, shared memory, spills" },
-    { "run",     cmd_run,     "run the attention forward (GPU or CPU reference) and time it" },
-    { "check",   cmd_check,   "validate GPU kernels against a float64 or cuBLAS reference" },
-    { "bench",   cmd_bench,   "sweep sequence lengths: spattn vs dense causal" },
-    { "tune",    cmd_tune,    "autotune tile configs for this GPU into the tuning database" },
-    { "db",      cmd_db,      "inspect, export, import or repair the tuning database" },
-    { "cache",   cmd_cache,   "show or clear the compiled-kernel cache" },
-    { "info",    cmd_info,    "show the GPU, driver, NVRTC and cache/database paths" },
+    { "plan",    cmd_plan,    "show the band plan of a spec: intervals, work ratio, tiles", NULL },
+    { "gen",     cmd_gen,     "print the generated CUDA source of a kernel", NULL },
+    { "compile", cmd_compile, "compile kernels with NVRTC and report registers, shared memory, spills", NULL },
+    { "run",     cmd_run,     "run the attention forward (GPU or CPU reference) and time it",
+      "without a GPU, run the CPU reference: spattn run SPEC --device cpu" },
+    { "check",   cmd_check,   "validate GPU kernels against a float64 or cuBLAS reference",
+      "check needs a GPU; without one, 'spattn compile SPEC' builds the kernels and 'spattn run SPEC --device cpu' runs the reference" },
+    { "bench",   cmd_bench,   "sweep sequence lengths: spattn vs dense causal",
+      "bench times kernels on a GPU; run it on the GPU host ('spattn compile SPEC --arch ARCH' warms its kernel cache here)" },
+    { "tune",    cmd_tune,    "autotune tile configs for this GPU into the tuning database",
+      "tune times kernels on a GPU; run it on the GPU host (SPATTN_TUNE_FAKE=1 exercises it without one, see spattn-tune(1))" },
+    { "db",      cmd_db,      "inspect, export, import or repair the tuning database", NULL },
+    { "cache",   cmd_cache,   "show or clear the compiled-kernel cache", NULL },
+    { "info",    cmd_info,    "show the GPU, driver, NVRTC and cache/database paths", NULL },
+    { "completion", cmd_completion, "print a bash or zsh completion script", NULL },
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
+int spattn_commands(const char **names, cmd_fn *fns, const char **summaries, int cap)
+{
+    int n = 0;
+    for (int i = 0; i < N_COMMANDS && n < cap; i++, n++) {
+        names[n] = commands[i].name;
+        fns[n] = commands[i].fn;
+        summaries[n] = commands[i].summary;
+    }
+    return n;
+}
+
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: spattn [--version] [--help] COMMAND [ARGS]\n\ncommands:\n");
-    for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-8s  %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "  %-8s  %s\n", "help", "show help for a command (spattn help COMMAND)");
+    fprintf(f, "usage: spattn [--version [--json]] [--help] COMMAND [ARGS]\n\ncommands:\n");
+    for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-10s  %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  %-10s  %s\n", "help", "show help for a command (spattn help COMMAND)");
     fprintf(f, "\nexit status: 0 ok, 1 a check or run failed, 2 usage or spec error,\n"
                "3 GPU or CUDA unavailable or failing.  See spattn(1).\n");
 }
@@ -87,8 +104,12 @@ int main(int argc, char **argv)
     if (argc < 2) { usage(stderr); return SP_EXIT_USAGE; }
     const char *name = argv[1];
     if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
-        printf("spattn %s\n", SPATTN_VERSION);
-        return finish(0);
+        int json = argc > 2 && strcmp(argv[2], "--json") == 0;
+        if (argc > 2 + json) {
+            fprintf(stderr, "spattn: error: --version takes only --json\n");
+            return SP_EXIT_USAGE;
+        }
+        return finish(cmd_version(json));
     }
     if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) { usage(stdout); return finish(0); }
     if (strcmp(name, "help") == 0) {
@@ -113,5 +134,8 @@ int main(int argc, char **argv)
     sp_err e = { 0 };
     int rc = c->fn(argc - 1, argv + 1, &e);
     if (rc != 0 && e.msg[0]) sp_err_print(&e, stderr);
+    /* The library's hint says what is wrong with the GPU; this one says what
+     * this command can do without one (only run has --device cpu). */
+    if (rc == SP_EXIT_GPU && c->gpu_hint) fprintf(stderr, "hint: %s\n", c->gpu_hint);
     return finish(rc);
 }

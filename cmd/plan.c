@@ -12,17 +12,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd/arch.h"
+#include "cmd/chart.h"
 #include "cmd/cmd.h"
 #include "codegen/bands.h"
+#include "codegen/kcfg.h"
 #include "common/fileio.h"
 #include "common/json.h"
 #include "common/strbuf.h"
 
 static const opt_cmd plan_cmd = {
     "plan",
-    "spattn plan SPEC --seq-len N [--tile BMxBN] [--layer-index K] [--json] [--svg FILE]",
+    "spattn plan SPEC --seq-len N [--arch ARCH] [--tile BMxBN] [--layer-index K] [--json] [--svg FILE]",
     "Show the band plan of SPEC at sequence length N: each head's allowed distance\n"
-    "intervals, its share of dense causal work, and the tiles a kernel visits.",
+    "intervals, its share of dense causal work, and the tiles that the forward kernel\n"
+    "for ARCH (default sm_90a) visits.",
     1, 1,
 };
 
@@ -44,6 +48,8 @@ typedef struct {
     int layer_index;             /* -1: the spec's default pattern */
     int64_t N;
     int bm, bn;
+    char arch[16];               /* "sm_90a" */
+    char config[64];             /* the default kernel's tile string, "" with --tile */
     head_plan *head;             /* spec->heads entries */
     int64_t pairs, dense_pairs;  /* summed over heads */
     bands_tile_stats tiles;      /* summed over heads (max_per_q: the max) */
@@ -119,7 +125,7 @@ static void intervals_string(const sp_band_list *b, strbuf *sb)
 
 static void basis_string(const sp_pattern *pat, char *buf, size_t n)
 {
-    if (pat->kind == SP_CUSTOM || pat->kind == SP_DENSE) snprintf(buf, n, "none");
+    if (pat->kind == SP_CUSTOM || pat->kind == SP_DENSE || pat->kind == SP_WINDOW) snprintf(buf, n, "none");
     else if (pat->band_basis > 0) snprintf(buf, n, "%lld", (long long)pat->band_basis);
     else snprintf(buf, n, "seq_len");
 }
@@ -132,8 +138,11 @@ static void print_human(const plan *p)
     char basis[32], layer[32] = "";
     basis_string(p->pattern, basis, sizeof basis);
     if (p->layer_index >= 0) snprintf(layer, sizeof layer, ", layer %d", p->layer_index);
-    printf("%s: %s%s, %d heads, seq_len %lld, band basis %s, tile %dx%d\n", s->name, sp_pattern_name(p->pattern->kind),
-           layer, s->heads, (long long)p->N, basis, p->bm, p->bn);
+    char tile[128];
+    if (p->config[0]) snprintf(tile, sizeof tile, "tile %dx%d (%s forward kernel %s)", p->bm, p->bn, p->arch, p->config);
+    else snprintf(tile, sizeof tile, "tile %dx%d (--tile)", p->bm, p->bn);
+    printf("%s: %s%s, %d heads, seq_len %lld, band basis %s, %s\n", s->name, sp_pattern_name(p->pattern->kind), layer,
+           s->heads, (long long)p->N, basis, tile);
     printf("%4s  %13s  %8s  %9s  %9s  %9s  %s\n", "head", "pairs", "share", "tiles", "full", "partial", "intervals");
     strbuf sb = STRBUF_INIT;
     for (int h = 0; h < s->heads; h++) {
@@ -163,18 +172,28 @@ static void print_json(const plan *p)
     jw_init(&w, stdout);
     jw_obj(&w, NULL);
     jw_str(&w, "spec", s->name);
-    jw_str(&w, "path", s->path);
+    jw_str(&w, "spec_path", s->path);   /* the same key as run's */
     jw_str(&w, "pattern", sp_pattern_name(p->pattern->kind));
     if (p->layer_index >= 0) jw_int(&w, "layer_index", p->layer_index);
     else jw_null(&w, "layer_index");
-    if (p->pattern->band_basis > 0) jw_int(&w, "band_basis", p->pattern->band_basis);
-    else jw_null(&w, "band_basis");
+    /* As in the spec: "seq_len" (bands follow N), a fixed L, or null where
+     * the pattern has no basis (dense, window, custom). */
+    char basis[32];
+    basis_string(p->pattern, basis, sizeof basis);
+    if (strcmp(basis, "none") == 0) jw_null(&w, "band_basis");
+    else if (p->pattern->band_basis > 0) jw_int(&w, "band_basis", p->pattern->band_basis);
+    else jw_str(&w, "band_basis", "seq_len");
     jw_int(&w, "heads", s->heads);
+    jw_int(&w, "kv_heads", s->kv_heads);
+    jw_int(&w, "head_dim", s->head_dim);
+    jw_str(&w, "dtype", sp_dtype_name(s->dtype));
     jw_int(&w, "seq_len", p->N);
     jw_obj(&w, "tile");
     jw_int(&w, "bm", p->bm);
     jw_int(&w, "bn", p->bn);
+    jw_str(&w, "config", p->config[0] ? p->config : NULL);   /* null: --tile */
     jw_end(&w);
+    jw_str(&w, "arch", p->arch);
     jw_arr(&w, "per_head");
     for (int h = 0; h < s->heads; h++) {
         const head_plan *hp = &p->head[h];
@@ -218,9 +237,9 @@ static void print_json(const plan *p)
 
 #define SVG_CELLS  128   /* at most this many cells per side and head */
 #define SVG_PANEL  192   /* px per head square */
-#define SVG_GAP    28
+#define SVG_GAP    48    /* px between panels: room for the query-axis tick labels */
 #define SVG_LABEL  18    /* px above a panel ("head h") */
-#define SVG_BELOW  30    /* px below a panel (the intervals) */
+#define SVG_BELOW  42    /* px below a panel (key-axis tick labels, the intervals) */
 
 static void sb_xml(strbuf *sb, const char *s)
 {
@@ -285,19 +304,41 @@ static void svg_head(strbuf *sb, const plan *p, int h, double x, double y)
     sb_printf(sb, "</g>\n<rect x=\"%.1f\" y=\"%.1f\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#444\"/>\n", x, y,
               SVG_PANEL, SVG_PANEL);
 
-    /* The intervals under the square, cut to what fits. */
-    strbuf iv = STRBUF_INIT;
+    /* Axis ticks at round positions: query i down the left edge, key j
+     * along the bottom, both from 0 to N. */
+    double t[CHART_MAX_TICKS], step;
+    int nt = chart_ticks(0, (double)N, 5, t, &step);
+    for (int k = 0; k < nt; k++) {
+        double off = t[k] / (double)N * SVG_PANEL;
+        strbuf lab = STRBUF_INIT;
+        if (t[k] >= 10000 && fmod(t[k], 1000) == 0) chart_tick_label(&lab, t[k] / 1000, 1, "k");
+        else chart_tick_label(&lab, t[k], step, "");
+        sb_printf(sb, "<path stroke=\"#444\" d=\"M%.1f %.1fh-4M%.1f %.1fv4\"/>", x, y + off, x + off, y + SVG_PANEL);
+        sb_printf(sb, "<text x=\"%.1f\" y=\"%.1f\" class=\"tk\" text-anchor=\"end\">%s</text>", x - 6, y + off + 3,
+                  lab.buf);
+        sb_printf(sb, "<text x=\"%.1f\" y=\"%.1f\" class=\"tk\" text-anchor=\"middle\">%s</text>\n", x + off,
+                  y + SVG_PANEL + 13, lab.buf);
+        sb_free(&lab);
+    }
+
+    /* The intervals under the square, cut to what fits; the whole list is
+     * the text's tooltip. */
+    strbuf iv = STRBUF_INIT, all = STRBUF_INIT;
     intervals_string(b, &iv);
-    const size_t fit = 44;
+    intervals_string(b, &all);
+    const size_t fit = 40;
     if (iv.len > fit) {
         iv.buf[fit - 3] = 0;
         iv.len = fit - 3;
         sb_puts(&iv, "...");
     }
-    sb_printf(sb, "<text x=\"%.1f\" y=\"%.1f\" class=\"iv\">", x, y + SVG_PANEL + 13);
+    sb_printf(sb, "<text x=\"%.1f\" y=\"%.1f\" class=\"iv\"><title>", x, y + SVG_PANEL + 30);
+    sb_xml(sb, all.buf);
+    sb_puts(sb, "</title>");
     sb_xml(sb, iv.buf);
     sb_puts(sb, "</text>\n");
     sb_free(&iv);
+    sb_free(&all);
 }
 
 static int write_svg(const plan *p, const char *path, sp_err *e)
@@ -306,29 +347,36 @@ static int write_svg(const plan *p, const char *path, sp_err *e)
     int cols = 1;
     while (cols * cols < H) cols++;
     int rows = (H + cols - 1) / cols;
-    const int margin = 20, top = 64;
+    const int margin = 20, top = 64, axis = 40;   /* axis: room left of the first column for tick labels */
     int cell_w = SVG_PANEL + SVG_GAP, cell_h = SVG_LABEL + SVG_PANEL + SVG_BELOW;
-    int width = 2 * margin + cols * cell_w - SVG_GAP;
+
+    /* The title sets a minimum width (16 px bold: about 10 px a
+     * character), so a long spec name is never cut off. */
+    strbuf title = STRBUF_INIT;
+    sb_printf(&title, "%s: %s", p->spec->name, sp_pattern_name(p->pattern->kind));
+    if (p->layer_index >= 0) sb_printf(&title, " (layer %d)", p->layer_index);
+    sb_printf(&title, ", N = %lld, work ratio %.6f", (long long)p->N, p->ratio);
+    int width = 2 * margin + axis + cols * cell_w - SVG_GAP;
     if (width < 560) width = 560;
+    if (width < 2 * margin + 10 * (int)title.len) width = 2 * margin + 10 * (int)title.len;
     int height = top + rows * cell_h + 40;
 
     strbuf sb = STRBUF_INIT;
     sb_printf(&sb, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
                    "font-family=\"sans-serif\">\n", width, height, width, height);
     sb_puts(&sb, "<style>.t{font-size:16px;font-weight:bold}.s{font-size:11px;fill:#444}"
-                 ".lab{font-size:12px}.iv{font-size:9px;fill:#333}</style>\n");
+                 ".lab{font-size:12px}.iv{font-size:9px;fill:#333}.tk{font-size:8px;fill:#444}</style>\n");
     sb_printf(&sb, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", width, height);
     sb_printf(&sb, "<text x=\"%d\" y=\"24\" class=\"t\">", margin);
-    sb_xml(&sb, p->spec->name);
-    sb_printf(&sb, ": %s", sp_pattern_name(p->pattern->kind));
-    if (p->layer_index >= 0) sb_printf(&sb, " (layer %d)", p->layer_index);
-    sb_printf(&sb, ", N = %lld, work ratio %.6f</text>\n", (long long)p->N, p->ratio);
+    sb_xml(&sb, title.buf);
+    sb_puts(&sb, "</text>\n");
+    sb_free(&title);
     int cells = p->N < SVG_CELLS ? (int)p->N : SVG_CELLS;
-    sb_printf(&sb, "<text x=\"%d\" y=\"42\" class=\"s\">rows: query i, columns: key j; %d x %d cells per head</text>\n",
-              margin, cells, cells);
+    sb_printf(&sb, "<text x=\"%d\" y=\"42\" class=\"s\">rows: query i (0 to N, down), columns: key j (0 to N, "
+                   "right); %d x %d cells per head</text>\n", margin, cells, cells);
 
     for (int h = 0; h < H; h++) {
-        double x = margin + (h % cols) * cell_w, y = top + (h / cols) * cell_h + SVG_LABEL;
+        double x = margin + axis + (h % cols) * cell_w, y = top + (h / cols) * cell_h + SVG_LABEL;
         svg_head(&sb, p, h, x, y);
     }
 
@@ -342,7 +390,12 @@ static int write_svg(const plan *p, const char *path, sp_err *e)
         lx += 40 + 6 * (int)strlen(legend[k]);
     }
     sb_puts(&sb, "</svg>\n");
-    int rc = sp_write_file_atomic(path, sb.buf, sb.len, e);
+    int rc = 0;
+    if (strcmp(path, "-") == 0) {   /* standard output; main checks that the write succeeded */
+        fwrite(sb.buf, 1, sb.len, stdout);
+    } else {
+        rc = sp_write_file_atomic(path, sb.buf, sb.len, e);
+    }
     sb_free(&sb);
     return rc;
 }
@@ -352,16 +405,17 @@ static int write_svg(const plan *p, const char *path, sp_err *e)
 int cmd_plan(int argc, char **argv, sp_err *e)
 {
     int64_t N = 0;
-    const char *tile = "128x64";
+    const char *tile = NULL, *arch_name = "sm_90a";
     int layer_index = -1, json = 0;
     const char *svg = NULL;
     opt_def opts[] = {
         OPT_I64(0, "seq-len", &N, "N", "sequence length (default: the spec's first seq_len)", 1, PLAN_MAX_N),
-        OPT_STRING(0, "tile", &tile, "BMxBN", "query x key tile size, multiples of 16 up to 256 (default 128x64)"),
+        OPT_STRING(0, "arch", &arch_name, "ARCH", "GPU whose default forward kernel's tiles to count (default sm_90a)"),
+        OPT_STRING(0, "tile", &tile, "BMxBN", "count these tiles instead: multiples of 16 up to 256"),
         OPT_INT(0, "layer-index", &layer_index, "K", "plan layer K's pattern (default: the spec's default)", 0,
                 1 << 20),
         OPT_BOOL(0, "json", &json, "print one JSON object on stdout"),
-        OPT_STRING(0, "svg", &svg, "FILE", "draw each head's mask (query by key) into an SVG file"),
+        OPT_STRING(0, "svg", &svg, "FILE", "draw each head's mask (query by key) into an SVG file ('-': stdout)"),
         OPT_END(),
     };
     opt_pos pos;
@@ -369,8 +423,14 @@ int cmd_plan(int argc, char **argv, sp_err *e)
     if (rc == 1) return SP_EXIT_OK;
     if (rc) return SP_EXIT_USAGE;
 
-    int bm, bn;
-    if (parse_tile(tile, &bm, &bn, e)) return SP_EXIT_USAGE;
+    int bm = 0, bn = 0, sm;
+    char arch[16];
+    if (arch_parse(arch_name, &sm, arch, sizeof arch, e)) return SP_EXIT_USAGE;
+    if (tile && parse_tile(tile, &bm, &bn, e)) return SP_EXIT_USAGE;
+    if (svg && json && strcmp(svg, "-") == 0) {
+        sp_fail(e, SP_EXIT_USAGE, "--svg - and --json both write to standard output");
+        return SP_EXIT_USAGE;
+    }
 
     sp_out svg_out;
     const char *svg_what = "--svg";
@@ -380,6 +440,7 @@ int cmd_plan(int argc, char **argv, sp_err *e)
     if (cmd_load_spec(pos.v[0], &spec, e)) return e->code ? e->code : SP_EXIT_USAGE;
 
     plan p = { .spec = &spec, .layer_index = layer_index, .N = N, .bm = bm, .bn = bn };
+    snprintf(p.arch, sizeof p.arch, "%s", arch);
     rc = SP_EXIT_USAGE;
     if (p.N == 0) {
         if (spec.n_seq_len == 0) {
@@ -389,18 +450,35 @@ int cmd_plan(int argc, char **argv, sp_err *e)
         p.N = spec.seq_len[0];
     }
     if (cmd_layer_pattern(&spec, layer_index, &p.pattern, e)) goto out;
+    if (!tile) {
+        /* The tiles of the forward kernel that would run on arch: the
+         * heuristic default (a tuned database entry may differ). */
+        sp_kcfg cfg;
+        kcfg_for_spec(&cfg, &spec, p.pattern, SP_KIND_FWD, sm);
+        if (kcfg_derive(&cfg, e)) goto out;
+        p.bm = cfg.bm;
+        p.bn = cfg.bn;
+        kcfg_tile_string(&cfg, p.config, sizeof p.config);
+    }
 
     p.head = calloc((size_t)spec.heads, sizeof *p.head);
     if (!p.head) { sp_fail(e, SP_EXIT_FAIL, "out of memory"); rc = SP_EXIT_FAIL; goto out; }
     build_plan(&p);
 
+    int empty = 0;
+    for (int h = 0; h < spec.heads; h++) empty += p.head[h].bands.n == 0;
+    if (2 * empty > spec.heads)
+        fprintf(stderr, "warning: %d of %d heads attend nothing at N = %lld (their bands start at or beyond N); "
+                        "a larger --seq-len shows the pattern\n", empty, spec.heads, (long long)p.N);
+
+    int svg_stdout = svg && strcmp(svg, "-") == 0;
     if (json) print_json(&p);
-    else print_human(&p);
+    else if (!svg_stdout) print_human(&p);
 
     rc = SP_EXIT_OK;
     if (svg) {
         if (write_svg(&p, svg, e)) rc = e->code ? e->code : SP_EXIT_FAIL;
-        else if (!json) fprintf(stderr, "wrote %s\n", svg);
+        else if (!json && !svg_stdout) fprintf(stderr, "wrote %s\n", svg);
     }
 out:
     free(p.head);

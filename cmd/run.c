@@ -51,6 +51,8 @@ typedef struct {
     int64_t seed;
     const char *q_path, *k_path, *v_path;
     const char *out_path, *lse_path;
+    const char *do_path;             /* fwdbwd: dO from .npy (default random from seed + 7) */
+    const char *dq_path, *dk_path, *dv_path;   /* fwdbwd: gradients out (CPU) */
     int iters;                       /* 0: the device's default */
     int threads;                     /* CPU threads, 0 = all online CPUs */
     int json;
@@ -245,6 +247,7 @@ typedef struct {
     double ms;               /* median time of one forward */
     float *o;                /* [B,N,H,D] */
     float *lse;              /* [B,H,N], -inf for rows with no allowed key */
+    float *dq, *dk, *dv;     /* CPU --pass fwdbwd: [B,N,H,D], [B,N,KVH,D] x 2; else NULL */
     /* GPU only */
     char kernel[260];        /* generated kernel name(s) */
     char config_source[160]; /* "tuned (...)", "heuristic" or "--tile" */
@@ -255,7 +258,8 @@ static void result_free(run_result *r)
 {
     free(r->o);
     free(r->lse);
-    r->o = r->lse = NULL;
+    free(r->dq); free(r->dk); free(r->dv);
+    r->o = r->lse = r->dq = r->dk = r->dv = NULL;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -264,25 +268,67 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The float64 reference, timed; O and LSE converted to float for output. */
+/* dO for the CPU backward: from --do ([B,N,H,D], rounded to the spec dtype
+ * like the inputs) or normal(0, 1) from seed + 7. */
+static int cpu_dout(const run_opts *o, const run_problem *p, double *dout, sp_err *e)
+{
+    uint16_t *bits = malloc(p->nq * sizeof *bits);
+    if (!bits) return sp_fail(e, SP_EXIT_FAIL, "out of memory for dO");
+    int rc = 0;
+    if (o->do_path) {
+        npy_array a;
+        if (npy_read(o->do_path, &a, e)) rc = -1;
+        else {
+            rc = npy_input(p, &a, o->do_path, "do", p->H, bits, dout, e);
+            npy_free(&a);
+        }
+    } else {
+        rng r;
+        rng_seed(&r, (uint64_t)o->seed + 7);
+        rng_fill_normal(&r, p->spec.dtype, p->nq, bits, dout);
+    }
+    free(bits);
+    return rc;
+}
+
+static float *to_float(const double *x, size_t n)
+{
+    float *f = malloc(n * sizeof *f);
+    if (f)
+        for (size_t i = 0; i < n; i++) f[i] = (float)x[i];
+    return f;
+}
+
+/* The float64 reference, timed (with --pass fwdbwd, forward then backward
+ * from dO); O, LSE and the gradients converted to float for output. */
 static int run_cpu(const run_opts *o, const run_problem *p, run_result *r, sp_err *e)
 {
     ref_problem rp = { .B = p->B, .N = p->N, .H = p->H, .KVH = p->KVH, .D = p->D, .scale = p->scale,
                        .bands = p->bands, .threads = o->threads };
+    int bwd = strcmp(o->pass, "fwdbwd") == 0;
     double *out = malloc(p->nq * sizeof *out), *lse = malloc(p->nl * sizeof *lse);
+    double *dout = NULL, *dq = NULL, *dk = NULL, *dv = NULL;
     r->o = malloc(p->nq * sizeof *r->o);
     r->lse = malloc(p->nl * sizeof *r->lse);
     r->iters = o->iters > 0 ? o->iters : 1;
     double *times = malloc((size_t)r->iters * sizeof *times);
     int rc = 0;
-    if (!out || !lse || !r->o || !r->lse || !times) {
+    if (bwd) {
+        dout = malloc(p->nq * sizeof *dout);
+        dq = malloc(p->nq * sizeof *dq);
+        dk = malloc(p->nk * sizeof *dk);
+        dv = malloc(p->nk * sizeof *dv);
+    }
+    if (!out || !lse || !r->o || !r->lse || !times || (bwd && (!dout || !dq || !dk || !dv))) {
         rc = sp_fail(e, SP_EXIT_FAIL, "out of memory for the CPU reference (%zu output elements)", p->nq);
         goto done;
     }
+    if (bwd && cpu_dout(o, p, dout, e)) { rc = -1; goto done; }
     snprintf(r->detail, sizeof r->detail, "float64 reference");
     for (int it = 0; it < r->iters; it++) {
         double t0 = sp_now();
-        if (ref_forward(&rp, p->q, p->k, p->v, out, lse)) {
+        if (ref_forward(&rp, p->q, p->k, p->v, out, lse) ||
+            (bwd && ref_backward(&rp, p->q, p->k, p->v, out, lse, dout, dq, dk, dv))) {
             rc = sp_fail(e, SP_EXIT_FAIL, "the CPU reference could not run (out of memory)");
             goto done;
         }
@@ -292,8 +338,15 @@ static int run_cpu(const run_opts *o, const run_problem *p, run_result *r, sp_er
     r->ms = times[r->iters / 2];
     for (size_t i = 0; i < p->nq; i++) r->o[i] = (float)out[i];
     for (size_t i = 0; i < p->nl; i++) r->lse[i] = (float)lse[i];
+    if (bwd) {
+        r->dq = to_float(dq, p->nq);
+        r->dk = to_float(dk, p->nk);
+        r->dv = to_float(dv, p->nk);
+        if (!r->dq || !r->dk || !r->dv) rc = sp_fail(e, SP_EXIT_FAIL, "out of memory for the gradients");
+    }
 done:
     free(out); free(lse); free(times);
+    free(dout); free(dq); free(dk); free(dv);
     return rc;
 }
 
@@ -467,8 +520,7 @@ static void print_json(const run_opts *o, const run_problem *p, const run_result
     jw_int(&w, "allowed_pairs", p->pairs);
     jw_num(&w, "flops", flops_of(p));
     jw_int(&w, "iters", r->iters);
-    jw_num(&w, "time_ms", r->ms);
-    jw_num(&w, "median_ms", r->ms);
+    jw_num(&w, "median_ms", r->ms);   /* median of iters runs (one key, as in bench and the database) */
     jw_str(&w, "pass", o->pass);
     if (r->device == DEV_GPU) {
         jw_str(&w, "kernel", r->kernel);
@@ -491,15 +543,27 @@ static void print_json(const run_opts *o, const run_problem *p, const run_result
     jw_finish(&w);
 }
 
-/* O and LSE staged, then both renamed into place: a run writes both
- * outputs or neither. */
+/* The outputs of a run: O, LSE, and with --pass fwdbwd dQ, dK, dV. */
+enum { OUT_O, OUT_LSE, OUT_DQ, OUT_DK, OUT_DV, N_OUTS };
+
+/* All outputs staged, then all renamed into place: a run writes every output
+ * it was given or none. */
 static int write_outputs(sp_out *outs, const run_problem *p, const run_result *r, sp_err *e)
 {
-    npy_array o = { .dtype = NPY_F32, .ndim = 4, .shape = { p->B, p->N, p->H, p->D }, .count = p->nq, .data = r->o };
-    npy_array l = { .dtype = NPY_F32, .ndim = 3, .shape = { p->B, p->H, p->N }, .count = p->nl, .data = r->lse };
-    if ((outs[0].path && npy_stage(&outs[0], &o, e)) || (outs[1].path && npy_stage(&outs[1], &l, e)) ||
-        sp_outs_commit(outs, 2, e)) {
-        sp_outs_discard(outs, 2);
+    npy_array a[N_OUTS] = {
+        { .dtype = NPY_F32, .ndim = 4, .shape = { p->B, p->N, p->H, p->D }, .count = p->nq, .data = r->o },
+        { .dtype = NPY_F32, .ndim = 3, .shape = { p->B, p->H, p->N }, .count = p->nl, .data = r->lse },
+        { .dtype = NPY_F32, .ndim = 4, .shape = { p->B, p->N, p->H, p->D }, .count = p->nq, .data = r->dq },
+        { .dtype = NPY_F32, .ndim = 4, .shape = { p->B, p->N, p->KVH, p->D }, .count = p->nk, .data = r->dk },
+        { .dtype = NPY_F32, .ndim = 4, .shape = { p->B, p->N, p->KVH, p->D }, .count = p->nk, .data = r->dv },
+    };
+    for (int i = 0; i < N_OUTS; i++)
+        if (outs[i].path && a[i].data && npy_stage(&outs[i], &a[i], e)) {
+            sp_outs_discard(outs, N_OUTS);
+            return -1;
+        }
+    if (sp_outs_commit(outs, N_OUTS, e)) {
+        sp_outs_discard(outs, N_OUTS);
         return -1;
     }
     return 0;
@@ -558,7 +622,11 @@ int cmd_run(int argc, char **argv, sp_err *e)
         OPT_STRING(0, "tile", &o.tile, "BMxBN[:wW:sS]", "GPU kernel tile config (default: tuned, else heuristic)"),
         OPT_STRING(0, "db", &o.db_path, "FILE", "tuning database (default $SPATTN_DB or the cache dir)"),
         OPT_BOOL(0, "no-dense", &o.no_dense, "GPU: skip timing the dense causal baseline"),
-        OPT_STRING(0, "pass", &o.pass, "PASS", "fwd (default) or fwdbwd: time forward+backward (GPU only)"),
+        OPT_STRING(0, "pass", &o.pass, "PASS", "fwd (default) or fwdbwd: forward+backward (GPU or CPU reference)"),
+        OPT_STRING(0, "do", &o.do_path, "FILE", "fwdbwd, CPU: dO from .npy [B,N,H,D] (default random from --seed)"),
+        OPT_STRING(0, "dq", &o.dq_path, "FILE", "fwdbwd, CPU: write dQ as float32 .npy [B,N,H,D]"),
+        OPT_STRING(0, "dk", &o.dk_path, "FILE", "fwdbwd, CPU: write dK as float32 .npy [B,N,KVH,D]"),
+        OPT_STRING(0, "dv", &o.dv_path, "FILE", "fwdbwd, CPU: write dV as float32 .npy [B,N,KVH,D]"),
         OPT_BOOL(0, "deterministic", &o.deterministic, "GPU backward without dQ atomics (bitwise reproducible)"),
         OPT_BOOL(0, "layer", &o.layer, "a whole layer: x -> QKV projections -> attention -> output projection"),
         OPT_I64(0, "d-model", &o.d_model, "D", "layer: model width (default: --weights' or --x's, else heads x head_dim)",
@@ -585,14 +653,22 @@ int cmd_run(int argc, char **argv, sp_err *e)
         sp_fail(e, SP_EXIT_USAGE, "--d-model, --weights, --x and --check go with --layer");
         return SP_EXIT_USAGE;
     }
-    if (strcmp(o.pass, "fwdbwd") == 0 && want == WANT_CPU) {
-        sp_fail(e, SP_EXIT_USAGE, "--pass fwdbwd times the GPU kernels; the CPU reference runs the forward only");
+    const char *grad = o.do_path ? "--do" : o.dq_path ? "--dq" : o.dk_path ? "--dk" : o.dv_path ? "--dv" : NULL;
+    if (grad && strcmp(o.pass, "fwdbwd") != 0) {
+        sp_fail(e, SP_EXIT_USAGE, "%s goes with --pass fwdbwd", grad);
         return SP_EXIT_USAGE;
     }
+    if (grad && want == WANT_GPU) {
+        sp_fail(e, SP_EXIT_USAGE, "%s: gradients are read and written on the CPU reference only", grad);
+        sp_hint(e, "use --device cpu");
+        return SP_EXIT_USAGE;
+    }
+    if (grad) want = WANT_CPU;   /* gradient files: the CPU reference, even where a GPU is */
 
-    sp_out outs[2];
-    const char *out_paths[2] = { o.out_path, o.lse_path }, *out_what[2] = { "-o", "--lse-out" };
-    if (cmd_check_outputs(outs, out_paths, out_what, 2, e)) return SP_EXIT_USAGE;
+    sp_out outs[N_OUTS];
+    const char *out_paths[N_OUTS] = { o.out_path, o.lse_path, o.dq_path, o.dk_path, o.dv_path };
+    const char *out_what[N_OUTS] = { "-o", "--lse-out", "--dq", "--dk", "--dv" };
+    if (cmd_check_outputs(outs, out_paths, out_what, N_OUTS, e)) return SP_EXIT_USAGE;
 
     run_problem p;
     run_result r;

@@ -48,6 +48,12 @@ int bands_head(const sp_pattern *p, int heads, int h, int64_t N, sp_band_list *o
         normalize(c->iv, c->n < SP_MAX_INTERVALS ? c->n : SP_MAX_INTERVALS, N, out);
         return 0;
     }
+    if (p->kind == SP_WINDOW) {
+        if (p->window < 1) return -1;
+        sp_interval w = { 0, p->window };     /* d in [0, W): the token and the W - 1 before it */
+        normalize(&w, 1, N, out);
+        return 0;
+    }
 
     int64_t L = p->band_basis > 0 ? p->band_basis : N;
     int64_t base = L / heads, extra = L % heads;

@@ -24,7 +24,7 @@
 
 #include "common/fileio.h"
 
-#define SPEC_MAX_BYTES  (1u << 20)     /* a spec is a few hundred bytes */
+#define SPEC_MAX_BYTES  SPEC_MAX_FILE_BYTES   /* a spec is a few hundred bytes */
 #define SPEC_MAX_LAYERS 65536          /* layer indices are int */
 #define SPEC_MAX_SEQ    (1LL << 24)    /* 16M tokens */
 #define SPEC_MAX_BATCH  65536
@@ -36,7 +36,7 @@
 
 static const char *const pattern_names[] = {
     [SP_DENSE] = "dense", [SP_LOCAL] = "local", [SP_SPATTN] = "spattn",
-    [SP_EXCLUSIVE] = "exclusive", [SP_GAPPED] = "gapped", [SP_CUSTOM] = "custom",
+    [SP_EXCLUSIVE] = "exclusive", [SP_GAPPED] = "gapped", [SP_CUSTOM] = "custom", [SP_WINDOW] = "window",
 };
 #define N_PATTERNS ((int)(sizeof pattern_names / sizeof pattern_names[0]))
 
@@ -427,6 +427,18 @@ static int parse_bands(ctx *c, const yaml_node_t *n, const char *key, int heads,
     return 0;
 }
 
+/* `bands_all_heads`: one interval list, copied to every head. */
+static int parse_bands_all_heads(ctx *c, const yaml_node_t *n, const char *key, int heads, sp_band_list **out)
+{
+    sp_band_list one;
+    if (parse_band_list(c, n, key, &one) < 0) return -1;
+    sp_band_list *b = calloc((size_t)heads, sizeof *b);
+    if (!b) return sp_fail(c->e, SP_EXIT_FAIL, "out of memory");
+    for (int h = 0; h < heads; h++) b[h] = one;
+    *out = b;
+    return 0;
+}
+
 /* `band_basis`: the word seq_len (0) or a fixed length L >= heads. */
 static int parse_basis(ctx *c, const yaml_node_t *n, const char *key, int heads, int64_t *out)
 {
@@ -440,34 +452,61 @@ static int parse_basis(ctx *c, const yaml_node_t *n, const char *key, int heads,
     return 0;
 }
 
-/* A pattern from its three keys (any may be absent): pattern, bands,
- * band_basis.  `basis` is the inherited band_basis for built-in layouts. */
-static int parse_pattern(ctx *c, const char *where, const field *pat, const field *bands,
-                         const field *basis, int heads, int64_t inherited_basis, sp_pattern *out)
+/* The keys that describe a pattern, at the top level or in a layers entry
+ * (any may be absent). */
+typedef struct { field pattern, bands, bands_all_heads, band_basis, window; } pattern_fields;
+
+/* A pattern from its keys.  `inherited_basis` is the band_basis that
+ * built-in layouts inherit when the keys do not set one. */
+static int parse_pattern(ctx *c, const char *where, const pattern_fields *f, int heads, int64_t inherited_basis,
+                         sp_pattern *out)
 {
     char key[96];
     int kind = SP_SPATTN;
     memset(out, 0, sizeof *out);
-    if (pat->val &&
-        get_choice(c, pat->val, keyname(key, sizeof key, where, "pattern"), pattern_names, N_PATTERNS, &kind) < 0)
+    if (f->pattern.val &&
+        get_choice(c, f->pattern.val, keyname(key, sizeof key, where, "pattern"), pattern_names, N_PATTERNS, &kind) < 0)
         return -1;
     out->kind = (sp_pattern_kind)kind;
+    const field *bands = f->bands.key ? &f->bands : &f->bands_all_heads;
+    const char *bands_name = f->bands.key ? "bands" : "bands_all_heads";
+    if (f->bands.key && f->bands_all_heads.key)
+        return fail_at(c, f->bands_all_heads.key,
+                       "%s: give either bands (a list per head) or bands_all_heads (one list for every head), not both",
+                       keyname(key, sizeof key, where, "bands_all_heads"));
     if (bands->key && kind != SP_CUSTOM)
         return fail_at(c, bands->key, "%s: only used with pattern: custom (pattern is %s)",
-                       keyname(key, sizeof key, where, "bands"), pattern_names[kind]);
-    if (kind == SP_CUSTOM && !bands->key)
-        return fail_at(c, pat->val, "%s: custom needs bands (one list of intervals per head)",
-                       keyname(key, sizeof key, where, "pattern"));
+                       keyname(key, sizeof key, where, bands_name), pattern_names[kind]);
+    if (f->window.key && kind != SP_WINDOW)
+        return fail_at(c, f->window.key, "%s: only used with pattern: window (pattern is %s)",
+                       keyname(key, sizeof key, where, "window"), pattern_names[kind]);
+    if ((kind == SP_CUSTOM || kind == SP_WINDOW) && f->band_basis.key)
+        return fail_at(c, f->band_basis.key, "%s: does not apply to pattern %s (%s)",
+                       keyname(key, sizeof key, where, "band_basis"), pattern_names[kind],
+                       kind == SP_CUSTOM ? "custom bands are absolute distances" : "a window is absolute distances");
     if (kind == SP_CUSTOM) {
-        if (basis->key)
-            return fail_at(c, basis->key,
-                           "%s: does not apply to pattern custom (custom bands are absolute distances)",
-                           keyname(key, sizeof key, where, "band_basis"));
-        return parse_bands(c, bands->val, keyname(key, sizeof key, where, "bands"), heads, &out->custom);
+        if (!bands->key)
+            return fail_at(c, f->pattern.val,
+                           "%s: custom needs bands (one list of intervals per head) or bands_all_heads (one for all)",
+                           keyname(key, sizeof key, where, "pattern"));
+        if (f->bands.key)
+            return parse_bands(c, bands->val, keyname(key, sizeof key, where, "bands"), heads, &out->custom);
+        return parse_bands_all_heads(c, bands->val, keyname(key, sizeof key, where, "bands_all_heads"), heads,
+                                     &out->custom);
+    }
+    if (kind == SP_WINDOW) {
+        if (!f->window.key)
+            return fail_at(c, f->pattern.val, "%s: window needs window: W (attend distances 0 to W - 1)",
+                           keyname(key, sizeof key, where, "pattern"));
+        keyname(key, sizeof key, where, "window");
+        if (classify(f->window.val) == V_INT && scalar(f->window.val)[0] == '-')
+            return fail_at(c, f->window.val, "%s: %.40s is negative (W >= 1: the token itself and the W - 1 before it)",
+                           key, scalar(f->window.val));
+        return get_int(c, f->window.val, key, 1, SPEC_MAX_DIST, &out->window) < 0 ? -1 : 0;
     }
     out->band_basis = inherited_basis;
-    if (basis->val &&
-        parse_basis(c, basis->val, keyname(key, sizeof key, where, "band_basis"), heads, &out->band_basis) < 0)
+    if (f->band_basis.val &&
+        parse_basis(c, f->band_basis.val, keyname(key, sizeof key, where, "band_basis"), heads, &out->band_basis) < 0)
         return -1;
     return 0;
 }
@@ -495,8 +534,9 @@ static int parse_shapes(ctx *c, const yaml_node_t *n, const char *key, int64_t m
     return 0;
 }
 
-enum { L_LAYER, L_RANGE, L_PATTERN, L_BANDS, L_BASIS, L_COUNT };
-static const char *const layer_keys[L_COUNT] = { "layer", "range", "pattern", "bands", "band_basis" };
+enum { L_LAYER, L_RANGE, L_PATTERN, L_BANDS, L_BANDS_ALL, L_BASIS, L_WINDOW, L_COUNT };
+static const char *const layer_keys[L_COUNT] = { "layer", "range", "pattern", "bands", "bands_all_heads",
+                                                 "band_basis", "window" };
 
 /* `layers`: per-layer overrides, each `layer: K` or `range: [first, last]`
  * with a pattern.  Ranges must lie inside num_layers (when given) and must
@@ -554,9 +594,8 @@ static int parse_layers(ctx *c, const yaml_node_t *n, sp_spec *s)
                 return fail_at(c, where_node[i], "%s: layers %lld..%lld overlap layers[%d] (layers %d..%d)", key,
                                (long long)first, (long long)last, j, p->first, p->last);
         }
-        if (parse_pattern(c, where, &f[L_PATTERN], &f[L_BANDS], &f[L_BASIS], s->heads, s->pattern.band_basis,
-                          &o->pattern) < 0)
-            return -1;
+        pattern_fields pf = { f[L_PATTERN], f[L_BANDS], f[L_BANDS_ALL], f[L_BASIS], f[L_WINDOW] };
+        if (parse_pattern(c, where, &pf, s->heads, s->pattern.band_basis, &o->pattern) < 0) return -1;
         o->first = (int)first;
         o->last = (int)last;
         s->n_overrides = i + 1;  /* counted as we go, so spec_free frees what was built */
@@ -587,12 +626,12 @@ static void default_name(const char *path, char *out, size_t size)
 }
 
 enum {
-    K_NAME, K_HEADS, K_KV_HEADS, K_HEAD_DIM, K_DTYPE, K_CAUSAL, K_PATTERN, K_BANDS, K_BAND_BASIS,
-    K_SOFTMAX_SCALE, K_NUM_LAYERS, K_LAYERS, K_BATCH, K_SEQ_LEN, K_COUNT
+    K_NAME, K_HEADS, K_KV_HEADS, K_HEAD_DIM, K_DTYPE, K_CAUSAL, K_PATTERN, K_BANDS, K_BANDS_ALL, K_BAND_BASIS,
+    K_WINDOW, K_SOFTMAX_SCALE, K_NUM_LAYERS, K_LAYERS, K_BATCH, K_SEQ_LEN, K_COUNT
 };
 static const char *const top_keys[K_COUNT] = {
-    "name", "heads", "kv_heads", "head_dim", "dtype", "causal", "pattern", "bands", "band_basis",
-    "softmax_scale", "num_layers", "layers", "batch", "seq_len",
+    "name", "heads", "kv_heads", "head_dim", "dtype", "causal", "pattern", "bands", "bands_all_heads", "band_basis",
+    "window", "softmax_scale", "num_layers", "layers", "batch", "seq_len",
 };
 
 /* The whole document.  Keys are read in dependency order (heads before
@@ -665,8 +704,8 @@ static int parse_root(ctx *c, yaml_node_t *root, sp_spec *s)
         get_positive_float(c, f[K_SOFTMAX_SCALE].val, "softmax_scale", &s->softmax_scale) < 0)
         return -1;
 
-    if (parse_pattern(c, "", &f[K_PATTERN], &f[K_BANDS], &f[K_BAND_BASIS], s->heads, 0, &s->pattern) < 0)
-        return -1;
+    pattern_fields pf = { f[K_PATTERN], f[K_BANDS], f[K_BANDS_ALL], f[K_BAND_BASIS], f[K_WINDOW] };
+    if (parse_pattern(c, "", &pf, s->heads, 0, &s->pattern) < 0) return -1;
 
     if (f[K_NUM_LAYERS].val) {
         if (get_int(c, f[K_NUM_LAYERS].val, "num_layers", 1, SPEC_MAX_LAYERS, &v) < 0) return -1;

@@ -14,7 +14,7 @@
 #define SP_MAX_OVERRIDES  64
 #define SP_MAX_SHAPES     16
 
-typedef enum { SP_DENSE, SP_LOCAL, SP_SPATTN, SP_EXCLUSIVE, SP_GAPPED, SP_CUSTOM } sp_pattern_kind;
+typedef enum { SP_DENSE, SP_LOCAL, SP_SPATTN, SP_EXCLUSIVE, SP_GAPPED, SP_CUSTOM, SP_WINDOW } sp_pattern_kind;
 typedef enum { SP_BF16, SP_FP16 } sp_dtype;
 
 /* Half-open interval of distances d = i - j: lo <= d < hi. */
@@ -23,7 +23,8 @@ typedef struct { int64_t lo, hi; } sp_interval;
 /* A sorted list of disjoint intervals (one head's bands). */
 typedef struct { int n; sp_interval iv[SP_MAX_INTERVALS]; } sp_band_list;
 
-/* One attention pattern: the built-in layouts of DESIGN.md, or custom bands. */
+/* One attention pattern: the built-in layouts of DESIGN.md, a sliding
+ * window, or custom bands. */
 typedef struct {
     sp_pattern_kind kind;
     int64_t band_basis;     /* 0: L = N (seq_len); > 0: L fixed to this
@@ -33,7 +34,11 @@ typedef struct {
                                in the spec, in absolute distances (validated:
                                sorted, disjoint (touching allowed), lo >= 0,
                                hi > lo, hi <= INT32_MAX; a head may have
-                               n == 0); else NULL */
+                               n == 0); else NULL.  `bands_all_heads` in
+                               the spec fills every head with one list. */
+    int64_t window;         /* kind == SP_WINDOW: W, 1 <= W <= INT32_MAX; every
+                               head attends distances [0, W) (the token and
+                               the W - 1 before it); else 0 */
 } sp_pattern;
 
 /* Per-layer override: layers first..last (inclusive) use `pattern`. */
@@ -54,7 +59,9 @@ typedef struct {
     int n_seq_len; int64_t seq_len[SP_MAX_SHAPES];
 } sp_spec;
 
-/* Load and validate a spec file (at most 1 MiB of UTF-8 YAML).  On error
+#define SPEC_MAX_FILE_BYTES (1 << 20)
+
+/* Load and validate a spec file (at most SPEC_MAX_FILE_BYTES of UTF-8 YAML).  On error
  * fills e with file:line:column (1-based; 0:0 only when the file cannot be
  * read) and code SP_EXIT_USAGE, sometimes a hint ("did you mean ..."), and
  * leaves *out zeroed with nothing to free.  On success free with spec_free. */

@@ -23,6 +23,7 @@ void config_db_key(const sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, 
     snprintf(key->pattern, sizeof key->pattern, "%s", sp_pattern_name(pat->kind));
     if (pat->kind == SP_CUSTOM) db_bands_hash(pat->custom, spec->heads, key->bands_hash);
     key->band_basis = pat->band_basis;
+    if (pat->kind == SP_WINDOW) key->band_basis = pat->window;   /* a window's one parameter: W */
     key->batch = batch;
     key->seq_bucket = db_seq_bucket(N);
 }

@@ -70,7 +70,7 @@ static int cu_fail(sp_err *e, CUresult r, const char *fmt, ...)
     va_end(ap);
     sp_fail(e, SP_EXIT_GPU, "CUDA error %s (%s) while %s", name, desc ? desc : "no description", what);
     if (r == CUDA_ERROR_NO_DEVICE || r == CUDA_ERROR_STUB_LIBRARY || r == CUDA_ERROR_INVALID_DEVICE)
-        sp_hint(e, "no usable GPU: check CUDA_VISIBLE_DEVICES and nvidia-smi; commands with --device can use --device cpu");
+        sp_hint(e, "no usable GPU: check CUDA_VISIBLE_DEVICES and nvidia-smi");
     return -1;
 }
 
@@ -82,7 +82,7 @@ static void load_driver(void)
     if (!h) {
         const char *why = dlerror();
         sp_fail(&load_err, SP_EXIT_GPU, "no CUDA driver (libcuda.so.1 not found): %s", why ? why : "dlopen failed");
-        sp_hint(&load_err, "this needs an NVIDIA GPU and its driver; commands with --device can run on the CPU with --device cpu");
+        sp_hint(&load_err, "this needs an NVIDIA GPU and its driver");
         return;
     }
     struct { const char *name; void *slot; } syms[] = {
@@ -101,7 +101,7 @@ static void load_driver(void)
             memset(&D, 0, sizeof D);
             sp_fail(&load_err, SP_EXIT_GPU, "the CUDA driver libcuda.so.1 lacks %s (driver too old for CUDA 13?)",
                     syms[i].name);
-            sp_hint(&load_err, "update the NVIDIA driver, or use --device cpu where a command has it");
+            sp_hint(&load_err, "update the NVIDIA driver");
             return;   /* keep the library loaded: unloading a driver is not worth the risk */
         }
         memcpy(syms[i].slot, &p, sizeof p);
@@ -156,7 +156,7 @@ int cu_device_query(int ordinal, sp_gpu *g, sp_err *e)
     if (cu_device_count(&n, e)) return -1;
     if (n == 0) {
         sp_fail(e, SP_EXIT_GPU, "no CUDA device is visible");
-        sp_hint(e, "check CUDA_VISIBLE_DEVICES and nvidia-smi; commands with --device can use --device cpu");
+        sp_hint(e, "check CUDA_VISIBLE_DEVICES and nvidia-smi");
         return -1;
     }
     if (ordinal < 0 || ordinal >= n) {

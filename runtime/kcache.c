@@ -61,17 +61,16 @@ static void hash_str(XXH3_state_t *st, const char *s)
     XXH3_128bits_update(st, s, strlen(s) + 1);   /* with the NUL: fields cannot run together */
 }
 
-void kcache_key(const char *src, const char *arch, int nvrtc_version, int driver_version,
-                char out[KCACHE_KEY_LEN + 1])
+void kcache_key(const char *src, const char *arch, int nvrtc_version, char out[KCACHE_KEY_LEN + 1])
 {
     XXH3_state_t st;
     memset(&st, 0, sizeof st);
     XXH3_128bits_reset(&st);
     char num[64];
-    hash_str(&st, "spattn-kcache-1");
+    hash_str(&st, "spattn-kcache-2");   /* 2: the driver version left the key */
     hash_str(&st, SPATTN_VERSION);   /* NVRTC options live in the code: a new version may change them */
     hash_str(&st, arch);
-    snprintf(num, sizeof num, "nvrtc %d driver %d", nvrtc_version, driver_version);
+    snprintf(num, sizeof num, "nvrtc %d", nvrtc_version);
     hash_str(&st, num);
     XXH3_128bits_update(&st, src, strlen(src));
     XXH128_canonical_t c;
@@ -233,7 +232,7 @@ int kcache_get(const char *src, const char *arch, int driver_version, const char
     if (!info) info = &local;
     memset(info, 0, sizeof *info);
     memset(out, 0, sizeof *out);
-    kcache_key(src, arch, nvrtc_version(), driver_version, info->key);
+    kcache_key(src, arch, nvrtc_version(), info->key);
 
     char dir[4096], path[4200];
     sp_err derr = { 0 };

@@ -5,7 +5,11 @@
  * $HOME/.cache/spattn/kernels (created on first store).
  *
  * Key: XXH3-128 of (format salt, spattn version, arch, NVRTC version,
- * driver version, source), as 32 lowercase hex digits.  Entry: <key>.cubin,
+ * source), as 32 lowercase hex digits.  Not the driver version: NVRTC does
+ * not consult the driver, so a cubin for an sm is the same bytes whatever
+ * driver (or none) is installed, and `spattn compile --arch sm_90a` on a
+ * machine without a GPU stores the entry that `run` on an H100 looks up.
+ * Entry: <key>.cubin,
  *
  *     offset  size  field
  *          0     8  magic "SPATTNK1"
@@ -15,7 +19,7 @@
  *         24     8  cubin bytes
  *         32     8  compile log bytes
  *         40     4  NVRTC version (13000)
- *         44     4  driver version (0 when compiled without a GPU)
+ *         44     4  driver version of the writer (0 without a GPU; not in the key)
  *         48    32  key (hex, must match the file name)
  *         80    16  arch ("sm_90a"), NUL-padded
  *         96   160  label (kernel name(s), for `spattn cache list`), NUL-padded
@@ -57,11 +61,11 @@ typedef struct {
 int kcache_dir(char *buf, size_t n, sp_err *e);
 
 /* The key of a compile (32 hex digits + NUL into out). */
-void kcache_key(const char *src, const char *arch, int nvrtc_version, int driver_version,
-                char out[KCACHE_KEY_LEN + 1]);
+void kcache_key(const char *src, const char *arch, int nvrtc_version, char out[KCACHE_KEY_LEN + 1]);
 
 /* The cubin of src for arch: from the cache, else compiled with nvrtc_compile
- * and stored.  driver_version: sp_gpu.driver_version, or 0 without a GPU.
+ * and stored.  driver_version: sp_gpu.driver_version, or 0 without a GPU;
+ * only recorded in the entry's header (shown by `cache list`), not keyed.
  * label: the kernel name(s), shown by `cache list` (truncated to 159 bytes;
  * NULL = "").  On success out holds the cubin and log (free with
  * nvrtc_compiled_free) and info (may be NULL) says how.  Fails only when the

@@ -7,11 +7,13 @@
  *
  * Every CHECK counts as one passed or failed assertion; failures print the
  * file and line.  The binary prints "N passed, N failed" last and exits 1 if
- * anything failed.  tests/run.sh adds the counts of all binaries up. */
+ * anything failed.  tests/run.sh counts the cases (test functions) and shows
+ * the assertions beside them. */
 #ifndef SPATTN_TEST_CHECK_H
 #define SPATTN_TEST_CHECK_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct { const char *name; void (*fn)(void); } test_case;
@@ -41,16 +43,27 @@ static const char *check_current = "";
         }                                                                                  \
     } while (0)
 
+/* TEST_MAIN: runs the cases whose name contains argv[1] (all without one).
+ * With SPATTN_TEST_QUICK set (make test-quick), cases whose name contains
+ * "compile" (NVRTC, seconds each) are left out.  Prints "ok"/"FAIL" per case
+ * on stderr, then "cases: P passed, F failed" and "N passed, N failed" (the
+ * assertions) on stdout. */
 #define TEST_MAIN(table)                                                                   \
     int main(int argc, char **argv)                                                        \
     {                                                                                      \
+        const char *quick = getenv("SPATTN_TEST_QUICK");                                   \
+        int cases_passed = 0, cases_failed = 0;                                            \
         for (const test_case *t = (table); t->name; t++) {                                 \
             if (argc > 1 && !strstr(t->name, argv[1])) continue;                           \
+            if (quick && *quick && strstr(t->name, "compile")) continue;                   \
             check_current = t->name;                                                       \
             int before = check_failed;                                                     \
             t->fn();                                                                       \
             fprintf(stderr, "%s %s\n", check_failed == before ? "ok  " : "FAIL", t->name); \
+            if (check_failed == before) cases_passed++;                                    \
+            else cases_failed++;                                                           \
         }                                                                                  \
+        printf("cases: %d passed, %d failed\n", cases_passed, cases_failed);               \
         printf("%d passed, %d failed\n", check_passed, check_failed);                      \
         return check_failed ? 1 : 0;                                                       \
     }

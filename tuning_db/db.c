@@ -232,7 +232,7 @@ static int one_of(const char *s, const char *const *set)
 
 static const char *const kinds[] = { "fwd", "bwd", NULL };
 static const char *const dtypes[] = { "bf16", "fp16", NULL };
-static const char *const patterns[] = { "dense", "local", "spattn", "exclusive", "gapped", "custom", NULL };
+static const char *const patterns[] = { "dense", "local", "spattn", "exclusive", "gapped", "custom", "window", NULL };
 
 /* ---- keys ------------------------------------------------------------------------- */
 

@@ -100,6 +100,19 @@ need_gpu() { have_gpu || skip "no GPU: runs on the GPU host"; }
     [ "$status" -eq 2 ]
 }
 
+@test "without a GPU: the hint fits the command; only run is told --device cpu (issue 19)" {
+    have_gpu && skip "a GPU is present"
+    for c in check bench tune; do
+        run "$SPATTN" "$c" "$OLMOE" --batch 1 --seq-len 64
+        [ "$status" -eq 3 ] || { echo "$c: exit $status"; false; }
+        [[ "$output" != *"--device cpu"* || "$output" == *"spattn run SPEC --device cpu"* ]] || { echo "$c: $output"; false; }
+        [[ "$output" == *"hint: $c "* ]] || { echo "$c: $output"; false; }
+    done
+    run "$SPATTN" run "$OLMOE" --batch 1 --seq-len 64 --device gpu
+    [ "$status" -eq 3 ]
+    [[ "$output" == *"hint: without a GPU, run the CPU reference: spattn run SPEC --device cpu"* ]]
+}
+
 @test "check: without a GPU, exit 3 naming the missing driver" {
     have_gpu && skip "a GPU is present"
     run "$SPATTN" check "$OLMOE" --batch 1 --seq-len 64

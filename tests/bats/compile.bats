@@ -7,6 +7,26 @@ setup() {
     ROOT="$BATS_TEST_DIRNAME/../.."
     SPEC="$ROOT/configs/olmoe-1b-7b.yaml"
     HYBRID="$ROOT/configs/hybrid-layers.yaml"
+    TMP=$(mktemp -d)
+    export SPATTN_CACHE_DIR="$TMP/kernels"   # compile stores its cubins there
+}
+
+teardown() { rm -rf "$TMP"; }
+
+@test "compile fills the kernel cache: cache list shows the entry, a second compile reads it (issue 19)" {
+    run "$SPATTN" compile "$SPEC" --arch sm_90a --kind fwd
+    [ "$status" -eq 0 ]
+    run "$SPATTN" cache list --json
+    echo "$output" | jq -e '.count == 1 and .entries[0].arch == "sm_90a" and .entries[0].valid
+                            and .entries[0].label == "spattn_fwd_bf16_d128_bm128_bn128_w8_s3_wg"'
+    run "$SPATTN" compile "$SPEC" --arch sm_90 --kind fwd --json
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -e '.kernels[0].cached == true and .kernels[0].regs > 0 and (.spec_path | endswith("olmoe-1b-7b.yaml"))'
+    run "$SPATTN" compile "$SPEC" --arch sm_90a --kind fwd
+    [[ "${lines[1]}" == *" cached" ]]
+    run "$SPATTN" compile "$SPEC" --arch sm_90a --kind fwd --no-cache --json
+    echo "$output" | jq -e '.kernels[0].cached == false'
+    [ "$("$SPATTN" cache list --json | jq .count)" -eq 1 ]
 }
 
 @test "compile prints a row per kernel with registers and spills" {

@@ -46,10 +46,21 @@ commands() { "$SPATTN" --help | awk '/^commands:/{f=1;next} f && /^  [a-z]/{prin
     for c in $(commands); do grep -q "spattn\\\\-$c\|spattn-$c" "$MAN/spattn.1" || { echo "spattn.1 lacks $c"; false; }; done
 }
 
-@test "--version prints the version" {
+@test "--version prints the version and the build: commit, compiler, CUDA, NVRTC (issue 19)" {
     run "$SPATTN" --version
     [ "$status" -eq 0 ]
-    [[ "$output" =~ ^spattn\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
+    [[ "${lines[0]}" =~ ^spattn\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
+    [[ "$output" == *$'\ncommit:   '[0-9a-f]* || "$output" == *$'\ncommit:   unknown'* ]]
+    [[ "$output" == *$'\ncompiler: '[a-z]*' '[0-9]* ]]
+    [[ "$output" == *$'\nCUDA:     '[0-9]*.[0-9]* ]]
+    [[ "$output" == *$'\nNVRTC:    '* ]]
+    run "$SPATTN" --version --json
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -e '(.version | test("^[0-9]+\\.[0-9]+\\.[0-9]+$")) and (.commit | length) > 0
+                            and (.compiler | length) > 0 and .cuda_version >= 11000 and (.nvrtc_version | type) == "number"
+                            and (.sqlite_version | length) > 0 and (.libyaml_version | length) > 0'
+    run "$SPATTN" --version --bogus
+    [ "$status" -eq 2 ]
 }
 
 @test "no command: usage on stderr, exit 2" {
@@ -79,4 +90,31 @@ commands() { "$SPATTN" --help | awk '/^commands:/{f=1;next} f && /^  [a-z]/{prin
 @test "a closed stdout is reported, not ignored" {
     run bash -c "'$SPATTN' --help >/dev/full"
     [ "$status" -ne 0 ]
+}
+
+@test "completion bash: valid bash, every command and every option of its --help (issue 19)" {
+    script=$("$SPATTN" completion bash)
+    bash -n <<<"$script"
+    for c in $(commands); do
+        [[ "$script" == *"    $c)"* ]] || { echo "no case for $c"; false; }
+        for opt in $("$SPATTN" "$c" --help | grep -oE -- '^ +(-[a-z], )?--[a-z][a-z0-9-]+' | grep -oE -- '--[a-z0-9-]+'); do
+            echo "$script" | awk -v c="    $c)" '$0 == c {f=1; next} f && /^    [a-z]+\)/ {f=0} f' | grep -q -- " $opt\| '$opt\|'$opt" ||
+                { echo "$c lacks $opt"; false; }
+        done
+    done
+    # complete "spattn plan --se" and "spattn cache l" in a bash with the script loaded
+    out=$(bash -c 'source /dev/stdin; COMP_WORDS=(spattn plan --se); COMP_CWORD=2; _spattn; echo "${COMPREPLY[*]}"
+                   COMP_WORDS=(spattn cache l); COMP_CWORD=2; _spattn; echo "${COMPREPLY[*]}"
+                   COMP_WORDS=(spattn co); COMP_CWORD=1; _spattn; echo "${COMPREPLY[*]}"' <<<"$script")
+    [ "$out" = $'--seq-len\nlist\ncompile completion' ]
+}
+
+@test "completion zsh: a #compdef script with every command; bad shell exits 2" {
+    script=$("$SPATTN" completion zsh)
+    [[ "$script" == "#compdef spattn"* ]]
+    for c in $(commands); do [[ "$script" == *"    $c)"* ]] || { echo "no case for $c"; false; }; done
+    [[ "$script" == *"'--seq-len["*"]:value:_files'"* ]]
+    if command -v zsh >/dev/null; then zsh -n <<<"$script"; fi
+    run "$SPATTN" completion fish
+    [ "$status" -eq 2 ]
 }

@@ -15,7 +15,7 @@ have_gpu() { "$SPATTN" info --require-gpu >/dev/null 2>&1; }
 @test "info: versions and paths, exit 0" {
     run "$SPATTN" info
     [ "$status" -eq 0 ]
-    [ "${lines[0]}" = "spattn: $("$SPATTN" --version | cut -d' ' -f2)" ]
+    [ "${lines[0]}" = "spattn: $("$SPATTN" --version | head -n 1 | cut -d' ' -f2)" ]
     [[ "${lines[1]}" =~ ^NVRTC:\ [0-9]+\.[0-9]+$ ]]
     [[ "$output" == *"kernel cache: $TMP/kernels"* ]]
     [[ "$output" == *"tuning db: $TMP/tune.db"* ]]

@@ -1,6 +1,8 @@
 #!/usr/bin/env bats
 # spattn plan: band plans of a spec (spattn-plan(1)).
 
+bats_require_minimum_version 1.5.0
+
 setup() {
     SPATTN=${SPATTN:-$BATS_TEST_DIRNAME/../../build/spattn}
     ROOT="$BATS_TEST_DIRNAME/../.."
@@ -39,7 +41,7 @@ teardown() { rm -rf "$TMP"; }
     [ "$status" -eq 0 ]
     echo "$output" | jq -e '.totals.work_ratio > 0.1764405 and .totals.work_ratio < 0.1764415'
     echo "$output" | jq -e '.heads == 16 and .seq_len == 4096 and .pattern == "spattn"'
-    echo "$output" | jq -e '.tile.bm == 128 and .tile.bn == 64'
+    echo "$output" | jq -e '.tile.bm == 128 and .tile.bn == 128 and .arch == "sm_90a"'
     echo "$output" | jq -e '.per_head | length == 16'
     echo "$output" | jq -e '.per_head[2].intervals == [[0,257],[512,768]]'
     # every head: tiles = full + partial; totals add up over heads
@@ -150,4 +152,55 @@ teardown() { rm -rf "$TMP"; }
     echo "$output" | jq -e '.per_head[0] | .tiles == 7 and .full == 0 and .partial == 7'
     # head 1 = [16,32): tiles m-1 (d 1..31) and m-2 (d 17..47): 3 + 2, all partial
     echo "$output" | jq -e '.per_head[1] | .tiles == 5 and .partial == 5'
+}
+
+@test "plan: tiles of the kernel that runs: --arch picks its default forward config (issue 19)" {
+    run "$SPATTN" plan "$OLMOE" --seq-len 4096 --json
+    echo "$output" | jq -e '.arch == "sm_90a" and .tile.bm == 128 and .tile.bn == 128 and (.tile.config | endswith("wgmma"))'
+    run "$SPATTN" plan "$OLMOE" --seq-len 4096 --arch sm_80 --json
+    echo "$output" | jq -e '.arch == "sm_80" and .tile.bm == 64 and .tile.bn == 64'
+    run "$SPATTN" plan "$OLMOE" --seq-len 4096 --arch sm_80
+    [[ "${lines[0]}" == *"tile 64x64 (sm_80 forward kernel 64x64:"* ]]
+    run "$SPATTN" plan "$OLMOE" --seq-len 4096 --tile 128x64 --json
+    echo "$output" | jq -e '.tile.bm == 128 and .tile.bn == 64 and .tile.config == null'
+    run "$SPATTN" plan "$OLMOE" --arch sm_70
+    [ "$status" -eq 2 ]
+}
+
+@test "plan --svg: axis ticks, a title that fits, and - for stdout (issue 19)" {
+    printf 'name: a-rather-long-spec-name-that-would-be-cut-off-at-560-px-wide-for-sure\nheads: 1\nhead_dim: 64\n' >"$TMP/long.yaml"
+    run "$SPATTN" plan "$TMP/long.yaml" --seq-len 1000 --svg -
+    [ "$status" -eq 0 ]
+    [[ "$output" == "<svg"* ]]
+    [ "$(echo "$output" | grep -o 'class="tk"' | wc -l)" -ge 6 ]
+    echo "$output" | grep -q '>500</text>'
+    w=$(echo "$output" | sed -nE '1s/.*width="([0-9]+)".*/\1/p')
+    title=$(echo "$output" | sed -nE 's/.*class="t">([^<]*)<.*/\1/p')
+    [ "$w" -ge $((40 + 10 * ${#title})) ]
+    run "$SPATTN" plan "$OLMOE" --svg - --json
+    [ "$status" -eq 2 ]
+}
+
+@test "plan: a warning on stderr when most heads attend nothing at N (issue 19)" {
+    run --separate-stderr "$SPATTN" plan "$ROOT/configs/exclusive-16h.yaml" --seq-len 4096 --json
+    [ "$status" -eq 0 ]
+    [ -z "$stderr" ]
+    printf 'heads: 8\nhead_dim: 64\npattern: exclusive\nband_basis: 65536\n' >"$TMP/far.yaml"
+    run --separate-stderr "$SPATTN" plan "$TMP/far.yaml" --seq-len 1024 --json
+    [ "$status" -eq 0 ]
+    [[ "$stderr" == "warning: 7 of 8 heads attend nothing at N = 1024"* ]]
+    echo "$output" | jq -e .heads
+}
+
+@test "plan --json: one vocabulary with run: spec_path, head_dim, kv_heads, dtype; band_basis seq_len / L / null (issue 19)" {
+    run "$SPATTN" plan "$OLMOE" --seq-len 256 --json
+    echo "$output" | jq -e '.spec_path | endswith("olmoe-1b-7b.yaml")'
+    echo "$output" | jq -e 'has("path") == false and .head_dim == 128 and .kv_heads == 16 and .dtype == "bf16"'
+    echo "$output" | jq -e '.band_basis == "seq_len"'
+    r=$("$SPATTN" run "$OLMOE" --device cpu --batch 1 --seq-len 8 --json)
+    [ "$(echo "$r" | jq -r .spec_path)" = "$(echo "$output" | jq -r .spec_path)" ]
+    run "$SPATTN" plan "$ROOT/configs/hybrid-layers.yaml" --seq-len 256 --layer-index 0 --json
+    echo "$output" | jq -e '.pattern == "dense" and .band_basis == null'
+    run --separate-stderr "$SPATTN" plan "$ROOT/configs/hybrid-layers.yaml" --seq-len 256 --layer-index 5 --json
+    echo "$output" | jq -e '.band_basis == 8192'
 }

@@ -9,6 +9,7 @@ setup() {
     ROOT="$BATS_TEST_DIRNAME/../.."
     SPEC="$ROOT/configs/olmoe-1b-7b.yaml"
     GQA="$ROOT/configs/gqa-32q-8kv.yaml"
+    LLAMA="$ROOT/configs/llama-8h-d64.yaml"
     FIX="$ROOT/tests/fixtures/npy"
     TMP=$(mktemp -d)
 }
@@ -47,7 +48,7 @@ checksum() { "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 32 "$@" | gr
         and .device_detail == "float64 reference" and .device_reason == null and .inputs == "random"
         and .seed == 5 and .layer_index == null and (.work_ratio > 0 and .work_ratio <= 1)
         and (.allowed_pairs > 0) and .flops == 4 * 128 * .allowed_pairs and .iters == 1
-        and (.time_ms >= 0) and (.gflops >= 0) and (.checksum.sum | type) == "number"
+        and (.median_ms >= 0) and has("time_ms") == false and (.gflops >= 0) and (.checksum.sum | type) == "number"
         and (.checksum.abs_sum > 0) and .output == null and .lse_output == null'
 }
 
@@ -358,4 +359,58 @@ checksum() { "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 32 "$@" | gr
     [[ "$output" == *"$TMP/q.npy: error: is a FIFO, not a regular file"* ]]
     run timeout 20 "$SPATTN" run "$SPEC" --device cpu --layer --batch 1 --seq-len 8 --x "$TMP/q.npy"
     [ "$status" -eq 2 ]
+}
+
+# npy_f32 FILE B N H D VALUE-EXPR: a float32 .npy of shape [B,N,H,D], element
+# i = VALUE-EXPR (Python, in i), written with the standard library only.
+npy_f32() {
+    python3 - "$@" <<'PY'
+import struct, sys
+path, B, N, H, D, expr = sys.argv[1], *map(int, sys.argv[2:6]), sys.argv[6]
+n = B * N * H * D
+hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d, %d, %d), }" % (B, N, H, D)
+hdr += " " * ((64 - (10 + len(hdr) + 1) % 64) % 64) + "\n"
+with open(path, "wb") as f:
+    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode())
+    f.write(struct.pack("<%df" % n, *[eval(expr) for i in range(n)]))
+PY
+}
+
+# npy_vals FILE: the float32 values of a .npy, one per line.
+npy_vals() {
+    python3 - "$1" <<'PY'
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+hl = struct.unpack("<H", b[8:10])[0]
+body = b[10 + hl:]
+for x in struct.unpack("<%df" % (len(body) // 4), body): print(repr(x))
+PY
+}
+
+@test "run --pass fwdbwd on the CPU: --do in, --dq/--dk/--dv out (issue 19)" {
+    # N = 1: the one key gets all the weight, so dV = dO exactly and dQ = dK = 0
+    npy_f32 "$TMP/do.npy" 1 1 8 64 '(i % 7) - 3 + 0.5'
+    run "$SPATTN" run "$LLAMA" --device cpu --batch 1 --seq-len 1 --pass fwdbwd --do "$TMP/do.npy" \
+        --dq "$TMP/dq.npy" --dk "$TMP/dk.npy" --dv "$TMP/dv.npy" --json
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -e '.pass == "fwdbwd" and .device == "cpu"'
+    [ "$(npy_vals "$TMP/dv.npy")" = "$(npy_vals "$TMP/do.npy")" ]
+    [ "$(npy_vals "$TMP/dq.npy" | sort -u)" = "0.0" ]
+    [ "$(npy_vals "$TMP/dk.npy" | sort -u)" = "0.0" ]
+    # default dO (random from the seed), and the shapes [B,N,H,D] / [B,N,KVH,D]
+    run "$SPATTN" run "$LLAMA" --device cpu --batch 2 --seq-len 9 --pass fwdbwd --dq "$TMP/dq.npy" --dk "$TMP/dk.npy"
+    [ "$status" -eq 0 ]
+    [ "$(npy_vals "$TMP/dq.npy" | wc -l)" -eq $((2 * 9 * 8 * 64)) ]
+    [ "$(npy_vals "$TMP/dq.npy" | sort -u | wc -l)" -gt 100 ]
+    head -c 80 "$TMP/dk.npy" | grep -q "'shape': (2, 9, 8, 64)"
+    # gradients are the CPU reference's: refused without fwdbwd or on --device gpu
+    run "$SPATTN" run "$LLAMA" --device cpu --seq-len 4 --dq "$TMP/x.npy"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--dq goes with --pass fwdbwd"* ]]
+    run "$SPATTN" run "$LLAMA" --device gpu --seq-len 4 --pass fwdbwd --dv "$TMP/x.npy"
+    [ "$status" -eq 2 ]
+    # a dO of the wrong shape names the flag
+    run "$SPATTN" run "$LLAMA" --device cpu --batch 1 --seq-len 2 --pass fwdbwd --do "$TMP/do.npy"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--do takes [batch, seq_len, heads, head_dim] = [1, 2, 8, 64]"* ]]
 }

@@ -90,3 +90,34 @@ setup() {
     [ "$stderr" = "$d/key.yaml:3:1: error: a NUL character (\\0) inside a string" ]
     rm -rf "$d"
 }
+
+@test "pattern window: W covers distances [0, W), the same as custom bands [[0, W]] for every head (issue 19)" {
+    T=$(mktemp -d)
+    printf 'heads: 4\nhead_dim: 64\npattern: window\nwindow: 100\n' >"$T/w.yaml"
+    printf 'heads: 4\nhead_dim: 64\npattern: custom\nbands_all_heads: [[0, 100]]\n' >"$T/c.yaml"
+    run "$SPATTN" plan "$T/w.yaml" --seq-len 1024 --json
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -e '.pattern == "window" and all(.per_head[]; .intervals == [[0, 100]])'
+    a=$("$SPATTN" run "$T/w.yaml" --device cpu --batch 1 --seq-len 200 --json | jq -c .checksum)
+    b=$("$SPATTN" run "$T/c.yaml" --device cpu --batch 1 --seq-len 200 --json | jq -c .checksum)
+    [ -n "$a" ] && [ "$a" != null ] && [ "$a" = "$b" ]
+    rm -rf "$T"
+}
+
+@test "bands_all_heads: one list for every head; bands: one list per head" {
+    T=$(mktemp -d)
+    printf 'heads: 3\nhead_dim: 64\npattern: custom\nbands_all_heads: [[0, 65], [256, 512]]\n' >"$T/a.yaml"
+    run "$SPATTN" plan "$T/a.yaml" --seq-len 1024 --json
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -e '(.per_head | length) == 3 and all(.per_head[]; .intervals == [[0, 65], [256, 512]])'
+    rm -rf "$T"
+}
+
+@test "a spec from standard input: '-' (issue 19)" {
+    run bash -c "printf 'heads: 2\nhead_dim: 64\n' | '$SPATTN' plan - --seq-len 64 --json"
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -e '.spec == "stdin" and .heads == 2'
+    run --separate-stderr bash -c "printf 'heads: 2\nhead_dims: 64\n' | '$SPATTN' plan - --seq-len 64"
+    [ "$status" -eq 2 ]
+    [[ "$stderr" == "stdin:2:1: error: unknown key 'head_dims'"* ]]
+}

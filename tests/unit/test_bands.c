@@ -20,6 +20,7 @@ typedef struct {
     int64_t L;                 /* basis length actually used */
     int heads;
     const sp_band_list *custom;
+    int64_t window;
 } ref_pattern;
 
 /* Is distance d allowed for head h, by the table of DESIGN.md, before clipping? */
@@ -34,6 +35,7 @@ static int ref_member(const ref_pattern *r, int h, int64_t d)
     case SP_SPATTN:    return (d >= 0 && d <= w) || (d >= s && d < s + w);
     case SP_EXCLUSIVE: return d >= s && d < s + w;
     case SP_GAPPED:    return d >= s && d < s + w / 2;
+    case SP_WINDOW:    return d >= 0 && d < r->window;   /* [0, W) */
     case SP_CUSTOM:
         for (int k = 0; k < r->custom[h].n; k++)
             if (d >= r->custom[h].iv[k].lo && d < r->custom[h].iv[k].hi) return 1;
@@ -88,7 +90,7 @@ static int ref_kind(const ref_mask *m, int64_t i0, int64_t i1, int64_t j0, int64
 
 static const char *kind_name(sp_pattern_kind k)
 {
-    static const char *names[] = { "dense", "local", "spattn", "exclusive", "gapped", "custom" };
+    static const char *names[] = { "dense", "local", "spattn", "exclusive", "gapped", "custom", "window" };
     return names[k];
 }
 
@@ -254,7 +256,7 @@ static const int all_sizes[16][2] = {
 static void check_config(sp_pattern *p, int H, int64_t N, const int *heads_to_check, int n_heads, const int (*sizes)[2],
                          int n_sizes)
 {
-    ref_pattern r = { p->kind, p->band_basis > 0 ? p->band_basis : N, H, p->custom };
+    ref_pattern r = { p->kind, p->band_basis > 0 ? p->band_basis : N, H, p->custom, p->window };
     char tag[128];
     snprintf(tag, sizeof tag, "%s H%d N%lld L%lld", kind_name(p->kind), H, (long long)N, (long long)r.L);
     n_bad = 0;
@@ -285,19 +287,19 @@ static int pick_heads(int H, int64_t N, int64_t L, int *out)
 
 static void test_check_values(void)
 {
-    sp_pattern sp = { SP_SPATTN, 0, NULL }, ex = { SP_EXCLUSIVE, 0, NULL };
+    sp_pattern sp = { .kind = SP_SPATTN, .band_basis = 0, .custom = NULL }, ex = { .kind = SP_EXCLUSIVE, .band_basis = 0, .custom = NULL };
     CHECK("spattn H16 N4096 0.176441", fabs(bands_work_ratio(&sp, 16, 4096) - 0.176441) < 1e-6);
     CHECK("exclusive H16 N4096 0.062500", fabs(bands_work_ratio(&ex, 16, 4096) - 0.062500) < 1e-6);
     CHECK("spattn H8 N4096 0.330429", fabs(bands_work_ratio(&sp, 8, 4096) - 0.330429) < 1e-6);
     CHECK("spattn H16 N16384 0.176129", fabs(bands_work_ratio(&sp, 16, 16384) - 0.176129) < 1e-6);
-    sp_pattern dn = { SP_DENSE, 0, NULL };
+    sp_pattern dn = { .kind = SP_DENSE };
     CHECK("dense ratio is 1", bands_work_ratio(&dn, 3, 1000) == 1.0);
 }
 
 static void test_layouts_by_hand(void)
 {
     /* H = 4, N = 10: base 2, extra 2, widths 3 3 2 2, starts 0 3 6 8. */
-    sp_pattern p = { SP_SPATTN, 0, NULL };
+    sp_pattern p = { .kind = SP_SPATTN, .band_basis = 0, .custom = NULL };
     sp_band_list b;
     bands_head(&p, 4, 0, 10, &b);
     CHECK("spattn h0: local only", b.n == 1 && b.iv[0].lo == 0 && b.iv[0].hi == 4);
@@ -315,16 +317,16 @@ static void test_layouts_by_hand(void)
     bands_head(&p, 4, 3, 10, &b);
     CHECK("local includes d = w", b.n == 1 && b.iv[0].hi == 3);
     /* A fixed basis larger than N clips; one smaller leaves far keys out. */
-    p = (sp_pattern){ SP_EXCLUSIVE, 400, NULL };
+    p = (sp_pattern){ .kind = SP_EXCLUSIVE, .band_basis = 400, .custom = NULL };
     bands_head(&p, 4, 3, 10, &b);
     CHECK("fixed basis 400, h3 beyond N: empty", b.n == 0);
-    p = (sp_pattern){ SP_DENSE, 4, NULL };
+    p = (sp_pattern){ .kind = SP_DENSE, .band_basis = 4, .custom = NULL };
     bands_head(&p, 4, 0, 10, &b);
     CHECK("dense ignores basis", b.n == 1 && b.iv[0].hi == 10);
 
     CHECK("bad head index", bands_head(&p, 4, 4, 10, &b) == -1 && b.n == 0);
     CHECK("N = 0 refused", bands_head(&p, 4, 0, 0, &b) == -1);
-    sp_pattern c = { SP_CUSTOM, 0, NULL };
+    sp_pattern c = { .kind = SP_CUSTOM, .band_basis = 0, .custom = NULL };
     CHECK("custom without bands refused", bands_head(&c, 4, 0, 10, &b) == -1);
     CHECK("work ratio of a bad pattern", bands_work_ratio(&c, 4, 10) == -1);
 }
@@ -332,7 +334,7 @@ static void test_layouts_by_hand(void)
 static void test_custom_merge(void)
 {
     sp_band_list cb[1] = { { 4, { { 0, 3 }, { 3, 5 }, { 7, 9 }, { 20, 30 } } } };
-    sp_pattern p = { SP_CUSTOM, 0, cb };
+    sp_pattern p = { .kind = SP_CUSTOM, .band_basis = 0, .custom = cb };
     sp_band_list b;
     bands_head(&p, 1, 0, 25, &b);
     CHECK("touching merged, far clipped", b.n == 3 && b.iv[0].hi == 5 && b.iv[1].lo == 7 && b.iv[2].lo == 20 &&
@@ -341,10 +343,33 @@ static void test_custom_merge(void)
     CHECK("clipped inside the second band", b.n == 2 && b.iv[1].lo == 7 && b.iv[1].hi == 8);
 }
 
+/* issue 19: pattern window allows distances [0, W) in every head, clipped
+ * to N; the element-wise check is the brute force below. */
+static void test_window(void)
+{
+    sp_pattern p = { .kind = SP_WINDOW, .window = 64 };
+    for (int h = 0; h < 3; h++) {
+        sp_band_list b;
+        CHECK("window head", bands_head(&p, 3, h, 1000, &b) == 0 && b.n == 1 && b.iv[0].lo == 0 && b.iv[0].hi == 64);
+        CHECK("W - 1 allowed, W not", bands_allows(&b, 63) && !bands_allows(&b, 64) && bands_allows(&b, 0));
+    }
+    sp_band_list b;
+    CHECK("window wider than N is dense", bands_head(&p, 1, 0, 10, &b) == 0 && b.n == 1 && b.iv[0].hi == 10);
+    CHECK("window wider than N: dense pairs", bands_pairs(&b, 10) == bands_dense_pairs(10));
+    p.window = 1;
+    CHECK("window 1: the diagonal", bands_head(&p, 1, 0, 100, &b) == 0 && bands_pairs(&b, 100) == 100);
+    /* (W)(2N - W + 1) / 2 pairs: W = 256, N = 4096 */
+    p.window = 256;
+    CHECK("window work ratio", fabs(bands_work_ratio(&p, 8, 4096) - (256.0 * (2 * 4096 - 256 + 1) / 2) /
+                                                                     (4096.0 * 4097 / 2)) < 1e-12);
+    p.window = 0;
+    CHECK("window 0 is a caller bug", bands_head(&p, 1, 0, 100, &b) == -1 && b.n == 0);
+}
+
 static void test_n1_and_small(void)
 {
     for (int k = SP_DENSE; k <= SP_GAPPED; k++) {
-        sp_pattern p = { (sp_pattern_kind)k, 0, NULL };
+        sp_pattern p = { .kind = (sp_pattern_kind)k };
         int64_t total = 0;
         for (int h = 0; h < 16; h++) {
             sp_band_list b;
@@ -377,14 +402,20 @@ static void test_brute_force(void)
             int n_bases = N < 500 ? 4 : 2;
             for (int k = SP_DENSE; k <= SP_GAPPED; k++)
                 for (int bi = 0; bi < n_bases; bi++) {
-                    sp_pattern p = { (sp_pattern_kind)k, bases[bi], NULL };
+                    sp_pattern p = { .kind = (sp_pattern_kind)k, .band_basis = bases[bi] };
                     int nh = pick_heads(H, N, bases[bi] ? bases[bi] : N, heads);
                     check_config(&p, H, N, heads, nh, all_sizes, 16);
                 }
             make_custom(custom, H, N);
-            sp_pattern p = { SP_CUSTOM, 0, custom };
+            sp_pattern p = { .kind = SP_CUSTOM, .band_basis = 0, .custom = custom };
             int nh = pick_heads(H, N, N, heads);
             check_config(&p, H, N, heads, nh, all_sizes, 16);
+            /* windows: 1, below, at and above N, and around a 64-wide tile */
+            int64_t windows[] = { 1, N / 2 + 1, N, N + 3, 63, 64, 65 };
+            for (size_t wi = 0; wi < sizeof windows / sizeof windows[0]; wi++) {
+                sp_pattern w = { .kind = SP_WINDOW, .window = windows[wi] };
+                check_config(&w, H, N, heads, nh, all_sizes, 16);
+            }
         }
     }
 }
@@ -431,7 +462,7 @@ static void test_widths_around_bn(void)
                 for (int extra = 0; extra < 2; extra++) {
                     int64_t N = (int64_t)H * (bn + delta) + extra;   /* w_h = bn + delta (+1 for h < extra) */
                     for (int k = SP_LOCAL; k <= SP_GAPPED; k++) {
-                        sp_pattern p = { (sp_pattern_kind)k, 0, NULL };
+                        sp_pattern p = { .kind = (sp_pattern_kind)k };
                         int nh = pick_heads(H, N, N, heads);
                         check_config(&p, H, N, heads, nh, (const int (*)[2])sizes, 4);
                     }
@@ -459,7 +490,7 @@ static void test_large_n(void)
     CHECK("pairs of [0, N) at 2^32 - 1", bands_pairs(&all32, N32) == bands_dense_pairs(N32));
     CHECK("pairs of [1, N) at 2^32 - 1", bands_pairs(&tail32, N32) == bands_dense_pairs(N32) - N32);
 
-    sp_pattern p = { SP_SPATTN, 0, NULL };
+    sp_pattern p = { .kind = SP_SPATTN, .band_basis = 0, .custom = NULL };
     double r = bands_work_ratio(&p, 16, N);
     CHECKF(r > 0.17 && r < 0.18, "spattn H16 N 2^31 ratio %f", r);
 
@@ -488,6 +519,7 @@ static const test_case tests[] = {
     { "check_values", test_check_values },
     { "layouts_by_hand", test_layouts_by_hand },
     { "custom_merge", test_custom_merge },
+    { "window", test_window },
     { "n1_and_small", test_n1_and_small },
     { "brute_force", test_brute_force },
     { "empty_rows_and_keys", test_empty_rows_and_keys },

@@ -169,7 +169,7 @@ static void naive_layer(const shape *s, const sp_band_list *bands, double scale,
 
 static void bands_of(const shape *s, sp_band_list *out)
 {
-    sp_pattern pat = { s->kind, 0, NULL };
+    sp_pattern pat = { .kind = s->kind };
     for (int h = 0; h < s->H; h++) bands_head(&pat, s->H, h, s->N, &out[h]);
 }
 

@@ -284,6 +284,52 @@ static void test_custom_bands(void)
                  "bands[0][0]: interval [4, 3] is empty");
 }
 
+/* issue 19: a sliding window, and one band list for every head. */
+static void test_window_and_all_heads(void)
+{
+    sp_spec s;
+    sp_err e;
+    CHECK("window parses", parse("heads: 4\nhead_dim: 64\npattern: window\nwindow: 256\n", &s, &e) == 0);
+    CHECK("window kind and W", s.pattern.kind == SP_WINDOW && s.pattern.window == 256 && !s.pattern.custom &&
+                               s.pattern.band_basis == 0);
+    CHECK("window name", strcmp(sp_pattern_name(s.pattern.kind), "window") == 0);
+    spec_free(&s);
+    CHECK("window 1 (the token itself)", parse("heads: 1\nhead_dim: 64\npattern: window\nwindow: 1\n", &s, &e) == 0 &&
+                                             s.pattern.window == 1);
+    spec_free(&s);
+    expect_error("heads: 1\nhead_dim: 64\npattern: window\n", 3, 10, "pattern: window needs window: W");
+    expect_error("heads: 1\nhead_dim: 64\npattern: window\nwindow: 0\n", 4, 9, "window: 0 is out of range");
+    expect_error("heads: 1\nhead_dim: 64\npattern: window\nwindow: -3\n", 4, 9, "window: -3 is negative");
+    expect_error("heads: 1\nhead_dim: 64\npattern: window\nwindow: many\n", 4, 9, "window: expected an integer");
+    expect_error("heads: 1\nhead_dim: 64\npattern: local\nwindow: 64\n", 4, 1,
+                 "window: only used with pattern: window (pattern is local)");
+    expect_error("heads: 1\nhead_dim: 64\npattern: window\nwindow: 64\nband_basis: 4096\n", 5, 1,
+                 "band_basis: does not apply to pattern window");
+
+    CHECK("bands_all_heads parses", parse("heads: 3\nhead_dim: 64\npattern: custom\n"
+                                          "bands_all_heads: [[0, 65], [256, 512]]\n", &s, &e) == 0);
+    int same = s.pattern.kind == SP_CUSTOM && s.pattern.custom != NULL;
+    for (int h = 0; same && h < 3; h++)
+        same = s.pattern.custom[h].n == 2 && s.pattern.custom[h].iv[0].lo == 0 && s.pattern.custom[h].iv[0].hi == 65 &&
+               s.pattern.custom[h].iv[1].lo == 256 && s.pattern.custom[h].iv[1].hi == 512;
+    CHECK("every head gets the one list", same);
+    spec_free(&s);
+    expect_error("heads: 2\nhead_dim: 64\npattern: custom\nbands: [[[0, 4]], [[0, 4]]]\nbands_all_heads: [[0, 4]]\n",
+                 5, 1, "give either bands (a list per head) or bands_all_heads");
+    expect_error("heads: 2\nhead_dim: 64\npattern: custom\nbands_all_heads: [[[0, 4]]]\n", 4, 19,
+                 "bands_all_heads[0]: an interval is a pair [lo, hi], got 1 numbers");
+    expect_error("heads: 2\nhead_dim: 64\npattern: spattn\nbands_all_heads: [[0, 4]]\n", 4, 1,
+                 "bands_all_heads: only used with pattern: custom");
+    expect_error("heads: 2\nhead_dim: 64\npattern: custom\nbands_all_heads: [[5, 9], [0, 4]]\n", 4, 27,
+                 "bands_all_heads[1]: interval [0, 4] is not sorted");
+    CHECK("window in a layers entry",
+          parse("heads: 2\nhead_dim: 64\nnum_layers: 4\nlayers:\n  - layer: 1\n    pattern: window\n    window: 8\n"
+                "  - layer: 2\n    pattern: custom\n    bands_all_heads: [[0, 2]]\n", &s, &e) == 0 &&
+              s.overrides[0].pattern.kind == SP_WINDOW && s.overrides[0].pattern.window == 8 &&
+              s.overrides[1].pattern.custom && s.overrides[1].pattern.custom[1].iv[0].hi == 2);
+    spec_free(&s);
+}
+
 static void test_layers(void)
 {
     sp_spec s;
@@ -455,6 +501,7 @@ static const test_case tests[] = {
     { "hints", test_hints },
     { "defaults", test_defaults },
     { "custom_bands", test_custom_bands },
+    { "window_and_all_heads", test_window_and_all_heads },
     { "layers", test_layers },
     { "values", test_values },
     { "robust", test_robust },
