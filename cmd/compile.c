@@ -10,7 +10,8 @@
  * Every cubin goes through the kernel cache (runtime/kcache.h) under the key
  * `run` and `check` look up on a GPU of that arch (the key has no driver
  * version), so a build machine without a GPU can warm a cache for one;
- * --no-cache compiles without reading or storing. */
+ * the helper kernels of check's GPU reference are stored too, once per
+ * arch.  --no-cache compiles without reading or storing. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #include "common/strbuf.h"
 #include "runtime/kcache.h"
 #include "runtime/nvrtc.h"
+#include "runtime/ref_gpu.h"
 
 static const opt_cmd compile_cmd = {
     "compile",
@@ -263,6 +265,19 @@ int cmd_compile(int argc, char **argv, sp_err *e)
                     if (ks[i].res.spill_stores || ks[i].res.spill_loads || ks[i].res.wgmma_serialized) spills++;
                 n += got;
             }
+
+    /* check's cuBLAS reference needs its helper kernels (runtime/ref_gpu.c)
+     * on the GPU too: store them, so the warmed cache serves check whole. */
+    for (int a = 0; a < n_archs && !no_cache; a++) {
+        sp_compiled helpers;
+        kcache_info info = { 0 };
+        int hrc = kcache_get(refgpu_source(), archs[a], 0, "spattn_ref_helpers", &helpers, &info, e);
+        nvrtc_compiled_free(&helpers);
+        if (hrc) {
+            rc = e->code ? e->code : SP_EXIT_FAIL;
+            goto out;
+        }
+    }
 
     if (json) print_json(&spec, ks, n, spills);
     else print_table(ks, n);

@@ -17,8 +17,9 @@ teardown() { rm -rf "$TMP"; }
     run "$SPATTN" compile "$SPEC" --arch sm_90a --kind fwd
     [ "$status" -eq 0 ]
     run "$SPATTN" cache list --json
-    echo "$output" | jq -e '.count == 1 and .entries[0].arch == "sm_90a" and .entries[0].valid
-                            and .entries[0].label == "spattn_fwd_bf16_d128_bm128_bn128_w8_s3_wg"'
+    # the kernel, and the helpers of check's GPU reference
+    echo "$output" | jq -e '.count == 2 and all(.entries[]; .arch == "sm_90a" and .valid)
+                            and ([.entries[].label] | sort) == ["spattn_fwd_bf16_d128_bm128_bn128_w8_s3_wg", "spattn_ref_helpers"]'
     run "$SPATTN" compile "$SPEC" --arch sm_90 --kind fwd --json
     [ "$status" -eq 0 ]
     echo "$output" | jq -e '.kernels[0].cached == true and .kernels[0].regs > 0 and (.spec_path | endswith("olmoe-1b-7b.yaml"))'
@@ -26,7 +27,7 @@ teardown() { rm -rf "$TMP"; }
     [[ "${lines[1]}" == *" cached" ]]
     run "$SPATTN" compile "$SPEC" --arch sm_90a --kind fwd --no-cache --json
     echo "$output" | jq -e '.kernels[0].cached == false'
-    [ "$("$SPATTN" cache list --json | jq .count)" -eq 1 ]
+    [ "$("$SPATTN" cache list --json | jq .count)" -eq 2 ]
 }
 
 @test "compile prints a row per kernel with registers and spills" {
