@@ -469,35 +469,35 @@ static double flops_of(const run_problem *p)
 
 static const char *device_name(run_device d) { return d == DEV_GPU ? "gpu" : "cpu"; }
 
-static void print_human(const run_opts *o, const run_problem *p, const run_result *r, checksum c)
+static void print_human(FILE *f, const run_opts *o, const run_problem *p, const run_result *r, checksum c)
 {
-    printf("spec: %s (%s)\n", p->spec.name, p->spec.path);
-    printf("shape: B=%d N=%d H=%d KVH=%d D=%d\n", p->B, p->N, p->H, p->KVH, p->D);
-    if (o->layer_index >= 0) printf("pattern: %s (layer %d)\n", sp_pattern_name(p->pattern->kind), o->layer_index);
-    else printf("pattern: %s\n", sp_pattern_name(p->pattern->kind));
-    printf("dtype: %s\n", sp_dtype_name(p->spec.dtype));
-    printf("device: %s (%s)%s%s\n", device_name(r->device), r->detail, r->why[0] ? ", auto: " : "", r->why);
-    if (o->q_path) printf("inputs: %s, %s, %s\n", o->q_path, o->k_path, o->v_path);
-    else printf("inputs: random normal(0, 1), seed %lld\n", (long long)o->seed);
-    printf("work ratio: %.6f (%lld allowed pairs)\n", p->ratio, (long long)p->pairs);
-    if (r->device == DEV_GPU) printf("kernel: %s (%s)\n", r->kernel, r->config_source);
-    printf("time: %.3f ms %s(median of %d)\n", r->ms, strcmp(o->pass, "fwdbwd") == 0 ? "forward+backward " : "", r->iters);
+    fprintf(f, "spec: %s (%s)\n", p->spec.name, p->spec.path);
+    fprintf(f, "shape: B=%d N=%d H=%d KVH=%d D=%d\n", p->B, p->N, p->H, p->KVH, p->D);
+    if (o->layer_index >= 0) fprintf(f, "pattern: %s (layer %d)\n", sp_pattern_name(p->pattern->kind), o->layer_index);
+    else fprintf(f, "pattern: %s\n", sp_pattern_name(p->pattern->kind));
+    fprintf(f, "dtype: %s\n", sp_dtype_name(p->spec.dtype));
+    fprintf(f, "device: %s (%s)%s%s\n", device_name(r->device), r->detail, r->why[0] ? ", auto: " : "", r->why);
+    if (o->q_path) fprintf(f, "inputs: %s, %s, %s\n", o->q_path, o->k_path, o->v_path);
+    else fprintf(f, "inputs: random normal(0, 1), seed %lld\n", (long long)o->seed);
+    fprintf(f, "work ratio: %.6f (%lld allowed pairs)\n", p->ratio, (long long)p->pairs);
+    if (r->device == DEV_GPU) fprintf(f, "kernel: %s (%s)\n", r->kernel, r->config_source);
+    fprintf(f, "time: %.3f ms %s(median of %d)\n", r->ms, strcmp(o->pass, "fwdbwd") == 0 ? "forward+backward " : "", r->iters);
     if (r->device == DEV_GPU) {
-        printf("effective: %.1f TFLOP/s (allowed pairs only)\n", flops_of(p) / (r->ms * 1e-3) / 1e12);
+        fprintf(f, "effective: %.1f TFLOP/s (allowed pairs only)\n", flops_of(p) / (r->ms * 1e-3) / 1e12);
         if (r->dense_ms > 0)
-            printf("dense causal (same engine): %.3f ms, speedup %.2fx (ideal %.2fx)\n", r->dense_ms,
+            fprintf(f, "dense causal (same engine): %.3f ms, speedup %.2fx (ideal %.2fx)\n", r->dense_ms,
                    r->dense_ms / r->ms, 1.0 / p->ratio);
     } else
-        printf("effective: %.3f GFLOP/s\n", r->ms > 0 ? flops_of(p) / (r->ms * 1e-3) / 1e9 : 0.0);
-    printf("checksum: sum %.6e, sum|O| %.6e\n", c.sum, c.abs_sum);
-    if (o->out_path) printf("output: %s\n", o->out_path);
-    if (o->lse_path) printf("lse output: %s\n", o->lse_path);
+        fprintf(f, "effective: %.3f GFLOP/s\n", r->ms > 0 ? flops_of(p) / (r->ms * 1e-3) / 1e9 : 0.0);
+    fprintf(f, "checksum: sum %.6e, sum|O| %.6e\n", c.sum, c.abs_sum);
+    if (o->out_path) fprintf(f, "output: %s\n", o->out_path);
+    if (o->lse_path) fprintf(f, "lse output: %s\n", o->lse_path);
 }
 
-static void print_json(const run_opts *o, const run_problem *p, const run_result *r, checksum c)
+static void print_json(FILE *f, const run_opts *o, const run_problem *p, const run_result *r, checksum c)
 {
     jw w;
-    jw_init(&w, stdout);
+    jw_init(&w, f);
     jw_obj(&w, NULL);
     jw_str(&w, "spec", p->spec.name);
     jw_str(&w, "spec_path", p->spec.path);
@@ -665,6 +665,16 @@ int cmd_run(int argc, char **argv, sp_err *e)
     }
     if (grad) want = WANT_CPU;   /* gradient files: the CPU reference, even where a GPU is */
 
+    /* "-" is standard input for one .npy input at most. */
+    const char *in_paths[4] = { o.q_path, o.k_path, o.v_path, o.do_path }, *in_what[4] = { "--q", "--k", "--v", "--do" };
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < i; j++)
+            if (in_paths[i] && in_paths[j] && !strcmp(in_paths[i], "-") && !strcmp(in_paths[j], "-")) {
+                sp_fail(e, SP_EXIT_USAGE, "%s and %s both read standard input ('-'); one input at most can", in_what[j],
+                        in_what[i]);
+                return SP_EXIT_USAGE;
+            }
+
     sp_out outs[N_OUTS];
     const char *out_paths[N_OUTS] = { o.out_path, o.lse_path, o.dq_path, o.dk_path, o.dv_path };
     const char *out_what[N_OUTS] = { "-o", "--lse-out", "--dq", "--dk", "--dv" };
@@ -683,8 +693,12 @@ int cmd_run(int argc, char **argv, sp_err *e)
     if (rc == 0) rc = write_outputs(outs, &p, &r, e);
     if (rc == 0) {
         checksum c = checksum_of(r.o, p.nq);
-        if (o.json) print_json(&o, &p, &r, c);
-        else print_human(&o, &p, &r, c);
+        /* An output on standard output ("-") takes stdout: the report goes to stderr. */
+        FILE *report = stdout;
+        for (int i = 0; i < N_OUTS; i++)
+            if (out_paths[i] && strcmp(out_paths[i], "-") == 0) report = stderr;
+        if (o.json) print_json(report, &o, &p, &r, c);
+        else print_human(report, &o, &p, &r, c);
     }
     result_free(&r);
     problem_free(&p);

@@ -31,9 +31,12 @@ void emit_header(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const 
               " * pattern   %s",
               name, SPATTN_VERSION, cfg->kind == SP_KIND_FWD ? "forward" : "backward", spec->name,
               sp_pattern_name(pat->kind));
-    if (pat->kind != SP_CUSTOM && pat->kind != SP_DENSE)
+    if (pat->kind == SP_WINDOW)   /* fixed distances [0, W): no basis */
+        sb_printf(out, " (W = %lld)", (long long)pat->window);
+    else if (pat->kind != SP_CUSTOM && pat->kind != SP_DENSE)
         sb_printf(out, " (band basis %s)", pat->band_basis > 0 ? "fixed" : "seq_len");
-    if (pat->band_basis > 0 && pat->kind != SP_CUSTOM) sb_printf(out, " L = %lld", (long long)pat->band_basis);
+    if (pat->band_basis > 0 && pat->kind != SP_CUSTOM && pat->kind != SP_WINDOW)
+        sb_printf(out, " L = %lld", (long long)pat->band_basis);
     sb_printf(out,
               "\n"
               " * heads     %d query, %d kv (grouped-query: %d per kv head)\n"

@@ -18,13 +18,23 @@ static const char *kind_of(mode_t m)
          : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a regular file";
 }
 
-/* A pipe handed over as /dev/fd/N (the shell's <(...)): its writer exists,
- * so reading it cannot block for ever, unlike a named FIFO on disk. */
+/* A pipe handed over as /dev/fd/N (the shell's <(...)) or as /dev/stdin
+ * (`spattn plan -`): its writer exists, so reading it cannot block for ever,
+ * unlike a named FIFO on disk.  The links are followed a few hops
+ * (/dev/stdin -> /proc/self/fd/0 -> pipe:[N]). */
 static int anonymous_pipe(const char *path)
 {
-    char target[64];
-    ssize_t n = readlink(path, target, sizeof target - 1);
-    return n >= 5 && strncmp(target, "pipe:", 5) == 0;
+    char cur[256], target[256];
+    snprintf(cur, sizeof cur, "%s", path);
+    for (int hop = 0; hop < 4; hop++) {
+        ssize_t n = readlink(cur, target, sizeof target - 1);
+        if (n < 0) return 0;
+        target[n] = '\0';
+        if (strncmp(target, "pipe:", 5) == 0) return 1;
+        if (target[0] != '/') return 0;
+        memcpy(cur, target, (size_t)n + 1);
+    }
+    return 0;
 }
 
 int sp_open_input(const char *path, sp_err *e)
@@ -124,6 +134,10 @@ int sp_out_check(const char *path, const char *what, sp_out *out, sp_err *e)
     memset(out, 0, sizeof *out);
     out->path = path;
     if (!path || !*path) return sp_fail(e, SP_EXIT_USAGE, "%s: empty file name", what);
+    if (strcmp(path, "-") == 0) {   /* standard output */
+        snprintf(out->target, sizeof out->target, "-");
+        return 0;
+    }
     /* A symbolic link is written through: its target's content is
      * replaced (as a shell's '>' does), the link itself stays. */
     char target[PATH_MAX];
@@ -163,6 +177,14 @@ int sp_outs_distinct(const sp_out *outs, int n, const char *const *what, sp_err 
 
 int sp_out_stage(sp_out *o, const void *data, size_t len, sp_err *e)
 {
+    if (strcmp(o->target, "-") == 0) {
+        free(o->held);
+        o->held = malloc(len ? len : 1);
+        if (!o->held) return sp_fail(e, SP_EXIT_FAIL, "out of memory holding %zu bytes for standard output", len);
+        memcpy(o->held, data, len);
+        o->held_len = len;
+        return 0;
+    }
     /* A short temp name in the target's directory: the rename stays on one
      * file system, and a target name of NAME_MAX bytes still fits. */
     char dir[PATH_MAX];
@@ -208,16 +230,27 @@ int sp_outs_commit(sp_out *outs, int n, sp_err *e)
         }
         outs[i].tmp[0] = '\0';
     }
+    for (int i = 0; i < n; i++) {   /* standard output last, once every file is in place */
+        if (!outs[i].held) continue;
+        size_t w = fwrite(outs[i].held, 1, outs[i].held_len, stdout);
+        int bad = w != outs[i].held_len || fflush(stdout) != 0;
+        free(outs[i].held);
+        outs[i].held = NULL;
+        if (bad) return sp_fail(e, SP_EXIT_FAIL, "%s: cannot write standard output: %s", outs[i].path, strerror(errno));
+    }
     return 0;
 }
 
 void sp_outs_discard(sp_out *outs, int n)
 {
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         if (outs[i].tmp[0]) {
             unlink(outs[i].tmp);
             outs[i].tmp[0] = '\0';
         }
+        free(outs[i].held);
+        outs[i].held = NULL;
+    }
 }
 
 int sp_write_file_atomic(const char *path, const void *data, size_t len, sp_err *e)

@@ -35,11 +35,16 @@ int sp_read_file(const char *path, size_t max_bytes, char **data, size_t *len, s
  *      the target's directory (short, so any legal target name works),
  *      flushed with fsync;
  *   3. sp_outs_commit renames every temporary over its target, or
- *      sp_outs_discard removes them after a failure. */
+ *      sp_outs_discard removes them after a failure.
+ * The path "-" is standard output (the command's request, as for `plan
+ * --svg -`): its bytes are held in memory at step 2 and written at step 3,
+ * after the files, so stdout too gets all or nothing. */
 typedef struct {
     const char *path;          /* as given, for messages */
-    char target[PATH_MAX];     /* absolute name the rename replaces (a link's target) */
+    char target[PATH_MAX];     /* absolute name the rename replaces (a link's target); "-": stdout */
     char tmp[PATH_MAX];        /* staged temporary file, "" if none */
+    void *held;                /* "-": the staged bytes, written to stdout at commit */
+    size_t held_len;
 } sp_out;
 
 int sp_out_check(const char *path, const char *what, sp_out *out, sp_err *e);

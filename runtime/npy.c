@@ -247,11 +247,29 @@ static int64_t data_size(const npy_array *a, uint64_t isz)
     return (int64_t)bytes;
 }
 
+/* "-": standard input, copied to an anonymous temporary file first, since
+ * the reader checks the header against the file's size (a pipe has none). */
+static FILE *open_stdin_copy(sp_err *e)
+{
+    FILE *t = tmpfile();
+    if (!t) { sp_fail(e, SP_EXIT_FAIL, "stdin: cannot create a temporary file: %s", strerror(errno)); return NULL; }
+    char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0)
+        if (fwrite(buf, 1, n, t) != n) break;
+    if (ferror(stdin) || ferror(t) || fflush(t) != 0 || fseek(t, 0, SEEK_SET) != 0) {
+        sp_fail(e, SP_EXIT_FAIL, "stdin: cannot read standard input into a temporary file");
+        fclose(t);
+        return NULL;
+    }
+    return t;
+}
+
 int npy_read(const char *path, npy_array *a, sp_err *e)
 {
     memset(a, 0, sizeof *a);
     char *hdr = NULL;
-    FILE *f = sp_fopen_input(path, e);
+    FILE *f = strcmp(path, "-") == 0 ? open_stdin_copy(e) : sp_fopen_input(path, e);
     if (!f) return -1;
     struct stat st;
     if (fstat(fileno(f), &st) != 0) {

@@ -414,3 +414,39 @@ PY
     [ "$status" -eq 2 ]
     [[ "$output" == *"--do takes [batch, seq_len, heads, head_dim] = [1, 2, 8, 64]"* ]]
 }
+
+# ---- '-' for standard input and output (issue 19) ---------------------------
+
+@test "run -o -: the .npy on stdout, the report on stderr; two '-' outputs refused" {
+    run --separate-stderr bash -c "'$SPATTN' run '$SPEC' --device cpu --batch 1 --seq-len 8 -o - >'$TMP/o.npy'"
+    [ "$status" -eq 0 ]
+    [ "$(head -c 6 "$TMP/o.npy" | tail -c 5)" = "NUMPY" ]
+    [[ "$stderr" == *"checksum"* ]]
+    "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 -o "$TMP/o2.npy" >/dev/null
+    cmp "$TMP/o.npy" "$TMP/o2.npy"
+    run "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 -o - --lse-out -
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"-o and --lse-out name the same file"* ]]
+}
+
+@test "run --q -: one .npy input from stdin gives the same result as from the file" {
+    "$SPATTN" run "$SPEC" --device cpu --batch 1 --seq-len 8 -o "$TMP/q.npy" >/dev/null
+    a=$("$SPATTN" run "$SPEC" --device cpu --q "$TMP/q.npy" --k "$TMP/q.npy" --v "$TMP/q.npy" --json | jq -c .checksum)
+    b=$("$SPATTN" run "$SPEC" --device cpu --q - --k "$TMP/q.npy" --v "$TMP/q.npy" --json <"$TMP/q.npy" | jq -c .checksum)
+    [ -n "$a" ] && [ "$a" = "$b" ]
+    c=$(cat "$TMP/q.npy" | "$SPATTN" run "$SPEC" --device cpu --q - --k "$TMP/q.npy" --v "$TMP/q.npy" --json | jq -c .checksum)
+    [ "$a" = "$c" ]
+    run "$SPATTN" run "$SPEC" --device cpu --q - --k - --v "$TMP/q.npy" <"$TMP/q.npy"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--q and --k both read standard input"* ]]
+}
+
+@test "gen -o - and db export -o - write to stdout" {
+    run --separate-stderr "$SPATTN" gen "$SPEC" -o -
+    [ "$status" -eq 0 ]
+    [[ "${lines[0]}" == "/* spattn_fwd_"* ]]
+    [ ! -e ./- ]
+    run --separate-stderr "$SPATTN" db export --db "$TMP/t.db" -o -
+    [ "$status" -eq 0 ]
+    [ ! -e ./- ]
+}

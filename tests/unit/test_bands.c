@@ -431,7 +431,7 @@ static void test_empty_rows_and_keys(void)
         for (int k = SP_DENSE; k <= SP_CUSTOM; k++) {
             int H = 12;
             make_custom(custom, H, N);
-            sp_pattern p = { (sp_pattern_kind)k, 0, k == SP_CUSTOM ? custom : NULL };
+            sp_pattern p = { .kind = (sp_pattern_kind)k, .custom = k == SP_CUSTOM ? custom : NULL };
             for (int h = 0; h < H; h++) {
                 sp_band_list b;
                 bands_head(&p, H, h, N, &b);

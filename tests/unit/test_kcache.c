@@ -222,7 +222,7 @@ static void test_entry_is_a_fifo(void)
 {
     const char *dir = fresh_cache("fifo");
     char key[33], path[700];
-    kcache_key(SRC, "sm_80", nvrtc_version(), 0, key);
+    kcache_key(SRC, "sm_80", nvrtc_version(), key);
     entry_path(dir, key, path, sizeof path);
     CHECK("mkfifo", mkfifo(path, 0644) == 0);
     sp_compiled c;
