@@ -18,12 +18,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import spattn_ctypes  # noqa: E402
 
 
+WINDOW = 100
+
+
 def intervals(pattern, H, h, N, custom=None):
     """Head h's allowed distances at N (DESIGN.md section 1), as [lo, hi) pairs."""
     base, extra = N // H, N % H
     w = base + (1 if h < extra else 0)
     s = h * base + min(h, extra)
-    ivs = {"dense": [(0, N)], "local": [(0, w + 1)], "spattn": [(0, w + 1), (max(s, w + 1), s + w)],
+    ivs = {"dense": [(0, N)], "local": [(0, w + 1)], "window": [(0, WINDOW)], "spattn": [(0, w + 1), (max(s, w + 1), s + w)],
            "exclusive": [(s, s + w)], "gapped": [(s, s + w // 2)]}.get(pattern) if pattern != "custom" else custom[h]
     return [(max(0, lo), min(hi, N)) for lo, hi in ivs if min(hi, N) > max(0, lo)]
 
@@ -65,6 +68,7 @@ def main():
         (1, 1, 4, 1, 128, torch.float16, "dense", "bnhd"),
         (2, 777, 4, 4, 128, torch.bfloat16, "custom", "bhnd"),
         (1, 2049, 16, 4, 128, torch.bfloat16, "spattn", "bnhd"),
+        (2, 517, 8, 8, 64, torch.float16, "window", "bhnd"),
     ]
     custom = [[(0, 9)], [(0, 3), (40, 90)], [(500, 800)], [(1, 2), (7, 300)]]
     failures = 0
@@ -72,7 +76,7 @@ def main():
     for B, N, H, KVH, D, dt, pattern, layout in cases:
         bound = 1e-2 if dt == torch.bfloat16 else 2e-3
         plan = ctx.plan_params(B, N, heads=H, head_dim=D, kv_heads=KVH, dtype=dt, pattern=pattern,
-                               custom=custom if pattern == "custom" else None)
+                               custom=custom if pattern == "custom" else None, window=WINDOW if pattern == "window" else 0)
 
         def make(heads):   # random [B, N, heads, D] in the case's layout, as a [B, N, heads, D] view
             t = torch.randn(B, heads, N, D, device="cuda", dtype=dt) if layout == "bhnd" else \

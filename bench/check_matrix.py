@@ -12,8 +12,8 @@ The matrix (`run`):
     the tuner's own search space (`spattn tune --list-candidates ARCH`):
         fwd-mma, fwd-wgmma, bwd-mma, bwd-mma-det, bwd-wgmma, bwd-wgmma-det
     (the wgmma ones on sm_90a only; "det" is --deterministic);
-  * per family, 30 cases: all 30 (pattern, N) pairs of
-        pattern  spattn exclusive gapped local dense custom
+  * per family, 35 cases: all 35 (pattern, N) pairs of
+        pattern  spattn exclusive gapped local dense custom window
         N        1 65 1000 4096 8193
     with dtype (bf16, fp16), head_dim (64, 128) and kv-group size (1, 4)
     cycling, so each value appears with each family;
@@ -42,7 +42,7 @@ import time
 
 SPATTN = os.environ.get("SPATTN", "./build/spattn")
 
-PATTERNS = ["spattn", "exclusive", "gapped", "local", "dense", "custom"]
+PATTERNS = ["spattn", "exclusive", "gapped", "local", "dense", "custom", "window"]
 DTYPES = ["bf16", "fp16"]
 HEAD_DIMS = [64, 128]
 GROUPS = [1, 4]
@@ -54,6 +54,8 @@ HEADS = {1: (6, 6), 4: (12, 3)}   # kv-group size -> (heads, kv_heads)
 def spec_text(pattern, dtype, head_dim, group, heads=None, kv_heads=None):
     h, kvh = (heads, kv_heads) if heads else HEADS[group]
     lines = [f"heads: {h}", f"kv_heads: {kvh}", f"head_dim: {head_dim}", f"dtype: {dtype}", f"pattern: {pattern}"]
+    if pattern == "window":
+        lines.append("window: 333")   # a sliding window: distances [0, 333) in every head
     if pattern == "custom":
         # A local window for every head; a far band for the even heads; odd
         # heads only a band starting at 300 h + 5, so their first rows have

@@ -29,7 +29,8 @@ class Lse(ctypes.Structure):
 
 class Params(ctypes.Structure):
     _fields_ = [("heads", ctypes.c_int), ("kv_heads", ctypes.c_int), ("head_dim", ctypes.c_int),
-                ("dtype", ctypes.c_int), ("pattern", ctypes.c_char_p), ("band_basis", ctypes.c_int64),
+                ("dtype", ctypes.c_int), ("pattern", ctypes.c_char_p), ("window", ctypes.c_int64),
+                ("band_basis", ctypes.c_int64),
                 ("softmax_scale", ctypes.c_double), ("custom_counts", ctypes.POINTER(ctypes.c_int)),
                 ("custom_bands", ctypes.POINTER(ctypes.c_int64))]
 
@@ -95,8 +96,8 @@ class Context:
         return self._plan(st, h)
 
     def plan_params(self, batch, seq_len, heads, head_dim, kv_heads=0, dtype=torch.bfloat16, pattern="spattn",
-                    band_basis=0, softmax_scale=0.0, custom=None):
-        p = Params(heads, kv_heads, head_dim, 1 if dtype == torch.float16 else 0, pattern.encode(), band_basis,
+                    band_basis=0, softmax_scale=0.0, custom=None, window=0):
+        p = Params(heads, kv_heads, head_dim, 1 if dtype == torch.float16 else 0, pattern.encode(), window, band_basis,
                    softmax_scale, None, None)
         if custom is not None:   # a list per head of (lo, hi) pairs
             counts = (ctypes.c_int * heads)(*[len(c) for c in custom])

@@ -75,7 +75,8 @@ SPATTN_API spattn_status spattn_context_set_db(spattn_context *ctx, const char *
 typedef struct {
     int heads, kv_heads, head_dim;   /* kv_heads 0: = heads */
     spattn_dtype dtype;
-    const char *pattern;             /* dense, local, spattn, exclusive, gapped or custom; NULL: spattn */
+    const char *pattern;             /* dense, local, spattn, exclusive, gapped, window or custom; NULL: spattn */
+    int64_t window;                  /* window: W, every head attends distances [0, W) */
     int64_t band_basis;              /* 0: the bands follow N; > 0: fixed length L */
     double softmax_scale;            /* 0: 1 / sqrt(head_dim) */
     const int *custom_counts;        /* custom: intervals of each head (heads entries) */

@@ -251,6 +251,7 @@ spattn_status spattn_plan_from_params(spattn_context *ctx, const spattn_params *
               q->kv_heads > 0 ? q->kv_heads : q->heads, q->head_dim, q->dtype == SPATTN_FP16 ? "fp16" : "bf16",
               q->pattern ? q->pattern : "spattn");
     if (q->band_basis > 0) sb_printf(&y, "band_basis: %lld\n", (long long)q->band_basis);
+    if (q->window > 0) sb_printf(&y, "window: %lld\n", (long long)q->window);
     if (q->softmax_scale > 0) sb_printf(&y, "softmax_scale: %.17g\n", q->softmax_scale);
     if (q->custom_counts && q->custom_bands && q->heads > 0 && q->heads <= 4096) {
         sb_puts(&y, "bands:\n");

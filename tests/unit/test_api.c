@@ -155,10 +155,27 @@ static void test_custom_params(void)
     spattn_context_destroy(c);
 }
 
+static void test_window_params(void)
+{
+    spattn_context *c = cpu();
+    spattn_params prm = { .heads = 4, .head_dim = 64, .pattern = "window", .window = 10 };
+    spattn_plan *p = NULL;
+    CHECK("window plan", spattn_plan_from_params(c, &prm, 1, 100, &p) == SPATTN_OK);
+    spattn_plan_info info;
+    if (p) spattn_plan_get_info(p, &info);
+    /* [0, 10) at N = 100: 10 * (200 - 10 + 1) / 2 = 955 pairs per head */
+    CHECK("window pairs", p && info.allowed_pairs == 4 * 955);
+    spattn_plan_destroy(p);
+    prm.window = 0;
+    CHECK("window without W is EINVAL", spattn_plan_from_params(c, &prm, 1, 100, &p) == SPATTN_EINVAL);
+    spattn_context_destroy(c);
+}
+
 static const test_case tests[] = {
     { "errors", test_errors },
     { "against_reference", test_against_reference },
     { "custom_params", test_custom_params },
+    { "window_params", test_window_params },
     { 0, 0 },
 };
 
