@@ -1,6 +1,7 @@
 #include "common/json.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/text.h"
@@ -69,7 +70,15 @@ void jw_int(jw *w, const char *key, int64_t val) { item(w, key); fprintf(w->f, "
 void jw_num(jw *w, const char *key, double val)
 {
     item(w, key);
-    if (isfinite(val)) fprintf(w->f, "%.9g", val); else fputs("null", w->f);
+    if (!isfinite(val)) { fputs("null", w->f); return; }
+    /* The shortest form that reads back as the same double (9 digits were
+     * not always enough for a consumer to redo the arithmetic exactly). */
+    char buf[32];
+    for (int prec = 9; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, val);
+        if (strtod(buf, NULL) == val) break;
+    }
+    fputs(buf, w->f);
 }
 
 void jw_bool(jw *w, const char *key, int val) { item(w, key); fputs(val ? "true" : "false", w->f); }

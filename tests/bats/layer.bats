@@ -311,7 +311,7 @@ EOF
 
 @test "gpu layer: bf16 --check passes, stages and the dense layer timed" {
     needs_gpu
-    run "$SPATTN" run "$LLAMA" --layer --device gpu --batch 1 --seq-len 256 --check --iters 10 --json
+    run --separate-stderr "$SPATTN" run "$LLAMA" --layer --device gpu --batch 1 --seq-len 256 --check --iters 10 --json
     [ "$status" -eq 0 ]
     echo "$output" | jq -e '.device == "gpu" and (.kernel | type) == "string" and .iters == 10
         and (.band.qkv_ms > 0) and (.band.attention_ms > 0) and (.band.out_proj_ms > 0)
@@ -333,7 +333,7 @@ EOF
     needs_gpu
     printf 'name: l16\nheads: 8\nkv_heads: 2\nhead_dim: 64\ndtype: fp16\npattern: exclusive\nbatch: 1\nseq_len: 113\n' \
         >"$TMP/l16.yaml"
-    run "$SPATTN" run "$TMP/l16.yaml" --layer --device gpu --check --iters 3 --json --d-model 96
+    run --separate-stderr "$SPATTN" run "$TMP/l16.yaml" --layer --device gpu --check --iters 3 --json --d-model 96
     [ "$status" -eq 0 ]
     echo "$output" | jq -e '.d_model == 96 and .check.pass == true and .check.bound == 0.005'
 }
