@@ -84,7 +84,7 @@ static void test_against_reference(void)
     CHECK("backward", spattn_backward(p, &tq, &tk, &tv, &to, &tl, &tdo, &tdq, &tdk, &tdv, 0, NULL, 0, NULL) == SPATTN_OK);
 
     sp_band_list bands[6];
-    sp_pattern pat = { SP_EXCLUSIVE, 0, NULL };
+    sp_pattern pat = { .kind = SP_EXCLUSIVE };
     for (int h = 0; h < H; h++) bands_head(&pat, H, h, N, &bands[h]);
     ref_problem rp = { B, N, H, KVH, D, 1.0 / sqrt((double)D), bands, 1 };
     ref_forward(&rp, qd, kd, vd, od, ld);
