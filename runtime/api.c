@@ -450,6 +450,19 @@ static int tensors_present(spattn_plan *p, const spattn_tensor *const *t, const 
     return 1;
 }
 
+/* The fields attn_fwd_args and attn_bwd_args share (same names in both):
+ * LSE, band table and shape, from the plan. */
+#define LAUNCH_SHAPE(a, p, l)                                                                            \
+    do {                                                                                                 \
+        (a).lse = (sp_dptr)(uintptr_t)(l)->data;                                                         \
+        (a).lse_sb = (l)->stride_batch;                                                                  \
+        (a).lse_sh = (l)->stride_head;                                                                   \
+        (a).bands = (p)->bandtab;                                                                        \
+        (a).batch = (p)->B; (a).seqlen = (int)(p)->N;                                                    \
+        (a).heads = (p)->spec.heads; (a).kv_heads = (p)->spec.kv_heads;                                  \
+        (a).scale = (float)spec_scale(&(p)->spec);                                                       \
+    } while (0)
+
 spattn_status spattn_forward(spattn_plan *p, const spattn_tensor *q, const spattn_tensor *k, const spattn_tensor *v,
                              const spattn_tensor *o, const spattn_lse *lse, void *workspace, size_t workspace_bytes,
                              void *stream)
@@ -464,12 +477,7 @@ spattn_status spattn_forward(spattn_plan *p, const spattn_tensor *q, const spatt
     attn_fwd_args a;
     memset(&a, 0, sizeof a);
     a.q = dev_tensor(q); a.k = dev_tensor(k); a.v = dev_tensor(v); a.o = dev_tensor(o);
-    a.lse = (sp_dptr)(uintptr_t)lse->data;
-    a.lse_sb = lse->stride_batch;
-    a.lse_sh = lse->stride_head;
-    a.bands = p->bandtab;
-    a.batch = p->B; a.seqlen = (int)p->N; a.heads = p->spec.heads; a.kv_heads = p->spec.kv_heads;
-    a.scale = (float)spec_scale(&p->spec);
+    LAUNCH_SHAPE(a, p, lse);
     sp_err e = { 0 };
     sp_gpu *g = &p->ctx->gpu;
     CUstream own = g->stream;
@@ -500,12 +508,7 @@ spattn_status spattn_backward(spattn_plan *p, const spattn_tensor *q, const spat
     memset(&a, 0, sizeof a);
     a.q = dev_tensor(q); a.k = dev_tensor(k); a.v = dev_tensor(v); a.o = dev_tensor(o); a.dout = dev_tensor(dout);
     a.dq = dev_tensor(dq); a.dk = dev_tensor(dk); a.dv = dev_tensor(dv);
-    a.lse = (sp_dptr)(uintptr_t)lse->data;
-    a.lse_sb = lse->stride_batch;
-    a.lse_sh = lse->stride_head;
-    a.bands = p->bandtab;
-    a.batch = p->B; a.seqlen = (int)p->N; a.heads = p->spec.heads; a.kv_heads = p->spec.kv_heads;
-    a.scale = (float)spec_scale(&p->spec);
+    LAUNCH_SHAPE(a, p, lse);
     a.deterministic = deterministic;
     sp_dptr w = (sp_dptr)(uintptr_t)workspace;
     a.dq_accum = s.dq_accum ? w : 0;
