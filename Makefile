@@ -20,7 +20,7 @@ override LDFLAGS += -pthread -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64
 STATIC_LIBS := -Wl,-Bstatic -lyaml -lsqlite3 -Wl,-Bdynamic
 override LDLIBS += $(STATIC_LIBS) -lnvrtc -ldl -lm
 
-LIB_SRC   := $(wildcard common/*.c codegen/*.c runtime/*.c tuning_db/*.c)
+LIB_SRC   := $(wildcard common/*.c abi/*.c codegen/*.c runtime/*.c tuning_db/*.c)
 CMD_SRC   := $(wildcard cmd/*.c)
 TEST_SRC  := $(wildcard tests/unit/test_*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)

@@ -36,14 +36,14 @@ void emit_header(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const 
 /* Compile-time constants of cfg (HEAD_DIM, BM, BN, WARPS, THREADS, STAGES,
  * GROUP, MAX_INTERVALS, tile geometry, SMEM_BYTES). */
 void emit_constants(strbuf *out, const sp_kcfg *cfg);
-/* Types (16-bit storage, u32x4), the sp_kparams struct (runtime/kparams.h)
+/* Types (16-bit storage, u32x4), the sp_kparams struct (abi/kparams.h)
  * with its size check, and the PTX helpers: cp.async with zero-fill,
  * commit/wait_group, ldmatrix x4 and x4.trans, mma m16n8k16 for cfg's
  * dtype, ex2/lg2, float-pair packing, quad reductions, shared-memory tile
  * offsets (swizzle).  Needs emit_constants before it. */
 void emit_prelude(strbuf *out, const sp_kcfg *cfg);
 /* One row of a kernel parameter struct's X-macro field list
- * (runtime/kparams.h, runtime/kparams_bwd.h). */
+ * (abi/kparams.h, abi/kparams_bwd.h). */
 typedef struct { const char *type, *name, *comment; } emit_field;
 /* The struct `name` from fields[0..n), with a static_assert that its size is
  * host_size (the host's sizeof): host and kernel cannot drift apart. */

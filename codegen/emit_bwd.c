@@ -31,7 +31,7 @@
 
 #include "codegen/emit.h"
 #include "codegen/kcfg_bwd.h"
-#include "runtime/kparams_bwd.h"
+#include "abi/kparams_bwd.h"
 
 /* ---- configuration and parameters -------------------------------------- */
 
@@ -102,7 +102,7 @@ static const emit_field bwd_fields[] = { SP_BWD_KPARAMS_FIELDS(BWD_FIELD_ROW_) }
 
 static void emit_bwd_kparams(strbuf *out)
 {
-    emit_param_struct(out, "sp_bwd_kparams", "runtime/kparams_bwd.h", bwd_fields,
+    emit_param_struct(out, "sp_bwd_kparams", "abi/kparams_bwd.h", bwd_fields,
                       sizeof bwd_fields / sizeof bwd_fields[0], sizeof(sp_bwd_kparams));
 }
 

@@ -6,7 +6,7 @@
 #include "codegen/emit_bwd.h"
 
 #include "codegen/bands.h"
-#include "runtime/bandtab.h"
+#include "abi/bandtab.h"
 
 #ifndef SPATTN_VERSION
 #define SPATTN_VERSION "unknown"

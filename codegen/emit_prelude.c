@@ -7,8 +7,8 @@
 
 #include <string.h>
 
-#include "runtime/bandtab.h"
-#include "runtime/kparams.h"
+#include "abi/bandtab.h"
+#include "abi/kparams.h"
 
 /* ---- types and parameters --------------------------------------------- */
 
@@ -38,7 +38,7 @@ void emit_param_struct(strbuf *out, const char *name, const char *header, const 
 
 static void emit_kparams(strbuf *out)
 {
-    emit_param_struct(out, "sp_kparams", "runtime/kparams.h", kparam_fields,
+    emit_param_struct(out, "sp_kparams", "abi/kparams.h", kparam_fields,
                       sizeof kparam_fields / sizeof kparam_fields[0], sizeof(sp_kparams));
 }
 
@@ -191,7 +191,7 @@ void emit_bands(strbuf *out, const sp_kcfg *cfg)
     sb_puts(out,
             "/* ==== Band helpers ====\n"
             " * A head's allowed distances d = i - j are at most MAX_INTERVALS half-open intervals\n"
-            " * [lo, hi), ascending and disjoint (runtime/bandtab.h: row h of the band table holds\n"
+            " * [lo, hi), ascending and disjoint (abi/bandtab.h: row h of the band table holds\n"
             " * count, lo_0, hi_0, lo_1, hi_1, ...; unused slots are [0, 0)).  A query tile's plan is\n"
             " * the KV tiles it visits, as one run of consecutive tiles per interval, in ascending\n"
             " * key order; it lives in shared memory, built by one thread. */\n"

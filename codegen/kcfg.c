@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/bandtab.h"
+#include "abi/bandtab.h"
 
 /* Default forward tiles per head_dim and GPU, from measurements on an H100
  * (bench/RESULTS.md has the sweep; `spattn tune` picks per shape).

@@ -21,7 +21,7 @@
 #include "common/strbuf.h"
 #include "runtime/attn.h"
 #include "runtime/attn_bwd.h"
-#include "runtime/bandtab.h"
+#include "abi/bandtab.h"
 #include "runtime/config.h"
 #include "runtime/engine.h"
 #include "runtime/ref.h"

@@ -1,7 +1,7 @@
 /* Launching the generated forward kernel: tensors described by a device
  * pointer and element strides, the grid and shared memory taken from the
  * derived kernel config, the parameters packed into sp_kparams
- * (runtime/kparams.h), the struct the kernel takes by value.
+ * (abi/kparams.h), the struct the kernel takes by value.
  *
  * Shapes: q, o [B, N, H, D]; k, v [B, N, KVH, D]; lse [B, H, N] (fp32), or
  * any other order of (batch, sequence, head) through the strides, head_dim
@@ -13,7 +13,7 @@
 #include "codegen/kcfg.h"
 #include "common/err.h"
 #include "runtime/cu.h"
-#include "runtime/kparams.h"
+#include "abi/kparams.h"
 
 /* A [batch, seq, head, head_dim] tensor on the device: element strides of
  * batch, sequence and head (head_dim is contiguous). */
@@ -34,7 +34,7 @@ typedef struct {
     attn_tensor q, k, v, o;     /* q, o: `heads` heads; k, v: `kv_heads` heads */
     sp_dptr lse;                /* fp32 [B, H, N] through lse_sb, lse_sh; seq contiguous */
     long long lse_sb, lse_sh;
-    sp_dptr bands;              /* band table of all heads (runtime/bandtab.h), for N = seqlen */
+    sp_dptr bands;              /* band table of all heads (abi/bandtab.h), for N = seqlen */
     int batch, seqlen;          /* B >= 1, N >= 1 */
     int heads;                  /* query heads in this launch (the whole model's, unless sharded) */
     int head_offset;            /* global index of the launch's first head; a multiple of heads/kv_heads */

@@ -1,6 +1,6 @@
 /* Launching the generated backward kernels (codegen/emit_bwd.h): tensors by
  * device pointer and element strides (as runtime/attn.h for the forward),
- * the parameters packed into sp_bwd_kparams (runtime/kparams_bwd.h), and
+ * the parameters packed into sp_bwd_kparams (abi/kparams_bwd.h), and
  * the kernels of one mode queued on the GPU's one stream:
  *
  *     atomic mode (default)   pre -> main -> convert
@@ -29,14 +29,14 @@
 #include "common/err.h"
 #include "runtime/attn.h"
 #include "runtime/cu.h"
-#include "runtime/kparams_bwd.h"
+#include "abi/kparams_bwd.h"
 
 typedef struct {
     attn_tensor q, k, v, o, dout;  /* the forward's inputs and output, and dL/dO (read) */
     attn_tensor dq, dk, dv;        /* the gradients (written): dq `heads` heads, dk, dv `kv_heads` */
     sp_dptr lse;                   /* the forward's fp32 LSE through lse_sb, lse_sh; seq contiguous */
     long long lse_sb, lse_sh;
-    sp_dptr bands;                 /* band table of all heads (runtime/bandtab.h), for N = seqlen */
+    sp_dptr bands;                 /* band table of all heads (abi/bandtab.h), for N = seqlen */
     int batch, seqlen;             /* B >= 1, N >= 1 */
     int heads;                     /* query heads in this launch */
     int head_offset;               /* global index of its first head; a multiple of heads/kv_heads */

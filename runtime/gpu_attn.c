@@ -7,7 +7,7 @@
 #include "common/half.h"
 #include "runtime/attn.h"
 #include "runtime/attn_bwd.h"
-#include "runtime/bandtab.h"
+#include "abi/bandtab.h"
 #include "runtime/rng.h"
 
 void ga_strides(const gpu_attn *a, int heads, long long *sb, long long *sn, long long *sh)

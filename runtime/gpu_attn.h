@@ -30,7 +30,7 @@ typedef struct {
     ga_layout layout;
     int max_intervals;             /* of the pattern whose table `bands` holds now */
     int bands_cap;                 /* max_intervals the device table has room for */
-    sp_dptr bands;                 /* band table (runtime/bandtab.h) for N */
+    sp_dptr bands;                 /* band table (abi/bandtab.h) for N */
     int nsets;
     size_t nq, nk, nlse;           /* elements of q (= o), k (= v), lse */
     sp_dptr q[GA_MAX_SETS], k[GA_MAX_SETS], v[GA_MAX_SETS];

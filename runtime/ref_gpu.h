@@ -22,7 +22,7 @@
  *                                         heads that share kv head g)
  * Rows with no allowed key: O = 0, LSE = -inf, zero gradient, never NaN.
  *
- * Band table: the layout of runtime/bandtab.h, on the device:
+ * Band table: the layout of abi/bandtab.h, on the device:
  *     int32 table[H][1 + 2 * max_intervals]
  *     table[h][0] = count, table[h][1 + 2t] = lo_t, table[h][2 + 2t] = hi_t
  * (distances d = i - j, half-open [lo, hi), ascending, merged). */

@@ -16,7 +16,7 @@
 #include "codegen/kcfg.h"
 #include "common/strbuf.h"
 #include "runtime/attn.h"
-#include "runtime/kparams.h"
+#include "abi/kparams.h"
 #include "runtime/nvrtc.h"
 #include "tests/check.h"
 

@@ -10,7 +10,7 @@
 #include "codegen/kcfg.h"
 #include "codegen/kcfg_bwd.h"
 #include "codegen/spec.h"
-#include "runtime/kparams_bwd.h"
+#include "abi/kparams_bwd.h"
 #include "runtime/nvrtc.h"
 #include "tests/check.h"
 

@@ -1,4 +1,4 @@
-#include "runtime/bandtab.h"
+#include "abi/bandtab.h"
 
 #include "codegen/bands.h"
 

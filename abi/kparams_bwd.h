@@ -2,7 +2,7 @@
  * main_det, dq, convert: codegen/kcfg_bwd.h), shared by the host
  * (runtime/attn_bwd.c packs it) and the generated CUDA (codegen/emit_bwd.c
  * writes the same struct into the source).  Same technique as
- * runtime/kparams.h: one list of fields that both sides expand, and a size
+ * abi/kparams.h: one list of fields that both sides expand, and a size
  * check in the generated source.  Every kernel of the family takes the
  * whole struct by value and reads the fields it needs.
  *

@@ -1,5 +1,8 @@
-/* The band table: how kernels (generated ones and the cuBLAS reference)
- * learn each head's allowed distances.  For sequence length N it holds, for
+/* The kernel ABI (abi/): what the host hands a generated kernel, included
+ * by codegen (which writes it into the source) and runtime (which packs
+ * it) alike; codegen never includes runtime.  Here, the band table: how
+ * kernels (generated ones and the cuBLAS reference) learn each head's
+ * allowed distances.  For sequence length N it holds, for
  * every global head h, the merged intervals from bands_head():
  *
  *     int32 table[heads][BANDTAB_STRIDE(max_intervals)]

@@ -15,7 +15,7 @@
  * Head-sharded launches: blockIdx.y is the head within the launch; the
  * pointers q, o, lse point at the launch's first head and k, v at its first
  * kv head (so the launch must start on a kv-group boundary); `bands` is the
- * whole band table (runtime/bandtab.h), read at row head_offset + blockIdx.y.
+ * whole band table (abi/bandtab.h), read at row head_offset + blockIdx.y.
  *
  * To add a field: add one X(...) row (8-byte types before 4-byte ones); the
  * host struct, the generated struct and the size check follow. */
