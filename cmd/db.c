@@ -368,7 +368,7 @@ static int read_import(FILE *f, const char *name, char **data, size_t *len, sp_e
     if (ferror(f)) { sb_free(&sb); return sp_fail_at(e, SP_EXIT_USAGE, name, 0, 0, "read error"); }
     sb_add(&sb, "", 0);  /* allocate even when empty */
     *data = sb_detach(&sb, len);
-    return 0;
+    return *data ? 0 : sp_fail_at(e, SP_EXIT_FAIL, name, 0, 0, "out of memory reading the input");
 }
 
 typedef struct { const char *file; } import_ctx;

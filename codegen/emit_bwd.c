@@ -963,5 +963,5 @@ int emit_bwd_kernels(strbuf *out, const sp_spec *spec, const sp_pattern *pat, co
     emit_bwd_main_kernels(out, cfg);
     emit_bwd_dq(out, cfg);
     emit_bwd_convert(out, cfg);
-    return 0;
+    return out->oom ? sp_fail(e, SP_EXIT_FAIL, "out of memory generating the kernel source") : 0;
 }

@@ -109,5 +109,5 @@ int emit_kernel(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const s
     emit_bands(out, cfg);
     if (cfg->mma == SP_MMA_WGMMA) emit_fwd_wgmma(out, cfg);
     else emit_fwd(out, cfg);
-    return 0;
+    return out->oom ? sp_fail(e, SP_EXIT_FAIL, "out of memory generating the kernel source") : 0;
 }

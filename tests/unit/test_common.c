@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "common/fileio.h"
+#include "common/strbuf.h"
 #include "common/mem.h"
 #include "common/text.h"
 #include "tests/check.h"
@@ -140,6 +141,27 @@ static void test_cleanup(void)
     CHECK("temp dir removed", rmdir(dir) == 0);
 }
 
+/* The library never aborts: a failed allocation leaves the buffer as it was,
+ * marks it, and later appends are no-ops (emit_kernel then reports it). */
+static void test_strbuf_oom(void)
+{
+    strbuf sb = STRBUF_INIT;
+    sb_init(&sb);
+    sb_puts(&sb, "kept");
+    char byte = 'x';
+    sb_add(&sb, &byte, SIZE_MAX / 4);   /* no such allocation: fails, copies nothing */
+    CHECK("marked", sb.oom == 1);
+    CHECK("what it had stays", sb.len == 4 && strcmp(sb.buf, "kept") == 0);
+    sb_puts(&sb, "more");
+    sb_printf(&sb, "%d", 42);
+    CHECK("later appends do nothing", sb.len == 4);
+    CHECK("detach gives NULL", sb_detach(&sb, NULL) == NULL && sb.buf == NULL && sb.oom == 0);
+    sb_init(&sb);
+    sb_add(&sb, &byte, SIZE_MAX);       /* the size itself would overflow */
+    CHECK("overflowing size: marked, not a loop", sb.oom == 1 && sb.len == 0);
+    sb_free(&sb);
+}
+
 static const test_case tests[] = {
     { "out_check", test_out_check },
     { "staged_writes", test_staged_writes },
@@ -147,6 +169,7 @@ static const test_case tests[] = {
     { "checked_sizes", test_checked_sizes },
     { "memory_budget", test_memory_budget },
     { "text", test_text },
+    { "strbuf_oom", test_strbuf_oom },
     { "cleanup", test_cleanup },
     { 0, 0 },
 };
