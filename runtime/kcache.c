@@ -61,18 +61,48 @@ static void hash_str(XXH3_state_t *st, const char *s)
     XXH3_128bits_update(st, s, strlen(s) + 1);   /* with the NUL: fields cannot run together */
 }
 
+/* Hash what compiles, not the comments: the generated source's comments
+ * name the spec, its path and its per-head intervals, none of which changes
+ * the binary, so renaming a spec or editing a comment must not recompile.
+ * A small scanner that knows //, block comments and string and character
+ * literals (asm strings hold "/" and "*" freely). */
+static void hash_code(XXH3_state_t *st, const char *s)
+{
+    const char *run = s;   /* start of the code not yet hashed */
+    while (*s) {
+        if (s[0] == '"' || s[0] == '\'') {
+            char q = *s++;
+            while (*s && *s != q) s += s[0] == '\\' && s[1] ? 2 : 1;
+            if (*s) s++;
+        } else if (s[0] == '/' && (s[1] == '/' || s[1] == '*')) {
+            XXH3_128bits_update(st, run, (size_t)(s - run));
+            if (s[1] == '/') {
+                while (*s && *s != '\n') s++;
+            } else {
+                const char *end = strstr(s + 2, "*/");
+                s = end ? end + 2 : s + strlen(s);
+            }
+            XXH3_128bits_update(st, " ", 1);   /* a comment separates tokens */
+            run = s;
+        } else {
+            s++;
+        }
+    }
+    XXH3_128bits_update(st, run, (size_t)(s - run));
+}
+
 void kcache_key(const char *src, const char *arch, int nvrtc_version, char out[KCACHE_KEY_LEN + 1])
 {
     XXH3_state_t st;
     memset(&st, 0, sizeof st);
     XXH3_128bits_reset(&st);
     char num[64];
-    hash_str(&st, "spattn-kcache-2");   /* 2: the driver version left the key */
+    hash_str(&st, "spattn-kcache-3");   /* 2: the driver version left the key; 3: comments did */
     hash_str(&st, SPATTN_VERSION);   /* NVRTC options live in the code: a new version may change them */
     hash_str(&st, arch);
     snprintf(num, sizeof num, "nvrtc %d", nvrtc_version);
     hash_str(&st, num);
-    XXH3_128bits_update(&st, src, strlen(src));
+    hash_code(&st, src);
     XXH128_canonical_t c;
     XXH128_canonicalFromHash(&c, XXH3_128bits_digest(&st));
     for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", c.digest[i]);

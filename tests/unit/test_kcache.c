@@ -97,6 +97,21 @@ static void test_keys(void)
     kcache_key("0x", "sm_8", 13000, a);
     kcache_key("x", "sm_80", 13000, b);
     CHECK("field boundaries are part of the key", strcmp(a, b) != 0);
+    /* issue 14: comments are not what makes the binary */
+    kcache_key("/* spec olmoe */\nint x; // heads 16\n", "sm_80", 13000, a);
+    kcache_key("/* spec gqa, renamed */\nint x; // heads 32 (a longer comment)\n", "sm_80", 13000, b);
+    CHECK("comments do not change the key", strcmp(a, b) == 0);
+    kcache_key("/* c */\nint y; // heads 16\n", "sm_80", 13000, b);
+    CHECK("code changes the key", strcmp(a, b) != 0);
+    kcache_key("asm(\"/* not a comment */\");", "sm_80", 13000, a);
+    kcache_key("asm(\"/* not a comment, changed */\");", "sm_80", 13000, b);
+    CHECK("a comment inside a string literal is code", strcmp(a, b) != 0);
+    kcache_key("char c = '\\''; /* x */ int z;", "sm_80", 13000, a);
+    kcache_key("char c = '\\''; /* yy */ int z;", "sm_80", 13000, b);
+    CHECK("an escaped quote does not open a string", strcmp(a, b) == 0);
+    kcache_key("a/b", "sm_80", 13000, a);
+    kcache_key("a/c", "sm_80", 13000, b);
+    CHECK("a lone slash is code", strcmp(a, b) != 0);
 }
 
 static void test_miss_then_hit(void)
