@@ -199,7 +199,7 @@ def coverage_gaps(cases, arch):
     return gaps
 
 
-def run_one(case, log_dir, timeout):
+def run_one(case, timeout):
     t0 = time.time()
     try:
         p = subprocess.run(case["args"], capture_output=True, text=True, timeout=timeout)
@@ -332,7 +332,7 @@ def main():
     if gaps:
         print("coverage gaps:", "; ".join(gaps))
         return 1
-    results = run_all([(run_one, (c, a.out, a.timeout)) for c in cases], a.jobs,
+    results = run_all([(run_one, (c, a.timeout)) for c in cases], a.jobs,
                       os.path.join(a.out, "matrix.log"), a.timeout, "matrix")
     print(summary_line("check matrix", results))
     return 0 if all(r["rc"] == 0 for r in results) else 1

@@ -62,15 +62,14 @@ class Spattn:
 
     ctx = None
 
-    def __init__(self, cfg, B, N, pattern=None):
+    def __init__(self, cfg, B, N, dense_shape=None):
+        """cfg's pattern, or with dense_shape = (H, KVH, D) dense causal attention
+        of that shape (the dense baseline)."""
         if Spattn.ctx is None:
             Spattn.ctx = spattn_ctypes.Library().context(0)
-        if pattern:   # the spec's shape with another pattern (the dense baseline)
-            with open(os.path.join(ROOT, cfg)) as fh:
-                keys = dict(line.split(":", 1) for line in fh if ":" in line and not line.startswith((" ", "#", "-")))
-            get = lambda key: int(keys[key].split("#")[0])
-            self.plan = Spattn.ctx.plan_params(B, N, heads=get("heads"), head_dim=get("head_dim"),
-                                               kv_heads=get("kv_heads") if "kv_heads" in keys else 0, pattern=pattern)
+        if dense_shape:
+            H, KVH, D = dense_shape
+            self.plan = Spattn.ctx.plan_params(B, N, heads=H, head_dim=D, kv_heads=KVH, pattern="dense")
         else:
             self.plan = Spattn.ctx.plan_file(cfg, B, N)
         self.info = self.plan.kernels
@@ -177,7 +176,7 @@ def main():
         do = torch.randn_like(q)
         qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
         sp = Spattn(cfg, B, N)
-        spd = Spattn(cfg, B, N, "dense")
+        spd = Spattn(cfg, B, N, dense_shape=(H, KVH, D))
         print(f"# {shape}: spattn {sp.info}; dense {spd.info}", file=sys.stderr, flush=True)
         ref = sp.fwdbwd(q, k, v, do)            # O, dQ, dK, dV of the band kernels
         ref_dense = spd.fwdbwd(q, k, v, do)

@@ -9,7 +9,6 @@
 #include "runtime/ref.h"
 #include "runtime/rng.h"
 
-
 /* dQ rows with no allowed key, dK and dV rows of keys no query reaches: all
  * exactly 0 (they get no gradient), whatever the reference's rounding. */
 static int add_empty_rows(gpu_problem *p, float *got, tensor_result *out, int *n, sp_err *e)

@@ -277,8 +277,15 @@ static int list_candidates(const tune_opts *o, const gpu_problem *hostp, const s
         for (int i = 0; i < nc; i++) {
             char tile[64];
             kcfg_tile_string(&list[i], tile, sizeof tile);
-            if (o->json) printf("{\"kind\":\"%s\",\"arch\":\"%s\",\"tile\":\"%s\"}\n", kind, arch, tile);
-            else printf("%s %s\n", kind, tile);
+            if (o->json) {
+                jw w;
+                jw_init(&w, stdout);
+                jw_obj(&w, NULL);
+                jw_str(&w, "kind", kind);
+                jw_str(&w, "arch", arch);
+                jw_str(&w, "tile", tile);
+                jw_finish(&w);
+            } else printf("%s %s\n", kind, tile);
         }
     }
     return SP_EXIT_OK;

@@ -338,12 +338,14 @@ static void bwd_scratch(const spattn_plan *p, int deterministic, attn_bwd_scratc
 
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
+static size_t scratch_bytes(const attn_bwd_scratch *s) { return align16(s->dq_accum) + align16(s->delta) + align16(s->lse2); }
+
 size_t spattn_workspace_size(const spattn_plan *p, int backward, int deterministic)
 {
     if (!backward || !p->bk) return 0;   /* the forward and the CPU need none */
     attn_bwd_scratch s;
     bwd_scratch(p, deterministic, &s);
-    return align16(s.dq_accum) + align16(s.delta) + align16(s.lse2);
+    return scratch_bytes(&s);
 }
 
 /* ---- CPU context: the float64 reference on host tensors -------------------- */
@@ -498,12 +500,12 @@ spattn_status spattn_backward(spattn_plan *p, const spattn_tensor *q, const spat
     if (!tensors_present(p, ts, names, 8)) return SPATTN_EINVAL;
     if (!lse || !lse->data) return plan_fail(p, SPATTN_EINVAL, "lse: no tensor");
     if (!p->bk) return cpu_run(p, q, k, v, o, lse, dout, dq, dk, dv);
-    size_t need = spattn_workspace_size(p, 1, deterministic);
+    attn_bwd_scratch s;
+    bwd_scratch(p, deterministic, &s);
+    size_t need = scratch_bytes(&s);
     if (!workspace || workspace_bytes < need)
         return plan_fail(p, SPATTN_EINVAL, "workspace: %zu bytes given, the backward needs %zu (spattn_workspace_size)",
                          workspace ? workspace_bytes : 0, need);
-    attn_bwd_scratch s;
-    bwd_scratch(p, deterministic, &s);
     attn_bwd_args a;
     memset(&a, 0, sizeof a);
     a.q = dev_tensor(q); a.k = dev_tensor(k); a.v = dev_tensor(v); a.o = dev_tensor(o); a.dout = dev_tensor(dout);
