@@ -10,8 +10,8 @@ query reaches) exactly 0.
 The matrix (`run`):
   * families: every kernel family the GPU runs, each forced by a tile from
     the tuner's own search space (`spattn tune --list-candidates ARCH`):
-        fwd-mma, fwd-wgmma, bwd-mma, bwd-mma-det, bwd-wgmma, bwd-wgmma-det
-    (the wgmma ones on sm_90a only; "det" is --deterministic);
+        fwd-mma, fwd-wgmma, fwd-ws, bwd-mma, bwd-mma-det, bwd-wgmma, bwd-wgmma-det
+    (the wgmma and ws ones on sm_90a only; "det" is --deterministic);
   * per family, 35 cases: all 35 (pattern, N) pairs of
         pattern  spattn exclusive gapped local dense custom window
         N        1 65 1000 4096 8193
@@ -47,7 +47,7 @@ DTYPES = ["bf16", "fp16"]
 HEAD_DIMS = [64, 128]
 GROUPS = [1, 4]
 SEQ_LENS = [1, 65, 1000, 4096, 8193]
-FAMILIES = ["fwd-mma", "fwd-wgmma", "bwd-mma", "bwd-mma-det", "bwd-wgmma", "bwd-wgmma-det"]
+FAMILIES = ["fwd-mma", "fwd-wgmma", "fwd-ws", "bwd-mma", "bwd-mma-det", "bwd-wgmma", "bwd-wgmma-det"]
 HEADS = {1: (6, 6), 4: (12, 3)}   # kv-group size -> (heads, kv_heads)
 
 
@@ -90,23 +90,24 @@ _candidates = {}
 
 
 def candidates(spec_path, kind, arch):
-    """The tuner's tile list for (spec, kind, arch): [(tile, is_wgmma)]."""
+    """The tuner's tile list for (spec, kind, arch): [(tile, mma)], mma being
+    the family's last word: "mma", "wgmma" or "ws"."""
     key = (spec_path, kind, arch)
     if key not in _candidates:
         out = subprocess.run([SPATTN, "tune", spec_path, "--kind", kind, "--list-candidates", arch],
                              check=True, capture_output=True, text=True).stdout
-        _candidates[key] = [(t, t.endswith(":wgmma")) for t in (line.split()[1] for line in out.splitlines() if line)]
+        tiles = [line.split()[1] for line in out.splitlines() if line]
+        _candidates[key] = [(t, t.rsplit(":", 1)[1] if t.endswith((":wgmma", ":ws")) else "mma") for t in tiles]
     return _candidates[key]
 
 
 def family_tiles(spec_path, family, arch):
-    kind = family.split("-")[0]
-    wg = "wgmma" in family
-    return [t for t, is_wg in candidates(spec_path, kind, arch) if is_wg == wg]
+    kind, mma = family.split("-")[:2]
+    return [t for t, m in candidates(spec_path, kind, arch) if m == mma]
 
 
 def families_for(arch):
-    return FAMILIES if arch.startswith("sm_90") else [f for f in FAMILIES if "wgmma" not in f]
+    return FAMILIES if arch.startswith("sm_90") else [f for f in FAMILIES if f.split("-")[1] == "mma"]
 
 
 def check_args(spec_path, family, tile, n, seed, batch=None):
@@ -151,14 +152,14 @@ def build_cases(root, arch, regress_only=False):
     # 2. Exclusive and gapped at N >= 4096 with every tile the tuner may pick.
     for pattern, head_dim in ([] if regress_only else itertools.product(["exclusive", "gapped"], HEAD_DIMS)):
         for kind in ["fwd", "bwd"]:
-            for j, (tile, wg) in enumerate(candidates(
+            for j, (tile, mma) in enumerate(candidates(
                     specs.path(spec_text(pattern, "bf16", head_dim, 4), f"{pattern}-bf16-d{head_dim}-g4"), kind, arch)):
                 dtype = DTYPES[j % 2]
                 n = [4096, 8193][(j // 2) % 2]
                 sp = specs.path(spec_text(pattern, dtype, head_dim, 4), f"{pattern}-{dtype}-d{head_dim}-g4")
                 dets = [False, True] if kind == "bwd" else [False]
                 for det in dets:
-                    family = f"{kind}-{'wgmma' if wg else 'mma'}{'-det' if det else ''}"
+                    family = f"{kind}-{mma}{'-det' if det else ''}"
                     seed += 1
                     dims = {"pattern": pattern, "dtype": dtype, "head_dim": head_dim, "group": 4, "N": n}
                     add(f"tiles {family} {pattern} {dtype} d{head_dim} N={n} tile={tile}", family, dims,
@@ -297,7 +298,8 @@ def main():
     ap.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     ap.add_argument("--out", default=os.environ.get("OUT", "gpu-logs"))
     ap.add_argument("--timeout", type=int, default=300, help="seconds per case")
-    ap.add_argument("--filter", default="", help="run only cases whose name contains this")
+    ap.add_argument("--filter", default="",
+                    help="run only cases whose name (sanitize: family) contains this")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix=f"spattn-{a.what}-")   # the generated specs; one per invocation
@@ -312,6 +314,8 @@ def main():
         jobs = []
         for tool in ["memcheck", "racecheck", "synccheck", "initcheck"]:
             for family, what, tile, args in sanitize_cases(work, a.arch):
+                if a.filter and a.filter not in family:
+                    continue
                 jobs.append((sanitize_one, (tool, family, what, tile, args, a.out, a.timeout, filt)))
         results = run_all(jobs, a.jobs, os.path.join(a.out, "sanitize.log"), a.timeout, "sanitize")
         print(summary_line("sanitizers (memcheck, racecheck, synccheck, initcheck x families x 2 cases)", results))

@@ -78,5 +78,12 @@ void emit_fwd_wgmma(strbuf *out, const sp_kcfg *cfg);
 void emit_wg_tiles(strbuf *out);
 void emit_wg_primitives(strbuf *out);
 void emit_wgmma_op(strbuf *out, const char *name, int n, const char *type, int a_regs, int trans_ss);
+/* The forward's wgmma parts (primitives, wgmma_qk / wgmma_pv for cfg's BN
+ * and head_dim, issue_qk, pack_p, issue_pv), shared with the
+ * warp-specialized forward. */
+void emit_wg_mma(strbuf *out, const sp_kcfg *cfg);
+/* The warp-specialized forward (codegen/emit_fwd_ws.c, kernels/fwd_ws.cuh):
+ * for cfg->mma == SP_MMA_WS, after the prelude and the band helpers. */
+void emit_fwd_ws(strbuf *out, const sp_kcfg *cfg);
 
 #endif

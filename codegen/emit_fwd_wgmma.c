@@ -122,7 +122,7 @@ void emit_wg_primitives(strbuf *out)
             "}\n\n");
 }
 
-static void emit_wg_mma(strbuf *out, const sp_kcfg *cfg)
+void emit_wg_mma(strbuf *out, const sp_kcfg *cfg)
 {
     const char *type = cfg->dtype == SP_BF16 ? "bf16" : "f16";
     emit_wg_primitives(out);

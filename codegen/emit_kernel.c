@@ -93,7 +93,7 @@ void emit_constants(strbuf *out, const sp_kcfg *cfg)
               "static_assert(SMEM_BYTES == %d + Q_TILE_BYTES + STAGES * STAGE_BYTES, \"kcfg_derive disagrees\");\n"
               "static_assert((WM == 1 || WM == 2) && BM == WARP_ROWS * WARPS && BN %% 16 == 0, \"bad tile\");\n\n",
               cfg->head_dim, cfg->heads, cfg->kv_heads, cfg->max_intervals, cfg->bm, cfg->bn, cfg->warps, cfg->threads,
-              cfg->stages, cfg->row_bytes, cfg->smem_bytes, cfg->mma == SP_MMA_WGMMA ? 1024 : 128);
+              cfg->stages, cfg->row_bytes, cfg->smem_bytes, kcfg_smem_extra(cfg));
 }
 
 int emit_kernel(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const sp_kcfg *cfg, sp_err *e)
@@ -101,13 +101,15 @@ int emit_kernel(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const s
     if (cfg->kind == SP_KIND_BWD) return emit_bwd_kernels(out, spec, pat, cfg, e);   /* codegen/emit_bwd.c */
     if (!emit_kind_supported(cfg->kind))
         return sp_fail(e, SP_EXIT_USAGE, "internal: no emitter for kernel kind %d", (int)cfg->kind);
-    if (cfg->threads != 32 * cfg->warps || cfg->smem_bytes <= 0 || cfg->row_bytes <= 0)
+    int producer_threads = cfg->mma == SP_MMA_WS ? 128 : 0;   /* the warp-specialized kernel's producer */
+    if (cfg->threads != 32 * cfg->warps + producer_threads || cfg->smem_bytes <= 0 || cfg->row_bytes <= 0)
         return sp_fail(e, SP_EXIT_USAGE, "internal: kernel config not derived (call kcfg_derive first)");
     emit_header(out, spec, pat, cfg);
     emit_constants(out, cfg);
     emit_prelude(out, cfg);
     emit_bands(out, cfg);
-    if (cfg->mma == SP_MMA_WGMMA) emit_fwd_wgmma(out, cfg);
+    if (cfg->mma == SP_MMA_WS) emit_fwd_ws(out, cfg);
+    else if (cfg->mma == SP_MMA_WGMMA) emit_fwd_wgmma(out, cfg);
     else emit_fwd(out, cfg);
     return out->oom ? sp_fail(e, SP_EXIT_FAIL, "out of memory generating the kernel source") : 0;
 }

@@ -125,6 +125,48 @@ static int derive_fwd_wgmma(sp_kcfg *c, sp_err *e)
     return 0;
 }
 
+/* The warp-specialized forward (kernels/fwd_ws.cuh): a producer warpgroup
+ * loading by TMA and BM / 64 consumer warpgroups (warps counts the
+ * consumers' warps); K and V in separate rings of STAGES tiles (K is freed
+ * before V, so 2 stages already overlap), and an O staging tile per
+ * consumer for the TMA store.  TMA boxes are at most 256 rows. */
+static int derive_fwd_ws(sp_kcfg *c, sp_err *e)
+{
+    if (c->sm != 90)
+        return sp_fail(e, SP_EXIT_USAGE, "warp-specialized tiles need sm_90a (Hopper); this config targets sm_%d", c->sm);
+    if (c->head_dim != 64 && c->head_dim != 128)
+        return sp_fail(e, SP_EXIT_USAGE, "the warp-specialized forward supports head_dim 64 and 128, not %d",
+                       c->head_dim);
+    if (c->bm != 64 && c->bm != 128 && c->bm != 192)
+        return sp_fail(e, SP_EXIT_USAGE, "ws tile BM %d must be 64, 128 or 192 (consumer warpgroups of 64 rows)", c->bm);
+    if (c->bn < 16 || c->bn > 256 || c->bn % 16 != 0)
+        return sp_fail(e, SP_EXIT_USAGE, "tile BN %d must be a multiple of 16 in 16..256", c->bn);
+    if (c->warps == 0) c->warps = c->bm / 16;
+    if (c->warps != c->bm / 16)
+        return sp_fail(e, SP_EXIT_USAGE, "ws tile BM %d has %d consumer warps (a warpgroup per 64 rows), not %d",
+                       c->bm, c->bm / 16, c->warps);
+    if (c->stages < 2 || c->stages > 6)
+        return sp_fail(e, SP_EXIT_USAGE, "ws stages %d must be in 2..6", c->stages);
+    c->threads = 32 * c->warps + 128;
+    c->row_bytes = c->head_dim * 2;
+    c->q_in_regs = 0;
+    long smem = kcfg_smem_extra(c) + (long)c->bm * c->row_bytes + (long)c->stages * 2 * c->bn * c->row_bytes;
+    if (smem > KCFG_SMEM_LIMIT - 1024)
+        return sp_fail(e, SP_EXIT_USAGE, "tile %dx%d with %d stages needs %ld bytes of shared memory, more than %d",
+                       c->bm, c->bn, c->stages, smem, KCFG_SMEM_LIMIT - 1024);
+    c->smem_bytes = (int)smem;
+    return 0;
+}
+
+int kcfg_smem_extra(const sp_kcfg *c)
+{
+    switch (c->mma) {
+    case SP_MMA_WS: return 1024 + c->bm * c->row_bytes;
+    case SP_MMA_WGMMA: return 1024;
+    default: return 128;
+    }
+}
+
 static int derive_fwd(sp_kcfg *c, sp_err *e)
 {
     if (c->head_dim != 32 && c->head_dim != 64 && c->head_dim != 96 && c->head_dim != 128 && c->head_dim != 256)
@@ -136,6 +178,7 @@ static int derive_fwd(sp_kcfg *c, sp_err *e)
     if (c->max_intervals < 1 || c->max_intervals > SP_MAX_INTERVALS)
         return sp_fail(e, SP_EXIT_USAGE, "max_intervals %d is out of range 1..%d", c->max_intervals, SP_MAX_INTERVALS);
     if (c->mma == SP_MMA_WGMMA) return derive_fwd_wgmma(c, e);
+    if (c->mma == SP_MMA_WS) return derive_fwd_ws(c, e);
     if (c->bm < 16 || c->bm > 256 || c->bm % 16 != 0)
         return sp_fail(e, SP_EXIT_USAGE, "tile BM %d must be a multiple of 16 in 16..256", c->bm);
     if (c->bn < 16 || c->bn > 256 || c->bn % 16 != 0)
@@ -193,9 +236,9 @@ int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e)
     }
     while (bn > 0 && *p == ':') {
         p++;
-        if (strcmp(p, "wgmma") == 0) {   /* the last field only */
-            mma = SP_MMA_WGMMA;
-            p += 5;
+        if (strcmp(p, "wgmma") == 0 || strcmp(p, "ws") == 0) {   /* the last field only */
+            mma = p[1] == 'g' ? SP_MMA_WGMMA : SP_MMA_WS;
+            p += strlen(p);
             break;
         }
         char what = *p;
@@ -207,8 +250,9 @@ int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e)
         else { stages = v; stages_given = 1; }
     }
     if (bm < 0 || bn < 0 || *p) {
-        sp_fail(e, SP_EXIT_USAGE, "bad tile '%s': expected BMxBN or BMxBN:wW:sS, optionally ending in :wgmma", arg);
-        sp_hint(e, "for example 128x64, 128x64:w4:s2 or 128x128:w8:s2:wgmma");
+        sp_fail(e, SP_EXIT_USAGE, "bad tile '%s': expected BMxBN or BMxBN:wW:sS, optionally ending in :wgmma or :ws",
+                arg);
+        sp_hint(e, "for example 128x64, 128x64:w4:s2, 128x128:w8:s3:wgmma or 128x128:s2:ws");
         return -1;
     }
     /* Stages not given, for the other kernel kind than the default's: that
@@ -226,36 +270,50 @@ void kcfg_name(const sp_kcfg *c, char *buf, int n)
 {
     snprintf(buf, (size_t)n, "spattn_%s_%s_d%d_bm%d_bn%d_w%d_s%d%s", c->kind == SP_KIND_BWD ? "bwd" : "fwd",
              sp_dtype_name(c->dtype), c->head_dim, c->bm, c->bn, c->warps, c->stages,
-             c->mma == SP_MMA_WGMMA ? "_wg" : "");
+             c->mma == SP_MMA_WGMMA ? "_wg" : c->mma == SP_MMA_WS ? "_ws" : "");
 }
 
 void kcfg_tile_string(const sp_kcfg *c, char *buf, int n)
 {
     snprintf(buf, (size_t)n, "%dx%d:w%d:s%d%s", c->bm, c->bn, c->warps, c->stages,
-             c->mma == SP_MMA_WGMMA ? ":wgmma" : "");
+             c->mma == SP_MMA_WGMMA ? ":wgmma" : c->mma == SP_MMA_WS ? ":ws" : "");
 }
 
-/* The wgmma part of the forward search space (sm_90 only): BM 64, 128 or
- * 192 (1-3 warpgroups), BN 64, 96 or 128, 3 or 4 stages, within the
- * shared-memory limit and the register budget (O, S and P of one warpgroup
- * row set per thread). */
-static int wgmma_candidates(const sp_kcfg *c, sp_kcfg *out, int cap, int count)
+/* Registers a wgmma consumer thread can have: the warp-specialized kernel's
+ * consumers get 240 (2 warpgroups) or 160 (3) by setmaxnreg; the plain wgmma
+ * kernel's threads share 64K evenly, at most 255. */
+static int wgmma_reg_cap(const sp_kcfg *t)
 {
-    static const int bms[] = { 64, 128, 192 }, bns[] = { 64, 96, 128 }, stages[] = { 3, 4 };
-    for (size_t i = 0; i < sizeof bms / sizeof bms[0]; i++)
-        for (size_t j = 0; j < sizeof bns / sizeof bns[0]; j++)
-            for (size_t k = 0; k < sizeof stages / sizeof stages[0]; k++) {
+    if (t->mma == SP_MMA_WS) return t->bm == 192 ? 160 : 240;
+    int budget = 65536 / t->threads;
+    return budget > 255 ? 255 : budget;
+}
+
+/* The Hopper parts of the forward search space (sm_90 only), for family mma:
+ * every BM x BN x stages that derives and whose O, S and P of one warpgroup
+ * row set fit a thread's registers.
+ *   wgmma: BM 64, 128 or 192 (1-3 warpgroups), BN 64, 96 or 128, 3 or 4 stages.
+ *   ws: BM 128 or 192 (2 or 3 consumers; one would leave the tensor cores
+ *       idle during its softmax), BN 64 .. 176, 2 or 3 stages. */
+static int wgmma_candidates(const sp_kcfg *c, int mma, sp_kcfg *out, int cap, int count)
+{
+    static const int wg_bms[] = { 64, 128, 192 }, wg_bns[] = { 64, 96, 128 }, wg_stages[] = { 3, 4 };
+    static const int ws_bms[] = { 128, 192 }, ws_bns[] = { 64, 96, 128, 176 }, ws_stages[] = { 2, 3 };
+    const int ws = mma == SP_MMA_WS;
+    const int *bms = ws ? ws_bms : wg_bms, *bns = ws ? ws_bns : wg_bns, *stages = ws ? ws_stages : wg_stages;
+    const int nbm = ws ? 2 : 3, nbn = ws ? 4 : 3;
+    for (int i = 0; i < nbm; i++)
+        for (int j = 0; j < nbn; j++)
+            for (int k = 0; k < 2; k++) {
                 sp_kcfg t = *c;
-                t.mma = SP_MMA_WGMMA;
+                t.mma = mma;
                 t.bm = bms[i];
                 t.bn = bns[j];
                 t.warps = 0;
                 t.stages = stages[k];
                 sp_err e = { 0 };
                 if (kcfg_derive(&t, &e)) continue;
-                int regs = t.head_dim / 2 + t.bn / 2 + t.bn / 4 + 40;
-                int budget = 65536 / t.threads;
-                if (regs > (budget > 255 ? 255 : budget)) continue;
+                if (t.head_dim / 2 + t.bn / 2 + t.bn / 4 + 40 > wgmma_reg_cap(&t)) continue;
                 if (count < cap) out[count] = t;
                 count++;
             }
@@ -288,6 +346,9 @@ int kcfg_candidates(const sp_kcfg *c, sp_kcfg *out, int cap)
                     if (count < cap) out[count] = t;
                     count++;
                 }
-    if (c->sm == 90 && (c->head_dim == 64 || c->head_dim == 128)) count = wgmma_candidates(c, out, cap, count);
+    if (c->sm == 90 && (c->head_dim == 64 || c->head_dim == 128)) {
+        count = wgmma_candidates(c, SP_MMA_WGMMA, out, cap, count);
+        count = wgmma_candidates(c, SP_MMA_WS, out, cap, count);
+    }
     return count < cap ? count : cap;
 }

@@ -9,7 +9,10 @@
 #include "codegen/spec.h"
 
 typedef enum { SP_KIND_FWD = 0, SP_KIND_BWD = 1 } sp_kernel_kind;
-typedef enum { SP_MMA_SYNC = 0, SP_MMA_WGMMA = 1 } sp_mma_kind;
+/* The kernel families of the forward: mma.sync (sm_80 on), wgmma with every
+ * warp loading and computing (sm_90a), and the warp-specialized wgmma kernel
+ * (sm_90a: a TMA producer warpgroup, consumer warpgroups, persistent). */
+typedef enum { SP_MMA_SYNC = 0, SP_MMA_WGMMA = 1, SP_MMA_WS = 2 } sp_mma_kind;
 
 typedef struct {
     /* The problem, fixed by the spec (filled by kcfg_for_spec). */
@@ -27,7 +30,8 @@ typedef struct {
     int warps;             /* warps per block (fwd: each owns BM / warps = 16 or 32 query rows) */
     int stages;            /* cp.async pipeline depth of K/V (fwd) or Q/dO (bwd) tiles */
     int mma;               /* SP_MMA_SYNC: mma.sync (sm_80 on); SP_MMA_WGMMA: Hopper's warpgroup
-                            * wgmma (sm_90a only; forward, head_dim 64 and 128) */
+                            * wgmma (sm_90a only; forward, head_dim 64 and 128); SP_MMA_WS: the
+                            * warp-specialized wgmma forward (sm_90a; warps counts the consumers') */
 
     /* Derived by kcfg_derive. */
     int threads;
@@ -48,14 +52,19 @@ void kcfg_for_spec(sp_kcfg *c, const sp_spec *s, const sp_pattern *p, sp_kernel_
  * (32 rows per warp from BM 128 up, else 16).  SP_KIND_BWD is not supported
  * here yet and fails. */
 int kcfg_derive(sp_kcfg *c, sp_err *e);
+/* Shared memory a forward config has beyond Q_TILE_BYTES + STAGES * 2 KV
+ * tiles: the base's alignment slack, and the warp-specialized kernel's O
+ * staging tiles (the generated kernel static_asserts the total). */
+int kcfg_smem_extra(const sp_kcfg *c);
 /* Parse a --tile argument: "BMxBN" or "BMxBN:wW:sS" (e.g. 128x64:w4:s2,
- * also 128x64:s3), optionally ending in ":wgmma" (Hopper's warpgroup MMA;
- * without it, mma.sync).  Stages not given keep c's value if the kernel
+ * also 128x64:s3), optionally ending in ":wgmma" (Hopper's warpgroup MMA)
+ * or ":ws" (the warp-specialized wgmma forward); without either, mma.sync.  Stages not given keep c's value if the kernel
  * kind stays, else become that kind's default (mma.sync 2, wgmma 3); warps
  * not given become 0 (kcfg_derive picks them).  Does not derive. */
 int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e);
 /* The kernel's name, which carries its parameters:
- * spattn_fwd_bf16_d128_bm128_bn64_w4_s2 (wgmma kernels end in _wg) */
+ * spattn_fwd_bf16_d128_bm128_bn64_w4_s2 (wgmma kernels end in _wg, the
+ * warp-specialized ones in _ws) */
 void kcfg_name(const sp_kcfg *c, char *buf, int n);
 /* "128x64:w4:s2" or "128x128:w8:s2:wgmma", the form kcfg_parse_tile reads. */
 void kcfg_tile_string(const sp_kcfg *c, char *buf, int n);

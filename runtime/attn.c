@@ -98,10 +98,50 @@ void attn_fwd_grid(const sp_kcfg *cfg, const attn_fwd_args *a, unsigned grid[3])
     grid[2] = (unsigned)a->batch;
 }
 
+/* One tensor's TMA map: (head_dim, seq, heads, batch) with its strides, a
+ * box of 64 values by `rows` rows (kernels/tma.cuh). */
+static int tensor_map(CUtensorMap *m, const sp_kcfg *cfg, const attn_tensor *t, int seqlen, int heads, int batch,
+                      int rows, sp_err *e)
+{
+    const uint64_t dims[4] = { (uint64_t)cfg->head_dim, (uint64_t)seqlen, (uint64_t)heads, (uint64_t)batch };
+    const uint64_t strides[3] = { 2 * (uint64_t)t->sn, 2 * (uint64_t)t->sh, 2 * (uint64_t)t->sb };
+    const uint32_t box[4] = { 64, (uint32_t)rows, 1, 1 };
+    return cu_tensor_map_16bit(m, cfg->dtype == SP_BF16, t->ptr, dims, strides, box, e);
+}
+
+int attn_fwd_maps(const sp_kcfg *cfg, const attn_fwd_args *a, attn_fwd_tma_maps *m, sp_err *e)
+{
+    memset(m, 0, sizeof *m);
+    if (tensor_map(&m->q, cfg, &a->q, a->seqlen, a->heads, a->batch, cfg->bm, e) ||
+        tensor_map(&m->k, cfg, &a->k, a->seqlen, a->kv_heads, a->batch, cfg->bn, e) ||
+        tensor_map(&m->v, cfg, &a->v, a->seqlen, a->kv_heads, a->batch, cfg->bn, e) ||
+        tensor_map(&m->o, cfg, &a->o, a->seqlen, a->heads, a->batch, 64, e))
+        return -1;
+    return 0;
+}
+
+int attn_fwd_persistent_grid(const sp_gpu *g, const sp_kcfg *cfg, const attn_fwd_args *a, unsigned *grid, sp_err *e)
+{
+    long long items = (long long)((a->seqlen + cfg->bm - 1) / cfg->bm) * a->heads * a->batch;
+    if (items > 0x7fffffffLL)
+        return sp_fail(e, SP_EXIT_USAGE, "attention launch: %lld work items (query tiles x heads x batch) exceed int32",
+                       items);
+    long long sms = g->sm_count > 0 ? g->sm_count : 1;
+    *grid = (unsigned)(items < sms ? items : sms);
+    return 0;
+}
+
 int attn_fwd_launch(sp_gpu *g, CUfunction fn, const sp_kcfg *cfg, const attn_fwd_args *a, sp_err *e)
 {
     sp_kparams kp;
     if (attn_fwd_pack(cfg, a, &kp, e)) return -1;
+    if (cfg->mma == SP_MMA_WS) {   /* persistent, with the TMA maps as a second parameter */
+        attn_fwd_tma_maps maps;
+        unsigned ctas;
+        if (attn_fwd_persistent_grid(g, cfg, a, &ctas, e) || attn_fwd_maps(cfg, a, &maps, e)) return -1;
+        void *args[] = { &kp, &maps };
+        return cu_launch(g, fn, ctas, 1, 1, (unsigned)cfg->threads, (unsigned)cfg->smem_bytes, args, e);
+    }
     unsigned grid[3];
     attn_fwd_grid(cfg, a, grid);
     void *args[] = { &kp };

@@ -63,6 +63,18 @@ int attn_fwd_pack(const sp_kcfg *cfg, const attn_fwd_args *a, sp_kparams *kp, sp
  * threads, cfg->smem_bytes of dynamic shared memory. */
 void attn_fwd_grid(const sp_kcfg *cfg, const attn_fwd_args *a, unsigned grid[3]);
 
+/* The warp-specialized kernel's second parameter: TMA maps of q, k, v
+ * (boxes of BM, BN, BN rows) and o (64 rows: one consumer's tile), the
+ * layout of struct fwd_tma_maps in kernels/tma.cuh. */
+typedef struct {
+    CUtensorMap q, k, v, o;
+} attn_fwd_tma_maps;
+_Static_assert(sizeof(attn_fwd_tma_maps) == 4 * 128, "kernels/tma.cuh: fwd_tma_maps is four 128-byte maps");
+int attn_fwd_maps(const sp_kcfg *cfg, const attn_fwd_args *a, attn_fwd_tma_maps *m, sp_err *e);
+/* The persistent launch's CTAs: one per SM, fewer if there are fewer work
+ * items (query tiles x heads x batch, which must fit int32). */
+int attn_fwd_persistent_grid(const sp_gpu *g, const sp_kcfg *cfg, const attn_fwd_args *a, unsigned *grid, sp_err *e);
+
 /* Pack and launch fn (a kernel emitted for cfg, loaded from its cubin) on
  * g's stream.  Does not wait. */
 int attn_fwd_launch(sp_gpu *g, CUfunction fn, const sp_kcfg *cfg, const attn_fwd_args *a, sp_err *e);

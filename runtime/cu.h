@@ -79,6 +79,11 @@ int cu_func_attr(CUfunction f, CUfunction_attribute attr, int *value, sp_err *e)
  * over the device's opt-in limit).  args: cuLaunchKernel's kernelParams. */
 int cu_launch(sp_gpu *g, CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned threads,
               unsigned smem, void **args, sp_err *e);
+/* A 4-D TMA tensor map of 16-bit values (cuTensorMapEncodeTiled):
+ * dims innermost first, strides of dims 1..3 in bytes (multiples of 16),
+ * box in elements; 128-byte swizzle, zero fill past the edges. */
+int cu_tensor_map_16bit(CUtensorMap *map, int bf16, sp_dptr base, const uint64_t dims[4],
+                        const uint64_t strides_bytes[3], const uint32_t box[4], sp_err *e);
 /* Wait for everything queued on g->stream; a kernel fault shows up here. */
 int cu_sync(sp_gpu *g, sp_err *e);
 

@@ -280,6 +280,72 @@ static void test_wgmma_configs(void)
     free(a);
 }
 
+/* The warp-specialized forward's configs: sm_90a, d64/d128, a producer
+ * warpgroup besides BM / 64 consumers, 2+ stages, an O staging tile; the
+ * tile syntax and name; its candidates on sm_90 only. */
+static void test_ws_configs(void)
+{
+    sp_spec s = make_spec(16, 4, 128, SP_BF16, SP_SPATTN);
+    sp_kcfg c = derived(&s, &s.pattern, "128x128:ws", 90);
+    CHECK("128x128:ws: 8 consumer warps + a producer warpgroup, 2 stages",
+          c.mma == SP_MMA_WS && c.warps == 8 && c.threads == 384 && c.stages == 2);
+    CHECK("smem: 1024 slack + O staging + Q + stages x (K, V)",
+          c.smem_bytes == 1024 + 2 * 128 * 256 + 2 * 2 * 128 * 256 && c.smem_bytes == kcfg_smem_extra(&c) + 128 * 256 + 2 * 2 * 128 * 256);
+    char buf[128];
+    kcfg_tile_string(&c, buf, sizeof buf);
+    CHECKF(strcmp(buf, "128x128:w8:s2:ws") == 0, "tile string %s", buf);
+    kcfg_name(&c, buf, sizeof buf);
+    CHECKF(strcmp(buf, "spattn_fwd_bf16_d128_bm128_bn128_w8_s2_ws") == 0, "name %s", buf);
+    sp_kcfg t = c;
+    sp_err e = { 0 };
+    CHECK("192x64:s3:ws parses", kcfg_parse_tile("192x64:s3:ws", &t, &e) == 0 && t.mma == SP_MMA_WS && t.stages == 3);
+    CHECK("... and derives 12 consumer warps, 512 threads", kcfg_derive(&t, &e) == 0 && t.warps == 12 && t.threads == 512);
+    const char *bad_syntax[] = { "128x64:ws:s3", "128x64:w", "128x64:wsx", "128x64ws" };
+    for (size_t i = 0; i < sizeof bad_syntax / sizeof bad_syntax[0]; i++) {
+        sp_err be = { 0 };
+        CHECKF(kcfg_parse_tile(bad_syntax[i], &t, &be) == -1 && be.code == SP_EXIT_USAGE, "accepted '%s'", bad_syntax[i]);
+    }
+    struct { int sm, head_dim, bm, bn, warps, stages; const char *why; } bad[] = {
+        { 80, 128, 128, 128, 8, 2, "sm_80" },
+        { 90, 96, 128, 128, 8, 2, "head_dim 96" },
+        { 90, 128, 96, 128, 6, 2, "BM 96" },
+        { 90, 128, 256, 64, 16, 2, "BM 256" },
+        { 90, 128, 128, 128, 4, 2, "4 warps for 128 rows" },
+        { 90, 128, 128, 128, 8, 1, "1 stage" },
+        { 90, 128, 128, 40, 8, 2, "BN 40" },
+        { 90, 128, 128, 272, 8, 2, "BN 272 (a TMA box has at most 256 rows)" },
+        { 90, 128, 128, 128, 8, 3, "shared memory over the limit" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sp_spec bs = make_spec(16, 16, bad[i].head_dim, SP_BF16, SP_SPATTN);
+        sp_kcfg b;
+        kcfg_for_spec(&b, &bs, &bs.pattern, SP_KIND_FWD, bad[i].sm);
+        b.mma = SP_MMA_WS;
+        b.bm = bad[i].bm;
+        b.bn = bad[i].bn;
+        b.warps = bad[i].warps;
+        b.stages = bad[i].stages;
+        sp_err be = { 0 };
+        CHECKF(kcfg_derive(&b, &be) == -1 && be.code == SP_EXIT_USAGE && be.msg[0], "ws accepted: %s", bad[i].why);
+    }
+    int sms[] = { 80, 89, 90 };
+    for (size_t k = 0; k < 3; k++) {
+        sp_kcfg base;
+        kcfg_for_spec(&base, &s, &s.pattern, SP_KIND_FWD, sms[k]);
+        sp_kcfg out[256];
+        int n = kcfg_candidates(&base, out, 256), ws = 0;
+        for (int i = 0; i < n; i++) ws += out[i].mma == SP_MMA_WS;
+        CHECKF(sms[k] == 90 ? ws >= 4 : ws == 0, "sm_%d: %d ws candidates", sms[k], ws);
+    }
+    /* The source: the specialization, then the kernel's CUDA sources. */
+    char *a = source(&s, &s.pattern, &c);
+    CHECK("ws source includes its .cuh and names its entry",
+          a && strstr(a, "#include \"fwd_ws.cuh\"") && strstr(a, "#include \"tma.cuh\"") &&
+              strstr(a, "CONSUMERS = 2,") && strstr(a, "spattn_fwd_bf16_d128_bm128_bn128_w8_s2_ws(") &&
+              strstr(a, "__grid_constant__ fwd_tma_maps tm"));
+    free(a);
+}
+
 /* ---- generated source ------------------------------------------------------ */
 
 static void test_deterministic_selfcontained(void)
@@ -537,6 +603,8 @@ static void test_patterns_compile(void)
             if (dims[d] == 64 || dims[d] == 128) {   /* the Hopper kernel, also where it is not the default */
                 sp_kcfg wg = derived(&s, &s.pattern, "128x128:w8:s3:wgmma", 90);
                 add_job(what, &s, &s.pattern, &wg, "sm_90a", 1);
+                sp_kcfg ws = derived(&s, &s.pattern, "128x128:s2:ws", 90);   /* the warp-specialized one */
+                add_job(what, &s, &s.pattern, &ws, "sm_90a", 1);
             }
             if (dims[d] == 256) {   /* the 99 KiB default of sm_86 / sm_89 */
                 sp_kcfg c86 = derived(&s, &s.pattern, NULL, 86);
@@ -574,6 +642,7 @@ static const test_case tests[] = {
     { "name", test_name },
     { "candidates", test_candidates },
     { "wgmma_configs", test_wgmma_configs },
+    { "ws_configs", test_ws_configs },
     { "deterministic_selfcontained", test_deterministic_selfcontained },
     { "regress_13_fwd_empty_qtile_waits_for_q", test_regress_13_fwd_empty_qtile_waits_for_q },
     { "emit_rejects", test_emit_rejects },

@@ -1,0 +1,291 @@
+/* The warp-specialized forward for sm_90a: FlashAttention-3's structure on
+ * the band plan.
+ *
+ *   warpgroup 0, the producer (one thread issues everything): for each work
+ *       item, Q by TMA once, then the K and V tiles of the item's band plan
+ *       into a ring of STAGES stages guarded by mbarriers (kernels/
+ *       mbarrier.cuh); it runs ahead of the math by up to STAGES tiles and
+ *       into the next item while the consumers finish the last one.
+ *   warpgroups 1..CONSUMERS, the consumers: 64 query rows each of the same
+ *       BM-row tile.  Per KV tile: S = Q K^T (wgmma, both from shared
+ *       memory), mask on PARTIAL tiles only, online softmax, O += P V
+ *       (wgmma, P from registers).  Inside a warpgroup the softmax of tile
+ *       it overlaps P V of tile it - 1 on the tensor cores (as in
+ *       kernels of the wgmma family).  K is released as soon as S is done,
+ *       V once P V is, Q after the item's last S.  Epilogue: O / l to this
+ *       warpgroup's own staging tile, then a TMA store, which runs on while
+ *       the warpgroup starts the next item.
+ *   persistent: gridDim.x <= SMs; kernels/scheduler.cuh orders the items.
+ *
+ * The registers go where the work is: setmaxnreg leaves the producer
+ * PRODUCER_REGS and gives each consumer thread CONSUMER_REGS.
+ *
+ * Needs from the translation unit: the constants (HEAD_DIM, BM, BN, STAGES,
+ * GROUP, CONSUMERS, THREADS, PRODUCER_REGS, CONSUMER_REGS, BAND_STRIDE),
+ * sp_kparams, the band plan (band_plan, band_plan_build, band_tile_at,
+ * band_tile_kind), mask_tile and softmax_p / rescale_o with WM = 1, the
+ * wgmma helpers (smem_desc, issue_qk, issue_pv, pack_p, wgmma_wait,
+ * regs_fence, fence_proxy_async, tile_off, SW_ROW), quad_sum, log2_approx,
+ * neg_inf, pack2, st_shared_u32, smem_addr; and mbarrier.cuh, tma.cuh,
+ * scheduler.cuh. */
+#pragma once
+
+enum : int {
+    WG_THREADS = 128,
+    CONSUMER_WARPS = 4 * CONSUMERS,
+    O_WG_BYTES = 64 * HEAD_DIM * 2,                 /* one consumer's staging tile of O */
+    COL_BLOCKS = HEAD_DIM / 64,                     /* TMA boxes per tile: 64 values wide */
+};
+static_assert(THREADS == WG_THREADS * (1 + CONSUMERS), "one producer warpgroup and CONSUMERS consumers");
+static_assert(BM == 64 * CONSUMERS, "each consumer owns 64 query rows");
+static_assert(HEAD_DIM % 64 == 0 && BN % 16 == 0 && BN <= 256 && BM <= 256, "TMA boxes: 64 values, <= 256 rows");
+
+/* Barriers and band plans, in static shared memory. */
+struct ws_shared {
+    unsigned long long q_full, q_empty;
+    unsigned long long k_full[STAGES], k_empty[STAGES], v_full[STAGES], v_empty[STAGES];
+    band_plan plan[1 + CONSUMERS];   /* the producer's, then each consumer's own copy */
+};
+
+/* The dynamic shared memory, from a 1024-byte aligned base: Q tile, K and V
+ * rings, the consumers' O staging tiles.  Tiles are swizzled column blocks
+ * (tile_off<ROWS>), as TMA writes them and wgmma reads them. */
+struct ws_tiles {
+    u32 q, k, v, o;
+};
+
+DEV ws_tiles ws_tiles_at(unsigned char *smem)
+{
+    ws_tiles t;
+    t.q = (smem_addr(smem) + 1023u) & ~1023u;
+    t.k = t.q + Q_TILE_BYTES;
+    t.v = t.k + STAGES * KV_TILE_BYTES;
+    t.o = t.v + STAGES * KV_TILE_BYTES;
+    return t;
+}
+
+DEV u32 bar(const unsigned long long &b) { return smem_addr(&b); }
+
+/* The band plan of item w (one thread builds it). */
+DEV void ws_plan(band_plan &plan, const sp_kparams &p, const work_item &w)
+{
+    band_plan_build(plan, (const int *)p.bands + (p.head_offset + w.h) * BAND_STRIDE, w.m0, p.seqlen);
+}
+
+/* ==== The producer: one thread ==== */
+
+/* Load one KV tile (keys n0 .. n0 + BN - 1 of kv head kvh) into `ring`'s
+ * stage once the consumers have emptied it. */
+DEV void ws_load_kv(u32 ring, const tma_map &map, unsigned long long *full, unsigned long long *empty, int stage,
+                    u32 phase, int n0, int kvh, int b)
+{
+    mbar_wait(bar(empty[stage]), phase ^ 1);
+    mbar_arrive_expect_tx(bar(full[stage]), KV_TILE_BYTES);
+#pragma unroll
+    for (int cb = 0; cb < COL_BLOCKS; ++cb)
+        tma_load_4d(ring + stage * KV_TILE_BYTES + cb * BN * SW_ROW, map, bar(full[stage]), 64 * cb, n0, kvh, b);
+}
+
+DEV void ws_producer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, const ws_tiles &T, int items,
+                     int q_tiles)
+{
+    int q_count = 0, kv_count = 0;   /* Q loads and KV tiles issued so far: the rings' iterations */
+    for (int t = blockIdx.x; t < items; t += gridDim.x) {
+        const work_item w = work_item_at(t, q_tiles, p.heads, p.batch);
+        ws_plan(S.plan[0], p, w);
+        const int ntiles = S.plan[0].total;
+        if (ntiles == 0) continue;   /* no key for any row: the consumers write O = 0 without Q */
+        const int kvh = w.h / GROUP;
+
+        mbar_wait(bar(S.q_empty), (q_count & 1) ^ 1);   /* the consumers are done with the last Q */
+        mbar_arrive_expect_tx(bar(S.q_full), Q_TILE_BYTES);
+#pragma unroll
+        for (int cb = 0; cb < COL_BLOCKS; ++cb)
+            tma_load_4d(T.q + cb * BM * SW_ROW, tm.q, bar(S.q_full), 64 * cb, w.m0, w.h, w.b);
+        ++q_count;
+
+        for (int it = 0; it < ntiles; ++it, ++kv_count) {
+            const int stage = kv_count % STAGES, n0 = band_tile_at(S.plan[0], it) * BN;
+            const u32 phase = (kv_count / STAGES) & 1;
+            ws_load_kv(T.k, tm.k, S.k_full, S.k_empty, stage, phase, n0, kvh, w.b);
+            ws_load_kv(T.v, tm.v, S.v_full, S.v_empty, stage, phase, n0, kvh, w.b);
+        }
+    }
+}
+
+/* ==== The consumers ==== */
+
+/* Lane 0 of each warp signals a ring barrier: the warp's reads are done
+ * (wgmma_wait returned, so the warpgroup's asynchronous reads are too). */
+DEV void ws_release(u32 b, int lane)
+{
+    if (lane == 0) mbar_arrive(b);
+}
+
+/* O = acc / l into this warpgroup's staging tile (64 rows), LSE to global;
+ * then one thread stores the tile with TMA.  The previous item's store must
+ * have finished reading the tile first. */
+DEV void ws_epilogue(const sp_kparams &p, const fwd_tma_maps &tm, const work_item &w, int c, u32 sO,
+                     const float (&acc)[1][HEAD_DIM / 8][4], const float (&m)[1][2], const float (&l)[1][2],
+                     int tid_c)
+{
+    const int warp = tid_c / 32, lane = tid_c % 32, g = lane >> 2, t = lane & 3;
+    const int n = p.seqlen, wg_row0 = w.m0 + 64 * c, row0 = wg_row0 + 16 * warp;
+    if (tid_c == 0) tma_store_wait_read<0>();
+    named_sync(1 + c, WG_THREADS);   /* the staging tile is free */
+
+    float *lse = (float *)p.lse + w.b * p.lse_sb + w.h * p.lse_sh;
+    float inv[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const float sum = quad_sum(l[0][r]);
+        inv[r] = sum > 0.f ? 1.f / sum : 0.f;
+        const int i = row0 + g + 8 * r;
+        if (t == 0 && i < n) lse[i] = sum > 0.f ? (m[0][r] * p.scale_log2 + log2_approx(sum)) * LN2 : neg_inf();
+    }
+    const int trow = 16 * warp + g;
+#pragma unroll
+    for (int db = 0; db < HEAD_DIM / 8; ++db) {
+        st_shared_u32(sO + tile_off<64>(trow, db) + 4 * t, pack2(acc[0][db][0] * inv[0], acc[0][db][1] * inv[0]));
+        st_shared_u32(sO + tile_off<64>(trow + 8, db) + 4 * t, pack2(acc[0][db][2] * inv[1], acc[0][db][3] * inv[1]));
+    }
+    fence_proxy_async();             /* ordinary stores, read next by the copy engine */
+    named_sync(1 + c, WG_THREADS);
+    if (tid_c == 0 && wg_row0 < n) {
+#pragma unroll
+        for (int cb = 0; cb < COL_BLOCKS; ++cb) tma_store_4d(tm.o, sO + cb * 64 * SW_ROW, 64 * cb, wg_row0, w.h, w.b);
+        tma_store_commit();
+    }
+}
+
+/* Consumer c (0 .. CONSUMERS-1) of the CTA: rows 64c .. 64c + 63 of every
+ * query tile it is given. */
+DEV void ws_consumer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, const ws_tiles &T, int items,
+                     int q_tiles, int c)
+{
+    const int tid_c = threadIdx.x - WG_THREADS * (1 + c);
+    const int warp = tid_c / 32, lane = tid_c % 32;
+    const int n = p.seqlen;
+    band_plan &plan = S.plan[1 + c];
+    const u32 sO = T.o + c * O_WG_BYTES;
+    /* Descriptors of this warpgroup's Q rows and of stage 0's K and V; other
+     * stages add their byte offset / 16. */
+    const u64 dq = smem_desc(T.q + 64 * c * SW_ROW, 16, 1024);
+    const u64 dk0 = smem_desc(T.k, 16, 1024);
+    const u64 dv0 = smem_desc(T.v, BN * SW_ROW, 1024);
+    int q_count = 0, kv_count = 0;
+
+    for (int t = blockIdx.x; t < items; t += gridDim.x) {
+        const work_item w = work_item_at(t, q_tiles, p.heads, p.batch);
+        if (tid_c == 0) ws_plan(plan, p, w);
+        named_sync(1 + c, WG_THREADS);
+        const int ntiles = plan.total;
+        const int wg_row0 = w.m0 + 64 * c, wg_last = min(wg_row0 + 63, n - 1);
+        const int row0 = wg_row0 + 16 * warp, row_last = min(row0 + 15, n - 1);
+
+        float acc[1][HEAD_DIM / 8][4], m[1][2], l[1][2];
+#pragma unroll
+        for (int db = 0; db < HEAD_DIM / 8; ++db) acc[0][db][0] = acc[0][db][1] = acc[0][db][2] = acc[0][db][3] = 0.f;
+        m[0][0] = m[0][1] = neg_inf();
+        l[0][0] = l[0][1] = 0.f;
+
+        /* S of tile it -> P: the mask unless the tile fully allows this
+         * warp's rows, then the online softmax. */
+        auto scores_to_p = [&](float (&s)[1][BN / 8][4], int it, float (&alphas)[1][2]) {
+            const int n0 = band_tile_at(plan, it) * BN;
+            const int wg_kind = wg_row0 < n ? band_tile_kind(plan, wg_row0, wg_last, n0, n) : TILE_SKIP;
+            if (wg_kind != TILE_FULL &&
+                (wg_kind == TILE_SKIP || row0 >= n || band_tile_kind(plan, row0, row_last, n0, n) != TILE_FULL))
+                mask_tile(s, plan, row0 + lane / 4, n0, n, lane);
+            softmax_p(s, m, l, alphas, p.scale_log2);
+        };
+
+        if (ntiles > 0) {   /* warpgroup-uniform */
+            mbar_wait(bar(S.q_full), q_count & 1);
+            ++q_count;
+            u32 pf[BN / 16][4];       /* P of the previous tile: the A fragments of O += P V */
+            float s[1][BN / 8][4];    /* S, then P, of the current tile */
+            float alphas[1][2];
+
+            int stage = kv_count % STAGES;
+            u32 phase = (kv_count / STAGES) & 1;
+            mbar_wait(bar(S.k_full[stage]), phase);
+            issue_qk(s, dq, dk0 + ((u32)(stage * KV_TILE_BYTES) >> 4));
+            wgmma_wait<0>();
+            regs_fence(s[0]);
+            ws_release(bar(S.k_empty[stage]), lane);
+            if (ntiles == 1) ws_release(bar(S.q_empty), lane);
+            scores_to_p(s, 0, alphas);
+            pack_p(pf, s);
+            int pv_stage = stage;
+            u32 pv_phase = phase;
+            ++kv_count;
+            for (int it = 1; it < ntiles; ++it, ++kv_count) {
+                stage = kv_count % STAGES;
+                phase = (kv_count / STAGES) & 1;
+                mbar_wait(bar(S.k_full[stage]), phase);
+                issue_qk(s, dq, dk0 + ((u32)(stage * KV_TILE_BYTES) >> 4));       /* S = Q K^T, this tile */
+                mbar_wait(bar(S.v_full[pv_stage]), pv_phase);
+                issue_pv(acc, pf, dv0 + ((u32)(pv_stage * KV_TILE_BYTES) >> 4));  /* O += P V, the previous one */
+                wgmma_wait<1>();   /* S, the older group, is done; P V runs on */
+                regs_fence(s[0]);
+                ws_release(bar(S.k_empty[stage]), lane);
+                if (it == ntiles - 1) ws_release(bar(S.q_empty), lane);
+                scores_to_p(s, it, alphas);
+                wgmma_wait<0>();   /* P V is done: O may be rescaled, pf reused, V released */
+                regs_fence(acc[0]);
+                ws_release(bar(S.v_empty[pv_stage]), lane);
+                rescale_o(acc, alphas);
+                pack_p(pf, s);
+                pv_stage = stage;
+                pv_phase = phase;
+            }
+            mbar_wait(bar(S.v_full[pv_stage]), pv_phase);
+            issue_pv(acc, pf, dv0 + ((u32)(pv_stage * KV_TILE_BYTES) >> 4));      /* the last tile's P V */
+            wgmma_wait<0>();
+            regs_fence(acc[0]);
+            ws_release(bar(S.v_empty[pv_stage]), lane);
+        }
+        ws_epilogue(p, tm, w, c, sO, acc, m, l, tid_c);
+    }
+    if (tid_c == 0) tma_store_wait<0>();   /* the last stores are done before the CTA (and its tile) ends */
+}
+
+/* ==== The kernel body ==== */
+DEV void fwd_ws(const sp_kparams &p, const fwd_tma_maps &tm)
+{
+    extern __shared__ unsigned char smem[];
+    __shared__ ws_shared S;
+    const ws_tiles T = ws_tiles_at(smem);
+    const int n = p.seqlen, q_tiles = (n + BM - 1) / BM;
+    const int items = q_tiles * p.heads * p.batch;   /* the host checked it fits */
+
+    if (threadIdx.x == 0) {
+        mbar_init(bar(S.q_full), 1);
+        mbar_init(bar(S.q_empty), CONSUMER_WARPS);
+#pragma unroll
+        for (int st = 0; st < STAGES; ++st) {
+            mbar_init(bar(S.k_full[st]), 1);
+            mbar_init(bar(S.v_full[st]), 1);
+            mbar_init(bar(S.k_empty[st]), CONSUMER_WARPS);
+            mbar_init(bar(S.v_empty[st]), CONSUMER_WARPS);
+        }
+        mbar_fence_init();
+        tma_prefetch_map(tm.q);
+        tma_prefetch_map(tm.k);
+        tma_prefetch_map(tm.v);
+        tma_prefetch_map(tm.o);
+    }
+    __syncthreads();
+
+    /* The role: warpgroup-uniform (read through a shuffle so the compiler
+     * knows), so that wgmma and setmaxnreg sit on uniform paths. */
+    const int wg = __shfl_sync(0xffffffffu, (int)threadIdx.x / WG_THREADS, 0);
+    if (wg == 0) {
+        regs_dealloc<PRODUCER_REGS>();
+        if (threadIdx.x == 0) ws_producer(p, tm, S, T, items, q_tiles);
+    } else {
+        regs_alloc<CONSUMER_REGS>();
+        ws_consumer(p, tm, S, T, items, q_tiles, wg - 1);
+    }
+}
