@@ -8,7 +8,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/ws-probe}
 mkdir -p "$OUT"
-export SPATTN_CACHE_DIR=${SPATTN_CACHE_DIR:-/tmp/spattn-kernels} SPATTN_DB=${SPATTN_DB:-/tmp/spattn-tune.db}
+# A fresh kernel cache: a warm machine keeps /tmp between calls.
+export SPATTN_CACHE_DIR=${SPATTN_CACHE_DIR:-/tmp/spattn-kernels-$(date +%s)} SPATTN_DB=${SPATTN_DB:-/tmp/spattn-tune.db}
 FAMILY=${FAMILY:-fwd-ws}
 steps=${*:-check sanitize bench}
 want() { [[ " $steps " == *" $1 "* ]]; }
@@ -25,8 +26,11 @@ if want sanitize; then
     grep -h "SUMMARY" "$OUT"/sanitize-*"$FAMILY"*.log 2>/dev/null | sort | uniq -c
 fi
 if want bench; then
+    # The dense causal baseline (pattern: dense) at the olmoe shape, on the same kernels.
+    printf 'name: dense-16h\nheads: 16\nhead_dim: 128\npattern: dense\n' >"$OUT/dense-16h.yaml"
     for shape in "configs/olmoe-1b-7b.yaml 1 16384" "configs/olmoe-1b-7b.yaml 4 4096" \
-                 "configs/llama-8h-d64.yaml 4 4096" "configs/gqa-32q-8kv.yaml 1 16384"; do
+                 "configs/llama-8h-d64.yaml 4 4096" "configs/gqa-32q-8kv.yaml 1 16384" \
+                 "$OUT/dense-16h.yaml 1 16384" "$OUT/dense-16h.yaml 4 4096"; do
         set -- $shape
         for tile in default ${TILES:-}; do
             t=(); [ "$tile" != default ] && t=(--tile "$tile")

@@ -2,19 +2,24 @@
  * the band plan.
  *
  *   warpgroup 0, the producer (one thread issues everything): for each work
- *       item, Q by TMA once, then the K and V tiles of the item's band plan
- *       into a ring of STAGES stages guarded by mbarriers (kernels/
- *       mbarrier.cuh); it runs ahead of the math by up to STAGES tiles and
- *       into the next item while the consumers finish the last one.
+ *       item, Q by TMA into one of two Q buffers, then the K and V tiles of
+ *       the item's band plan into rings of STAGES stages guarded by
+ *       mbarriers (kernels/mbarrier.cuh); it runs ahead of the math by up to
+ *       STAGES tiles and one whole Q tile.
  *   warpgroups 1..CONSUMERS, the consumers: 64 query rows each of the same
  *       BM-row tile.  Per KV tile: S = Q K^T (wgmma, both from shared
  *       memory), mask on PARTIAL tiles only, online softmax, O += P V
  *       (wgmma, P from registers).  Inside a warpgroup the softmax of tile
  *       it overlaps P V of tile it - 1 on the tensor cores (as in
  *       kernels of the wgmma family).  K is released as soon as S is done,
- *       V once P V is, Q after the item's last S.  Epilogue: O / l to this
- *       warpgroup's own staging tile, then a TMA store, which runs on while
- *       the warpgroup starts the next item.
+ *       V once P V is.  Epilogue: O / l goes into this warpgroup's own 64
+ *       rows of the Q buffer (its last S has read them), one thread stores
+ *       them by TMA and frees the buffer once the store has read it; the
+ *       rest of the warpgroup goes on with the next item, whose Q is
+ *       already in the other buffer.
+ *   ping-pong: the consumers take turns to issue their wgmma (named
+ *       barriers, a token passed round), so that one's softmax runs while
+ *       the other's matrix products have the tensor cores.
  *   persistent: gridDim.x <= SMs; kernels/scheduler.cuh orders the items.
  *
  * The registers go where the work is: setmaxnreg leaves the producer
@@ -23,7 +28,7 @@
  * Needs from the translation unit: the constants (HEAD_DIM, BM, BN, STAGES,
  * GROUP, CONSUMERS, THREADS, PRODUCER_REGS, CONSUMER_REGS, BAND_STRIDE),
  * sp_kparams, the band plan (band_plan, band_plan_build, band_tile_at,
- * band_tile_kind), mask_tile and softmax_p / rescale_o with WM = 1, the
+ * band_tile_kind), softmax_p / rescale_o with WM = 1, the
  * wgmma helpers (smem_desc, issue_qk, issue_pv, pack_p, wgmma_wait,
  * regs_fence, fence_proxy_async, tile_off, SW_ROW), quad_sum, log2_approx,
  * neg_inf, pack2, st_shared_u32, smem_addr; and mbarrier.cuh, tma.cuh,
@@ -33,8 +38,10 @@
 enum : int {
     WG_THREADS = 128,
     CONSUMER_WARPS = 4 * CONSUMERS,
-    O_WG_BYTES = 64 * HEAD_DIM * 2,                 /* one consumer's staging tile of O */
     COL_BLOCKS = HEAD_DIM / 64,                     /* TMA boxes per tile: 64 values wide */
+    Q_BUFS = 2,                                     /* Q tiles: the current item's and the next */
+    BAR_WG = 1,                                     /* named barriers: BAR_WG + c, a consumer's own */
+    BAR_TURN = 4,                                   /* BAR_TURN + c: consumer c's turn at the tensor cores */
 };
 static_assert(THREADS == WG_THREADS * (1 + CONSUMERS), "one producer warpgroup and CONSUMERS consumers");
 static_assert(BM == 64 * CONSUMERS, "each consumer owns 64 query rows");
@@ -42,25 +49,24 @@ static_assert(HEAD_DIM % 64 == 0 && BN % 16 == 0 && BN <= 256 && BM <= 256, "TMA
 
 /* Barriers and band plans, in static shared memory. */
 struct ws_shared {
-    unsigned long long q_full, q_empty;
+    unsigned long long q_full[Q_BUFS], q_empty[Q_BUFS];
     unsigned long long k_full[STAGES], k_empty[STAGES], v_full[STAGES], v_empty[STAGES];
     band_plan plan[1 + CONSUMERS];   /* the producer's, then each consumer's own copy */
 };
 
-/* The dynamic shared memory, from a 1024-byte aligned base: Q tile, K and V
- * rings, the consumers' O staging tiles.  Tiles are swizzled column blocks
- * (tile_off<ROWS>), as TMA writes them and wgmma reads them. */
+/* The dynamic shared memory, from a 1024-byte aligned base: two Q tiles
+ * (which also stage O), the K and V rings.  Tiles are swizzled column
+ * blocks (tile_off<ROWS>), as TMA writes them and wgmma reads them. */
 struct ws_tiles {
-    u32 q, k, v, o;
+    u32 q, k, v;   /* Q buffer qb at q + qb * Q_TILE_BYTES */
 };
 
 DEV ws_tiles ws_tiles_at(unsigned char *smem)
 {
     ws_tiles t;
     t.q = (smem_addr(smem) + 1023u) & ~1023u;
-    t.k = t.q + Q_TILE_BYTES;
+    t.k = t.q + Q_BUFS * Q_TILE_BYTES;
     t.v = t.k + STAGES * KV_TILE_BYTES;
-    t.o = t.v + STAGES * KV_TILE_BYTES;
     return t;
 }
 
@@ -97,11 +103,12 @@ DEV void ws_producer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
         if (ntiles == 0) continue;   /* no key for any row: the consumers write O = 0 without Q */
         const int kvh = w.h / GROUP;
 
-        mbar_wait(bar(S.q_empty), (q_count & 1) ^ 1);   /* the consumers are done with the last Q */
-        mbar_arrive_expect_tx(bar(S.q_full), Q_TILE_BYTES);
+        const int qb = q_count % Q_BUFS;
+        mbar_wait(bar(S.q_empty[qb]), ((q_count / Q_BUFS) & 1) ^ 1);   /* its O of two items ago is stored */
+        mbar_arrive_expect_tx(bar(S.q_full[qb]), Q_TILE_BYTES);
 #pragma unroll
         for (int cb = 0; cb < COL_BLOCKS; ++cb)
-            tma_load_4d(T.q + cb * BM * SW_ROW, tm.q, bar(S.q_full), 64 * cb, w.m0, w.h, w.b);
+            tma_load_4d(T.q + qb * Q_TILE_BYTES + cb * BM * SW_ROW, tm.q, bar(S.q_full[qb]), 64 * cb, w.m0, w.h, w.b);
         ++q_count;
 
         for (int it = 0; it < ntiles; ++it, ++kv_count) {
@@ -115,6 +122,43 @@ DEV void ws_producer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
 
 /* ==== The consumers ==== */
 
+/* The band mask of a PARTIAL tile, in key-column space: for each of this
+ * lane's two rows i and each interval [lo, hi), the allowed keys of the
+ * tile are the columns c = j - n0 in [i - hi + 1 - n0, i - lo - n0],
+ * clipped to keys 0 .. n - 1; one unsigned compare per interval then tests
+ * a column ((c - first) <= (last - first), false when c < first).  So the
+ * per-score work is a subtract and a compare per interval, with no
+ * distance arithmetic: the mask costs less than the softmax it precedes.
+ * Lane l holds in s[0][nb] columns 8nb + 2(l % 4) + {0, 1} of rows
+ * i0 = row0 + l / 4 (elements 0, 1) and i0 + 8 (elements 2, 3). */
+DEV void ws_mask(float (&s)[1][BN / 8][4], const band_plan &bp, int i0, int n0, int n, int lane)
+{
+    int first[2][MAX_INTERVALS];
+    u32 span[2][MAX_INTERVALS];
+    const int c0 = 2 * (lane & 3);   /* this lane's first column */
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+        for (int k = 0; k < MAX_INTERVALS; ++k) {
+            const int i = i0 + 8 * r;
+            const int a = max(i - bp.hi[k] + 1, 0) - n0, b = min(i - bp.lo[k], n - 1) - n0;
+            const bool none = k >= bp.count || a > b;
+            first[r][k] = none ? (1 << 30) : a - c0;   /* relative to the lane's column 0 */
+            span[r][k] = none ? 0u : (u32)(b - a);
+        }
+#pragma unroll
+    for (int nb = 0; nb < BN / 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 2; ++e)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                bool ok = false;
+#pragma unroll
+                for (int k = 0; k < MAX_INTERVALS; ++k) ok |= (u32)(8 * nb + e - first[r][k]) <= span[r][k];
+                s[0][nb][2 * r + e] = ok ? s[0][nb][2 * r + e] : neg_inf();
+            }
+}
+
 /* Lane 0 of each warp signals a ring barrier: the warp's reads are done
  * (wgmma_wait returned, so the warpgroup's asynchronous reads are too). */
 DEV void ws_release(u32 b, int lane)
@@ -122,40 +166,79 @@ DEV void ws_release(u32 b, int lane)
     if (lane == 0) mbar_arrive(b);
 }
 
-/* O = acc / l into this warpgroup's staging tile (64 rows), LSE to global;
- * then one thread stores the tile with TMA.  The previous item's store must
- * have finished reading the tile first. */
-DEV void ws_epilogue(const sp_kparams &p, const fwd_tma_maps &tm, const work_item &w, int c, u32 sO,
-                     const float (&acc)[1][HEAD_DIM / 8][4], const float (&m)[1][2], const float (&l)[1][2],
-                     int tid_c)
+/* LSE of this thread's two rows (quad lanes t == 0 write) and the factors
+ * 1 / l that turn acc into O; rows with no key: LSE = -inf, O = 0. */
+DEV void ws_lse(const sp_kparams &p, const work_item &w, int row0, const float (&m)[1][2], const float (&l)[1][2],
+                float (&inv)[2], int lane)
 {
-    const int warp = tid_c / 32, lane = tid_c % 32, g = lane >> 2, t = lane & 3;
-    const int n = p.seqlen, wg_row0 = w.m0 + 64 * c, row0 = wg_row0 + 16 * warp;
-    if (tid_c == 0) tma_store_wait_read<0>();
-    named_sync(1 + c, WG_THREADS);   /* the staging tile is free */
-
     float *lse = (float *)p.lse + w.b * p.lse_sb + w.h * p.lse_sh;
-    float inv[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         const float sum = quad_sum(l[0][r]);
         inv[r] = sum > 0.f ? 1.f / sum : 0.f;
-        const int i = row0 + g + 8 * r;
-        if (t == 0 && i < n) lse[i] = sum > 0.f ? (m[0][r] * p.scale_log2 + log2_approx(sum)) * LN2 : neg_inf();
+        const int i = row0 + lane / 4 + 8 * r;
+        if (lane % 4 == 0 && i < p.seqlen) lse[i] = sum > 0.f ? (m[0][r] * p.scale_log2 + log2_approx(sum)) * LN2 : neg_inf();
     }
+}
+
+/* O = acc / l into this warpgroup's 64 rows of Q buffer qb (its last S has
+ * read them), then one thread stores them by TMA, waits until the store has
+ * read them and frees the buffer for the producer. */
+DEV void ws_epilogue(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, const work_item &w, int c, u32 sQ,
+                     int qb, const float (&acc)[1][HEAD_DIM / 8][4], const float (&m)[1][2], const float (&l)[1][2],
+                     int tid_c)
+{
+    const int warp = tid_c / 32, lane = tid_c % 32, g = lane >> 2, t = lane & 3;
+    const int wg_row0 = w.m0 + 64 * c;
+    float inv[2];
+    ws_lse(p, w, wg_row0 + 16 * warp, m, l, inv, lane);
+    const u32 sO = sQ + 64 * c * SW_ROW;   /* rows 64c.. of every column block of the Q tile */
     const int trow = 16 * warp + g;
 #pragma unroll
     for (int db = 0; db < HEAD_DIM / 8; ++db) {
-        st_shared_u32(sO + tile_off<64>(trow, db) + 4 * t, pack2(acc[0][db][0] * inv[0], acc[0][db][1] * inv[0]));
-        st_shared_u32(sO + tile_off<64>(trow + 8, db) + 4 * t, pack2(acc[0][db][2] * inv[1], acc[0][db][3] * inv[1]));
+        st_shared_u32(sO + tile_off<BM>(trow, db) + 4 * t, pack2(acc[0][db][0] * inv[0], acc[0][db][1] * inv[0]));
+        st_shared_u32(sO + tile_off<BM>(trow + 8, db) + 4 * t, pack2(acc[0][db][2] * inv[1], acc[0][db][3] * inv[1]));
     }
     fence_proxy_async();             /* ordinary stores, read next by the copy engine */
-    named_sync(1 + c, WG_THREADS);
-    if (tid_c == 0 && wg_row0 < n) {
+    named_sync(BAR_WG + c, WG_THREADS);
+    if (tid_c == 0) {
+        if (wg_row0 < p.seqlen) {
 #pragma unroll
-        for (int cb = 0; cb < COL_BLOCKS; ++cb) tma_store_4d(tm.o, sO + cb * 64 * SW_ROW, 64 * cb, wg_row0, w.h, w.b);
-        tma_store_commit();
+            for (int cb = 0; cb < COL_BLOCKS; ++cb)
+                tma_store_4d(tm.o, sO + cb * BM * SW_ROW, 64 * cb, wg_row0, w.h, w.b);
+            tma_store_commit();
+            tma_store_wait_read<0>();
+        }
+        mbar_arrive(bar(S.q_empty[qb]));
     }
+}
+
+/* An item none of whose rows has a key: O = 0 and LSE = -inf, stored
+ * directly (there is no Q tile to stage through). */
+DEV void ws_empty_item(const sp_kparams &p, const work_item &w, int c, int tid_c)
+{
+    const int wg_row0 = w.m0 + 64 * c;
+    float *lse = (float *)p.lse + w.b * p.lse_sb + w.h * p.lse_sh;
+    elem_t *o = (elem_t *)p.o + w.b * p.o_sb + w.h * p.o_sh;
+    const u32x4 zero = { 0u, 0u, 0u, 0u };
+    for (int k = tid_c; k < 64 * CHUNKS; k += WG_THREADS) {
+        const int i = wg_row0 + k / CHUNKS;
+        if (i < p.seqlen) *(u32x4 *)(o + (long long)i * p.o_sn + (k % CHUNKS) * 8) = zero;
+    }
+    if (tid_c < 64 && wg_row0 + tid_c < p.seqlen) lse[wg_row0 + tid_c] = neg_inf();
+}
+
+/* The consumers' turns at the tensor cores (FlashAttention-3's ping-pong):
+ * consumer c waits for its turn, issues its wgmma, then hands the turn to
+ * the next.  Each barrier meets 2 x 128 threads: the waiting consumer and
+ * the one that handed over.  Consumer 0 hands the first turn to itself. */
+DEV void turn_wait(int c)
+{
+    if (CONSUMERS > 1) named_sync(BAR_TURN + c, 2 * WG_THREADS);
+}
+DEV void turn_pass(int c)
+{
+    if (CONSUMERS > 1) named_arrive(BAR_TURN + (c + 1) % CONSUMERS, 2 * WG_THREADS);
 }
 
 /* Consumer c (0 .. CONSUMERS-1) of the CTA: rows 64c .. 64c + 63 of every
@@ -167,19 +250,22 @@ DEV void ws_consumer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
     const int warp = tid_c / 32, lane = tid_c % 32;
     const int n = p.seqlen;
     band_plan &plan = S.plan[1 + c];
-    const u32 sO = T.o + c * O_WG_BYTES;
-    /* Descriptors of this warpgroup's Q rows and of stage 0's K and V; other
-     * stages add their byte offset / 16. */
-    const u64 dq = smem_desc(T.q + 64 * c * SW_ROW, 16, 1024);
+    /* Descriptors of stage 0's K and V; other stages add their byte offset / 16. */
     const u64 dk0 = smem_desc(T.k, 16, 1024);
     const u64 dv0 = smem_desc(T.v, BN * SW_ROW, 1024);
     int q_count = 0, kv_count = 0;
+    if (c == 0) turn_pass(CONSUMERS - 1);   /* the first turn is consumer 0's */
 
     for (int t = blockIdx.x; t < items; t += gridDim.x) {
         const work_item w = work_item_at(t, q_tiles, p.heads, p.batch);
-        if (tid_c == 0) ws_plan(plan, p, w);
-        named_sync(1 + c, WG_THREADS);
+        if (tid_c == 32) ws_plan(plan, p, w);   /* not thread 0, which may still wait for a store */
+        named_sync(BAR_WG + c, WG_THREADS);
         const int ntiles = plan.total;
+        if (ntiles == 0) {   /* warpgroup-uniform; the producer loads nothing for it either */
+            ws_empty_item(p, w, c, tid_c);
+            named_sync(BAR_WG + c, WG_THREADS);   /* the plan is read; thread 32 may rebuild it */
+            continue;
+        }
         const int wg_row0 = w.m0 + 64 * c, wg_last = min(wg_row0 + 63, n - 1);
         const int row0 = wg_row0 + 16 * warp, row_last = min(row0 + 15, n - 1);
 
@@ -196,59 +282,64 @@ DEV void ws_consumer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
             const int wg_kind = wg_row0 < n ? band_tile_kind(plan, wg_row0, wg_last, n0, n) : TILE_SKIP;
             if (wg_kind != TILE_FULL &&
                 (wg_kind == TILE_SKIP || row0 >= n || band_tile_kind(plan, row0, row_last, n0, n) != TILE_FULL))
-                mask_tile(s, plan, row0 + lane / 4, n0, n, lane);
+                ws_mask(s, plan, row0 + lane / 4, n0, n, lane);
             softmax_p(s, m, l, alphas, p.scale_log2);
         };
 
-        if (ntiles > 0) {   /* warpgroup-uniform */
-            mbar_wait(bar(S.q_full), q_count & 1);
-            ++q_count;
-            u32 pf[BN / 16][4];       /* P of the previous tile: the A fragments of O += P V */
-            float s[1][BN / 8][4];    /* S, then P, of the current tile */
-            float alphas[1][2];
+        const int qb = q_count % Q_BUFS;
+        const u32 sQ = T.q + qb * Q_TILE_BYTES;
+        const u64 dq = smem_desc(sQ + 64 * c * SW_ROW, 16, 1024);   /* this warpgroup's Q rows */
+        mbar_wait(bar(S.q_full[qb]), (q_count / Q_BUFS) & 1);
+        ++q_count;
+        u32 pf[BN / 16][4];       /* P of the previous tile: the A fragments of O += P V */
+        float s[1][BN / 8][4];    /* S, then P, of the current tile */
+        float alphas[1][2];
 
-            int stage = kv_count % STAGES;
-            u32 phase = (kv_count / STAGES) & 1;
+        int stage = kv_count % STAGES;
+        u32 phase = (kv_count / STAGES) & 1;
+        mbar_wait(bar(S.k_full[stage]), phase);
+        turn_wait(c);
+        issue_qk(s, dq, dk0 + ((u32)(stage * KV_TILE_BYTES) >> 4));
+        turn_pass(c);
+        wgmma_wait<0>();
+        regs_fence(s[0]);
+        ws_release(bar(S.k_empty[stage]), lane);
+        scores_to_p(s, 0, alphas);
+        pack_p(pf, s);
+        int pv_stage = stage;
+        u32 pv_phase = phase;
+        ++kv_count;
+        for (int it = 1; it < ntiles; ++it, ++kv_count) {
+            stage = kv_count % STAGES;
+            phase = (kv_count / STAGES) & 1;
             mbar_wait(bar(S.k_full[stage]), phase);
-            issue_qk(s, dq, dk0 + ((u32)(stage * KV_TILE_BYTES) >> 4));
-            wgmma_wait<0>();
+            mbar_wait(bar(S.v_full[pv_stage]), pv_phase);
+            turn_wait(c);
+            issue_qk(s, dq, dk0 + ((u32)(stage * KV_TILE_BYTES) >> 4));       /* S = Q K^T, this tile */
+            issue_pv(acc, pf, dv0 + ((u32)(pv_stage * KV_TILE_BYTES) >> 4));  /* O += P V, the previous one */
+            turn_pass(c);
+            wgmma_wait<1>();   /* S, the older group, is done; P V runs on */
             regs_fence(s[0]);
             ws_release(bar(S.k_empty[stage]), lane);
-            if (ntiles == 1) ws_release(bar(S.q_empty), lane);
-            scores_to_p(s, 0, alphas);
-            pack_p(pf, s);
-            int pv_stage = stage;
-            u32 pv_phase = phase;
-            ++kv_count;
-            for (int it = 1; it < ntiles; ++it, ++kv_count) {
-                stage = kv_count % STAGES;
-                phase = (kv_count / STAGES) & 1;
-                mbar_wait(bar(S.k_full[stage]), phase);
-                issue_qk(s, dq, dk0 + ((u32)(stage * KV_TILE_BYTES) >> 4));       /* S = Q K^T, this tile */
-                mbar_wait(bar(S.v_full[pv_stage]), pv_phase);
-                issue_pv(acc, pf, dv0 + ((u32)(pv_stage * KV_TILE_BYTES) >> 4));  /* O += P V, the previous one */
-                wgmma_wait<1>();   /* S, the older group, is done; P V runs on */
-                regs_fence(s[0]);
-                ws_release(bar(S.k_empty[stage]), lane);
-                if (it == ntiles - 1) ws_release(bar(S.q_empty), lane);
-                scores_to_p(s, it, alphas);
-                wgmma_wait<0>();   /* P V is done: O may be rescaled, pf reused, V released */
-                regs_fence(acc[0]);
-                ws_release(bar(S.v_empty[pv_stage]), lane);
-                rescale_o(acc, alphas);
-                pack_p(pf, s);
-                pv_stage = stage;
-                pv_phase = phase;
-            }
-            mbar_wait(bar(S.v_full[pv_stage]), pv_phase);
-            issue_pv(acc, pf, dv0 + ((u32)(pv_stage * KV_TILE_BYTES) >> 4));      /* the last tile's P V */
-            wgmma_wait<0>();
+            scores_to_p(s, it, alphas);
+            wgmma_wait<0>();   /* P V is done: O may be rescaled, pf reused, V released */
             regs_fence(acc[0]);
             ws_release(bar(S.v_empty[pv_stage]), lane);
+            rescale_o(acc, alphas);
+            pack_p(pf, s);
+            pv_stage = stage;
+            pv_phase = phase;
         }
-        ws_epilogue(p, tm, w, c, sO, acc, m, l, tid_c);
+        mbar_wait(bar(S.v_full[pv_stage]), pv_phase);
+        turn_wait(c);
+        issue_pv(acc, pf, dv0 + ((u32)(pv_stage * KV_TILE_BYTES) >> 4));      /* the last tile's P V */
+        turn_pass(c);
+        wgmma_wait<0>();
+        regs_fence(acc[0]);
+        ws_release(bar(S.v_empty[pv_stage]), lane);
+        ws_epilogue(p, tm, S, w, c, sQ, qb, acc, m, l, tid_c);
     }
-    if (tid_c == 0) tma_store_wait<0>();   /* the last stores are done before the CTA (and its tile) ends */
+    if (tid_c == 0) tma_store_wait<0>();   /* the last stores are done before the CTA ends */
 }
 
 /* ==== The kernel body ==== */
@@ -261,8 +352,11 @@ DEV void fwd_ws(const sp_kparams &p, const fwd_tma_maps &tm)
     const int items = q_tiles * p.heads * p.batch;   /* the host checked it fits */
 
     if (threadIdx.x == 0) {
-        mbar_init(bar(S.q_full), 1);
-        mbar_init(bar(S.q_empty), CONSUMER_WARPS);
+#pragma unroll
+        for (int qb = 0; qb < Q_BUFS; ++qb) {
+            mbar_init(bar(S.q_full[qb]), 1);
+            mbar_init(bar(S.q_empty[qb]), CONSUMERS);   /* one thread per consumer, after its store */
+        }
 #pragma unroll
         for (int st = 0; st < STAGES; ++st) {
             mbar_init(bar(S.k_full[st]), 1);
