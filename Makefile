@@ -23,7 +23,8 @@ override LDLIBS += $(STATIC_LIBS) -lnvrtc -ldl -lm
 LIB_SRC   := $(wildcard common/*.c abi/*.c codegen/*.c runtime/*.c tuning_db/*.c)
 CMD_SRC   := $(wildcard cmd/*.c)
 TEST_SRC  := $(wildcard tests/unit/test_*.c)
-LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+KERNEL_SRC := $(sort $(wildcard kernels/*.cuh))
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/kernel_sources.o
 CMD_OBJ   := $(CMD_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN  := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -40,6 +41,27 @@ $(BUILD)/COMMIT:
 	 git diff --quiet HEAD 2>/dev/null || printf -- '-dirty' >>$@.tmp; echo >>$@.tmp; mv $@.tmp $@
 
 $(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# The kernels' CUDA sources (kernels/*.cuh) are embedded into the library:
+# tools/embed.c writes each file's bytes as a C string into
+# build/gen/kernel_sources.c (codegen/kernel_sources.h), which it rewrites
+# only when they change.  kernels.list holds the file names, rewritten when
+# one is added or removed, so that regenerates the table as well.
+$(BUILD)/tools/embed: tools/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -std=c11 $(WARN) -o $@ $<
+
+.PHONY: kernels-list-check
+$(BUILD)/gen/kernels.list: kernels-list-check
+	@mkdir -p $(dir $@)
+	@echo '$(KERNEL_SRC)' >$@.tmp; cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+
+$(BUILD)/gen/kernel_sources.c: $(BUILD)/tools/embed $(KERNEL_SRC) $(BUILD)/gen/kernels.list
+	@$(BUILD)/tools/embed $@ $(KERNEL_SRC)
+
+$(BUILD)/obj/gen/kernel_sources.o: $(BUILD)/gen/kernel_sources.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 

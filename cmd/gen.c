@@ -8,6 +8,7 @@
 #include "cmd/cmd.h"
 #include "codegen/emit.h"
 #include "codegen/kcfg.h"
+#include "codegen/kernel_sources.h"
 #include "common/fileio.h"
 #include "common/strbuf.h"
 
@@ -69,6 +70,11 @@ int cmd_gen(int argc, char **argv, sp_err *e)
     if (tile && kcfg_parse_tile(tile, &cfg, e)) goto out;
     if (kcfg_derive(&cfg, e)) goto out;
     if (emit_kernel(&src, &spec, pat, &cfg, e)) goto out;
+    /* One self-contained translation unit: the kernels/x.cuh files it includes pasted in. */
+    strbuf flat = STRBUF_INIT;
+    if (kernel_sources_flatten(&flat, src.buf, KERNEL_TU_NAME, e)) { sb_free(&flat); goto out; }
+    sb_free(&src);
+    src = flat;
 
     if (out_path) {
         if (sp_out_stage(&out, src.buf, src.len, e) || sp_outs_commit(&out, 1, e)) {

@@ -44,108 +44,22 @@ static void emit_kparams(strbuf *out)
 
 static void emit_types(strbuf *out, const sp_kcfg *cfg)
 {
+    int bf16 = cfg->dtype == SP_BF16;
     sb_printf(out,
-              "/* ==== Prelude: types ==== */\n"
-              "typedef unsigned int u32;\n"
-              "typedef unsigned long long u64;\n"
+              "/* ==== The element type ==== */\n"
               "typedef unsigned short elem_t;   /* one %s value as its raw 16 bits: storage only */\n"
-              "struct alignas(16) u32x4 { u32 x, y, z, w; };   /* 16 bytes: 8 elements, one chunk */\n\n",
-              cfg->dtype == SP_BF16 ? "bfloat16" : "float16");
+              "#define ELEM_PTX \"%s\"         /* its name in PTX: mma.sync, wgmma */\n"
+              "#define ELEM_PTX_X2 \"%s\"    /* a pair of them (cvt) */\n"
+              "#include \"common.cuh\"\n\n",
+              bf16 ? "bfloat16" : "float16", bf16 ? "bf16" : "f16", bf16 ? "bf16x2" : "f16x2");
     emit_kparams(out);
 }
 
-/* ---- PTX helpers ------------------------------------------------------- */
+/* ---- PTX helpers: kernels/ptx.cuh ---------------------------------------- */
 
-static void emit_ptx(strbuf *out, const sp_kcfg *cfg)
+static void emit_ptx(strbuf *out)
 {
-    const char *mma_type = cfg->dtype == SP_BF16 ? "bf16" : "f16";
-    const char *cvt_type = cfg->dtype == SP_BF16 ? "bf16x2" : "f16x2";
-
-    sb_puts(out,
-            "/* ==== Prelude: helpers around PTX ==== */\n"
-            "#define DEV static __device__ __forceinline__\n\n"
-            "DEV float neg_inf() { return __int_as_float(0xff800000u); }\n\n"
-            "/* The 32-bit shared-memory address PTX's .shared instructions take. */\n"
-            "DEV u32 smem_addr(const void *p) { return (u32)__cvta_generic_to_shared(p); }\n\n"
-            "/* cp.async: copy 16 bytes global -> shared without passing through registers (.cg:\n"
-            " * cached in L2 only).  With valid == false the source size is 0: nothing is read and\n"
-            " * the 16 bytes are zero-filled, which is how rows past the sequence end become 0. */\n"
-            "DEV void cp_async_16(u32 dst, const void *src, bool valid)\n"
-            "{\n"
-            "    asm volatile(\"cp.async.cg.shared.global [%0], [%1], 16, %2;\\n\" :: \"r\"(dst), \"l\"(src), \"r\"(valid ? 16 : 0));\n"
-            "}\n"
-            "/* Close the group of this thread's cp.async issued since the last commit. */\n"
-            "DEV void cp_async_commit() { asm volatile(\"cp.async.commit_group;\\n\" ::: \"memory\"); }\n"
-            "/* Wait until at most N of this thread's groups are in flight (oldest complete first).\n"
-            " * Other threads' copies are visible only after a barrier as well. */\n"
-            "template <int N> DEV void cp_async_wait() { asm volatile(\"cp.async.wait_group %0;\\n\" :: \"n\"(N) : \"memory\"); }\n\n"
-            "/* ldmatrix.x4: four 8x8 matrices of 16-bit values from shared memory.  Lanes 8m..8m+7\n"
-            " * give the addresses of the 8 rows (16 bytes each) of matrix m.  Afterwards lane l\n"
-            " * holds in r[m] row l/4, columns 2(l%4) and 2(l%4)+1 of matrix m (the lower column in\n"
-            " * the lower 16 bits): exactly an mma fragment register. */\n"
-            "DEV void ldsm_x4(u32 addr, u32 (&r)[4])\n"
-            "{\n"
-            "    asm volatile(\"ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\\n\"\n"
-            "                 : \"=r\"(r[0]), \"=r\"(r[1]), \"=r\"(r[2]), \"=r\"(r[3]) : \"r\"(addr));\n"
-            "}\n"
-            "/* The same, transposed: lane l holds in r[m] rows 2(l%4) and 2(l%4)+1 of column l/4\n"
-            " * of matrix m: two consecutive rows of one column, as a B operand along k wants them. */\n"
-            "DEV void ldsm_x4_trans(u32 addr, u32 (&r)[4])\n"
-            "{\n"
-            "    asm volatile(\"ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\\n\"\n"
-            "                 : \"=r\"(r[0]), \"=r\"(r[1]), \"=r\"(r[2]), \"=r\"(r[3]) : \"r\"(addr));\n"
-            "}\n\n");
-
-    sb_printf(out,
-              "/* D += A B on the tensor cores: mma.sync m16n8k16, %s inputs, fp32 accumulators\n"
-              " * (sm_80 and later, Hopper included).  Fragments of lane l, with g = l / 4 (row\n"
-              " * group) and t = l %% 4 (thread in the group); two 16-bit values per register, the\n"
-              " * lower index in the lower half:\n"
-              " *   A 16x16 (row-major): a[0] = A[g][2t..2t+1]    a[1] = A[g+8][2t..2t+1]\n"
-              " *                        a[2] = A[g][2t+8..2t+9]  a[3] = A[g+8][2t+8..2t+9]\n"
-              " *   B 16x8 (\"col\": k pairs of one column): b0 = B[2t..2t+1][g]  b1 = B[2t+8..2t+9][g]\n"
-              " *   C, D 16x8 fp32: d[0..1] = D[g][2t..2t+1]  d[2..3] = D[g+8][2t..2t+1]\n"
-              " * Note that the C layout of two n-adjacent m16n8 tiles, packed pairwise to 16 bits, is\n"
-              " * the A layout of one m16n8k16: the forward reuses S as the A operand of P V. */\n"
-              "DEV void mma_16816(float (&d)[4], const u32 (&a)[4], u32 b0, u32 b1)\n"
-              "{\n"
-              "    asm volatile(\"mma.sync.aligned.m16n8k16.row.col.f32.%s.%s.f32 \"\n"
-              "                 \"{%%0, %%1, %%2, %%3}, {%%4, %%5, %%6, %%7}, {%%8, %%9}, {%%0, %%1, %%2, %%3};\\n\"\n"
-              "                 : \"+f\"(d[0]), \"+f\"(d[1]), \"+f\"(d[2]), \"+f\"(d[3])\n"
-              "                 : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"r\"(b0), \"r\"(b1));\n"
-              "}\n\n"
-              "/* Two floats -> one register of two %s (round to nearest even), lo in the lower half. */\n"
-              "DEV u32 pack2(float lo, float hi)\n"
-              "{\n"
-              "    u32 r;\n"
-              "    asm(\"cvt.rn.%s.f32 %%0, %%1, %%2;\\n\" : \"=r\"(r) : \"f\"(hi), \"f\"(lo));\n"
-              "    return r;\n"
-              "}\n\n",
-              cfg->dtype == SP_BF16 ? "bf16" : "fp16", mma_type, mma_type,
-              cfg->dtype == SP_BF16 ? "bf16" : "fp16", cvt_type);
-
-    sb_puts(out,
-            "/* 2^x and log2(x) on the special-function unit (flush denormals: 2^-inf = +0). */\n"
-            "DEV float exp2_approx(float x) { float y; asm(\"ex2.approx.ftz.f32 %0, %1;\\n\" : \"=f\"(y) : \"f\"(x)); return y; }\n"
-            "DEV float log2_approx(float x) { float y; asm(\"lg2.approx.ftz.f32 %0, %1;\\n\" : \"=f\"(y) : \"f\"(x)); return y; }\n\n"
-            "/* Max and sum over the 4 lanes of a quad (lanes 4g..4g+3 hold one accumulator row). */\n"
-            "DEV float quad_max(float x)\n"
-            "{\n"
-            "    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));\n"
-            "    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));\n"
-            "}\n"
-            "DEV float quad_sum(float x)\n"
-            "{\n"
-            "    x += __shfl_xor_sync(0xffffffffu, x, 1);\n"
-            "    return x + __shfl_xor_sync(0xffffffffu, x, 2);\n"
-            "}\n\n"
-            "DEV void st_shared_u32(u32 addr, u32 v) { asm volatile(\"st.shared.u32 [%0], %1;\\n\" :: \"r\"(addr), \"r\"(v)); }\n"
-            "DEV u32x4 ld_shared_u32x4(u32 addr)\n"
-            "{\n"
-            "    u32x4 v;\n"
-            "    asm volatile(\"ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\\n\" : \"=r\"(v.x), \"=r\"(v.y), \"=r\"(v.z), \"=r\"(v.w) : \"r\"(addr));\n"
-            "    return v;\n"
-            "}\n\n");
+    sb_puts(out, "#include \"ptx.cuh\"\n\n");
 }
 
 /* ---- shared-memory tiles ------------------------------------------------ */
@@ -179,7 +93,7 @@ static void emit_tile_layout(strbuf *out, const sp_kcfg *cfg)
 void emit_prelude(strbuf *out, const sp_kcfg *cfg)
 {
     emit_types(out, cfg);
-    emit_ptx(out, cfg);
+    emit_ptx(out);
     /* The wgmma forward has only its own layout; the backward keeps this one for its dq kernel. */
     if (cfg->mma == SP_MMA_SYNC || cfg->kind == SP_KIND_BWD) emit_tile_layout(out, cfg);
 }

@@ -14,6 +14,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "codegen/kernel_sources.h"
 #include "common/fileio.h"
 
 #ifndef SPATTN_VERSION
@@ -97,12 +98,23 @@ void kcache_key(const char *src, const char *arch, int nvrtc_version, char out[K
     memset(&st, 0, sizeof st);
     XXH3_128bits_reset(&st);
     char num[64];
-    hash_str(&st, "spattn-kcache-3");   /* 2: the driver version left the key; 3: comments did */
+    hash_str(&st, "spattn-kcache-4");   /* 2: the driver version left the key; 3: comments did; 4: the kernels/ headers */
     hash_str(&st, SPATTN_VERSION);   /* NVRTC options live in the code: a new version may change them */
     hash_str(&st, arch);
     snprintf(num, sizeof num, "nvrtc %d", nvrtc_version);
     hash_str(&st, num);
-    hash_code(&st, src);
+    /* What NVRTC compiles: src with the kernels/x.cuh files it includes pasted in
+     * (codegen/kernel_sources.h), without #line markers: like the comments, line
+     * numbers change no code.  Out of memory: src and every header. */
+    strbuf flat = STRBUF_INIT;
+    sp_err ignored = { 0 };
+    if (kernel_sources_flatten(&flat, src, NULL, &ignored) == 0) {
+        hash_code(&st, flat.buf);
+    } else {
+        hash_code(&st, src);
+        for (int i = 0; i < kernel_sources_count; i++) hash_code(&st, kernel_sources[i].text);
+    }
+    sb_free(&flat);
     XXH128_canonical_t c;
     XXH128_canonicalFromHash(&c, XXH3_128bits_digest(&st));
     for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", c.digest[i]);

@@ -5,7 +5,9 @@
  * $HOME/.cache/spattn/kernels (created on first store).
  *
  * Key: XXH3-128 of (format salt, spattn version, arch, NVRTC version,
- * source), as 32 lowercase hex digits.  Not the driver version: NVRTC does
+ * source), as 32 lowercase hex digits; the source is the generated
+ * translation unit with the kernels/x.cuh files it includes pasted in
+ * (kernel_sources_flatten) and its comments left out.  Not the driver version: NVRTC does
  * not consult the driver, so a cubin for an sm is the same bytes whatever
  * driver (or none) is installed, and `spattn compile --arch sm_90a` on a
  * machine without a GPU stores the entry that `run` on an H100 looks up.

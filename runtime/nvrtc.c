@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codegen/kernel_sources.h"
+
 const char *nvrtc_arch_for_sm(int sm, char *buf, int n)
 {
     snprintf(buf, (size_t)n, "sm_%d%s", sm, sm >= 90 ? "a" : "");
@@ -43,8 +45,18 @@ static void log_head(const char *log, char *out, size_t n)
 int nvrtc_compile(const char *src, const char *arch, sp_compiled *out, sp_err *e)
 {
     memset(out, 0, sizeof *out);
+    /* Every .cuh file of kernels/ as an in-memory header: src's `#include "x.cuh"`
+     * lines find them by name (codegen/kernel_sources.h). */
+    enum { MAX_HEADERS = 64 };
+    const char *headers[MAX_HEADERS], *names[MAX_HEADERS];
+    int nh = kernel_sources_count;
+    if (nh > MAX_HEADERS) return sp_fail(e, SP_EXIT_FAIL, "internal: %d kernel sources, NVRTC gets at most %d", nh, MAX_HEADERS);
+    for (int i = 0; i < nh; i++) {
+        headers[i] = kernel_sources[i].text;
+        names[i] = kernel_sources[i].name;
+    }
     nvrtcProgram prog;
-    nvrtcResult r = nvrtcCreateProgram(&prog, src, "spattn_kernel.cu", 0, NULL, NULL);
+    nvrtcResult r = nvrtcCreateProgram(&prog, src, KERNEL_TU_NAME, nh, headers, names);
     if (r != NVRTC_SUCCESS) return sp_fail(e, SP_EXIT_GPU, "NVRTC: cannot create program: %s", nvrtcGetErrorString(r));
 
     char arch_opt[64];

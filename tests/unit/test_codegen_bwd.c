@@ -9,6 +9,7 @@
 #include "codegen/emit_bwd.h"
 #include "codegen/kcfg.h"
 #include "codegen/kcfg_bwd.h"
+#include "codegen/kernel_sources.h"
 #include "codegen/spec.h"
 #include "abi/kparams_bwd.h"
 #include "runtime/nvrtc.h"
@@ -245,6 +246,18 @@ static void test_candidates(void)
     }
 }
 
+/* emit_bwd_kernels, flattened as `spattn gen` prints it (the kernels/
+ * headers pasted in); 0 or -1. */
+static int emit_flat(strbuf *out, const sp_spec *s, const sp_kcfg *c, sp_err *e)
+{
+    strbuf tu = STRBUF_INIT;
+    sb_init(&tu);
+    int rc = emit_bwd_kernels(&tu, s, &s->pattern, c, e);
+    if (rc == 0) rc = kernel_sources_flatten(out, tu.buf, KERNEL_TU_NAME, e);
+    sb_free(&tu);
+    return rc;
+}
+
 static void test_emit_bytes(void)
 {
     char buf[512];
@@ -256,8 +269,8 @@ static void test_emit_bytes(void)
     sb_init(&a);
     sb_init(&b);
     sp_err e = { 0 };
-    CHECK("emit", emit_bwd_kernels(&a, &s, &s.pattern, &c, &e) == 0);
-    CHECK("emit again", emit_bwd_kernels(&b, &s, &s.pattern, &c, &e) == 0);
+    CHECK("emit", emit_flat(&a, &s, &c, &e) == 0);
+    CHECK("emit again", emit_flat(&b, &s, &c, &e) == 0);
     CHECK("same bytes", a.len == b.len && !memcmp(a.buf, b.buf, a.len));
     CHECK("no #include (NVRTC gets no include path)", !strstr(a.buf, "\n#include") && !strstr(a.buf, "\n #include"));
     for (int p = 0; p < BWD_PARTS; p++) {
@@ -384,7 +397,7 @@ static void test_regress_13_det_dq_waits_for_block(void)
                 strbuf a = STRBUF_INIT;
                 sb_init(&a);
                 sp_err e = { 0 };
-                CHECK("derives and emits", default_cfg(&s, sm, &c) == 0 && emit_bwd_kernels(&a, &s, &s.pattern, &c, &e) == 0);
+                CHECK("derives and emits", default_cfg(&s, sm, &c) == 0 && emit_flat(&a, &s, &c, &e) == 0);
                 char name[128];
                 kcfg_bwd_name(&c, BWD_DQ, name, sizeof name);
                 const char *k = a.buf ? strstr(a.buf, name) : NULL;
