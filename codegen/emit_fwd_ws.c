@@ -40,8 +40,8 @@ void emit_fwd_ws(strbuf *out, const sp_kcfg *cfg)
             "#include \"fwd_ws.cuh\"\n\n");
     sb_printf(out,
               "/* ==== The kernel: a persistent launch, gridDim.x <= SMs (kernels/scheduler.cuh) ==== */\n"
-              "extern \"C\" __global__ void __launch_bounds__(THREADS, 1)\n"
-              "%s(const __grid_constant__ sp_kparams p, const __grid_constant__ fwd_tma_maps tm)\n"
+              "extern \"C\" __global__ void __launch_bounds__(THREADS, 1) %s(const __grid_constant__ sp_kparams p,\n"
+              "                                                      const __grid_constant__ fwd_tma_maps tm)\n"
               "{\n"
               "    fwd_ws(p, tm);\n"
               "}\n",

@@ -12,12 +12,13 @@
 
 #include "abi/bandtab.h"
 
-/* Default forward tiles per head_dim and GPU, from measurements on an H100
- * (bench/RESULTS.md has the sweep; `spattn tune` picks per shape).
- * sm_90 (Hopper), d128: the wgmma kernel, 128x128 with two warpgroups of
- * 64 rows and 3 stages (codegen/emit_fwd_wgmma.c): 323 effective TF/s at
- * (1,16,16384,128) against 281 for mma.sync.  At d64 mma.sync 64x64 was
- * faster (178 against 169 TF/s at (4,8,4096,64)); the tuner tries both.
+/* Default forward tiles per head_dim and GPU, from measurements (bench/
+ * RESULTS.md and bench/NOTES-fwd-ws.md have them; `spattn tune` picks per
+ * shape).
+ * sm_90 (Hopper), d64 and d128: the warp-specialized kernel
+ * (kernels/fwd_ws.cuh), 128x128 with two consumer warpgroups and 2 stages
+ * of K and V: on the H200 0.405 ms at (1,16,16384,128) against 0.602 for
+ * the wgmma kernel, and 0.107 against 0.128 for mma.sync at (4,8,4096,64).
  * Elsewhere mma.sync:
  * 64x64 with 4 warps of 16 rows: fewer registers, two or more blocks per
  * SM, less work wasted at band edges (A100's 164 KiB per SM holds two such
@@ -32,12 +33,12 @@ static void default_fwd_tiles(sp_kcfg *c, int sm)
     c->bn = 64;
     c->warps = 4;
     c->mma = SP_MMA_SYNC;
-    if (sm == 90 && c->head_dim == 128) {
-        c->mma = SP_MMA_WGMMA;
+    if (sm == 90 && (c->head_dim == 128 || c->head_dim == 64)) {
+        c->mma = SP_MMA_WS;
         c->bm = 128;
         c->bn = 128;
         c->warps = 8;
-        c->stages = 3;
+        c->stages = 2;
     }
     if (c->head_dim >= 256 && (sm == 86 || sm == 89)) c->bn = 32;
 }
@@ -128,8 +129,9 @@ static int derive_fwd_wgmma(sp_kcfg *c, sp_err *e)
 /* The warp-specialized forward (kernels/fwd_ws.cuh): a producer warpgroup
  * loading by TMA and BM / 64 consumer warpgroups (warps counts the
  * consumers' warps); K and V in separate rings of STAGES tiles (K is freed
- * before V, so 2 stages already overlap), and an O staging tile per
- * consumer for the TMA store.  TMA boxes are at most 256 rows. */
+ * before V, so 2 stages already overlap), and two Q tiles (the next item's
+ * loads during this one; O is staged in the finished one for the TMA
+ * store).  TMA boxes are at most 256 rows. */
 static int derive_fwd_ws(sp_kcfg *c, sp_err *e)
 {
     if (c->sm != 90)
@@ -161,7 +163,7 @@ static int derive_fwd_ws(sp_kcfg *c, sp_err *e)
 int kcfg_smem_extra(const sp_kcfg *c)
 {
     switch (c->mma) {
-    case SP_MMA_WS: return 1024 + c->bm * c->row_bytes;
+    case SP_MMA_WS: return 1024 + c->bm * c->row_bytes;   /* the second Q tile */
     case SP_MMA_WGMMA: return 1024;
     default: return 128;
     }

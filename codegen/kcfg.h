@@ -53,8 +53,8 @@ void kcfg_for_spec(sp_kcfg *c, const sp_spec *s, const sp_pattern *p, sp_kernel_
  * here yet and fails. */
 int kcfg_derive(sp_kcfg *c, sp_err *e);
 /* Shared memory a forward config has beyond Q_TILE_BYTES + STAGES * 2 KV
- * tiles: the base's alignment slack, and the warp-specialized kernel's O
- * staging tiles (the generated kernel static_asserts the total). */
+ * tiles: the base's alignment slack, and the warp-specialized kernel's
+ * second Q tile (the generated kernel static_asserts the total). */
 int kcfg_smem_extra(const sp_kcfg *c);
 /* Parse a --tile argument: "BMxBN" or "BMxBN:wW:sS" (e.g. 128x64:w4:s2,
  * also 128x64:s3), optionally ending in ":wgmma" (Hopper's warpgroup MMA)

@@ -14,7 +14,7 @@ teardown() { rm -rf "$TMP"; }
 @test "gen prints one kernel named by its config" {
     run "$SPATTN" gen "$SPEC"
     [ "$status" -eq 0 ]
-    [[ "$output" == *'extern "C" __global__ void __launch_bounds__(THREADS, 1) spattn_fwd_bf16_d128_bm128_bn128_w8_s3_wg('* ]]
+    [[ "$output" == *'extern "C" __global__ void __launch_bounds__(THREADS, 1) spattn_fwd_bf16_d128_bm128_bn128_w8_s2_ws('* ]]
     [[ "$output" == *"spec      olmoe-1b-7b"* ]]
     [[ "$output" == *"pattern   spattn"* ]]
     [[ "$output" == *"head 15: [0, 257) [3840, 4096)"* ]]

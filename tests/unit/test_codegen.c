@@ -210,11 +210,13 @@ static void test_candidates(void)
 static void test_wgmma_configs(void)
 {
     sp_spec s = make_spec(16, 16, 128, SP_BF16, SP_SPATTN);
-    sp_kcfg def = derived(&s, &s.pattern, NULL, 90);
-    CHECK("d128 sm_90 default is wgmma", def.mma == SP_MMA_WGMMA && def.warps == def.bm / 16 && def.stages >= 3);
+    sp_kcfg def = derived(&s, &s.pattern, "128x128:w8:s3:wgmma", 90);
+    CHECK("d128 sm_90 default is the warp-specialized kernel", derived(&s, &s.pattern, NULL, 90).mma == SP_MMA_WS);
     CHECK("d128 sm_80 default is mma.sync", derived(&s, &s.pattern, NULL, 80).mma == SP_MMA_SYNC);
     sp_spec s64 = make_spec(8, 8, 64, SP_BF16, SP_SPATTN);
-    CHECK("d64 sm_90 default is mma.sync", derived(&s64, &s64.pattern, NULL, 90).mma == SP_MMA_SYNC);
+    CHECK("d64 sm_90 default is the warp-specialized kernel", derived(&s64, &s64.pattern, NULL, 90).mma == SP_MMA_WS);
+    sp_spec s96 = make_spec(8, 8, 96, SP_BF16, SP_SPATTN);
+    CHECK("d96 sm_90 default is mma.sync", derived(&s96, &s96.pattern, NULL, 90).mma == SP_MMA_SYNC);
     sp_kcfg c = derived(&s64, &s64.pattern, "64x128:wgmma", 90);
     CHECK("64x128:wgmma derives 4 warps, 3 stages", c.mma == SP_MMA_WGMMA && c.warps == 4 && c.stages == 3 && c.threads == 128);
     CHECK("smem: 1024 slack + Q + stages x (K, V)", c.smem_bytes == 1024 + 64 * 128 + 3 * 2 * 128 * 128);
@@ -226,7 +228,7 @@ static void test_wgmma_configs(void)
     /* Switching kind without stages: that kind's default stages. */
     sp_err e = { 0 };
     sp_kcfg t = def;
-    CHECK("64x32 after a wgmma default is mma.sync, 2 stages",
+    CHECK("64x32 after a wgmma tile is mma.sync, 2 stages",
           kcfg_parse_tile("64x32", &t, &e) == 0 && t.mma == SP_MMA_SYNC && t.stages == 2);
     CHECK("128x64:s4:wgmma", kcfg_parse_tile("128x64:s4:wgmma", &t, &e) == 0 && t.mma == SP_MMA_WGMMA && t.stages == 4);
     const char *bad_syntax[] = { "128x64:wgmma:s3", "128x64:wgm", "128x64:wgmmax", "128x64wgmma" };
@@ -278,7 +280,7 @@ static void test_wgmma_configs(void)
     /* The source: wgmma in the Hopper kernel only. */
     char *a = source(&s, &s.pattern, &def);
     CHECK("wgmma source issues wgmma", a && strstr(a, "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16") &&
-                                           strstr(a, "fence.proxy.async.shared::cta") && !strstr(a, "#include"));
+                                           strstr(a, "fence.proxy.async.shared::cta"));
     free(a);
     sp_kcfg ms = derived(&s, &s.pattern, "128x64:w4:s2", 90);
     a = source(&s, &s.pattern, &ms);
@@ -346,7 +348,7 @@ static void test_ws_configs(void)
     /* The source: the specialization, then the kernel's CUDA sources. */
     char *a = source(&s, &s.pattern, &c);
     CHECK("ws source includes its .cuh and names its entry",
-          a && strstr(a, "#include \"fwd_ws.cuh\"") && strstr(a, "#include \"tma.cuh\"") &&
+          a && strstr(a, "#line 1 \"kernels/fwd_ws.cuh\"") && strstr(a, "#line 1 \"kernels/tma.cuh\"") &&
               strstr(a, "CONSUMERS = 2,") && strstr(a, "spattn_fwd_bf16_d128_bm128_bn128_w8_s2_ws(") &&
               strstr(a, "__grid_constant__ fwd_tma_maps tm"));
     free(a);
