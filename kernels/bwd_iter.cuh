@@ -122,3 +122,46 @@ DEV int bwd_prefetch(const sp_bwd_kparams &p, bwd_cursor &cur, bwd_slot &slot, i
     cp_async_commit();
     return any ? 1 : 0;
 }
+
+/* ==== main's start, the same on both MMA kinds ====
+ * A block of main: keys [n0, n0 + BN) of kv head kvh in batch b (key0: this warp's first key);
+ * rows: the band table rows of the kv head's GROUP query heads. */
+struct bwd_block {
+    int tid, warp, lane, n, n0, kvh, b, key0;
+    const int *rows;
+};
+
+DEV bwd_block bwd_block_of(const sp_bwd_kparams &p)
+{
+    bwd_block k;
+    k.tid = threadIdx.x;
+    k.warp = k.tid / 32;
+    k.lane = k.tid % 32;
+    k.n = p.seqlen;
+    k.n0 = blockIdx.x * BN;
+    k.kvh = blockIdx.y;
+    k.b = blockIdx.z;
+    k.key0 = k.n0 + 16 * k.warp;
+    k.rows = (const int *)p.bands + (p.head_offset + k.kvh * GROUP) * BAND_STRIDE;
+    return k;
+}
+
+/* 1. The block's K and V tiles -> shared memory (async: they land with the first stage's group).
+ * 2. The first STAGES - 1 query tiles of the cursor (into slots and their stages), one commit
+ * group each (empty groups too, so that the wait counts of the loop stay fixed).  Returns the
+ * tiles issued.  L: the layout of all these tiles. */
+template <class L>
+DEV int bwd_main_start(const sp_bwd_kparams &p, const bwd_block &blk, bwd_cursor &cur, bwd_slot (&slots)[STAGES],
+                       u32 sK, u32 sV, u32 sQ, u32 sdO, u32 sL, u32 sD)
+{
+    const elem_t *k = (const elem_t *)p.k + blk.b * p.k_sb + blk.kvh * p.k_sh;   /* key j at k + j * p.k_sn */
+    const elem_t *v = (const elem_t *)p.v + blk.b * p.v_sb + blk.kvh * p.v_sh;
+    bwd_load_rows<BN, THREADS, L>(sK, k, p.k_sn, blk.n0, blk.n, blk.tid);
+    bwd_load_rows<BN, THREADS, L>(sV, v, p.v_sn, blk.n0, blk.n, blk.tid);
+    bwd_cursor_init(cur);
+    int issued = 0;
+#pragma unroll 1
+    for (int st = 0; st < STAGES - 1; ++st)
+        issued += bwd_prefetch<L>(p, cur, slots[st], st, sQ, sdO, sL, sD, blk.rows, blk.b, blk.kvh, blk.n0, blk.n, blk.tid);
+    return issued;
+}

@@ -100,14 +100,10 @@ DEV void bwd_main_body(const sp_bwd_kparams &p)
     extern __shared__ unsigned char smem[];
     __shared__ bwd_slot slots[STAGES];
 
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    const int n = p.seqlen;
-    const int n0 = blockIdx.x * BN;             /* this block's keys: [n0, n0 + BN) */
-    const int kvh = blockIdx.y, b = blockIdx.z;
-    const int key0 = n0 + 16 * warp;            /* this warp's first key */
-    const elem_t *k = (const elem_t *)p.k + b * p.k_sb + kvh * p.k_sh;   /* key j at k + j * p.k_sn */
-    const elem_t *v = (const elem_t *)p.v + b * p.v_sb + kvh * p.v_sh;
-    const int *rows = (const int *)p.bands + (p.head_offset + kvh * GROUP) * BAND_STRIDE;
+    const bwd_block blk = bwd_block_of(p);
+    const int tid = blk.tid, warp = blk.warp, lane = blk.lane, n = blk.n, n0 = blk.n0, kvh = blk.kvh, b = blk.b;
+    const int key0 = blk.key0;
+    const int *rows = blk.rows;
 
     const u32 sK = (smem_addr(smem) + 127u) & ~127u;
     const u32 sV = sK + KV_TILE_BYTES;
@@ -118,18 +114,9 @@ DEV void bwd_main_body(const sp_bwd_kparams &p)
     const u32 sdS = sD + STAGES * BM * 4;
     const u32 sKw = sK + warp * 16 * ROW_BYTES, sVw = sV + warp * 16 * ROW_BYTES;
 
-    /* 1. K and V tiles -> shared memory (async: they land with the first stage's group). */
-    bwd_load_rows<BN, THREADS, pad_tiles>(sK, k, p.k_sn, n0, n, tid);
-    bwd_load_rows<BN, THREADS, pad_tiles>(sV, v, p.v_sn, n0, n, tid);
-
-    /* 2. Prefetch the first STAGES - 1 query tiles, one commit group each (empty groups
-     * too, so that the wait counts below stay fixed). */
+    /* 1., 2. K and V tiles, the first STAGES - 1 query tiles. */
     bwd_cursor cur;
-    bwd_cursor_init(cur);
-    int issued = 0;
-#pragma unroll 1
-    for (int st = 0; st < STAGES - 1; ++st)
-        issued += bwd_prefetch<pad_tiles>(p, cur, slots[st], st, sQ, sdO, sL, sD, rows, b, kvh, n0, n, tid);
+    int issued = bwd_main_start<pad_tiles>(p, blk, cur, slots, sK, sV, sQ, sdO, sL, sD);
 
     float dk[HEAD_DIM / 8][4], dv[HEAD_DIM / 8][4];
 #pragma unroll

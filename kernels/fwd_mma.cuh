@@ -19,7 +19,7 @@
  * The kernel entry (codegen/emit_fwd.c) calls fwd_mma_kernel. */
 #pragma once
 #include "layout.cuh"
-#include "loads.cuh"
+#include "fwd_block.cuh"
 #include "mask.cuh"
 #include "softmax.cuh"
 
@@ -162,15 +162,9 @@ DEV void fwd_mma_kernel(const sp_kparams &p)
     extern __shared__ unsigned char smem[];
     __shared__ band_plan plan;
 
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    const int n = p.seqlen;
-    const int m0 = (gridDim.x - 1 - blockIdx.x) * BM;   /* last query tile first: the long ones start early */
-    const int h = blockIdx.y;                           /* query head within the launch */
-    const int b = blockIdx.z;
-    const int kvh = h / GROUP;                          /* grouped-query attention: h's kv head */
-    const elem_t *q = (const elem_t *)p.q + b * p.q_sb + h * p.q_sh;   /* row i at q + i * p.q_sn */
-    const elem_t *k = (const elem_t *)p.k + b * p.k_sb + kvh * p.k_sh;
-    const elem_t *v = (const elem_t *)p.v + b * p.v_sb + kvh * p.v_sh;
+    const fwd_block blk = fwd_block_of(p);
+    const int tid = blk.tid, warp = blk.warp, lane = blk.lane, n = blk.n, m0 = blk.m0, h = blk.h, b = blk.b;
+    const elem_t *k = blk.k, *v = blk.v;
 
     /* Shared memory: the Q tile, then STAGES stages of (K tile, V tile); 128-aligned so
      * the swizzle's bank pattern holds. */
@@ -178,20 +172,9 @@ DEV void fwd_mma_kernel(const sp_kparams &p)
     const u32 sKV = sQ + Q_TILE_BYTES;
     const u32 sQw = sQ + warp * WARP_ROWS * ROW_BYTES;   /* this warp's rows of Q */
 
-    /* 1. Q tile -> shared memory (async); the band plan of this query tile. */
-    load_tile<BM, pad_tiles>(sQ, q, p.q_sn, m0, n, tid);
-    cp_async_commit();
-    if (tid == 0) band_plan_build(plan, (const int *)p.bands + (p.head_offset + h) * BAND_STRIDE, m0, n);
-    __syncthreads();
-    const int ntiles = plan.total;
-
-    /* 2. Prefetch the first STAGES - 1 KV tiles, one commit group each (empty groups too,
-     * so that the wait counts below stay fixed). */
-#pragma unroll
-    for (int st = 0; st < STAGES - 1; ++st) {
-        if (st < ntiles) load_kv<pad_tiles>(sKV + st * STAGE_BYTES, k, p.k_sn, v, p.v_sn, band_tile_at(plan, st) * BN, n, tid);
-        cp_async_commit();
-    }
+    /* 1. Q tile -> shared memory (async); the band plan of this query tile.
+     * 2. The first STAGES - 1 KV tiles, one commit group each. */
+    const int ntiles = fwd_start<STAGES - 1, pad_tiles>(p, blk, plan, sQ, sKV);
 
     /* 3. Q_IN_REGS: this warp's rows of Q -> registers, as A fragments, for the whole
      * loop.  Else Q stays in shared memory: qk_tile re-reads this warp's rows each tile

@@ -26,7 +26,7 @@
  * fwd_wgmma_kernel. */
 #pragma once
 #include "wgmma.cuh"
-#include "loads.cuh"
+#include "fwd_block.cuh"
 #include "mask.cuh"
 #include "softmax.cuh"
 
@@ -124,37 +124,20 @@ DEV void fwd_wgmma_kernel(const sp_kparams &p)
     extern __shared__ unsigned char smem[];
     __shared__ band_plan plan;
 
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const fwd_block blk = fwd_block_of(p);
+    const int tid = blk.tid, warp = blk.warp, lane = blk.lane, n = blk.n, m0 = blk.m0, h = blk.h, b = blk.b;
+    const elem_t *k = blk.k, *v = blk.v;
     const int wg = warp / 4;                            /* this thread's warpgroup */
-    const int n = p.seqlen;
-    const int m0 = (gridDim.x - 1 - blockIdx.x) * BM;   /* last query tile first: the long ones start early */
-    const int h = blockIdx.y;                           /* query head within the launch */
-    const int b = blockIdx.z;
-    const int kvh = h / GROUP;                          /* grouped-query attention: h's kv head */
-    const elem_t *q = (const elem_t *)p.q + b * p.q_sb + h * p.q_sh;   /* row i at q + i * p.q_sn */
-    const elem_t *k = (const elem_t *)p.k + b * p.k_sb + kvh * p.k_sh;
-    const elem_t *v = (const elem_t *)p.v + b * p.v_sb + kvh * p.v_sh;
 
     /* Shared memory: the Q tile, then STAGES stages of (K tile, V tile), each 1024-byte
      * aligned as the swizzled layout needs. */
     const u32 sQ = (smem_addr(smem) + 1023u) & ~1023u;
     const u32 sKV = sQ + Q_TILE_BYTES;
 
-    /* 1. Q tile -> shared memory (async); the band plan of this query tile. */
-    load_tile<BM, sw128_tiles>(sQ, q, p.q_sn, m0, n, tid);
-    cp_async_commit();
-    if (tid == 0) band_plan_build(plan, (const int *)p.bands + (p.head_offset + h) * BAND_STRIDE, m0, n);
-    __syncthreads();
-    const int ntiles = plan.total;
-
-    /* 2. Prefetch the first PREFETCH KV tiles, one commit group each (empty groups too,
-     * so that the wait counts below stay fixed).  Q's group is older than all of them, so
-     * the first wait in the loop covers it. */
-#pragma unroll
-    for (int st = 0; st < PREFETCH; ++st) {
-        if (st < ntiles) load_kv<sw128_tiles>(sKV + st * STAGE_BYTES, k, p.k_sn, v, p.v_sn, band_tile_at(plan, st) * BN, n, tid);
-        cp_async_commit();
-    }
+    /* 1. Q tile -> shared memory (async); the band plan of this query tile.
+     * 2. The first PREFETCH KV tiles, one commit group each; the first wait in the
+     * loop covers Q's group too. */
+    const int ntiles = fwd_start<PREFETCH, sw128_tiles>(p, blk, plan, sQ, sKV);
 
     /* 3. Running state of this lane's 2 rows (WM = 1), and the warpgroup's rows. */
     float acc[1][HEAD_DIM / 8][4], m[1][2], l[1][2];

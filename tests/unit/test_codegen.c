@@ -167,27 +167,17 @@ static void test_parse_tile(void)
     }
 }
 
-/* Is name prefix + "_" + 8 lowercase hex digits (kcfg_hash)? */
-static int named(const char *name, const char *prefix)
-{
-    size_t n = strlen(prefix);
-    if (strncmp(name, prefix, n) != 0 || name[n] != '_' || strlen(name + n + 1) != 8) return 0;
-    for (const char *p = name + n + 1; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return 0;
-    return 1;
-}
-
 static void test_name(void)
 {
     sp_spec s = make_spec(16, 16, 128, SP_BF16, SP_SPATTN);
     sp_kcfg c = derived(&s, &s.pattern, "128x64:w4:s2", 90);
     char name[128];
     kcfg_name(&c, name, sizeof name);
-    CHECKF(named(name, "spattn_fwd_bf16_d128_bm128_bn64_w4_s2"), "name %s", name);
+    CHECKF(kernel_named(name, "spattn_fwd_bf16_d128_bm128_bn64_w4_s2"), "name %s", name);
     sp_spec f = make_spec(8, 8, 64, SP_FP16, SP_LOCAL);
     c = derived(&f, &f.pattern, "64x32:w4:s3", 80);
     kcfg_name(&c, name, sizeof name);
-    CHECKF(named(name, "spattn_fwd_fp16_d64_bm64_bn32_w4_s3"), "name %s", name);
+    CHECKF(kernel_named(name, "spattn_fwd_fp16_d64_bm64_bn32_w4_s3"), "name %s", name);
 }
 
 /* Issue 14 item 6: kernels that differ in what is compiled in (heads, kv
@@ -207,8 +197,8 @@ static void test_regress_14_names_unique_per_binary(void)
     kcfg_name(&kb, b, sizeof b);
     kcfg_name(&kc, c, sizeof c);
     kcfg_name(&kd, d, sizeof d);
-    CHECKF(strcmp(a, b) != 0 && named(a, "spattn_fwd_bf16_d128_bm128_bn128_w8_s3_wg") &&
-               named(b, "spattn_fwd_bf16_d128_bm128_bn128_w8_s3_wg"), "olmoe %s and gqa %s", a, b);
+    CHECKF(strcmp(a, b) != 0 && kernel_named(a, "spattn_fwd_bf16_d128_bm128_bn128_w8_s3_wg") &&
+               kernel_named(b, "spattn_fwd_bf16_d128_bm128_bn128_w8_s3_wg"), "olmoe %s and gqa %s", a, b);
     CHECKF(strcmp(a, c) != 0, "dense %s", c);
     CHECKF(ka.max_intervals != kd.max_intervals ? strcmp(a, d) != 0 : strcmp(a, d) == 0, "exclusive %s", d);
     sp_kcfg k80 = ka;
@@ -262,7 +252,7 @@ static void test_wgmma_configs(void)
     kcfg_tile_string(&c, buf, sizeof buf);
     CHECKF(strcmp(buf, "64x128:w4:s3:wgmma") == 0, "tile string %s", buf);
     kcfg_name(&c, buf, sizeof buf);
-    CHECKF(named(buf, "spattn_fwd_bf16_d64_bm64_bn128_w4_s3_wg"), "name %s", buf);
+    CHECKF(kernel_named(buf, "spattn_fwd_bf16_d64_bm64_bn128_w4_s3_wg"), "name %s", buf);
     /* Switching kind without stages: that kind's default stages. */
     sp_err e = { 0 };
     sp_kcfg t = def;

@@ -191,16 +191,6 @@ static void test_derived_fields(void)
     CHECK("seqlen pad 129", kcfg_bwd_seqlen_pad(129) == 256);
 }
 
-/* Is name prefix + "_" + 8 lowercase hex digits (kcfg_hash)? */
-static int named(const char *name, const char *prefix)
-{
-    size_t n = strlen(prefix);
-    if (strncmp(name, prefix, n) != 0 || name[n] != '_' || strlen(name + n + 1) != 8) return 0;
-    for (const char *p = name + n + 1; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return 0;
-    return 1;
-}
-
 static void test_names(void)
 {
     sp_kcfg c = base_cfg();
@@ -208,15 +198,15 @@ static void test_names(void)
     kcfg_derive_bwd(&c, &e);
     char buf[128];
     kcfg_bwd_name(&c, BWD_MAIN, buf, sizeof buf);
-    CHECKF(named(buf, "spattn_bwd_main_bf16_d128_bm64_bn64_w4_s2"), "main name %s", buf);
+    CHECKF(kernel_named(buf, "spattn_bwd_main_bf16_d128_bm64_bn64_w4_s2"), "main name %s", buf);
     kcfg_bwd_name(&c, BWD_MAIN_DET, buf, sizeof buf);
-    CHECKF(named(buf, "spattn_bwd_main_det_bf16_d128_bm64_bn64_w4_s2"), "main_det name %s", buf);
+    CHECKF(kernel_named(buf, "spattn_bwd_main_det_bf16_d128_bm64_bn64_w4_s2"), "main_det name %s", buf);
     char main_name[128];
     kcfg_bwd_name(&c, BWD_MAIN, main_name, sizeof main_name);
     CHECK("the parts share the config's hash", !strcmp(main_name + strlen(main_name) - 9, buf + strlen(buf) - 9));
     c.dtype = SP_FP16;
     kcfg_bwd_name(&c, BWD_CONVERT, buf, sizeof buf);
-    CHECKF(named(buf, "spattn_bwd_convert_fp16_d128_bm64_bn64_w4_s2"), "convert name %s", buf);
+    CHECKF(kernel_named(buf, "spattn_bwd_convert_fp16_d128_bm64_bn64_w4_s2"), "convert name %s", buf);
     CHECK("part names", !strcmp(kcfg_bwd_part_name(BWD_PRE), "pre") && !strcmp(kcfg_bwd_part_name(BWD_DQ), "dq"));
 }
 
