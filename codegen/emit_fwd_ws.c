@@ -1,10 +1,9 @@
 /* The warp-specialized forward (sm_90a): the specialization only.  The
  * kernel itself is CUDA source in kernels/fwd_ws.cuh (with mbarrier.cuh,
- * tma.cuh and scheduler.cuh); this file adds the constants of the config
- * that the .cuh reads, the wgmma wrappers sized for BN and head_dim, the
- * mask and softmax it shares with the other forward kernels, and the
- * kernel's entry point under its unique name.  Called for configs with
- * mma == SP_MMA_WS (codegen/kcfg.c: derive_fwd_ws). */
+ * tma.cuh, scheduler.cuh and the products of attn_wgmma.cuh); this file
+ * adds the constants of the config that the .cuh reads (roles and
+ * registers) and the kernel's entry point under its unique name.  Called
+ * for configs with mma == SP_MMA_WS (codegen/kcfg.c: derive_fwd_ws). */
 #include "codegen/emit.h"
 
 /* Registers per thread after setmaxnreg: the producer keeps few, the
@@ -29,15 +28,7 @@ void emit_fwd_ws(strbuf *out, const sp_kcfg *cfg)
               "    CONSUMER_REGS = %d,                    /* registers per consumer thread */\n"
               "};\n\n",
               consumers, consumer_regs(consumers));
-    emit_wg_tiles(out);
-    emit_wg_mma(out, cfg);
-    emit_fwd_mask(out);
-    emit_fwd_softmax(out);
-    sb_puts(out,
-            "#include \"mbarrier.cuh\"\n"
-            "#include \"tma.cuh\"\n"
-            "#include \"scheduler.cuh\"\n"
-            "#include \"fwd_ws.cuh\"\n\n");
+    sb_puts(out, "#include \"fwd_ws.cuh\"\n\n");
     sb_printf(out,
               "/* ==== The kernel: a persistent launch, gridDim.x <= SMs (kernels/scheduler.cuh) ==== */\n"
               "extern \"C\" __global__ void __launch_bounds__(THREADS, 1) %s(const __grid_constant__ sp_kparams p,\n"

@@ -12,6 +12,9 @@
 
 #include "abi/bandtab.h"
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 /* Default forward tiles per head_dim and GPU, from measurements (bench/
  * RESULTS.md and bench/NOTES-fwd-ws.md have them; `spattn tune` picks per
  * shape).
@@ -268,11 +271,24 @@ int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e)
     return 0;
 }
 
+void kcfg_hash(const sp_kcfg *c, char out[9])
+{
+    char text[256];
+    int len = snprintf(text, sizeof text,
+                       "kind %d dtype %d head_dim %d heads %d kv_heads %d dense %d max_intervals %d "
+                       "bm %d bn %d warps %d stages %d mma %d",
+                       (int)c->kind, (int)c->dtype, c->head_dim, c->heads, c->kv_heads, c->pattern == SP_DENSE,
+                       c->max_intervals, c->bm, c->bn, c->warps, c->stages, c->mma);
+    snprintf(out, 9, "%08x", (unsigned)XXH32(text, len > 0 ? (size_t)len : 0, 0));
+}
+
 void kcfg_name(const sp_kcfg *c, char *buf, int n)
 {
-    snprintf(buf, (size_t)n, "spattn_%s_%s_d%d_bm%d_bn%d_w%d_s%d%s", c->kind == SP_KIND_BWD ? "bwd" : "fwd",
+    char hash[9];
+    kcfg_hash(c, hash);
+    snprintf(buf, (size_t)n, "spattn_%s_%s_d%d_bm%d_bn%d_w%d_s%d%s_%s", c->kind == SP_KIND_BWD ? "bwd" : "fwd",
              sp_dtype_name(c->dtype), c->head_dim, c->bm, c->bn, c->warps, c->stages,
-             c->mma == SP_MMA_WGMMA ? "_wg" : c->mma == SP_MMA_WS ? "_ws" : "");
+             c->mma == SP_MMA_WGMMA ? "_wg" : c->mma == SP_MMA_WS ? "_ws" : "", hash);
 }
 
 void kcfg_tile_string(const sp_kcfg *c, char *buf, int n)

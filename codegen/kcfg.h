@@ -62,10 +62,18 @@ int kcfg_smem_extra(const sp_kcfg *c);
  * kind stays, else become that kind's default (mma.sync 2, wgmma 3); warps
  * not given become 0 (kcfg_derive picks them).  Does not derive. */
 int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e);
-/* The kernel's name, which carries its parameters:
- * spattn_fwd_bf16_d128_bm128_bn64_w4_s2 (wgmma kernels end in _wg, the
- * warp-specialized ones in _ws) */
+/* The kernel's name, which carries its parameters and ends in 8 hex digits
+ * of kcfg_hash, so that two kernels that differ in anything compiled in
+ * (heads, kv heads, max intervals, the dense baseline) are never named
+ * alike: spattn_fwd_bf16_d128_bm128_bn64_w4_s2_1a2b3c4d (wgmma kernels:
+ * ..._s3_wg_1a2b3c4d, warp-specialized ones ..._s2_ws_1a2b3c4d).  The one place kernel names are made: launches,
+ * `compile`, `tune` and the backward parts (kcfg_bwd_name) use it. */
 void kcfg_name(const sp_kcfg *c, char *buf, int n);
+/* 8 lowercase hex digits (XXH32) of the specialization constants of a
+ * derived config: kind, dtype, head_dim, heads, kv_heads, dense or banded,
+ * max_intervals, tiles, warps, stages, MMA kind (everything else emitted
+ * follows from these). */
+void kcfg_hash(const sp_kcfg *c, char out[9]);
 /* "128x64:w4:s2" or "128x128:w8:s2:wgmma", the form kcfg_parse_tile reads. */
 void kcfg_tile_string(const sp_kcfg *c, char *buf, int n);
 /* The tuner's search space for c's problem: valid (derived) configs, at most

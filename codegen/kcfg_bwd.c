@@ -95,9 +95,11 @@ const char *kcfg_bwd_part_name(sp_bwd_part part)
 
 void kcfg_bwd_name(const sp_kcfg *c, sp_bwd_part part, char *buf, int n)
 {
-    snprintf(buf, (size_t)n, "spattn_bwd_%s_%s_d%d_bm%d_bn%d_w%d_s%d%s", kcfg_bwd_part_name(part),
+    char hash[9];
+    kcfg_hash(c, hash);
+    snprintf(buf, (size_t)n, "spattn_bwd_%s_%s_d%d_bm%d_bn%d_w%d_s%d%s_%s", kcfg_bwd_part_name(part),
              sp_dtype_name(c->dtype), c->head_dim, c->bm, c->bn, c->warps, c->stages,
-             c->mma == SP_MMA_WGMMA ? "_wg" : "");
+             c->mma == SP_MMA_WGMMA ? "_wg" : "", hash);
 }
 
 /* The wgmma main kernels (codegen/emit_bwd_wgmma.c): warpgroups of 64

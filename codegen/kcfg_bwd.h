@@ -58,7 +58,8 @@ int kcfg_candidates_bwd(const sp_kcfg *c, sp_kcfg *out, int cap);
 
 /* "pre", "main", "main_det", "dq", "convert". */
 const char *kcfg_bwd_part_name(sp_bwd_part part);
-/* The kernel's name, the config in it: spattn_bwd_main_bf16_d128_bm64_bn64_w4_s2 */
+/* The kernel's name, the config in it and kcfg_hash last (as kcfg_name):
+ * spattn_bwd_main_bf16_d128_bm64_bn64_w4_s2_1a2b3c4d */
 void kcfg_bwd_name(const sp_kcfg *c, sp_bwd_part part, char *buf, int n);
 /* Threads per block of the part's kernel. */
 int kcfg_bwd_threads(const sp_kcfg *c, sp_bwd_part part);

@@ -26,14 +26,15 @@
  * PRODUCER_REGS and gives each consumer thread CONSUMER_REGS.
  *
  * Needs from the translation unit: the constants (HEAD_DIM, BM, BN, STAGES,
- * GROUP, CONSUMERS, THREADS, PRODUCER_REGS, CONSUMER_REGS, BAND_STRIDE),
- * sp_kparams, the band plan (band_plan, band_plan_build, band_tile_at,
- * band_tile_kind), softmax_p / rescale_o with WM = 1, the
- * wgmma helpers (smem_desc, issue_qk, issue_pv, pack_p, wgmma_wait,
- * regs_fence, fence_proxy_async, tile_off, SW_ROW), quad_sum, log2_approx,
- * neg_inf, pack2, st_shared_u32, smem_addr; and mbarrier.cuh, tma.cuh,
- * scheduler.cuh. */
+ * GROUP, CONSUMERS, THREADS, PRODUCER_REGS, CONSUMER_REGS, BAND_STRIDE) and
+ * sp_kparams. */
 #pragma once
+#include "attn_wgmma.cuh"
+#include "bands.cuh"
+#include "softmax.cuh"
+#include "mbarrier.cuh"
+#include "tma.cuh"
+#include "scheduler.cuh"
 
 enum : int {
     WG_THREADS = 128,

@@ -13,8 +13,9 @@
  * the opposite parity, which a fresh barrier already satisfies, so the
  * first STAGES loads start at once.
  *
- * Needs from the translation unit: DEV, u32. */
+ * Needs: common.cuh (DEV, u32, u64). */
 #pragma once
+#include "common.cuh"
 
 DEV void mbar_init(u32 bar, u32 count)
 {

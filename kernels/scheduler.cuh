@@ -12,8 +12,9 @@
  * monotonically along the sequence in each head, and the static round-robin
  * hands each CTA an item of about the same length in every round.
  *
- * Needs from the translation unit: DEV, BM. */
+ * Needs: common.cuh (DEV) and the constant BM. */
 #pragma once
+#include "common.cuh"
 
 struct work_item {
     int m0;   /* first query row of the tile */

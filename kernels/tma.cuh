@@ -10,8 +10,9 @@
  * per copy.  Rows past the sequence end are zero-filled on loads and left
  * out on stores, so any N works with no masking of the copy itself.
  *
- * Needs from the translation unit: DEV, u32, u64. */
+ * Needs: common.cuh (DEV, u32, u64). */
 #pragma once
+#include "common.cuh"
 
 /* CUtensorMap: 128 opaque bytes, 64-byte aligned, passed to the kernel by
  * value as a __grid_constant__ parameter (the copy engine reads it from the

@@ -43,6 +43,16 @@ static const char *check_current = "";
         }                                                                                  \
     } while (0)
 
+/* Is a kernel name prefix + "_" + 8 lowercase hex digits (kcfg_name's hash)? */
+static inline int kernel_named(const char *name, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    if (strncmp(name, prefix, n) != 0 || name[n] != '_' || strlen(name + n + 1) != 8) return 0;
+    for (const char *p = name + n + 1; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return 0;
+    return 1;
+}
+
 /* TEST_MAIN: runs the cases whose name contains argv[1] (all without one).
  * With SPATTN_TEST_QUICK set (make test-quick), cases whose name contains
  * "compile" (NVRTC, seconds each) are left out.  Prints "ok"/"FAIL" per case

@@ -40,7 +40,10 @@ if [ ! -x "$base_src/build/spattn" ]; then
         { echo "sass_same: building $rev failed (see $work/build-$rev.log)" >&2; exit 1; }
 fi
 BASE_BIN="$base_src/build/spattn"
-NEW_BIN="$ROOT/$BUILD/spattn"
+# This tree's binary, copied: a rebuild during the run does not change it.
+mkdir -p "$work/new-bin"
+cp "${SPATTN_NEW:-$ROOT/$BUILD/spattn}" "$work/new-bin/spattn"
+NEW_BIN="$work/new-bin/spattn"
 
 # ---- the kernels: one line each, "id<TAB>spec<TAB>gen arguments" --------------
 specs="$work/specs"

@@ -81,7 +81,9 @@ static void test_defaults_derive(void)
         for (size_t j = 0; j < sizeof sms / sizeof sms[0]; j++) {
             sp_spec s = make_spec(16, 4, dims[i], SP_BF16, SP_SPATTN);
             sp_kcfg c = derived(&s, &s.pattern, NULL, sms[j]);
-            CHECKF(c.threads == 32 * c.warps && c.bm % c.warps == 0, "d%d sm%d threads", dims[i], sms[j]);
+            /* The warp-specialized kernel adds a producer warpgroup to its consumers' warps. */
+            CHECKF(c.threads == 32 * c.warps + (c.mma == SP_MMA_WS ? 128 : 0) && c.bm % c.warps == 0,
+                   "d%d sm%d threads", dims[i], sms[j]);
             CHECKF(c.bm == 16 * c.warps || c.bm == 32 * c.warps, "d%d sm%d rows per warp", dims[i], sms[j]);
             /* sm_86 and sm_89 allow 99 KiB per block. */
             int limit = (sms[j] == 86 || sms[j] == 89) ? 99 * 1024 : 227 * 1024 - 1024;
@@ -173,11 +175,41 @@ static void test_name(void)
     sp_kcfg c = derived(&s, &s.pattern, "128x64:w4:s2", 90);
     char name[128];
     kcfg_name(&c, name, sizeof name);
-    CHECKF(strcmp(name, "spattn_fwd_bf16_d128_bm128_bn64_w4_s2") == 0, "name %s", name);
+    CHECKF(kernel_named(name, "spattn_fwd_bf16_d128_bm128_bn64_w4_s2"), "name %s", name);
     sp_spec f = make_spec(8, 8, 64, SP_FP16, SP_LOCAL);
     c = derived(&f, &f.pattern, "64x32:w4:s3", 80);
     kcfg_name(&c, name, sizeof name);
-    CHECKF(strcmp(name, "spattn_fwd_fp16_d64_bm64_bn32_w4_s3") == 0, "name %s", name);
+    CHECKF(kernel_named(name, "spattn_fwd_fp16_d64_bm64_bn32_w4_s3"), "name %s", name);
+}
+
+/* Issue 14 item 6: kernels that differ in what is compiled in (heads, kv
+ * heads, max intervals, the dense baseline) are named apart even with the
+ * same tiles, as the olmoe and gqa kernels were not; the same config gets
+ * the same name on every GPU, and the pattern alone (its bands are read at
+ * run time) changes nothing. */
+static void test_regress_14_names_unique_per_binary(void)
+{
+    sp_spec olmoe = make_spec(16, 16, 128, SP_BF16, SP_SPATTN), gqa = make_spec(32, 8, 128, SP_BF16, SP_SPATTN);
+    sp_spec dense = make_spec(16, 16, 128, SP_BF16, SP_DENSE), excl = make_spec(16, 16, 128, SP_BF16, SP_EXCLUSIVE);
+    const char *tile = "128x128:w8:s3:wgmma";
+    char a[128], b[128], c[128], d[128];
+    sp_kcfg ka = derived(&olmoe, &olmoe.pattern, tile, 90), kb = derived(&gqa, &gqa.pattern, tile, 90);
+    sp_kcfg kc = derived(&dense, &dense.pattern, tile, 90), kd = derived(&excl, &excl.pattern, tile, 90);
+    kcfg_name(&ka, a, sizeof a);
+    kcfg_name(&kb, b, sizeof b);
+    kcfg_name(&kc, c, sizeof c);
+    kcfg_name(&kd, d, sizeof d);
+    CHECKF(strcmp(a, b) != 0 && kernel_named(a, "spattn_fwd_bf16_d128_bm128_bn128_w8_s3_wg") &&
+               kernel_named(b, "spattn_fwd_bf16_d128_bm128_bn128_w8_s3_wg"), "olmoe %s and gqa %s", a, b);
+    CHECKF(strcmp(a, c) != 0, "dense %s", c);
+    CHECKF(ka.max_intervals != kd.max_intervals ? strcmp(a, d) != 0 : strcmp(a, d) == 0, "exclusive %s", d);
+    sp_kcfg k80 = ka;
+    k80.sm = 80;
+    kcfg_name(&k80, d, sizeof d);
+    CHECK("the name does not depend on the GPU", strcmp(a, d) == 0);
+    char *src = source(&olmoe, &olmoe.pattern, &ka);
+    CHECK("the source names its kernel so", src && strstr(src, a));
+    free(src);
 }
 
 static void test_candidates(void)
@@ -224,7 +256,7 @@ static void test_wgmma_configs(void)
     kcfg_tile_string(&c, buf, sizeof buf);
     CHECKF(strcmp(buf, "64x128:w4:s3:wgmma") == 0, "tile string %s", buf);
     kcfg_name(&c, buf, sizeof buf);
-    CHECKF(strcmp(buf, "spattn_fwd_bf16_d64_bm64_bn128_w4_s3_wg") == 0, "name %s", buf);
+    CHECKF(kernel_named(buf, "spattn_fwd_bf16_d64_bm64_bn128_w4_s3_wg"), "name %s", buf);
     /* Switching kind without stages: that kind's default stages. */
     sp_err e = { 0 };
     sp_kcfg t = def;
@@ -279,8 +311,9 @@ static void test_wgmma_configs(void)
     }
     /* The source: wgmma in the Hopper kernel only. */
     char *a = source(&s, &s.pattern, &def);
-    CHECK("wgmma source issues wgmma", a && strstr(a, "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16") &&
-                                           strstr(a, "fence.proxy.async.shared::cta"));
+    CHECK("wgmma source issues wgmma", a && strstr(a, "\"wgmma.mma_async.sync.aligned.m64n\" #N \"k16.f32.\" ELEM_PTX") &&
+                                           strstr(a, "wgmma_op<BN>::ss(") && strstr(a, "    BN = 128,") &&
+                                           strstr(a, "fence.proxy.async.shared::cta") && !strstr(a, "\n#include"));
     free(a);
     sp_kcfg ms = derived(&s, &s.pattern, "128x64:w4:s2", 90);
     a = source(&s, &s.pattern, &ms);
@@ -303,7 +336,7 @@ static void test_ws_configs(void)
     kcfg_tile_string(&c, buf, sizeof buf);
     CHECKF(strcmp(buf, "128x128:w8:s2:ws") == 0, "tile string %s", buf);
     kcfg_name(&c, buf, sizeof buf);
-    CHECKF(strcmp(buf, "spattn_fwd_bf16_d128_bm128_bn128_w8_s2_ws") == 0, "name %s", buf);
+    CHECKF(kernel_named(buf, "spattn_fwd_bf16_d128_bm128_bn128_w8_s2_ws"), "name %s", buf);
     sp_kcfg t = c;
     sp_err e = { 0 };
     CHECK("192x64:s3:ws parses", kcfg_parse_tile("192x64:s3:ws", &t, &e) == 0 && t.mma == SP_MMA_WS && t.stages == 3);
@@ -349,7 +382,7 @@ static void test_ws_configs(void)
     char *a = source(&s, &s.pattern, &c);
     CHECK("ws source includes its .cuh and names its entry",
           a && strstr(a, "#line 1 \"kernels/fwd_ws.cuh\"") && strstr(a, "#line 1 \"kernels/tma.cuh\"") &&
-              strstr(a, "CONSUMERS = 2,") && strstr(a, "spattn_fwd_bf16_d128_bm128_bn128_w8_s2_ws(") &&
+              strstr(a, "CONSUMERS = 2,") && strstr(a, "spattn_fwd_bf16_d128_bm128_bn128_w8_s2_ws_") &&
               strstr(a, "__grid_constant__ fwd_tma_maps tm"));
     free(a);
 }
@@ -396,8 +429,18 @@ static void test_deterministic_selfcontained(void)
  * whole block, between the main loop and the epilogue. */
 static void test_regress_13_fwd_empty_qtile_waits_for_q(void)
 {
-    static const char *tiles[] = { NULL, "64x64:w4:s2", "128x64:w4:s3", "128x128:w8:s3:wgmma", "64x64:w4:s4:wgmma" };
-    for (int d = 64; d <= 128; d += 64)
+    static const char *tiles[] = { "64x64:w4:s2", "128x64:w4:s3", "128x128:w8:s3:wgmma", "64x64:w4:s4:wgmma" };
+    for (int d = 64; d <= 128; d += 64) {
+        /* The warp-specialized kernel (the sm_90 default) loads Q by TMA only for items
+         * with a key; an item without one writes O = 0 directly, never through a Q tile. */
+        sp_spec ws = make_spec(12, 4, d, SP_BF16, SP_EXCLUSIVE);
+        sp_kcfg wc = derived(&ws, &ws.pattern, NULL, 90);
+        char *wsrc = source(&ws, &ws.pattern, &wc);
+        const char *empty = wsrc ? strstr(wsrc, "if (ntiles == 0) {   /* warpgroup-uniform") : NULL;
+        const char *direct = empty ? strstr(empty, "ws_empty_item(p, w, c, tid_c);") : NULL;
+        const char *qwait = empty ? strstr(empty, "mbar_wait(bar(S.q_full[qb])") : NULL;
+        CHECKF(wc.mma == SP_MMA_WS && direct && qwait && direct < qwait, "d%d ws: empty items skip Q", d);
+        free(wsrc);
         for (size_t t = 0; t < sizeof tiles / sizeof tiles[0]; t++) {
             sp_spec s = make_spec(12, 4, d, SP_BF16, SP_EXCLUSIVE);
             sp_kcfg c = derived(&s, &s.pattern, tiles[t], 90);
@@ -413,6 +456,7 @@ static void test_regress_13_fwd_empty_qtile_waits_for_q(void)
             }
             free(src);
         }
+    }
 }
 
 static void test_emit_rejects(void)
@@ -648,6 +692,7 @@ static const test_case tests[] = {
     { "derive_rejects", test_derive_rejects },
     { "parse_tile", test_parse_tile },
     { "name", test_name },
+    { "regress_14_names_unique_per_binary", test_regress_14_names_unique_per_binary },
     { "candidates", test_candidates },
     { "wgmma_configs", test_wgmma_configs },
     { "ws_configs", test_ws_configs },
