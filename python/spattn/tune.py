@@ -3,7 +3,9 @@ database that plans read.
 
 The C library has no tuning call yet (include/spattn.h: "Not yet in the
 library: the tuner"), so this runs the CLI, `spattn tune SPEC --json`, in a
-subprocess, with the spec on standard input (`-`) and the same database
+subprocess, with the spec as a file (a YAML text or parameters go to a
+temporary file: `spattn tune -` reads standard input once per shape, so a
+second shape would find it empty) and the same database
 (--db, else $SPATTN_DB, else the cache directory's tune.db: the default of
 both the CLI and spattn_context_set_db) and kernel cache ($SPATTN_CACHE_DIR).
 The signature is meant to stay when a spattn_tune C call replaces the
@@ -13,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 
 from . import _lib
 from ._core import CACHE, resolve_key
@@ -56,11 +59,18 @@ def tune(spec=None, seq_lens=(4096,), batches=(1,), *, pattern=None, band_basis=
     s = CACHE.spec(key)
     if s.kind == "params" and (heads or s.heads) is None:
         raise ValueError("spattn.tune with pattern arguments: pass heads= and head_dim= (and dtype=, kv_heads=)")
-    if s.kind == "file":
-        spec_arg, text = s.path, None
-    else:
-        spec_arg, text = "-", s.to_yaml(heads, kv_heads, head_dim, dtype)
-    cmd = [find_cli(), "tune", spec_arg, "--json", "--kind", kind,
+    with tempfile.TemporaryDirectory(prefix="spattn-tune-") as tmp:
+        if s.kind == "file":
+            path = s.path
+        else:
+            path = os.path.join(tmp, (s.name or "params") + ".yaml")
+            with open(path, "w") as f:
+                f.write(s.to_yaml(heads, kv_heads, head_dim, dtype))
+        return _run(path, s, seq_lens, batches, kind, budget, force, iters, db, device, timeout, env)
+
+
+def _run(path, s, seq_lens, batches, kind, budget, force, iters, db, device, timeout, env):
+    cmd = [find_cli(), "tune", path, "--json", "--kind", kind,
            "--seq-len", ",".join(str(int(n)) for n in seq_lens),
            "--batch", ",".join(str(int(b)) for b in batches), "--gpu", str(int(device))]
     if s.layer >= 0:
@@ -74,7 +84,7 @@ def tune(spec=None, seq_lens=(4096,), batches=(1,), *, pattern=None, band_basis=
     db = db if db is not None else CACHE.db
     if db is not None:
         cmd += ["--db", os.fspath(db)]
-    r = subprocess.run(cmd, input=text, capture_output=True, text=True, timeout=timeout,
+    r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
                        env=None if env is None else {**os.environ, **env})
     if r.returncode != 0:
         last = [ln for ln in r.stderr.splitlines() if ln.strip()][-3:]
