@@ -30,7 +30,7 @@ try:
     import torch
 except ImportError:
     torch = None
-NO_TORCH = "PyTorch is not installed (CI has no torch: its wheel is too large for the CPU-only machines)"
+NO_TORCH = "PyTorch is not installed"
 
 
 # ---- an independent float64 attention (DESIGN.md sections 1 and 4) --------------------
