@@ -23,7 +23,9 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "python"))
+sys.path.insert(0, HERE)
 import spattn  # noqa: E402
+from _runner import main  # noqa: E402
 from spattn.reference import from_bf16, to_bf16  # noqa: E402
 
 try:
@@ -402,27 +404,6 @@ class TestTorchCPU(unittest.TestCase):
         y.float().square().sum().backward()
         self.assertEqual(y.shape, x.shape)
         self.assertTrue(torch.isfinite(x.grad).all())
-
-
-# ---- a runner that prints the counts tests/run.sh adds up --------------------------------
-
-class _Result(unittest.TextTestResult):
-    def addSubTest(self, test, subtest, err):
-        super().addSubTest(test, subtest, err)
-
-
-def main():
-    loader = unittest.TestLoader()
-    suite = loader.loadTestsFromModule(sys.modules[__name__])
-    result = unittest.TextTestRunner(verbosity=2, stream=sys.stderr).run(suite)
-    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
-    skipped = len(result.skipped)
-    for test, reason in result.skipped:
-        print(f"skipped: {test.id().split('.', 1)[1]} ({reason})")
-    bad = {t.id() for t, _ in result.failures + result.errors}
-    passed = result.testsRun - skipped - len(bad)
-    print(f"{passed} passed, {failed} failed, {skipped} skipped")
-    return 0 if result.wasSuccessful() else 1
 
 
 if __name__ == "__main__":
