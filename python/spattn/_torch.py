@@ -9,12 +9,14 @@ everything else (plans, contexts, streams) is looked up per call from the
 tensors, on the device of q and PyTorch's current stream there.  A CPU
 tensor runs the library's float64 reference (SPATTN_DEVICE_CPU).
 """
+import os
+
 import torch
 from torch import Tensor, nn
 
 from ._core import CACHE, Spec, check_shapes, resolve_key
 
-_FAST = CACHE.fast          # (spec, device, q.shape, k.shape, dtype) -> plan, after every check passed once
+_FAST = CACHE.fast          # (spec, device, layout, q.shape, k.shape, dtype) -> plan, after every check passed once
 _DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 try:                                     # the raw cudaStream_t of the current stream, without a Stream object
@@ -57,7 +59,7 @@ def _plan(spec, q, k, v, layout):
     """The cached plan of (spec, device, shapes, dtype), else a new one after
     every check; with the device index (-1: the CPU)."""
     dev = q.get_device()
-    key = (spec, dev, q.shape, k.shape, q.dtype)
+    key = (spec, dev, layout, q.shape, k.shape, q.dtype)
     p = _FAST.get(key)
     if p is None or v.shape != k.shape or v.dtype != q.dtype or k.dtype != q.dtype \
             or k.get_device() != dev or v.get_device() != dev:
@@ -170,6 +172,28 @@ def _backward(ctx, do, dlse):
 attention_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
+try:                                     # what _direct() asks of PyTorch's internals
+    _fn_mode = torch._C._is_torch_function_mode_enabled
+    _n_modes = torch._C._len_torch_dispatch_mode
+    _wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+    _is_compiling = torch.compiler.is_compiling
+    _DIRECT = os.environ.get("SPATTN_EAGER_DIRECT", "1") != "0"
+except AttributeError:                   # pragma: no cover
+    _DIRECT = False
+
+
+def _direct(q, k, v):
+    """Whether an eager call may run the op's implementation without the
+    dispatcher: plain tensors, no autograd to record, no torch function or
+    dispatch mode, no functorch transform, not under torch.compile.  It is
+    the same implementation; the dispatcher's round trip (tens of
+    microseconds of Python) is what it saves (bench_overhead.py)."""
+    return (_DIRECT and not _is_compiling() and type(q) is torch.Tensor and type(k) is torch.Tensor
+            and type(v) is torch.Tensor
+            and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
+            and not _fn_mode() and _n_modes() == 0 and not (_wrapped(q) or _wrapped(k) or _wrapped(v)))
+
+
 def attention(q, k, v, *, spec=None, pattern=None, band_basis=0, window=0, intervals=None, scale=None, layer=-1,
               layout="bhnd", return_lse=False, deterministic=False):
     """Causal band attention (DESIGN.md section 1) of q, k, v.
@@ -188,10 +212,15 @@ def attention(q, k, v, *, spec=None, pattern=None, band_basis=0, window=0, inter
     [B, H, N], detached (no gradient flows through it).  Rows with no allowed
     key give O = 0, LSE = -inf and no gradient.  deterministic=True makes
     the backward bitwise repeatable.  Runs on q's device and PyTorch's current
-    stream there; a CPU tensor runs the library's float64 reference."""
+    stream there; a CPU tensor runs the library's float64 reference.  An eager
+    call that records no autograd (inference, torch.no_grad) runs the op's
+    implementation directly (SPATTN_EAGER_DIRECT=0: always through the op)."""
     key = resolve_key(spec, pattern, band_basis, window, scale, intervals, layer)
-    _check(q, k, v, layout)
-    o, lse = attention_fwd(q, k, v, key, 1 if layout == "bhnd" else 0, bool(deterministic))
+    if _direct(q, k, v) and (layout == "bhnd" or layout == "bnhd"):
+        o, lse = _fwd_impl(q, k, v, key, 1 if layout == "bhnd" else 0, deterministic)   # checked there, once per shape
+    else:
+        _check(q, k, v, layout)
+        o, lse = attention_fwd(q, k, v, key, 1 if layout == "bhnd" else 0, bool(deterministic))
     if return_lse:
         return o, lse.detach()
     return o
