@@ -179,7 +179,23 @@ def library_path():
 
 # ---- contexts and plans ---------------------------------------------------------
 
-class Context:
+class _Owned:
+    """A C object freed by close(): on garbage collection, or as a context manager."""
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Context(_Owned):
     """spattn_context: one device (a GPU ordinal or DEVICE_CPU).  Not
     thread-safe (the C object is not): hold .lock around calls from several
     threads; the torch op does."""
@@ -246,18 +262,6 @@ class Context:
             self.L.spattn_context_destroy(self.h)
             self.h = ctypes.c_void_p()
 
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 # Four spattn_tensor (q, k, v, o) then the lse in one buffer for the forward;
 # eight tensors then the lse for the backward.  Filled by one struct.pack_into
@@ -268,7 +272,7 @@ _BWD = struct.Struct("=" + "Qqqq" * 8 + "Qqq")
 assert _T_BYTES == 32 and ctypes.sizeof(Lse) == 24
 
 
-class Plan:
+class Plan(_Owned):
     """spattn_plan: one pattern at one (batch, seq_len) on one context.
 
     forward(q, k, v, o, lse) and backward(...) take each tensor as
@@ -336,15 +340,3 @@ class Plan:
                 self.L.spattn_plan_destroy(self.h)
             self.h = ctypes.c_void_p()
             self.handle = None
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
