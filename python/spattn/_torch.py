@@ -125,10 +125,7 @@ def _(q, k, v, spec, layout, deterministic):
     return torch.empty_like(q), q.new_empty((B, H, N), dtype=torch.float32)
 
 
-@torch.library.custom_op("spattn::attention_bwd", mutates_args=())
-def attention_bwd(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tensor, spec: str, layout: int,
-                  deterministic: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """dQ, dK, dV from dL/dO and the forward's inputs, O and LSE."""
+def _bwd_impl(dout, q, k, v, o, lse, spec, layout, deterministic):
     plan, dev = _plan(spec, q, k, v, layout)
     gpu = dev >= 0
     if dout.shape != q.shape or dout.dtype != q.dtype:
@@ -148,6 +145,13 @@ def attention_bwd(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse:
                   _t(dk, layout, gpu)[0], _t(dv, layout, gpu)[0], deterministic,
                   ws.data_ptr() if n else 0, n, _raw_stream(dev) if gpu else 0)
     return dq, dk, dv
+
+
+@torch.library.custom_op("spattn::attention_bwd", mutates_args=())
+def attention_bwd(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tensor, spec: str, layout: int,
+                  deterministic: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """dQ, dK, dV from dL/dO and the forward's inputs, O and LSE."""
+    return _bwd_impl(dout, q, k, v, o, lse, spec, layout, deterministic)
 
 
 @attention_bwd.register_fake
@@ -173,25 +177,44 @@ attention_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
 try:                                     # what _direct() asks of PyTorch's internals
+    from torch.utils._python_dispatch import _get_current_dispatch_mode as _dispatch_mode
     _fn_mode = torch._C._is_torch_function_mode_enabled
-    _n_modes = torch._C._len_torch_dispatch_mode
     _wrapped = torch._C._functorch.is_functorch_wrapped_tensor
     _is_compiling = torch.compiler.is_compiling
     _DIRECT = os.environ.get("SPATTN_EAGER_DIRECT", "1") != "0"
-except AttributeError:                   # pragma: no cover
+except (AttributeError, ImportError):    # pragma: no cover
     _DIRECT = False
 
 
 def _direct(q, k, v):
-    """Whether an eager call may run the op's implementation without the
-    dispatcher: plain tensors, no autograd to record, no torch function or
-    dispatch mode, no functorch transform, not under torch.compile.  It is
-    the same implementation; the dispatcher's round trip (tens of
-    microseconds of Python) is what it saves (bench_overhead.py)."""
+    """Whether an eager call may run the implementations without the
+    dispatcher (and, with autograd, through _Direct, a plain
+    autograd.Function): plain tensors, no torch function or dispatch mode, no
+    functorch transform, not under torch.compile (which sees the custom ops).
+    The same implementations; what it saves is the custom op machinery's
+    Python round trips, about 25 us per forward and 200 us per backward on
+    torch 2.11 (bench_overhead.py)."""
     return (_DIRECT and not _is_compiling() and type(q) is torch.Tensor and type(k) is torch.Tensor
-            and type(v) is torch.Tensor
-            and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
-            and not _fn_mode() and _n_modes() == 0 and not (_wrapped(q) or _wrapped(k) or _wrapped(v)))
+            and type(v) is torch.Tensor and not _fn_mode() and _dispatch_mode() is None
+            and not (_wrapped(q) or _wrapped(k) or _wrapped(v)))
+
+
+class _Direct(torch.autograd.Function):
+    """Eager autograd over the same implementations as the custom ops."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, spec, layout, deterministic):
+        o, lse = _fwd_impl(q, k, v, spec, layout, deterministic)
+        ctx.save_for_backward(q, k, v, o, lse)
+        ctx.spec, ctx.layout, ctx.deterministic = spec, layout, deterministic
+        ctx.mark_non_differentiable(lse)
+        return o, lse
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, do, dlse):
+        q, k, v, o, lse = ctx.saved_tensors
+        return _bwd_impl(do, q, k, v, o, lse, ctx.spec, ctx.layout, ctx.deterministic) + (None, None, None)
 
 
 def attention(q, k, v, *, spec=None, pattern=None, band_basis=0, window=0, intervals=None, scale=None, layer=-1,
@@ -212,12 +235,18 @@ def attention(q, k, v, *, spec=None, pattern=None, band_basis=0, window=0, inter
     [B, H, N], detached (no gradient flows through it).  Rows with no allowed
     key give O = 0, LSE = -inf and no gradient.  deterministic=True makes
     the backward bitwise repeatable.  Runs on q's device and PyTorch's current
-    stream there; a CPU tensor runs the library's float64 reference.  An eager
-    call that records no autograd (inference, torch.no_grad) runs the op's
-    implementation directly (SPATTN_EAGER_DIRECT=0: always through the op)."""
+    stream there; a CPU tensor runs the library's float64 reference.  Eager
+    calls on plain tensors run the ops' implementations without the
+    dispatcher (an autograd.Function when a gradient is recorded);
+    torch.compile, tensor subclasses, modes and functorch get the custom ops
+    (SPATTN_EAGER_DIRECT=0: always the custom ops)."""
     key = resolve_key(spec, pattern, band_basis, window, scale, intervals, layer)
-    if _direct(q, k, v) and (layout == "bhnd" or layout == "bnhd"):
-        o, lse = _fwd_impl(q, k, v, key, 1 if layout == "bhnd" else 0, deterministic)   # checked there, once per shape
+    if _direct(q, k, v) and (layout == "bhnd" or layout == "bnhd"):     # checked in _plan, once per shape
+        lay = 1 if layout == "bhnd" else 0
+        if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+            o, lse = _Direct.apply(q, k, v, key, lay, bool(deterministic))
+        else:
+            o, lse = _fwd_impl(q, k, v, key, lay, deterministic)
     else:
         _check(q, k, v, layout)
         o, lse = attention_fwd(q, k, v, key, 1 if layout == "bhnd" else 0, bool(deterministic))

@@ -379,6 +379,17 @@ class TestTorchCPU(unittest.TestCase):
         for a, b in zip((dq, dk, dv), r):
             self.assertTrue(torch.equal(a, b))
 
+    def test_custom_op_path_matches_direct_path(self):
+        from unittest import mock
+        q, k, v = (torch.randn(1, 2, 23, 32, dtype=torch.float16, requires_grad=True) for _ in range(3))
+        res = []
+        for direct in (True, False):
+            with mock.patch.object(spattn._torch, "_DIRECT", direct):
+                o = spattn.attention(q, k, v, pattern="exclusive")
+                res.append((o,) + torch.autograd.grad(o, (q, k, v), torch.ones_like(o)))
+        for a, b in zip(*res):
+            self.assertTrue(torch.equal(a, b))
+
     def test_opcheck(self):
         q = torch.randn(1, 2, 19, 32, dtype=torch.float16, requires_grad=True)
         k = torch.randn(1, 1, 19, 32, dtype=torch.float16, requires_grad=True)
@@ -398,8 +409,8 @@ class TestTorchCPU(unittest.TestCase):
             spattn.attention(q, q, q, spec=os.path.join(ROOT, "configs", "olmoe-1b-7b.yaml"))
 
     def test_module(self):
-        m = spattn.SPAttention(64, heads=4, kv_heads=2, pattern="exclusive", dtype=torch.bfloat16)
-        x = torch.randn(2, 21, 64, dtype=torch.bfloat16, requires_grad=True)
+        m = spattn.SPAttention(128, heads=4, kv_heads=2, pattern="exclusive", dtype=torch.bfloat16)   # head_dim 32
+        x = torch.randn(2, 21, 128, dtype=torch.bfloat16, requires_grad=True)
         y = m(x)
         y.float().square().sum().backward()
         self.assertEqual(y.shape, x.shape)

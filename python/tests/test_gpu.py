@@ -188,6 +188,23 @@ class TestOp(unittest.TestCase):
         y.float().square().mean().backward()
         self.assertTrue(torch.isfinite(x.grad).all() and torch.isfinite(m.qkv.weight.grad).all())
 
+    def test_custom_op_path_matches_direct_path(self):
+        # eager calls on plain tensors skip the dispatcher (spattn/_torch.py: _direct); the custom ops
+        # (what torch.compile and modes see) must give the same bits
+        torch.manual_seed(7)
+        q = make(2, 1000, 8, 128, torch.bfloat16, "bhnd")
+        k, v = make(2, 1000, 2, 128, torch.bfloat16, "bhnd"), make(2, 1000, 2, 128, torch.bfloat16, "bhnd")
+        do = torch.randn_like(q)
+        res = []
+        for direct in (True, False):
+            with mock.patch.object(spattn._torch, "_DIRECT", direct):
+                o, lse = spattn.attention(q, k, v, pattern="gapped", deterministic=True, return_lse=True)
+                res.append((o, lse) + torch.autograd.grad(o, (q, k, v), do))
+                with torch.no_grad():
+                    res[-1] += (spattn.attention(q, k, v, pattern="gapped"),)
+        for a, b in zip(*res):
+            self.assertTrue(torch.equal(a, b))
+
     def test_opcheck(self):
         q = make(1, 129, 4, 64, torch.bfloat16, "bhnd")
         k, v = make(1, 129, 2, 64, torch.bfloat16, "bhnd"), make(1, 129, 2, 64, torch.bfloat16, "bhnd")
