@@ -72,6 +72,12 @@ def make(B, N, heads, D, dtype, layout, requires_grad=True):
     return torch.randn(shape, device="cuda", dtype=dtype).requires_grad_(requires_grad)
 
 
+def make_qkv(B, N, H, KVH, D, dtype, layout, requires_grad=True):
+    """q, k, v of one problem (k and v with KVH heads)."""
+    return (make(B, N, H, D, dtype, layout, requires_grad), make(B, N, KVH, D, dtype, layout, requires_grad),
+            make(B, N, KVH, D, dtype, layout, requires_grad))
+
+
 CASES = [   # (B, N, H, KVH, D, dtype, pattern, layout, extra)
     (2, 333, 12, 4, 128, "bfloat16", "exclusive", "bnhd", {}),
     (1, 1000, 8, 2, 64, "float16", "gapped", "bhnd", {}),
@@ -90,7 +96,7 @@ class TestAgainstReference(unittest.TestCase):
     def run_case(self, B, N, H, KVH, D, dt, pattern, layout, extra):
         torch.manual_seed(N + H)
         dtype = getattr(torch, dt)
-        q, k, v = make(B, N, H, D, dtype, layout), make(B, N, KVH, D, dtype, layout), make(B, N, KVH, D, dtype, layout)
+        q, k, v = make_qkv(B, N, H, KVH, D, dtype, layout)
         do = make(B, N, H, D, dtype, layout, False)
         o, lse = spattn.attention(q, k, v, pattern=pattern, layout=layout, return_lse=True, **extra)
         dq, dk, dv = torch.autograd.grad(o, (q, k, v), do)
@@ -161,8 +167,7 @@ class TestOp(unittest.TestCase):
 
     def test_deterministic_backward_bitwise(self):
         torch.manual_seed(4)
-        q = make(2, 1000, 8, 128, torch.bfloat16, "bhnd")
-        k, v = make(2, 1000, 2, 128, torch.bfloat16, "bhnd"), make(2, 1000, 2, 128, torch.bfloat16, "bhnd")
+        q, k, v = make_qkv(2, 1000, 8, 2, 128, torch.bfloat16, "bhnd")
         do = torch.randn_like(q)
         runs = []
         for _ in range(4):
@@ -192,8 +197,7 @@ class TestOp(unittest.TestCase):
         # eager calls on plain tensors skip the dispatcher (spattn/_torch.py: _direct); the custom ops
         # (what torch.compile and modes see) must give the same bits
         torch.manual_seed(7)
-        q = make(2, 1000, 8, 128, torch.bfloat16, "bhnd")
-        k, v = make(2, 1000, 2, 128, torch.bfloat16, "bhnd"), make(2, 1000, 2, 128, torch.bfloat16, "bhnd")
+        q, k, v = make_qkv(2, 1000, 8, 2, 128, torch.bfloat16, "bhnd")
         do = torch.randn_like(q)
         res = []
         for direct in (True, False):
@@ -206,8 +210,7 @@ class TestOp(unittest.TestCase):
             self.assertTrue(torch.equal(a, b))
 
     def test_opcheck(self):
-        q = make(1, 129, 4, 64, torch.bfloat16, "bhnd")
-        k, v = make(1, 129, 2, 64, torch.bfloat16, "bhnd"), make(1, 129, 2, 64, torch.bfloat16, "bhnd")
+        q, k, v = make_qkv(1, 129, 4, 2, 64, torch.bfloat16, "bhnd")
         torch.library.opcheck(spattn.attention_fwd, (q, k, v, spattn.Spec.from_params("exclusive").key, 1, False))
 
     def test_errors(self):
@@ -290,8 +293,7 @@ class TestCompile(unittest.TestCase):
         cf = torch.compile(f, fullgraph=True, dynamic=True)
         for N in (300, 517):
             x = torch.randn(2, N, 256, device="cuda", dtype=torch.float16, requires_grad=True)
-            q = make(2, N, 2, 64, torch.float16, "bhnd")
-            k, v = make(2, N, 1, 64, torch.float16, "bhnd"), make(2, N, 1, 64, torch.float16, "bhnd")
+            q, k, v = make_qkv(2, N, 2, 1, 64, torch.float16, "bhnd")
             y, ab = cf(x, q, k, v)
             ey, eab = f(x, q, k, v)
             self.assertLessEqual(rel(y, ey), 2e-3)
@@ -305,8 +307,7 @@ class TestCudaGraph(unittest.TestCase):
     def capture(self, deterministic):
         torch.manual_seed(6)
         B, N, H, KVH, D = 2, 1000, 8, 2, 128
-        sq = make(B, N, H, D, torch.bfloat16, "bnhd")
-        sk, sv = make(B, N, KVH, D, torch.bfloat16, "bnhd"), make(B, N, KVH, D, torch.bfloat16, "bnhd")
+        sq, sk, sv = make_qkv(B, N, H, KVH, D, torch.bfloat16, "bnhd")
         sdo = torch.randn_like(sq)
         kw = dict(pattern="exclusive", layout="bnhd", deterministic=deterministic)
 
@@ -322,8 +323,7 @@ class TestCudaGraph(unittest.TestCase):
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g):
             static = step()
-        fresh = [make(B, N, H, D, torch.bfloat16, "bnhd", False), make(B, N, KVH, D, torch.bfloat16, "bnhd", False),
-                 make(B, N, KVH, D, torch.bfloat16, "bnhd", False), torch.randn_like(sq)]
+        fresh = [*make_qkv(B, N, H, KVH, D, torch.bfloat16, "bnhd", False), torch.randn_like(sq)]
         with torch.no_grad():
             for t, src in zip((sq, sk, sv, sdo), fresh):
                 t.copy_(src)
