@@ -1,7 +1,7 @@
 """The public C API (include/spattn.h, man 3 spattn) from Python through
 ctypes, on PyTorch tensors and the current stream.  Used by bench/peers.py
-and bench/api_check.py; not yet the PyTorch op (issue 17), which will grow
-out of it.
+and bench/api_check.py, beside the package python/spattn (whose structs it
+uses), so that those benchmarks keep measuring the C API as they did.
 
     lib = Library()                       # build/libspattn.so, or $SPATTN_LIB
     ctx = lib.context(0)                  # GPU 0 (SPATTN_DEVICE_CPU = -1)
@@ -11,6 +11,7 @@ out of it.
 """
 import ctypes
 import os
+import sys
 
 import torch
 
@@ -18,30 +19,9 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 DEVICE_CPU = -1
 
 
-class Tensor(ctypes.Structure):
-    _fields_ = [("data", ctypes.c_void_p), ("stride_batch", ctypes.c_int64), ("stride_seq", ctypes.c_int64),
-                ("stride_head", ctypes.c_int64)]
-
-
-class Lse(ctypes.Structure):
-    _fields_ = [("data", ctypes.c_void_p), ("stride_batch", ctypes.c_int64), ("stride_head", ctypes.c_int64)]
-
-
-class Params(ctypes.Structure):
-    _fields_ = [("heads", ctypes.c_int), ("kv_heads", ctypes.c_int), ("head_dim", ctypes.c_int),
-                ("dtype", ctypes.c_int), ("pattern", ctypes.c_char_p), ("window", ctypes.c_int64),
-                ("band_basis", ctypes.c_int64),
-                ("softmax_scale", ctypes.c_double), ("custom_counts", ctypes.POINTER(ctypes.c_int)),
-                ("custom_bands", ctypes.POINTER(ctypes.c_int64))]
-
-
-class PlanInfo(ctypes.Structure):
-    _fields_ = [("batch", ctypes.c_int), ("heads", ctypes.c_int), ("kv_heads", ctypes.c_int),
-                ("head_dim", ctypes.c_int), ("seq_len", ctypes.c_int64), ("dtype", ctypes.c_int),
-                ("allowed_pairs", ctypes.c_int64), ("work_ratio", ctypes.c_double),
-                ("forward_flops", ctypes.c_double), ("forward_kernel", ctypes.c_char * 128),
-                ("backward_kernel", ctypes.c_char * 128), ("forward_config", ctypes.c_char * 160),
-                ("backward_config", ctypes.c_char * 160)]
+# The structs of include/spattn.h, from the Python package (python/spattn/_lib.py).
+sys.path.insert(0, os.path.join(ROOT, "python"))
+from spattn._lib import Lse, Params, Tensor, _PlanInfo as PlanInfo  # noqa: E402,F401
 
 
 class SpattnError(RuntimeError):
