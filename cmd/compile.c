@@ -153,7 +153,7 @@ static int compile_one(const sp_spec *spec, const sp_pattern *pat, sp_kernel_kin
 
 static void print_table(const compiled_kernel *ks, int n)
 {
-    printf("%-48s %-10s %-7s %5s %16s %6s %12s %8s\n", "kernel", "pattern", "arch", "regs", "smem static+dyn",
+    printf("%-60s %-10s %-7s %5s %16s %6s %12s %8s\n", "kernel", "pattern", "arch", "regs", "smem static+dyn",
            "stack", "spill st/ld", "time");
     for (int i = 0; i < n; i++) {
         const compiled_kernel *k = &ks[i];
@@ -163,7 +163,7 @@ static void print_table(const compiled_kernel *ks, int n)
         char when[16];
         if (k->cached) snprintf(when, sizeof when, "cached");
         else snprintf(when, sizeof when, "%.2fs", k->seconds);
-        printf("%-48s %-10s %-7s %5d %16s %6d %12s %8s\n", k->name, sp_pattern_name(k->pattern), k->arch,
+        printf("%-60s %-10s %-7s %5d %16s %6d %12s %8s\n", k->name, sp_pattern_name(k->pattern), k->arch,
                k->res.regs, smem, k->res.stack_bytes, spill, when);
     }
 }

@@ -45,7 +45,7 @@ teardown() { rm -rf "$TMP"; }
     echo "$output" | jq -e '[.kernels[].arch] == ["sm_80", "sm_90a"]'
     echo "$output" | jq -e 'all(.kernels[]; .regs > 0 and .regs <= 255 and .spill_stores == 0 and .spill_loads == 0
                               and .smem_dynamic > 0 and .kind == "fwd" and .pattern == "spattn"
-                              and (.name | test("^spattn_fwd_bf16_d128_" + (if .arch == "sm_80" then "bm64_bn64_w4_s2" else "bm128_bn128_w8_s3_wg" end) + "_[0-9a-f]{8}$")))'
+                              and (.arch as $a | .name | test("^spattn_fwd_bf16_d128_" + (if $a == "sm_80" then "bm64_bn64_w4_s2" else "bm128_bn128_w8_s3_wg" end) + "_[0-9a-f]{8}$")))'
 }
 
 @test "compile --no-spills exits 0 for the OLMoE config on sm_80 and sm_90" {
