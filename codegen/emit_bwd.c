@@ -27,6 +27,7 @@
  * convert (kernels/bwd_aux.cuh) and dq (kernels/bwd_dq.cuh) are the same for
  * both. */
 #include "codegen/emit_bwd.h"
+#include "codegen/family.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -83,8 +84,7 @@ static void emit_bwd_constants(strbuf *out, const sp_kcfg *cfg)
     const_line(out, "the dq kernel", "DQ_WARPS = BM / 16, DQ_THREADS = 32 * DQ_WARPS,");
     const_line(out, "pre and convert", "AUX_THREADS = %d, AUX_ROWS = AUX_THREADS / CHUNKS,", KCFG_BWD_AUX_THREADS);
     const_line(out, "delta / lse2 rows per head: a multiple", "ROW_PAD = %d,", KCFG_BWD_ROW_PAD);
-    const_line(out, cfg->mma == SP_MMA_WGMMA ? "main's base is 1024-aligned (wgmma's swizzle)" : "main's base is 128-aligned",
-               "MAIN_SLACK = %d,", cfg->mma == SP_MMA_WGMMA ? 1024 : 128);
+    const_line(out, "main's base alignment (1024: wgmma's swizzle)", "MAIN_SLACK = %d,", kcfg_family(cfg)->smem_slack);
     const_line(out, "dynamic shared memory of each kernel", "SMEM_MAIN = %d, SMEM_MAIN_DET = %d, SMEM_DQ = %d,",
                kcfg_bwd_smem(cfg, BWD_MAIN), kcfg_bwd_smem(cfg, BWD_MAIN_DET), kcfg_bwd_smem(cfg, BWD_DQ));
     sb_puts(out,
@@ -176,7 +176,7 @@ int emit_bwd_kernels(strbuf *out, const sp_spec *spec, const sp_pattern *pat, co
     sb_printf(out,
               "#include \"bwd_aux.cuh\"\n"
               "#include \"%s\"\n\n",
-              cfg->mma == SP_MMA_WGMMA ? "bwd_wgmma.cuh" : "bwd_main.cuh");
+              kcfg_family(cfg)->header);
     emit_bwd_entries(out, cfg);
     return out->oom ? sp_fail(e, SP_EXIT_FAIL, "out of memory generating the kernel source") : 0;
 }

@@ -4,6 +4,7 @@
  * the same inputs give the same bytes. */
 #include "codegen/emit.h"
 #include "codegen/emit_bwd.h"
+#include "codegen/family.h"
 
 #include "codegen/bands.h"
 #include "abi/bandtab.h"
@@ -99,20 +100,24 @@ void emit_constants(strbuf *out, const sp_kcfg *cfg)
               kcfg_smem_extra(cfg));
 }
 
-int emit_kernel(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const sp_kcfg *cfg, sp_err *e)
+int emit_fwd_unit(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const sp_kcfg *cfg, sp_err *e)
 {
-    if (cfg->kind == SP_KIND_BWD) return emit_bwd_kernels(out, spec, pat, cfg, e);   /* codegen/emit_bwd.c */
-    if (!emit_kind_supported(cfg->kind))
-        return sp_fail(e, SP_EXIT_USAGE, "internal: no emitter for kernel kind %d", (int)cfg->kind);
-    int producer_threads = cfg->mma == SP_MMA_WS ? 128 : 0;   /* the warp-specialized kernel's producer */
-    if (cfg->threads != 32 * cfg->warps + producer_threads || cfg->smem_bytes <= 0 || cfg->row_bytes <= 0)
+    const sp_family *f = kcfg_family(cfg);
+    if (!f || f->kind != SP_KIND_FWD || !f->body)
+        return sp_fail(e, SP_EXIT_USAGE, "internal: not a forward config");
+    if (cfg->threads != 32 * cfg->warps + f->producer_threads || cfg->smem_bytes <= 0 || cfg->row_bytes <= 0)
         return sp_fail(e, SP_EXIT_USAGE, "internal: kernel config not derived (call kcfg_derive first)");
     emit_header(out, spec, pat, cfg);
     emit_constants(out, cfg);
     emit_prelude(out, cfg);
     emit_bands(out, cfg);
-    if (cfg->mma == SP_MMA_WS) emit_fwd_ws(out, cfg);
-    else if (cfg->mma == SP_MMA_WGMMA) emit_fwd_wgmma(out, cfg);
-    else emit_fwd(out, cfg);
+    f->body(out, cfg);
     return out->oom ? sp_fail(e, SP_EXIT_FAIL, "out of memory generating the kernel source") : 0;
+}
+
+int emit_kernel(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const sp_kcfg *cfg, sp_err *e)
+{
+    const sp_family *f = kcfg_family(cfg);
+    if (!f) return sp_fail(e, SP_EXIT_USAGE, "internal: no emitter for kernel kind %d, MMA %d", (int)cfg->kind, cfg->mma);
+    return f->emit(out, spec, pat, cfg, e);   /* emit_fwd_unit, or codegen/emit_bwd.c */
 }

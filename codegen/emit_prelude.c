@@ -6,6 +6,7 @@
  * these helpers only, so their bodies read like the algorithm
  * (ThunderKittens' habit). */
 #include "codegen/emit.h"
+#include "codegen/family.h"
 
 #include <string.h>
 
@@ -70,7 +71,7 @@ void emit_prelude(strbuf *out, const sp_kcfg *cfg)
     emit_types(out, cfg);
     emit_ptx(out);
     /* The wgmma forward has only its own layout; the backward keeps this one for its dq kernel. */
-    if (cfg->mma == SP_MMA_SYNC || cfg->kind == SP_KIND_BWD) sb_puts(out, "#include \"layout.cuh\"\n");
+    if (kcfg_family(cfg)->uses_layout) sb_puts(out, "#include \"layout.cuh\"\n");
 }
 
 /* ---- band helpers: kernels/bands.cuh ---------------------------------------- */

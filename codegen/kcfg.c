@@ -4,6 +4,7 @@
  * the kernel always agree on it. */
 #include "codegen/kcfg.h"
 #include "codegen/kcfg_bwd.h"
+#include "codegen/family.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -121,7 +122,7 @@ static int derive_fwd_wgmma(sp_kcfg *c, sp_err *e)
     c->threads = 32 * c->warps;
     c->row_bytes = c->head_dim * 2;
     c->q_in_regs = 0;   /* wgmma reads Q from shared memory */
-    long smem = 1024 + (long)c->bm * c->row_bytes + (long)c->stages * 2 * c->bn * c->row_bytes;
+    long smem = kcfg_smem_extra(c) + (long)c->bm * c->row_bytes + (long)c->stages * 2 * c->bn * c->row_bytes;
     if (smem > KCFG_SMEM_LIMIT - 1024)
         return sp_fail(e, SP_EXIT_USAGE, "tile %dx%d with %d stages needs %ld bytes of shared memory, more than %d",
                        c->bm, c->bn, c->stages, smem, KCFG_SMEM_LIMIT - 1024);
@@ -152,7 +153,7 @@ static int derive_fwd_ws(sp_kcfg *c, sp_err *e)
                        c->bm, c->bm / 16, c->warps);
     if (c->stages < 2 || c->stages > 6)
         return sp_fail(e, SP_EXIT_USAGE, "ws stages %d must be in 2..6", c->stages);
-    c->threads = 32 * c->warps + 128;
+    c->threads = 32 * c->warps + kcfg_family(c)->producer_threads;
     c->row_bytes = c->head_dim * 2;
     c->q_in_regs = 0;
     long smem = kcfg_smem_extra(c) + (long)c->bm * c->row_bytes + (long)c->stages * 2 * c->bn * c->row_bytes;
@@ -165,15 +166,14 @@ static int derive_fwd_ws(sp_kcfg *c, sp_err *e)
 
 int kcfg_smem_extra(const sp_kcfg *c)
 {
-    switch (c->mma) {
-    case SP_MMA_WS: return 1024 + c->bm * c->row_bytes;   /* the second Q tile */
-    case SP_MMA_WGMMA: return 1024;
-    default: return 128;
-    }
+    const sp_family *f = kcfg_family(c);
+    return f ? f->smem_slack + f->extra_q_tiles * c->bm * c->row_bytes : 0;
 }
 
-static int derive_fwd(sp_kcfg *c, sp_err *e)
+/* What every forward config must satisfy, whatever its family. */
+static int derive_fwd_problem(sp_kcfg *c, sp_err *e)
 {
+    if (c->kind != SP_KIND_FWD) return sp_fail(e, SP_EXIT_USAGE, "internal: not a forward config");
     if (c->head_dim != 32 && c->head_dim != 64 && c->head_dim != 96 && c->head_dim != 128 && c->head_dim != 256)
         return sp_fail(e, SP_EXIT_USAGE, "head_dim %d is not supported by the forward kernel (32, 64, 96, 128, 256)",
                        c->head_dim);
@@ -182,8 +182,16 @@ static int derive_fwd(sp_kcfg *c, sp_err *e)
         return sp_fail(e, SP_EXIT_USAGE, "heads %d must be a multiple of kv_heads %d", c->heads, c->kv_heads);
     if (c->max_intervals < 1 || c->max_intervals > SP_MAX_INTERVALS)
         return sp_fail(e, SP_EXIT_USAGE, "max_intervals %d is out of range 1..%d", c->max_intervals, SP_MAX_INTERVALS);
-    if (c->mma == SP_MMA_WGMMA) return derive_fwd_wgmma(c, e);
-    if (c->mma == SP_MMA_WS) return derive_fwd_ws(c, e);
+    return 0;
+}
+
+int kcfg_derive_fwd_wgmma(sp_kcfg *c, sp_err *e) { return derive_fwd_problem(c, e) || derive_fwd_wgmma(c, e) ? -1 : 0; }
+int kcfg_derive_fwd_ws(sp_kcfg *c, sp_err *e) { return derive_fwd_problem(c, e) || derive_fwd_ws(c, e) ? -1 : 0; }
+
+/* The mma.sync forward (kernels/fwd_mma.cuh). */
+int kcfg_derive_fwd_mma(sp_kcfg *c, sp_err *e)
+{
+    if (derive_fwd_problem(c, e)) return -1;
     if (c->bm < 16 || c->bm > 256 || c->bm % 16 != 0)
         return sp_fail(e, SP_EXIT_USAGE, "tile BM %d must be a multiple of 16 in 16..256", c->bm);
     if (c->bn < 16 || c->bn > 256 || c->bn % 16 != 0)
@@ -211,11 +219,9 @@ static int derive_fwd(sp_kcfg *c, sp_err *e)
 
 int kcfg_derive(sp_kcfg *c, sp_err *e)
 {
-    switch (c->kind) {
-    case SP_KIND_FWD: return derive_fwd(c, e);
-    case SP_KIND_BWD: return kcfg_derive_bwd(c, e);
-    }
-    return sp_fail(e, SP_EXIT_USAGE, "unknown kernel kind %d", (int)c->kind);
+    const sp_family *f = kcfg_family(c);
+    if (!f) return sp_fail(e, SP_EXIT_USAGE, "internal: no kernel family of kind %d and MMA %d", (int)c->kind, c->mma);
+    return f->derive(c, e);
 }
 
 /* A positive decimal number at *p, advancing p; -1 if none or absurd. */
@@ -234,18 +240,20 @@ int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e)
 {
     const char *p = arg;
     long bm = parse_num(&p), bn = -1, warps = 0, stages = c->stages;
-    int mma = SP_MMA_SYNC, stages_given = 0;
+    const sp_family *fam = family_by_suffix(c->kind, "");
+    int stages_given = 0;
     if (bm > 0 && (*p == 'x' || *p == 'X')) {
         p++;
         bn = parse_num(&p);
     }
     while (bn > 0 && *p == ':') {
-        p++;
-        if (strcmp(p, "wgmma") == 0 || strcmp(p, "ws") == 0) {   /* the last field only */
-            mma = p[1] == 'g' ? SP_MMA_WGMMA : SP_MMA_WS;
+        const sp_family *named = family_by_suffix(c->kind, p);   /* ":wgmma", ":ws": the last field only */
+        if (named && named->tile_suffix[0]) {
+            fam = named;
             p += strlen(p);
             break;
         }
+        p++;
         char what = *p;
         if (what != 'w' && what != 's') { bn = -1; break; }
         p++;
@@ -254,20 +262,19 @@ int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e)
         if (what == 'w') warps = v;
         else { stages = v; stages_given = 1; }
     }
-    if (bm < 0 || bn < 0 || *p) {
-        sp_fail(e, SP_EXIT_USAGE, "bad tile '%s': expected BMxBN or BMxBN:wW:sS, optionally ending in :wgmma or :ws",
-                arg);
+    if (bm < 0 || bn < 0 || *p || !fam) {
+        sp_fail(e, SP_EXIT_USAGE, "bad tile '%s': expected BMxBN or BMxBN:wW:sS, optionally ending in :wgmma%s", arg,
+                c->kind == SP_KIND_FWD ? " or :ws" : "");
         sp_hint(e, "for example 128x64, 128x64:w4:s2, 128x128:w8:s3:wgmma or 128x128:s2:ws");
         return -1;
     }
-    /* Stages not given, for the other kernel kind than the default's: that
-     * kind's own default (the wgmma kernel needs 3 or more). */
-    if (!stages_given && mma != c->mma) stages = mma == SP_MMA_WGMMA && c->kind == SP_KIND_FWD ? 3 : 2;
+    /* Stages not given, for another family than c's: that family's own default. */
+    if (!stages_given && (int)fam->mma != c->mma) stages = fam->default_stages;
     c->bm = (int)bm;
     c->bn = (int)bn;
     c->warps = (int)warps;
     c->stages = (int)stages;
-    c->mma = mma;
+    c->mma = fam->mma;
     return 0;
 }
 
@@ -288,38 +295,22 @@ void kcfg_name(const sp_kcfg *c, char *buf, int n)
     kcfg_hash(c, hash);
     snprintf(buf, (size_t)n, "spattn_%s_%s_d%d_bm%d_bn%d_w%d_s%d%s_%s", c->kind == SP_KIND_BWD ? "bwd" : "fwd",
              sp_dtype_name(c->dtype), c->head_dim, c->bm, c->bn, c->warps, c->stages,
-             c->mma == SP_MMA_WGMMA ? "_wg" : c->mma == SP_MMA_WS ? "_ws" : "", hash);
+             kcfg_family(c) ? kcfg_family(c)->name_suffix : "", hash);
 }
 
 void kcfg_tile_string(const sp_kcfg *c, char *buf, int n)
 {
     snprintf(buf, (size_t)n, "%dx%d:w%d:s%d%s", c->bm, c->bn, c->warps, c->stages,
-             c->mma == SP_MMA_WGMMA ? ":wgmma" : c->mma == SP_MMA_WS ? ":ws" : "");
+             kcfg_family(c) ? kcfg_family(c)->tile_suffix : "");
 }
 
-/* Registers a wgmma consumer thread can have: the warp-specialized kernel's
- * consumers get 240 (2 warpgroups) or 160 (3) by setmaxnreg; the plain wgmma
- * kernel's threads share 64K evenly, at most 255. */
-static int wgmma_reg_cap(const sp_kcfg *t)
+/* The Hopper parts of the forward search space (sm_90 only): every BM x BN
+ * x stages of the lists that derives and whose O, S and P of one warpgroup
+ * row set (head_dim / 2 + BN / 2 + BN / 4 + about 40 registers) fit
+ * reg_cap registers per thread. */
+static int wgmma_candidates(const sp_kcfg *c, int mma, const int *bms, int nbm, const int *bns, int nbn,
+                            const int (*stages)[2], int (*reg_cap)(const sp_kcfg *t), sp_kcfg *out, int cap, int count)
 {
-    if (t->mma == SP_MMA_WS) return t->bm == 192 ? 160 : 240;
-    int budget = 65536 / t->threads;
-    return budget > 255 ? 255 : budget;
-}
-
-/* The Hopper parts of the forward search space (sm_90 only), for family mma:
- * every BM x BN x stages that derives and whose O, S and P of one warpgroup
- * row set fit a thread's registers.
- *   wgmma: BM 64, 128 or 192 (1-3 warpgroups), BN 64, 96 or 128, 3 or 4 stages.
- *   ws: BM 128 or 192 (2 or 3 consumers; one would leave the tensor cores
- *       idle during its softmax), BN 64 .. 176, 2 or 3 stages. */
-static int wgmma_candidates(const sp_kcfg *c, int mma, sp_kcfg *out, int cap, int count)
-{
-    static const int wg_bms[] = { 64, 128, 192 }, wg_bns[] = { 64, 96, 128 }, wg_stages[] = { 3, 4 };
-    static const int ws_bms[] = { 128, 192 }, ws_bns[] = { 64, 96, 128, 176 }, ws_stages[] = { 2, 3 };
-    const int ws = mma == SP_MMA_WS;
-    const int *bms = ws ? ws_bms : wg_bms, *bns = ws ? ws_bns : wg_bns, *stages = ws ? ws_stages : wg_stages;
-    const int nbm = ws ? 2 : 3, nbn = ws ? 4 : 3;
     for (int i = 0; i < nbm; i++)
         for (int j = 0; j < nbn; j++)
             for (int k = 0; k < 2; k++) {
@@ -328,21 +319,47 @@ static int wgmma_candidates(const sp_kcfg *c, int mma, sp_kcfg *out, int cap, in
                 t.bm = bms[i];
                 t.bn = bns[j];
                 t.warps = 0;
-                t.stages = stages[k];
+                t.stages = (*stages)[k];
                 sp_err e = { 0 };
                 if (kcfg_derive(&t, &e)) continue;
-                if (t.head_dim / 2 + t.bn / 2 + t.bn / 4 + 40 > wgmma_reg_cap(&t)) continue;
+                if (t.head_dim / 2 + t.bn / 2 + t.bn / 4 + 40 > reg_cap(&t)) continue;
                 if (count < cap) out[count] = t;
                 count++;
             }
     return count;
 }
 
-int kcfg_candidates(const sp_kcfg *c, sp_kcfg *out, int cap)
+/* The wgmma kernel's threads share the 64K registers evenly, at most 255. */
+static int shared_reg_cap(const sp_kcfg *t)
 {
-    if (c->kind == SP_KIND_BWD) return kcfg_candidates_bwd(c, out, cap);
+    int budget = 65536 / t->threads;
+    return budget > 255 ? 255 : budget;
+}
+
+/* The warp-specialized kernel's consumers get 240 registers (2 warpgroups)
+ * or 160 (3) by setmaxnreg (codegen/emit_fwd_ws.c). */
+static int consumer_reg_cap(const sp_kcfg *t) { return t->bm == 192 ? 160 : 240; }
+
+/* wgmma: BM 64, 128 or 192 (1-3 warpgroups), BN 64, 96 or 128, 3 or 4 stages. */
+int kcfg_candidates_fwd_wgmma(const sp_kcfg *c, sp_kcfg *out, int cap, int count)
+{
+    static const int bms[] = { 64, 128, 192 }, bns[] = { 64, 96, 128 }, stages[2] = { 3, 4 };
+    return wgmma_candidates(c, SP_MMA_WGMMA, bms, 3, bns, 3, &stages, shared_reg_cap, out, cap, count);
+}
+
+/* ws: BM 128 or 192 (2 or 3 consumers; one would leave the tensor cores
+ * idle during its softmax), BN 64 .. 176, 2 or 3 stages. */
+int kcfg_candidates_fwd_ws(const sp_kcfg *c, sp_kcfg *out, int cap, int count)
+{
+    static const int bms[] = { 128, 192 }, bns[] = { 64, 96, 128, 176 }, stages[2] = { 2, 3 };
+    return wgmma_candidates(c, SP_MMA_WS, bms, 2, bns, 4, &stages, consumer_reg_cap, out, cap, count);
+}
+
+/* mma.sync: BM 64 .. 256 with 32 or 16 rows per warp, BN 32, 64 or 128, 2
+ * or 3 stages, within the register estimate. */
+int kcfg_candidates_fwd_mma(const sp_kcfg *c, sp_kcfg *out, int cap, int count)
+{
     static const int bms[] = { 64, 128, 192, 256 }, rows[] = { 32, 16 }, bns[] = { 32, 64, 128 }, stages[] = { 2, 3 };
-    int count = 0;
     for (size_t i = 0; i < sizeof bms / sizeof bms[0]; i++)
         for (size_t w = 0; w < sizeof rows / sizeof rows[0]; w++)
             for (size_t j = 0; j < sizeof bns / sizeof bns[0]; j++)
@@ -356,17 +373,20 @@ int kcfg_candidates(const sp_kcfg *c, sp_kcfg *out, int cap)
                     t.stages = stages[k];
                     sp_err e = { 0 };
                     if (kcfg_derive(&t, &e)) continue;
-                    if (t.kind == SP_KIND_FWD) {
-                        int budget = 65536 / t.threads;
-                        if (budget > 255) budget = 255;
-                        if (fwd_reg_estimate(&t, t.q_in_regs) > budget) continue;
-                    }
+                    if (fwd_reg_estimate(&t, t.q_in_regs) > shared_reg_cap(&t)) continue;
                     if (count < cap) out[count] = t;
                     count++;
                 }
-    if (c->sm == 90 && (c->head_dim == 64 || c->head_dim == 128)) {
-        count = wgmma_candidates(c, SP_MMA_WGMMA, out, cap, count);
-        count = wgmma_candidates(c, SP_MMA_WS, out, cap, count);
+    return count;
+}
+
+int kcfg_candidates(const sp_kcfg *c, sp_kcfg *out, int cap)
+{
+    int count = 0;
+    for (int i = 0; i < sp_family_count; i++) {
+        const sp_family *f = &sp_families[i];
+        if (f->kind != c->kind || (f->hopper_only && c->sm != 90)) continue;
+        count = f->candidates(c, out, cap, count);
     }
     return count < cap ? count : cap;
 }

@@ -3,6 +3,7 @@
  * into the kernels and the launch uses.  The shared-memory formulas here are
  * the ones the generated kernels static_assert (codegen/emit_bwd.c). */
 #include "codegen/kcfg_bwd.h"
+#include "codegen/family.h"
 
 #include <stdio.h>
 
@@ -44,7 +45,7 @@ void kcfg_default_bwd(sp_kcfg *c, int sm)
  * multiples of 128 bytes and XOR-swizzled (the prelude's tile_off), no padding. */
 static int bwd_row_bytes(int head_dim) { return head_dim * 2; }
 
-int kcfg_bwd_ds_bufs(const sp_kcfg *c) { return c->mma == SP_MMA_WGMMA ? 2 : 1; }
+int kcfg_bwd_ds_bufs(const sp_kcfg *c) { return kcfg_family(c) ? kcfg_family(c)->ds_bufs : 1; }
 
 int kcfg_bwd_smem(const sp_kcfg *c, sp_bwd_part part)
 {
@@ -57,7 +58,7 @@ int kcfg_bwd_smem(const sp_kcfg *c, sp_bwd_part part)
     long ds = (long)c->bn * c->bm * 2 * kcfg_bwd_ds_bufs(c);
     /* Slack: the kernels round the base up to 128 so the swizzle holds (the
      * wgmma main kernels to 1024, as wgmma's 128-byte swizzle needs). */
-    long slack = c->mma == SP_MMA_WGMMA ? 1024 : 128;
+    long slack = kcfg_family(c) ? kcfg_family(c)->smem_slack : 128;
     switch (part) {
     case BWD_MAIN: return (int)(slack + kv + qdo + ld + ds);
     case BWD_MAIN_DET: return (int)(slack + kv + qdo + ld);
@@ -99,8 +100,10 @@ void kcfg_bwd_name(const sp_kcfg *c, sp_bwd_part part, char *buf, int n)
     kcfg_hash(c, hash);
     snprintf(buf, (size_t)n, "spattn_bwd_%s_%s_d%d_bm%d_bn%d_w%d_s%d%s_%s", kcfg_bwd_part_name(part),
              sp_dtype_name(c->dtype), c->head_dim, c->bm, c->bn, c->warps, c->stages,
-             c->mma == SP_MMA_WGMMA ? "_wg" : "", hash);
+             kcfg_family(c) ? kcfg_family(c)->name_suffix : "", hash);
 }
+
+void kcfg_bwd_main_name(const sp_kcfg *c, char *buf, int n) { kcfg_bwd_name(c, BWD_MAIN, buf, n); }
 
 /* The wgmma main kernels (codegen/emit_bwd_wgmma.c): warpgroups of 64
  * keys, query tiles of 64 rows (wgmma's N for S^T; a dS^T row is then one
@@ -122,7 +125,7 @@ static int derive_bwd_wgmma(const sp_kcfg *c, sp_err *e)
 
 int kcfg_derive_bwd(sp_kcfg *c, sp_err *e)
 {
-    if (c->kind != SP_KIND_BWD) return sp_fail(e, SP_EXIT_USAGE, "internal: not a backward config");
+    if (c->kind != SP_KIND_BWD || !kcfg_family(c)) return sp_fail(e, SP_EXIT_USAGE, "internal: not a backward config");
     if (c->head_dim != 64 && c->head_dim != 128)
         return sp_fail(e, SP_EXIT_USAGE, "head_dim %d is not supported by the backward kernels (64, 128)", c->head_dim);
     if (c->dtype != SP_BF16 && c->dtype != SP_FP16) return sp_fail(e, SP_EXIT_USAGE, "unknown dtype %d", (int)c->dtype);
@@ -142,7 +145,8 @@ int kcfg_derive_bwd(sp_kcfg *c, sp_err *e)
                        c->bn / 16, c->warps);
     if (c->stages < 2 || c->stages > 3)
         return sp_fail(e, SP_EXIT_USAGE, "backward stages %d must be 2 or 3", c->stages);
-    if (c->mma == SP_MMA_WGMMA && derive_bwd_wgmma(c, e)) return -1;
+    /* The wgmma main kernel's own rules (its family is sm_90a only). */
+    if (kcfg_family(c)->hopper_only && derive_bwd_wgmma(c, e)) return -1;
 
     c->threads = kcfg_bwd_threads(c, BWD_MAIN);
     c->row_bytes = bwd_row_bytes(c->head_dim);
@@ -188,16 +192,20 @@ static void add_candidate(const sp_kcfg *c, sp_mma_kind mma, int bm, int bn, int
     (*count)++;
 }
 
-int kcfg_candidates_bwd(const sp_kcfg *c, sp_kcfg *out, int cap)
+/* mma.sync: BM and BN 32, 64 or 128, 2 or 3 stages. */
+int kcfg_candidates_bwd_mma(const sp_kcfg *c, sp_kcfg *out, int cap, int count)
 {
     static const int bms[] = { 32, 64, 128 }, bns[] = { 32, 64, 128 }, stages[] = { 2, 3 };
-    int count = 0;
     for (size_t i = 0; i < sizeof bms / sizeof bms[0]; i++)
         for (size_t j = 0; j < sizeof bns / sizeof bns[0]; j++)
             for (size_t k = 0; k < sizeof stages / sizeof stages[0]; k++)
                 add_candidate(c, SP_MMA_SYNC, bms[i], bns[j], stages[k], out, cap, &count);
-    /* Hopper: the wgmma main kernels, BM 64, BN = head_dim, 2 or 3 stages. */
-    for (size_t k = 0; c->sm == 90 && k < sizeof stages / sizeof stages[0]; k++)
-        add_candidate(c, SP_MMA_WGMMA, 64, c->head_dim, stages[k], out, cap, &count);
-    return count < cap ? count : cap;
+    return count;
+}
+
+/* Hopper: the wgmma main kernels, BM 64, BN = head_dim, 2 or 3 stages. */
+int kcfg_candidates_bwd_wgmma(const sp_kcfg *c, sp_kcfg *out, int cap, int count)
+{
+    for (int stages = 2; stages <= 3; stages++) add_candidate(c, SP_MMA_WGMMA, 64, c->head_dim, stages, out, cap, &count);
+    return count;
 }

@@ -49,10 +49,6 @@ void kcfg_default_bwd(sp_kcfg *c, int sm);
  * shared memory of the family's kernels).  warps == 0 means "pick" (bn / 16).
  * -1 and an SP_EXIT_USAGE error naming the bad choice. */
 int kcfg_derive_bwd(sp_kcfg *c, sp_err *e);
-/* The tuner's search space for c's problem: derived backward configs whose
- * registers can fit without spilling (a rough estimate), at most cap;
- * returns the count. */
-int kcfg_candidates_bwd(const sp_kcfg *c, sp_kcfg *out, int cap);
 
 /* ---- What the family's kernels need, for a derived config ---- */
 

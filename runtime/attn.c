@@ -1,6 +1,8 @@
 /* Host glue of the forward kernel: strides, parameter packing, launch. */
 #include "runtime/attn.h"
 
+#include "codegen/family.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -135,7 +137,7 @@ int attn_fwd_launch(sp_gpu *g, CUfunction fn, const sp_kcfg *cfg, const attn_fwd
 {
     sp_kparams kp;
     if (attn_fwd_pack(cfg, a, &kp, e)) return -1;
-    if (cfg->mma == SP_MMA_WS) {   /* persistent, with the TMA maps as a second parameter */
+    if (kcfg_family(cfg)->persistent) {   /* one CTA per SM, with the TMA maps as a second parameter */
         attn_fwd_tma_maps maps;
         unsigned ctas;
         if (attn_fwd_persistent_grid(g, cfg, a, &ctas, e) || attn_fwd_maps(cfg, a, &maps, e)) return -1;

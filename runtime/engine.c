@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "codegen/emit.h"
+#include "codegen/family.h"
 #include "common/fileio.h"
 #include "common/strbuf.h"
 #include "runtime/kcache.h"
@@ -13,8 +14,9 @@ static int build(const char *arch, int driver_version, const sp_spec *spec, cons
 {
     memset(k, 0, sizeof *k);
     k->cfg = *cfg;
-    if (cfg->kind == SP_KIND_BWD) kcfg_bwd_name(cfg, BWD_MAIN, k->name, sizeof k->name);
-    else kcfg_name(cfg, k->name, sizeof k->name);
+    const sp_family *f = kcfg_family(cfg);
+    if (!f) return sp_fail(e, SP_EXIT_USAGE, "internal: no kernel family for this config");
+    f->entry_name(cfg, k->name, sizeof k->name);
     strbuf src = STRBUF_INIT;
     sb_init(&src);
     if (emit_kernel(&src, spec, pat, cfg, e)) { sb_free(&src); return -1; }

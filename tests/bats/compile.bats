@@ -20,7 +20,7 @@ teardown() { rm -rf "$TMP"; }
     # the kernel, and the helpers of check's GPU reference
     echo "$output" | jq -e '.count == 2 and all(.entries[]; .arch == "sm_90a" and .valid)
                             and ([.entries[].label] | sort | .[1]) == "spattn_ref_helpers"
-                            and ([.entries[].label] | sort | .[0] | test("^spattn_fwd_bf16_d128_bm128_bn128_w8_s3_wg_[0-9a-f]{8}$"))'
+                            and ([.entries[].label] | sort | .[0] | test("^spattn_fwd_bf16_d128_bm128_bn128_w8_s2_ws_[0-9a-f]{8}$"))'
     run "$SPATTN" compile "$SPEC" --arch sm_90 --kind fwd --json
     [ "$status" -eq 0 ]
     echo "$output" | jq -e '.kernels[0].cached == true and .kernels[0].regs > 0 and (.spec_path | endswith("olmoe-1b-7b.yaml"))'
@@ -35,7 +35,7 @@ teardown() { rm -rf "$TMP"; }
     run "$SPATTN" compile "$SPEC" --kind fwd
     [ "$status" -eq 0 ]
     [[ "${lines[0]}" == kernel*pattern*arch*regs*"smem static+dyn"*stack*"spill st/ld"*time ]]
-    [[ "${lines[1]}" =~ ^spattn_fwd_bf16_d128_bm128_bn128_w8_s3_wg_[0-9a-f]{8}\ +spattn\ +sm_90a\ +[0-9]+\ +[0-9]+\+230400\ +0\ +0/0\ +[0-9.]+s$ ]]
+    [[ "${lines[1]}" =~ ^spattn_fwd_bf16_d128_bm128_bn128_w8_s2_ws_[0-9a-f]{8}\ +spattn\ +sm_90a\ +[0-9]+\ +[0-9]+\+197632\ +0\ +0/0\ +[0-9.]+s$ ]]
 }
 
 @test "compile --json parses and reports registers" {
@@ -45,7 +45,7 @@ teardown() { rm -rf "$TMP"; }
     echo "$output" | jq -e '[.kernels[].arch] == ["sm_80", "sm_90a"]'
     echo "$output" | jq -e 'all(.kernels[]; .regs > 0 and .regs <= 255 and .spill_stores == 0 and .spill_loads == 0
                               and .smem_dynamic > 0 and .kind == "fwd" and .pattern == "spattn"
-                              and (.arch as $a | .name | test("^spattn_fwd_bf16_d128_" + (if $a == "sm_80" then "bm64_bn64_w4_s2" else "bm128_bn128_w8_s3_wg" end) + "_[0-9a-f]{8}$")))'
+                              and (.arch as $a | .name | test("^spattn_fwd_bf16_d128_" + (if $a == "sm_80" then "bm64_bn64_w4_s2" else "bm128_bn128_w8_s2_ws" end) + "_[0-9a-f]{8}$")))'
 }
 
 @test "compile --no-spills exits 0 for the OLMoE config on sm_80 and sm_90" {

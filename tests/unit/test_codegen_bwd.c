@@ -214,11 +214,11 @@ static void test_candidates(void)
 {
     sp_kcfg c = base_cfg(), out[64];
     c.sm = 80;
-    int n = kcfg_candidates_bwd(&c, out, 64), wg = 0;
+    int n = kcfg_candidates(&c, out, 64), wg = 0;
     for (int i = 0; i < n; i++) wg += out[i].mma == SP_MMA_WGMMA;
     CHECKF(wg == 0, "no wgmma candidates on sm_80 (%d)", wg);
     c.sm = 90;
-    n = kcfg_candidates_bwd(&c, out, 64);
+    n = kcfg_candidates(&c, out, 64);
     for (int i = 0; i < n; i++) wg += out[i].mma == SP_MMA_WGMMA;
     CHECKF(wg == 2, "wgmma candidates on sm_90 d128: 64x128, 2 and 3 stages (%d)", wg);
     CHECKF(n > 4, "d128 has candidates (%d)", n);
@@ -238,9 +238,9 @@ static void test_candidates(void)
     for (int i = 0; i < n; i++)
         found |= out[i].bm == d.bm && out[i].bn == d.bn && out[i].stages == d.stages && out[i].mma == d.mma;
     CHECK("default d128 is a candidate", found);
-    CHECK("cap respected", kcfg_candidates_bwd(&c, out, 2) == 2);
+    CHECK("cap respected", kcfg_candidates(&c, out, 2) == 2);
     c.head_dim = 64;
-    n = kcfg_candidates_bwd(&c, out, 64);
+    n = kcfg_candidates(&c, out, 64);
     CHECKF(n > 4, "d64 has candidates (%d)", n);
     for (int i = 0; i < n; i++) {
         sp_kcfg t = out[i];
