@@ -93,10 +93,17 @@ one() {
     if command -v cuobjdump >/dev/null 2>&1; then
         cuobjdump -sass "$dir/$id.cubin" >"$dir/$id.raw"
     else
+        # binutils does not know the CUDA ELF machine: read it as plain little-endian ELF.
         for sec in $(objdump -h "$dir/$id.cubin" | awk '$2 ~ /^\.text\./ {print $2}'); do
             echo "Function : ${sec#.text.}"
-            objcopy -O binary --only-section="$sec" "$dir/$id.cubin" /dev/stdout | od -An -tx8 -v
+            objcopy -I elf64-little -O binary --only-section="$sec" "$dir/$id.cubin" "$dir/$id.text" &&
+                od -An -tx8 -v "$dir/$id.text"
+            rm -f "$dir/$id.text"
         done >"$dir/$id.raw"
+    fi
+    # A listing with no machine code would compare equal to anything: count it as a failure.
+    if [ "$(grep -cv '^Function : ' "$dir/$id.raw")" -lt 8 ]; then
+        echo "disassembly failed: $id" >"$dir/$id.sass"; rm -f "$dir/$id.raw" "$dir/$id.cubin"; return 0
     fi
     sed -E 's/(spattn_[A-Za-z0-9_]*)_[0-9a-f]{8}\b/\1/g' "$dir/$id.raw" >"$dir/$id.sass"
     rm -f "$dir/$id.raw" "$dir/$id.cubin"
