@@ -7,7 +7,7 @@
 # `spattn gen` of BASE_REV (default: the parent of issue 14's kernels/ move)
 # and of this tree are compiled by nvcc to cubins and disassembled
 # (cuobjdump -sass when on the PATH, else the bytes of each kernel's .text
-# section, read by objcopy: the same machine code, without the mnemonics).
+# section, read by readelf: the same machine code, without the mnemonics).
 # Kernel names are normalized (the 8-hex-digit suffix of item 6 dropped) and
 # the two listings must be identical.
 #
@@ -93,9 +93,9 @@ one() {
     if command -v cuobjdump >/dev/null 2>&1; then
         cuobjdump -sass "$dir/$id.cubin" >"$dir/$id.raw"
     else
-        for sec in $(objdump -h "$dir/$id.cubin" | awk '$2 ~ /^\.text\./ {print $2}'); do
+        for sec in $(readelf -W -S "$dir/$id.cubin" 2>/dev/null | grep -oE '\.text\.[A-Za-z0-9_]+'); do
             echo "Function : ${sec#.text.}"
-            objcopy -O binary --only-section="$sec" "$dir/$id.cubin" /dev/stdout | od -An -tx8 -v
+            readelf -W -x "$sec" "$dir/$id.cubin" 2>/dev/null | grep -E '^ +0x'
         done >"$dir/$id.raw"
     fi
     sed -E 's/(spattn_[A-Za-z0-9_]*)_[0-9a-f]{8}\b/\1/g' "$dir/$id.raw" >"$dir/$id.sass"
@@ -113,7 +113,7 @@ run_side() {   # $1 binary, $2 output dir
     wait
 }
 
-tool=objcopy
+tool=readelf
 command -v cuobjdump >/dev/null 2>&1 && tool=cuobjdump
 base_out="$work/$rev-$tool"
 new_out="$work/new-$tool"
