@@ -7,7 +7,7 @@
 # `spattn gen` of BASE_REV (default: the parent of issue 14's kernels/ move)
 # and of this tree are compiled by nvcc to cubins and disassembled
 # (cuobjdump -sass when on the PATH, else the bytes of each kernel's .text
-# section, read by objcopy: the same machine code, without the mnemonics).
+# section, read by readelf: the same machine code, without the mnemonics).
 # Kernel names are normalized (the 8-hex-digit suffix of item 6 dropped) and
 # the two listings must be identical.
 #
@@ -93,12 +93,10 @@ one() {
     if command -v cuobjdump >/dev/null 2>&1; then
         cuobjdump -sass "$dir/$id.cubin" >"$dir/$id.raw"
     else
-        # binutils does not know the CUDA ELF machine: read it as plain little-endian ELF.
-        for sec in $(objdump -h "$dir/$id.cubin" | awk '$2 ~ /^\.text\./ {print $2}'); do
+        # binutils does not know the CUDA ELF machine: readelf dumps the sections' bytes.
+        for sec in $(readelf -W -S "$dir/$id.cubin" 2>/dev/null | grep -oE '\.text\.[A-Za-z0-9_]+'); do
             echo "Function : ${sec#.text.}"
-            objcopy -I elf64-little -O binary --only-section="$sec" "$dir/$id.cubin" "$dir/$id.text" &&
-                od -An -tx8 -v "$dir/$id.text"
-            rm -f "$dir/$id.text"
+            readelf -W -x "$sec" "$dir/$id.cubin" 2>/dev/null | grep -E '^ +0x'
         done >"$dir/$id.raw"
     fi
     # A listing with no machine code would compare equal to anything: count it as a failure.
@@ -120,7 +118,7 @@ run_side() {   # $1 binary, $2 output dir
     wait
 }
 
-tool=objcopy
+tool=readelf
 command -v cuobjdump >/dev/null 2>&1 && tool=cuobjdump
 base_out="$work/$rev-$tool"
 new_out="$work/new-$tool"
