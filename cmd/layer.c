@@ -1,22 +1,15 @@
 /* spattn run --layer: one attention layer's forward, in three stages
- * (runtime/layer_ref.h gives the shapes):
+ * (runtime/layer.h runs them, on the GPU or the float64 CPU reference, and
+ * times each):
  *
  *     x [B*N, d_model] --(Wq, Wk, Wv: 3 GEMMs)--> Q, K, V --(band attention)--> O --(Wo: GEMM)--> y
  *
- * On the GPU the GEMMs are cuBLAS (cublasGemmEx: 16-bit storage, fp32
- * accumulation) and the attention is the generated kernel.  A GEMM's
- * [B*N, heads*D] row-major output is exactly the kernel's [B, N, heads, D]
- * layout, so the projections write straight into the attention problem's
- * input set 0 and the kernel's O is the output projection's input: no
- * copies, no transposes.  Each stage is timed with CUDA events around it
- * (median over --iters layers, after warm-up), then the same layer with
- * this engine's dense causal kernel, for the layer speedup.  On the CPU
- * the float64 reference does the same three stages (timed by the clock).
- *
- * Inputs: x and the weights are random from --seed (x normal(0, 1), each
- * W normal with std 1/sqrt(fan_in)) or read from .npy files; either way
- * rounded to the spec's dtype once, kept as 16-bit words (uploaded) and as
- * doubles of the same values (for the CPU reference and --check). */
+ * This file holds the command's side: the inputs, the --check against the
+ * CPU layer, and the report.  x and the weights are random from --seed (x
+ * normal(0, 1), each W normal with std 1/sqrt(fan_in)) or read from .npy
+ * files; either way rounded to the spec's dtype once, kept as 16-bit words
+ * (uploaded) and as doubles of the same values (for the CPU reference and
+ * --check). */
 #include "cmd/layer.h"
 
 #include <math.h>
@@ -31,7 +24,7 @@
 #include "common/json.h"
 #include "common/mem.h"
 #include "runtime/compare.h"
-#include "runtime/cublas.h"
+#include "runtime/layer.h"
 #include "runtime/layer_ref.h"
 #include "runtime/npy.h"
 #include "runtime/rng.h"
@@ -47,7 +40,7 @@
 #define CHECK_BOUND_BF16 2e-2
 #define CHECK_BOUND_FP16 5e-3
 
-enum { W_Q, W_K, W_V, W_O, W_COUNT };
+enum { W_Q = LAYER_WQ, W_K = LAYER_WK, W_V = LAYER_WV, W_O = LAYER_WO, W_COUNT = LAYER_NW };
 static const char *const weight_name[W_COUNT] = { "wq", "wk", "wv", "wo" };
 
 /* ---------------------------------------------------------------------------
@@ -246,14 +239,10 @@ done:
  * What a run produced */
 
 typedef struct {
-    double qkv, attn, out, layer;    /* medians, ms; layer is the median of whole layers */
-} stage_ms;
-
-typedef struct {
     char detail[160];                /* "float64 reference", or the GPU's name and arch */
     char kernel[160], config_source[160];
     int iters;
-    stage_ms band, dense;
+    layer_stage_ms band, dense;
     int dense_ran;
     float *y;                        /* [B, N, d_model] */
     int checked, pass;
@@ -261,43 +250,15 @@ typedef struct {
     double bound;
 } layer_result;
 
-/* Medians of per-layer stage times: t holds iters rows of 4 (qkv, attn,
- * out, layer); sorted in place. */
-static stage_ms stage_medians(double *t, int iters)
-{
-    double *col = malloc((size_t)iters * sizeof *col);
-    double m[4] = { NAN, NAN, NAN, NAN };
-    for (int c = 0; col && c < 4; c++) {
-        for (int i = 0; i < iters; i++) col[i] = t[4 * i + c];
-        m[c] = ga_median(col, iters);
-    }
-    free(col);
-    stage_ms s = { m[0], m[1], m[2], m[3] };
-    return s;
-}
-
 /* ---------------------------------------------------------------------------
  * CPU: the float64 reference, timed */
 
-static int cpu_layer(const layer_opts *o, const layer_host *h, const sp_band_list *bands, int iters, stage_ms *ms,
-                     double *y, sp_err *e)
+static int cpu_layer(const layer_opts *o, const layer_host *h, const sp_band_list *bands, int iters,
+                     layer_stage_ms *ms, double *y, sp_err *e)
 {
     layer_problem lp = host_problem(h, bands, o->threads);
     layer_params w = host_params(h);
-    double *t = malloc(4 * (size_t)iters * sizeof *t);
-    if (!t) return sp_fail(e, SP_EXIT_FAIL, "out of memory");
-    int rc = 0;
-    for (int i = 0; i < iters && !rc; i++) {
-        layer_times lt;
-        rc = layer_ref_forward(&lp, &w, y, &lt, e);
-        t[4 * i + 0] = lt.qkv_ms;
-        t[4 * i + 1] = lt.attention_ms;
-        t[4 * i + 2] = lt.out_proj_ms;
-        t[4 * i + 3] = lt.qkv_ms + lt.attention_ms + lt.out_proj_ms;
-    }
-    if (!rc) *ms = stage_medians(t, iters);
-    free(t);
-    return rc;
+    return layer_cpu_time(&lp, &w, iters, y, ms, e);
 }
 
 static int run_cpu_layer(const layer_opts *o, const layer_host *h, layer_result *r, sp_err *e)
@@ -321,89 +282,6 @@ static int run_cpu_layer(const layer_opts *o, const layer_host *h, layer_result 
 /* ---------------------------------------------------------------------------
  * GPU */
 
-typedef struct {
-    gpu_problem gp;              /* the attention problem: band table, q/k/v set 0, o */
-    sp_cublas *blas;
-    sp_dptr x, w[W_COUNT], y;
-    const layer_host *h;
-} layer_gpu;
-
-static void gpu_free(layer_gpu *L)
-{
-    if (L->gp.gpu) {
-        cu_free(L->gp.gpu, L->x);
-        cu_free(L->gp.gpu, L->y);
-        for (int i = 0; i < W_COUNT; i++) cu_free(L->gp.gpu, L->w[i]);
-    }
-    cublas_close(L->blas);       /* before cu_close, in gpu_problem_close */
-    gpu_problem_close(&L->gp);
-    memset(L, 0, sizeof *L);
-}
-
-/* One layer with attention kernel k, queued on the stream.  ev: NULL, or
- * four events recorded before the projections, before the attention,
- * before the output projection and after it. */
-static int gpu_step(layer_gpu *L, const engine_kernel *k, const CUevent *ev, sp_err *e)
-{
-    const layer_host *h = L->h;
-    gpu_attn *a = &L->gp.ga;
-    sp_gpu *g = L->gp.gpu;
-    int T = (int)h->T, dm = h->dm, qw = h->qw, kw = h->kw;
-    if (ev && cu_event_record(g, ev[0], e)) return -1;
-    if (cublas_gemm_ex_rm(L->blas, h->dtype, 0, 0, T, qw, dm, 1.0f, L->x, dm, L->w[W_Q], qw, 0.0f, a->q[0], qw, e) ||
-        cublas_gemm_ex_rm(L->blas, h->dtype, 0, 0, T, kw, dm, 1.0f, L->x, dm, L->w[W_K], kw, 0.0f, a->k[0], kw, e) ||
-        cublas_gemm_ex_rm(L->blas, h->dtype, 0, 0, T, kw, dm, 1.0f, L->x, dm, L->w[W_V], kw, 0.0f, a->v[0], kw, e))
-        return -1;
-    if (ev && cu_event_record(g, ev[1], e)) return -1;
-    if (ga_forward(a, k, 0, e)) return -1;
-    if (ev && cu_event_record(g, ev[2], e)) return -1;
-    if (cublas_gemm_ex_rm(L->blas, h->dtype, 0, 0, T, dm, qw, 1.0f, a->o, qw, L->w[W_O], dm, 0.0f, L->y, dm, e))
-        return -1;
-    if (ev && cu_event_record(g, ev[3], e)) return -1;
-    return 0;
-}
-
-/* Median stage times of `iters` layers after `warmup`: all layers queued
- * back to back (no host gaps measured), each with its own four events. */
-static int gpu_time(layer_gpu *L, const engine_kernel *k, int warmup, int iters, stage_ms *ms, sp_err *e)
-{
-    sp_gpu *g = L->gp.gpu;
-    for (int i = 0; i < warmup; i++)
-        if (gpu_step(L, k, NULL, e)) return -1;
-    size_t nev = 4 * (size_t)iters;
-    CUevent *ev = calloc(nev, sizeof *ev);
-    double *t = malloc(nev * sizeof *t);
-    int rc = (!ev || !t) ? sp_fail(e, SP_EXIT_FAIL, "out of memory") : 0;
-    size_t made = 0;
-    for (; !rc && made < nev; made++) rc = cu_event_new(g, &ev[made], e);
-    for (int i = 0; !rc && i < iters; i++) rc = gpu_step(L, k, &ev[4 * (size_t)i], e);
-    for (int i = 0; !rc && i < iters; i++) {
-        const CUevent *v = &ev[4 * (size_t)i];
-        float f[4];
-        for (int s = 0; !rc && s < 3; s++) rc = cu_event_ms(g, v[s], v[s + 1], &f[s], e);
-        if (!rc) rc = cu_event_ms(g, v[0], v[3], &f[3], e);
-        for (int s = 0; !rc && s < 4; s++) t[4 * (size_t)i + s] = f[s];
-    }
-    if (!rc) *ms = stage_medians(t, iters);
-    for (size_t i = 0; i < made; i++) cu_event_free(g, ev[i]);
-    free(ev);
-    free(t);
-    return rc;
-}
-
-/* y from the device, 16-bit, as float. */
-static int download_y(layer_gpu *L, float *y, sp_err *e)
-{
-    const layer_host *h = L->h;
-    size_t n = h->T * h->dm;
-    uint16_t *t = malloc(n * sizeof *t);
-    if (!t) return sp_fail(e, SP_EXIT_FAIL, "out of memory");
-    int rc = cu_download(L->gp.gpu, t, L->y, n * sizeof *t, e);
-    for (size_t i = 0; !rc && i < n; i++) y[i] = h->dtype == SP_BF16 ? bf16_to_float(t[i]) : fp16_to_float(t[i]);
-    free(t);
-    return rc;
-}
-
 /* The float64 CPU layer on the same rounded inputs; y's rel L2 against it. */
 static int check_layer(const layer_opts *o, const layer_host *h, layer_result *r, sp_err *e)
 {
@@ -426,67 +304,25 @@ static int check_layer(const layer_opts *o, const layer_host *h, layer_result *r
 
 static int run_gpu_layer(const layer_opts *o, const layer_host *h, layer_result *r, sp_err *e)
 {
-    layer_gpu L;
-    memset(&L, 0, sizeof L);
-    L.h = h;
-    engine_kernel k, dk;
-    memset(&k, 0, sizeof k);
-    memset(&dk, 0, sizeof dk);
-    int rc = -1;
     r->iters = o->iters > 0 ? o->iters : 50;
     r->y = malloc(h->T * h->dm * sizeof *r->y);
     if (!r->y) return sp_fail(e, SP_EXIT_FAIL, "out of memory for y");
-
-    gpu_opts go;
-    gpu_opts_init(&go);
-    go.spec_path = o->spec_path;
-    go.batch = h->B;
-    go.seq_len = h->N;
-    go.layer_index = o->layer_index;
-    go.tile = o->tile;
-    go.db_path = o->db_path;
-    go.gpu = o->gpu;
-    go.seed = o->seed;
-    if (gpu_problem_open(&go, &L.gp, e)) return -1;
-    sp_gpu *g = L.gp.gpu;
-    /* The projections write the kernel's inputs as row-major GEMM outputs:
-     * that is the [B, N, heads, D] layout, and input set 0 holds them. */
-    if (L.gp.ga.layout != GA_BNHD || L.gp.ga.q[0] == 0) {
-        sp_fail(e, SP_EXIT_FAIL, "internal: the layer needs the bnhd layout");
-        goto out;
-    }
-    if (cublas_open_fast(g, &L.blas, e)) goto out;
-    size_t nx = h->T * h->dm;
-    if (cu_malloc(g, 2 * nx, &L.x, e) || cu_malloc(g, 2 * nx, &L.y, e) || cu_upload(g, L.x, h->x16, 2 * nx, e))
-        goto out;
-    for (int i = 0; i < W_COUNT; i++)
-        if (cu_malloc(g, 2 * h->n[i], &L.w[i], e) || cu_upload(g, L.w[i], h->w16[i], 2 * h->n[i], e)) goto out;
-
-    if (gpu_problem_kernel(&L.gp, SP_KIND_FWD, &k, e)) goto out;
-    snprintf(r->kernel, sizeof r->kernel, "%s", k.name);
-    snprintf(r->config_source, sizeof r->config_source, "%s", L.gp.config_source);
-    snprintf(r->detail, sizeof r->detail, "%.100s, sm_%d", g->name, g->sm);
-
-    /* The output: NaN first, so anything no stage wrote fails --check. */
-    if (ga_poison(&L.gp.ga, e) || cu_fill16(g, L.y, 0x7fff, nx, e) || gpu_step(&L, &k, NULL, e) || cu_sync(g, e) ||
-        download_y(&L, r->y, e))
-        goto out;
-    if (gpu_time(&L, &k, 5, r->iters, &r->band, e)) goto out;
-    if (!o->no_dense) {
-        sp_pattern dense = { .kind = SP_DENSE };
-        if (gpu_problem_dense_kernel(&L.gp, SP_KIND_FWD, &dk, e) || ga_set_bands(&L.gp.ga, &dense, e) ||
-            gpu_time(&L, &dk, 5, r->iters, &r->dense, e))
-            goto out;
-        r->dense_ran = 1;
-    }
-    if (cu_sync(g, e)) goto out;
-    rc = 0;
-out:
-    engine_unload(g, &k);
-    engine_unload(g, &dk);
-    gpu_free(&L);
-    if (!rc && o->check) rc = check_layer(o, h, r, e);
-    return rc;
+    sp_gpu g;
+    if (cu_open(o->gpu, &g, e)) return -1;
+    snprintf(r->detail, sizeof r->detail, "%.100s, sm_%d", g.name, g.sm);
+    layer_gpu_job j = { &h->hp.spec, &h->hp.pattern, h->B, h->N, h->dm, h->x16, { 0 }, o->tile, o->db_path,
+                        r->iters, !o->no_dense };
+    for (int i = 0; i < W_COUNT; i++) j.w16[i] = h->w16[i];
+    layer_gpu_result lr;
+    int rc = layer_gpu_run(&g, &j, r->y, &lr, e);
+    cu_close(&g);
+    if (rc) return -1;
+    snprintf(r->kernel, sizeof r->kernel, "%s", lr.kernel);
+    snprintf(r->config_source, sizeof r->config_source, "%s", lr.config_source);
+    r->band = lr.band;
+    r->dense = lr.dense;
+    r->dense_ran = lr.dense_ran;
+    return o->check ? check_layer(o, h, r, e) : 0;
 }
 
 /* ---------------------------------------------------------------------------
@@ -502,7 +338,7 @@ static double out_flops(const layer_host *h) { return 2.0 * (double)h->T * h->qw
  * of the stages' medians), so the result lies in [1, 1 / ratio]. */
 static double ideal_layer_speedup(const layer_result *r, double ratio)
 {
-    const stage_ms *d = &r->dense;
+    const layer_stage_ms *d = &r->dense;
     return (d->qkv + d->out + d->attn) / (d->qkv + d->out + d->attn * ratio);
 }
 
@@ -561,7 +397,7 @@ static void print_human(const layer_opts *o, const layer_host *h, const layer_re
     if (o->out_path) printf("output: %s\n", o->out_path);
 }
 
-static void json_stages(jw *w, const char *key, const stage_ms *s)
+static void json_stages(jw *w, const char *key, const layer_stage_ms *s)
 {
     jw_obj(w, key);
     jw_num(w, "qkv_ms", s->qkv);

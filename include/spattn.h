@@ -23,6 +23,7 @@
 #ifndef SPATTN_H
 #define SPATTN_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -148,6 +149,69 @@ SPATTN_API spattn_status spattn_backward(spattn_plan *plan, const spattn_tensor 
                               const spattn_tensor *dout, const spattn_tensor *dq, const spattn_tensor *dk,
                               const spattn_tensor *dv, int deterministic, void *workspace, size_t workspace_bytes,
                               void *stream);
+
+/* ---- tuning ------------------------------------------------------------------
+ * Search the tile configs of a spec's kernels on the context's GPU at every
+ * (kind, batch, seq_len) key, reject any whose output differs from the
+ * cuBLAS fp32 reference, time the rest, and save each key's fastest in the
+ * tuning database (spattn_context_set_db's, else the default) in one
+ * transaction; plans made afterwards use them (man 1 spattn-tune; the CLI's
+ * `spattn tune` is this call).  Keys the database already has for this GPU,
+ * driver, NVRTC and spattn are skipped unless force.  Needs a GPU context
+ * (SPATTN_EGPU on a CPU one), except with the environment variable
+ * SPATTN_TUNE_FAKE=1: then any context tunes a deterministic fake GPU (for
+ * tests without a GPU). */
+enum { SPATTN_TUNE_FWD = 1, SPATTN_TUNE_BWD = 2 };
+
+typedef struct {
+    int kinds;                       /* SPATTN_TUNE_FWD | SPATTN_TUNE_BWD; 0: forward only */
+    const int *batches;              /* n_batches sizes; NULL or 0: the spec's batch list, else 1 */
+    int n_batches;
+    const int64_t *seq_lens;         /* n_seq_lens lengths; NULL or 0: the spec's seq_len list, else 4096 */
+    int n_seq_lens;
+    double budget_s;                 /* no candidate starts after this many seconds; 0: 600; INFINITY: no limit */
+    int force;                       /* re-tune keys the database already has */
+    int threads;                     /* compile threads; 0: one per CPU */
+    int iters;                       /* timed launches per candidate; 0: 20 */
+    volatile sig_atomic_t *stop;     /* NULL, or a flag the caller may set (a SIGINT handler, another
+                                      * thread): the tuner stops after the current candidate, saves the
+                                      * keys finished and returns SPATTN_FAILED */
+    /* NULL, or called as the tuner works: total > 0 for a step (candidate
+     * done of total of the current key, message its kernel name), total = 0
+     * for a line of news (message: "rejected ...", "fwd batch 1 N 4096: best
+     * ..."; no newline).  From the calling thread. */
+    void (*progress)(void *user, const char *message, long done, long total);
+    void *user;
+} spattn_tune_options;
+
+typedef enum {
+    SPATTN_TUNE_SAVED = 0,           /* tuned; the winner is in the database */
+    SPATTN_TUNE_UP_TO_DATE = 1,      /* the database had the key: skipped */
+    SPATTN_TUNE_NO_WINNER = 2,       /* every candidate was rejected (the call fails) */
+    SPATTN_TUNE_NOT_SAVED = 3,       /* tuned, but saving the winners failed (the call fails) */
+} spattn_tune_outcome;
+
+typedef struct {
+    int kind;                        /* SPATTN_TUNE_FWD or SPATTN_TUNE_BWD */
+    int batch;
+    int64_t seq_len, seq_bucket;     /* the length asked for; the database's bucket (next power of two) */
+    spattn_tune_outcome outcome;
+    char tile[64];                   /* the winner, "128x64:w8:s2"; "" if none */
+    double median_ms, eff_tflops;    /* the winner's time and TFLOP/s (allowed pairs only) */
+    int checked, rejected, pruned;   /* candidates run and compared, rejected as wrong, pruned by the compiler */
+    char created_at[32];             /* UTC "2026-12-01T10:00:00Z" */
+    char json[2048];                 /* the row as a `spattn db export` JSON line (no newline); "" if none */
+} spattn_tune_result;
+
+/* Tune the spec in the file spec_path, or (spec_path NULL) in the YAML text
+ * yaml[0, yaml_len), with layer layer_index's pattern (-1: the spec's
+ * default).  opts NULL: the defaults.  results[0, max_results) receives one
+ * entry per key reached, in order (kinds, then batches, then lengths);
+ * *n_results (may be NULL) their count.  Keys finished before an error or a
+ * stop are saved all the same. */
+SPATTN_API spattn_status spattn_tune(spattn_context *ctx, const char *spec_path, const char *yaml, size_t yaml_len,
+                                     int layer_index, const spattn_tune_options *opts, spattn_tune_result *results,
+                                     int max_results, int *n_results);
 
 #ifdef __cplusplus
 }

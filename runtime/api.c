@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -25,6 +26,10 @@
 #include "runtime/config.h"
 #include "runtime/engine.h"
 #include "runtime/ref.h"
+#include "runtime/tune.h"
+
+/* The most batches or lengths one spattn_tune call takes (the CLI's lists). */
+#define SP_TUNE_MAX_LIST 64
 
 /* A kernel loaded in a context, by the hash of its source and arch: every
  * plan of the same spec and config shares it. */
@@ -68,16 +73,19 @@ static spattn_status keep(char *buf, size_t n, const sp_err *e)
     return e->code ? (spattn_status)e->code : SPATTN_FAILED;
 }
 
-static spattn_status plan_fail(spattn_plan *p, spattn_status code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static spattn_status plan_fail(spattn_plan *p, spattn_status code, const char *fmt, ...)
+/* A formatted message into buf (an object's error); returns code. */
+static spattn_status fail_msg(char *buf, size_t n, spattn_status code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static spattn_status fail_msg(char *buf, size_t n, spattn_status code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(p->error, sizeof p->error, fmt, ap);
+    vsnprintf(buf, n, fmt, ap);
     va_end(ap);
     return code;
 }
+#define plan_fail(p, code, ...) fail_msg((p)->error, sizeof (p)->error, code, __VA_ARGS__)
+#define ctx_fail(c, code, ...) fail_msg((c)->error, sizeof (c)->error, code, __VA_ARGS__)
 
 const char *spattn_context_error(const spattn_context *ctx) { return ctx ? ctx->error : "no context"; }
 const char *spattn_plan_error(const spattn_plan *plan) { return plan ? plan->error : "no plan"; }
@@ -523,4 +531,144 @@ spattn_status spattn_backward(spattn_plan *p, const spattn_tensor *q, const spat
     int rc = attn_bwd_launch(g, &p->bk->bwd, &p->bk->cfg, &a, &e);
     g->stream = own;
     return rc ? keep(p->error, sizeof p->error, &e) : SPATTN_OK;
+}
+
+/* ---- tuning (runtime/tune.c) ------------------------------------------------- */
+
+typedef struct {
+    void (*fn)(void *user, const char *message, long done, long total);
+    void *user;
+} tune_relay;
+
+static void tune_news(void *user, const tune_event *ev)
+{
+    const tune_relay *r = user;
+    r->fn(r->user, ev->message, ev->type == TUNE_EV_STEP ? ev->done : 0, ev->type == TUNE_EV_STEP ? ev->total : 0);
+}
+
+static void tune_result_out(db *d, const tune_result *r, spattn_tune_result *out)
+{
+    memset(out, 0, sizeof *out);
+    out->kind = r->kind == SP_KIND_BWD ? SPATTN_TUNE_BWD : SPATTN_TUNE_FWD;
+    out->batch = (int)r->batch;
+    out->seq_len = r->seq_len;
+    out->seq_bucket = db_seq_bucket(r->seq_len);
+    out->outcome = (spattn_tune_outcome)r->outcome;
+    out->checked = r->checked;
+    out->rejected = r->rejected;
+    out->pruned = r->pruned;
+    if (r->outcome != TUNE_SAVED && r->outcome != TUNE_NOT_SAVED) return;
+    snprintf(out->tile, sizeof out->tile, "%s", r->row.tile);
+    out->median_ms = r->row.median_ms;
+    out->eff_tflops = r->row.eff_tflops;
+    snprintf(out->created_at, sizeof out->created_at, "%s", r->row.created_at);
+    strbuf sb = STRBUF_INIT;
+    sb_init(&sb);
+    sp_err je = { 0 };
+    if (db_row_json(d, &r->row, 0, &sb, &je) == 0 && sb.len > 0 && sb.len < sizeof out->json) {
+        sb.buf[sb.len - 1] = 0;   /* the newline */
+        snprintf(out->json, sizeof out->json, "%s", sb.buf);
+    }
+    sb_free(&sb);
+}
+
+/* The keys of opts (defaults from the spec) into batches and lens; 0 or a status. */
+static spattn_status tune_keys(spattn_context *c, const spattn_tune_options *q, const sp_spec *s, int64_t *batches,
+                               int *nb, int64_t *lens, int *nl)
+{
+    *nb = *nl = 0;
+    if (q->batches && q->n_batches > 0) {
+        if (q->n_batches > SP_TUNE_MAX_LIST) return ctx_fail(c, SPATTN_EINVAL, "n_batches %d: at most %d", q->n_batches, SP_TUNE_MAX_LIST);
+        for (int i = 0; i < q->n_batches; i++) {
+            if (q->batches[i] < 1 || q->batches[i] > (1 << 20))
+                return ctx_fail(c, SPATTN_EINVAL, "batches[%d] = %d: expected 1..2^20", i, q->batches[i]);
+            batches[(*nb)++] = q->batches[i];
+        }
+    } else {
+        for (int i = 0; i < s->n_batch && i < SP_TUNE_MAX_LIST; i++) batches[(*nb)++] = s->batch[i];
+        if (*nb == 0) batches[(*nb)++] = 1;
+    }
+    if (q->seq_lens && q->n_seq_lens > 0) {
+        if (q->n_seq_lens > SP_TUNE_MAX_LIST) return ctx_fail(c, SPATTN_EINVAL, "n_seq_lens %d: at most %d", q->n_seq_lens, SP_TUNE_MAX_LIST);
+        for (int i = 0; i < q->n_seq_lens; i++) {
+            if (q->seq_lens[i] < 1 || q->seq_lens[i] > (1 << 24))
+                return ctx_fail(c, SPATTN_EINVAL, "seq_lens[%d] = %lld: expected 1..2^24", i, (long long)q->seq_lens[i]);
+            lens[(*nl)++] = q->seq_lens[i];
+        }
+    } else {
+        for (int i = 0; i < s->n_seq_len && i < SP_TUNE_MAX_LIST; i++) lens[(*nl)++] = s->seq_len[i];
+        if (*nl == 0) lens[(*nl)++] = 4096;
+    }
+    return SPATTN_OK;
+}
+
+spattn_status spattn_tune(spattn_context *c, const char *spec_path, const char *yaml, size_t yaml_len,
+                          int layer_index, const spattn_tune_options *opts, spattn_tune_result *results,
+                          int max_results, int *n_results)
+{
+    if (n_results) *n_results = 0;
+    if (!c) return SPATTN_EINVAL;
+    spattn_tune_options q;
+    memset(&q, 0, sizeof q);
+    if (opts) q = *opts;
+    if (q.kinds == 0) q.kinds = SPATTN_TUNE_FWD;
+    if (q.kinds & ~(SPATTN_TUNE_FWD | SPATTN_TUNE_BWD))
+        return ctx_fail(c, SPATTN_EINVAL, "kinds %d: expected SPATTN_TUNE_FWD, SPATTN_TUNE_BWD or both", q.kinds);
+    if (q.budget_s == 0) q.budget_s = 600;
+    if (!(q.budget_s > 0)) return ctx_fail(c, SPATTN_EINVAL, "budget_s must be a positive number of seconds");
+    if (q.iters < 0 || q.threads < 0) return ctx_fail(c, SPATTN_EINVAL, "iters and threads must be >= 0");
+    if (q.iters == 0) q.iters = 20;
+    if (q.threads == 0) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        q.threads = ncpu > 0 ? (int)ncpu : 1;
+    }
+    if (!spec_path && !yaml) return ctx_fail(c, SPATTN_EINVAL, "spattn_tune: no spec (a path or a YAML text)");
+    if (max_results < 0 || (max_results > 0 && !results)) return ctx_fail(c, SPATTN_EINVAL, "results: none for max_results %d", max_results);
+
+    /* The spec first: a bad one is SPATTN_EINVAL before any GPU is needed. */
+    sp_err e = { 0 };
+    sp_spec spec;
+    memset(&spec, 0, sizeof spec);
+    if (spec_path ? spec_load(spec_path, &spec, &e) : spec_parse(yaml, yaml_len, "spec", &spec, &e))
+        return keep(c->error, sizeof c->error, &e);
+    spattn_status st = SPATTN_OK;
+    int64_t batches[SP_TUNE_MAX_LIST], lens[SP_TUNE_MAX_LIST];
+    int nb, nl;
+    tune_result *res = NULL;
+    db *d = NULL;
+    if (layer_index >= 0 && spec.num_layers > 0 && layer_index >= spec.num_layers) {
+        st = ctx_fail(c, SPATTN_EINVAL, "layer_index %d: the spec has %d layers", layer_index, spec.num_layers);
+        goto out;
+    }
+    if ((st = tune_keys(c, &q, &spec, batches, &nb, lens, &nl))) goto out;
+    int fake = tune_fake_requested();
+    if (!fake && c->device == SPATTN_DEVICE_CPU) {
+        st = ctx_fail(c, SPATTN_EGPU, "spattn_tune needs a GPU context: tuning times kernels on the GPU");
+        goto out;
+    }
+    sp_gpu fake_gpu, *g = &c->gpu;
+    if (fake) { tune_fake_gpu(&fake_gpu); g = &fake_gpu; }
+    sp_kernel_kind kinds[2];
+    int nkinds = 0;
+    if (q.kinds & SPATTN_TUNE_FWD) kinds[nkinds++] = SP_KIND_FWD;
+    if (q.kinds & SPATTN_TUNE_BWD) kinds[nkinds++] = SP_KIND_BWD;
+    int nkeys = nkinds * nb * nl, nres = 0;
+    res = calloc((size_t)nkeys, sizeof *res);
+    if (!res) { st = ctx_fail(c, SPATTN_FAILED, "out of memory"); goto out; }
+    if (db_open(c->db_path, 0, &d, &e)) { st = keep(c->error, sizeof c->error, &e); goto out; }
+    const sp_pattern *pat = layer_index < 0 ? &spec.pattern : spec_layer_pattern(&spec, layer_index);
+    tune_relay relay = { q.progress, q.user };
+    tune_opts to = { &spec, pat, kinds, nkinds, batches, lens, nb, nl, q.budget_s, q.force, q.threads, q.iters, fake,
+                     q.stop, q.progress ? tune_news : NULL, &relay };
+    tune_summary sum;
+    int rc = tune_run(g, d, &to, res, nkeys, &nres, &sum, &e);
+    for (int i = 0; i < nres && i < max_results; i++) tune_result_out(d, &res[i], &results[i]);
+    if (n_results) *n_results = nres < max_results ? nres : max_results;
+    if (rc) st = keep(c->error, sizeof c->error, &e);
+    else if (sum.stopped) st = ctx_fail(c, SPATTN_FAILED, "stopped: %d key(s) saved", sum.saved);
+out:
+    db_close(d);
+    free(res);
+    spec_free(&spec);
+    return st;
 }

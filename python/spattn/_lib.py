@@ -92,6 +92,27 @@ class PlanInfo:
     backward_config: str
 
 
+TUNE_FWD, TUNE_BWD = 1, 2                                  # SPATTN_TUNE_FWD, SPATTN_TUNE_BWD
+TUNE_SAVED, TUNE_UP_TO_DATE, TUNE_NO_WINNER, TUNE_NOT_SAVED = 0, 1, 2, 3   # spattn_tune_outcome
+_TUNE_PROGRESS = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_long, ctypes.c_long)
+
+
+class TuneOptions(ctypes.Structure):
+    _fields_ = [("kinds", ctypes.c_int), ("batches", ctypes.POINTER(ctypes.c_int)), ("n_batches", ctypes.c_int),
+                ("seq_lens", ctypes.POINTER(ctypes.c_int64)), ("n_seq_lens", ctypes.c_int),
+                ("budget_s", ctypes.c_double), ("force", ctypes.c_int), ("threads", ctypes.c_int),
+                ("iters", ctypes.c_int), ("stop", ctypes.POINTER(ctypes.c_int)), ("progress", _TUNE_PROGRESS),
+                ("user", ctypes.c_void_p)]
+
+
+class TuneResult(ctypes.Structure):
+    _fields_ = [("kind", ctypes.c_int), ("batch", ctypes.c_int), ("seq_len", ctypes.c_int64),
+                ("seq_bucket", ctypes.c_int64), ("outcome", ctypes.c_int), ("tile", ctypes.c_char * 64),
+                ("median_ms", ctypes.c_double), ("eff_tflops", ctypes.c_double), ("checked", ctypes.c_int),
+                ("rejected", ctypes.c_int), ("pruned", ctypes.c_int), ("created_at", ctypes.c_char * 32),
+                ("json", ctypes.c_char * 2048)]
+
+
 # ---- loading -------------------------------------------------------------------
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -126,6 +147,7 @@ def _declare(lib):
         "spattn_workspace_size": (SZ, [VP, I, I]),
         "spattn_forward": (I, [VP] * 6 + [VP, SZ, VP]),
         "spattn_backward": (I, [VP] * 10 + [I, VP, SZ, VP]),
+        "spattn_tune": (I, [VP, S, S, SZ, I, P(TuneOptions), P(TuneResult), I, P(I)]),
     }
     for name, (res, args) in sig.items():
         f = getattr(lib, name)
@@ -219,6 +241,18 @@ class Context(_Owned):
         st = self.L.spattn_context_set_db(self.h, None if path is None else os.fspath(path).encode())
         if st != OK:
             raise error(st, "spattn_context_set_db: out of memory")
+
+    def tune(self, opts, max_results, path=None, text=None, layer=-1):
+        """spattn_tune on a spec file (path) or YAML text; returns the
+        TuneResult array and how many it holds.  Raises on failure."""
+        res = (TuneResult * max(1, max_results))()
+        n = ctypes.c_int(0)
+        b = None if text is None else (text.encode() if isinstance(text, str) else bytes(text))
+        st = self.L.spattn_tune(self.h, None if path is None else os.fsencode(path), b, 0 if b is None else len(b),
+                                layer, ctypes.byref(opts), res, max_results, ctypes.byref(n))
+        if st != OK:
+            raise error(st, f"spattn_tune: {self.L.spattn_context_error(self.h).decode()}")
+        return res, n.value
 
     def _plan(self, st, h, what):
         if st != OK:

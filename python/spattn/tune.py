@@ -1,24 +1,27 @@
 """spattn.tune: autotune a spec's kernels for this GPU into the tuning
 database that plans read.
 
-The C library has no tuning call yet (include/spattn.h: "Not yet in the
-library: the tuner"), so this runs the CLI, `spattn tune SPEC --json`, in a
-subprocess, with the spec as a file (a YAML text or parameters go to a
-temporary file: `spattn tune -` reads standard input once per shape, so a
-second shape would find it empty) and the same database
-(--db, else $SPATTN_DB, else the cache directory's tune.db: the default of
-both the CLI and spattn_context_set_db) and kernel cache ($SPATTN_CACHE_DIR).
-The signature is meant to stay when a spattn_tune C call replaces the
-subprocess.
+This is the C library's tuner, spattn_tune (man 3 spattn; `spattn tune` is
+the CLI over the same call): the spec goes in as its file or its YAML text,
+the winners land in the same database as the CLI's (db, else $SPATTN_DB,
+else the cache directory's tune.db: the default of spattn_context_set_db)
+and the kernels in the same cache ($SPATTN_CACHE_DIR).  The call runs on a
+worker thread, so Ctrl-C (and timeout) set the tuner's stop flag: it stops
+after the current candidate and saves the keys already finished.
+SPATTN_TUNE_FAKE=1 (in the environment or env) tunes the library's
+deterministic fake GPU, on any machine.
 """
+import ctypes
 import json
 import os
 import shutil
 import subprocess
-import tempfile
+import threading
 
 from . import _lib
 from ._core import CACHE, resolve_key
+
+_env_lock = threading.Lock()   # env= changes the process environment for the call
 
 
 def find_cli():
@@ -48,9 +51,13 @@ def tune(spec=None, seq_lens=(4096,), batches=(1,), *, pattern=None, band_basis=
     """Tune the kernels of a spec (a Spec, a spec file path, a YAML text, or
     the pattern arguments with heads/head_dim/dtype) at every (batch, seq_len)
     and store the winners in the tuning database (db, else the default).
-    Returns the winners: a list of dicts, one per (kind, batch, seq_len), the
-    JSON lines of `spattn tune --json` (tile, median_ms, eff_tflops, ...).
-    Raises SpattnError with the CLI's last message on failure.
+    kind: "fwd", "bwd" or "all".  env: environment variables set for the
+    call (SPATTN_TUNE_FAKE, SPATTN_CACHE_DIR, ...).  Returns the winners
+    saved: a list of dicts, one per (kind, batch, seq_len) tuned, the rows as
+    `spattn db export` prints them (tile, median_ms, eff_tflops, ...); keys
+    already up to date are not in it.  Raises SpattnError with the library's
+    message on failure, subprocess.TimeoutExpired after timeout seconds (the
+    keys finished by then are saved).
 
     Plans already cached keep the configs they were made with: call
     spattn.clear_plan_cache() to pick the tuned ones up (and recapture any
@@ -59,35 +66,68 @@ def tune(spec=None, seq_lens=(4096,), batches=(1,), *, pattern=None, band_basis=
     s = CACHE.spec(key)
     if s.kind == "params" and (heads or s.heads) is None:
         raise ValueError("spattn.tune with pattern arguments: pass heads= and head_dim= (and dtype=, kv_heads=)")
-    with tempfile.TemporaryDirectory(prefix="spattn-tune-") as tmp:
-        if s.kind == "file":
-            path = s.path
-        else:
-            path = os.path.join(tmp, (s.name or "params") + ".yaml")
-            with open(path, "w") as f:
-                f.write(s.to_yaml(heads, kv_heads, head_dim, dtype))
-        return _run(path, s, seq_lens, batches, kind, budget, force, iters, db, device, timeout, env)
-
-
-def _run(path, s, seq_lens, batches, kind, budget, force, iters, db, device, timeout, env):
-    cmd = [find_cli(), "tune", path, "--json", "--kind", kind,
-           "--seq-len", ",".join(str(int(n)) for n in seq_lens),
-           "--batch", ",".join(str(int(b)) for b in batches), "--gpu", str(int(device))]
-    if s.layer >= 0:
-        cmd += ["--layer-index", str(s.layer)]
-    if budget is not None:
-        cmd += ["--budget", str(budget)]
-    if iters is not None:
-        cmd += ["--iters", str(int(iters))]
-    if force:
-        cmd.append("--force")
+    kinds = {"fwd": _lib.TUNE_FWD, "bwd": _lib.TUNE_BWD, "all": _lib.TUNE_FWD | _lib.TUNE_BWD}.get(kind)
+    if kinds is None:
+        raise ValueError(f"spattn.tune: kind {kind!r} is not fwd, bwd or all")
+    b = [int(x) for x in batches]
+    n = [int(x) for x in seq_lens]
+    opts = _lib.TuneOptions(kinds=kinds, batches=(ctypes.c_int * len(b))(*b), n_batches=len(b),
+                            seq_lens=(ctypes.c_int64 * len(n))(*n), n_seq_lens=len(n),
+                            budget_s=0.0 if budget is None else float(budget), force=int(bool(force)),
+                            iters=0 if iters is None else int(iters))
+    if budget is not None and not float(budget) > 0:
+        raise _lib.error(_lib.EINVAL, "spattn.tune: budget must be a positive number of seconds")
+    stop = ctypes.c_int(0)
+    opts.stop = ctypes.pointer(stop)
+    path = s.path if s.kind == "file" else None
+    text = None if path else s.to_yaml(heads, kv_heads, head_dim, dtype)
     db = db if db is not None else CACHE.db
-    if db is not None:
-        cmd += ["--db", os.fspath(db)]
-    r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
-                       env=None if env is None else {**os.environ, **env})
-    if r.returncode != 0:
-        last = [ln for ln in r.stderr.splitlines() if ln.strip()][-3:]
-        raise _lib.error(r.returncode if r.returncode in (1, 2, 3) else _lib.FAILED,
-                         f"spattn tune (exit {r.returncode}): " + " | ".join(last))
-    return [json.loads(ln) for ln in r.stdout.splitlines() if ln.strip().startswith("{")]
+    with _env_lock:
+        saved = {k: os.environ.get(k) for k in (env or {})}
+        os.environ.update(env or {})
+        try:
+            return _call(opts, len(b) * len(n) * 2, path, text, s.layer, db, device, stop, timeout)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+def _call(opts, max_results, path, text, layer, db, device, stop, timeout):
+    fake = os.environ.get("SPATTN_TUNE_FAKE", "") not in ("", "0")
+    # The fake GPU needs no device: a CPU context tunes it.
+    ctx = _lib.Context(_lib.DEVICE_CPU if fake else int(device), db=db)
+    out = {}
+
+    def work():
+        try:
+            out["r"] = ctx.tune(opts, max_results, path=path, text=text, layer=layer)
+        except BaseException as e:   # handed to the calling thread
+            out["e"] = e
+
+    t = threading.Thread(target=work, name="spattn-tune", daemon=True)
+    try:
+        t.start()
+        waited = 0.0
+        while t.is_alive():
+            t.join(0.1)
+            waited += 0.1
+            if timeout is not None and waited >= timeout and not stop.value:
+                stop.value = 1
+                out["timeout"] = True
+    except KeyboardInterrupt:
+        stop.value = 1   # the tuner saves what it finished, then returns
+        t.join()
+        raise
+    finally:
+        t.join()
+        ctx.close()
+    if out.get("timeout"):
+        raise subprocess.TimeoutExpired("spattn_tune", timeout)
+    if "e" in out:
+        raise out["e"]
+    res, count = out["r"]
+    return [json.loads(res[i].json.decode()) for i in range(count)
+            if res[i].outcome == _lib.TUNE_SAVED and res[i].json]

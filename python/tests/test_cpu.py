@@ -3,7 +3,7 @@
 info against DESIGN.md's check values and an independent band formula,
 errors with the library's messages, the CPU reference through the library
 against a NumPy float64 attention at odd shapes (odd N, GQA, rows with no
-key), layouts by strides, tune() through the CLI's fake GPU, and, where
+key), layouts by strides, tune() through the library's fake GPU, and, where
 PyTorch is installed, the torch op on CPU tensors.
 
     python3 python/tests/test_cpu.py       (or python3 -m unittest python/tests/test_cpu.py)
@@ -338,11 +338,7 @@ for _i, _c in enumerate(CASES):   # one test per case, named after it
 
 
 class TestTune(unittest.TestCase):
-    def test_tune_through_the_cli_fake_gpu(self):
-        try:
-            cli = spattn.find_cli()
-        except FileNotFoundError as e:
-            self.skipTest(str(e))
+    def test_tune_through_the_library_fake_gpu(self):
         with tempfile.TemporaryDirectory() as t:
             db = os.path.join(t, "tune.db")
             env = {"SPATTN_TUNE_FAKE": "1", "SPATTN_CACHE_DIR": t}
@@ -350,12 +346,38 @@ class TestTune(unittest.TestCase):
             rows = spattn.tune(spec, seq_lens=[1000], batches=[2], db=db, env=env)
             self.assertEqual(sorted(r["kind"] for r in rows), ["bwd", "fwd"])
             self.assertTrue(all(r["batch"] == 2 and r["heads"] == 4 and r["tile"] for r in rows))
+            self.assertTrue(all(r["gpu_name"] == "spattn fake GPU" and r["seq_bucket"] == 1024 for r in rows))
             self.assertTrue(os.path.exists(db))
+            self.assertNotIn("SPATTN_TUNE_FAKE", os.environ)   # env= is for the call only
             again = spattn.tune(os.path.join(ROOT, "configs", "custom-4h.yaml"), seq_lens=[512], db=db, env=env,
                                 kind="fwd")
             self.assertEqual([r["kind"] for r in again], ["fwd"])
-            with self.assertRaisesRegex(spattn.SpattnError, "exit 2"):
+            # up to date: nothing tuned, nothing returned; force re-tunes
+            self.assertEqual(spattn.tune(spec, seq_lens=[1000], batches=[2], db=db, env=env), [])
+            self.assertEqual(len(spattn.tune(spec, seq_lens=[1000], batches=[2], db=db, env=env, force=True)), 2)
+            with self.assertRaisesRegex(spattn.SpattnInvalidError, "head_dims"):
                 spattn.tune("heads: 4\nhead_dims: 64\n", db=db, env=env)
+            with self.assertRaises(spattn.SpattnInvalidError):
+                spattn.tune(spec, db=db, env=env, budget=0)
+
+    def test_tune_without_a_gpu_is_a_gpu_error(self):
+        if os.environ.get("SPATTN_TUNE_FAKE", "") not in ("", "0"):
+            self.skipTest("SPATTN_TUNE_FAKE is set")
+        with tempfile.TemporaryDirectory() as t:
+            try:
+                spattn.Context(0).close()
+                self.skipTest("a GPU is present")
+            except spattn.SpattnGPUError:
+                pass
+            with self.assertRaises(spattn.SpattnGPUError):
+                spattn.tune(spattn.Spec.from_params("exclusive", heads=4, head_dim=64), seq_lens=[64],
+                            db=os.path.join(t, "tune.db"))
+
+    def test_find_cli(self):
+        try:
+            cli = spattn.find_cli()
+        except FileNotFoundError as e:
+            self.skipTest(str(e))
         self.assertTrue(os.path.basename(cli).startswith("spattn"))
 
 

@@ -172,6 +172,17 @@ rows() { "$SPATTN" db export --db "${1:-$DB}" | jq -s length; }
     [ "$nb" -eq 1 ] || [[ "$output" == *"no backward kernels for this spec yet; skipped"* ]]
 }
 
+@test "fake tune - (spec on stdin) with several shapes reads the spec once" {
+    # Regression: the spec was read from stdin once per shape, so the second
+    # shape found an empty spec and exited 2 (from a pipe; a redirected file
+    # reopens through /dev/stdin).
+    run bash -c "cat '$OLMOE' | SPATTN_TUNE_FAKE=1 '$SPATTN' tune - --batch 1,2 --seq-len 64,1000 --kind all"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"result(s) saved to $DB"* ]]
+    [ "$(rows)" -ge 4 ]
+    [ "$("$SPATTN" db export | jq -s '[.[] | select(.kind == "fwd")] | length')" -eq 4 ]
+}
+
 @test "fake tune: different specs and layers get different rows" {
     fake "$OLMOE" --batch 1 --seq-len 256 2>/dev/null
     fake "$ROOT/configs/llama-8h-d64.yaml" --batch 1 --seq-len 256 2>/dev/null

@@ -1,0 +1,471 @@
+/* The autotuner (runtime/tune.h): candidates compiled on a thread pool and
+ * pruned by the compiler's report, each checked against the cuBLAS
+ * reference and timed on the GPU (or scored by the fake), the winners saved
+ * in one transaction.  The CLI (cmd/tune.c) and spattn_tune
+ * (runtime/api.c) are its faces. */
+#include "runtime/tune.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "codegen/bands.h"
+#include "common/fileio.h"
+#include "runtime/compare.h"
+#include "runtime/config.h"
+#include "runtime/engine.h"
+#include "runtime/gpu_attn.h"
+#include "runtime/nvrtc.h"
+#include "runtime/ref_gpu.h"
+
+typedef struct {
+    sp_kcfg cfg;
+    int pruned;               /* 1: dropped by the resource report or compile */
+    char why[160];
+    double ms;                /* median, or < 0 if not timed */
+    int wrong;                /* failed the check against the trusted result */
+    engine_kernel k;          /* compile result (resources) */
+} candidate;
+
+/* One run's state: the options, the GPU, the clock and the progress count
+ * of the key in hand. */
+typedef struct {
+    const tune_opts *o;
+    sp_gpu *g;
+    const char *db_path;
+    double deadline;
+    long done, total;
+} tuner;
+
+static int stopped(const tuner *t) { return t->o->stop && *t->o->stop; }
+
+static void news(const tuner *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void news(const tuner *t, const char *fmt, ...)
+{
+    if (!t->o->progress) return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    tune_event ev = { TUNE_EV_MESSAGE, line, 0, 0 };
+    t->o->progress(t->o->user, &ev);
+}
+
+static void step(tuner *t, const char *name)
+{
+    ++t->done;
+    if (!t->o->progress) return;
+    tune_event ev = { TUNE_EV_STEP, name, t->done, t->total };
+    t->o->progress(t->o->user, &ev);
+}
+
+int tune_fake_requested(void)
+{
+    const char *v = getenv("SPATTN_TUNE_FAKE");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+void tune_fake_gpu(sp_gpu *g)
+{
+    memset(g, 0, sizeof *g);
+    snprintf(g->name, sizeof g->name, "spattn fake GPU");
+    g->sm = 90;
+    g->sm_count = 132;
+    g->driver_version = 13000;
+    g->smem_optin = 227 * 1024;
+}
+
+/* ---- compiling candidates on several threads -------------------------------- */
+
+typedef struct {
+    candidate *c;
+    int n;
+    int next;
+    pthread_mutex_t lock;
+    const char *arch;
+    const sp_spec *spec;
+    const sp_pattern *pat;
+    int reg_limit;            /* registers per SM */
+    size_t smem_limit;
+} compile_pool;
+
+static void *compile_worker(void *arg)
+{
+    compile_pool *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        int i = p->next++;
+        pthread_mutex_unlock(&p->lock);
+        if (i >= p->n) return NULL;
+        candidate *c = &p->c[i];
+        sp_err e = { 0 };
+        if (engine_compile(p->arch, p->spec, p->pat, &c->cfg, &c->k, &e)) {
+            c->pruned = 1;
+            snprintf(c->why, sizeof c->why, "compile failed: %.120s", e.msg);
+            continue;
+        }
+        const sp_kres *r = &c->k.res;
+        if (r->spill_stores || r->spill_loads)
+            { c->pruned = 1; snprintf(c->why, sizeof c->why, "spills %d/%d bytes", r->spill_stores, r->spill_loads); }
+        else if (r->wgmma_serialized)
+            { c->pruned = 1; snprintf(c->why, sizeof c->why, "wgmma serialized by ptxas (C7518)"); }
+        else if ((long)r->regs * c->cfg.threads > p->reg_limit)
+            { c->pruned = 1; snprintf(c->why, sizeof c->why, "%d registers x %d threads > %d", r->regs, c->cfg.threads, p->reg_limit); }
+        else if ((size_t)(c->cfg.smem_bytes + r->smem_static) > p->smem_limit)
+            { c->pruned = 1; snprintf(c->why, sizeof c->why, "%d bytes of shared memory > %zu", c->cfg.smem_bytes + r->smem_static, p->smem_limit); }
+    }
+}
+
+static void compile_all(compile_pool *p, int threads)
+{
+    pthread_t t[32];
+    if (threads < 1) threads = 1;
+    if (threads > 32) threads = 32;
+    pthread_mutex_init(&p->lock, NULL);
+    int started = 0;
+    for (; started < threads; started++)
+        if (pthread_create(&t[started], NULL, compile_worker, p)) break;
+    if (started == 0) compile_worker(p);
+    for (int i = 0; i < started; i++) pthread_join(t[i], NULL);
+    pthread_mutex_destroy(&p->lock);
+}
+
+/* ---- the fake GPU ----------------------------------------------------------- */
+
+/* The fake backend's "time": smaller for bigger tiles and deeper pipelines,
+ * with a fixed ordering, so tests can predict the winner. */
+static double fake_ms(const sp_kcfg *c, int64_t N)
+{
+    return 0.001 * (double)N / 1024.0 * (1.0 + 64.0 / c->bm + 32.0 / c->bn + 0.1 / c->stages);
+}
+
+/* The fake backend's wrong candidate: the one with the largest tiles and
+ * stages, which would otherwise win: a fast wrong config must never win. */
+static int fake_wrong(const sp_kcfg *c, const candidate *all, int n)
+{
+    int best = -1;
+    for (int i = 0; i < n; i++)
+        if (!all[i].pruned && (best < 0 || fake_ms(&all[i].cfg, 1024) < fake_ms(&all[best].cfg, 1024))) best = i;
+    return best >= 0 && memcmp(c, &all[best].cfg, sizeof *c) == 0;
+}
+
+static void evaluate_fake(tuner *t, candidate *c, int n, int64_t N)
+{
+    for (int i = 0; i < n && !stopped(t); i++) {
+        if (c[i].pruned) continue;
+        step(t, "fake");
+        if (fake_wrong(&c[i].cfg, c, n)) {
+            c[i].wrong = 1;
+            char tile[64];
+            kcfg_tile_string(&c[i].cfg, tile, sizeof tile);
+            news(t, "rejected %s: wrong result (fake backend)", tile);
+        } else c[i].ms = fake_ms(&c[i].cfg, N);
+    }
+}
+
+/* ---- evaluating candidates on the GPU ------------------------------------------ */
+
+/* The next candidate to evaluate from *i on (then past it): not pruned,
+ * counted as a step; NULL once none is left, the budget is spent or a stop
+ * is asked for. */
+static candidate *next_candidate(tuner *t, candidate *c, int n, int *i)
+{
+    for (; *i < n && !stopped(t); ++*i) {
+        if (c[*i].pruned) continue;
+        if (sp_now() > t->deadline) return NULL;
+        step(t, c[*i].k.name);
+        return &c[(*i)++];
+    }
+    return NULL;
+}
+
+/* The reference problem of a's input set 0 ([B, N, heads, D] tensors). */
+static void ref_problem_of(const gpu_attn *a, refgpu_problem *rp)
+{
+    refgpu_dtype dt = refgpu_dtype_of(a->dtype);
+    memset(rp, 0, sizeof *rp);
+    rp->B = a->B; rp->N = a->N; rp->H = a->H; rp->KVH = a->KVH; rp->D = a->D;
+    rp->scale = a->scale;
+    rp->bands = a->bands;
+    rp->max_intervals = a->max_intervals;
+    rp->q = refgpu_view_bnhd(a->q[0], dt, a->N, a->H, a->D);
+    rp->k = refgpu_view_bnhd(a->k[0], dt, a->N, a->KVH, a->D);
+    rp->v = refgpu_view_bnhd(a->v[0], dt, a->N, a->KVH, a->D);
+    if (a->dout) rp->dout = refgpu_view_bnhd(a->dout, dt, a->N, a->H, a->D);
+}
+
+/* Check then time every surviving forward candidate. */
+static int evaluate_fwd(tuner *t, gpu_attn *a, const sp_spec *spec, const sp_pattern *pat, candidate *c, int n,
+                        sp_err *e)
+{
+    refgpu *ref = NULL;
+    sp_dptr ro = 0;
+    int rc = -1;
+    if (ga_fill_random(a, 1, e) || refgpu_open(a->g, &ref, e) || cu_malloc(a->g, 4 * a->nq, &ro, e)) goto out;
+    refgpu_problem rp;
+    ref_problem_of(a, &rp);
+    if (refgpu_forward(ref, &rp, ro, 0, e)) goto out;
+    double bound = cmp_bound(a->dtype == SP_BF16);
+    int64_t shape[4] = { a->B, a->N, a->H, a->D };
+    refgpu_view out16 = refgpu_view_bnhd(a->o, refgpu_dtype_of(a->dtype), a->N, a->H, a->D);
+    refgpu_view ref32 = refgpu_view_bnhd(ro, REFGPU_FP32, a->N, a->H, a->D);
+    candidate *cd;
+    for (int i = 0; (cd = next_candidate(t, c, n, &i)) != NULL;) {
+        engine_kernel k;
+        if (engine_load(a->g, spec, pat, &cd->cfg, &k, e)) goto out;
+        cmp_result res;
+        int ok = ga_poison(a, e) == 0 && ga_forward(a, &k, 0, e) == 0 && cu_sync(a->g, e) == 0 &&
+                 refgpu_compare(ref, shape, &out16, &ref32, &res, e) == 0;
+        if (!ok) { engine_unload(a->g, &k); goto out; }
+        if (!cmp_pass(&res, bound)) {
+            cd->wrong = 1;
+            news(t, "rejected %s: rel_l2 %.3e, %zu NaN (bound %.0e)", k.name, res.rel_l2, res.nan_count, bound);
+        } else if (ga_time_forward(a, &k, 3, t->o->iters, &cd->ms, e)) {
+            engine_unload(a->g, &k);
+            goto out;
+        }
+        engine_unload(a->g, &k);
+    }
+    rc = 0;
+out:
+    cu_free(a->g, ro);
+    if (ref) refgpu_close(ref);
+    return rc;
+}
+
+/* The same for backward candidates: the forward runs with the config the
+ * problem would use (database, else heuristic), each candidate's dQ, dK, dV
+ * are checked against the cuBLAS backward, then the backward alone is
+ * timed. */
+static int evaluate_bwd(tuner *t, gpu_attn *a, const sp_spec *spec, const sp_pattern *pat, candidate *c, int n,
+                        sp_err *e)
+{
+    refgpu *ref = NULL;
+    sp_dptr rq = 0, rk = 0, rv = 0;
+    engine_kernel fk = { 0 };
+    sp_kcfg fc;
+    char fsrc[160];
+    int rc = -1, first = -1;
+    for (int i = 0; i < n && first < 0; i++) if (!c[i].pruned) first = i;
+    if (first < 0) return 0;
+    if (ga_fill_random(a, 1, e) || ga_alloc_backward(a, &c[first].cfg, 8, NULL, e) ||
+        config_pick(a->g, spec, pat, SP_KIND_FWD, a->B, a->N, t->db_path, NULL, &fc, fsrc, sizeof fsrc, e) ||
+        engine_load(a->g, spec, pat, &fc, &fk, e) || refgpu_open(a->g, &ref, e) ||
+        cu_malloc(a->g, 4 * a->nq, &rq, e) || cu_malloc(a->g, 4 * a->nk, &rk, e) || cu_malloc(a->g, 4 * a->nk, &rv, e))
+        goto out;
+    refgpu_problem rp;
+    ref_problem_of(a, &rp);
+    if (refgpu_backward(ref, &rp, rq, rk, rv, e)) goto out;
+    double bound = cmp_bound(a->dtype == SP_BF16);
+    sp_dptr mine[3] = { a->dq, a->dk, a->dv }, theirs[3] = { rq, rk, rv };
+    int heads[3] = { a->H, a->KVH, a->KVH };
+    candidate *cd;
+    for (int i = 0; (cd = next_candidate(t, c, n, &i)) != NULL;) {
+        engine_kernel k;
+        if (engine_load(a->g, spec, pat, &cd->cfg, &k, e)) goto out;
+        int ok = ga_poison(a, e) == 0 && ga_forward(a, &fk, 0, e) == 0 && ga_backward(a, &k, 0, 0, e) == 0 &&
+                 cu_sync(a->g, e) == 0;
+        double worst = 0;
+        size_t nans = 0;
+        for (int ti = 0; ok && ti < 3; ti++) {
+            int64_t shape[4] = { a->B, a->N, heads[ti], a->D };
+            refgpu_view mv = refgpu_view_bnhd(mine[ti], refgpu_dtype_of(a->dtype), a->N, heads[ti], a->D);
+            refgpu_view r32 = refgpu_view_bnhd(theirs[ti], REFGPU_FP32, a->N, heads[ti], a->D);
+            cmp_result res;
+            ok = refgpu_compare(ref, shape, &mv, &r32, &res, e) == 0;
+            if (ok && !cmp_pass(&res, bound)) cd->wrong = 1;
+            if (res.rel_l2 > worst) worst = res.rel_l2;
+            nans += res.nan_count;
+        }
+        if (!ok) { engine_unload(a->g, &k); goto out; }
+        if (cd->wrong)
+            news(t, "rejected %s: worst rel_l2 %.3e, %zu NaN (bound %.0e)", k.name, worst, nans, bound);
+        else if (ga_time_backward(a, &k, 0, 3, t->o->iters, &cd->ms, e)) {
+            engine_unload(a->g, &k);
+            goto out;
+        }
+        engine_unload(a->g, &k);
+    }
+    rc = 0;
+out:
+    engine_unload(a->g, &fk);
+    cu_free(a->g, rq); cu_free(a->g, rk); cu_free(a->g, rv);
+    if (ref) refgpu_close(ref);
+    return rc;
+}
+
+/* ---- one key ------------------------------------------------------------------ */
+
+/* Forward FLOPs counted on allowed pairs at (B, N): 4 * D * pairs. */
+static int flops_fwd(const sp_spec *s, const sp_pattern *pat, int64_t B, int64_t N, double *out, sp_err *e)
+{
+    int64_t pairs = 0, all;
+    for (int h = 0; h < s->heads; h++) {
+        sp_band_list bl;
+        bands_head(pat, s->heads, h, N, &bl);
+        pairs += bands_pairs(&bl, N);
+    }
+    if (sp_mul_i64(pairs, B, &all, e)) return -1;
+    *out = 4.0 * s->head_dim * (double)all;
+    return 0;
+}
+
+/* Search key (kind, B, N) among the compiled candidates c[0, n); fill r.
+ * The winner's row is left in r->row with r->outcome TUNE_SAVED; the caller
+ * saves.  *reached: r has an outcome (not so after a stop, the budget or an
+ * error part-way). */
+static int tune_key(tuner *t, db *d, sp_kernel_kind kind, int64_t B, int64_t N, candidate *c, int n,
+                    tune_result *r, int *reached, sp_err *e)
+{
+    *reached = 0;
+    const tune_opts *o = t->o;
+    memset(r, 0, sizeof *r);
+    r->kind = kind;
+    r->batch = B;
+    r->seq_len = N;
+    db_key key;
+    config_db_key(t->g, o->spec, o->pattern, kind, (int)B, N, &key);
+    int have = 0;
+    if (db_has_current(d, &key, &have, e)) return e->code ? e->code : SP_EXIT_FAIL;
+    if (have && !o->force) {
+        news(t, "%s batch %lld N %lld: up to date, skipped (--force re-tunes)", key.kind, (long long)B, (long long)N);
+        r->outcome = TUNE_UP_TO_DATE;
+        *reached = 1;
+        return SP_EXIT_OK;
+    }
+    double flops;
+    if (flops_fwd(o->spec, o->pattern, B, N, &flops, e)) return e->code ? e->code : SP_EXIT_FAIL;
+    if (kind == SP_KIND_BWD) flops *= 2.5;
+    for (int i = 0; i < n; i++) { c[i].ms = -1; c[i].wrong = 0; r->pruned += c[i].pruned; }
+    t->done = 0;
+    t->total = n - r->pruned;
+    int status = SP_EXIT_OK;
+    if (o->fake) evaluate_fake(t, c, n, N);
+    else {
+        gpu_attn a;
+        memset(&a, 0, sizeof a);
+        if (ga_create(&a, t->g, o->spec, o->pattern, (int)B, (int)N, GA_BNHD, 0, e) ||
+            (kind == SP_KIND_BWD ? evaluate_bwd : evaluate_fwd)(t, &a, o->spec, o->pattern, c, n, e))
+            status = e->code ? e->code : SP_EXIT_FAIL;
+        ga_destroy(&a);
+    }
+    int best = -1;
+    for (int i = 0; i < n; i++) {
+        r->checked += c[i].ms >= 0 || c[i].wrong;
+        r->rejected += c[i].wrong;
+        if (c[i].ms >= 0 && (best < 0 || c[i].ms < c[best].ms)) best = i;
+    }
+    if (status || stopped(t)) return status;
+    if (best >= 0) {
+        db_row *row = &r->row;
+        row->key = key;
+        kcfg_tile_string(&c[best].cfg, row->tile, sizeof row->tile);
+        row->bm = c[best].cfg.bm; row->bn = c[best].cfg.bn;
+        row->warps = c[best].cfg.warps; row->stages = c[best].cfg.stages;
+        row->median_ms = c[best].ms;
+        row->eff_tflops = flops / (c[best].ms * 1e-3) / 1e12;
+        row->candidates = r->checked;
+        time_t now = time(NULL);
+        struct tm tmv;
+        strftime(row->created_at, sizeof row->created_at, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tmv));
+        news(t, "%s batch %lld N %lld: best %s %.4f ms (%.1f TF/s) of %d candidates, %d rejected", key.kind,
+             (long long)B, (long long)N, row->tile, row->median_ms, row->eff_tflops, r->checked, r->rejected);
+        r->outcome = TUNE_SAVED;
+        *reached = 1;
+    } else if (sp_now() <= t->deadline) {
+        news(t, "%s batch %lld N %lld: no candidate passed", key.kind, (long long)B, (long long)N);
+        r->outcome = TUNE_NO_WINNER;
+        *reached = 1;
+        sp_fail(e, SP_EXIT_FAIL, "%s batch %lld N %lld: no candidate passed", key.kind, (long long)B, (long long)N);
+        return SP_EXIT_FAIL;
+    }
+    return SP_EXIT_OK;
+}
+
+/* ---- the run ------------------------------------------------------------------- */
+
+/* The candidates of kind, compiled and pruned (on a real GPU); 0 if none. */
+static int candidates_of(tuner *t, sp_kernel_kind kind, candidate *c)
+{
+    const tune_opts *o = t->o;
+    sp_kcfg base, list[TUNE_MAX_CANDIDATES];
+    kcfg_for_spec(&base, o->spec, o->pattern, kind, t->g->sm);
+    int nc = kcfg_candidates(&base, list, TUNE_MAX_CANDIDATES);
+    if (nc <= 0) return 0;
+    memset(c, 0, TUNE_MAX_CANDIDATES * sizeof *c);
+    for (int i = 0; i < nc; i++) { c[i].cfg = list[i]; c[i].ms = -1; }
+    if (o->fake) return nc;
+    char arch[32];
+    compile_pool cp = { c, nc, 0, PTHREAD_MUTEX_INITIALIZER, nvrtc_arch_for_sm(t->g->sm, arch, sizeof arch),
+                        o->spec, o->pattern, 65536, t->g->smem_optin };
+    news(t, "compiling %d %s candidates on %d threads", nc, kind == SP_KIND_BWD ? "bwd" : "fwd", o->threads);
+    compile_all(&cp, o->threads);
+    for (int i = 0; i < nc; i++)
+        if (c[i].pruned) news(t, "pruned %s: %s", c[i].k.name[0] ? c[i].k.name : "candidate", c[i].why);
+    return nc;
+}
+
+int tune_run(sp_gpu *g, db *d, const tune_opts *o, tune_result *res, int max, int *nres, tune_summary *sum,
+             sp_err *e)
+{
+    tuner t = { o, g, db_file(d), sp_now() + o->budget_s, 0, 0 };
+    memset(sum, 0, sizeof *sum);
+    *nres = 0;
+    int nkeys = o->nkinds * o->nbatches * o->nseq_lens;
+    db_row *rows = calloc(nkeys > 0 ? (size_t)nkeys : 1, sizeof *rows);
+    candidate *cands = calloc(TUNE_MAX_CANDIDATES, sizeof *cands);
+    int nrows = 0, status = SP_EXIT_OK;
+    if (!rows || !cands) {
+        sp_fail(e, SP_EXIT_FAIL, "out of memory");
+        status = SP_EXIT_FAIL;
+        goto done;
+    }
+    for (int ki = 0; ki < o->nkinds && !stopped(&t) && !status; ki++) {
+        sp_kernel_kind kind = o->kinds[ki];
+        int nc = candidates_of(&t, kind, cands);
+        if (nc <= 0) {
+            news(&t, "no valid %s tile config for this spec; skipped", kind == SP_KIND_BWD ? "backward" : "forward");
+            continue;
+        }
+        for (int bi = 0; bi < o->nbatches && !stopped(&t) && !status; bi++)
+            for (int si = 0; si < o->nseq_lens && !stopped(&t) && !status; si++) {
+                if (sp_now() > t.deadline) {
+                    if (!sum->budget_spent)
+                        news(&t, "the --budget of %.0f s is spent; the remaining keys are not tuned", o->budget_s);
+                    sum->budget_spent = 1;
+                    break;
+                }
+                tune_result r;
+                int reached;
+                status = tune_key(&t, d, kind, o->batches[bi], o->seq_lens[si], cands, nc, &r, &reached, e);
+                sum->checked += r.checked;
+                sum->rejected += r.rejected;
+                if (!reached) continue;
+                if (r.outcome == TUNE_SAVED) rows[nrows++] = r.row;
+                if (r.outcome == TUNE_UP_TO_DATE) sum->up_to_date++;
+                if (*nres < max) res[(*nres)++] = r;
+            }
+    }
+    sum->stopped = stopped(&t);
+    /* One transaction for everything finished, also after a stop or error. */
+    if (nrows > 0) {
+        sp_err we = { 0 };
+        if (db_put_rows(d, rows, nrows, &we)) {
+            *e = we;
+            status = we.code ? we.code : SP_EXIT_FAIL;
+            for (int i = 0; i < *nres; i++)
+                if (res[i].outcome == TUNE_SAVED) res[i].outcome = TUNE_NOT_SAVED;
+            nrows = 0;
+        }
+    }
+    sum->saved = nrows;
+done:
+    free(rows);
+    free(cands);
+    return status;
+}
