@@ -25,6 +25,13 @@ done &
 if command -v bats >/dev/null && command -v jq >/dev/null; then
     timeout 110 bats tests/bats/check.bats >"$L/bats-check.txt" 2>&1 &
 fi
+{   # the tuner and the layer pipeline, now in the library (runtime/tune.c, runtime/layer.c)
+    timeout 100 ./build/spattn tune configs/olmoe-1b-7b.yaml --kind all --batch 1 --seq-len 2048 --json \
+        >"$L/tune.json" 2>"$L/tune.log"; echo "tune olmoe --kind all N=2048: exit $?" >"$L/lib.txt"
+    grep -E "best|saved" "$L/tune.log" >>"$L/lib.txt"
+    timeout 60 ./build/spattn run configs/olmoe-1b-7b.yaml --layer --batch 1 --seq-len 512 --check \
+        >"$L/layer.txt" 2>&1; echo "run --layer --check N=512: exit $?" >>"$L/lib.txt"
+} &
 wait
 export SPATTN_LIB=$PWD/build/libspattn.so SPATTN_CLI=$PWD/build/spattn PYTHONPATH=$PWD/python
 timeout 70 python3 python/tests/test_gpu.py >"$L/test_gpu.out" 2>"$L/test_gpu.log"
@@ -41,6 +48,7 @@ fi
     [ -f "$L/bats-check.txt" ] && echo "== bats check.bats: $(grep -c '^ok' "$L/bats-check.txt") ok," \
         "$(grep -c '^not ok' "$L/bats-check.txt") not ok, $(grep -c '# skip' "$L/bats-check.txt") skipped"
     grep '^not ok' "$L/bats-check.txt" 2>/dev/null
+    echo "== library tuner and layer"; cat "$L/lib.txt"
     echo "== python"; cat "$L/python.txt"
     echo "== train_step (N = 16384)"; cat "$L/train_step.md" 2>/dev/null || tail -n 5 "$L/train_step.log" 2>/dev/null
 } | tee "$L/summary.txt"
