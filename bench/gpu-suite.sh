@@ -101,7 +101,11 @@ if want tune-bench; then
     { $S tune configs/olmoe-1b-7b.yaml --kind "$K" --batch 4 --seq-len 4096
       $S tune configs/olmoe-1b-7b.yaml --kind "$K" --batch 1 --seq-len "16384${LONG:+,32768}"
       $S tune configs/llama-8h-d64.yaml --kind "$K" --batch 4 --seq-len 4096
-      $S tune configs/gqa-32q-8kv.yaml --kind "$K" --batch 1 --seq-len 16384; } >"$OUT/tune-bench.log" 2>&1
+      $S tune configs/gqa-32q-8kv.yaml --kind "$K" --batch 1 --seq-len 16384
+      # the dense baseline of the head_dim-128 shapes (issue 15 compares it with cuDNN)
+      printf 'name: dense-16h\nheads: 16\nhead_dim: 128\npattern: dense\n' >"$OUT/dense-16h.yaml"
+      $S tune "$OUT/dense-16h.yaml" --kind fwd --batch 4 --seq-len 4096
+      $S tune "$OUT/dense-16h.yaml" --kind fwd --batch 1 --seq-len 16384; } >"$OUT/tune-bench.log" 2>&1
     note "tune benchmark shapes: exit $? in $(( $(date +%s) - start )) s"
     grep -E "best|saved" "$OUT/tune-bench.log"
     $S db list >>"$OUT/tune-bench.log" 2>&1

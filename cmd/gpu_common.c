@@ -124,11 +124,7 @@ int gpu_problem_kernel(gpu_problem *p, sp_kernel_kind kind, engine_kernel *k, sp
 
 int gpu_problem_dense_kernel(gpu_problem *p, sp_kernel_kind kind, engine_kernel *k, sp_err *e)
 {
-    sp_pattern dense = { .kind = SP_DENSE };
-    sp_kcfg c;
-    kcfg_for_spec(&c, &p->spec, &dense, kind, p->gpu->sm);
-    if (kcfg_derive(&c, e)) return -1;
-    return engine_load(p->gpu, &p->spec, &dense, &c, k, e);
+    return engine_load_dense(p->gpu, &p->spec, kind, k, e);
 }
 
 int gpu_problem_time(gpu_problem *p, const engine_kernel *fk, int fwdbwd, int deterministic, uint64_t dout_seed,

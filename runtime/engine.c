@@ -60,6 +60,15 @@ int engine_load(sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, const sp_
     return 0;
 }
 
+int engine_load_dense(sp_gpu *g, const sp_spec *spec, sp_kernel_kind kind, engine_kernel *k, sp_err *e)
+{
+    sp_pattern dense = { .kind = SP_DENSE };
+    sp_kcfg c;
+    kcfg_for_spec(&c, spec, &dense, kind, g->sm);
+    if (kcfg_derive(&c, e)) return -1;
+    return engine_load(g, spec, &dense, &c, k, e);
+}
+
 void engine_unload(sp_gpu *g, engine_kernel *k)
 {
     if (k->module) cu_module_unload(g, k->module);

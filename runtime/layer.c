@@ -133,16 +133,6 @@ static int download_y(layer_gpu *L, float *y, sp_err *e)
     return rc;
 }
 
-/* The engine's dense causal forward kernel for the spec (heuristic config). */
-static int dense_kernel(sp_gpu *g, const sp_spec *spec, engine_kernel *k, sp_err *e)
-{
-    sp_pattern dense = { .kind = SP_DENSE };
-    sp_kcfg c;
-    kcfg_for_spec(&c, spec, &dense, SP_KIND_FWD, g->sm);
-    if (kcfg_derive(&c, e)) return -1;
-    return engine_load(g, spec, &dense, &c, k, e);
-}
-
 int layer_gpu_run(sp_gpu *g, const layer_gpu_job *j, float *y, layer_gpu_result *r, sp_err *e)
 {
     const sp_spec *s = j->spec;
@@ -184,7 +174,7 @@ int layer_gpu_run(sp_gpu *g, const layer_gpu_job *j, float *y, layer_gpu_result 
     if (gpu_time(&L, &k, 5, j->iters, &r->band, e)) goto out;
     if (j->with_dense) {
         sp_pattern dense = { .kind = SP_DENSE };
-        if (dense_kernel(g, s, &dk, e) || ga_set_bands(&L.a, &dense, e) || gpu_time(&L, &dk, 5, j->iters, &r->dense, e))
+        if (engine_load_dense(g, s, SP_KIND_FWD, &dk, e) || ga_set_bands(&L.a, &dense, e) || gpu_time(&L, &dk, 5, j->iters, &r->dense, e))
             goto out;
         r->dense_ran = 1;
     }
