@@ -97,31 +97,11 @@ static int default_fwd_warps(int bm)
     return bm >= 128 && bm % 32 == 0 ? bm / 32 : bm / 16;
 }
 
-/* The wgmma forward (codegen/emit_fwd_wgmma.c): warpgroups of 4 warps own
- * 64 query rows each; tiles live in shared memory in the 128-byte-swizzled
- * layout wgmma reads (64-value column blocks, 1024-byte aligned), so the
- * slack is 1024 bytes. */
-static int derive_fwd_wgmma(sp_kcfg *c, sp_err *e)
+/* A forward config's dynamic shared memory: the family's slack and extra
+ * Q tiles (kcfg_smem_extra), the Q tile, STAGES stages of K and V; -1 with
+ * an error over the limit (1 KiB stays free for static shared memory). */
+static int fwd_smem(sp_kcfg *c, sp_err *e)
 {
-    if (c->sm != 90)
-        return sp_fail(e, SP_EXIT_USAGE, "wgmma tiles need sm_90a (Hopper); this config targets sm_%d", c->sm);
-    if (c->head_dim != 64 && c->head_dim != 128)
-        return sp_fail(e, SP_EXIT_USAGE, "the wgmma forward supports head_dim 64 and 128, not %d", c->head_dim);
-    if (c->bm != 64 && c->bm != 128 && c->bm != 192)
-        return sp_fail(e, SP_EXIT_USAGE, "wgmma tile BM %d must be 64, 128 or 192 (warpgroups of 64 rows)", c->bm);
-    if (c->bn < 16 || c->bn > 256 || c->bn % 16 != 0)
-        return sp_fail(e, SP_EXIT_USAGE, "tile BN %d must be a multiple of 16 in 16..256", c->bn);
-    if (c->warps == 0) c->warps = c->bm / 16;
-    if (c->warps != c->bm / 16)
-        return sp_fail(e, SP_EXIT_USAGE, "wgmma tile BM %d needs %d warps (a warpgroup of 4 per 64 rows), not %d",
-                       c->bm, c->bm / 16, c->warps);
-    /* The kernel reads V of tile it - 1 while tile it is current and loads
-     * ahead: 3 stages at least. */
-    if (c->stages < 3 || c->stages > 5)
-        return sp_fail(e, SP_EXIT_USAGE, "wgmma stages %d must be in 3..5", c->stages);
-    c->threads = 32 * c->warps;
-    c->row_bytes = c->head_dim * 2;
-    c->q_in_regs = 0;   /* wgmma reads Q from shared memory */
     long smem = kcfg_smem_extra(c) + (long)c->bm * c->row_bytes + (long)c->stages * 2 * c->bn * c->row_bytes;
     if (smem > KCFG_SMEM_LIMIT - 1024)
         return sp_fail(e, SP_EXIT_USAGE, "tile %dx%d with %d stages needs %ld bytes of shared memory, more than %d",
@@ -130,38 +110,38 @@ static int derive_fwd_wgmma(sp_kcfg *c, sp_err *e)
     return 0;
 }
 
-/* The warp-specialized forward (kernels/fwd_ws.cuh): a producer warpgroup
- * loading by TMA and BM / 64 consumer warpgroups (warps counts the
- * consumers' warps); K and V in separate rings of STAGES tiles (K is freed
- * before V, so 2 stages already overlap), and two Q tiles (the next item's
- * loads during this one; O is staged in the finished one for the TMA
- * store).  TMA boxes are at most 256 rows. */
-static int derive_fwd_ws(sp_kcfg *c, sp_err *e)
+/* The two Hopper forwards share their tile rules: sm_90a, head_dim 64 or
+ * 128, warpgroups of 4 warps owning 64 query rows each (BM 64, 128 or 192;
+ * warps counts the math warps, a warp-specialized producer comes on top),
+ * tiles in the 128-byte-swizzled layout wgmma reads (64-value column blocks,
+ * 1024-byte aligned).  They differ in their stage range:
+ *   wgmma (kernels/fwd_wgmma.cuh): reads V of tile it - 1 while tile it is
+ *       current and loads ahead, so 3..5 stages;
+ *   ws (kernels/fwd_ws.cuh): K and V in separate rings (K is freed before
+ *       V, so 2 stages already overlap) and two Q tiles (the next item's
+ *       loads during this one; O is staged in the finished one for the TMA
+ *       store), 2..6 stages.  TMA boxes are at most 256 rows.
+ * what: the family as messages name it. */
+static int derive_fwd_hopper(sp_kcfg *c, const char *what, int min_stages, int max_stages, sp_err *e)
 {
     if (c->sm != 90)
-        return sp_fail(e, SP_EXIT_USAGE, "warp-specialized tiles need sm_90a (Hopper); this config targets sm_%d", c->sm);
+        return sp_fail(e, SP_EXIT_USAGE, "%s tiles need sm_90a (Hopper); this config targets sm_%d", what, c->sm);
     if (c->head_dim != 64 && c->head_dim != 128)
-        return sp_fail(e, SP_EXIT_USAGE, "the warp-specialized forward supports head_dim 64 and 128, not %d",
-                       c->head_dim);
+        return sp_fail(e, SP_EXIT_USAGE, "the %s forward supports head_dim 64 and 128, not %d", what, c->head_dim);
     if (c->bm != 64 && c->bm != 128 && c->bm != 192)
-        return sp_fail(e, SP_EXIT_USAGE, "ws tile BM %d must be 64, 128 or 192 (consumer warpgroups of 64 rows)", c->bm);
+        return sp_fail(e, SP_EXIT_USAGE, "%s tile BM %d must be 64, 128 or 192 (warpgroups of 64 rows)", what, c->bm);
     if (c->bn < 16 || c->bn > 256 || c->bn % 16 != 0)
         return sp_fail(e, SP_EXIT_USAGE, "tile BN %d must be a multiple of 16 in 16..256", c->bn);
     if (c->warps == 0) c->warps = c->bm / 16;
     if (c->warps != c->bm / 16)
-        return sp_fail(e, SP_EXIT_USAGE, "ws tile BM %d has %d consumer warps (a warpgroup per 64 rows), not %d",
+        return sp_fail(e, SP_EXIT_USAGE, "%s tile BM %d needs %d warps (a warpgroup of 4 per 64 rows), not %d", what,
                        c->bm, c->bm / 16, c->warps);
-    if (c->stages < 2 || c->stages > 6)
-        return sp_fail(e, SP_EXIT_USAGE, "ws stages %d must be in 2..6", c->stages);
+    if (c->stages < min_stages || c->stages > max_stages)
+        return sp_fail(e, SP_EXIT_USAGE, "%s stages %d must be in %d..%d", what, c->stages, min_stages, max_stages);
     c->threads = 32 * c->warps + kcfg_family(c)->producer_threads;
     c->row_bytes = c->head_dim * 2;
-    c->q_in_regs = 0;
-    long smem = kcfg_smem_extra(c) + (long)c->bm * c->row_bytes + (long)c->stages * 2 * c->bn * c->row_bytes;
-    if (smem > KCFG_SMEM_LIMIT - 1024)
-        return sp_fail(e, SP_EXIT_USAGE, "tile %dx%d with %d stages needs %ld bytes of shared memory, more than %d",
-                       c->bm, c->bn, c->stages, smem, KCFG_SMEM_LIMIT - 1024);
-    c->smem_bytes = (int)smem;
-    return 0;
+    c->q_in_regs = 0;   /* wgmma reads Q from shared memory */
+    return fwd_smem(c, e);
 }
 
 int kcfg_smem_extra(const sp_kcfg *c)
@@ -185,8 +165,15 @@ static int derive_fwd_problem(sp_kcfg *c, sp_err *e)
     return 0;
 }
 
-int kcfg_derive_fwd_wgmma(sp_kcfg *c, sp_err *e) { return derive_fwd_problem(c, e) || derive_fwd_wgmma(c, e) ? -1 : 0; }
-int kcfg_derive_fwd_ws(sp_kcfg *c, sp_err *e) { return derive_fwd_problem(c, e) || derive_fwd_ws(c, e) ? -1 : 0; }
+int kcfg_derive_fwd_wgmma(sp_kcfg *c, sp_err *e)
+{
+    return derive_fwd_problem(c, e) || derive_fwd_hopper(c, "wgmma", 3, 5, e) ? -1 : 0;
+}
+
+int kcfg_derive_fwd_ws(sp_kcfg *c, sp_err *e)
+{
+    return derive_fwd_problem(c, e) || derive_fwd_hopper(c, "ws", 2, 6, e) ? -1 : 0;
+}
 
 /* The mma.sync forward (kernels/fwd_mma.cuh). */
 int kcfg_derive_fwd_mma(sp_kcfg *c, sp_err *e)
@@ -206,15 +193,9 @@ int kcfg_derive_fwd_mma(sp_kcfg *c, sp_err *e)
     c->threads = 32 * c->warps;
     c->row_bytes = row_bytes_for(c->head_dim);
     c->q_in_regs = fwd_reg_estimate(c, 1) <= 200;
-    /* 128 bytes of slack: the kernel rounds the dynamic shared memory base up
-     * to 128 so the swizzle's bank pattern holds. */
-    long smem = 128 + (long)c->bm * c->row_bytes + (long)c->stages * 2 * c->bn * c->row_bytes;
-    /* 1 KiB stays free for the kernel's static shared memory (the band plan). */
-    if (smem > KCFG_SMEM_LIMIT - 1024)
-        return sp_fail(e, SP_EXIT_USAGE, "tile %dx%d with %d stages needs %ld bytes of shared memory, more than %d",
-                       c->bm, c->bn, c->stages, smem, KCFG_SMEM_LIMIT - 1024);
-    c->smem_bytes = (int)smem;
-    return 0;
+    /* Its family's 128 bytes of slack: the kernel rounds the dynamic shared
+     * memory base up to 128 so the swizzle's bank pattern holds. */
+    return fwd_smem(c, e);
 }
 
 int kcfg_derive(sp_kcfg *c, sp_err *e)
@@ -291,17 +272,19 @@ void kcfg_hash(const sp_kcfg *c, char out[9])
 
 void kcfg_name(const sp_kcfg *c, char *buf, int n)
 {
+    const sp_family *f = kcfg_family(c);
     char hash[9];
     kcfg_hash(c, hash);
     snprintf(buf, (size_t)n, "spattn_%s_%s_d%d_bm%d_bn%d_w%d_s%d%s_%s", c->kind == SP_KIND_BWD ? "bwd" : "fwd",
              sp_dtype_name(c->dtype), c->head_dim, c->bm, c->bn, c->warps, c->stages,
-             kcfg_family(c) ? kcfg_family(c)->name_suffix : "", hash);
+             f ? f->name_suffix : "", hash);
 }
 
 void kcfg_tile_string(const sp_kcfg *c, char *buf, int n)
 {
+    const sp_family *f = kcfg_family(c);
     snprintf(buf, (size_t)n, "%dx%d:w%d:s%d%s", c->bm, c->bn, c->warps, c->stages,
-             kcfg_family(c) ? kcfg_family(c)->tile_suffix : "");
+             f ? f->tile_suffix : "");
 }
 
 /* The Hopper parts of the forward search space (sm_90 only): every BM x BN
@@ -336,9 +319,11 @@ static int shared_reg_cap(const sp_kcfg *t)
     return budget > 255 ? 255 : budget;
 }
 
-/* The warp-specialized kernel's consumers get 240 registers (2 warpgroups)
- * or 160 (3) by setmaxnreg (codegen/emit_fwd_ws.c). */
-static int consumer_reg_cap(const sp_kcfg *t) { return t->bm == 192 ? 160 : 240; }
+int kcfg_ws_consumer_regs(const sp_kcfg *c)
+{
+    int regs = (65536 - 128 * KCFG_WS_PRODUCER_REGS) / (c->threads - 128) / 8 * 8;
+    return regs > 240 ? 240 : regs;
+}
 
 /* wgmma: BM 64, 128 or 192 (1-3 warpgroups), BN 64, 96 or 128, 3 or 4 stages. */
 int kcfg_candidates_fwd_wgmma(const sp_kcfg *c, sp_kcfg *out, int cap, int count)
@@ -352,7 +337,7 @@ int kcfg_candidates_fwd_wgmma(const sp_kcfg *c, sp_kcfg *out, int cap, int count
 int kcfg_candidates_fwd_ws(const sp_kcfg *c, sp_kcfg *out, int cap, int count)
 {
     static const int bms[] = { 128, 192 }, bns[] = { 64, 96, 128, 176 }, stages[2] = { 2, 3 };
-    return wgmma_candidates(c, SP_MMA_WS, bms, 2, bns, 4, &stages, consumer_reg_cap, out, cap, count);
+    return wgmma_candidates(c, SP_MMA_WS, bms, 2, bns, 4, &stages, kcfg_ws_consumer_regs, out, cap, count);
 }
 
 /* mma.sync: BM 64 .. 256 with 32 or 16 rows per warp, BN 32, 64 or 128, 2

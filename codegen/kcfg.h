@@ -56,6 +56,13 @@ int kcfg_derive(sp_kcfg *c, sp_err *e);
  * tiles: the base's alignment slack, and the warp-specialized kernel's
  * second Q tile (the generated kernel static_asserts the total). */
 int kcfg_smem_extra(const sp_kcfg *c);
+/* The warp-specialized forward's registers per thread after setmaxnreg:
+ * the producer warpgroup keeps KCFG_WS_PRODUCER_REGS, the consumers share
+ * the rest of the 64K (a multiple of 8, at most 240 as in
+ * FlashAttention-3): 240 with 2 consumer warpgroups, 160 with 3.  The
+ * emitter writes it into the kernel and the tuner prunes by it.  c derived. */
+#define KCFG_WS_PRODUCER_REGS 24
+int kcfg_ws_consumer_regs(const sp_kcfg *c);
 /* Parse a --tile argument: "BMxBN" or "BMxBN:wW:sS" (e.g. 128x64:w4:s2,
  * also 128x64:s3), optionally ending in ":wgmma" (Hopper's warpgroup MMA)
  * or ":ws" (the warp-specialized wgmma forward); without either, mma.sync.  Stages not given keep c's value if the kernel
