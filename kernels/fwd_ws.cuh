@@ -11,7 +11,10 @@
  *       memory), mask on PARTIAL tiles only, online softmax, O += P V
  *       (wgmma, P from registers).  Inside a warpgroup the softmax of tile
  *       it overlaps P V of tile it - 1 on the tensor cores (as in
- *       kernels of the wgmma family).  K is released as soon as S is done,
+ *       kernels of the wgmma family), and O is rescaled by tile it - 1's
+ *       factors while S of tile it runs, just before P V of it - 1 is
+ *       issued (FlashAttention-3's order: the rescale is off the path
+ *       from P V's end to the next issue).  K is released as soon as S is done,
  *       V once P V is.  Epilogue: O / l goes into this warpgroup's own 64
  *       rows of the Q buffer (its last S has read them), one thread stores
  *       them by TMA and frees the buffer once the store has read it; the
@@ -317,22 +320,23 @@ DEV void ws_consumer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
             mbar_wait(bar(S.v_full[pv_stage]), pv_phase);
             turn_wait(c);
             issue_qk(s, dq, dk0 + ((u32)(stage * KV_TILE_BYTES) >> 4));       /* S = Q K^T, this tile */
+            rescale_o(acc, alphas);   /* the previous tile's factors, while S runs (FlashAttention-3's order) */
             issue_pv(acc, pf, dv0 + ((u32)(pv_stage * KV_TILE_BYTES) >> 4));  /* O += P V, the previous one */
             turn_pass(c);
             wgmma_wait<1>();   /* S, the older group, is done; P V runs on */
             regs_fence(s[0]);
             ws_release(bar(S.k_empty[stage]), lane);
             scores_to_p(s, it, alphas);
-            wgmma_wait<0>();   /* P V is done: O may be rescaled, pf reused, V released */
+            wgmma_wait<0>();   /* P V is done: pf may be reused, V released */
             regs_fence(acc[0]);
             ws_release(bar(S.v_empty[pv_stage]), lane);
-            rescale_o(acc, alphas);
             pack_p(pf, s);
             pv_stage = stage;
             pv_phase = phase;
         }
         mbar_wait(bar(S.v_full[pv_stage]), pv_phase);
         turn_wait(c);
+        rescale_o(acc, alphas);
         issue_pv(acc, pf, dv0 + ((u32)(pv_stage * KV_TILE_BYTES) >> 4));      /* the last tile's P V */
         turn_pass(c);
         wgmma_wait<0>();
