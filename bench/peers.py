@@ -13,6 +13,8 @@ Columns, per shape and pass (fwd; fwdbwd = forward + backward):
   flex tuned   the same compiled with mode="max-autotune-no-cudagraphs": the
                strongest correct form of the paper's own implementation
   cudnn        SDPA dense causal through cuDNN
+  spattn det   (fwdbwd) spattn with the deterministic backward (dQ added in a
+               fixed order, no atomics), checked against the default's outputs
 The paper's mask_mod computes each head's band from h, N and H with tensor
 arithmetic (no captured tables, which slow Flex's partial blocks); forward +
 backward is timed as torch.autograd.grad(out, (q, k, v), dout) for every
@@ -82,9 +84,10 @@ class Spattn:
         o, lse = self.plan.forward(self._v(q), self._v(k), self._v(v))
         return self._v(o), lse
 
-    def fwdbwd(self, q, k, v, do):
+    def fwdbwd(self, q, k, v, do, deterministic=False):
         o, lse = self.plan.forward(self._v(q), self._v(k), self._v(v))
-        dq, dk, dv = self.plan.backward(self._v(q), self._v(k), self._v(v), o, lse, self._v(do))
+        dq, dk, dv = self.plan.backward(self._v(q), self._v(k), self._v(v), o, lse, self._v(do),
+                                        deterministic=deterministic)
         return self._v(o), self._v(dq), self._v(dk), self._v(dv)
 
     def close(self):
@@ -187,6 +190,9 @@ def main():
         times = {"fwd": {}, "fwdbwd": {}}
         times["fwd"]["spattn"] = bench(lambda: sp.forward(q, k, v))
         times["fwdbwd"]["spattn"] = bench(lambda: sp.fwdbwd(q, k, v, do))
+        # The deterministic backward (dQ without atomic adds): its cost, and its output against the default's.
+        r["checks"]["spattn deterministic"] = worst_rel(ref, sp.fwdbwd(q, k, v, do, deterministic=True))
+        times["fwdbwd"]["spattn det"] = bench(lambda: sp.fwdbwd(q, k, v, do, deterministic=True))
         times["fwd"]["spattn dense"] = bench(lambda: spd.forward(q, k, v))
         times["fwdbwd"]["spattn dense"] = bench(lambda: spd.fwdbwd(q, k, v, do))
         for name, fx in flex_modes.items():
@@ -243,8 +249,8 @@ def main():
 
     f = lambda x: "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
     lines = ["| B,H,KVH,N,D | pass | ratio | spattn ms | Flex ms | Flex tuned ms | cuDNN dense ms | spattn dense ms "
-             "| spattn eff TF/s | Flex tuned eff TF/s | vs Flex | vs Flex tuned | outputs |",
-             "|" + "---|" * 13]
+             "| spattn eff TF/s | Flex tuned eff TF/s | vs Flex | vs Flex tuned | spattn deterministic ms | outputs |",
+             "|" + "---|" * 14]
     for row in rows:
         ms = row["ms"]
         sp_ms = ms.get("spattn")
@@ -253,7 +259,7 @@ def main():
         lines.append(f"| {row['shape']} | {row['pass']} | {row['ratio']:.3f} | {f(sp_ms)} | {f(ms.get('flex'))} | "
                      f"{f(ms.get('flex tuned'))} | {f(ms.get('cudnn'))} | {f(ms.get('spattn dense'))} | "
                      f"{f(row['eff_tflops'].get('spattn'))} | {f(row['eff_tflops'].get('flex tuned'))} | "
-                     f"{vs('flex')} | {vs('flex tuned')} | {'ok' if row['checks_ok'] else 'FAIL'} "
+                     f"{vs('flex')} | {vs('flex tuned')} | {f(ms.get('spattn det'))} | {'ok' if row['checks_ok'] else 'FAIL'} "
                      f"(worst {worst:.1e}) |")
     table = "\n".join(lines)
     print(table)

@@ -85,14 +85,17 @@ static void emit_bwd_constants(strbuf *out, const sp_kcfg *cfg)
     const_line(out, "pre and convert", "AUX_THREADS = %d, AUX_ROWS = AUX_THREADS / CHUNKS,", KCFG_BWD_AUX_THREADS);
     const_line(out, "delta / lse2 rows per head: a multiple", "ROW_PAD = %d,", KCFG_BWD_ROW_PAD);
     const_line(out, "main's base alignment (1024: wgmma's swizzle)", "MAIN_SLACK = %d,", kcfg_family(cfg)->smem_slack);
+    const_line(out, "main's fp32 dQ staging for bulk reduce-adds (0: atomics)", "DQ_STAGE_BYTES = %d,",
+               kcfg_bwd_dq_stage_bytes(cfg));
     const_line(out, "dynamic shared memory of each kernel", "SMEM_MAIN = %d, SMEM_MAIN_DET = %d, SMEM_DQ = %d,",
                kcfg_bwd_smem(cfg, BWD_MAIN), kcfg_bwd_smem(cfg, BWD_MAIN_DET), kcfg_bwd_smem(cfg, BWD_DQ));
     sb_puts(out,
             "};\n"
             "#define LOG2E 1.44269504088896341f\n"
-            "static_assert(SMEM_MAIN == MAIN_SLACK + 2 * KV_TILE_BYTES + 2 * STAGES * Q_TILE_BYTES + 2 * STAGES * BM * 4 + DS_BUFS * BN * DS_ROW_BYTES,\n"
+            "static_assert(SMEM_MAIN == MAIN_SLACK + 2 * KV_TILE_BYTES + 2 * STAGES * Q_TILE_BYTES + 2 * STAGES * BM * 4 + DS_BUFS * BN * DS_ROW_BYTES\n"
+            "              + DQ_STAGE_BYTES,\n"
             "              \"kcfg_bwd_smem disagrees\");\n"
-            "static_assert(SMEM_MAIN_DET == SMEM_MAIN - DS_BUFS * BN * DS_ROW_BYTES, \"kcfg_bwd_smem disagrees\");\n"
+            "static_assert(SMEM_MAIN_DET == SMEM_MAIN - DS_BUFS * BN * DS_ROW_BYTES - DQ_STAGE_BYTES, \"kcfg_bwd_smem disagrees\");\n"
             "static_assert(SMEM_DQ == 128 + 2 * Q_TILE_BYTES + STAGES * 2 * KV_TILE_BYTES, \"kcfg_bwd_smem disagrees\");\n"
             "static_assert(BN == 16 * WARPS && THREADS == 32 * WARPS && BM % 32 == 0 && ROW_PAD % BM == 0, \"bad tile\");\n"
             "static_assert(ROW_BYTES == HEAD_DIM * 2 && CHUNKS % 8 == 0 && 32 % CHUNKS == 0, \"rows are swizzled, not padded\");\n"

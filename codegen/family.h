@@ -35,6 +35,7 @@ typedef struct sp_family {
     int smem_slack;               /* alignment slack of the dynamic shared memory base */
     int extra_q_tiles;            /* Q tiles in shared memory beyond the first (forward) */
     int ds_bufs;                  /* dS^T staging buffers (backward main) */
+    int dq_bulk;                  /* backward main stages dQ in shared memory for bulk reduce-adds */
     int persistent;               /* launch: one CTA per SM and TMA maps as a 2nd parameter */
     int uses_layout;              /* includes kernels/layout.cuh (the padded/swizzled mma.sync rows) */
     const char *header;           /* the kernels/ source of its main kernel */

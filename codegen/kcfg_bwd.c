@@ -47,6 +47,17 @@ static int bwd_row_bytes(int head_dim) { return head_dim * 2; }
 
 int kcfg_bwd_ds_bufs(const sp_kcfg *c) { return kcfg_family(c) ? kcfg_family(c)->ds_bufs : 1; }
 
+/* dQ staging of the wgmma main kernel: each warpgroup (64 keys) stages its
+ * head_dim / warpgroups dims of the query tile's dQ in fp32 rows padded by
+ * 32 bytes (so that a warp's fragment stores meet no bank twice in a
+ * half-warp), from which bulk reduce-adds go to the fp32 accumulator. */
+int kcfg_bwd_dq_stage_bytes(const sp_kcfg *c)
+{
+    if (!kcfg_family(c) || !kcfg_family(c)->dq_bulk) return 0;
+    int groups = c->bn / 64;
+    return groups * c->bm * (c->head_dim / groups * 4 + 32);
+}
+
 int kcfg_bwd_smem(const sp_kcfg *c, sp_bwd_part part)
 {
     long rb = bwd_row_bytes(c->head_dim);
@@ -59,8 +70,9 @@ int kcfg_bwd_smem(const sp_kcfg *c, sp_bwd_part part)
     /* Slack: the kernels round the base up to 128 so the swizzle holds (the
      * wgmma main kernels to 1024, as wgmma's 128-byte swizzle needs). */
     long slack = kcfg_family(c) ? kcfg_family(c)->smem_slack : 128;
+    long dq = kcfg_bwd_dq_stage_bytes(c);
     switch (part) {
-    case BWD_MAIN: return (int)(slack + kv + qdo + ld + ds);
+    case BWD_MAIN: return (int)(slack + kv + qdo + ld + ds + dq);
     case BWD_MAIN_DET: return (int)(slack + kv + qdo + ld);
     case BWD_DQ: return (int)(128 + 2L * c->bm * rb + (long)c->stages * kv);
     default: return 0;

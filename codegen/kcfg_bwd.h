@@ -63,6 +63,8 @@ int kcfg_bwd_threads(const sp_kcfg *c, sp_bwd_part part);
 /* dS^T tiles main keeps in shared memory: 1 (mma.sync), 2 (wgmma). */
 int kcfg_bwd_ds_bufs(const sp_kcfg *c);
 int kcfg_bwd_smem(const sp_kcfg *c, sp_bwd_part part);
+/* Bytes of main's dQ staging (families with dq_bulk), 0 for the others. */
+int kcfg_bwd_dq_stage_bytes(const sp_kcfg *c);
 /* Query rows per block of pre and convert: KCFG_BWD_AUX_THREADS / (head_dim / 8). */
 int kcfg_bwd_aux_rows(const sp_kcfg *c);
 /* Queries main handles per step (Q_SUB: bm, at most 64) and keys dq

@@ -15,8 +15,13 @@
  *     dK  += dS^T Q       wgmma RS, B = Q read transposed
  *     dS^T -> shared memory (one of two buffers)
  *     dQ   = dS K         wgmma SS, both read transposed, during the next tile's step:
- *                          warpgroup wg computes dims wg * DQ_N.. of the tile's dQ;
- *                          fp32 atomic adds to dq_accum
+ *                          warpgroup wg computes dims wg * DQ_N.. of the tile's dQ,
+ *                          stages them in shared memory (fp32), and each warp adds its
+ *                          16 rows to dq_accum by bulk reduce-adds (the copy engine
+ *                          adds whole rows in L2: no atomic instruction per value)
+ *
+ * S^T and dP^T are issued together at the top of a step (FlashAttention-3's order), so
+ * that dP^T runs on the tensor cores while the warps compute P^T.
  *
  * The accumulators of a 64-row wgmma hold, per warp, exactly the m16n8
  * fragments of that warp's 16 rows, so the per-warp parts are the mma.sync
@@ -27,12 +32,15 @@
 #pragma once
 #include "wgmma.cuh"
 #include "bwd_parts.cuh"
+#include "tma.cuh"
 
 enum : int {
     WG_KEYS = 64,                           /* keys per warpgroup: wgmma's M */
     WARPGROUPS = BN / WG_KEYS,
     DQ_N = HEAD_DIM / WARPGROUPS,           /* dims of dQ per warpgroup */
+    DQ_ROW = DQ_N * 4 + 32,                 /* a staged dQ row (fp32), padded: see dq_stage */
 };
+static_assert(DQ_STAGE_BYTES == 0 || DQ_STAGE_BYTES == WARPGROUPS * BM * DQ_ROW, "kcfg_bwd_dq_stage_bytes disagrees");
 static_assert(BM == 64 && DS_ROW_BYTES == SW_ROW, "a dS^T row is one 128-byte swizzled row");
 static_assert(BN % WG_KEYS == 0 && DQ_N % 64 == 0, "whole column blocks per warpgroup");
 
@@ -120,17 +128,31 @@ DEV void store_ds_frags(u32 sdS, const u32 (&f)[BM / 16][4], int warp, int lane)
     }
 }
 
-/* dQ (unscaled) += d by atomic adds into the fp32 accumulator (dqa: the head's row 0, rows
- * dqa_sn floats apart).  Lane l of warp w (of the warpgroup) holds queries i0 + 16w + l/4 and
- * + 8, dims col0 + 8nb + 2(l%4) + {0, 1}; rows >= n are dropped. */
-DEV void dq_reduce(float *dqa, long long dqa_sn, const float (&d)[DQ_N / 8][4], int i0, int col0, int n, int lane)
+/* dQ (unscaled) += d through shared memory: the warp's 16 rows of the query tile go into
+ * its rows of this warpgroup's staging tile (sdq: the warpgroup's row 0, DQ_ROW bytes a
+ * row), then lanes 0..15 each add one row to the fp32 accumulator (dqa: the head's row 0,
+ * dqa_sn floats a row; col0: this warpgroup's first dim) by a bulk reduce-add.  Lane l
+ * holds rows i0 + l/4 and + 8 (i0: the warp's first row), dims 8nb + 2(l%4) + {0, 1}.
+ * The rows are padded by 32 bytes: lane (g, t) then stores at word 8g + 2t (+ 8nb) of a
+ * bank cycle, so no half-warp meets a bank twice.  Before overwriting its rows, a lane
+ * waits until its own previous reduce-add has read them; rows >= n are not added. */
+DEV void dq_stage(u32 sdq, float *dqa, long long dqa_sn, const float (&d)[DQ_N / 8][4], int i0, int col0,
+                  int n, int warp_in_wg, int lane)
 {
-    const int i = i0 + (lane >> 2);
-    float *row = dqa + (long long)i * dqa_sn + col0 + 2 * (lane & 3);
+    const u32 rows = sdq + 16 * warp_in_wg * DQ_ROW;
+    if (lane < 16) tma_store_wait_read<0>();   /* this lane's row of the last tile is read */
+    __syncwarp();
+    const int g = lane >> 2, t = lane & 3;
 #pragma unroll
     for (int nb = 0; nb < DQ_N / 8; ++nb) {
-        if (i < n) bwd_red_add2(row + 8 * nb, d[nb][0], d[nb][1]);
-        if (i + 8 < n) bwd_red_add2(row + 8 * dqa_sn + 8 * nb, d[nb][2], d[nb][3]);
+        st_shared_v2f32(rows + g * DQ_ROW + (8 * nb + 2 * t) * 4, d[nb][0], d[nb][1]);
+        st_shared_v2f32(rows + (g + 8) * DQ_ROW + (8 * nb + 2 * t) * 4, d[nb][2], d[nb][3]);
+    }
+    fence_proxy_async();   /* ordinary stores, read next by the copy engine */
+    __syncwarp();
+    if (lane < 16 && i0 + lane < n) {
+        bulk_reduce_add_f32(dqa + (long long)(i0 + lane) * dqa_sn + col0, rows + lane * DQ_ROW, DQ_N * 4);
+        tma_store_commit();
     }
 }
 
@@ -169,6 +191,7 @@ DEV void bwd_main_body(const sp_bwd_kparams &p)
     const u32 sdS = sdO + STAGES * Q_TILE_BYTES;
     const u32 sL = sdS + (WITH_DQ ? DS_BUFS * BN * DS_ROW_BYTES : 0);   /* stage st: + st * BM * 4 */
     const u32 sD = sL + STAGES * BM * 4;
+    const u32 sdQ = sD + STAGES * BM * 4 + wg * BM * DQ_ROW;   /* WITH_DQ: this warpgroup's dQ staging */
 
     /* 1., 2. K and V tiles, the first STAGES - 1 query tiles. */
     bwd_cursor cur;
@@ -192,14 +215,16 @@ DEV void bwd_main_body(const sp_bwd_kparams &p)
     const u64 dkt = smem_desc(sK + wg * (DQ_N / 64) * BN * SW_ROW, BN * SW_ROW, 1024);
 
     /* 3. The query tiles, in cursor order.  dQ of step it - 1 (dS K, from the dS^T tile
-     * that step left in buffer (it - 1) % 2) runs on the tensor cores during step it,
-     * while the warps compute P^T, so that nothing waits on a barrier between dS^T and
-     * dQ: the one barrier per step is the one at its top.  A step issues, in order,
-     *     S^T, dQ(it - 1) | P^T | dP^T, dV | dS^T | dK
-     * and the order of the waits keeps at most dK, dV, S^T + dP^T or dQ in flight
-     * beside dK and dV (the registers hold no more: 64 + 64 + 32 + 32 + 16 of 255).
-     * The dS^T buffer of the step before the first is zeroed (step 0's dQ product is
-     * then 0, and not added). */
+     * that step left in buffer (it - 1) % 2) is computed in step it, so that nothing
+     * waits on a barrier between dS^T and dQ: the one barrier per step is the one at its
+     * top.  A step issues, in order,
+     *     S^T, dP^T | P^T | dS^T | dQ(it - 1), dV, dK | dQ(it - 1) -> staging, reduce-add
+     * so that dP^T runs while the warps compute P^T (FlashAttention-3's order), and dV and
+     * dK while they stage dQ and store dS^T.  Registers: dK and dV (64 + 64 at head_dim
+     * 128) with S^T and dP^T (32 + 32) at the top, or with P^T, dS^T packed and dQ
+     * (16 + 16 + 32) later; issuing dQ with S^T and dP^T would need all three at once and
+     * spills.  The dS^T buffer of the step before the first is zeroed (step 0's dQ
+     * product is then 0, and not added). */
     if constexpr (WITH_DQ) {
         for (int w = tid; w < BN * DS_ROW_BYTES / 4; w += THREADS) st_shared_u32(sdS + BN * DS_ROW_BYTES + 4 * w, 0u);
         fence_proxy_async();
@@ -216,10 +241,9 @@ DEV void bwd_main_body(const sp_bwd_kparams &p)
         __syncthreads();
         const u32 so = (u32)(stage * Q_TILE_BYTES) >> 4;   /* the stage, in descriptor units */
         const u32 ds_cur = (u32)((it & 1) * BN * DS_ROW_BYTES), ds_prev = (u32)(BN * DS_ROW_BYTES) - ds_cur;
-        float s[BM / 8][4];
+        float s[BM / 8][4], dp[BM / 8][4];
         issue_st(s, dka, dqb + so);                        /* S^T = K Q^T */
-        float dq[DQ_N / 8][4];
-        if constexpr (WITH_DQ) issue_dq(dq, dst + (ds_prev >> 4), dkt);   /* dQ of step it - 1 */
+        issue_st(dp, dva, dob + so);                       /* dP^T = V dO^T */
         /* The prefetch (cursor step, address math, cp.async issue) runs while the tensor
          * cores work: it writes only the freed stage and its slot. */
         const int freed = stage == 0 ? STAGES - 1 : stage - 1;
@@ -227,7 +251,7 @@ DEV void bwd_main_body(const sp_bwd_kparams &p)
         const bwd_slot &sl = slots[stage];
         const int m0 = sl.mt * BM;
         const int kind = bwd_tile_kind(sl, m0, BM, key0, 16, n);   /* this warp's 16 keys */
-        if constexpr (WITH_DQ) wgmma_wait<1>(); else wgmma_wait<0>();   /* S^T is done */
+        wgmma_wait<1>();                                   /* S^T is done */
         regs_fence(s);
         if (kind == TILE_SKIP) {
 #pragma unroll
@@ -238,25 +262,23 @@ DEV void bwd_main_body(const sp_bwd_kparams &p)
         }
         u32 pf[BM / 16][4];
         pack_frags(pf, s);
-        if constexpr (WITH_DQ) {
-            wgmma_wait<0>();                               /* dQ of step it - 1 is done */
-            regs_fence(dq);
-            if (it > 0)
-                dq_reduce((float *)p.dq_accum + b * p.dqa_sb + prev_h * p.dqa_sh, p.dqa_sn, dq,
-                          prev_m0 + 16 * (warp % 4), wg * DQ_N, n, lane);
-            prev_h = kvh * GROUP + sl.r;
-            prev_m0 = m0;
-        }
-        float dp[BM / 8][4];
-        issue_st(dp, dva, dob + so);                       /* dP^T = V dO^T */
-        issue_acc(dv, pf, dot + so);                       /* dV += P^T dO */
-        wgmma_wait<1>();                                   /* dP^T is done, dV runs on */
+        wgmma_wait<0>();                                   /* dP^T is done */
         regs_fence(dp);
         bwd_dscores_t<BM>(dp, s, sD + stage * BM * 4, lane);   /* dS^T = P^T (dP^T - delta) */
         u32 dsf[BM / 16][4];
         pack_frags(dsf, dp);
+        float dq[DQ_N / 8][4];
+        if constexpr (WITH_DQ) issue_dq(dq, dst + (ds_prev >> 4), dkt);   /* dQ of step it - 1 */
+        issue_acc(dv, pf, dot + so);                       /* dV += P^T dO */
         issue_acc(dk, dsf, dqt + so);                      /* dK += dS^T Q */
         if constexpr (WITH_DQ) {
+            wgmma_wait<2>();                               /* dQ of step it - 1 is done */
+            regs_fence(dq);
+            if (it > 0)
+                dq_stage(sdQ, (float *)p.dq_accum + b * p.dqa_sb + prev_h * p.dqa_sh, p.dqa_sn, dq,
+                         prev_m0 + 16 * (warp % 4), wg * DQ_N, n, warp % 4, lane);
+            prev_h = kvh * GROUP + sl.r;
+            prev_m0 = m0;
             store_ds_frags(sdS + ds_cur, dsf, warp, lane);     /* for dQ, in step it + 1 */
             fence_proxy_async();
         }
@@ -266,7 +288,7 @@ DEV void bwd_main_body(const sp_bwd_kparams &p)
         regs_fence(dv);
         stage = stage + 1 == STAGES ? 0 : stage + 1;
     }
-    /* dQ of the last step. */
+    /* dQ of the last step; every reduce-add has read its rows before the CTA ends. */
     if constexpr (WITH_DQ) {
         if (issued > 0) {
             __syncthreads();
@@ -274,9 +296,10 @@ DEV void bwd_main_body(const sp_bwd_kparams &p)
             issue_dq(dq, dst + ((((issued - 1) & 1) * BN * DS_ROW_BYTES) >> 4), dkt);
             wgmma_wait<0>();
             regs_fence(dq);
-            dq_reduce((float *)p.dq_accum + b * p.dqa_sb + prev_h * p.dqa_sh, p.dqa_sn, dq,
-                      prev_m0 + 16 * (warp % 4), wg * DQ_N, n, lane);
+            dq_stage(sdQ, (float *)p.dq_accum + b * p.dqa_sb + prev_h * p.dqa_sh, p.dqa_sn, dq,
+                     prev_m0 + 16 * (warp % 4), wg * DQ_N, n, warp % 4, lane);
         }
+        tma_store_wait<0>();
     }
 
     /* 4. dK (times the scale: dS is the gradient of the scaled scores) and dV, staged

@@ -84,6 +84,10 @@ DEV float quad_sum(float x)
 }
 
 DEV void st_shared_u32(u32 addr, u32 v) { asm volatile("st.shared.u32 [%0], %1;\n" :: "r"(addr), "r"(v)); }
+DEV void st_shared_v2f32(u32 addr, float x, float y)
+{
+    asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" :: "r"(addr), "f"(x), "f"(y));
+}
 DEV u32x4 ld_shared_u32x4(u32 addr)
 {
     u32x4 v;

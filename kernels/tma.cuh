@@ -53,3 +53,14 @@ DEV void tma_store_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "
 template <int N> DEV void tma_store_wait_read() { asm volatile("cp.async.bulk.wait_group.read %0;\n" :: "n"(N) : "memory"); }
 /* ... or are still in flight at all. */
 template <int N> DEV void tma_store_wait() { asm volatile("cp.async.bulk.wait_group %0;\n" :: "n"(N) : "memory"); }
+
+/* dst[0, bytes) += src[0, bytes) elementwise in fp32, by the copy engine
+ * (a bulk reduce-add: the adds happen in L2, one request per 16 bytes, no
+ * atomic instruction per value); part of the thread's bulk group.  dst and
+ * src 16-byte aligned, bytes a multiple of 16. */
+DEV void bulk_reduce_add_f32(float *dst, u32 src, u32 bytes)
+{
+    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n"
+                 :: "l"(dst), "r"(src), "r"(bytes) : "memory");
+}
+
