@@ -97,11 +97,11 @@ DEV void ws_load_kv(u32 ring, const tma_map &map, unsigned long long *full, unsi
 }
 
 DEV void ws_producer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, const ws_tiles &T, int items,
-                     int q_tiles)
+                     const work_order &order)
 {
     int q_count = 0, kv_count = 0;   /* Q loads and KV tiles issued so far: the rings' iterations */
     for (int t = blockIdx.x; t < items; t += gridDim.x) {
-        const work_item w = work_item_at(t, q_tiles, p.heads, p.batch);
+        const work_item w = work_item_at(t, order);
         ws_plan(S.plan[0], p, w);
         const int ntiles = S.plan[0].total;
         if (ntiles == 0) continue;   /* no key for any row: the consumers write O = 0 without Q */
@@ -248,7 +248,7 @@ DEV void turn_pass(int c)
 /* Consumer c (0 .. CONSUMERS-1) of the CTA: rows 64c .. 64c + 63 of every
  * query tile it is given. */
 DEV void ws_consumer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, const ws_tiles &T, int items,
-                     int q_tiles, int c)
+                     const work_order &order, int c)
 {
     const int tid_c = threadIdx.x - WG_THREADS * (1 + c);
     const int warp = tid_c / 32, lane = tid_c % 32;
@@ -261,7 +261,7 @@ DEV void ws_consumer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
     if (c == 0) turn_pass(CONSUMERS - 1);   /* the first turn is consumer 0's */
 
     for (int t = blockIdx.x; t < items; t += gridDim.x) {
-        const work_item w = work_item_at(t, q_tiles, p.heads, p.batch);
+        const work_item w = work_item_at(t, order);
         if (tid_c == 32) ws_plan(plan, p, w);   /* not thread 0, which may still wait for a store */
         named_sync(BAR_WG + c, WG_THREADS);
         const int ntiles = plan.total;
@@ -355,6 +355,7 @@ DEV void fwd_ws(const sp_kparams &p, const fwd_tma_maps &tm)
     const ws_tiles T = ws_tiles_at(smem);
     const int n = p.seqlen, q_tiles = (n + BM - 1) / BM;
     const int items = q_tiles * p.heads * p.batch;   /* the host checked it fits */
+    const work_order order = work_order_make(q_tiles, p.heads, p.batch, n);
 
     if (threadIdx.x == 0) {
 #pragma unroll
@@ -382,9 +383,9 @@ DEV void fwd_ws(const sp_kparams &p, const fwd_tma_maps &tm)
     const int wg = __shfl_sync(0xffffffffu, (int)threadIdx.x / WG_THREADS, 0);
     if (wg == 0) {
         regs_dealloc<PRODUCER_REGS>();
-        if (threadIdx.x == 0) ws_producer(p, tm, S, T, items, q_tiles);
+        if (threadIdx.x == 0) ws_producer(p, tm, S, T, items, order);
     } else {
         regs_alloc<CONSUMER_REGS>();
-        ws_consumer(p, tm, S, T, items, q_tiles, wg - 1);
+        ws_consumer(p, tm, S, T, items, order, wg - 1);
     }
 }

@@ -12,7 +12,7 @@
  * monotonically along the sequence in each head, and the static round-robin
  * hands each CTA an item of about the same length in every round.
  *
- * Needs: common.cuh (DEV) and the constant BM. */
+ * Needs: common.cuh (DEV) and the constants BM, HEAD_DIM and GROUP. */
 #pragma once
 #include "common.cuh"
 
@@ -22,15 +22,47 @@ struct work_item {
     int b;    /* batch */
 };
 
-/* Item t of q_tiles * heads * batch (t < that product, which the host
- * checks fits an int). */
-DEV work_item work_item_at(int t, int q_tiles, int heads, int batch)
+/* The order's shape: q_tiles query tiles of pairs = heads * batch (batch,
+ * head) pairs, walked in sections of `section` pairs. */
+struct work_order {
+    int q_tiles, heads, pairs, section;
+};
+
+/* L2 locality (FlashAttention-3's tile scheduler does the same): a round of
+ * the order above runs one query tile of every (head, batch) at once, so the
+ * K and V of all heads are in use together; when they do not fit in L2
+ * (dense attention or long bands at large N: 8 MB per head at N = 16384,
+ * d128) every KV tile comes from HBM again for each query tile.  So the pairs
+ * go in sections whose K and V fit in L2_KV_BUDGET (that of whole kv heads:
+ * a section holds whole GQA groups), each section's items longest first,
+ * one section after the other.  Small problems are one section: the plain
+ * order. */
+enum : long long { L2_KV_BUDGET = 32ll << 20 };
+
+DEV work_order work_order_make(int q_tiles, int heads, int batch, int seqlen)
 {
-    const int per_tile = heads * batch;
-    const int round = t / per_tile, rest = t - round * per_tile;
+    work_order o;
+    o.q_tiles = q_tiles;
+    o.heads = heads;
+    o.pairs = heads * batch;
+    const long long kv_head_bytes = (long long)seqlen * HEAD_DIM * 2 * 2;   /* K and V, 16-bit */
+    const long long kv_heads = L2_KV_BUDGET / kv_head_bytes;
+    o.section = kv_heads >= o.pairs ? o.pairs : (int)max(1ll, kv_heads) * GROUP;
+    o.section = min(o.section, o.pairs);
+    return o;
+}
+
+/* Item t of q_tiles * pairs (t < that product, which the host checks fits
+ * an int).  Every section but the last is `section` pairs wide. */
+DEV work_item work_item_at(int t, const work_order &o)
+{
+    const int per_section = o.section * o.q_tiles;
+    const int sec = t / per_section, rest = t - sec * per_section;
+    const int first = sec * o.section, width = min(o.section, o.pairs - first);
+    const int round = rest / width, bh = first + (rest - round * width);
     work_item w;
-    w.m0 = (q_tiles - 1 - round) * BM;
-    w.h = rest % heads;
-    w.b = rest / heads;
+    w.m0 = (o.q_tiles - 1 - round) * BM;
+    w.h = bh % o.heads;
+    w.b = bh / o.heads;
     return w;
 }
