@@ -12,7 +12,7 @@
  * monotonically along the sequence in each head, and the static round-robin
  * hands each CTA an item of about the same length in every round.
  *
- * Needs: common.cuh (DEV) and the constants BM, HEAD_DIM and GROUP. */
+ * Needs: common.cuh (DEV) and the constants BM, HEAD_DIM, GROUP and BANDS_DENSE. */
 #pragma once
 #include "common.cuh"
 
@@ -36,7 +36,11 @@ struct work_order {
  * go in sections whose K and V fit in L2_KV_BUDGET (that of whole kv heads:
  * a section holds whole GQA groups), each section's items longest first,
  * one section after the other.  Small problems are one section: the plain
- * order. */
+ * order.  Only the dense baseline (BANDS_DENSE) uses sections: there a query
+ * tile reads every earlier key, and sections made it 10% faster at
+ * (4,16,4096,128) in the fair benchmark; a band pattern's query tile reads
+ * only its bands' keys, the plain order keeps what runs at once in L2
+ * already, and sections measured 2-3% slower (bench/NOTES-fwd-ws.md, v5). */
 enum : long long { L2_KV_BUDGET = 32ll << 20 };
 
 DEV work_order work_order_make(int q_tiles, int heads, int batch, int seqlen)
@@ -45,10 +49,12 @@ DEV work_order work_order_make(int q_tiles, int heads, int batch, int seqlen)
     o.q_tiles = q_tiles;
     o.heads = heads;
     o.pairs = heads * batch;
-    const long long kv_head_bytes = (long long)seqlen * HEAD_DIM * 2 * 2;   /* K and V, 16-bit */
-    const long long kv_heads = L2_KV_BUDGET / kv_head_bytes;
-    o.section = kv_heads >= o.pairs ? o.pairs : (int)max(1ll, kv_heads) * GROUP;
-    o.section = min(o.section, o.pairs);
+    o.section = o.pairs;
+    if (BANDS_DENSE) {
+        const long long kv_head_bytes = (long long)seqlen * HEAD_DIM * 2 * 2;   /* K and V, 16-bit */
+        const long long kv_heads = L2_KV_BUDGET / kv_head_bytes;
+        if (kv_heads < o.pairs) o.section = min((int)max(1ll, kv_heads) * GROUP, o.pairs);
+    }
     return o;
 }
 
@@ -56,6 +62,14 @@ DEV work_order work_order_make(int q_tiles, int heads, int batch, int seqlen)
  * an int).  Every section but the last is `section` pairs wide. */
 DEV work_item work_item_at(int t, const work_order &o)
 {
+    if (!BANDS_DENSE) {   /* one section */
+        const int round = t / o.pairs, rest = t - round * o.pairs;
+        work_item w;
+        w.m0 = (o.q_tiles - 1 - round) * BM;
+        w.h = rest % o.heads;
+        w.b = rest / o.heads;
+        return w;
+    }
     const int per_section = o.section * o.q_tiles;
     const int sec = t / per_section, rest = t - sec * per_section;
     const int first = sec * o.section, width = min(o.section, o.pairs - first);
