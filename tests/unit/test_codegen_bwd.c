@@ -220,7 +220,8 @@ static void test_candidates(void)
     c.sm = 90;
     n = kcfg_candidates(&c, out, 64);
     for (int i = 0; i < n; i++) wg += out[i].mma == SP_MMA_WGMMA;
-    CHECKF(wg == 2, "wgmma candidates on sm_90 d128: 64x128, 2 and 3 stages (%d)", wg);
+    /* 3 stages no longer fit beside the fp32 dQ staging of the bulk reduce-adds. */
+    CHECKF(wg == 1, "wgmma candidates on sm_90 d128: 64x128 with 2 stages (%d)", wg);
     CHECKF(n > 4, "d128 has candidates (%d)", n);
     for (int i = 0; i < n; i++) {
         sp_kcfg t = out[i];
