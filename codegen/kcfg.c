@@ -60,6 +60,8 @@ void kcfg_for_spec(sp_kcfg *c, const sp_spec *s, const sp_pattern *p, sp_kernel_
     c->sm = sm;
     if (kind == SP_KIND_FWD) {
         default_fwd_tiles(c, sm);
+    } else if (kind == SP_KIND_DEC) {
+        kcfg_default_dec(c, sm);   /* codegen/kcfg_dec.c */
     } else {
         kcfg_default_bwd(c, sm);   /* codegen/kcfg_bwd.c: the backward's own rules */
     }
@@ -69,7 +71,7 @@ void kcfg_for_spec(sp_kcfg *c, const sp_spec *s, const sp_pattern *p, sp_kernel_
  * multiple of 8 chunks (d64, d128, d256) and of 4 chunks (d32) are
  * XOR-swizzled and need no padding; other widths (d96: 12 chunks) get one
  * extra chunk, an odd count that spreads 8 rows over 8 bank groups. */
-static int row_bytes_for(int head_dim)
+int kcfg_row_bytes(int head_dim)
 {
     int chunks = head_dim * 2 / 16;
     return (chunks % 8 == 0 || chunks == 4) ? head_dim * 2 : head_dim * 2 + 16;
@@ -191,7 +193,7 @@ int kcfg_derive_fwd_mma(sp_kcfg *c, sp_err *e)
         return sp_fail(e, SP_EXIT_USAGE, "stages %d must be in 1..4", c->stages);
 
     c->threads = 32 * c->warps;
-    c->row_bytes = row_bytes_for(c->head_dim);
+    c->row_bytes = kcfg_row_bytes(c->head_dim);
     c->q_in_regs = fwd_reg_estimate(c, 1) <= 200;
     /* Its family's 128 bytes of slack: the kernel rounds the dynamic shared
      * memory base up to 128 so the swizzle's bank pattern holds. */
@@ -270,12 +272,17 @@ void kcfg_hash(const sp_kcfg *c, char out[9])
     snprintf(out, 9, "%08x", (unsigned)XXH32(text, len > 0 ? (size_t)len : 0, 0));
 }
 
+const char *kcfg_kind_name(sp_kernel_kind kind)
+{
+    return kind == SP_KIND_BWD ? "bwd" : kind == SP_KIND_DEC ? "dec" : "fwd";
+}
+
 void kcfg_name(const sp_kcfg *c, char *buf, int n)
 {
     const sp_family *f = kcfg_family(c);
     char hash[9];
     kcfg_hash(c, hash);
-    snprintf(buf, (size_t)n, "spattn_%s_%s_d%d_bm%d_bn%d_w%d_s%d%s_%s", c->kind == SP_KIND_BWD ? "bwd" : "fwd",
+    snprintf(buf, (size_t)n, "spattn_%s_%s_d%d_bm%d_bn%d_w%d_s%d%s_%s", kcfg_kind_name(c->kind),
              sp_dtype_name(c->dtype), c->head_dim, c->bm, c->bn, c->warps, c->stages,
              f ? f->name_suffix : "", hash);
 }
