@@ -192,8 +192,14 @@ static int dec_load(const decode_opts *o, dec_problem *p, int need_doubles, sp_e
         if (!g.batch) g.batch = files[0].shape[0];
         if (!g.seq_len) g.seq_len = files[1].shape[1];
     }
+    g.tile = NULL;   /* a decode tile: checked below by the decode family's rules */
     if (gpu_problem_spec(&g, &p->hp, e)) goto out;
     const sp_spec *s = &p->hp.spec;
+    if (o->g.tile) {   /* before any GPU work (exit 2): syntax and the decode rules (sm_90 takes what any GPU does) */
+        sp_kcfg t;
+        kcfg_for_spec(&t, s, &p->hp.pattern, SP_KIND_DEC, 90);
+        if (kcfg_parse_tile(o->g.tile, &t, e) || kcfg_derive(&t, e)) goto out;
+    }
     p->B = p->hp.ga.B;
     p->N = p->hp.ga.N;
     p->T = o->new_tokens ? o->new_tokens : have_files ? (int)files[0].shape[1] : 1;

@@ -222,7 +222,7 @@ static long parse_num(const char **p)
 int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e)
 {
     const char *p = arg;
-    long bm = parse_num(&p), bn = -1, warps = 0, stages = c->stages;
+    long bm = parse_num(&p), bn = -1, warps = 0, stages = c->stages, splits = 0;
     const sp_family *fam = family_by_suffix(c->kind, "");
     int stages_given = 0;
     if (bm > 0 && (*p == 'x' || *p == 'X')) {
@@ -238,14 +238,20 @@ int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e)
         }
         p++;
         char what = *p;
-        if (what != 'w' && what != 's') { bn = -1; break; }
+        if (what != 'w' && what != 's' && !(what == 'k' && c->kind == SP_KIND_DEC)) { bn = -1; break; }
         p++;
         long v = parse_num(&p);
         if (v < 0) { bn = -1; break; }
         if (what == 'w') warps = v;
+        else if (what == 'k') splits = v;
         else { stages = v; stages_given = 1; }
     }
     if (bm < 0 || bn < 0 || *p || !fam) {
+        if (c->kind == SP_KIND_DEC) {
+            sp_fail(e, SP_EXIT_USAGE, "bad decode tile '%s': expected 16xBN, 16xBN:wW:sS or 16xBN:wW:sS:kK (K splits)", arg);
+            sp_hint(e, "for example 16x64, 16x64:w4:s3 or 16x128:w4:s2:k8");
+            return -1;
+        }
         sp_fail(e, SP_EXIT_USAGE, "bad tile '%s': expected BMxBN or BMxBN:wW:sS, optionally ending in :wgmma%s", arg,
                 c->kind == SP_KIND_FWD ? " or :ws" : "");
         sp_hint(e, "for example 128x64, 128x64:w4:s2, 128x128:w8:s3:wgmma or 128x128:s2:ws");
@@ -257,6 +263,7 @@ int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e)
     c->bn = (int)bn;
     c->warps = (int)warps;
     c->stages = (int)stages;
+    c->splits = (int)splits;
     c->mma = fam->mma;
     return 0;
 }
@@ -290,8 +297,10 @@ void kcfg_name(const sp_kcfg *c, char *buf, int n)
 void kcfg_tile_string(const sp_kcfg *c, char *buf, int n)
 {
     const sp_family *f = kcfg_family(c);
-    snprintf(buf, (size_t)n, "%dx%d:w%d:s%d%s", c->bm, c->bn, c->warps, c->stages,
-             f ? f->tile_suffix : "");
+    int len = snprintf(buf, (size_t)n, "%dx%d:w%d:s%d%s", c->bm, c->bn, c->warps, c->stages,
+                       f ? f->tile_suffix : "");
+    if (c->kind == SP_KIND_DEC && c->splits > 0 && len > 0 && len < n)
+        snprintf(buf + len, (size_t)(n - len), ":k%d", c->splits);   /* decode: the splits, a launch choice */
 }
 
 /* The Hopper parts of the forward search space (sm_90 only): every BM x BN

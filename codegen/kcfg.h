@@ -79,6 +79,8 @@ int kcfg_ws_consumer_regs(const sp_kcfg *c);
  * kind stays, else become that kind's default (mma.sync 2, wgmma 3); warps
  * not given become 0 (kcfg_derive picks them).  Does not derive. */
 int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e);
+/* (Decode configs also take ":kK" after the stages: K splits, 0 when not
+ * given; kcfg_tile_string writes it when set.) */
 /* The kernel's name, which carries its parameters and ends in 8 hex digits
  * of kcfg_hash, so that two kernels that differ in anything compiled in
  * (heads, kv heads, max intervals, the dense baseline) are never named

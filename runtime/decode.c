@@ -84,9 +84,13 @@ int decode_splits(const sp_kcfg *cfg, int sm_count, int batch, int new_tokens, i
     if (cap < 1) cap = 1;
     if (cfg->splits > 0) return cfg->splits < cap ? cfg->splits : (int)cap;
     int64_t ctas = (int64_t)batch * cfg->kv_heads * decode_row_blocks(cfg, new_tokens);
-    int64_t target = 2 * (int64_t)(sm_count > 0 ? sm_count : 1);
-    if (ctas >= target) return 1;
-    int64_t s = (target + ctas - 1) / ctas;
+    int64_t sms = sm_count > 0 ? sm_count : 1;
+    /* Blocks of equal work that already fill every SM's two slots once
+     * (one wave) gain nothing from splitting: it would only add the combine
+     * and the partial results.  Below that, split for two waves, so that
+     * sequences of different lengths (splits are fixed by N) even out. */
+    if (ctas >= 2 * sms) return 1;
+    int64_t s = (4 * sms + ctas - 1) / ctas;
     return (int)(s < cap ? s : cap);
 }
 

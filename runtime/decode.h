@@ -55,10 +55,10 @@ void decode_head_bands(const sp_pattern *pat, int heads, int h, int64_t len, con
 void decode_sequence_cost(const sp_kcfg *cfg, const sp_pattern *pat, const sp_band_list *bands_at_N, int new_tokens,
                           int64_t len, int64_t *tiles, int64_t *rows, int64_t *max_tiles);
 
-/* The splits of a launch: cfg->splits if set, else enough that
- * B x KVH x row blocks x splits fills the SMs twice (two CTAs fit an SM),
- * each split keeping at least 2 of the most tiles any block has
- * (max_tiles), at most KCFG_DEC_MAX_SPLITS. */
+/* The splits of a launch: cfg->splits if set; else 1 when the B x KVH x
+ * row blocks CTAs fill the SMs' two slots (two CTAs fit an SM at d128),
+ * else enough for two such waves; each split keeping at least 2 of the most
+ * tiles any block has (max_tiles), at most KCFG_DEC_MAX_SPLITS. */
 int decode_splits(const sp_kcfg *cfg, int sm_count, int batch, int new_tokens, int64_t max_tiles);
 
 /* Workspace bytes for splits > 1 (0 for one split): the splits' O and LSE, fp32. */

@@ -312,7 +312,10 @@ static void test_splits(void)
     CHECK("derives", kcfg_derive(&c, &e) == 0);
     CHECK("B 64 x 16 kv heads fill 132 SMs: one split", decode_splits(&c, 132, 64, 1, 100) == 1);
     int s = decode_splits(&c, 132, 1, 1, 100);
-    CHECKF(s >= 16 && s <= 50, "B 1: %d splits (want 16 CTAs x splits >= 264, each >= 2 tiles)", s);
+    CHECKF(s == 33, "B 1: %d splits (want 16 CTAs x splits >= 2 waves of 264, each >= 2 tiles)", s);
+    CHECK("B 17 x 16 kv heads: one wave, one split", decode_splits(&c, 132, 17, 1, 100) == 1);
+    CHECK("B 16 x 16 kv heads: short of a wave", decode_splits(&c, 132, 16, 1, 100) == 3);
+    CHECK("B 8: two waves", decode_splits(&c, 132, 8, 1, 100) == 5);
     CHECK("capped by tiles", decode_splits(&c, 132, 1, 1, 6) == 3);
     c.splits = 7;
     CHECK("config's splits", decode_splits(&c, 132, 1, 1, 100) == 7);
@@ -323,6 +326,15 @@ static void test_splits(void)
     CHECKF(kernel_named(name, "spattn_dec_bf16_d128_bm16_bn64_w4_s3"), "kernel name %s", name);
     sp_kcfg t = c;
     CHECK("tile parses", kcfg_parse_tile("16x128:w4:s2", &t, &e) == 0 && kcfg_derive(&t, &e) == 0 && t.bn == 128);
+    t = c;
+    char ts[64];
+    CHECK("splits in the tile", kcfg_parse_tile("16x64:w2:s4:k12", &t, &e) == 0 && kcfg_derive(&t, &e) == 0 &&
+                                    t.splits == 12 && t.warps == 2 && t.stages == 4);
+    kcfg_tile_string(&t, ts, sizeof ts);
+    CHECKF(strcmp(ts, "16x64:w2:s4:k12") == 0, "tile string %s", ts);
+    sp_kcfg f;
+    kcfg_for_spec(&f, &spec, &spec.pattern, SP_KIND_FWD, 80);
+    CHECK("no splits for the forward", kcfg_parse_tile("64x64:w4:s2:k2", &f, &e) != 0);
     t = c;
     CHECK("BM 32 refused", kcfg_parse_tile("32x64", &t, &e) == 0 && kcfg_derive(&t, &e) != 0);
     t = c;
