@@ -240,3 +240,15 @@ PY
     [ "$status" -eq 0 ]
     echo "$output" | jq -e '.device == "gpu" and .gbps > 0 and .kv_bytes_read < .kv_bytes_dense and (.kernel | startswith("spattn_dec_"))'
 }
+
+@test "the GPU check matrix has decode cases: T 1 and 4, GQA, kv_lens, paged, splits, tiles (issue 18)" {
+    command -v python3 >/dev/null || skip "no python3"
+    run env SPATTN="$SPATTN" python3 "$ROOT/bench/check_matrix.py" list --arch sm_80
+    [ "$status" -eq 0 ]
+    [[ "${lines[${#lines[@]}-1]}" == *"decode"*"coverage gaps: 0" ]]
+    dec=$(echo "$output" | grep '^decode ')
+    [ "$(echo "$dec" | wc -l)" -ge 70 ]
+    for w in ' T=1 ' ' T=4 ' ' g4 ' ' kv_lens' ' page=16' ' page=256' ' splits=' ' N=1 ' ' N=8193 ' 'tile=16x32:w1:s2'; do
+        echo "$dec" | grep -q -- "$w" || { echo "no decode case with '$w'"; false; }
+    done
+}
