@@ -105,6 +105,7 @@ static const dcase cases[] = {
     { "window T=4", SP_WINDOW, 0, 9, 2, 1, 16, 50, 4 },
     { "dense T=2", SP_DENSE, 0, 0, 2, 2, 8, 33, 2 },
     { "custom T=2", SP_CUSTOM, 0, 0, 2, 1, 8, 40, 2 },
+    { "spattn group 8 T=3 (two row blocks)", SP_SPATTN, 0, 0, 8, 1, 8, 90, 3 },
 };
 
 static sp_band_list custom_bands[2] = { { 2, { { 0, 3 }, { 9, 15 } } }, { 1, { { 20, 30 } } } };
