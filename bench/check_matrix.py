@@ -19,12 +19,20 @@ The matrix (`run`):
     cycling, so each value appears with each family;
   * the tile sweep: exclusive and gapped at N >= 4096 with every tile the
     tuner may pick, forward and backward (plain and deterministic);
-  * the regressions of issue 13, named after the bugs, on several seeds.
+  * the regressions of issue 13, named after the bugs, on several seeds;
+  * decoding from a KV cache (issue 18), family "decode": `check --decode`
+    over every pattern and N of the matrix, dtype, head_dim, kv-group size
+    and T in {1, 4} cycling, with per-sequence lengths (rows before a
+    sequence's start and rows with no key: empty), paged caches (page sizes
+    16, 64, 256) and forced splits (the combine kernel) mixed in, and the
+    decode tiles of the tuner's space (`--filter decode` runs these alone).
 `list` prints the cases and checks that coverage without a GPU (CI runs it).
 
 The sanitizer set (`sanitize`): memcheck, racecheck, synccheck and initcheck
 on every family, on a case with whole query tiles that have no key
-(exclusive, N = 333) and on odd N with GQA (gapped, N = 515).
+(exclusive, N = 333) and on odd N with GQA (gapped, N = 515); for decode
+(`--filter decode`), T = 4 with short sequences, a paged cache and three
+splits, and T = 1 with odd N and GQA.
 
     python3 bench/check_matrix.py list|run|sanitize [--arch sm_90a] [--jobs J] [--out DIR]
 """
@@ -49,6 +57,23 @@ GROUPS = [1, 4]
 SEQ_LENS = [1, 65, 1000, 4096, 8193]
 FAMILIES = ["fwd-mma", "fwd-wgmma", "fwd-ws", "bwd-mma", "bwd-mma-det", "bwd-wgmma", "bwd-wgmma-det"]
 HEADS = {1: (6, 6), 4: (12, 3)}   # kv-group size -> (heads, kv_heads)
+NEW_TOKENS = [1, 4]               # decode: T
+DECODE_TILES = [None, "16x32:w1:s2", "16x64:w2:s4", "16x128:w4:s2", "16x32:w2:s3", "16x64:w1:s3"]
+
+
+def decode_args(spec_path, n, t, seed, batch, lens=None, page=None, splits=None, tile=None):
+    """One `check --decode` of a decoding step: cache length n, t new tokens."""
+    args = [SPATTN, "check", spec_path, "--decode", "--kv-len", str(n), "--new-tokens", str(t), "--batch",
+            str(batch), "--seed", str(seed), "--json"]
+    if lens:
+        args += ["--kv-lens", ",".join(str(x) for x in lens)]
+    if page:
+        args += ["--page-size", str(page)]
+    if splits:
+        args += ["--splits", str(splits)]
+    if tile:
+        args += ["--tile", tile]
+    return args
 
 
 def spec_text(pattern, dtype, head_dim, group, heads=None, kv_heads=None):
@@ -165,7 +190,25 @@ def build_cases(root, arch, regress_only=False):
                     add(f"tiles {family} {pattern} {dtype} d{head_dim} N={n} tile={tile}", family, dims,
                         check_args(sp, family, tile, n, seed))
 
-    # 3. The regressions of issue 13, as reported, with the default kernels.
+    # 3. Decoding from a KV cache: the matrix's patterns and lengths, T = 1 and 4.
+    for i in ([] if regress_only else range(2 * len(PATTERNS) * len(SEQ_LENS))):
+        pattern, n = PATTERNS[i % len(PATTERNS)], SEQ_LENS[(i // 2) % len(SEQ_LENS)]
+        dtype, head_dim = DTYPES[i % 2], HEAD_DIMS[(i // 2) % 2]
+        group, t = GROUPS[(i // 3) % 2], min(NEW_TOKENS[(i // 5) % 2], n)
+        sp = specs.path(spec_text(pattern, dtype, head_dim, group), f"{pattern}-{dtype}-d{head_dim}-g{group}")
+        batch = 3 if n <= 1000 else 2
+        lens = [n, max(0, n // 3), min(n, 2)][:batch] if i % 3 == 1 else None   # short sequences: empty rows
+        page = [16, 64, 256][i % 3] if i % 4 == 2 else None
+        splits = 3 if i % 7 == 3 else None
+        tile = DECODE_TILES[i % len(DECODE_TILES)]
+        seed += 1
+        dims = {"pattern": pattern, "dtype": dtype, "head_dim": head_dim, "group": group, "N": n, "T": t,
+                "paged": page is not None, "kv_lens": lens is not None}
+        add(f"decode {pattern} {dtype} d{head_dim} g{group} N={n} T={t}{' kv_lens' if lens else ''}"
+            f"{f' page={page}' if page else ''}{f' splits={splits}' if splits else ''} tile={tile or 'default'}",
+            "decode", dims, decode_args(sp, n, t, seed, batch, lens, page, splits, tile))
+
+    # 4. The regressions of issue 13, as reported, with the default kernels.
     r1 = specs.path(spec_text("exclusive", "bf16", 128, 4, 16, 4), "regress-fwd-empty-qtile")
     r2 = specs.path(spec_text("exclusive", "fp16", 64, 3, 24, 8), "regress-det-dq-d64")
     r3 = specs.path(spec_text("gapped", "bf16", 128, 4, 8, 2), "regress-det-dq-d128")
@@ -186,14 +229,16 @@ def coverage_gaps(cases, arch):
     """Values of each dimension that some family never meets."""
     gaps = []
     axes = {"pattern": PATTERNS, "dtype": DTYPES, "head_dim": HEAD_DIMS, "group": GROUPS, "N": SEQ_LENS}
-    for family in families_for(arch):
-        seen = {k: set() for k in axes}
+    decode_axes = dict(axes, T=NEW_TOKENS, paged=[False, True], kv_lens=[False, True])
+    for family in families_for(arch) + ["decode"]:
+        axes_f = decode_axes if family == "decode" else axes
+        seen = {k: set() for k in axes_f}
         for c in cases:
             if c["family"] == family:
-                for k in axes:
+                for k in axes_f:
                     if k in c["dims"]:
                         seen[k].add(c["dims"][k])
-        for k, values in axes.items():
+        for k, values in axes_f.items():
             for v in values:
                 if v not in seen[k]:
                     gaps.append(f"{family}: {k}={v}")
@@ -265,6 +310,15 @@ def sanitize_cases(root, arch):
             args = check_args(sp, family, tile, n, 7, batch=1)
             args = [x for x in args if x != "--json"] + ["--reference", "cpu"]
             cases.append((family, what, tile, args))
+    # decode: the split-KV kernel, its combine and the paged loads
+    c = specs.path(spec_text("exclusive", "bf16", 128, 4, 12, 3), "san-exclusive-d128")
+    d = specs.path(spec_text("gapped", "fp16", 64, 4, 8, 2), "san-gapped-d64")
+    for sp, what, extra in ((c, "decode exclusive 12/3 d128 N=333 T=4 kv_lens paged splits (empty rows)",
+                             dict(lens=[333, 20, 2], page=16, splits=3, batch=3, t=4, n=333)),
+                            (d, "decode gapped 8/2 d64 fp16 N=515 T=1 (odd N)", dict(batch=2, t=1, n=515))):
+        args = decode_args(sp, extra["n"], extra["t"], 7, extra["batch"], extra.get("lens"), extra.get("page"),
+                           extra.get("splits"))
+        cases.append(("decode", what, "default", [x for x in args if x != "--json"]))
     return cases
 
 
@@ -318,7 +372,8 @@ def main():
                     continue
                 jobs.append((sanitize_one, (tool, family, what, tile, args, a.out, a.timeout, filt)))
         results = run_all(jobs, a.jobs, os.path.join(a.out, "sanitize.log"), a.timeout, "sanitize")
-        print(summary_line("sanitizers (memcheck, racecheck, synccheck, initcheck x families x 2 cases)", results))
+        print(summary_line("sanitizers (memcheck, racecheck, synccheck, initcheck x families and decode x 2 cases)",
+                           results))
         return 0 if all(r["rc"] == 0 for r in results) else 1
 
     cases = build_cases(work, a.arch, regress_only=a.filter.startswith("regress"))

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
+#include "cmd/decode.h"
 #include "cmd/gpu_common.h"
 #include "codegen/bands.h"
 #include "common/half.h"
@@ -22,7 +23,8 @@
 
 static const opt_cmd check_cmd = {
     "check",
-    "spattn check SPEC [--batch B] [--seq-len N] [--pass fwd|bwd|both] [--reference auto|cpu|gpu] [options]",
+    "spattn check SPEC [--batch B] [--seq-len N] [--pass fwd|bwd|both] [--reference auto|cpu|gpu] [options]\n"
+    "       spattn check SPEC --decode --kv-len N [--new-tokens T] [--batch B] [--kv-lens L,L,...] [--page-size P]",
     "Run the GPU kernels of SPEC on fresh random inputs and compare every output with a float64 CPU\n"
     "reference (small shapes) or a cuBLAS fp32 GPU reference (large shapes).  Exit 1 on any failure.",
     1, 1,
@@ -152,22 +154,7 @@ static void print_result(const check_opts *o, const gpu_problem *p, const char *
         jw_str(&w, "kernel", k->name);
         jw_str(&w, "config_source", p->config_source);
         jw_str(&w, "reference", cr->reference);
-        jw_arr(&w, "tensors");
-        for (int i = 0; i < cr->n; i++) {
-            const tensor_result *t = &cr->t[i];
-            jw_obj(&w, NULL);
-            jw_str(&w, "name", t->name);
-            jw_num(&w, "rel_l2", t->r.rel_l2);
-            jw_num(&w, "max_abs", t->r.max_abs);
-            jw_int(&w, "nan", (int64_t)t->r.nan_count);
-            jw_int(&w, "inf_mismatch", (int64_t)t->r.inf_mismatch);
-            jw_int(&w, "nonzero", (int64_t)t->r.nonzero);
-            jw_num(&w, "bound", t->bound);
-            jw_bool(&w, "exact", t->exact);
-            jw_bool(&w, "pass", t->pass);
-            jw_end(&w);
-        }
-        jw_end(&w);
+        tensor_results_json(&w, cr->t, cr->n);
         jw_bool(&w, "ok", ok);
         jw_end(&w);
         jw_finish(&w);
@@ -176,16 +163,7 @@ static void print_result(const check_opts *o, const gpu_problem *p, const char *
     printf("check %s %s: B=%d N=%d H=%d KVH=%d D=%d %s %s %s\n", p->spec.name, pass, a->B, a->N, a->H, a->KVH,
            a->D, sp_dtype_name(a->dtype), sp_pattern_name(p->pattern.kind), a->layout == GA_BHND ? "bhnd" : "bnhd");
     printf("  kernel %s (%s), reference %s\n", k->name, p->config_source, cr->reference);
-    /* bad: NaNs, infinities that do not match, and nonzero elements where 0 is exact */
-    printf("  %-6s %-10s %-10s %-5s %-8s %s\n", "tensor", "rel_l2", "max_abs", "bad", "bound", "result");
-    for (int i = 0; i < cr->n; i++) {
-        const tensor_result *t = &cr->t[i];
-        char bound[16];
-        if (t->exact) snprintf(bound, sizeof bound, "exact");
-        else snprintf(bound, sizeof bound, "%.0e", t->bound);
-        printf("  %-6s %-10.3e %-10.3e %-5zu %-8s %s\n", t->name, t->r.rel_l2, t->r.max_abs,
-               t->r.nan_count + t->r.inf_mismatch + t->r.nonzero, bound, t->pass ? "PASS" : "FAIL");
-    }
+    tensor_results_print(cr->t, cr->n);
     printf("%s\n", ok ? "PASS" : "FAIL");
 }
 
@@ -212,6 +190,9 @@ int cmd_check(int argc, char **argv, sp_err *e)
 {
     check_opts o;
     memset(&o, 0, sizeof o);
+    decode_opts dec;
+    int decode = 0;
+    memset(&dec, 0, sizeof dec);
     gpu_opts_init(&o.g);
     o.pass = "fwd";
     o.reference = "auto";
@@ -220,12 +201,34 @@ int cmd_check(int argc, char **argv, sp_err *e)
         OPT_STRING(0, "pass", &o.pass, "PASS", "fwd, bwd or both (default fwd)"),
         OPT_STRING(0, "reference", &o.reference, "REF", "auto (CPU float64 when quick, else cuBLAS), cpu or gpu"),
         OPT_BOOL(0, "json", &o.json, "print one JSON object per pass on stdout"),
+        DECODE_OPTS_ROWS(decode, dec),
         OPT_END(),
     };
     opt_pos pos;
     int r = opts_parse(&check_cmd, defs, argc, argv, &pos, e);
     if (r) return r > 0 ? SP_EXIT_OK : SP_EXIT_USAGE;
     o.g.spec_path = pos.v[0];
+    if (decode) {
+        const char *bad = o.g.seq_len ? "--seq-len (the cache's length is --kv-len)"
+                          : strcmp(o.pass, "fwd") ? "--pass"
+                          : strcmp(o.reference, "auto") && strcmp(o.reference, "cpu") ? "--reference gpu"
+                          : strcmp(o.g.layout, "bnhd") ? "--layout"
+                          : o.g.deterministic ? "--deterministic" : NULL;
+        if (bad) {
+            sp_fail(e, SP_EXIT_USAGE, "--decode: %s does not apply (decode is checked against the float64 CPU reference)", bad);
+            return SP_EXIT_USAGE;
+        }
+        int64_t kv_len = dec.g.seq_len;
+        dec.g = o.g;
+        dec.g.seq_len = kv_len;
+        dec.json = o.json;
+        dec.on_gpu = 1;
+        return decode_check(&dec, e);
+    }
+    if (dec.g.seq_len || dec.new_tokens || dec.kv_lens || dec.page_size || dec.splits) {
+        sp_fail(e, SP_EXIT_USAGE, "--kv-len, --new-tokens, --kv-lens, --page-size and --splits go with --decode");
+        return SP_EXIT_USAGE;
+    }
     if (strcmp(o.pass, "fwd") && strcmp(o.pass, "bwd") && strcmp(o.pass, "both"))
         { sp_fail(e, SP_EXIT_USAGE, "--pass: '%s' is not fwd, bwd or both", o.pass); return SP_EXIT_USAGE; }
     if (strcmp(o.reference, "auto") && strcmp(o.reference, "cpu") && strcmp(o.reference, "gpu"))

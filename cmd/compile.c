@@ -5,7 +5,7 @@
  *
  * Which kernels: one per distinct pattern of the spec (the default and
  * every per-layer override), or --layer-index's only, or --dense's; per
- * kind (--kind fwd|bwd|all) and per --arch.
+ * kind (--kind fwd|bwd|all|decode) and per --arch.
  *
  * Every cubin goes through the kernel cache (runtime/kcache.h) under the key
  * `run` and `check` look up on a GPU of that arch (the key has no driver
@@ -20,6 +20,7 @@
 #include "cmd/cmd.h"
 #include "codegen/emit.h"
 #include "codegen/kcfg.h"
+#include "codegen/family.h"
 #include "codegen/kcfg_bwd.h"
 #include "common/fileio.h"
 #include "common/json.h"
@@ -30,7 +31,7 @@
 
 static const opt_cmd compile_cmd = {
     "compile",
-    "spattn compile SPEC [--arch ARCH[,ARCH...]] [--kind fwd|bwd|all] [--tile BMxBN[:wW:sS]] [--layer-index K] "
+    "spattn compile SPEC [--arch ARCH[,ARCH...]] [--kind fwd|bwd|all|decode] [--tile BMxBN[:wW:sS]] [--layer-index K] "
     "[--dense] [--no-spills] [--no-cache] [--json]",
     "Compile SPEC's kernels with NVRTC (no GPU needed) and report registers, shared memory and spills.",
     1, 1,
@@ -89,6 +90,13 @@ static int parse_archs(const char *list, char archs[][16], int *sms, sp_err *e)
 #define MAX_TU_KERNELS BWD_PARTS
 static int tu_kernels(const sp_kcfg *cfg, char names[][128], int *smem)
 {
+    if (cfg->kind == SP_KIND_DEC) {   /* the split-KV decode kernel and its combine */
+        kcfg_name(cfg, names[0], 128);
+        kcfg_dec_combine_name(cfg, names[1], 128);
+        smem[0] = cfg->smem_bytes;
+        smem[1] = 0;
+        return 2;
+    }
     if (cfg->kind == SP_KIND_BWD) {
         for (int part = 0; part < BWD_PARTS; part++) {
             kcfg_bwd_name(cfg, (sp_bwd_part)part, names[part], 128);
@@ -181,7 +189,7 @@ static void print_json(const sp_spec *spec, const compiled_kernel *ks, int n, in
         const compiled_kernel *k = &ks[i];
         jw_obj(&w, NULL);
         jw_str(&w, "name", k->name);
-        jw_str(&w, "kind", k->kind == SP_KIND_BWD ? "bwd" : "fwd");
+        jw_str(&w, "kind", kcfg_kind_name(k->kind));
         jw_str(&w, "pattern", sp_pattern_name(k->pattern));
         jw_str(&w, "tile", k->tile);
         jw_str(&w, "arch", k->arch);
@@ -207,7 +215,7 @@ int cmd_compile(int argc, char **argv, sp_err *e)
     int layer_index = -1, dense = 0, no_spills = 0, no_cache = 0, json = 0;
     opt_def opts[] = {
         OPT_STRING(0, "arch", &arch_list, "ARCH[,ARCH]", "targets, e.g. sm_80,sm_90a (default sm_90a; sm_90 means sm_90a)"),
-        OPT_STRING(0, "kind", &kind_name, "KIND", "fwd, bwd or all (default: all)"),
+        OPT_STRING(0, "kind", &kind_name, "KIND", "fwd, bwd, all (fwd and bwd; the default) or decode"),
         OPT_STRING(0, "tile", &tile, "BMxBN[:wW:sS]", "tile config instead of the default"),
         OPT_INT(0, "layer-index", &layer_index, "K", "only layer K's pattern (default: every pattern of the spec)", 0,
                 1 << 20),
@@ -231,8 +239,9 @@ int cmd_compile(int argc, char **argv, sp_err *e)
             return SP_EXIT_USAGE;
         }
     }
+    if (strcmp(kind_name, "decode") == 0) kinds[n_kinds++] = SP_KIND_DEC;
     if (n_kinds == 0) {
-        sp_fail(e, SP_EXIT_USAGE, "compile: --kind must be fwd, bwd or all, not '%s'", kind_name);
+        sp_fail(e, SP_EXIT_USAGE, "compile: --kind must be fwd, bwd, all or decode, not '%s'", kind_name);
         return SP_EXIT_USAGE;
     }
 

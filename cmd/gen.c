@@ -14,17 +14,18 @@
 
 static const opt_cmd gen_cmd = {
     "gen",
-    "spattn gen SPEC [--kind fwd|bwd] [--tile BMxBN[:wW:sS]] [--layer-index K] [--dense] [--arch ARCH] [-o FILE.cu]",
+    "spattn gen SPEC [--kind fwd|bwd|decode] [--tile BMxBN[:wW:sS]] [--layer-index K] [--dense] [--arch ARCH] [-o FILE.cu]",
     "Print the generated CUDA C++ source of SPEC's kernel: one self-contained translation unit for NVRTC.",
     1, 1,
 };
 
-/* "fwd" / "bwd" -> kind; -1 with SP_EXIT_USAGE otherwise. */
+/* "fwd" / "bwd" / "decode" -> kind; -1 with SP_EXIT_USAGE otherwise. */
 static int parse_kind(const char *s, sp_kernel_kind *kind, sp_err *e)
 {
     if (strcmp(s, "fwd") == 0) *kind = SP_KIND_FWD;
     else if (strcmp(s, "bwd") == 0) *kind = SP_KIND_BWD;
-    else return sp_fail(e, SP_EXIT_USAGE, "gen: --kind must be fwd or bwd, not '%s'", s);
+    else if (strcmp(s, "decode") == 0) *kind = SP_KIND_DEC;
+    else return sp_fail(e, SP_EXIT_USAGE, "gen: --kind must be fwd, bwd or decode, not '%s'", s);
     if (!emit_kind_supported(*kind))
         return sp_fail(e, SP_EXIT_USAGE, "gen: %s kernels are not generated yet", s);
     return 0;
@@ -35,7 +36,7 @@ int cmd_gen(int argc, char **argv, sp_err *e)
     const char *kind_name = "fwd", *tile = NULL, *arch = "sm_90a", *out_path = NULL;
     int layer_index = -1, dense = 0;
     opt_def opts[] = {
-        OPT_STRING(0, "kind", &kind_name, "KIND", "kernel kind: fwd (the default) or bwd"),
+        OPT_STRING(0, "kind", &kind_name, "KIND", "kernel kind: fwd (the default), bwd or decode (from a KV cache)"),
         OPT_STRING(0, "tile", &tile, "BMxBN[:wW:sS]", "tile config instead of the default, e.g. 128x64:w4:s2"),
         OPT_INT(0, "layer-index", &layer_index, "K", "use layer K's pattern (default: the spec's default)", 0, 1 << 20),
         OPT_BOOL(0, "dense", &dense, "generate the dense causal kernel of the spec's shape (the baseline)"),

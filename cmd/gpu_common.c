@@ -1,5 +1,6 @@
 #include "cmd/gpu_common.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -224,4 +225,38 @@ void tensor_result_add(tensor_result *out, int *n, const char *name, const cmp_r
     t->bound = exact ? 0.0 : bound;
     t->exact = exact;
     t->pass = cmp_pass(r, t->bound);
+}
+
+void tensor_results_json(jw *w, const tensor_result *ts, int n)
+{
+    jw_arr(w, "tensors");
+    for (int i = 0; i < n; i++) {
+        const tensor_result *t = &ts[i];
+        jw_obj(w, NULL);
+        jw_str(w, "name", t->name);
+        jw_num(w, "rel_l2", t->r.rel_l2);
+        jw_num(w, "max_abs", t->r.max_abs);
+        jw_int(w, "nan", (int64_t)t->r.nan_count);
+        jw_int(w, "inf_mismatch", (int64_t)t->r.inf_mismatch);
+        jw_int(w, "nonzero", (int64_t)t->r.nonzero);
+        jw_num(w, "bound", t->bound);
+        jw_bool(w, "exact", t->exact);
+        jw_bool(w, "pass", t->pass);
+        jw_end(w);
+    }
+    jw_end(w);
+}
+
+void tensor_results_print(const tensor_result *ts, int n)
+{
+    /* bad: NaNs, infinities that do not match, and nonzero elements where 0 is exact */
+    printf("  %-6s %-10s %-10s %-5s %-8s %s\n", "tensor", "rel_l2", "max_abs", "bad", "bound", "result");
+    for (int i = 0; i < n; i++) {
+        const tensor_result *t = &ts[i];
+        char bound[16];
+        if (t->exact) snprintf(bound, sizeof bound, "exact");
+        else snprintf(bound, sizeof bound, "%.0e", t->bound);
+        printf("  %-6s %-10.3e %-10.3e %-5zu %-8s %s\n", t->name, t->r.rel_l2, t->r.max_abs,
+               t->r.nan_count + t->r.inf_mismatch + t->r.nonzero, bound, t->pass ? "PASS" : "FAIL");
+    }
 }

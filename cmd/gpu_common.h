@@ -107,6 +107,10 @@ typedef struct {
 /* Append one compared tensor to out[*n]; exact: r is a cmp_must_be_zero
  * result (bound unused). */
 void tensor_result_add(tensor_result *out, int *n, const char *name, const cmp_result *r, double bound, int exact);
+/* A check's compared tensors: the "tensors" array of its JSON (into an open
+ * object), or its table on stdout. */
+void tensor_results_json(jw *w, const tensor_result *t, int n);
+void tensor_results_print(const tensor_result *t, int n);
 
 /* The exact-zero check of t, a float [B, N, heads, D] copy of an output:
  * kv_side 0 (O, dQ; heads = H): every row whose head allows it no key;

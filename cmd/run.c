@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cmd/cmd.h"
+#include "cmd/decode.h"
 #include "cmd/gpu_common.h"
 #include "cmd/layer.h"
 #include "codegen/bands.h"
@@ -33,7 +34,9 @@
 static const opt_cmd run_cmd = {
     "run",
     "spattn run SPEC [--device auto|cpu|gpu] [--batch B] [--seq-len N] [--seed S | --q Q.npy --k K.npy --v V.npy] "
-    "[-o OUT.npy] [--layer [--weights DIR] [--x X.npy] [--check]] [options]",
+    "[-o OUT.npy] [--layer [--weights DIR] [--x X.npy] [--check]] [options]\n"
+    "       spattn run SPEC --decode --kv-len N [--new-tokens T] [--batch B] [--kv-lens L,L,...] [--page-size P] "
+    "[--q Q.npy --k K.npy --v V.npy] [-o O.npy] [options]",
     "Run the attention forward of SPEC (or, with --layer, a whole attention layer) on the GPU or the float64 "
     "CPU reference, time it and print a checksum.",
     1, 1,
@@ -600,11 +603,58 @@ static int run_layer_branch(const run_opts *o, run_want want, sp_err *e)
 }
 
 /* ---------------------------------------------------------------------------
+ * --decode: one decoding step from a KV cache (cmd/decode.c).  The flags of
+ * the full forward that do not apply are refused. */
+
+static int run_decode_branch(const run_opts *o, decode_opts *d, run_want want, sp_err *e)
+{
+    const char *bad = o->layer                            ? "--layer"
+                      : o->seq_len                        ? "--seq-len (the cache's length is --kv-len)"
+                      : strcmp(o->pass, "fwd")            ? "--pass fwdbwd"
+                      : o->deterministic                  ? "--deterministic"
+                      : o->no_dense                       ? "--no-dense"
+                      : o->do_path || o->dq_path || o->dk_path || o->dv_path ? "--do/--dq/--dk/--dv"
+                      : o->d_model || o->weights_dir || o->x_path || o->check ? "--d-model/--weights/--x/--check"
+                                                          : NULL;
+    if (bad) {
+        sp_fail(e, SP_EXIT_USAGE, "--decode: %s does not apply to a decoding step", bad);
+        return SP_EXIT_USAGE;
+    }
+    int64_t kv_len = d->g.seq_len;   /* --kv-len's row wrote it */
+    gpu_opts_init(&d->g);
+    d->g.seq_len = kv_len;
+    d->g.spec_path = o->spec_path;
+    d->g.batch = o->batch;
+    d->g.layer_index = o->layer_index;
+    d->g.tile = o->tile;
+    d->g.db_path = o->db_path;
+    d->g.seed = o->seed;
+    d->g.gpu = o->gpu < 0 ? 0 : o->gpu;
+    d->q_path = o->q_path; d->k_path = o->k_path; d->v_path = o->v_path;
+    d->out_path = o->out_path; d->lse_path = o->lse_path;
+    d->iters = o->iters;
+    d->threads = o->threads;
+    d->json = o->json;
+    if (decode_check_flags(d, e)) return SP_EXIT_USAGE;
+    run_device dev;
+    char why[160];
+    if (pick_device(want, &dev, why, sizeof why, e)) return e->code;
+    d->on_gpu = dev == DEV_GPU;
+    d->device_reason = why;
+    if (!d->on_gpu && (o->gpu >= 0 || d->splits))
+        fprintf(stderr, "spattn: warning: %s: GPU only, ignored by the CPU reference\n", o->gpu >= 0 ? "--gpu" : "--splits");
+    return decode_run(d, e);
+}
+
+/* ---------------------------------------------------------------------------
  * The command */
 
 int cmd_run(int argc, char **argv, sp_err *e)
 {
     run_opts o = { .device = "auto", .gpu = -1, .layer_index = -1, .seed = 1, .pass = "fwd" };
+    decode_opts dec;
+    int decode = 0;
+    memset(&dec, 0, sizeof dec);
     opt_def defs[] = {
         OPT_STRING(0, "device", &o.device, "DEV", "auto (default: the GPU if there is one), cpu or gpu"),
         OPT_INT(0, "gpu", &o.gpu, "N", "GPU ordinal (after CUDA_VISIBLE_DEVICES)", 0, 255),
@@ -634,6 +684,7 @@ int cmd_run(int argc, char **argv, sp_err *e)
         OPT_STRING(0, "weights", &o.weights_dir, "DIR", "layer: wq.npy wk.npy wv.npy wo.npy from DIR (default random)"),
         OPT_STRING(0, "x", &o.x_path, "FILE", "layer: input x from .npy [B,N,d_model] (default random)"),
         OPT_BOOL(0, "check", &o.check, "layer, GPU: compare y with the float64 CPU layer; exit 1 on FAIL"),
+        DECODE_OPTS_ROWS(decode, dec),
         OPT_BOOL(0, "json", &o.json, "print one JSON object on stdout"),
         OPT_END(),
     };
@@ -646,6 +697,11 @@ int cmd_run(int argc, char **argv, sp_err *e)
     if (parse_device(o.device, &want, e)) return e->code;
     if (strcmp(o.pass, "fwd") && strcmp(o.pass, "fwdbwd")) {
         sp_fail(e, SP_EXIT_USAGE, "--pass: '%s' is not fwd or fwdbwd", o.pass);
+        return SP_EXIT_USAGE;
+    }
+    if (decode) return run_decode_branch(&o, &dec, want, e);
+    if (dec.g.seq_len || dec.new_tokens || dec.kv_lens || dec.page_size || dec.splits) {
+        sp_fail(e, SP_EXIT_USAGE, "--kv-len, --new-tokens, --kv-lens, --page-size and --splits go with --decode");
         return SP_EXIT_USAGE;
     }
     if (o.layer) return run_layer_branch(&o, want, e);

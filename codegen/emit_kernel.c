@@ -15,7 +15,7 @@
 
 int emit_kind_supported(sp_kernel_kind kind)
 {
-    return kind == SP_KIND_FWD || kind == SP_KIND_BWD;
+    return kind == SP_KIND_FWD || kind == SP_KIND_BWD || kind == SP_KIND_DEC;
 }
 
 void emit_header(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const sp_kcfg *cfg)
@@ -30,7 +30,7 @@ void emit_header(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const 
               " *\n"
               " * spec      %s\n"
               " * pattern   %s",
-              name, SPATTN_VERSION, cfg->kind == SP_KIND_FWD ? "forward" : "backward", spec->name,
+              name, SPATTN_VERSION, cfg->kind == SP_KIND_FWD ? "forward" : cfg->kind == SP_KIND_DEC ? "decode from a KV cache" : "backward", spec->name,
               sp_pattern_name(pat->kind));
     if (pat->kind == SP_WINDOW)   /* fixed distances [0, W): no basis */
         sb_printf(out, " (W = %lld)", (long long)pat->window);

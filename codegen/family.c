@@ -30,6 +30,10 @@ const sp_family sp_families[] = {
       .uses_layout = 1, .header = "bwd_wgmma.cuh",
       .derive = kcfg_derive_bwd, .candidates = kcfg_candidates_bwd_wgmma, .emit = emit_bwd_kernels,
       .entry_name = kcfg_bwd_main_name },
+    { .name = "decode", .kind = SP_KIND_DEC, .mma = SP_MMA_SYNC, .tile_suffix = "", .name_suffix = "",
+      .default_stages = 3, .smem_slack = 128, .uses_layout = 1, .header = "decode.cuh",
+      .derive = kcfg_derive_dec, .candidates = kcfg_candidates_dec, .emit = emit_dec_unit,
+      .entry_name = kcfg_name },
 };
 const int sp_family_count = (int)(sizeof sp_families / sizeof sp_families[0]);
 

@@ -12,6 +12,8 @@
  *     bwd-mma     backward (pre, main, main_det, dq,
  *                 convert) on mma.sync                        kernels/bwd_main.cuh
  *     bwd-wgmma   the same with main on wgmma, sm_90a         kernels/bwd_wgmma.cuh
+ *     decode      split-KV decode from a KV cache and its
+ *                 combine, on mma.sync, sm_80 and later       kernels/decode.cuh
  *
  * A new family (a decode kernel, a warp-specialized backward) is a new row
  * and its functions. */
@@ -76,5 +78,15 @@ int kcfg_candidates_bwd_mma(const sp_kcfg *c, sp_kcfg *out, int cap, int count);
 int kcfg_candidates_bwd_wgmma(const sp_kcfg *c, sp_kcfg *out, int cap, int count);
 int emit_fwd_unit(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const sp_kcfg *cfg, sp_err *e);
 void kcfg_bwd_main_name(const sp_kcfg *c, char *buf, int n);
+/* The decode family (codegen/kcfg_dec.c, codegen/emit_dec.c). */
+#define KCFG_DEC_MAX_SPLITS 256
+void kcfg_default_dec(sp_kcfg *c, int sm);
+int kcfg_derive_dec(sp_kcfg *c, sp_err *e);
+int kcfg_candidates_dec(const sp_kcfg *c, sp_kcfg *out, int cap, int count);
+/* Shared memory the warps' merge takes: WARPS x BM rows of O, m and l (fp32). */
+int kcfg_dec_merge_bytes(const sp_kcfg *c);
+int emit_dec_unit(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const sp_kcfg *cfg, sp_err *e);
+/* The combine kernel's name: the decode kernel's, then "_combine". */
+void kcfg_dec_combine_name(const sp_kcfg *c, char *buf, int n);
 
 #endif

@@ -60,6 +60,8 @@ void kcfg_for_spec(sp_kcfg *c, const sp_spec *s, const sp_pattern *p, sp_kernel_
     c->sm = sm;
     if (kind == SP_KIND_FWD) {
         default_fwd_tiles(c, sm);
+    } else if (kind == SP_KIND_DEC) {
+        kcfg_default_dec(c, sm);   /* codegen/kcfg_dec.c */
     } else {
         kcfg_default_bwd(c, sm);   /* codegen/kcfg_bwd.c: the backward's own rules */
     }
@@ -69,7 +71,7 @@ void kcfg_for_spec(sp_kcfg *c, const sp_spec *s, const sp_pattern *p, sp_kernel_
  * multiple of 8 chunks (d64, d128, d256) and of 4 chunks (d32) are
  * XOR-swizzled and need no padding; other widths (d96: 12 chunks) get one
  * extra chunk, an odd count that spreads 8 rows over 8 bank groups. */
-static int row_bytes_for(int head_dim)
+int kcfg_row_bytes(int head_dim)
 {
     int chunks = head_dim * 2 / 16;
     return (chunks % 8 == 0 || chunks == 4) ? head_dim * 2 : head_dim * 2 + 16;
@@ -191,7 +193,7 @@ int kcfg_derive_fwd_mma(sp_kcfg *c, sp_err *e)
         return sp_fail(e, SP_EXIT_USAGE, "stages %d must be in 1..4", c->stages);
 
     c->threads = 32 * c->warps;
-    c->row_bytes = row_bytes_for(c->head_dim);
+    c->row_bytes = kcfg_row_bytes(c->head_dim);
     c->q_in_regs = fwd_reg_estimate(c, 1) <= 200;
     /* Its family's 128 bytes of slack: the kernel rounds the dynamic shared
      * memory base up to 128 so the swizzle's bank pattern holds. */
@@ -220,7 +222,7 @@ static long parse_num(const char **p)
 int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e)
 {
     const char *p = arg;
-    long bm = parse_num(&p), bn = -1, warps = 0, stages = c->stages;
+    long bm = parse_num(&p), bn = -1, warps = 0, stages = c->stages, splits = 0;
     const sp_family *fam = family_by_suffix(c->kind, "");
     int stages_given = 0;
     if (bm > 0 && (*p == 'x' || *p == 'X')) {
@@ -236,14 +238,20 @@ int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e)
         }
         p++;
         char what = *p;
-        if (what != 'w' && what != 's') { bn = -1; break; }
+        if (what != 'w' && what != 's' && !(what == 'k' && c->kind == SP_KIND_DEC)) { bn = -1; break; }
         p++;
         long v = parse_num(&p);
         if (v < 0) { bn = -1; break; }
         if (what == 'w') warps = v;
+        else if (what == 'k') splits = v;
         else { stages = v; stages_given = 1; }
     }
     if (bm < 0 || bn < 0 || *p || !fam) {
+        if (c->kind == SP_KIND_DEC) {
+            sp_fail(e, SP_EXIT_USAGE, "bad decode tile '%s': expected 16xBN, 16xBN:wW:sS or 16xBN:wW:sS:kK (K splits)", arg);
+            sp_hint(e, "for example 16x64, 16x64:w4:s3 or 16x128:w4:s2:k8");
+            return -1;
+        }
         sp_fail(e, SP_EXIT_USAGE, "bad tile '%s': expected BMxBN or BMxBN:wW:sS, optionally ending in :wgmma%s", arg,
                 c->kind == SP_KIND_FWD ? " or :ws" : "");
         sp_hint(e, "for example 128x64, 128x64:w4:s2, 128x128:w8:s3:wgmma or 128x128:s2:ws");
@@ -255,6 +263,7 @@ int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e)
     c->bn = (int)bn;
     c->warps = (int)warps;
     c->stages = (int)stages;
+    c->splits = (int)splits;
     c->mma = fam->mma;
     return 0;
 }
@@ -270,12 +279,17 @@ void kcfg_hash(const sp_kcfg *c, char out[9])
     snprintf(out, 9, "%08x", (unsigned)XXH32(text, len > 0 ? (size_t)len : 0, 0));
 }
 
+const char *kcfg_kind_name(sp_kernel_kind kind)
+{
+    return kind == SP_KIND_BWD ? "bwd" : kind == SP_KIND_DEC ? "dec" : "fwd";
+}
+
 void kcfg_name(const sp_kcfg *c, char *buf, int n)
 {
     const sp_family *f = kcfg_family(c);
     char hash[9];
     kcfg_hash(c, hash);
-    snprintf(buf, (size_t)n, "spattn_%s_%s_d%d_bm%d_bn%d_w%d_s%d%s_%s", c->kind == SP_KIND_BWD ? "bwd" : "fwd",
+    snprintf(buf, (size_t)n, "spattn_%s_%s_d%d_bm%d_bn%d_w%d_s%d%s_%s", kcfg_kind_name(c->kind),
              sp_dtype_name(c->dtype), c->head_dim, c->bm, c->bn, c->warps, c->stages,
              f ? f->name_suffix : "", hash);
 }
@@ -283,8 +297,10 @@ void kcfg_name(const sp_kcfg *c, char *buf, int n)
 void kcfg_tile_string(const sp_kcfg *c, char *buf, int n)
 {
     const sp_family *f = kcfg_family(c);
-    snprintf(buf, (size_t)n, "%dx%d:w%d:s%d%s", c->bm, c->bn, c->warps, c->stages,
-             f ? f->tile_suffix : "");
+    int len = snprintf(buf, (size_t)n, "%dx%d:w%d:s%d%s", c->bm, c->bn, c->warps, c->stages,
+                       f ? f->tile_suffix : "");
+    if (c->kind == SP_KIND_DEC && c->splits > 0 && len > 0 && len < n)
+        snprintf(buf + len, (size_t)(n - len), ":k%d", c->splits);   /* decode: the splits, a launch choice */
 }
 
 /* The Hopper parts of the forward search space (sm_90 only): every BM x BN

@@ -8,7 +8,9 @@
 
 #include "codegen/spec.h"
 
-typedef enum { SP_KIND_FWD = 0, SP_KIND_BWD = 1 } sp_kernel_kind;
+/* The passes: forward, backward, and decoding from a KV cache (split-KV,
+ * kernels/decode.cuh; codegen/kcfg_dec.c has its rules). */
+typedef enum { SP_KIND_FWD = 0, SP_KIND_BWD = 1, SP_KIND_DEC = 2 } sp_kernel_kind;
 /* The kernel families of the forward: mma.sync (sm_80 on), wgmma with every
  * warp loading and computing (sm_90a), and the warp-specialized wgmma kernel
  * (sm_90a: a TMA producer warpgroup, consumer warpgroups, persistent). */
@@ -29,6 +31,9 @@ typedef struct {
     int bn;                /* keys per KV tile */
     int warps;             /* warps per block (fwd: each owns BM / warps = 16 or 32 query rows) */
     int stages;            /* cp.async pipeline depth of K/V (fwd) or Q/dO (bwd) tiles */
+    int splits;            /* decode: CTAs sharing one (batch, kv head, row block)'s key tiles;
+                            * 0: chosen at launch from the GPU's SMs (runtime/decode.c).  A launch
+                            * parameter, not compiled in (not in the hash or the name) */
     int mma;               /* SP_MMA_SYNC: mma.sync (sm_80 on); SP_MMA_WGMMA: Hopper's warpgroup
                             * wgmma (sm_90a only; forward, head_dim 64 and 128); SP_MMA_WS: the
                             * warp-specialized wgmma forward (sm_90a; warps counts the consumers') */
@@ -39,6 +44,11 @@ typedef struct {
     int row_bytes;         /* bytes per head_dim row of a shared-memory tile (padding included) */
     int q_in_regs;         /* 1: Q fragments live in registers; 0: re-read from shared memory (where keeping them would spill) */
 } sp_kcfg;
+
+/* Bytes per shared-memory row of head_dim 16-bit values (the mma.sync
+ * layout, kernels/layout.cuh): swizzled rows need no padding, d96 gets one
+ * chunk more. */
+int kcfg_row_bytes(int head_dim);
 
 /* Shared memory one block may use (H100/A100 opt-in limit: 227 KiB). */
 #define KCFG_SMEM_LIMIT (227 * 1024)
@@ -69,6 +79,8 @@ int kcfg_ws_consumer_regs(const sp_kcfg *c);
  * kind stays, else become that kind's default (mma.sync 2, wgmma 3); warps
  * not given become 0 (kcfg_derive picks them).  Does not derive. */
 int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e);
+/* (Decode configs also take ":kK" after the stages: K splits, 0 when not
+ * given; kcfg_tile_string writes it when set.) */
 /* The kernel's name, which carries its parameters and ends in 8 hex digits
  * of kcfg_hash, so that two kernels that differ in anything compiled in
  * (heads, kv heads, max intervals, the dense baseline) are never named
@@ -76,6 +88,8 @@ int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e);
  * ..._s3_wg_1a2b3c4d, warp-specialized ones ..._s2_ws_1a2b3c4d).  The one place kernel names are made: launches,
  * `compile`, `tune` and the backward parts (kcfg_bwd_name) use it. */
 void kcfg_name(const sp_kcfg *c, char *buf, int n);
+/* "fwd", "bwd" or "dec": in kernel names, database keys and JSON. */
+const char *kcfg_kind_name(sp_kernel_kind kind);
 /* 8 lowercase hex digits (XXH32) of the specialization constants of a
  * derived config: kind, dtype, head_dim, heads, kv_heads, dense or banded,
  * max_intervals, tiles, warps, stages, MMA kind (everything else emitted

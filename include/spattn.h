@@ -150,6 +150,61 @@ SPATTN_API spattn_status spattn_backward(spattn_plan *plan, const spattn_tensor 
                               const spattn_tensor *dv, int deterministic, void *workspace, size_t workspace_bytes,
                               void *stream);
 
+/* ---- decoding from a KV cache ------------------------------------------------
+ * One step of decoding (or of chunked / speculative decoding): the queries
+ * of the last T positions of each sequence against the sequence's cached
+ * keys and values.  The plan's batch is B and its seq_len N the cache's
+ * capacity.  Sequence b holds len_b = kv_lens[b] tokens (kv_lens NULL: all
+ * N; 0 <= len_b <= N) and query row t (0 <= t < T) is position
+ * i = len_b - T + t: it attends the keys j <= i whose distance i - j lies in
+ * its head's bands AT LENGTH len_b (the bands follow the sequence as it
+ * grows, band basis len_b, unless the spec fixes band_basis).  So the
+ * result equals the last T rows of spattn_forward over the sequence's len_b
+ * tokens.  Rows with i < 0 or no allowed key: O = 0, LSE = -inf.
+ *
+ *   q, o      [B, T, H, D] through strides (stride_seq: per new token)
+ *   k, v      the cache: contiguous [B, N, KVH, D] through strides, or, with
+ *             paged, pages [num_pages, page_size, KVH, D] (stride_batch is
+ *             then the page stride): token j of sequence b is row
+ *             j % page_size of page block_table[b * max_pages + j / page_size]
+ *   lse       fp32 [B, H, T] (stride_batch, stride_head; tokens contiguous)
+ *   kv_lens   int32 [B] on the context's device (host memory on a CPU
+ *             context), or NULL
+ * On the GPU a split-KV kernel reads only the key tiles inside the bands
+ * (the union over a kv head's query heads and the T rows: each byte once
+ * per group), split over CTAs to fill the GPU, then combines the splits;
+ * the workspace holds the splits' partial results.  The first decode call
+ * of a plan loads the decode kernels (call it once before capturing a CUDA
+ * graph); later calls only launch.  Lengths outside 0..N are clamped on the
+ * GPU and SPATTN_EINVAL on the CPU. */
+typedef struct {
+    const int32_t *block_table;      /* [batch][max_pages] page indices (the context's memory) */
+    int max_pages;                   /* entries per sequence: max_pages * page_size >= seq_len */
+    int page_size;                   /* tokens per page: a power of two in 16..256 */
+    int num_pages;                   /* pages in k and v (checked against the table on a CPU context) */
+} spattn_paged_kv;
+
+/* Workspace bytes spattn_decode needs for T = new_tokens (0 if none). */
+SPATTN_API size_t spattn_decode_workspace_size(const spattn_plan *plan, int new_tokens);
+
+SPATTN_API spattn_status spattn_decode(spattn_plan *plan, const spattn_tensor *q, const spattn_tensor *k_cache,
+                                       const spattn_tensor *v_cache, const int32_t *kv_lens, int new_tokens,
+                                       const spattn_paged_kv *paged, const spattn_tensor *o, const spattn_lse *lse,
+                                       void *workspace, size_t workspace_bytes, void *stream);
+
+/* What one decode step reads, from the bands alone (no data, any context):
+ * the key rows of K and V it loads, summed over batch and kv heads, and the
+ * bytes of K and V (rows x head_dim x 2 bytes x 2) against a dense decode's
+ * (every cached token of every kv head).  kv_lens: host memory, or NULL. */
+typedef struct {
+    int64_t key_rows, tiles;         /* rows and key tiles read */
+    double bytes, dense_bytes;       /* K and V bytes read; a dense decode's */
+    int splits;                      /* CTAs sharing a block's tiles (GPU context; 1 on the CPU) */
+    char kernel[128];                /* "" on a CPU context */
+} spattn_decode_info;
+SPATTN_API spattn_status spattn_decode_get_info(const spattn_plan *plan, const int32_t *kv_lens, int new_tokens,
+                                                spattn_decode_info *info);
+
 /* ---- tuning ------------------------------------------------------------------
  * Search the tile configs of a spec's kernels on the context's GPU at every
  * (kind, batch, seq_len) key, reject any whose output differs from the

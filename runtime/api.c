@@ -24,6 +24,7 @@
 #include "runtime/attn_bwd.h"
 #include "abi/bandtab.h"
 #include "runtime/config.h"
+#include "runtime/decode.h"
 #include "runtime/engine.h"
 #include "runtime/ref.h"
 #include "runtime/tune.h"
@@ -58,6 +59,8 @@ struct spattn_plan {
     int64_t pairs;              /* over batch and heads */
     double ratio;
     engine_kernel *fk, *bk;     /* in ctx->kernels; NULL on a CPU context */
+    engine_kernel *dk;          /* the decode kernels, loaded by the first spattn_decode; NULL before */
+    char dsrc[160];             /* where the decode config came from */
     char fsrc[160], bsrc[160];  /* where the configs came from */
     sp_dptr bandtab;            /* device band table for N */
     char error[1600];
@@ -529,6 +532,193 @@ spattn_status spattn_backward(spattn_plan *p, const spattn_tensor *q, const spat
     CUstream own = g->stream;
     g->stream = (CUstream)stream;
     int rc = attn_bwd_launch(g, &p->bk->bwd, &p->bk->cfg, &a, &e);
+    g->stream = own;
+    return rc ? keep(p->error, sizeof p->error, &e) : SPATTN_OK;
+}
+
+/* ---- decoding from a KV cache ---------------------------------------------- */
+
+/* The decode config of a GPU plan (tuned, else the heuristic). */
+static int decode_config(const spattn_plan *p, sp_kcfg *c, char *src, size_t n, sp_err *e)
+{
+    const spattn_context *ctx = p->ctx;
+    return config_pick(&ctx->gpu, &p->spec, &p->pattern, SP_KIND_DEC, p->B, p->N, ctx->db_path, NULL, c, src, n, e);
+}
+
+/* Splits of a GPU decode at T (the most tiles a block has at length N). */
+static int decode_plan_splits(const spattn_plan *p, const sp_kcfg *c, int T)
+{
+    int64_t tiles, rows, max_tiles;
+    decode_sequence_cost(c, &p->pattern, p->bands, T, p->N, &tiles, &rows, &max_tiles);
+    return decode_splits(c, p->ctx->gpu.sm_count, p->B, T, max_tiles);
+}
+
+size_t spattn_decode_workspace_size(const spattn_plan *p, int new_tokens)
+{
+    if (!p || p->ctx->device == SPATTN_DEVICE_CPU || new_tokens < 1 || new_tokens > p->N) return 0;
+    sp_kcfg c;
+    char src[160];
+    sp_err e = { 0 };
+    if (p->dk) c = p->dk->cfg;
+    else if (decode_config(p, &c, src, sizeof src, &e)) return 0;
+    return decode_workspace_bytes(&c, p->B, p->spec.heads, new_tokens, decode_plan_splits(p, &c, new_tokens));
+}
+
+spattn_status spattn_decode_get_info(const spattn_plan *p, const int32_t *kv_lens, int T, spattn_decode_info *info)
+{
+    memset(info, 0, sizeof *info);
+    if (T < 1 || T > p->N) return SPATTN_EINVAL;
+    sp_kcfg c;
+    char src[160];
+    sp_err e = { 0 };
+    int gpu = p->ctx->device != SPATTN_DEVICE_CPU;
+    if (gpu && p->dk) c = p->dk->cfg;
+    else if (gpu ? decode_config(p, &c, src, sizeof src, &e) : 0) return SPATTN_EINVAL;
+    if (!gpu) {   /* the tiles the GPU's heuristic config would read */
+        kcfg_for_spec(&c, &p->spec, &p->pattern, SP_KIND_DEC, 90);
+        if (kcfg_derive(&c, &e)) return SPATTN_EINVAL;
+    }
+    for (int b = 0; b < p->B; b++) {
+        int64_t len = kv_lens ? kv_lens[b] : p->N, tiles, rows, max_tiles;
+        if (len < 0 || len > p->N) return SPATTN_EINVAL;
+        decode_sequence_cost(&c, &p->pattern, p->bands, T, len, &tiles, &rows, &max_tiles);
+        info->tiles += tiles;
+        info->key_rows += rows;
+        info->dense_bytes += (double)len * p->spec.kv_heads * p->spec.head_dim * 4.0;
+    }
+    info->bytes = (double)info->key_rows * p->spec.head_dim * 4.0;
+    info->splits = gpu ? decode_plan_splits(p, &c, T) : 1;
+    if (p->dk) snprintf(info->kernel, sizeof info->kernel, "%s", p->dk->name);
+    return SPATTN_OK;
+}
+
+/* Strided 16-bit [d0, d1, heads, D] (strides of the first three) -> contiguous doubles. */
+static void gather_rows(const spattn_plan *p, const uint16_t *base, int64_t d0, int64_t d1, int heads, int64_t s0,
+                        int64_t s1, int64_t s2, double *out)
+{
+    size_t i = 0;
+    for (int64_t a = 0; a < d0; a++)
+        for (int64_t n = 0; n < d1; n++)
+            for (int h = 0; h < heads; h++) {
+                const uint16_t *row = base + a * s0 + n * s1 + h * s2;
+                for (int d = 0; d < p->spec.head_dim; d++) out[i++] = to_double(p, row[d]);
+            }
+}
+
+static spattn_status cpu_decode(spattn_plan *p, const spattn_tensor *q, const spattn_tensor *k, const spattn_tensor *v,
+                                const int32_t *kv_lens, int T, const spattn_paged_kv *pg, const spattn_tensor *o,
+                                const spattn_lse *lse)
+{
+    const sp_spec *s = &p->spec;
+    const int H = s->heads, KVH = s->kv_heads, D = s->head_dim;
+    for (int b = 0; kv_lens && b < p->B; b++)
+        if (kv_lens[b] < 0 || kv_lens[b] > p->N)
+            return plan_fail(p, SPATTN_EINVAL, "kv_lens[%d] = %d: expected 0..%lld (the plan's seq_len)", b, kv_lens[b],
+                             (long long)p->N);
+    int64_t rows0 = pg ? pg->num_pages : p->B, rows1 = pg ? pg->page_size : p->N;
+    if (pg) {
+        if (pg->num_pages < 1)
+            return plan_fail(p, SPATTN_EINVAL, "paged: num_pages %d must be >= 1 on a CPU context", pg->num_pages);
+        for (int64_t x = 0; x < (int64_t)p->B * pg->max_pages; x++) {
+            int b = (int)(x / pg->max_pages);
+            int64_t len = kv_lens ? kv_lens[b] : p->N;
+            if ((x % pg->max_pages) * pg->page_size >= len) continue;   /* a page no token of b is in */
+            if (pg->block_table[x] < 0 || pg->block_table[x] >= pg->num_pages)
+                return plan_fail(p, SPATTN_EINVAL, "block_table[%d][%lld] = %d: expected a page in 0..%d", b,
+                                 (long long)(x % pg->max_pages), pg->block_table[x], pg->num_pages - 1);
+        }
+    }
+    size_t nq = (size_t)p->B * T * H * D, nk = (size_t)rows0 * rows1 * KVH * D, nl = (size_t)p->B * H * T;
+    double *qd = malloc(nq * sizeof *qd), *kd = malloc(nk * sizeof *kd), *vd = malloc(nk * sizeof *vd);
+    double *od = malloc(nq * sizeof *od), *ld = malloc(nl * sizeof *ld);
+    spattn_status st = SPATTN_OK;
+    if (!qd || !kd || !vd || !od || !ld) {
+        st = plan_fail(p, SPATTN_FAILED, "out of memory for the CPU reference");
+        goto out;
+    }
+    gather_rows(p, q->data, p->B, T, H, q->stride_batch, q->stride_seq, q->stride_head, qd);
+    gather_rows(p, k->data, rows0, rows1, KVH, k->stride_batch, k->stride_seq, k->stride_head, kd);
+    gather_rows(p, v->data, rows0, rows1, KVH, v->stride_batch, v->stride_seq, v->stride_head, vd);
+    ref_decode_problem rp = { .B = p->B, .T = T, .N = (int)p->N, .H = H, .KVH = KVH, .D = D, .scale = spec_scale(s),
+                              .pattern = &p->pattern, .kv_lens = kv_lens, .block_table = pg ? pg->block_table : NULL,
+                              .max_pages = pg ? pg->max_pages : 0, .page_size = pg ? pg->page_size : 0 };
+    if (ref_decode(&rp, qd, kd, vd, od, ld)) {
+        st = plan_fail(p, SPATTN_FAILED, "CPU reference: threads");
+        goto out;
+    }
+    size_t i = 0;
+    for (int b = 0; b < p->B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < H; h++) {
+                uint16_t *row = (uint16_t *)o->data + b * o->stride_batch + t * o->stride_seq + h * o->stride_head;
+                for (int d = 0; d < D; d++) row[d] = from_double(p, od[i++]);
+            }
+    i = 0;
+    for (int b = 0; b < p->B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) lse->data[b * lse->stride_batch + h * lse->stride_head + t] = (float)ld[i++];
+out:
+    free(qd); free(kd); free(vd); free(od); free(ld);
+    return st;
+}
+
+spattn_status spattn_decode(spattn_plan *p, const spattn_tensor *q, const spattn_tensor *k, const spattn_tensor *v,
+                            const int32_t *kv_lens, int T, const spattn_paged_kv *pg, const spattn_tensor *o,
+                            const spattn_lse *lse, void *workspace, size_t workspace_bytes, void *stream)
+{
+    const spattn_tensor *ts[4] = { q, k, v, o };
+    static const char *const names[4] = { "q", "k_cache", "v_cache", "o" };
+    if (!tensors_present(p, ts, names, 4)) return SPATTN_EINVAL;
+    if (!lse || !lse->data) return plan_fail(p, SPATTN_EINVAL, "lse: no tensor");
+    if (T < 1 || T > p->N)
+        return plan_fail(p, SPATTN_EINVAL, "new_tokens %d: expected 1..%lld (the plan's seq_len, the cache's length)", T,
+                         (long long)p->N);
+    if (pg) {
+        int ps = pg->page_size;
+        if (ps < 16 || ps > 256 || (ps & (ps - 1)))
+            return plan_fail(p, SPATTN_EINVAL, "paged: page_size %d must be a power of two in 16..256", ps);
+        if (!pg->block_table) return plan_fail(p, SPATTN_EINVAL, "paged: no block_table");
+        if ((int64_t)pg->max_pages * ps < p->N)
+            return plan_fail(p, SPATTN_EINVAL, "paged: max_pages %d x page_size %d holds fewer than seq_len %lld tokens",
+                             pg->max_pages, ps, (long long)p->N);
+    }
+    if (p->ctx->device == SPATTN_DEVICE_CPU) return cpu_decode(p, q, k, v, kv_lens, T, pg, o, lse);
+    sp_err e = { 0 };
+    if (!p->dk) {
+        sp_kcfg c;
+        if (decode_config(p, &c, p->dsrc, sizeof p->dsrc, &e) ||
+            context_kernel(p->ctx, &p->spec, &p->pattern, &c, &p->dk, &e))
+            return keep(p->error, sizeof p->error, &e);
+    }
+    const sp_kcfg *c = &p->dk->cfg;
+    decode_args a;
+    memset(&a, 0, sizeof a);
+    a.splits = decode_plan_splits(p, c, T);
+    size_t need = decode_workspace_bytes(c, p->B, p->spec.heads, T, a.splits);
+    if (need && (!workspace || workspace_bytes < need))
+        return plan_fail(p, SPATTN_EINVAL, "workspace: %zu bytes given, the decode needs %zu (spattn_decode_workspace_size)",
+                         workspace ? workspace_bytes : 0, need);
+    a.q = dev_tensor(q); a.k = dev_tensor(k); a.v = dev_tensor(v); a.o = dev_tensor(o);
+    a.lse = (sp_dptr)(uintptr_t)lse->data;
+    a.lse_sb = lse->stride_batch;
+    a.lse_sh = lse->stride_head;
+    a.bands = p->bandtab;
+    a.kv_lens = (sp_dptr)(uintptr_t)kv_lens;
+    a.block_table = pg ? (sp_dptr)(uintptr_t)pg->block_table : 0;
+    a.max_pages = pg ? pg->max_pages : 0;
+    a.page_size = pg ? pg->page_size : 0;
+    a.batch = p->B;
+    a.max_len = (int)p->N;
+    a.new_tokens = T;
+    a.heads = p->spec.heads;
+    a.kv_heads = p->spec.kv_heads;
+    a.pattern = &p->pattern;
+    a.scale = (float)spec_scale(&p->spec);
+    a.workspace = (sp_dptr)(uintptr_t)workspace;
+    sp_gpu *g = &p->ctx->gpu;
+    CUstream own = g->stream;
+    g->stream = (CUstream)stream;
+    int rc = decode_launch(g, p->dk->fn, p->dk->combine, c, &a, &e);
     g->stream = own;
     return rc ? keep(p->error, sizeof p->error, &e) : SPATTN_OK;
 }

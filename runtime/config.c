@@ -15,7 +15,7 @@ void config_db_key(const sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, 
     key->driver_version = g->driver_version;
     key->nvrtc_version = nvrtc_version();
     snprintf(key->spattn_version, sizeof key->spattn_version, "%s", SPATTN_VERSION);
-    snprintf(key->kind, sizeof key->kind, "%s", kind == SP_KIND_BWD ? "bwd" : "fwd");
+    snprintf(key->kind, sizeof key->kind, "%s", kcfg_kind_name(kind));
     key->heads = spec->heads;
     key->kv_heads = spec->kv_heads;
     key->head_dim = spec->head_dim;

@@ -56,6 +56,15 @@ int engine_load(sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, const sp_
         k->module = NULL;
         return -1;
     }
+    if (cfg->kind == SP_KIND_DEC) {
+        char combine[160];
+        kcfg_dec_combine_name(cfg, combine, sizeof combine);
+        if (cu_function(k->module, combine, &k->combine, e)) {
+            cu_module_unload(g, k->module);
+            k->module = NULL;
+            return -1;
+        }
+    }
     k->build_ms = 1e3 * (sp_now() - t0);
     return 0;
 }
@@ -74,4 +83,5 @@ void engine_unload(sp_gpu *g, engine_kernel *k)
     if (k->module) cu_module_unload(g, k->module);
     k->module = NULL;
     k->fn = NULL;
+    k->combine = NULL;
 }

@@ -18,7 +18,8 @@ typedef struct {
     sp_kcfg cfg;             /* derived */
     char name[128];          /* kernel name (kcfg_name; the backward's main kernel for kind bwd) */
     CUmodule module;
-    CUfunction fn;           /* the forward kernel (kind fwd) */
+    CUfunction fn;           /* the forward kernel (kind fwd), the decode kernel (kind dec) */
+    CUfunction combine;      /* kind dec: the split-combine kernel */
     attn_bwd_kernels bwd;    /* the backward family's kernels (kind bwd) */
     int cache_hit;           /* the cubin came from the disk cache */
     double build_ms;         /* emit + compile-or-read + load */

@@ -16,6 +16,8 @@
  *             so no locks and the result does not depend on the thread count. */
 #include "runtime/ref.h"
 
+#include "codegen/bands.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -77,6 +79,7 @@ typedef void (*task_fn)(const pool *pl, int task, double *scratch);
 
 struct pool {
     const ref_problem *p;
+    const ref_decode_problem *dp;   /* ref_decode only */
     const double *q, *k, *v, *o, *lse, *dout;
     double *o_out, *lse_out, *dq, *dk, *dv;
     task_fn fn;
@@ -138,6 +141,87 @@ static int pool_run(pool *pl)
  * Task t = (b, h).  Scratch: N scores of the current row, then D doubles
  * for the output accumulator. */
 
+/* Where a sequence's key and value rows are: row j of one (batch, kv head)
+ * at k + j * row_stride (contiguous), or, paged, row j % page_size of page
+ * table[j / page_size], pages page_stride apart.  The forward's rows are
+ * contiguous; a decode cache may be either. */
+typedef struct {
+    const double *k, *v;            /* row 0 (contiguous) or page 0 (paged), at the kv head */
+    size_t row_stride, page_stride;
+    const int32_t *table;           /* NULL: contiguous */
+    int page_size;
+} kv_rows;
+
+static size_t kv_offset(const kv_rows *c, int64_t j)
+{
+    if (!c->table) return (size_t)j * c->row_stride;
+    return (size_t)c->table[j / c->page_size] * c->page_stride + (size_t)(j % c->page_size) * c->row_stride;
+}
+
+/* One query row: position i, its head's intervals bl, its keys in kv.  The
+ * forward and the decode both call this, so a decode row is bitwise the
+ * forward's row at the same position and bands.  Scratch: score (one per
+ * allowed key) and acc (D). */
+static void attend_row(const double *qi, const kv_rows *kv, const sp_band_list *bl, int64_t i, double scale, int D,
+                       double *score, double *acc, double *oi, double *lse)
+{
+    /* Pass 1: scores of the allowed keys and their maximum.  Intervals
+     * are visited from the last (largest distance, smallest j) so that j
+     * runs upward; the same order is used in pass 2. */
+    int64_t n = 0;
+    double mx = -INFINITY;
+    for (int r = bl->n - 1; r >= 0; r--) {
+        int64_t j0, j1;
+        if (!key_range(&bl->iv[r], i, &j0, &j1)) continue;
+        for (int64_t j = j0; j <= j1; j++) {
+            double s = scale * dot(qi, kv->k + kv_offset(kv, j), D);
+            score[n++] = s;
+            if (s > mx) mx = s;
+        }
+    }
+    if (n == 0) {
+        /* No allowed key: O = 0 and LSE = -inf (DESIGN.md; FlashAttention
+         * would write +inf).  Never exp(-inf - -inf) = NaN. */
+        memset(oi, 0, (size_t)D * sizeof *oi);
+        *lse = -INFINITY;
+        return;
+    }
+
+    /* Pass 2: softmax weights (stable: relative to the row max) and the
+     * weighted sum of values. */
+    double sum = 0;
+    memset(acc, 0, (size_t)D * sizeof *acc);
+    n = 0;
+    for (int r = bl->n - 1; r >= 0; r--) {
+        int64_t j0, j1;
+        if (!key_range(&bl->iv[r], i, &j0, &j1)) continue;
+        for (int64_t j = j0; j <= j1; j++) {
+            double e = exp(score[n++] - mx);
+            sum += e;
+            axpy(acc, e, kv->v + kv_offset(kv, j), D);
+        }
+    }
+    for (int d = 0; d < D; d++) oi[d] = acc[d] / sum;
+    *lse = mx + log(sum);
+}
+
+/* The forward and the decode: one task per (batch, query head), each with
+ * scratch for N scores and D sums (attend_row). */
+static int run_rows(const ref_problem *p, const ref_decode_problem *dp, task_fn fn, const double *q, const double *k,
+                    const double *v, double *o, double *lse)
+{
+    pool pl;
+    memset(&pl, 0, sizeof pl);
+    pl.p = p;
+    pl.dp = dp;
+    pl.q = q; pl.k = k; pl.v = v;
+    pl.o_out = o; pl.lse_out = lse;
+    pl.fn = fn;
+    pl.ntasks = p->B * p->H;
+    pl.scratch_len = (size_t)p->N + (size_t)p->D;
+    return pool_run(&pl);
+}
+
 static void forward_task(const pool *pl, int task, double *scratch)
 {
     const ref_problem *p = pl->p;
@@ -145,54 +229,13 @@ static void forward_task(const pool *pl, int task, double *scratch)
     const int b = task / H, h = task % H;
     const int g = h / (H / KVH);
     const sp_band_list *bl = &p->bands[h];
-    double *score = scratch;       /* score[n]: n-th allowed key of this row */
-    double *acc = scratch + N;     /* D */
+    size_t base = ((size_t)b * N * KVH + g) * D;   /* key j of (b, g) at base + j KVH D */
+    kv_rows kv = { pl->k + base, pl->v + base, (size_t)KVH * D, 0, NULL, 0 };
 
     for (int i = 0; i < N; i++) {
         const double *qi = pl->q + (((size_t)b * N + i) * H + h) * D;
         double *oi = pl->o_out + (((size_t)b * N + i) * H + h) * D;
-        double *lse = &pl->lse_out[((size_t)b * H + h) * N + i];
-
-        /* Pass 1: scores of the allowed keys and their maximum.  Intervals
-         * are visited from the last (largest distance, smallest j) so that j
-         * runs upward; the same order is used in pass 2. */
-        int n = 0;
-        double mx = -INFINITY;
-        for (int r = bl->n - 1; r >= 0; r--) {
-            int64_t j0, j1;
-            if (!key_range(&bl->iv[r], i, &j0, &j1)) continue;
-            for (int64_t j = j0; j <= j1; j++) {
-                const double *kj = pl->k + (((size_t)b * N + j) * KVH + g) * D;
-                double s = p->scale * dot(qi, kj, D);
-                score[n++] = s;
-                if (s > mx) mx = s;
-            }
-        }
-        if (n == 0) {
-            /* No allowed key: O = 0 and LSE = -inf (DESIGN.md; FlashAttention
-             * would write +inf).  Never exp(-inf - -inf) = NaN. */
-            memset(oi, 0, (size_t)D * sizeof *oi);
-            *lse = -INFINITY;
-            continue;
-        }
-
-        /* Pass 2: softmax weights (stable: relative to the row max) and the
-         * weighted sum of values. */
-        double sum = 0;
-        memset(acc, 0, (size_t)D * sizeof *acc);
-        n = 0;
-        for (int r = bl->n - 1; r >= 0; r--) {
-            int64_t j0, j1;
-            if (!key_range(&bl->iv[r], i, &j0, &j1)) continue;
-            for (int64_t j = j0; j <= j1; j++) {
-                const double *vj = pl->v + (((size_t)b * N + j) * KVH + g) * D;
-                double e = exp(score[n++] - mx);
-                sum += e;
-                axpy(acc, e, vj, D);
-            }
-        }
-        for (int d = 0; d < D; d++) oi[d] = acc[d] / sum;
-        *lse = mx + log(sum);
+        attend_row(qi, &kv, bl, i, p->scale, D, scratch, scratch + N, oi, &pl->lse_out[((size_t)b * H + h) * N + i]);
     }
 }
 
@@ -200,15 +243,7 @@ int ref_forward(const ref_problem *p, const double *q, const double *k, const do
                 double *o, double *lse)
 {
     if (!problem_ok(p)) return -1;
-    pool pl;
-    memset(&pl, 0, sizeof pl);
-    pl.p = p;
-    pl.q = q; pl.k = k; pl.v = v;
-    pl.o_out = o; pl.lse_out = lse;
-    pl.fn = forward_task;
-    pl.ntasks = p->B * p->H;
-    pl.scratch_len = (size_t)p->N + (size_t)p->D;
-    return pool_run(&pl);
+    return run_rows(p, NULL, forward_task, q, k, v, o, lse);
 }
 
 /* ---------------------------------------------------------------------------
@@ -280,4 +315,64 @@ int ref_backward(const ref_problem *p, const double *q, const double *k, const d
     pl.ntasks = p->B * p->KVH;
     pl.scratch_len = 1;
     return pool_run(&pl);
+}
+
+/* ---------------------------------------------------------------------------
+ * Decode from a KV cache
+ *
+ * q and o are (B,T,H,D), the last T positions of each sequence; k and v are
+ * (B,N,KVH,D), or paged (num_pages,page_size,KVH,D) through the block table;
+ * lse is (B,H,T).  Sequence b has len tokens (kv_lens[b], else N); row t is
+ * position i = len - T + t, with head h's bands at length len (bands_head:
+ * the full forward's over len tokens), through attend_row.  Task t = (b, h).
+ * Scratch: N scores, then D. */
+
+static void decode_task(const pool *pl, int task, double *scratch)
+{
+    const ref_decode_problem *dp = pl->dp;
+    const int H = dp->H, KVH = dp->KVH, D = dp->D, T = dp->T;
+    const int b = task / H, h = task % H;
+    const int g = h / (H / KVH);
+    const int64_t len = dp->kv_lens ? dp->kv_lens[b] : dp->N;
+    sp_band_list bl = { 0 };
+    if (len >= 1) bands_head(dp->pattern, H, h, len, &bl);
+    kv_rows kv;
+    kv.row_stride = (size_t)KVH * D;
+    if (dp->block_table) {
+        kv.table = dp->block_table + (size_t)b * dp->max_pages;
+        kv.page_size = dp->page_size;
+        kv.page_stride = (size_t)dp->page_size * KVH * D;
+        kv.k = pl->k + (size_t)g * D;
+        kv.v = pl->v + (size_t)g * D;
+    } else {
+        kv.table = NULL;
+        kv.page_size = 0;
+        kv.page_stride = 0;
+        kv.k = pl->k + ((size_t)b * dp->N * KVH + g) * D;
+        kv.v = pl->v + ((size_t)b * dp->N * KVH + g) * D;
+    }
+    for (int t = 0; t < T; t++) {
+        const double *qt = pl->q + (((size_t)b * T + t) * H + h) * D;
+        double *ot = pl->o_out + (((size_t)b * T + t) * H + h) * D;
+        double *lse = &pl->lse_out[((size_t)b * H + h) * T + t];
+        int64_t i = len - T + t;
+        if (i < 0) {   /* before the sequence's first token: no key */
+            memset(ot, 0, (size_t)D * sizeof *ot);
+            *lse = -INFINITY;
+            continue;
+        }
+        attend_row(qt, &kv, &bl, i, dp->scale, D, scratch, scratch + dp->N, ot, lse);
+    }
+}
+
+int ref_decode(const ref_decode_problem *p, const double *q, const double *k, const double *v, double *o, double *lse)
+{
+    if (!p || p->B < 1 || p->T < 1 || p->N < 1 || p->H < 1 || p->KVH < 1 || p->D < 1 || p->H % p->KVH != 0 ||
+        !p->pattern)
+        return -1;
+    if (p->block_table && (p->page_size < 1 || p->max_pages < 1)) return -1;
+    for (int b = 0; p->kv_lens && b < p->B; b++)
+        if (p->kv_lens[b] < 0 || p->kv_lens[b] > p->N) return -1;
+    ref_problem rp = { p->B, p->N, p->H, p->KVH, p->D, p->scale, NULL, p->threads };
+    return run_rows(&rp, p, decode_task, q, k, v, o, lse);
 }

@@ -8,6 +8,8 @@
 #ifndef SPATTN_REF_H
 #define SPATTN_REF_H
 
+#include <stdint.h>
+
 #include "codegen/spec.h"
 
 typedef struct {
@@ -25,5 +27,31 @@ int ref_forward(const ref_problem *p, const double *q, const double *k, const do
 int ref_backward(const ref_problem *p, const double *q, const double *k, const double *v,
                  const double *o, const double *lse, const double *dout,
                  double *dq, double *dk, double *dv);
+
+/* Decode from a KV cache (DESIGN.md's attention at the last T positions):
+ *     q, o : [B, T, H, D]      the new tokens' queries and outputs
+ *     k, v : [B, N, KVH, D]    the cache (N: its capacity), or, with a block
+ *            table, [num_pages, page_size, KVH, D]: token j of sequence b in
+ *            row j % page_size of page block_table[b * max_pages + j / page_size]
+ *     lse  : [B, H, T]
+ * Sequence b holds len = kv_lens[b] tokens (NULL: all N; 0 <= len <= N); row
+ * t is position i = len - T + t (i < 0: no key) and attends with head h's
+ * bands at length len (bands_head(pattern, H, h, len): the bands follow the
+ * sequence, unless the pattern fixes band_basis).  Each row runs the
+ * forward's per-row code, so with len = N the result is bitwise the last T
+ * rows of ref_forward over N. */
+typedef struct {
+    int B, T, N, H, KVH, D;
+    double scale;
+    const sp_pattern *pattern;
+    const int32_t *kv_lens;       /* B entries or NULL */
+    const int32_t *block_table;   /* B * max_pages entries, or NULL: contiguous */
+    int max_pages, page_size;
+    int threads;
+} ref_decode_problem;
+
+/* Fills o and lse.  -1 on bad arguments (a length outside 0..N) or if
+ * threads cannot start. */
+int ref_decode(const ref_decode_problem *p, const double *q, const double *k, const double *v, double *o, double *lse);
 
 #endif

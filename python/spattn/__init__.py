@@ -22,7 +22,7 @@ except ImportError:         # the NumPy/CPU half of the package works without to
     _torch = None
 
 if _torch is not None:
-    from ._torch import SPAttention, attention, attention_bwd, attention_fwd, prepare
+    from ._torch import SPAttention, attention, attention_bwd, attention_fwd, decode, prepare
 else:
     def _needs_torch(name):
         def f(*args, **kwargs):
@@ -31,6 +31,7 @@ else:
         f.__name__ = name
         return f
     attention = _needs_torch("attention")
+    decode = _needs_torch("decode")
     prepare = _needs_torch("prepare")
 
     class SPAttention:  # noqa: D101
@@ -43,12 +44,18 @@ def reference_forward(*args, **kwargs):
     return f(*args, **kwargs)
 
 
+def reference_decode(*args, **kwargs):
+    from .reference import reference_decode as f
+    return f(*args, **kwargs)
+
+
 def reference_backward(*args, **kwargs):
     from .reference import reference_backward as f
     return f(*args, **kwargs)
 
 
 reference_forward.__doc__ = "O and LSE on the CPU through the library's float64 reference (spattn.reference)."
+reference_decode.__doc__ = "One decoding step from a KV cache on the CPU through the library's float64 reference."
 reference_backward.__doc__ = "dQ, dK, dV on the CPU through the library's float64 reference (spattn.reference)."
 
 
@@ -69,6 +76,24 @@ def plan_info(spec=None, *, batch=1, seq_len=4096, heads=None, kv_heads=None, he
         p.close()
 
 
+def decode_info(spec=None, *, batch=1, kv_len=4096, new_tokens=1, kv_lens=None, heads=None, kv_heads=None,
+                head_dim=None, dtype="bf16", pattern=None, band_basis=0, window=0, intervals=None, scale=None,
+                layer=-1, device=DEVICE_CPU):
+    """What one decoding step reads (spattn.DecodeInfo): the key rows and
+    bytes of K and V inside the bands, a dense decode's bytes, the splits; no
+    data needed.  kv_lens: a list of lengths (default kv_len each)."""
+    from ._core import resolve_key
+    key = resolve_key(spec, pattern, band_basis, window, scale, intervals, layer)
+    s = _CACHE.spec(key)
+    ctx = _CACHE.context(device)
+    with ctx.lock:
+        p = s.plan(ctx, batch, kv_len, heads, kv_heads, head_dim, dtype)
+    try:
+        return p.decode_info(new_tokens, None if kv_lens is None else list(kv_lens))
+    finally:
+        p.close()
+
+
 def set_database(path):
     """The tuning database of every plan made from now on (None: $SPATTN_DB,
     else the kernel cache directory's tune.db, as the CLI); also what tune()
@@ -83,6 +108,6 @@ def clear_plan_cache():
 
 
 __all__ = ["API_VERSION", "DEVICE_CPU", "Context", "Plan", "PlanInfo", "Spec", "SpattnError", "SpattnGPUError",
-           "SpattnInvalidError", "PATTERNS", "attention", "SPAttention", "prepare", "reference_forward",
+           "SpattnInvalidError", "PATTERNS", "attention", "decode", "reference_decode", "decode_info", "SPAttention", "prepare", "reference_forward",
            "reference_backward", "plan_info", "tune", "find_cli", "set_database", "clear_plan_cache",
            "head_intervals", "allowed_pairs", "load_library", "library_path"]

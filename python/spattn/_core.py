@@ -378,3 +378,38 @@ def check_shapes(qs, ks, vs, layout):
 
 def layout_dims(layout):
     return "[B, H, N, D]" if layout == "bhnd" else "[B, N, H, D]"
+
+
+def decode_shapes(qs, ks, vs, layout, table_shape=None):
+    """B, T, N, H, KVH, D (and the page size, 0 if contiguous) of a decoding
+    step's q [B, T, H, D] and cache [B, N, KVH, D] ("bnhd"; "bhnd": [B, H, T,
+    D] and [B, KVH, N, D]); paged (table_shape = (B, max_pages)): k and v are
+    pages [num_pages, page_size, KVH, D] ("bhnd": [num_pages, KVH, page_size,
+    D]) and N = max_pages * page_size.  Raises ValueError naming the problem."""
+    if len(qs) != 4 or len(ks) != 4 or len(vs) != 4:
+        raise ValueError(f"spattn.decode: q, k_cache, v_cache must be 4-d; got {len(qs)}, {len(ks)}, {len(vs)} dims")
+    if tuple(ks) != tuple(vs):
+        raise ValueError(f"spattn.decode: k_cache {tuple(ks)} and v_cache {tuple(vs)} differ in shape")
+    B, T, H, D = (qs[0], qs[2], qs[1], qs[3]) if layout == "bhnd" else tuple(qs)
+    rows, KVH = (ks[2], ks[1]) if layout == "bhnd" else (ks[1], ks[2])
+    if ks[3] != D:
+        raise ValueError(f"spattn.decode: head_dim of q ({D}) and of the cache ({ks[3]}) differ")
+    if KVH < 1 or H % KVH:
+        raise ValueError(f"spattn.decode: q's {H} heads are not a multiple of the cache's {KVH} kv heads")
+    page = 0
+    if table_shape is None:
+        if ks[0] != B:
+            raise ValueError(f"spattn.decode: the cache holds {ks[0]} sequences, q {B}")
+        N = rows
+    else:
+        if len(table_shape) != 2 or table_shape[0] != B:
+            raise ValueError(f"spattn.decode: block_table must be [batch, max_pages] = [{B}, ...]; got "
+                             f"{tuple(table_shape)}")
+        page = rows
+        if page < 16 or page > 256 or page & (page - 1):
+            raise ValueError(f"spattn.decode: page size {page} (the pages' token dimension) must be a power of "
+                             "two in 16..256")
+        N = table_shape[1] * page
+    if T < 1 or T > N:
+        raise ValueError(f"spattn.decode: {T} new tokens for a cache of {N}: expected 1..{N}")
+    return B, T, N, H, KVH, D, page

@@ -92,6 +92,27 @@ class PlanInfo:
     backward_config: str
 
 
+class PagedKV(ctypes.Structure):
+    _fields_ = [("block_table", ctypes.c_void_p), ("max_pages", ctypes.c_int), ("page_size", ctypes.c_int),
+                ("num_pages", ctypes.c_int)]
+
+
+class _DecodeInfo(ctypes.Structure):
+    _fields_ = [("key_rows", ctypes.c_int64), ("tiles", ctypes.c_int64), ("bytes", ctypes.c_double),
+                ("dense_bytes", ctypes.c_double), ("splits", ctypes.c_int), ("kernel", ctypes.c_char * 128)]
+
+
+@dataclass(frozen=True)
+class DecodeInfo:
+    """spattn_decode_info: what one decoding step reads, from the bands alone."""
+    key_rows: int            # key rows of K and V loaded, over batch and kv heads
+    tiles: int               # key tiles loaded
+    bytes: float             # bytes of K and V read (key_rows x head_dim x 2 bytes x 2)
+    dense_bytes: float       # a dense decode's: every cached token of every kv head
+    splits: int              # CTAs sharing one block's tiles (1 on the CPU)
+    kernel: str              # "" before the first GPU decode, and on the CPU
+
+
 TUNE_FWD, TUNE_BWD = 1, 2                                  # SPATTN_TUNE_FWD, SPATTN_TUNE_BWD
 TUNE_SAVED, TUNE_UP_TO_DATE, TUNE_NO_WINNER, TUNE_NOT_SAVED = 0, 1, 2, 3   # spattn_tune_outcome
 _TUNE_PROGRESS = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_long, ctypes.c_long)
@@ -148,6 +169,9 @@ def _declare(lib):
         "spattn_forward": (I, [VP] * 6 + [VP, SZ, VP]),
         "spattn_backward": (I, [VP] * 10 + [I, VP, SZ, VP]),
         "spattn_tune": (I, [VP, S, S, SZ, I, P(TuneOptions), P(TuneResult), I, P(I)]),
+        "spattn_decode_workspace_size": (SZ, [VP, I]),
+        "spattn_decode": (I, [VP] * 5 + [I, VP, VP, VP, VP, SZ, VP]),
+        "spattn_decode_get_info": (I, [VP, VP, I, P(_DecodeInfo)]),
     }
     for name, (res, args) in sig.items():
         f = getattr(lib, name)
@@ -365,6 +389,36 @@ class Plan(_Owned):
                            workspace or None, workspace_bytes, stream or None)
         if st:
             self._raise(st, "backward")
+
+    def decode_workspace_size(self, new_tokens):
+        """spattn_decode_workspace_size (bytes, 0 if none: one split, the CPU)."""
+        return self.L.spattn_decode_workspace_size(self.h, int(new_tokens))
+
+    def decode(self, q, k, v, o, lse, new_tokens, kv_lens=0, paged=None, workspace=0, workspace_bytes=0, stream=0):
+        """spattn_decode.  q, o: (ptr, sb, sn, sh) of [B, T, H, D]; k, v: the
+        cache's (ptr, sb, sn, sh), sb the page stride when paged; lse: (ptr,
+        sb, sh) of [B, H, T]; kv_lens: an int32 pointer or 0; paged: None or
+        (block_table pointer, max_pages, page_size, num_pages)."""
+        bufs = [Tensor(*q), Tensor(*k), Tensor(*v), Tensor(*o)]
+        l = Lse(*lse)
+        pg = PagedKV(*paged) if paged is not None else None
+        with self.ctx.lock:
+            st = self.L.spattn_decode(self.h, *[ctypes.addressof(b) for b in bufs[:3]], kv_lens or None,
+                                      int(new_tokens), ctypes.addressof(pg) if pg is not None else None,
+                                      ctypes.addressof(bufs[3]), ctypes.addressof(l), workspace or None,
+                                      workspace_bytes, stream or None)
+        if st:
+            self._raise(st, "decode")
+
+    def decode_info(self, new_tokens, kv_lens=None):
+        """spattn_decode_get_info: kv_lens a list of lengths (or None: all seq_len)."""
+        raw = _DecodeInfo()
+        arr = None if kv_lens is None else (ctypes.c_int32 * len(kv_lens))(*[int(x) for x in kv_lens])
+        st = self.L.spattn_decode_get_info(self.h, arr, int(new_tokens), ctypes.byref(raw))
+        if st:
+            raise error(st, f"spattn_decode_get_info: new_tokens {new_tokens} or kv_lens out of range "
+                            f"(1..{self.info.seq_len}, 0..{self.info.seq_len})")
+        return DecodeInfo(raw.key_rows, raw.tiles, raw.bytes, raw.dense_bytes, raw.splits, raw.kernel.decode())
 
     def close(self):
         """Destroys the plan; a no-op (the C plan is leaked, not freed into a

@@ -14,7 +14,7 @@ import os
 import torch
 from torch import Tensor, nn
 
-from ._core import CACHE, Spec, check_shapes, resolve_key
+from ._core import CACHE, Spec, check_shapes, decode_shapes, resolve_key
 
 _FAST = CACHE.fast          # (spec, device, layout, q.shape, k.shape, dtype) -> plan, after every check passed once
 _DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -311,3 +311,61 @@ class SPAttention(nn.Module):
 
     def extra_repr(self):
         return f"heads={self.heads}, kv_heads={self.kv_heads}, head_dim={self.head_dim}, spec={self.spec!r}"
+
+
+def decode(q, k_cache, v_cache, *, spec=None, pattern=None, band_basis=0, window=0, intervals=None, scale=None,
+           layer=-1, kv_lens=None, block_table=None, layout="bnhd", return_lse=False):
+    """One decoding step from a KV cache (forward only, no autograd), on q's
+    device and PyTorch's current stream.
+
+    q: [B, T, H, D], the queries of the last T positions of each sequence
+    (T = 1 for plain decoding).  k_cache, v_cache: [B, N, KVH, D], or with
+    block_table (int32 [B, max_pages] on q's device) pages
+    [num_pages, page_size, KVH, D], page_size a power of two in 16..256
+    (N = max_pages * page_size).  layout="bhnd": [B, H, T, D] and
+    [B, KVH, N, D] / [num_pages, KVH, page_size, D].  kv_lens: int32 [B] on
+    q's device (or a list), each sequence's length (default N); row t of
+    sequence b is position kv_lens[b] - T + t and attends with the bands at
+    length kv_lens[b] (they follow the sequence unless the spec fixes
+    band_basis), so O equals the last T rows of spattn.attention over the
+    sequence's tokens.  Returns O like q (and LSE float32 [B, H, T] with
+    return_lse).  CPU tensors run the float64 reference."""
+    key = resolve_key(spec, pattern, band_basis, window, scale, intervals, layer)
+    if layout not in ("bnhd", "bhnd"):
+        raise ValueError(f"spattn.decode: layout {layout!r}: expected 'bnhd' or 'bhnd'")
+    lay = 1 if layout == "bhnd" else 0
+    for name, x in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache)):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"spattn.decode: {name} is a {type(x).__name__}, not a tensor")
+        if x.dtype not in _DTYPES:
+            raise TypeError(f"spattn.decode: {name} is {x.dtype}; expected torch.bfloat16 or torch.float16")
+        if x.dtype != q.dtype or x.device != q.device:
+            raise ValueError(f"spattn.decode: {name} is {x.dtype} on {x.device}, q {q.dtype} on {q.device}")
+    dev = q.get_device()
+    gpu = dev >= 0
+    if block_table is not None:
+        if not isinstance(block_table, torch.Tensor) or block_table.dtype != torch.int32 or block_table.device != q.device:
+            raise TypeError("spattn.decode: block_table must be an int32 tensor on q's device")
+        block_table = block_table.contiguous()
+    B, T, N, H, KVH, D, page = decode_shapes(tuple(q.shape), tuple(k_cache.shape), tuple(v_cache.shape), layout,
+                                             None if block_table is None else tuple(block_table.shape))
+    if kv_lens is not None:
+        if not isinstance(kv_lens, torch.Tensor):
+            kv_lens = torch.tensor(list(kv_lens), dtype=torch.int32, device=q.device)
+        if kv_lens.dtype != torch.int32 or kv_lens.device != q.device or tuple(kv_lens.shape) != (B,):
+            raise TypeError(f"spattn.decode: kv_lens must be int32 [{B}] on q's device")
+        kv_lens = kv_lens.contiguous()
+    plan = CACHE.plan(key, dev, B, N, H, KVH, D, _DTYPES[q.dtype])
+    o = torch.empty_like(q, memory_format=torch.contiguous_format)
+    lse = q.new_empty((B, H, T), dtype=torch.float32)
+    tq, q = _t(q, lay, gpu)
+    tk, k_cache = _t(k_cache, lay, gpu)
+    tv, v_cache = _t(v_cache, lay, gpu)
+    to, _ = _t(o, lay, gpu)
+    ws_bytes = plan.decode_workspace_size(T)
+    ws = torch.empty(ws_bytes, dtype=torch.uint8, device=q.device) if ws_bytes else None
+    paged = None if block_table is None else (block_table.data_ptr(), block_table.shape[1], page, k_cache.shape[0])
+    plan.decode(tq, tk, tv, to, (lse.data_ptr(), H * T, T), T, kv_lens=0 if kv_lens is None else kv_lens.data_ptr(),
+                paged=paged, workspace=0 if ws is None else ws.data_ptr(), workspace_bytes=ws_bytes,
+                stream=_raw_stream(dev) if gpu else 0)
+    return (o, lse) if return_lse else o

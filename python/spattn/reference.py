@@ -14,7 +14,7 @@ layout, contiguous; LSE is float32 [B, H, N].
 """
 import numpy as np
 
-from ._core import CACHE, DEVICE_CPU, check_shapes, resolve_key, _dtype_name
+from ._core import CACHE, DEVICE_CPU, check_shapes, decode_shapes, resolve_key, _dtype_name
 
 
 def to_bf16(x):
@@ -141,3 +141,40 @@ def reference_backward(q, k, v, o, lse, do, *, spec=None, pattern=None, band_bas
     plan.backward(t(qa.bits), t(ka.bits), t(va.bits), t(oa.bits), (lse.ctypes.data, H * N, N), t(da.bits), t(dq),
                   t(dk), t(dv))
     return qa.wrap(dq), ka.wrap(dk), va.wrap(dv)
+
+
+def reference_decode(q, k_cache, v_cache, *, spec=None, pattern=None, band_basis=0, window=0, intervals=None,
+                     scale=None, layer=-1, kv_lens=None, block_table=None, layout="bnhd", dtype=None):
+    """One decoding step on the CPU (float64 inside, rounded to the dtype):
+    the arguments of spattn.decode.  q is [B, T, H, D] (the last T positions
+    of each sequence), the cache [B, N, KVH, D], or with block_table (int
+    [B, max_pages]) pages [num_pages, page_size, KVH, D]; layout "bhnd" puts
+    heads before tokens in both.  kv_lens: each sequence's length (default
+    N).  Returns O in q's kind and layout and LSE float32 [B, H, T]; with
+    every length N they equal the last T rows of reference_forward over N."""
+    dtype = None if dtype is None else _dtype_name(dtype)
+    args = [_Arg(x, dtype) for x in (q, k_cache, v_cache)]
+    if len({a.dtype for a in args}) != 1:
+        raise ValueError(f"spattn.reference_decode: q, k_cache, v_cache have different dtypes "
+                         f"({', '.join(a.dtype for a in args)})")
+    qa, ka, va = args
+    table = None
+    if block_table is not None:
+        table = block_table.numpy() if type(block_table).__module__.startswith("torch") else np.asarray(block_table)
+        table = np.ascontiguousarray(table, dtype=np.int32)
+    B, T, N, H, KVH, D, page = decode_shapes(qa.bits.shape, ka.bits.shape, va.bits.shape, layout,
+                                             None if table is None else table.shape)
+    lens = None
+    if kv_lens is not None:
+        lens = kv_lens.numpy() if type(kv_lens).__module__.startswith("torch") else np.asarray(kv_lens)
+        lens = np.ascontiguousarray(lens, dtype=np.int32)
+        if lens.shape != (B,):
+            raise ValueError(f"spattn.reference_decode: kv_lens has shape {lens.shape}; expected ({B},)")
+    key = resolve_key(spec, pattern, band_basis, window, scale, intervals, layer)
+    plan = CACHE.plan(key, DEVICE_CPU, B, N, H, KVH, D, qa.dtype)
+    o = np.empty(qa.bits.shape, dtype=np.uint16)
+    lse = np.empty((B, H, T), dtype=np.float32)
+    paged = None if table is None else (table.ctypes.data, table.shape[1], page, ka.bits.shape[0])
+    plan.decode(_tensor(qa.bits, layout), _tensor(ka.bits, layout), _tensor(va.bits, layout), _tensor(o, layout),
+                (lse.ctypes.data, H * T, T), T, kv_lens=0 if lens is None else lens.ctypes.data, paged=paged)
+    return qa.wrap(o), (lse if qa.torch_dtype is None else __import__("torch").from_numpy(lse))

@@ -381,6 +381,95 @@ class TestTune(unittest.TestCase):
         self.assertTrue(os.path.basename(cli).startswith("spattn"))
 
 
+class TestDecode(unittest.TestCase):
+    """Decoding from a KV cache through the library's CPU reference: the last
+    T rows of the forward, bitwise; the bands at each sequence's length; a
+    paged cache; NumPy against an independent float64 attention; errors."""
+
+    def setUp(self):
+        self.rng = np.random.default_rng(5)
+
+    def test_equals_last_rows_of_forward(self):
+        for pattern, H, KVH, N, T, basis in (("spattn", 8, 2, 70, 1, 0), ("spattn", 8, 2, 70, 4, 0),
+                                            ("exclusive", 4, 4, 33, 5, 0), ("spattn", 4, 1, 90, 3, 40)):
+            q, k, v = (random16(self.rng, (2, N, h, 32), "bf16") for h in (H, KVH, KVH))
+            o, lse = spattn.reference_forward(q, k, v, pattern=pattern, band_basis=basis, layout="bnhd", dtype="bf16")
+            od, ld = spattn.reference_decode(q[:, N - T:], k, v, pattern=pattern, band_basis=basis, dtype="bf16")
+            self.assertTrue(np.array_equal(o[:, N - T:], od), (pattern, T, basis))
+            self.assertTrue(np.array_equal(lse[:, :, N - T:], ld), (pattern, T, basis))
+
+    def test_kv_lens_bands_follow_each_sequence(self):
+        H, KVH, N, T, D = 8, 4, 64, 2, 32
+        q = random16(self.rng, (3, T, H, D), "fp16")
+        k, v = (random16(self.rng, (3, N, KVH, D), "fp16") for _ in range(2))
+        lens = [64, 29, 1]
+        od, ld = spattn.reference_decode(q, k, v, pattern="spattn", kv_lens=lens)
+        for b, L in enumerate(lens):
+            # the numpy attention over the sequence's own L tokens, with the bands at L
+            qf = np.zeros((1, L, H, D))
+            for t in range(T):
+                if L - T + t >= 0:
+                    qf[0, L - T + t] = q[b, t]
+            mask = band_mask("spattn", H, L)
+            o, lse, *_ = np_attention(qf, to64(k[b:b + 1, :L], "fp16"), to64(v[b:b + 1, :L], "fp16"),
+                                      np.zeros((1, L, H, D)), mask, 1 / math.sqrt(D))
+            for t in range(T):
+                i = L - T + t
+                if i < 0:
+                    self.assertTrue(np.all(od[b, t] == 0) and np.all(np.isneginf(ld[b, :, t])))
+                else:
+                    self.assertLess(rel(od[b, t].astype(np.float64), o[0, i]), 2e-3)
+                    fin = np.isfinite(lse[0, :, i])
+                    self.assertTrue(np.array_equal(fin, np.isfinite(ld[b, :, t])))
+                    self.assertLess(np.max(np.abs(ld[b, fin, t] - lse[0, fin, i])), 1e-4)
+
+    def test_paged_equals_contiguous(self):
+        B, N, KVH, H, D, P, T = 3, 100, 2, 4, 32, 16, 2
+        q = random16(self.rng, (B, T, H, D), "bf16")
+        k, v = (random16(self.rng, (B, N, KVH, D), "bf16") for _ in range(2))
+        maxp = (N + P - 1) // P
+        perm = self.rng.permutation(B * maxp + 3).astype(np.int32)
+        table = perm[:B * maxp].reshape(B, maxp)
+        kp = np.zeros((B * maxp + 3, P, KVH, D), np.uint16)
+        vp = np.zeros_like(kp)
+        for b in range(B):
+            for pg in range(maxp):
+                n = min(P, N - pg * P)
+                kp[table[b, pg], :n] = k[b, pg * P:pg * P + n]
+                vp[table[b, pg], :n] = v[b, pg * P:pg * P + n]
+        # the paged cache holds max_pages * P >= N tokens: compare at N' = 112 with lengths <= N
+        lens = [100, 50, 7]
+        k2 = np.zeros((B, maxp * P, KVH, D), np.uint16)
+        v2 = np.zeros_like(k2)
+        k2[:, :N], v2[:, :N] = k, v
+        a = spattn.reference_decode(q, k2, v2, pattern="spattn", kv_lens=lens, dtype="bf16")
+        b = spattn.reference_decode(q, kp, vp, pattern="spattn", kv_lens=lens, block_table=table, dtype="bf16")
+        self.assertTrue(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]))
+
+    def test_decode_info(self):
+        i = spattn.decode_info(os.path.join(ROOT, "configs", "olmoe-1b-7b.yaml"), batch=64, kv_len=32768)
+        self.assertEqual(i.dense_bytes, 64 * 32768 * 16 * 128 * 4)
+        self.assertTrue(0.1 < i.bytes / i.dense_bytes < 0.15, i)
+        d = spattn.decode_info(pattern="dense", heads=4, head_dim=64, kv_len=1000, batch=2)
+        self.assertEqual(d.bytes, d.dense_bytes)
+
+    def test_errors(self):
+        q = random16(self.rng, (1, 2, 4, 32), "fp16")
+        k = random16(self.rng, (1, 50, 2, 32), "fp16")
+        with self.assertRaisesRegex(ValueError, "new tokens"):
+            spattn.reference_decode(random16(self.rng, (1, 60, 4, 32), "fp16"), k, k, pattern="spattn")
+        with self.assertRaisesRegex(ValueError, "kv_lens"):
+            spattn.reference_decode(q, k, k, pattern="spattn", kv_lens=[1, 2])
+        with self.assertRaisesRegex(spattn.SpattnInvalidError, "kv_lens\\[0\\] = 51"):
+            spattn.reference_decode(q, k, k, pattern="spattn", kv_lens=[51])
+        with self.assertRaisesRegex(ValueError, "power of two"):
+            spattn.reference_decode(q, random16(self.rng, (4, 24, 2, 32), "fp16"), random16(self.rng, (4, 24, 2, 32), "fp16"),
+                                    pattern="spattn", block_table=np.zeros((1, 3), np.int32))
+        with self.assertRaisesRegex(spattn.SpattnInvalidError, "block_table\\[0\\]\\[1\\] = 9"):
+            spattn.reference_decode(q, random16(self.rng, (4, 16, 2, 32), "fp16"), random16(self.rng, (4, 16, 2, 32), "fp16"),
+                                    pattern="spattn", block_table=np.array([[0, 9, 1]], np.int32))
+
+
 @unittest.skipIf(torch is None, NO_TORCH)
 class TestTorchCPU(unittest.TestCase):
     """The torch op on CPU tensors runs the library's CPU reference: the
@@ -429,6 +518,14 @@ class TestTorchCPU(unittest.TestCase):
             spattn.attention(q, q[:, :3], q[:, :3])
         with self.assertRaisesRegex(spattn.SpattnInvalidError, "spec .* has heads=16"):
             spattn.attention(q, q, q, spec=os.path.join(ROOT, "configs", "olmoe-1b-7b.yaml"))
+
+    def test_decode_matches_reference(self):
+        q = torch.randn(2, 3, 4, 32, dtype=torch.bfloat16)
+        k = torch.randn(2, 40, 2, 32, dtype=torch.bfloat16)
+        v = torch.randn(2, 40, 2, 32, dtype=torch.bfloat16)
+        o, lse = spattn.decode(q, k, v, pattern="spattn", kv_lens=[40, 9], return_lse=True)
+        ro, rl = spattn.reference_decode(q, k, v, pattern="spattn", kv_lens=[40, 9])
+        self.assertTrue(torch.equal(o, ro) and torch.equal(lse, rl))
 
     def test_module(self):
         m = spattn.SPAttention(128, heads=4, kv_heads=2, pattern="exclusive", dtype=torch.bfloat16)   # head_dim 32

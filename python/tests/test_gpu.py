@@ -121,6 +121,91 @@ class TestAgainstReference(unittest.TestCase):
             self.assertTrue(bool((dqb[e] == 0).all()), f"dQ = 0 on rows with no key: {what}")
 
 
+@unittest.skipUnless(HAVE_GPU, WHY)
+class TestDecode(unittest.TestCase):
+    """spattn.decode on the GPU: against the library's float64 reference on
+    the CPU (same inputs) within DESIGN.md's bounds; paged == contiguous
+    bitwise; the last T rows of spattn.attention; graph capture after a first
+    call."""
+
+    def cmp(self, o, lse, ro, rl, dtype, what):
+        bound = 1e-2 if dtype == torch.bfloat16 else 2e-3
+        self.assertFalse(torch.isnan(o).any().item(), what)
+        self.assertLessEqual(rel(o.cpu(), ro), bound, what)
+        fin = torch.isfinite(rl)
+        self.assertTrue(torch.equal(torch.isfinite(lse.cpu()), fin), what)
+        torch.testing.assert_close(lse.cpu()[fin], rl[fin], rtol=1e-3, atol=1e-3, msg=what)
+        empty = ~fin
+        if empty.any():
+            ob = o.cpu().transpose(1, 2)                  # [B, H, T, D]
+            self.assertTrue(bool((ob[empty] == 0).all()), f"O = 0 on rows with no key: {what}")
+
+    def test_against_reference(self):
+        for B, N, T, H, KVH, D, dt, pattern, lens, extra in (
+                (2, 1000, 1, 16, 16, 128, "bfloat16", "spattn", None, {}),
+                (3, 777, 4, 32, 8, 128, "bfloat16", "spattn", [777, 100, 2], {}),
+                (2, 2049, 2, 8, 2, 64, "float16", "exclusive", [2049, 5], {}),
+                (1, 4096, 1, 16, 4, 128, "bfloat16", "spattn", None, {"band_basis": 1024}),
+                (4, 300, 3, 6, 6, 64, "float16", "gapped", [300, 1, 0, 150], {}),
+                (1, 9000, 1, 4, 1, 128, "bfloat16", "custom", None, {"intervals": CUSTOM})):
+            torch.manual_seed(N + T)
+            dtype = getattr(torch, dt)
+            q = torch.randn(B, T, H, D, device="cuda", dtype=dtype)
+            k = torch.randn(B, N, KVH, D, device="cuda", dtype=dtype)
+            v = torch.randn(B, N, KVH, D, device="cuda", dtype=dtype)
+            o, lse = spattn.decode(q, k, v, pattern=pattern, kv_lens=lens, return_lse=True, **extra)
+            ro, rl = spattn.reference_decode(q.cpu(), k.cpu(), v.cpu(), pattern=pattern, kv_lens=lens, **extra)
+            self.cmp(o, lse, ro, rl, dtype, f"B={B} N={N} T={T} H={H} KVH={KVH} D={D} {dt} {pattern} {lens} {extra}")
+
+    def test_paged_equals_contiguous_and_bhnd(self):
+        B, N, T, H, KVH, D, P = 3, 1000, 2, 16, 4, 128, 64
+        q = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16)
+        k = torch.randn(B, N, KVH, D, device="cuda", dtype=torch.bfloat16)
+        v = torch.randn_like(k)
+        maxp = (N + P - 1) // P
+        perm = torch.randperm(B * maxp + 5, device="cuda").to(torch.int32)
+        table = perm[:B * maxp].view(B, maxp).contiguous()
+        kp = torch.zeros(B * maxp + 5, P, KVH, D, device="cuda", dtype=k.dtype)
+        vp = torch.zeros_like(kp)
+        kpad = torch.zeros(B, maxp * P, KVH, D, device="cuda", dtype=k.dtype)
+        vpad = torch.zeros_like(kpad)
+        kpad[:, :N], vpad[:, :N] = k, v
+        kp[table.flatten().long()] = kpad.view(B * maxp, P, KVH, D)
+        vp[table.flatten().long()] = vpad.view(B * maxp, P, KVH, D)
+        lens = torch.tensor([1000, 333, 17], dtype=torch.int32, device="cuda")
+        a = spattn.decode(q, kpad, vpad, kv_lens=lens, return_lse=True)
+        b = spattn.decode(q, kp, vp, kv_lens=lens, block_table=table, return_lse=True)
+        self.assertTrue(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]))
+        c = spattn.decode(q.transpose(1, 2), kpad.transpose(1, 2), vpad.transpose(1, 2), kv_lens=lens, layout="bhnd",
+                          return_lse=True)
+        self.assertTrue(torch.equal(a[0], c[0].transpose(1, 2)) and torch.equal(a[1], c[1]))
+
+    def test_last_rows_of_attention(self):
+        B, N, T, H, KVH, D = 2, 1500, 4, 16, 4, 128
+        q = torch.randn(B, N, H, D, device="cuda", dtype=torch.bfloat16)
+        k = torch.randn(B, N, KVH, D, device="cuda", dtype=torch.bfloat16)
+        v = torch.randn_like(k)
+        o = spattn.attention(q, k, v, layout="bnhd")
+        od = spattn.decode(q[:, N - T:], k, v)
+        self.assertLessEqual(rel(od, o[:, N - T:]), 1e-2)
+
+    def test_graph_capture(self):
+        B, N, H, D = 4, 2048, 16, 128
+        q = torch.randn(B, 1, H, D, device="cuda", dtype=torch.bfloat16)
+        k = torch.randn(B, N, H, D, device="cuda", dtype=torch.bfloat16)
+        v = torch.randn_like(k)
+        lens = torch.full((B,), N, dtype=torch.int32, device="cuda")
+        eager = spattn.decode(q, k, v, kv_lens=lens)           # loads the kernels
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            out = spattn.decode(q, k, v, kv_lens=lens)
+        lens.fill_(N - 100)
+        g.replay()
+        torch.cuda.synchronize()
+        self.assertTrue(torch.equal(out, spattn.decode(q, k, v, kv_lens=lens)))
+        self.assertFalse(torch.equal(out, eager))
+
+
 for _i, _c in enumerate(CASES):
     setattr(TestAgainstReference, f"test_case{_i}_{_c[6]}_{_c[5]}_{_c[7]}_N{_c[1]}_H{_c[2]}kv{_c[3]}_D{_c[4]}",
             lambda self, c=_c: self.run_case(*c))
