@@ -4,6 +4,7 @@
 #pragma once
 #include "bands.cuh"
 #include "loads.cuh"
+#include "seq.cuh"
 
 /* BM query rows [m0, m0 + BM) of query head h (within the launch) of batch b; kvh: its kv
  * head (grouped-query attention); q, k, v: the heads' rows (row i at q + i * p.q_sn).

@@ -156,13 +156,17 @@ DEV void write_output(const float (&acc)[WM][HEAD_DIM / 8][4], const float (&m)[
 }
 
 /* ==== The kernel ====
- * One CTA: BM query rows of one (batch, head).  p.seqlen = n >= 1 tokens. */
-DEV void fwd_mma_kernel(const sp_kparams &p)
+ * One CTA: BM query rows of one (batch, head).  p.seqlen = n >= 1 tokens.  Packed
+ * sequences (seq.cuh): the CTA runs on its sequence's parameters, and a tile past the
+ * sequence's end returns at once. */
+DEV void fwd_mma_kernel(const sp_kparams &batch_p)
 {
     extern __shared__ unsigned char smem[];
     __shared__ band_plan plan;
 
+    const sp_kparams p = seq_params(batch_p, seq_span_of(batch_p, blockIdx.z), blockIdx.z);
     const fwd_block blk = fwd_block_of(p);
+    if (blk.m0 >= blk.n) return;   /* block-uniform: past a packed sequence's end */
     const int tid = blk.tid, warp = blk.warp, lane = blk.lane, n = blk.n, m0 = blk.m0, h = blk.h, b = blk.b;
     const elem_t *k = blk.k, *v = blk.v;
 
