@@ -162,6 +162,18 @@ PY
     [ "$packed" -eq $((a + b)) ]
 }
 
+@test "the GPU check matrix has packed cases for every family (run --filter packed)" {
+    command -v python3 >/dev/null || skip "no python3"
+    run env SPATTN="$SPATTN" python3 "$ROOT/bench/check_matrix.py" list --arch sm_90a --filter packed
+    [ "$status" -eq 0 ]
+    for fam in fwd-mma fwd-wgmma fwd-ws bwd-mma bwd-mma-det bwd-wgmma bwd-wgmma-det; do
+        echo "$output" | grep -q "^packed $fam .*lens=" || { echo "no packed $fam case"; false; }
+    done
+    run env SPATTN="$SPATTN" python3 "$ROOT/bench/check_matrix.py" list --arch sm_80 --filter packed
+    [ "$status" -eq 0 ]
+    [[ "${lines[${#lines[@]}-1]}" == *"families bwd-mma, bwd-mma-det, fwd-mma;"* ]]
+}
+
 # ---- on the GPU host --------------------------------------------------------------
 
 # check --seq-lens "$lens" with extra args; every tensor within its bound, the
