@@ -157,17 +157,16 @@ DEV void write_output(const float (&acc)[WM][HEAD_DIM / 8][4], const float (&m)[
 
 /* ==== The kernel ====
  * One CTA: BM query rows of one (batch, head).  p.seqlen = n >= 1 tokens.  Packed
- * sequences (seq.cuh): the CTA runs on its sequence's parameters, and a tile past the
- * sequence's end returns at once. */
-DEV void fwd_mma_kernel(const sp_kparams &batch_p)
+ * sequences (seq.cuh): fwd_block_of finds the CTA's sequence, a tile past its end
+ * returns at once, and fwd_out gives its output rows. */
+DEV void fwd_mma_kernel(const sp_kparams &p)
 {
     extern __shared__ unsigned char smem[];
     __shared__ band_plan plan;
 
-    const sp_kparams p = seq_params(batch_p, seq_span_of(batch_p, blockIdx.z), blockIdx.z);
     const fwd_block blk = fwd_block_of(p);
     if (blk.m0 >= blk.n) return;   /* block-uniform: past a packed sequence's end */
-    const int tid = blk.tid, warp = blk.warp, lane = blk.lane, n = blk.n, m0 = blk.m0, h = blk.h, b = blk.b;
+    const int tid = blk.tid, warp = blk.warp, lane = blk.lane, n = blk.n, m0 = blk.m0;
     const elem_t *k = blk.k, *v = blk.v;
 
     /* Shared memory: the Q tile, then STAGES stages of (K tile, V tile); 128-aligned so
@@ -250,7 +249,7 @@ DEV void fwd_mma_kernel(const sp_kparams &batch_p)
      * keeps the rule of every kernel (no shared buffer reused, no return, while a
      * copy may be pending) true by construction, at the cost of one no-op wait. */
     cp_async_wait<0>();
-    elem_t *o = (elem_t *)p.o + b * p.o_sb + h * p.o_sh;
-    float *lse = (float *)p.lse + b * p.lse_sb + h * p.lse_sh;
+    float *lse;
+    elem_t *o = fwd_out(p, blk, lse);
     write_output(acc, m, l, p.scale_log2, sQw, o, p.o_sn, lse, row0, n, lane);
 }

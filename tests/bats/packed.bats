@@ -236,3 +236,24 @@ gpu_arch() { ARCH=$("$SPATTN" info --json 2>/dev/null | jq -r '.gpus[0].arch'); 
     echo "$output" | jq -e '.seq_lens == [4096, 100, 1000] and .total_tokens == 5196 and .seq_len == 4096'
     echo "$output" | jq -e '.spattn_eff_tflops > 0 and .dense_ms > 0'
 }
+
+@test "gpu: run --seq-lens on the GPU: packed .npy in and out, close to the CPU reference" {
+    need_gpu
+    needs_numpy
+    make_packed 300 1 64
+    run "$SPATTN" run "$GQA" --device gpu --seq-lens 300,1,64 --q "$TMP/q.npy" --k "$TMP/k.npy" --v "$TMP/v.npy" \
+        -o "$TMP/og.npy" --lse-out "$TMP/lg.npy" --iters 3 --json
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -e '.device == "gpu" and .seq_lens == [300, 1, 64] and .total_tokens == 365 and .eff_tflops > 0'
+    run "$SPATTN" run "$GQA" --device cpu --seq-lens 300,1,64 --q "$TMP/q.npy" --k "$TMP/k.npy" --v "$TMP/v.npy" \
+        -o "$TMP/oc.npy" --lse-out "$TMP/lc.npy"
+    [ "$status" -eq 0 ]
+    run python3 -c "
+import numpy as np
+g, c = np.load('$TMP/og.npy'), np.load('$TMP/oc.npy')
+assert g.shape == c.shape == (365, 32, 128)
+print(np.linalg.norm(g - c) / np.linalg.norm(c))
+assert np.linalg.norm(g - c) <= 1e-2 * np.linalg.norm(c)
+assert np.load('$TMP/lg.npy').shape == (32, 365)"
+    [ "$status" -eq 0 ]
+}
