@@ -10,11 +10,15 @@
  * a tile past its sequence's end is empty work: the kernel returns (or
  * skips the item) before it loads or writes anything.
  *
- * The kernels do not learn about packing beyond their start: seq_params
- * and seq_bwd_params return the parameters of one sequence as if it were
- * the whole batch (pointers moved to its first row, seqlen its length, the
- * band table its own), and the kernel body runs on those unchanged.  With
- * cu_seqlens == 0 (a uniform batch) they return p as it is.
+ * The kernels do not learn about packing beyond where a CTA or work item
+ * starts: there they find their sequence (seq_span_of) and move their
+ * pointers to its first row, take its length as the sequence length and
+ * its band table.  The backward does it all at once (seq_bwd_params: the
+ * parameters of one sequence as if it were the whole batch, so the kernel
+ * bodies run unchanged); the forwards keep registers free for their main
+ * loops (fwd_block.cuh: fwd_block_of, fwd_out; fwd_wgmma.cuh keeps the span
+ * in shared memory; fwd_ws.cuh: ws_item).  With cu_seqlens == 0 (a uniform
+ * batch) the span is (0, p.seqlen) and nothing moves.
  *
  * The backward's half is seq_bwd.cuh.  Needs: common.cuh and sp_kparams. */
 #pragma once
