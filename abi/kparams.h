@@ -17,6 +17,12 @@
  * kv head (so the launch must start on a kv-group boundary); `bands` is the
  * whole band table (abi/bandtab.h), read at row head_offset + blockIdx.y.
  *
+ * Packed sequences (kernels/seq.cuh): cu_seqlens != 0 makes the batch B
+ * sequences laid end to end, sequence b rows cu[b] .. cu[b + 1] - 1 of
+ * q, k, v, o ([total, heads, D]) and lse ([heads, total]); the batch
+ * strides are 0, seqlen is the longest length, and sequence b's band table
+ * starts bands_sb ints after sequence b - 1's.
+ *
  * To add a field: add one X(...) row (8-byte types before 4-byte ones); the
  * host struct, the generated struct and the size check follow. */
 #ifndef SPATTN_KPARAMS_H
@@ -30,6 +36,7 @@
     X(unsigned long long, o, "output (16-bit), same strides as o_*")                  \
     X(unsigned long long, lse, "log-sum-exp, fp32, natural log; -inf for empty rows") \
     X(unsigned long long, bands, "band table: int32 [heads][1 + 2*max_intervals]")    \
+    X(unsigned long long, cu_seqlens, "packed: int32 [batch + 1] first rows; 0: uniform") \
     X(long long, q_sb, "q strides in elements: batch, sequence, head")                \
     X(long long, q_sn, "")                                                            \
     X(long long, q_sh, "")                                                            \
@@ -49,6 +56,7 @@
     X(int, heads, "query heads in this launch (gridDim.y)")                           \
     X(int, head_offset, "global index of the launch's first head (band table row)")   \
     X(int, kv_heads, "kv heads in this launch")                                       \
+    X(int, bands_sb, "packed: band table ints per sequence; 0: one table for all")    \
     X(float, scale, "softmax scale")                                                  \
     X(float, scale_log2, "scale * log2(e): scores go to the exp2 domain with one FFMA")
 

@@ -25,6 +25,13 @@
  * head for k, v, dk, dv), and `bands` is the whole band table, read at row
  * head_offset + h.
  *
+ * Packed sequences (kernels/seq.cuh, seq_bwd.cuh): cu_seqlens != 0 as in
+ * the forward (abi/kparams.h); every tensor, lse and dq_accum are packed
+ * by rows, batch strides 0; delta and lse2 give sequence b its length
+ * rounded up to ROW_PAD rows from row align4(cu[b]) + b (ROW_PAD + 4) of
+ * each head (ws_sh = align4(total) + batch (ROW_PAD + 4)); seqlen and
+ * seqlen_pad are the longest sequence's.
+ *
  * To add a field: add one X(...) row (8-byte types before 4-byte ones). */
 #ifndef SPATTN_KPARAMS_BWD_H
 #define SPATTN_KPARAMS_BWD_H
@@ -44,6 +51,7 @@
     X(unsigned long long, delta, "fp32 scratch: rowsum(dO * O)")                             \
     X(unsigned long long, lse2, "fp32 scratch: LSE * log2(e), +inf where P must be 0")       \
     X(unsigned long long, bands, "band table: int32 [heads][1 + 2*max_intervals]")           \
+    X(unsigned long long, cu_seqlens, "packed: int32 [batch + 1] first rows; 0: uniform")    \
     X(long long, q_sb, "strides in elements: batch, sequence, head")                         \
     X(long long, q_sn, "")                                                                   \
     X(long long, q_sh, "")                                                                   \
@@ -81,6 +89,7 @@
     X(int, heads, "query heads in this launch")                                              \
     X(int, head_offset, "global index of the launch's first head (band table row)")          \
     X(int, kv_heads, "kv heads in this launch")                                              \
+    X(int, bands_sb, "packed: band table ints per sequence; 0: one table for all")           \
     X(float, scale, "softmax scale")                                                         \
     X(float, scale_log2, "scale * log2(e)")
 

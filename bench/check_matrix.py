@@ -26,13 +26,18 @@ The matrix (`run`):
     sequence's start and rows with no key: empty), paged caches (page sizes
     16, 64, 256) and forced splits (the combine kernel) mixed in, and the
     decode tiles of the tuner's space (`--filter decode` runs these alone).
+  * packed sequences (issue 18), every family: `check --seq-lens` with an
+    empty-ish (1- and 2-token) sequence, odd lengths and a tile-crossing one,
+    against the CPU reference and the same sequences run one by one (the
+    check's "=seq" tensors); names start with "packed" (--filter packed).
 `list` prints the cases and checks that coverage without a GPU (CI runs it).
 
 The sanitizer set (`sanitize`): memcheck, racecheck, synccheck and initcheck
 on every family, on a case with whole query tiles that have no key
-(exclusive, N = 333) and on odd N with GQA (gapped, N = 515); for decode
-(`--filter decode`), T = 4 with short sequences, a paged cache and three
-splits, and T = 1 with odd N and GQA.
+(exclusive, N = 333), on odd N with GQA (gapped, N = 515), on packed
+sequences (`sanitize --filter packed`: spattn with GQA, lengths
+300,1,129,64,2); for decode (`--filter decode`), T = 4 with short
+sequences, a paged cache and three splits, and T = 1 with odd N and GQA.
 
     python3 bench/check_matrix.py list|run|sanitize [--arch sm_90a] [--jobs J] [--out DIR]
 """
@@ -51,6 +56,10 @@ import time
 SPATTN = os.environ.get("SPATTN", "./build/spattn")
 
 PATTERNS = ["spattn", "exclusive", "gapped", "local", "dense", "custom", "window"]
+# Packed batches (issue 18): a 1- and a 2-token sequence, lengths on both sides of
+# the tiles (63, 64, 65, 129), one longer than the rest, and one that crosses
+# the last 64-row O store of the warp-specialized kernel.
+PACKED_LENS = ["1000,1,65,333,2", "129,64,63,700,1", "4096,100,1000,17"]
 DTYPES = ["bf16", "fp16"]
 HEAD_DIMS = [64, 128]
 GROUPS = [1, 4]
@@ -135,16 +144,17 @@ def families_for(arch):
     return FAMILIES if arch.startswith("sm_90") else [f for f in FAMILIES if f.split("-")[1] == "mma"]
 
 
-def check_args(spec_path, family, tile, n, seed, batch=None):
+def check_args(spec_path, family, tile, n, seed, batch=None, seq_lens=None):
     kind = family.split("-")[0]
-    args = [SPATTN, "check", spec_path, "--pass", kind, "--seq-len", str(n), "--seed", str(seed),
-            "--batch", str(batch if batch else (2 if n <= 1000 else 1)), "--json"]
+    shape = ["--seq-lens", seq_lens] if seq_lens else \
+        ["--seq-len", str(n), "--batch", str(batch if batch else (2 if n <= 1000 else 1))]
+    args = [SPATTN, "check", spec_path, "--pass", kind] + shape[:2] + ["--seed", str(seed)] + shape[2:] + ["--json"]
     if tile:
         args += ["--tile", tile]
     if family.endswith("-det"):
         args.append("--deterministic")
-    if n >= 4096:
-        args += ["--reference", "gpu"]   # the float64 CPU reference would take minutes there
+    if n >= 4096 and not seq_lens:
+        args += ["--reference", "gpu"]   # the float64 CPU reference would take minutes there (packed: always the CPU's)
     return args
 
 
@@ -207,6 +217,16 @@ def build_cases(root, arch, regress_only=False):
         add(f"decode {pattern} {dtype} d{head_dim} g{group} N={n} T={t}{' kv_lens' if lens else ''}"
             f"{f' page={page}' if page else ''}{f' splits={splits}' if splits else ''} tile={tile or 'default'}",
             "decode", dims, decode_args(sp, n, t, seed, batch, lens, page, splits, tile))
+    # 4. Packed sequences (issue 18), every family, two patterns (one with rows that have no key).
+    for f, family in enumerate([] if regress_only else families_for(arch)):
+        for i, (pattern, dtype, head_dim, group) in enumerate([("spattn", "bf16", 128, 4), ("exclusive", "fp16", 64, 1)]):
+            sp = specs.path(spec_text(pattern, dtype, head_dim, group), f"{pattern}-{dtype}-d{head_dim}-g{group}")
+            tiles = family_tiles(sp, family, arch)
+            for j, lens in enumerate(PACKED_LENS):
+                tile = tiles[(3 * i + j + f) % len(tiles)]
+                seed += 1
+                add(f"packed {family} {pattern} {dtype} d{head_dim} g{group} lens={lens} tile={tile}", family,
+                    {"pattern": pattern}, check_args(sp, family, tile, 0, seed, seq_lens=lens))
 
     # 4. The regressions of issue 13, as reported, with the default kernels.
     r1 = specs.path(spec_text("exclusive", "bf16", 128, 4, 16, 4), "regress-fwd-empty-qtile")
@@ -300,14 +320,17 @@ def sanitize_cases(root, arch):
     specs = Specs(root)
     a = specs.path(spec_text("exclusive", "bf16", 128, 4, 12, 3), "san-exclusive-d128")
     b = specs.path(spec_text("gapped", "fp16", 64, 4, 8, 2), "san-gapped-d64")
+    c = specs.path(spec_text("spattn", "bf16", 128, 4, 16, 4), "san-packed-d128")
     cases = []
     for family in families_for(arch):
         for sp, n, what in ((a, 333, "exclusive 12/3 d128 N=333 (empty query tiles)"),
-                            (b, 515, "gapped 8/2 d64 fp16 N=515 (odd N)")):
+                            (b, 515, "gapped 8/2 d64 fp16 N=515 (odd N)"),
+                            (c, 0, "packed spattn 16/4 d128 lens=300,1,129,64,2")):
             tiles = family_tiles(sp, family, arch)
             # The family's default-sized tile: the heuristic's own where it is of the family.
             tile = tiles[len(tiles) // 2]
-            args = check_args(sp, family, tile, n, 7, batch=1)
+            lens = what.split("lens=")[1] if what.startswith("packed") else None
+            args = check_args(sp, family, tile, n, 7, batch=1, seq_lens=lens)
             args = [x for x in args if x != "--json"] + ["--reference", "cpu"]
             cases.append((family, what, tile, args))
     # decode: the split-KV kernel, its combine and the paged loads
@@ -323,7 +346,8 @@ def sanitize_cases(root, arch):
 
 
 def sanitize_one(tool, family, what, tile, args, log_dir, timeout, filt):
-    log = os.path.join(log_dir, f"sanitize-{tool}-{family}-{'empty' if 'exclusive' in what else 'odd'}.log")
+    case = "packed" if what.startswith("packed") else "empty" if "exclusive" in what else "odd"
+    log = os.path.join(log_dir, f"sanitize-{tool}-{family}-{case}.log")
     cmd = ["compute-sanitizer", "--tool", tool, "--error-exitcode", "9"] + filt
     if tool == "racecheck":
         cmd += ["--racecheck-report", "all"]
@@ -353,7 +377,8 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "gpu-logs"))
     ap.add_argument("--timeout", type=int, default=300, help="seconds per case")
     ap.add_argument("--filter", default="",
-                    help="run only cases whose name (sanitize: family) contains this")
+                    help="run only cases whose name contains this (sanitize: whose family contains it, or whose "
+                         "case starts with it: packed)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix=f"spattn-{a.what}-")   # the generated specs; one per invocation
@@ -368,11 +393,11 @@ def main():
         jobs = []
         for tool in ["memcheck", "racecheck", "synccheck", "initcheck"]:
             for family, what, tile, args in sanitize_cases(work, a.arch):
-                if a.filter and a.filter not in family:
+                if a.filter and a.filter not in family and not what.startswith(a.filter):
                     continue
                 jobs.append((sanitize_one, (tool, family, what, tile, args, a.out, a.timeout, filt)))
         results = run_all(jobs, a.jobs, os.path.join(a.out, "sanitize.log"), a.timeout, "sanitize")
-        print(summary_line("sanitizers (memcheck, racecheck, synccheck, initcheck x families and decode x 2 cases)",
+        print(summary_line("sanitizers (memcheck, racecheck, synccheck, initcheck x families x 3 cases, and decode x 2)",
                            results))
         return 0 if all(r["rc"] == 0 for r in results) else 1
 

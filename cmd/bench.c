@@ -3,7 +3,8 @@
  * buffers, the speedup, effective TFLOP/s (allowed pairs only), the work
  * ratio, the ideal speedup (1 / ratio) and the share of it reached.  Tuned
  * configs are used where the database has them.  --svg draws time and
- * speedup against N. */
+ * speedup against N.  --seq-lens: one point, a packed batch of sequences
+ * (N is the longest), against the dense kernel on the same packing. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,8 @@
 
 static const opt_cmd bench_cmd = {
     "bench",
-    "spattn bench SPEC [--seq-len LIST] [--batch B] [--pass fwd|fwdbwd] [--json|--csv] [--svg FILE] [options]",
+    "spattn bench SPEC [--seq-len LIST [--batch B] | --seq-lens LIST] [--pass fwd|fwdbwd] [--json|--csv] [--svg FILE] "
+    "[options]",
     "Sweep sequence lengths on the GPU: spattn against this engine's dense causal kernel, with speedup,\n"
     "effective TFLOP/s, work ratio and the ideal speedup 1/ratio.",
     1, 1,
@@ -25,6 +27,7 @@ static const opt_cmd bench_cmd = {
 
 typedef struct {
     int64_t N;
+    long long total;         /* packed: tokens of all sequences; 0 otherwise */
     double ratio, ms, dense_ms, tflops, dense_tflops;
     char kernel[260], config_source[160], gpu[256];
 } bench_point;
@@ -33,13 +36,14 @@ typedef struct {
 static int bench_one(const gpu_opts *base, int64_t N, int iters, int bwd, bench_point *pt, sp_err *e)
 {
     gpu_opts go = *base;
-    go.seq_len = N;
+    go.seq_len = go.seq_lens ? 0 : N;   /* packed: the lengths are go.seq_lens */
     gpu_problem p;
     if (gpu_problem_open(&go, &p, e)) return -1;
     engine_kernel k = { 0 };
     int rc = -1;
     memset(pt, 0, sizeof *pt);
-    pt->N = N;
+    pt->N = p.ga.N;
+    pt->total = p.packed ? p.ga.pack.total : 0;
     pt->ratio = p.ratio;
     snprintf(pt->gpu, sizeof pt->gpu, "%s", p.gpu->name);
     if (ga_fill_random(&p.ga, (uint64_t)go.seed, e) || gpu_problem_kernel(&p, SP_KIND_FWD, &k, e)) goto out;
@@ -50,7 +54,7 @@ static int bench_one(const gpu_opts *base, int64_t N, int iters, int bwd, bench_
     pt->dense_ms = t.dense_ms;
     snprintf(pt->kernel, sizeof pt->kernel, "%s", t.kernel);
     double mult = bwd ? 3.5 : 1.0;   /* forward+backward = 3.5 x forward FLOPs */
-    double dense_flops = mult * 4.0 * p.spec.head_dim * (double)p.ga.B * p.spec.heads * ((double)N * (N + 1) / 2);
+    double dense_flops = mult * 4.0 * p.spec.head_dim * p.dense_pairs;
     pt->tflops = mult * p.eff_flops_fwd / (pt->ms * 1e-3) / 1e12;
     pt->dense_tflops = dense_flops / (pt->dense_ms * 1e-3) / 1e12;
     rc = 0;
@@ -67,9 +71,12 @@ int cmd_bench(int argc, char **argv, sp_err *e)
     opt_i64_list lens = { 0 };
     const char *pass = "fwd", *svg = NULL;
     int json = 0, csv = 0, iters = 30;
+    const char *seq_lens = NULL;
+    int64_t packed_lens[CMD_MAX_SEQS];
     opt_def defs[] = {
         OPT_LIST(0, "seq-len", &lens, "LIST", "sequence lengths (default 1024,2048,4096,8192,16384)", 1, 1 << 24),
         OPT_I64(0, "batch", &g.batch, "B", "batch size (default: the spec's first)", 1, 1 << 20),
+        OPT_STRING(0, "seq-lens", &seq_lens, "LIST", "one point: packed sequences of these lengths (4096,100,2000)"),
         OPT_STRING(0, "pass", &pass, "PASS", "fwd (default) or fwdbwd"),
         OPT_INT(0, "iters", &iters, "N", "timed launches per point (default 30)", 1, 100000),
         OPT_BOOL(0, "json", &json, "one JSON object per point on stdout"),
@@ -88,6 +95,9 @@ int cmd_bench(int argc, char **argv, sp_err *e)
     if (strcmp(pass, "fwd") && strcmp(pass, "fwdbwd"))
         { sp_fail(e, SP_EXIT_USAGE, "--pass: '%s' is not fwd or fwdbwd", pass); return SP_EXIT_USAGE; }
     if (json && csv) { sp_fail(e, SP_EXIT_USAGE, "--json and --csv exclude each other"); return SP_EXIT_USAGE; }
+    if (seq_lens && lens.n) { sp_fail(e, SP_EXIT_USAGE, "--seq-lens is one packed point: no --seq-len with it"); return SP_EXIT_USAGE; }
+    if (gpu_opts_seq_lens(&g, seq_lens, packed_lens, e)) return SP_EXIT_USAGE;
+    if (seq_lens) lens.v[lens.n++] = 0;   /* the one point */
     if (lens.n == 0) {
         int64_t d[] = { 1024, 2048, 4096, 8192, 16384 };
         for (int i = 0; i < 5; i++) lens.v[lens.n++] = d[i];
@@ -125,6 +135,12 @@ int cmd_bench(int argc, char **argv, sp_err *e)
             jw_init(&w, stdout);
             jw_obj(&w, NULL);
             jw_int(&w, "seq_len", p->N);
+            if (p->total) {   /* packed: seq_len is the longest */
+                jw_arr(&w, "seq_lens");
+                for (int s = 0; s < g.n_seq_lens; s++) jw_int(&w, NULL, g.seq_lens[s]);
+                jw_end(&w);
+                jw_int(&w, "total_tokens", p->total);
+            }
             jw_num(&w, "work_ratio", p->ratio);
             jw_num(&w, "spattn_ms", p->ms);
             jw_num(&w, "dense_ms", p->dense_ms);

@@ -23,10 +23,12 @@
 
 static const opt_cmd check_cmd = {
     "check",
-    "spattn check SPEC [--batch B] [--seq-len N] [--pass fwd|bwd|both] [--reference auto|cpu|gpu] [options]\n"
+    "spattn check SPEC [--batch B] [--seq-len N | --seq-lens LIST] [--pass fwd|bwd|both] [--reference auto|cpu|gpu] "
+    "[options]\n"
     "       spattn check SPEC --decode --kv-len N [--new-tokens T] [--batch B] [--kv-lens L,L,...] [--page-size P]",
     "Run the GPU kernels of SPEC on fresh random inputs and compare every output with a float64 CPU\n"
-    "reference (small shapes) or a cuBLAS fp32 GPU reference (large shapes).  Exit 1 on any failure.",
+    "reference (small shapes) or a cuBLAS fp32 GPU reference (large shapes).  Exit 1 on any failure.\n"
+    "--seq-lens: packed sequences, against the CPU reference and the same sequences run one by one.",
     1, 1,
 };
 
@@ -37,7 +39,7 @@ typedef struct {
     int json;
 } check_opts;
 
-#define MAX_TENSORS 8
+#define MAX_TENSORS 12
 typedef struct {
     tensor_result t[MAX_TENSORS];
     int n;
@@ -87,7 +89,10 @@ static int check_fwd_cpu(gpu_problem *p, const engine_kernel *k, uint64_t seed, 
     if (ga_upload(a, 0, q16, k16, v16, e) || ga_poison(a, e) || ga_forward(a, k, 0, e) || cu_sync(a->g, e) ||
         ga_download_o(a, go, glse, e)) goto out;
     ref_problem rp = { a->B, a->N, a->H, a->KVH, a->D, a->scale, p->bands, 0 };
-    if (ref_forward(&rp, q, kk, v, o, lse)) { sp_fail(e, SP_EXIT_FAIL, "CPU reference failed to start threads"); goto out; }
+    if (p->packed ? ref_forward_packed(&rp, &a->pack, p->pbands, q, kk, v, o, lse) : ref_forward(&rp, q, kk, v, o, lse)) {
+        sp_fail(e, SP_EXIT_FAIL, "CPU reference failed to start threads");
+        goto out;
+    }
     double bound = cmp_bound(a->dtype == SP_BF16);
     cmp_result res;
     cmp_arrays(go, o, a->nq, &res);
@@ -160,8 +165,13 @@ static void print_result(const check_opts *o, const gpu_problem *p, const char *
         jw_finish(&w);
         return;
     }
-    printf("check %s %s: B=%d N=%d H=%d KVH=%d D=%d %s %s %s\n", p->spec.name, pass, a->B, a->N, a->H, a->KVH,
-           a->D, sp_dtype_name(a->dtype), sp_pattern_name(p->pattern.kind), a->layout == GA_BHND ? "bhnd" : "bnhd");
+    if (p->packed)
+        printf("check %s %s: packed %d sequences (longest %d, %lld tokens) H=%d KVH=%d D=%d %s %s\n", p->spec.name, pass,
+               a->B, a->N, (long long)a->pack.total, a->H, a->KVH, a->D, sp_dtype_name(a->dtype),
+               sp_pattern_name(p->pattern.kind));
+    else
+        printf("check %s %s: B=%d N=%d H=%d KVH=%d D=%d %s %s %s\n", p->spec.name, pass, a->B, a->N, a->H, a->KVH,
+               a->D, sp_dtype_name(a->dtype), sp_pattern_name(p->pattern.kind), a->layout == GA_BHND ? "bhnd" : "bnhd");
     printf("  kernel %s (%s), reference %s\n", k->name, p->config_source, cr->reference);
     tensor_results_print(cr->t, cr->n);
     printf("%s\n", ok ? "PASS" : "FAIL");
@@ -172,12 +182,14 @@ static int run_pass(const check_opts *o, gpu_problem *p, const char *pass, sp_er
     int bwd = strcmp(pass, "bwd") == 0;
     engine_kernel k;
     if (gpu_problem_kernel(p, bwd ? SP_KIND_BWD : SP_KIND_FWD, &k, e)) return -1;
-    int cpu = strcmp(o->reference, "cpu") == 0 ||
+    /* Packed: the CPU reference, always (it runs each sequence alone). */
+    int cpu = p->packed || strcmp(o->reference, "cpu") == 0 ||
               (strcmp(o->reference, "auto") == 0 && cpu_reference_is_quick(p));
     check_result cr = { .n = 0 };
     int rc;
     if (bwd) rc = check_bwd(p, &k, (uint64_t)o->g.seed, cpu, cr.t, &cr.n, &cr.reference, e);
     else rc = cpu ? check_fwd_cpu(p, &k, (uint64_t)o->g.seed, &cr, e) : check_fwd_gpu(p, &k, (uint64_t)o->g.seed, &cr, e);
+    if (!rc && p->packed) rc = check_packed_alone(p, &k, cr.t, &cr.n, e);
     engine_unload(p->gpu, &k);
     if (rc) return -1;
     int ok = 1;
@@ -196,8 +208,11 @@ int cmd_check(int argc, char **argv, sp_err *e)
     gpu_opts_init(&o.g);
     o.pass = "fwd";
     o.reference = "auto";
+    const char *seq_lens = NULL;
+    int64_t lens[CMD_MAX_SEQS];
     opt_def defs[] = {
         GPU_OPTS_ROWS(o.g),
+        OPT_STRING(0, "seq-lens", &seq_lens, "LIST", "packed sequences of these lengths, e.g. 4096,100,2000 (no --batch)"),
         OPT_STRING(0, "pass", &o.pass, "PASS", "fwd, bwd or both (default fwd)"),
         OPT_STRING(0, "reference", &o.reference, "REF", "auto (CPU float64 when quick, else cuBLAS), cpu or gpu"),
         OPT_BOOL(0, "json", &o.json, "print one JSON object per pass on stdout"),
@@ -233,6 +248,11 @@ int cmd_check(int argc, char **argv, sp_err *e)
         { sp_fail(e, SP_EXIT_USAGE, "--pass: '%s' is not fwd, bwd or both", o.pass); return SP_EXIT_USAGE; }
     if (strcmp(o.reference, "auto") && strcmp(o.reference, "cpu") && strcmp(o.reference, "gpu"))
         { sp_fail(e, SP_EXIT_USAGE, "--reference: '%s' is not auto, cpu or gpu", o.reference); return SP_EXIT_USAGE; }
+    if (gpu_opts_seq_lens(&o.g, seq_lens, lens, e)) return SP_EXIT_USAGE;
+    if (seq_lens && strcmp(o.reference, "gpu") == 0) {
+        sp_fail(e, SP_EXIT_USAGE, "--seq-lens checks against the CPU reference (each sequence alone): no --reference gpu");
+        return SP_EXIT_USAGE;
+    }
 
     gpu_problem p;
     if (gpu_problem_open(&o.g, &p, e)) return e->code ? e->code : SP_EXIT_FAIL;

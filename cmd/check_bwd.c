@@ -110,7 +110,9 @@ int check_bwd(gpu_problem *p, const engine_kernel *bk, uint64_t seed, int cpu_re
     cmp_result res;
     if (cpu_reference) {
         ref_problem rp = { a->B, a->N, a->H, a->KVH, a->D, a->scale, p->bands, 0 };
-        if (ref_forward(&rp, q, k, v, o, lse) || ref_backward(&rp, q, k, v, o, lse, dout, dq, dk, dv)) {
+        if (p->packed ? ref_forward_packed(&rp, &a->pack, p->pbands, q, k, v, o, lse) ||
+                            ref_backward_packed(&rp, &a->pack, p->pbands, q, k, v, o, lse, dout, dq, dk, dv)
+                      : ref_forward(&rp, q, k, v, o, lse) || ref_backward(&rp, q, k, v, o, lse, dout, dq, dk, dv)) {
             sp_fail(e, SP_EXIT_FAIL, "the CPU reference could not run");
             goto out;
         }

@@ -8,6 +8,7 @@
 #include "codegen/bands.h"
 #include "runtime/config.h"
 #include "runtime/nvrtc.h"
+#include "runtime/packing.h"
 
 void gpu_opts_init(gpu_opts *o)
 {
@@ -15,6 +16,37 @@ void gpu_opts_init(gpu_opts *o)
     o->layer_index = -1;
     o->layout = "bnhd";
     o->seed = 1;
+}
+
+int gpu_opts_seq_lens(gpu_opts *o, const char *text, int64_t *lens, sp_err *e)
+{
+    if (!text) return 0;
+    if (packing_parse_list(text, lens, CMD_MAX_SEQS, &o->n_seq_lens, e)) return -1;
+    o->seq_lens = lens;
+    return 0;
+}
+
+/* --seq-lens: the packing's shape, bands and work into p (runtime/packing.h). */
+static int problem_packing(const gpu_opts *o, gpu_problem *p, sp_err *e)
+{
+    if (o->batch || o->seq_len)
+        return sp_fail(e, SP_EXIT_USAGE, "--seq-lens gives the batch and the lengths: no --batch or --seq-len with it");
+    if (strcmp(o->layout, "bnhd"))
+        return sp_fail(e, SP_EXIT_USAGE, "--seq-lens: packed tensors are [total, heads, head_dim]: no --layout %s",
+                       o->layout);
+    sp_packing pk;
+    int64_t dense;
+    if (packing_init(&pk, o->seq_lens, o->n_seq_lens, e)) return -1;
+    int rc = packing_bands(&pk, &p->pattern, p->spec.heads, &p->pbands, &p->pairs, &dense, e);
+    if (!rc) {
+        p->packed = 1;
+        p->dense_pairs = (double)dense;
+        p->ratio = (double)p->pairs / p->dense_pairs;
+        p->ga.B = pk.n;
+        p->ga.N = (int)pk.max_len;
+    }
+    packing_free(&pk);
+    return rc;
 }
 
 int gpu_problem_spec(const gpu_opts *o, gpu_problem *p, sp_err *e)
@@ -54,10 +86,14 @@ int gpu_problem_spec(const gpu_opts *o, gpu_problem *p, sp_err *e)
         pairs += bands_pairs(&p->bands[h], N);
     }
     if (sp_mul_i64(pairs, B, &p->pairs, e)) goto fail;
-    p->ratio = (double)pairs / ((double)s->heads * (double)bands_dense_pairs(N));
+    p->dense_pairs = (double)B * s->heads * (double)bands_dense_pairs(N);
+    p->ratio = (double)p->pairs / p->dense_pairs;
+    if (o->seq_lens && problem_packing(o, p, e)) goto fail;
     p->eff_flops_fwd = 4.0 * s->head_dim * (double)p->pairs;
-    p->ga.B = (int)B;
-    p->ga.N = (int)N;
+    if (!p->packed) {
+        p->ga.B = (int)B;
+        p->ga.N = (int)N;
+    }
     p->ga.H = s->heads; p->ga.KVH = s->kv_heads; p->ga.D = s->head_dim; p->ga.dtype = s->dtype;
     p->ga.layout = strcmp(o->layout, "bhnd") == 0 ? GA_BHND : GA_BNHD;
     if (o->tile) {
@@ -74,7 +110,8 @@ int gpu_problem_spec(const gpu_opts *o, gpu_problem *p, sp_err *e)
     return 0;
 fail:
     free(p->bands);
-    p->bands = NULL;
+    free(p->pbands);
+    p->bands = p->pbands = NULL;
     spec_free(&p->spec);
     return -1;
 }
@@ -86,9 +123,14 @@ int gpu_problem_open(const gpu_opts *o, gpu_problem *p, sp_err *e)
     if (cu_open(o->gpu, p->gpu, e)) goto fail;
     int B = p->ga.B, N = p->ga.N;
     ga_layout layout = p->ga.layout;
-    if (ga_create(&p->ga, p->gpu, &p->spec, &p->pattern, B, N, layout, 0, e)) { cu_close(p->gpu); goto fail; }
+    if (p->packed ? ga_create_packed(&p->ga, p->gpu, &p->spec, &p->pattern, o->seq_lens, o->n_seq_lens, 0, e)
+                  : ga_create(&p->ga, p->gpu, &p->spec, &p->pattern, B, N, layout, 0, e)) {
+        cu_close(p->gpu);
+        goto fail;
+    }
     return 0;
 fail:
+    free(p->pbands);
     free(p->bands);
     spec_free(&p->spec);
     p->gpu = NULL;
@@ -100,6 +142,7 @@ void gpu_problem_close(gpu_problem *p)
     ga_destroy(&p->ga);
     if (p->gpu) cu_close(p->gpu);
     free(p->bands);
+    free(p->pbands);
     spec_free(&p->spec);
     memset(p, 0, sizeof *p);
 }
@@ -184,6 +227,12 @@ void gpu_problem_json(const gpu_problem *p, jw *w)
     const gpu_attn *a = &p->ga;
     jw_int(w, "batch", a->B);
     jw_int(w, "seq_len", a->N);
+    if (p->packed) {   /* a->B sequences, a->N the longest */
+        jw_arr(w, "seq_lens");
+        for (int b = 0; b < a->pack.n; b++) jw_int(w, NULL, a->pack.len[b]);
+        jw_end(w);
+        jw_int(w, "total_tokens", a->pack.total);
+    }
     jw_int(w, "heads", a->H);
     jw_int(w, "kv_heads", a->KVH);
     jw_int(w, "head_dim", a->D);
@@ -194,24 +243,35 @@ void gpu_problem_json(const gpu_problem *p, jw *w)
     if (p->gpu) jw_str(w, "gpu", p->gpu->name);
 }
 
+/* Is row i (of N) of head h empty: a query row with no key (kv_side 0), or
+ * a key no query head of kv head h's group reaches (kv_side 1)?  bl: the
+ * heads' bands at N. */
+static int row_is_empty(const sp_band_list *bl, int kv_side, int h, int group, int64_t i, int64_t N)
+{
+    if (!kv_side) return !bands_row_has_key(&bl[h], i);
+    for (int q = h * group; q < (h + 1) * group; q++)
+        if (bands_key_is_reached(&bl[q], i, N)) return 0;
+    return 1;
+}
+
 int gpu_problem_empty_rows(const gpu_problem *p, const float *t, int kv_side, cmp_result *r, sp_err *e)
 {
     const gpu_attn *a = &p->ga;
     const int heads = kv_side ? a->KVH : a->H, group = a->H / a->KVH;
-    const size_t nrows_max = (size_t)a->B * (size_t)a->N * (size_t)heads;
+    const size_t nrows_max = (size_t)ga_rows(a) * (size_t)heads;
     const float **rows = malloc((nrows_max ? nrows_max : 1) * sizeof *rows);
     if (!rows) return sp_fail(e, SP_EXIT_FAIL, "out of memory");
     size_t nrows = 0;
-    for (int b = 0; b < a->B; b++)
-        for (int64_t i = 0; i < a->N; i++)
-            for (int h = 0; h < heads; h++) {
-                int empty = 1;   /* a row with no key; a key no head of the group reaches */
-                if (!kv_side) empty = !bands_row_has_key(&p->bands[h], i);
-                else
-                    for (int q = h * group; q < (h + 1) * group; q++)
-                        if (bands_key_is_reached(&p->bands[q], i, a->N)) empty = 0;
-                if (empty) rows[nrows++] = t + (((size_t)b * (size_t)a->N + (size_t)i) * (size_t)heads + (size_t)h) * (size_t)a->D;
-            }
+    /* Sequence b: rows first .. first + N - 1, bands bl (packed: each its own). */
+    for (int b = 0; b < a->B; b++) {
+        const int64_t N = p->packed ? a->pack.len[b] : a->N;
+        const size_t first = p->packed ? (size_t)a->pack.cu[b] : (size_t)b * (size_t)a->N;
+        const sp_band_list *bl = p->packed ? p->pbands + (size_t)b * a->H : p->bands;
+        for (int64_t i = 0; i < N; i++)
+            for (int h = 0; h < heads; h++)
+                if (row_is_empty(bl, kv_side, h, group, i, N))
+                    rows[nrows++] = t + ((first + (size_t)i) * (size_t)heads + (size_t)h) * (size_t)a->D;
+    }
     cmp_must_be_zero(rows, nrows, (size_t)a->D, r);
     free(rows);
     return 0;

@@ -25,7 +25,16 @@ typedef struct {
     int64_t seed;
     int gpu;
     int deterministic;
+    const int64_t *seq_lens;    /* packed sequences of these lengths (--seq-lens), or NULL */
+    int n_seq_lens;
 } gpu_opts;
+
+/* The most sequences --seq-lens takes. */
+#define CMD_MAX_SEQS 4096
+
+/* --seq-lens TEXT -> o->seq_lens (lens: CMD_MAX_SEQS entries the caller
+ * keeps); NULL text: nothing.  Exit 2 with a one-line message on a bad list. */
+int gpu_opts_seq_lens(gpu_opts *o, const char *text, int64_t *lens, sp_err *e);
 
 void gpu_opts_init(gpu_opts *o);
 
@@ -47,7 +56,10 @@ typedef struct {
     sp_spec spec;               /* overrides applied */
     sp_pattern pattern;         /* the layer's pattern, overrides applied */
     sp_band_list *bands;        /* spec.heads entries at N */
+    int packed;                 /* packed sequences (--seq-lens): ga.pack has them */
+    sp_band_list *pbands;       /* packed: n * heads lists, sequence-major (packing_bands) */
     int64_t pairs;              /* allowed pairs over batch and heads */
+    double dense_pairs;         /* dense causal pairs of the same sequences, over batch and heads */
     double ratio;               /* work ratio vs dense causal */
     sp_gpu *gpu;
     sp_gpu gpu_storage;
@@ -124,5 +136,11 @@ int gpu_problem_empty_rows(const gpu_problem *p, const float *t, int kv_side, cm
  * CPU (cpu_reference) or cuBLAS reference; appends to out[*n]. */
 int check_bwd(gpu_problem *p, const engine_kernel *k, uint64_t seed, int cpu_reference,
               tensor_result *out, int *n, const char **reference, sp_err *e);
+
+/* Packed problems (check --seq-lens, cmd/check_packed.c): run kernel k
+ * (forward, or the backward's three) once per sequence as a batch of one on
+ * that sequence's rows, and compare with the packed run's outputs in p's
+ * buffers ("O=seq", "LSE=seq" or "dQ=seq", "dK=seq", "dV=seq"). */
+int check_packed_alone(gpu_problem *p, const engine_kernel *k, tensor_result *out, int *n, sp_err *e);
 
 #endif

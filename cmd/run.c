@@ -28,17 +28,18 @@
 #include "common/json.h"
 #include "common/mem.h"
 #include "runtime/npy.h"
+#include "runtime/packing.h"
 #include "runtime/ref.h"
 #include "runtime/rng.h"
 
 static const opt_cmd run_cmd = {
     "run",
-    "spattn run SPEC [--device auto|cpu|gpu] [--batch B] [--seq-len N] [--seed S | --q Q.npy --k K.npy --v V.npy] "
-    "[-o OUT.npy] [--layer [--weights DIR] [--x X.npy] [--check]] [options]\n"
+    "spattn run SPEC [--device auto|cpu|gpu] [--batch B] [--seq-len N | --seq-lens LIST] "
+    "[--seed S | --q Q.npy --k K.npy --v V.npy] [-o OUT.npy] [--layer [--weights DIR] [--x X.npy] [--check]] [options]\n"
     "       spattn run SPEC --decode --kv-len N [--new-tokens T] [--batch B] [--kv-lens L,L,...] [--page-size P] "
     "[--q Q.npy --k K.npy --v V.npy] [-o O.npy] [options]",
     "Run the attention forward of SPEC (or, with --layer, a whole attention layer) on the GPU or the float64 "
-    "CPU reference, time it and print a checksum.",
+    "CPU reference, time it and print a checksum.  --seq-lens: packed sequences, tensors [total, heads, head_dim].",
     1, 1,
 };
 
@@ -50,6 +51,9 @@ typedef struct {
     const char *device;              /* "auto", "cpu" or "gpu" */
     int gpu;                         /* --gpu N: device ordinal; -1 when not given (GPU 0) */
     int64_t batch, seq_len;          /* 0: from the spec (or from --q's shape) */
+    const char *seq_lens;            /* --seq-lens: packed sequences (parsed into lens, n_lens) */
+    int64_t *lens;
+    int n_lens;
     int layer_index;                 /* -1: the spec's default pattern */
     int64_t seed;
     const char *q_path, *k_path, *v_path;
@@ -81,6 +85,9 @@ typedef struct {
     int B, N, H, KVH, D;
     double scale;
     sp_band_list *bands;             /* H entries: head h's intervals at N */
+    int packed;                      /* --seq-lens: B sequences, N the longest, tensors [total, ...] */
+    sp_packing pack;
+    sp_band_list *pbands;            /* packed: B * H lists, sequence-major */
     int64_t pairs;                   /* allowed (i, j) pairs, summed over batch and heads */
     double ratio;                    /* allowed pairs / dense causal pairs */
     double flops_mult;               /* 1 for the forward, 3.5 for forward+backward */
@@ -92,6 +99,8 @@ typedef struct {
 static void problem_free(run_problem *p)
 {
     free(p->bands);
+    free(p->pbands);
+    packing_free(&p->pack);
     free(p->q16); free(p->k16); free(p->v16);
     free(p->q); free(p->k); free(p->v);
     spec_free(&p->spec);
@@ -128,6 +137,16 @@ static void random_inputs(run_problem *p, uint64_t seed)
 static int npy_input(const run_problem *p, const npy_array *a, const char *path, const char *what, int heads,
                      uint16_t *bits, double *val, sp_err *e)
 {
+    if (p->packed) {   /* [total, heads, D] */
+        int64_t want[3] = { p->pack.total, heads, p->D };
+        if (npy_expect_shape(a, path, 3, want, e)) {
+            sp_hint(e, "--%s takes packed [total_tokens, %s, head_dim] = [%lld, %d, %d]", what,
+                    heads == p->H ? "heads" : "kv_heads", (long long)p->pack.total, heads, p->D);
+            return -1;
+        }
+        for (size_t i = 0; i < a->count; i++) val[i] = rng_round_dtype(p->spec.dtype, npy_get(a, i), &bits[i]);
+        return 0;
+    }
     int64_t want[4] = { p->B, p->N, heads, p->D };
     if (npy_expect_shape(a, path, 4, want, e)) {
         sp_hint(e, "--%s takes [batch, seq_len, %s, head_dim] = [%d, %d, %d, %d]", what,
@@ -153,13 +172,31 @@ static uint64_t run_bytes(const run_problem *p, int on_cpu, int threads)
 /* The shape, the bands and the inputs; the spec is already loaded.  files:
  * the --q/--k/--v arrays (read), or NULL for random inputs.  Refuses a
  * shape whose buffers do not fit in memory before allocating any. */
+/* --seq-lens: the packing, its bands and work, and the shapes of [total, heads, D]. */
+static int problem_packed(const run_opts *o, run_problem *p, sp_err *e)
+{
+    if (o->batch || o->seq_len)
+        return sp_fail(e, SP_EXIT_USAGE, "--seq-lens gives the batch and the lengths: no --batch or --seq-len with it");
+    int64_t dense;
+    if (packing_init(&p->pack, o->lens, o->n_lens, e) ||
+        packing_bands(&p->pack, p->pattern, p->H, &p->pbands, &p->pairs, &dense, e))
+        return -1;
+    p->packed = 1;
+    p->B = p->pack.n;
+    p->N = (int)p->pack.max_len;
+    p->ratio = (double)p->pairs / (double)dense;
+    return sp_mul_size(&p->nq, e, (size_t)p->pack.total, (size_t)p->H, (size_t)p->D, (size_t)0) ||
+           sp_mul_size(&p->nk, e, (size_t)p->pack.total, (size_t)p->KVH, (size_t)p->D, (size_t)0) ||
+           sp_mul_size(&p->nl, e, (size_t)p->pack.total, (size_t)p->H, (size_t)0);
+}
+
 static int problem_setup(const run_opts *o, run_problem *p, const npy_array *files, int on_cpu, sp_err *e)
 {
     int64_t B = o->batch ? o->batch : p->spec.batch[0];
     int64_t N = o->seq_len ? o->seq_len : p->spec.seq_len[0];
     /* Without --batch / --seq-len, input files set B and N (q's first two
      * dimensions; every dimension is checked below). */
-    if (files && (!o->batch || !o->seq_len)) {
+    if (files && !o->seq_lens && (!o->batch || !o->seq_len)) {
         if (files[0].ndim != 4)
             return sp_fail_at(e, SP_EXIT_USAGE, o->q_path, 0, 0,
                               "expected a 4-d array [batch, seq_len, heads, head_dim], got %d-d", files[0].ndim);
@@ -178,6 +215,10 @@ static int problem_setup(const run_opts *o, run_problem *p, const npy_array *fil
 
     p->bands = calloc((size_t)p->H, sizeof *p->bands);
     if (!p->bands) return sp_fail(e, SP_EXIT_FAIL, "out of memory");
+    if (o->seq_lens) {
+        if (problem_packed(o, p, e)) return -1;
+        goto sized;
+    }
     int64_t per_batch = 0;
     for (int h = 0; h < p->H; h++) {
         if (bands_head(p->pattern, p->H, h, N, &p->bands[h]))
@@ -191,6 +232,7 @@ static int problem_setup(const run_opts *o, run_problem *p, const npy_array *fil
         sp_mul_size(&p->nk, e, (size_t)B, (size_t)N, (size_t)p->KVH, (size_t)p->D, (size_t)0) ||
         sp_mul_size(&p->nl, e, (size_t)B, (size_t)p->H, (size_t)N, (size_t)0))
         return -1;
+sized:
     if (sp_mem_check(run_bytes(p, on_cpu, o->threads), on_cpu ? "the CPU reference run" : "the run's host buffers", e))
         return -1;
     if (alloc_inputs(p, e)) return -1;
@@ -330,8 +372,12 @@ static int run_cpu(const run_opts *o, const run_problem *p, run_result *r, sp_er
     snprintf(r->detail, sizeof r->detail, "float64 reference");
     for (int it = 0; it < r->iters; it++) {
         double t0 = sp_now();
-        if (ref_forward(&rp, p->q, p->k, p->v, out, lse) ||
-            (bwd && ref_backward(&rp, p->q, p->k, p->v, out, lse, dout, dq, dk, dv))) {
+        int bad = p->packed ? ref_forward_packed(&rp, &p->pack, p->pbands, p->q, p->k, p->v, out, lse) ||
+                                  (bwd && ref_backward_packed(&rp, &p->pack, p->pbands, p->q, p->k, p->v, out, lse,
+                                                              dout, dq, dk, dv))
+                            : ref_forward(&rp, p->q, p->k, p->v, out, lse) ||
+                                  (bwd && ref_backward(&rp, p->q, p->k, p->v, out, lse, dout, dq, dk, dv));
+        if (bad) {
             rc = sp_fail(e, SP_EXIT_FAIL, "the CPU reference could not run (out of memory)");
             goto done;
         }
@@ -362,8 +408,10 @@ static int run_gpu(const run_opts *o, const run_problem *p, run_result *r, sp_er
     gpu_opts go;
     gpu_opts_init(&go);
     go.spec_path = o->spec_path;
-    go.batch = p->B;
-    go.seq_len = p->N;
+    go.batch = p->packed ? 0 : p->B;
+    go.seq_len = p->packed ? 0 : p->N;
+    go.seq_lens = p->packed ? o->lens : NULL;
+    go.n_seq_lens = p->packed ? o->n_lens : 0;
     go.layer_index = o->layer_index;
     go.tile = o->tile;
     go.db_path = o->db_path;
@@ -475,7 +523,14 @@ static const char *device_name(run_device d) { return d == DEV_GPU ? "gpu" : "cp
 static void print_human(FILE *f, const run_opts *o, const run_problem *p, const run_result *r, checksum c)
 {
     fprintf(f, "spec: %s (%s)\n", p->spec.name, p->spec.path);
-    fprintf(f, "shape: B=%d N=%d H=%d KVH=%d D=%d\n", p->B, p->N, p->H, p->KVH, p->D);
+    if (p->packed) {
+        fprintf(f, "shape: packed %d sequences, %lld tokens (longest %d) H=%d KVH=%d D=%d\n", p->B,
+                (long long)p->pack.total, p->N, p->H, p->KVH, p->D);
+        fprintf(f, "sequence lengths:");
+        for (int b = 0; b < p->pack.n; b++) fprintf(f, "%s%lld", b ? "," : " ", (long long)p->pack.len[b]);
+        fprintf(f, "\n");
+    } else
+        fprintf(f, "shape: B=%d N=%d H=%d KVH=%d D=%d\n", p->B, p->N, p->H, p->KVH, p->D);
     if (o->layer_index >= 0) fprintf(f, "pattern: %s (layer %d)\n", sp_pattern_name(p->pattern->kind), o->layer_index);
     else fprintf(f, "pattern: %s\n", sp_pattern_name(p->pattern->kind));
     fprintf(f, "dtype: %s\n", sp_dtype_name(p->spec.dtype));
@@ -506,6 +561,12 @@ static void print_json(FILE *f, const run_opts *o, const run_problem *p, const r
     jw_str(&w, "spec_path", p->spec.path);
     jw_int(&w, "batch", p->B);
     jw_int(&w, "seq_len", p->N);
+    if (p->packed) {   /* batch: the sequences; seq_len: the longest */
+        jw_arr(&w, "seq_lens");
+        for (int b = 0; b < p->pack.n; b++) jw_int(&w, NULL, p->pack.len[b]);
+        jw_end(&w);
+        jw_int(&w, "total_tokens", p->pack.total);
+    }
     jw_int(&w, "heads", p->H);
     jw_int(&w, "kv_heads", p->KVH);
     jw_int(&w, "head_dim", p->D);
@@ -560,6 +621,15 @@ static int write_outputs(sp_out *outs, const run_problem *p, const run_result *r
         { .dtype = NPY_F32, .ndim = 4, .shape = { p->B, p->N, p->KVH, p->D }, .count = p->nk, .data = r->dk },
         { .dtype = NPY_F32, .ndim = 4, .shape = { p->B, p->N, p->KVH, p->D }, .count = p->nk, .data = r->dv },
     };
+    if (p->packed) {   /* [total, heads, D] and LSE [H, total] */
+        const int64_t T = p->pack.total, heads[N_OUTS] = { p->H, 0, p->H, p->KVH, p->KVH };
+        for (int i = 0; i < N_OUTS; i++) {
+            a[i].ndim = i == OUT_LSE ? 2 : 3;
+            int64_t s[3] = { T, heads[i], p->D };
+            if (i == OUT_LSE) { s[0] = p->H; s[1] = T; }
+            memcpy(a[i].shape, s, sizeof s);
+        }
+    }
     for (int i = 0; i < N_OUTS; i++)
         if (outs[i].path && a[i].data && npy_stage(&outs[i], &a[i], e)) {
             sp_outs_discard(outs, N_OUTS);
@@ -579,6 +649,7 @@ static int write_outputs(sp_out *outs, const run_problem *p, const run_result *r
 static int run_layer_branch(const run_opts *o, run_want want, sp_err *e)
 {
     const char *bad = o->q_path || o->k_path || o->v_path ? "--q/--k/--v (use --x and --weights)"
+                      : o->seq_lens                       ? "--seq-lens"
                       : o->lse_path                       ? "--lse-out"
                       : strcmp(o->pass, "fwd")            ? "--pass fwdbwd"
                       : o->deterministic                  ? "--deterministic"
@@ -660,6 +731,8 @@ int cmd_run(int argc, char **argv, sp_err *e)
         OPT_INT(0, "gpu", &o.gpu, "N", "GPU ordinal (after CUDA_VISIBLE_DEVICES)", 0, 255),
         OPT_I64(0, "batch", &o.batch, "B", "batch size (default: the spec's first batch, or --q's)", 1, 65536),
         OPT_I64(0, "seq-len", &o.seq_len, "N", "sequence length (default: the spec's first seq_len, or --q's)", 1, 1 << 24),
+        OPT_STRING(0, "seq-lens", &o.seq_lens, "LIST", "packed sequences of these lengths, e.g. 4096,100,2000; "
+                   "tensors [total, heads, head_dim]"),
         OPT_INT(0, "layer-index", &o.layer_index, "K", "use layer K's pattern (per-layer overrides)", 0, 65535),
         OPT_I64(0, "seed", &o.seed, "S", "seed of the random inputs (default 1)", 0, INT64_MAX),
         OPT_STRING(0, "q", &o.q_path, "FILE", "queries from .npy [B,N,H,D] (with --k and --v)"),
@@ -695,6 +768,9 @@ int cmd_run(int argc, char **argv, sp_err *e)
 
     run_want want;
     if (parse_device(o.device, &want, e)) return e->code;
+    int64_t lens[CMD_MAX_SEQS];
+    if (o.seq_lens && packing_parse_list(o.seq_lens, lens, CMD_MAX_SEQS, &o.n_lens, e)) return SP_EXIT_USAGE;
+    o.lens = lens;
     if (strcmp(o.pass, "fwd") && strcmp(o.pass, "fwdbwd")) {
         sp_fail(e, SP_EXIT_USAGE, "--pass: '%s' is not fwd or fwdbwd", o.pass);
         return SP_EXIT_USAGE;

@@ -8,6 +8,9 @@
  *     spattn_forward(plan, &fwd, workspace, ws, stream);
  *     spattn_backward(plan, &bwd, workspace, ws, stream);
  *
+ * Packed (ragged) sequences: spattn_plan_set_seq_lens(plan, lens, n) once,
+ * then the same calls on [total, heads, head_dim] tensors.
+ *
  * A context is one device (or the CPU: SPATTN_DEVICE_CPU).  A plan is one
  * attention pattern at one (batch, sequence length): it computes the bands,
  * the work and the kernel configs (the tuning database's, else the
@@ -107,6 +110,31 @@ typedef struct {
     char forward_config[160], backward_config[160];   /* "tuned (...)", "heuristic" or "tile ..." */
 } spattn_plan_info;
 SPATTN_API spattn_status spattn_plan_get_info(const spattn_plan *plan, spattn_plan_info *info);
+
+/* ---- packed (ragged) sequences ----------------------------------------------
+ * Make every later forward and backward of the plan take n_seqs sequences of
+ * lengths seq_lens[0 .. n_seqs) laid end to end (FlashAttention's varlen;
+ * sequence b is rows cu[b] .. cu[b] + seq_lens[b] - 1, cu[b] the sum of the
+ * lengths before it): q, o, dout, dq are [total, heads, head_dim], k, v,
+ * dk, dv [total, kv_heads, head_dim] (stride_seq and stride_head as usual,
+ * stride_batch ignored), lse is fp32 [heads, total] (stride_head; its
+ * stride_batch ignored).  Each sequence is its own causal attention from
+ * position 0 with its own bands: their basis is its own length unless the
+ * spec fixes band_basis.  Lengths are >= 0 (empty sequences are allowed and
+ * have no rows), at least one >= 1, at most 2^24 each and 2^30 in all;
+ * n_seqs 1 .. 65535.  n_seqs and the longest length need not be the plan's
+ * batch and seq_len: the call picks the kernels for (n_seqs, the longest),
+ * computes every sequence's band table and uploads the tables and the
+ * offsets into memory the plan owns, once, so forward and backward still
+ * allocate nothing (and can be captured in a CUDA graph).  The workspace
+ * follows the total tokens (call spattn_workspace_size after this).  On a
+ * CPU context the float64 reference runs each sequence alone, so its
+ * result is bitwise that of running the sequences one by one.
+ * spattn_plan_get_info then reports batch = n_seqs, seq_len = the longest,
+ * allowed_pairs and work_ratio over the sequences.  seq_lens NULL and
+ * n_seqs 0: back to the plan's uniform batch.  On failure the plan keeps
+ * its previous packing (or none). */
+SPATTN_API spattn_status spattn_plan_set_seq_lens(spattn_plan *plan, const int64_t *seq_lens, int n_seqs);
 
 /* ---- forward and backward -------------------------------------------------
  * A tensor: [batch, seq, heads, head_dim] in any order of the first three

@@ -13,8 +13,12 @@
  *                                         have no allowed key: exp2(x - inf) = 0 makes their
  *                                         P exactly 0 without a test, never NaN)
  * and, in atomic mode (dq_accum != 0), the dQ accumulator rows i < n are zeroed. */
-DEV void bwd_pre_kernel(const sp_bwd_kparams &p)
+DEV void bwd_pre_kernel(const sp_bwd_kparams &batch_p)
 {
+    /* Packed sequences (seq.cuh): this sequence's parameters; blocks past its padded rows
+     * have nothing to write. */
+    const sp_bwd_kparams p = seq_bwd_params(batch_p, seq_span_of(batch_p, blockIdx.z), blockIdx.z);
+    if (blockIdx.x * AUX_ROWS >= p.seqlen_pad) return;   /* block-uniform */
     const int tid = threadIdx.x, chunk = tid % CHUNKS;
     const int i = blockIdx.x * AUX_ROWS + tid / CHUNKS;
     const int h = blockIdx.y, b = blockIdx.z, n = p.seqlen;
@@ -47,8 +51,9 @@ DEV void bwd_pre_kernel(const sp_bwd_kparams &p)
 /* ==== convert (atomic mode): dq = dq_accum * scale, 16-bit ====
  * Grid (ceil(n / AUX_ROWS), heads, batch), AUX_THREADS threads; CHUNKS consecutive threads
  * per row, 8 values each. */
-DEV void bwd_convert_kernel(const sp_bwd_kparams &p)
+DEV void bwd_convert_kernel(const sp_bwd_kparams &batch_p)
 {
+    const sp_bwd_kparams p = seq_bwd_params(batch_p, seq_span_of(batch_p, blockIdx.z), blockIdx.z);
     const int tid = threadIdx.x, chunk = tid % CHUNKS;
     const int i = blockIdx.x * AUX_ROWS + tid / CHUNKS;
     const int h = blockIdx.y, b = blockIdx.z;

@@ -6,6 +6,7 @@
 #pragma once
 #include "layout.cuh"
 #include "bands.cuh"
+#include "seq_bwd.cuh"
 
 /* ==== Backward helpers ==== */
 

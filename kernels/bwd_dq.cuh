@@ -59,14 +59,17 @@ DEV void bwd_dscores(float (&dp)[KW / 8][4], const float (&p)[KW / 8][4], const 
  * plan), in ascending key order, so every sum has a fixed order.
  *   for each KV tile: S = Q K^T; P; mask if PARTIAL; dP = dO V^T; dS = P (dP - delta);
  *   dQ += dS K.   Then dq = dQ * scale, 16-bit. */
-extern "C" __global__ void __launch_bounds__(DQ_THREADS, 1) BWD_DQ_ENTRY(const sp_bwd_kparams p)
+extern "C" __global__ void __launch_bounds__(DQ_THREADS, 1) BWD_DQ_ENTRY(const sp_bwd_kparams batch_p)
 {
     extern __shared__ unsigned char smem[];
     __shared__ band_plan plan;
 
+    /* Packed sequences (seq.cuh): this sequence's parameters; a query tile past its end returns. */
+    const sp_bwd_kparams p = seq_bwd_params(batch_p, seq_span_of(batch_p, blockIdx.z), blockIdx.z);
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane >> 2;
     const int n = p.seqlen;
     const int m0 = (gridDim.x - 1 - blockIdx.x) * BM;   /* last query tile first: the long ones start early */
+    if (m0 >= n) return;   /* block-uniform */
     const int h = blockIdx.y, b = blockIdx.z, kvh = h / GROUP;
     const elem_t *q = (const elem_t *)p.q + b * p.q_sb + h * p.q_sh;
     const elem_t *dout = (const elem_t *)p.dout + b * p.do_sb + h * p.do_sh;

@@ -95,12 +95,15 @@ DEV void bwd_dq_atomic(float *dqa, long long dqa_sn, u32 sdS, u32 sK, int m0, in
  *       WITH_DQ: dS^T -> shared; barrier; dQ += dS K (atomics)
  *   write dK * scale and dV */
 template <bool WITH_DQ>
-DEV void bwd_main_body(const sp_bwd_kparams &p)
+DEV void bwd_main_body(const sp_bwd_kparams &batch_p)
 {
     extern __shared__ unsigned char smem[];
     __shared__ bwd_slot slots[STAGES];
 
+    /* Packed sequences (seq.cuh): this sequence's parameters; a KV tile past its end returns. */
+    const sp_bwd_kparams p = seq_bwd_params(batch_p, seq_span_of(batch_p, blockIdx.z), blockIdx.z);
     const bwd_block blk = bwd_block_of(p);
+    if (blk.n0 >= blk.n) return;   /* block-uniform */
     const int tid = blk.tid, warp = blk.warp, lane = blk.lane, n = blk.n, n0 = blk.n0, kvh = blk.kvh, b = blk.b;
     const int key0 = blk.key0;
     const int *rows = blk.rows;

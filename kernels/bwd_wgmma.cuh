@@ -173,12 +173,21 @@ DEV void dq_stage(u32 sdq, float *dqa, long long dqa_sn, const float (&d)[DQ_N /
  *   WITH_DQ: dQ of the last tile
  *   write dK * scale and dV */
 template <bool WITH_DQ>
-DEV void bwd_main_body(const sp_bwd_kparams &p)
+DEV void bwd_main_body(const sp_bwd_kparams &batch_p)
 {
     extern __shared__ unsigned char smem[];
     __shared__ bwd_slot slots[STAGES];
 
+    /* Packed sequences (seq.cuh): this sequence's parameters; a KV tile past its end returns.
+     * They live in shared memory, read where used: held in registers through the loop, the
+     * pointers and strides that differ from the launch's pushed the kernel (dK, dV, S^T,
+     * dP^T and dQ in flight at once) over 255 registers into spills. */
+    __shared__ sp_bwd_kparams seq_p;
+    if (threadIdx.x == 0) seq_p = seq_bwd_params(batch_p, seq_span_of(batch_p, blockIdx.z), blockIdx.z);
+    __syncthreads();
+    const sp_bwd_kparams &p = seq_p;
     const bwd_block blk = bwd_block_of(p);
+    if (blk.n0 >= blk.n) return;   /* block-uniform */
     const int tid = blk.tid, warp = blk.warp, lane = blk.lane, n = blk.n, n0 = blk.n0, kvh = blk.kvh, b = blk.b;
     const int key0 = blk.key0;
     const int *rows = blk.rows;
@@ -229,7 +238,9 @@ DEV void bwd_main_body(const sp_bwd_kparams &p)
         for (int w = tid; w < BN * DS_ROW_BYTES / 4; w += THREADS) st_shared_u32(sdS + BN * DS_ROW_BYTES + 4 * w, 0u);
         fence_proxy_async();
     }
-    int stage = 0, prev_h = 0, prev_m0 = 0;
+    /* The previous step's query tile, as (tile << 8) | head in group: one register, not two. */
+    static_assert(GROUP <= 256, "the head in group fits 8 bits");
+    int stage = 0, prev_tile = 0;
     for (int it = 0; it < issued; ++it) {
         /* Tile it has landed: this thread's copies (wait), visible to wgmma (proxy fence),
          * everyone's (barrier).  The barrier also means every warpgroup is done with step
@@ -275,10 +286,9 @@ DEV void bwd_main_body(const sp_bwd_kparams &p)
             wgmma_wait<2>();                               /* dQ of step it - 1 is done */
             regs_fence(dq);
             if (it > 0)
-                dq_stage(sdQ, (float *)p.dq_accum + b * p.dqa_sb + prev_h * p.dqa_sh, p.dqa_sn, dq,
-                         prev_m0 + 16 * (warp % 4), wg * DQ_N, n, warp % 4, lane);
-            prev_h = kvh * GROUP + sl.r;
-            prev_m0 = m0;
+                dq_stage(sdQ, (float *)p.dq_accum + b * p.dqa_sb + (kvh * GROUP + (prev_tile & 255)) * p.dqa_sh,
+                         p.dqa_sn, dq, (prev_tile >> 8) * BM + 16 * (warp % 4), wg * DQ_N, n, warp % 4, lane);
+            prev_tile = sl.mt << 8 | sl.r;
             store_ds_frags(sdS + ds_cur, dsf, warp, lane);     /* for dQ, in step it + 1 */
             fence_proxy_async();
         }
@@ -296,8 +306,8 @@ DEV void bwd_main_body(const sp_bwd_kparams &p)
             issue_dq(dq, dst + ((((issued - 1) & 1) * BN * DS_ROW_BYTES) >> 4), dkt);
             wgmma_wait<0>();
             regs_fence(dq);
-            dq_stage(sdQ, (float *)p.dq_accum + b * p.dqa_sb + prev_h * p.dqa_sh, p.dqa_sn, dq,
-                     prev_m0 + 16 * (warp % 4), wg * DQ_N, n, warp % 4, lane);
+            dq_stage(sdQ, (float *)p.dq_accum + b * p.dqa_sb + (kvh * GROUP + (prev_tile & 255)) * p.dqa_sh,
+                     p.dqa_sn, dq, (prev_tile >> 8) * BM + 16 * (warp % 4), wg * DQ_N, n, warp % 4, lane);
         }
         tma_store_wait<0>();
     }

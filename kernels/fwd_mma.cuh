@@ -156,15 +156,23 @@ DEV void write_output(const float (&acc)[WM][HEAD_DIM / 8][4], const float (&m)[
 }
 
 /* ==== The kernel ====
- * One CTA: BM query rows of one (batch, head).  p.seqlen = n >= 1 tokens. */
+ * One CTA: BM query rows of one (batch, head).  p.seqlen = n >= 1 tokens.  Packed
+ * sequences (seq.cuh): fwd_block_of finds the CTA's sequence, a tile past its end
+ * returns at once, and fwd_out gives its output rows. */
 DEV void fwd_mma_kernel(const sp_kparams &p)
 {
     extern __shared__ unsigned char smem[];
     __shared__ band_plan plan;
 
     const fwd_block blk = fwd_block_of(p);
-    const int tid = blk.tid, warp = blk.warp, lane = blk.lane, n = blk.n, m0 = blk.m0, h = blk.h, b = blk.b;
-    const elem_t *k = blk.k, *v = blk.v;
+    if (blk.m0 >= blk.n) return;   /* block-uniform: past a packed sequence's end */
+    const int tid = blk.tid, warp = blk.warp, lane = blk.lane, m0 = blk.m0;
+    /* The sequence (seq.cuh): its length and first row in shared memory, read where they
+     * are used rather than held in registers through the loop (with packed sequences they
+     * are no kernel parameters).  Published by fwd_start's barrier. */
+    __shared__ seq_span seq;
+    if (tid == 0) seq = seq_span_of(p, blockIdx.z);
+    const int &n = seq.n;
 
     /* Shared memory: the Q tile, then STAGES stages of (K tile, V tile); 128-aligned so
      * the swizzle's bank pattern holds. */
@@ -213,13 +221,16 @@ DEV void fwd_mma_kernel(const sp_kparams &p)
             const int ahead = it + STAGES - 1;
             if (ahead < ntiles) {
                 const int st = stage == 0 ? STAGES - 1 : stage - 1;
-                load_kv<pad_tiles>(sKV + st * STAGE_BYTES, k, p.k_sn, v, p.v_sn, band_tile_at(plan, ahead) * BN, n, tid);
+                load_kv<pad_tiles>(sKV + st * STAGE_BYTES, fwd_kv(p.k, p.k_sb, p.k_sh, p.k_sn, seq.start), p.k_sn,
+                                   fwd_kv(p.v, p.v_sb, p.v_sh, p.v_sn, seq.start), p.v_sn, band_tile_at(plan, ahead) * BN, n,
+                                   tid);
             }
             cp_async_commit();
         } else {
             /* One stage: load tile it once every warp is done with tile it - 1, then wait. */
             __syncthreads();
-            load_kv<pad_tiles>(sKV, k, p.k_sn, v, p.v_sn, band_tile_at(plan, it) * BN, n, tid);
+            load_kv<pad_tiles>(sKV, fwd_kv(p.k, p.k_sb, p.k_sh, p.k_sn, seq.start), p.k_sn,
+                               fwd_kv(p.v, p.v_sb, p.v_sh, p.v_sn, seq.start), p.v_sn, band_tile_at(plan, it) * BN, n, tid);
             cp_async_commit();
             cp_async_wait<0>();
             __syncthreads();
@@ -246,7 +257,7 @@ DEV void fwd_mma_kernel(const sp_kparams &p)
      * keeps the rule of every kernel (no shared buffer reused, no return, while a
      * copy may be pending) true by construction, at the cost of one no-op wait. */
     cp_async_wait<0>();
-    elem_t *o = (elem_t *)p.o + b * p.o_sb + h * p.o_sh;
-    float *lse = (float *)p.lse + b * p.lse_sb + h * p.lse_sh;
+    float *lse;
+    elem_t *o = fwd_out(p, blk, lse);
     write_output(acc, m, l, p.scale_log2, sQw, o, p.o_sn, lse, row0, n, lane);
 }

@@ -71,15 +71,24 @@ DEV void write_output(const float (&acc)[1][HEAD_DIM / 8][4], const float (&m)[1
 
 /* ==== The kernel ====
  * One CTA: BM query rows of one (batch, head), WARPGROUPS warpgroups of 64 rows.
- * p.seqlen = n >= 1 tokens. */
+ * p.seqlen = n >= 1 tokens.  Packed sequences (seq.cuh): fwd_block_of finds the
+ * CTA's sequence, a tile past its end returns at once, and fwd_out gives its output
+ * rows. */
 DEV void fwd_wgmma_kernel(const sp_kparams &p)
 {
     extern __shared__ unsigned char smem[];
     __shared__ band_plan plan;
 
     const fwd_block blk = fwd_block_of(p);
-    const int tid = blk.tid, warp = blk.warp, lane = blk.lane, n = blk.n, m0 = blk.m0, h = blk.h, b = blk.b;
-    const elem_t *k = blk.k, *v = blk.v;
+    if (blk.m0 >= blk.n) return;   /* block-uniform: past a packed sequence's end */
+    const int tid = blk.tid, warp = blk.warp, lane = blk.lane, m0 = blk.m0;
+    /* The sequence (seq.cuh): its length and first row, kept in shared memory and read
+     * where the loop uses them rather than held in registers through it (with packed
+     * sequences they are no kernel parameters, and at its largest tiles this kernel has
+     * no register to spare).  Published by fwd_start's barrier. */
+    __shared__ seq_span seq;
+    if (tid == 0) seq = seq_span_of(p, blockIdx.z);
+    auto seq_n = [&]() { return seq.n; };
     const int wg = warp / 4;                            /* this thread's warpgroup */
 
     /* Shared memory: the Q tile, then STAGES stages of (K tile, V tile), each 1024-byte
@@ -99,9 +108,8 @@ DEV void fwd_wgmma_kernel(const sp_kparams &p)
     m[0][0] = m[0][1] = neg_inf();
     l[0][0] = l[0][1] = 0.f;
     const int wg_row0 = m0 + wg * WG_ROWS;                     /* the warpgroup's rows */
-    const int wg_last = min(wg_row0 + WG_ROWS - 1, n - 1);
     const int trow0 = warp * 16;                               /* this warp's rows, within the tile */
-    const int row0 = m0 + trow0, row_last = min(row0 + 15, n - 1);
+    const int row0 = m0 + trow0;
     /* Descriptors of this warpgroup's Q rows, and of stage 0's K and V; other k16
      * steps and stages add byte offsets / 16 to the address field. */
     const u64 dq = smem_desc(sQ + wg * WG_ROWS * SW_ROW, 16, 1024);
@@ -129,14 +137,16 @@ DEV void fwd_wgmma_kernel(const sp_kparams &p)
         fence_proxy_async();
         __syncthreads();
         if (it + PREFETCH < ntiles)
-            load_kv<sw128_tiles>(sKV + (stage + PREFETCH) % STAGES * STAGE_BYTES, k, p.k_sn, v, p.v_sn,
-                    band_tile_at(plan, it + PREFETCH) * BN, n, tid);
+            load_kv<sw128_tiles>(sKV + (stage + PREFETCH) % STAGES * STAGE_BYTES, fwd_kv(p.k, p.k_sb, p.k_sh, p.k_sn, seq.start),
+                    p.k_sn, fwd_kv(p.v, p.v_sb, p.v_sh, p.v_sn, seq.start), p.v_sn,
+                    band_tile_at(plan, it + PREFETCH) * BN, seq_n(), tid);
         cp_async_commit();
     };
     /* S of tile it (complete) -> P: the mask unless the tile fully allows this warp's
      * rows, then the online softmax; alphas: O's rescale factors. */
     auto scores_to_p = [&](int it, float (&alphas)[1][2]) {
-        const int n0 = band_tile_at(plan, it) * BN;
+        const int n0 = band_tile_at(plan, it) * BN, n = seq_n();
+        const int wg_last = min(wg_row0 + WG_ROWS - 1, n - 1), row_last = min(row0 + 15, n - 1);
         const int wg_kind = wg_row0 < n ? band_tile_kind(plan, wg_row0, wg_last, n0, n) : TILE_SKIP;
         if (wg_kind != TILE_FULL &&
             (wg_kind == TILE_SKIP || row0 >= n || band_tile_kind(plan, row0, row_last, n0, n) != TILE_FULL))
@@ -181,7 +191,7 @@ DEV void fwd_wgmma_kernel(const sp_kparams &p)
      * warp's rows were copied by other warps' threads).  Issue 13. */
     cp_async_wait<0>();
     __syncthreads();
-    elem_t *o = (elem_t *)p.o + b * p.o_sb + h * p.o_sh;
-    float *lse = (float *)p.lse + b * p.lse_sb + h * p.lse_sh;
-    write_output(acc, m, l, p.scale_log2, sQ, trow0, o, p.o_sn, lse, row0, n, lane);
+    float *lse;
+    elem_t *o = fwd_out(p, blk, lse);
+    write_output(acc, m, l, p.scale_log2, sQ, trow0, o, p.o_sn, lse, row0, seq_n(), lane);
 }

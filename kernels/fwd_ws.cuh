@@ -24,6 +24,14 @@
  *       barriers, a token passed round), so that one's softmax runs while
  *       the other's matrix products have the tensor cores.
  *   persistent: gridDim.x <= SMs; kernels/scheduler.cuh orders the items.
+ *   packed sequences (seq.cuh): an item is a query tile of one sequence;
+ *       the TMA maps span the packed [total, heads, D] tensors (batch 1),
+ *       so the item's rows are at start + m0.  Items past their sequence's
+ *       end are skipped by every role; K and V rows past it (the next
+ *       sequence's) are masked like keys past N; and O's store must not
+ *       reach the next sequence: a consumer's 64 rows that cross its end
+ *       are stored with ordinary 16-byte stores of the rows inside, the
+ *       others by TMA (ws_epilogue).
  *
  * The registers go where the work is: setmaxnreg leaves the producer
  * PRODUCER_REGS and gives each consumer thread CONSUMER_REGS.
@@ -38,6 +46,7 @@
 #include "mbarrier.cuh"
 #include "tma.cuh"
 #include "scheduler.cuh"
+#include "seq.cuh"
 
 enum : int {
     WG_THREADS = 128,
@@ -76,16 +85,35 @@ DEV ws_tiles ws_tiles_at(unsigned char *smem)
 
 DEV u32 bar(const unsigned long long &b) { return smem_addr(&b); }
 
-/* The band plan of item w (one thread builds it). */
-DEV void ws_plan(band_plan &plan, const sp_kparams &p, const work_item &w)
+/* Item t of the schedule, with its sequence (seq.cuh): s.start, the first row of
+ * sequence w.b in the packed tensors (0 for a uniform batch), s.n its length; tb
+ * the batch coordinate of the TMA maps (0 when packed: the maps have one batch). */
+struct ws_item {
+    work_item w;
+    seq_span s;
+    int tb;
+};
+
+DEV ws_item ws_item_at(const sp_kparams &p, int t, const work_order &order)
 {
-    band_plan_build(plan, (const int *)p.bands + (p.head_offset + w.h) * BAND_STRIDE, w.m0, p.seqlen);
+    ws_item it;
+    it.w = work_item_at(t, order);
+    it.s = seq_span_of(p, it.w.b);
+    it.tb = p.cu_seqlens ? 0 : it.w.b;
+    return it;
+}
+
+/* The band plan of item w (one thread builds it): its sequence's band table row. */
+DEV void ws_plan(band_plan &plan, const sp_kparams &p, const ws_item &it)
+{
+    const int *table = (const int *)p.bands + (long long)it.w.b * p.bands_sb;
+    band_plan_build(plan, table + (p.head_offset + it.w.h) * BAND_STRIDE, it.w.m0, it.s.n);
 }
 
 /* ==== The producer: one thread ==== */
 
-/* Load one KV tile (keys n0 .. n0 + BN - 1 of kv head kvh) into `ring`'s
- * stage once the consumers have emptied it. */
+/* Load one KV tile (rows n0 .. n0 + BN - 1 of kv head kvh, batch coordinate b,
+ * of the map) into `ring`'s stage once the consumers have emptied it. */
 DEV void ws_load_kv(u32 ring, const tma_map &map, unsigned long long *full, unsigned long long *empty, int stage,
                     u32 phase, int n0, int kvh, int b)
 {
@@ -101,25 +129,27 @@ DEV void ws_producer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
 {
     int q_count = 0, kv_count = 0;   /* Q loads and KV tiles issued so far: the rings' iterations */
     for (int t = blockIdx.x; t < items; t += gridDim.x) {
-        const work_item w = work_item_at(t, order);
-        ws_plan(S.plan[0], p, w);
+        const ws_item item = ws_item_at(p, t, order);
+        const work_item &w = item.w;
+        if (w.m0 >= item.s.n) continue;   /* past a packed sequence's end: no item */
+        ws_plan(S.plan[0], p, item);
         const int ntiles = S.plan[0].total;
         if (ntiles == 0) continue;   /* no key for any row: the consumers write O = 0 without Q */
-        const int kvh = w.h / GROUP;
+        const int kvh = w.h / GROUP, row0 = item.s.start, tb = item.tb;
 
         const int qb = q_count % Q_BUFS;
         mbar_wait(bar(S.q_empty[qb]), ((q_count / Q_BUFS) & 1) ^ 1);   /* its O of two items ago is stored */
         mbar_arrive_expect_tx(bar(S.q_full[qb]), Q_TILE_BYTES);
 #pragma unroll
         for (int cb = 0; cb < COL_BLOCKS; ++cb)
-            tma_load_4d(T.q + qb * Q_TILE_BYTES + cb * BM * SW_ROW, tm.q, bar(S.q_full[qb]), 64 * cb, w.m0, w.h, w.b);
+            tma_load_4d(T.q + qb * Q_TILE_BYTES + cb * BM * SW_ROW, tm.q, bar(S.q_full[qb]), 64 * cb, row0 + w.m0, w.h, tb);
         ++q_count;
 
         for (int it = 0; it < ntiles; ++it, ++kv_count) {
             const int stage = kv_count % STAGES, n0 = band_tile_at(S.plan[0], it) * BN;
             const u32 phase = (kv_count / STAGES) & 1;
-            ws_load_kv(T.k, tm.k, S.k_full, S.k_empty, stage, phase, n0, kvh, w.b);
-            ws_load_kv(T.v, tm.v, S.v_full, S.v_empty, stage, phase, n0, kvh, w.b);
+            ws_load_kv(T.k, tm.k, S.k_full, S.k_empty, stage, phase, row0 + n0, kvh, tb);
+            ws_load_kv(T.v, tm.v, S.v_full, S.v_empty, stage, phase, row0 + n0, kvh, tb);
         }
     }
 }
@@ -172,30 +202,38 @@ DEV void ws_release(u32 b, int lane)
 
 /* LSE of this thread's two rows (quad lanes t == 0 write) and the factors
  * 1 / l that turn acc into O; rows with no key: LSE = -inf, O = 0. */
-DEV void ws_lse(const sp_kparams &p, const work_item &w, int row0, const float (&m)[1][2], const float (&l)[1][2],
+DEV void ws_lse(const sp_kparams &p, const ws_item &it, int row0, const float (&m)[1][2], const float (&l)[1][2],
                 float (&inv)[2], int lane)
 {
-    float *lse = (float *)p.lse + w.b * p.lse_sb + w.h * p.lse_sh;
+    const work_item &w = it.w;
+    float *lse = (float *)p.lse + w.b * p.lse_sb + w.h * p.lse_sh + it.s.start;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         const float sum = quad_sum(l[0][r]);
         inv[r] = sum > 0.f ? 1.f / sum : 0.f;
         const int i = row0 + lane / 4 + 8 * r;
-        if (lane % 4 == 0 && i < p.seqlen) lse[i] = sum > 0.f ? (m[0][r] * p.scale_log2 + log2_approx(sum)) * LN2 : neg_inf();
+        if (lane % 4 == 0 && i < it.s.n) lse[i] = sum > 0.f ? (m[0][r] * p.scale_log2 + log2_approx(sum)) * LN2 : neg_inf();
     }
 }
 
 /* O = acc / l into this warpgroup's 64 rows of Q buffer qb (its last S has
  * read them), then one thread stores them by TMA, waits until the store has
- * read them and frees the buffer for the producer. */
-DEV void ws_epilogue(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, const work_item &w, int c, u32 sQ,
+ * read them and frees the buffer for the producer.  Packed sequences: the
+ * map ends at the last sequence's end, not this one's, so 64 rows that
+ * cross the sequence's end would overwrite the next sequence's first rows
+ * (another item's, maybe stored already).  Those rows (one tile per
+ * sequence and head) go out by ordinary coalesced stores of the rows inside
+ * instead, read from the same staged tile; the 128 threads then meet once
+ * more before the buffer is freed. */
+DEV void ws_epilogue(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, const ws_item &it, int c, u32 sQ,
                      int qb, const float (&acc)[1][HEAD_DIM / 8][4], const float (&m)[1][2], const float (&l)[1][2],
                      int tid_c)
 {
+    const work_item &w = it.w;
     const int warp = tid_c / 32, lane = tid_c % 32, g = lane >> 2, t = lane & 3;
-    const int wg_row0 = w.m0 + 64 * c;
+    const int wg_row0 = w.m0 + 64 * c, n = it.s.n;
     float inv[2];
-    ws_lse(p, w, wg_row0 + 16 * warp, m, l, inv, lane);
+    ws_lse(p, it, wg_row0 + 16 * warp, m, l, inv, lane);
     const u32 sO = sQ + 64 * c * SW_ROW;   /* rows 64c.. of every column block of the Q tile */
     const int trow = 16 * warp + g;
 #pragma unroll
@@ -205,11 +243,22 @@ DEV void ws_epilogue(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
     }
     fence_proxy_async();             /* ordinary stores, read next by the copy engine */
     named_sync(BAR_WG + c, WG_THREADS);
+    if (p.cu_seqlens && n - wg_row0 < 64) {   /* warpgroup-uniform: the rows cross the sequence's end */
+        elem_t *o = (elem_t *)p.o + w.h * p.o_sh + (long long)it.s.start * p.o_sn;
+        for (int k = tid_c; k < 64 * CHUNKS; k += WG_THREADS) {
+            const int row = k / CHUNKS, chunk = k % CHUNKS;
+            if (wg_row0 + row < n)
+                *(u32x4 *)(o + (long long)(wg_row0 + row) * p.o_sn + chunk * 8) = ld_shared_u32x4(sO + tile_off<BM>(row, chunk));
+        }
+        named_sync(BAR_WG + c, WG_THREADS);   /* every read of the buffer is done */
+        if (tid_c == 0) mbar_arrive(bar(S.q_empty[qb]));
+        return;
+    }
     if (tid_c == 0) {
-        if (wg_row0 < p.seqlen) {
+        if (wg_row0 < n) {
 #pragma unroll
             for (int cb = 0; cb < COL_BLOCKS; ++cb)
-                tma_store_4d(tm.o, sO + cb * BM * SW_ROW, 64 * cb, wg_row0, w.h, w.b);
+                tma_store_4d(tm.o, sO + cb * BM * SW_ROW, 64 * cb, it.s.start + wg_row0, w.h, it.tb);
             tma_store_commit();
             tma_store_wait_read<0>();
         }
@@ -219,17 +268,18 @@ DEV void ws_epilogue(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
 
 /* An item none of whose rows has a key: O = 0 and LSE = -inf, stored
  * directly (there is no Q tile to stage through). */
-DEV void ws_empty_item(const sp_kparams &p, const work_item &w, int c, int tid_c)
+DEV void ws_empty_item(const sp_kparams &p, const ws_item &it, int c, int tid_c)
 {
-    const int wg_row0 = w.m0 + 64 * c;
-    float *lse = (float *)p.lse + w.b * p.lse_sb + w.h * p.lse_sh;
-    elem_t *o = (elem_t *)p.o + w.b * p.o_sb + w.h * p.o_sh;
+    const work_item &w = it.w;
+    const int wg_row0 = w.m0 + 64 * c, n = it.s.n;
+    float *lse = (float *)p.lse + w.b * p.lse_sb + w.h * p.lse_sh + it.s.start;
+    elem_t *o = (elem_t *)p.o + w.b * p.o_sb + w.h * p.o_sh + (long long)it.s.start * p.o_sn;
     const u32x4 zero = { 0u, 0u, 0u, 0u };
     for (int k = tid_c; k < 64 * CHUNKS; k += WG_THREADS) {
         const int i = wg_row0 + k / CHUNKS;
-        if (i < p.seqlen) *(u32x4 *)(o + (long long)i * p.o_sn + (k % CHUNKS) * 8) = zero;
+        if (i < n) *(u32x4 *)(o + (long long)i * p.o_sn + (k % CHUNKS) * 8) = zero;
     }
-    if (tid_c < 64 && wg_row0 + tid_c < p.seqlen) lse[wg_row0 + tid_c] = neg_inf();
+    if (tid_c < 64 && wg_row0 + tid_c < n) lse[wg_row0 + tid_c] = neg_inf();
 }
 
 /* The consumers' turns at the tensor cores (FlashAttention-3's ping-pong):
@@ -252,7 +302,6 @@ DEV void ws_consumer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
 {
     const int tid_c = threadIdx.x - WG_THREADS * (1 + c);
     const int warp = tid_c / 32, lane = tid_c % 32;
-    const int n = p.seqlen;
     band_plan &plan = S.plan[1 + c];
     /* Descriptors of stage 0's K and V; other stages add their byte offset / 16. */
     const u64 dk0 = smem_desc(T.k, 16, 1024);
@@ -261,12 +310,15 @@ DEV void ws_consumer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
     if (c == 0) turn_pass(CONSUMERS - 1);   /* the first turn is consumer 0's */
 
     for (int t = blockIdx.x; t < items; t += gridDim.x) {
-        const work_item w = work_item_at(t, order);
-        if (tid_c == 32) ws_plan(plan, p, w);   /* not thread 0, which may still wait for a store */
+        const ws_item item = ws_item_at(p, t, order);
+        const work_item &w = item.w;
+        const int n = item.s.n;   /* the item's sequence's length */
+        if (w.m0 >= n) continue;  /* CTA-uniform: past a packed sequence's end, as the producer */
+        if (tid_c == 32) ws_plan(plan, p, item);   /* not thread 0, which may still wait for a store */
         named_sync(BAR_WG + c, WG_THREADS);
         const int ntiles = plan.total;
         if (ntiles == 0) {   /* warpgroup-uniform; the producer loads nothing for it either */
-            ws_empty_item(p, w, c, tid_c);
+            ws_empty_item(p, item, c, tid_c);
             named_sync(BAR_WG + c, WG_THREADS);   /* the plan is read; thread 32 may rebuild it */
             continue;
         }
@@ -342,7 +394,7 @@ DEV void ws_consumer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
         wgmma_wait<0>();
         regs_fence(acc[0]);
         ws_release(bar(S.v_empty[pv_stage]), lane);
-        ws_epilogue(p, tm, S, w, c, sQ, qb, acc, m, l, tid_c);
+        ws_epilogue(p, tm, S, item, c, sQ, qb, acc, m, l, tid_c);
     }
     if (tid_c == 0) tma_store_wait<0>();   /* the last stores are done before the CTA ends */
 }

@@ -12,6 +12,18 @@
  * monotonically along the sequence in each head, and the static round-robin
  * hands each CTA an item of about the same length in every round.
  *
+ * Packed sequences (seq.cuh): the query tiles are those of the longest
+ * sequence (p.seqlen), for every sequence; a tile past its sequence's end
+ * is an empty item that every role skips at once.  The order is still
+ * roughly longest first: an item's work is that of its rows' band ranges,
+ * which depend on the row index and on the sequence's own bands, and a
+ * shorter sequence's bands (basis its length) are no wider than a longer
+ * one's, so among items of one tile index the short sequences' are the
+ * short ones, and their cost of skipping is a few instructions.  Round r
+ * holds the tile that is r-th from the end of the longest sequence only;
+ * a sequence of length n starts contributing items when the rounds reach
+ * its last tile, which is where its longest items are.
+ *
  * Needs: common.cuh (DEV) and the constants BM, HEAD_DIM, GROUP and BANDS_DENSE. */
 #pragma once
 #include "common.cuh"

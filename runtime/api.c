@@ -26,6 +26,7 @@
 #include "runtime/config.h"
 #include "runtime/decode.h"
 #include "runtime/engine.h"
+#include "runtime/packing.h"
 #include "runtime/ref.h"
 #include "runtime/tune.h"
 
@@ -63,6 +64,16 @@ struct spattn_plan {
     char dsrc[160];             /* where the decode config came from */
     char fsrc[160], bsrc[160];  /* where the configs came from */
     sp_dptr bandtab;            /* device band table for N */
+    /* Packed sequences (spattn_plan_set_seq_lens); packed 0: a uniform batch. */
+    int packed;
+    sp_packing pack;
+    sp_band_list *pbands;       /* pack.n * heads lists, sequence-major */
+    int64_t ppairs;             /* allowed pairs over the sequences */
+    double pratio;
+    engine_kernel *pfk, *pbk;   /* the kernels for (pack.n, pack.max_len) */
+    char pfsrc[160], pbsrc[160];
+    sp_dptr pcu, ptab;          /* device offsets (int32 [n + 1]) and band tables */
+    int bands_sb;               /* ints per sequence in ptab */
     char error[1600];
 };
 
@@ -279,9 +290,75 @@ spattn_status spattn_plan_from_params(spattn_context *ctx, const spattn_params *
     return st;
 }
 
+/* Drop the plan's packing (device memory included). */
+static void plan_unpack(spattn_plan *p)
+{
+    if (p->pcu) cu_free(&p->ctx->gpu, p->pcu);
+    if (p->ptab) cu_free(&p->ctx->gpu, p->ptab);
+    free(p->pbands);
+    packing_free(&p->pack);
+    p->packed = 0;
+    p->pbands = NULL;
+    p->pcu = p->ptab = 0;
+    p->pfk = p->pbk = NULL;
+}
+
+spattn_status spattn_plan_set_seq_lens(spattn_plan *p, const int64_t *seq_lens, int n_seqs)
+{
+    if (!p) return SPATTN_EINVAL;
+    if (!seq_lens && n_seqs == 0) {
+        plan_unpack(p);
+        return SPATTN_OK;
+    }
+    sp_err e = { 0 };
+    const sp_spec *s = &p->spec;
+    spattn_plan q = *p;   /* the new packing is built aside: on failure p keeps its old one */
+    q.packed = 1;
+    q.pbands = NULL;
+    q.pcu = q.ptab = 0;
+    int64_t dense = 0;
+    int32_t *tab = NULL;
+    spattn_context *c = p->ctx;
+    if (packing_init(&q.pack, seq_lens, n_seqs, &e) ||
+        packing_bands(&q.pack, &p->pattern, s->heads, &q.pbands, &q.ppairs, &dense, &e))
+        goto fail;
+    q.pratio = (double)q.ppairs / (double)dense;
+    if (c->device == SPATTN_DEVICE_CPU) {
+        q.pfk = q.pbk = NULL;
+        snprintf(q.pfsrc, sizeof q.pfsrc, "cpu-float64");
+        snprintf(q.pbsrc, sizeof q.pbsrc, "cpu-float64");
+    } else {
+        sp_kcfg fc, bc;
+        int maxi = bandtab_max_intervals(&p->pattern, s->heads);
+        if (config_pick(&c->gpu, s, &p->pattern, SP_KIND_FWD, n_seqs, q.pack.max_len, c->db_path, NULL, &fc, q.pfsrc,
+                        sizeof q.pfsrc, &e) ||
+            config_pick(&c->gpu, s, &p->pattern, SP_KIND_BWD, n_seqs, q.pack.max_len, c->db_path, NULL, &bc, q.pbsrc,
+                        sizeof q.pbsrc, &e) ||
+            context_kernel(c, s, &p->pattern, &fc, &q.pfk, &e) || context_kernel(c, s, &p->pattern, &bc, &q.pbk, &e) ||
+            packing_bandtab(&q.pack, &p->pattern, s->heads, maxi, &tab, &q.bands_sb, &e))
+            goto fail;
+        size_t tab_bytes = (size_t)n_seqs * (size_t)q.bands_sb * sizeof *tab, cu_bytes = ((size_t)n_seqs + 1) * 4;
+        if (cu_malloc(&c->gpu, tab_bytes, &q.ptab, &e) || cu_upload(&c->gpu, q.ptab, tab, tab_bytes, &e) ||
+            cu_malloc(&c->gpu, cu_bytes, &q.pcu, &e) || cu_upload(&c->gpu, q.pcu, q.pack.cu, cu_bytes, &e))
+            goto fail;
+        free(tab);
+    }
+    plan_unpack(p);
+    *p = q;
+    return SPATTN_OK;
+fail:
+    free(tab);
+    if (q.pcu) cu_free(&c->gpu, q.pcu);
+    if (q.ptab) cu_free(&c->gpu, q.ptab);
+    free(q.pbands);
+    packing_free(&q.pack);
+    return keep(p->error, sizeof p->error, &e);
+}
+
 void spattn_plan_destroy(spattn_plan *p)
 {
     if (!p) return;
+    plan_unpack(p);
     if (p->bandtab) cu_free(&p->ctx->gpu, p->bandtab);
     free(p->bands);
     spec_free(&p->spec);
@@ -291,19 +368,22 @@ void spattn_plan_destroy(spattn_plan *p)
 spattn_status spattn_plan_get_info(const spattn_plan *p, spattn_plan_info *info)
 {
     memset(info, 0, sizeof *info);
-    info->batch = p->B;
+    const int packed = p->packed;
+    const int64_t pairs = packed ? p->ppairs : p->pairs;
+    const engine_kernel *fk = packed ? p->pfk : p->fk, *bk = packed ? p->pbk : p->bk;
+    info->batch = packed ? p->pack.n : p->B;
     info->heads = p->spec.heads;
     info->kv_heads = p->spec.kv_heads;
     info->head_dim = p->spec.head_dim;
-    info->seq_len = p->N;
+    info->seq_len = packed ? p->pack.max_len : p->N;
     info->dtype = p->spec.dtype == SP_FP16 ? SPATTN_FP16 : SPATTN_BF16;
-    info->allowed_pairs = p->pairs;
-    info->work_ratio = p->ratio;
-    info->forward_flops = 4.0 * p->spec.head_dim * (double)p->pairs;
-    if (p->fk) snprintf(info->forward_kernel, sizeof info->forward_kernel, "%s", p->fk->name);
-    if (p->bk) snprintf(info->backward_kernel, sizeof info->backward_kernel, "%s", p->bk->name);
-    snprintf(info->forward_config, sizeof info->forward_config, "%s", p->fsrc);
-    snprintf(info->backward_config, sizeof info->backward_config, "%s", p->bsrc);
+    info->allowed_pairs = pairs;
+    info->work_ratio = packed ? p->pratio : p->ratio;
+    info->forward_flops = 4.0 * p->spec.head_dim * (double)pairs;
+    if (fk) snprintf(info->forward_kernel, sizeof info->forward_kernel, "%s", fk->name);
+    if (bk) snprintf(info->backward_kernel, sizeof info->backward_kernel, "%s", bk->name);
+    snprintf(info->forward_config, sizeof info->forward_config, "%s", packed ? p->pfsrc : p->fsrc);
+    snprintf(info->backward_config, sizeof info->backward_config, "%s", packed ? p->pbsrc : p->bsrc);
     return SPATTN_OK;
 }
 
@@ -335,16 +415,23 @@ static attn_tensor dev_tensor(const spattn_tensor *t)
 
 /* ---- the backward's scratch in the workspace ------------------------------- */
 
+/* The backward kernels of the plan's current shape (packed or not). */
+static const engine_kernel *plan_bk(const spattn_plan *p) { return p->packed ? p->pbk : p->bk; }
+
 static void bwd_scratch(const spattn_plan *p, int deterministic, attn_bwd_scratch *s)
 {
     attn_bwd_args a;
     memset(&a, 0, sizeof a);
-    a.batch = p->B;
-    a.seqlen = (int)p->N;
+    a.batch = p->packed ? p->pack.n : p->B;
+    a.seqlen = (int)(p->packed ? p->pack.max_len : p->N);
     a.heads = p->spec.heads;
     a.kv_heads = p->spec.kv_heads;
     a.deterministic = deterministic;
-    attn_bwd_scratch_sizes(&p->bk->cfg, &a, s);
+    if (p->packed) {
+        a.cu_seqlens = p->pcu;
+        a.total = p->pack.total;
+    }
+    attn_bwd_scratch_sizes(&plan_bk(p)->cfg, &a, s);
 }
 
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
@@ -353,7 +440,7 @@ static size_t scratch_bytes(const attn_bwd_scratch *s) { return align16(s->dq_ac
 
 size_t spattn_workspace_size(const spattn_plan *p, int backward, int deterministic)
 {
-    if (!backward || !p->bk) return 0;   /* the forward and the CPU need none */
+    if (!backward || !plan_bk(p)) return 0;   /* the forward and the CPU need none */
     attn_bwd_scratch s;
     bwd_scratch(p, deterministic, &s);
     return scratch_bytes(&s);
@@ -371,13 +458,18 @@ static uint16_t from_double(const spattn_plan *p, double x)
     return p->spec.dtype == SP_FP16 ? float_to_fp16((float)x) : float_to_bf16((float)x);
 }
 
+/* The host tensors' shape: [B, N] rows, or packed one batch of total rows
+ * (stride_batch unused then: b is 0). */
+static int64_t cpu_batches(const spattn_plan *p) { return p->packed ? 1 : p->B; }
+static int64_t cpu_rows(const spattn_plan *p) { return p->packed ? p->pack.total : p->N; }
+
 /* Host tensor t (heads heads) <-> contiguous doubles [B, N, heads, D]. */
 static void gather(const spattn_plan *p, const spattn_tensor *t, int heads, double *out)
 {
     const uint16_t *base = t->data;
     size_t i = 0;
-    for (int b = 0; b < p->B; b++)
-        for (int64_t n = 0; n < p->N; n++)
+    for (int64_t b = 0; b < cpu_batches(p); b++)
+        for (int64_t n = 0; n < cpu_rows(p); n++)
             for (int h = 0; h < heads; h++) {
                 const uint16_t *row = base + b * t->stride_batch + n * t->stride_seq + h * t->stride_head;
                 for (int d = 0; d < p->spec.head_dim; d++) out[i++] = to_double(p, row[d]);
@@ -388,8 +480,8 @@ static void scatter(const spattn_plan *p, const double *in, int heads, const spa
 {
     uint16_t *base = t->data;
     size_t i = 0;
-    for (int b = 0; b < p->B; b++)
-        for (int64_t n = 0; n < p->N; n++)
+    for (int64_t b = 0; b < cpu_batches(p); b++)
+        for (int64_t n = 0; n < cpu_rows(p); n++)
             for (int h = 0; h < heads; h++) {
                 uint16_t *row = base + b * t->stride_batch + n * t->stride_seq + h * t->stride_head;
                 for (int d = 0; d < p->spec.head_dim; d++) row[d] = from_double(p, in[i++]);
@@ -400,9 +492,9 @@ static void scatter(const spattn_plan *p, const double *in, int heads, const spa
 static void lse_move(const spattn_plan *p, const spattn_lse *l, double *buf, int to_host)
 {
     size_t i = 0;
-    for (int b = 0; b < p->B; b++)
+    for (int64_t b = 0; b < cpu_batches(p); b++)
         for (int h = 0; h < p->spec.heads; h++)
-            for (int64_t n = 0; n < p->N; n++, i++) {
+            for (int64_t n = 0; n < cpu_rows(p); n++, i++) {
                 float *x = l->data + b * l->stride_batch + h * l->stride_head + n;
                 if (to_host) *x = (float)buf[i];
                 else buf[i] = *x;
@@ -415,9 +507,10 @@ static spattn_status cpu_run(spattn_plan *p, const spattn_tensor *q, const spatt
                              const spattn_tensor *dv)
 {
     const sp_spec *s = &p->spec;
-    size_t nq = (size_t)p->B * (size_t)p->N * (size_t)s->heads * (size_t)s->head_dim;
-    size_t nk = (size_t)p->B * (size_t)p->N * (size_t)s->kv_heads * (size_t)s->head_dim;
-    size_t nl = (size_t)p->B * (size_t)s->heads * (size_t)p->N;
+    size_t rows = (size_t)cpu_batches(p) * (size_t)cpu_rows(p);
+    size_t nq = rows * (size_t)s->heads * (size_t)s->head_dim;
+    size_t nk = rows * (size_t)s->kv_heads * (size_t)s->head_dim;
+    size_t nl = rows * (size_t)s->heads;
     int bwd = dout != NULL;
     double *qd = malloc(nq * sizeof *qd), *kd = malloc(nk * sizeof *kd), *vd = malloc(nk * sizeof *vd);
     double *od = malloc(nq * sizeof *od), *ld = malloc(nl * sizeof *ld);
@@ -433,7 +526,11 @@ static spattn_status cpu_run(spattn_plan *p, const spattn_tensor *q, const spatt
     gather(p, k, s->kv_heads, kd);
     gather(p, v, s->kv_heads, vd);
     if (!bwd) {
-        if (ref_forward(&rp, qd, kd, vd, od, ld)) { st = plan_fail(p, SPATTN_FAILED, "CPU reference: threads"); goto out; }
+        if (p->packed ? ref_forward_packed(&rp, &p->pack, p->pbands, qd, kd, vd, od, ld)
+                      : ref_forward(&rp, qd, kd, vd, od, ld)) {
+            st = plan_fail(p, SPATTN_FAILED, "CPU reference: threads");
+            goto out;
+        }
         scatter(p, od, s->heads, o);
         lse_move(p, lse, ld, 1);
         goto out;
@@ -442,7 +539,8 @@ static spattn_status cpu_run(spattn_plan *p, const spattn_tensor *q, const spatt
     gather(p, o, s->heads, od);
     lse_move(p, lse, ld, 0);
     gather(p, dout, s->heads, gd);
-    if (ref_backward(&rp, qd, kd, vd, od, ld, gd, dqd, dkd, dvd)) {
+    if (p->packed ? ref_backward_packed(&rp, &p->pack, p->pbands, qd, kd, vd, od, ld, gd, dqd, dkd, dvd)
+                  : ref_backward(&rp, qd, kd, vd, od, ld, gd, dqd, dkd, dvd)) {
         st = plan_fail(p, SPATTN_FAILED, "CPU reference: threads");
         goto out;
     }
@@ -470,8 +568,12 @@ static int tensors_present(spattn_plan *p, const spattn_tensor *const *t, const 
         (a).lse = (sp_dptr)(uintptr_t)(l)->data;                                                         \
         (a).lse_sb = (l)->stride_batch;                                                                  \
         (a).lse_sh = (l)->stride_head;                                                                   \
-        (a).bands = (p)->bandtab;                                                                        \
-        (a).batch = (p)->B; (a).seqlen = (int)(p)->N;                                                    \
+        (a).bands = (p)->packed ? (p)->ptab : (p)->bandtab;                                              \
+        (a).batch = (p)->packed ? (p)->pack.n : (p)->B;                                                  \
+        (a).seqlen = (int)((p)->packed ? (p)->pack.max_len : (p)->N);                                    \
+        (a).cu_seqlens = (p)->packed ? (p)->pcu : 0;                                                     \
+        (a).bands_sb = (p)->bands_sb;                                                                    \
+        (a).total = (p)->pack.total;                                                                     \
         (a).heads = (p)->spec.heads; (a).kv_heads = (p)->spec.kv_heads;                                  \
         (a).scale = (float)spec_scale(&(p)->spec);                                                       \
     } while (0)
@@ -486,7 +588,8 @@ spattn_status spattn_forward(spattn_plan *p, const spattn_tensor *q, const spatt
     if (!lse || !lse->data) return plan_fail(p, SPATTN_EINVAL, "lse: no tensor");
     (void)workspace;
     (void)workspace_bytes;
-    if (!p->fk) return cpu_run(p, q, k, v, o, lse, NULL, NULL, NULL, NULL);
+    const engine_kernel *fk = p->packed ? p->pfk : p->fk;
+    if (!fk) return cpu_run(p, q, k, v, o, lse, NULL, NULL, NULL, NULL);
     attn_fwd_args a;
     memset(&a, 0, sizeof a);
     a.q = dev_tensor(q); a.k = dev_tensor(k); a.v = dev_tensor(v); a.o = dev_tensor(o);
@@ -495,7 +598,7 @@ spattn_status spattn_forward(spattn_plan *p, const spattn_tensor *q, const spatt
     sp_gpu *g = &p->ctx->gpu;
     CUstream own = g->stream;
     g->stream = (CUstream)stream;   /* the caller's stream for this launch */
-    int rc = attn_fwd_launch(g, p->fk->fn, &p->fk->cfg, &a, &e);
+    int rc = attn_fwd_launch(g, fk->fn, &fk->cfg, &a, &e);
     g->stream = own;
     return rc ? keep(p->error, sizeof p->error, &e) : SPATTN_OK;
 }
@@ -510,7 +613,8 @@ spattn_status spattn_backward(spattn_plan *p, const spattn_tensor *q, const spat
     static const char *const names[8] = { "q", "k", "v", "o", "dout", "dq", "dk", "dv" };
     if (!tensors_present(p, ts, names, 8)) return SPATTN_EINVAL;
     if (!lse || !lse->data) return plan_fail(p, SPATTN_EINVAL, "lse: no tensor");
-    if (!p->bk) return cpu_run(p, q, k, v, o, lse, dout, dq, dk, dv);
+    const engine_kernel *bk = plan_bk(p);
+    if (!bk) return cpu_run(p, q, k, v, o, lse, dout, dq, dk, dv);
     attn_bwd_scratch s;
     bwd_scratch(p, deterministic, &s);
     size_t need = scratch_bytes(&s);
@@ -531,7 +635,7 @@ spattn_status spattn_backward(spattn_plan *p, const spattn_tensor *q, const spat
     sp_gpu *g = &p->ctx->gpu;
     CUstream own = g->stream;
     g->stream = (CUstream)stream;
-    int rc = attn_bwd_launch(g, &p->bk->bwd, &p->bk->cfg, &a, &e);
+    int rc = attn_bwd_launch(g, &bk->bwd, &bk->cfg, &a, &e);
     g->stream = own;
     return rc ? keep(p->error, sizeof p->error, &e) : SPATTN_OK;
 }

@@ -69,6 +69,9 @@ int attn_fwd_pack(const sp_kcfg *cfg, const attn_fwd_args *a, sp_kparams *kp, sp
     if (attn_check_tensor("attention", "q", &a->q, e) || attn_check_tensor("attention", "k", &a->k, e) ||
         attn_check_tensor("attention", "v", &a->v, e) || attn_check_tensor("attention", "o", &a->o, e))
         return -1;
+    if (a->cu_seqlens && (a->total < 1 || a->total > (1 << 30) || a->bands_sb < 0))
+        return sp_fail(e, SP_EXIT_USAGE, "attention launch: packed total %lld tokens, band stride %d", a->total,
+                       a->bands_sb);
 
     memset(kp, 0, sizeof *kp);
     kp->q = a->q.ptr;
@@ -77,12 +80,16 @@ int attn_fwd_pack(const sp_kcfg *cfg, const attn_fwd_args *a, sp_kparams *kp, sp
     kp->o = a->o.ptr;
     kp->lse = a->lse;
     kp->bands = a->bands;
+    kp->cu_seqlens = a->cu_seqlens;
+    kp->bands_sb = a->cu_seqlens ? a->bands_sb : 0;
+    const int packed = a->cu_seqlens != 0;   /* batch strides 0: kernels/seq.cuh moves the pointers */
     kp->q_sb = a->q.sb; kp->q_sn = a->q.sn; kp->q_sh = a->q.sh;
     kp->k_sb = a->k.sb; kp->k_sn = a->k.sn; kp->k_sh = a->k.sh;
     kp->v_sb = a->v.sb; kp->v_sn = a->v.sn; kp->v_sh = a->v.sh;
     kp->o_sb = a->o.sb; kp->o_sn = a->o.sn; kp->o_sh = a->o.sh;
     kp->lse_sb = a->lse_sb;
     kp->lse_sh = a->lse_sh;
+    if (packed) kp->q_sb = kp->k_sb = kp->v_sb = kp->o_sb = kp->lse_sb = 0;
     kp->seqlen = a->seqlen;
     kp->batch = a->batch;
     kp->heads = a->heads;
@@ -114,10 +121,19 @@ static int tensor_map(CUtensorMap *m, const sp_kcfg *cfg, const attn_tensor *t, 
 int attn_fwd_maps(const sp_kcfg *cfg, const attn_fwd_args *a, attn_fwd_tma_maps *m, sp_err *e)
 {
     memset(m, 0, sizeof *m);
-    if (tensor_map(&m->q, cfg, &a->q, a->seqlen, a->heads, a->batch, cfg->bm, e) ||
-        tensor_map(&m->k, cfg, &a->k, a->seqlen, a->kv_heads, a->batch, cfg->bn, e) ||
-        tensor_map(&m->v, cfg, &a->v, a->seqlen, a->kv_heads, a->batch, cfg->bn, e) ||
-        tensor_map(&m->o, cfg, &a->o, a->seqlen, a->heads, a->batch, 64, e))
+    /* Packed: one batch of `total` rows (the kernel adds each sequence's first
+     * row to its coordinates); the batch stride is only formally needed. */
+    attn_tensor q = a->q, k = a->k, v = a->v, o = a->o;
+    int rows = a->seqlen, batch = a->batch;
+    if (a->cu_seqlens) {
+        rows = (int)a->total;
+        batch = 1;
+        q.sb = q.sn * a->total; k.sb = k.sn * a->total; v.sb = v.sn * a->total; o.sb = o.sn * a->total;
+    }
+    if (tensor_map(&m->q, cfg, &q, rows, a->heads, batch, cfg->bm, e) ||
+        tensor_map(&m->k, cfg, &k, rows, a->kv_heads, batch, cfg->bn, e) ||
+        tensor_map(&m->v, cfg, &v, rows, a->kv_heads, batch, cfg->bn, e) ||
+        tensor_map(&m->o, cfg, &o, rows, a->heads, batch, 64, e))
         return -1;
     return 0;
 }

@@ -40,6 +40,13 @@ typedef struct {
     int head_offset;            /* global index of the launch's first head; a multiple of heads/kv_heads */
     int kv_heads;               /* kv heads in this launch */
     float scale;                /* softmax scale */
+    /* Packed sequences (runtime/packing.h, kernels/seq.cuh): cu_seqlens != 0
+     * makes batch the number of sequences and seqlen the longest; q, k, v, o
+     * are [total, heads, D] (batch strides ignored), lse [heads, total]
+     * (lse_sb ignored), and bands holds batch tables bands_sb ints apart. */
+    sp_dptr cu_seqlens;         /* int32 [batch + 1] on the device; 0: a uniform batch */
+    int bands_sb;
+    long long total;            /* tokens of all sequences (the TMA maps' rows) */
 } attn_fwd_args;
 
 /* Launch-time checks shared by the forward and backward glue (`launch`

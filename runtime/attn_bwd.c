@@ -5,11 +5,17 @@
 #include <math.h>
 #include <string.h>
 
+#include "runtime/packing.h"
+
 void attn_bwd_scratch_sizes(const sp_kcfg *cfg, const attn_bwd_args *a, attn_bwd_scratch *s)
 {
     size_t rows = (size_t)a->batch * (size_t)a->heads;
     s->dq_accum = a->deterministic ? 0 : rows * (size_t)a->seqlen * (size_t)cfg->head_dim * sizeof(float);
     s->delta = rows * (size_t)kcfg_bwd_seqlen_pad(a->seqlen) * sizeof(float);
+    if (a->cu_seqlens) {   /* packed: by total tokens */
+        s->dq_accum = a->deterministic ? 0 : (size_t)a->total * (size_t)a->heads * (size_t)cfg->head_dim * sizeof(float);
+        s->delta = (size_t)a->heads * (size_t)packing_ws_rows(a->total, a->batch) * sizeof(float);
+    }
     s->lse2 = s->delta;
 }
 
@@ -44,6 +50,9 @@ int attn_bwd_pack(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_kparams *kp
     if (check_scratch("delta", a->delta, e) || check_scratch("lse2", a->lse2, e) ||
         (!a->deterministic && check_scratch("dq_accum", a->dq_accum, e)))
         return -1;
+    if (a->cu_seqlens && (a->total < 1 || a->total > (1 << 30) || a->bands_sb < 0))
+        return sp_fail(e, SP_EXIT_USAGE, "backward launch: packed total %lld tokens, band stride %d", a->total,
+                       a->bands_sb);
 
     long long n_pad = kcfg_bwd_seqlen_pad(a->seqlen);
     memset(kp, 0, sizeof *kp);
@@ -77,6 +86,13 @@ int attn_bwd_pack(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_kparams *kp
     kp->dqa_sb = (long long)a->seqlen * a->heads * cfg->head_dim;
     kp->ws_sh = n_pad;
     kp->ws_sb = (long long)a->heads * n_pad;
+    kp->cu_seqlens = a->cu_seqlens;
+    if (a->cu_seqlens) {   /* packed (kernels/seq_bwd.cuh): batch strides 0, scratch by total tokens */
+        kp->bands_sb = a->bands_sb;
+        kp->q_sb = kp->k_sb = kp->v_sb = kp->o_sb = kp->do_sb = 0;
+        kp->dq_sb = kp->dk_sb = kp->dv_sb = kp->lse_sb = kp->dqa_sb = kp->ws_sb = 0;
+        kp->ws_sh = packing_ws_rows(a->total, a->batch);
+    }
     kp->seqlen = a->seqlen;
     kp->seqlen_pad = (int)n_pad;
     kp->batch = a->batch;

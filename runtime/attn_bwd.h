@@ -44,6 +44,12 @@ typedef struct {
     float scale;                   /* softmax scale (the forward's) */
     int deterministic;             /* 1: main_det + dq, no atomics */
     sp_dptr dq_accum, delta, lse2; /* scratch (see above); dq_accum unused when deterministic */
+    /* Packed sequences, as in attn_fwd_args: every tensor and dq_accum
+     * [total, heads, D], lse [heads, total]; delta and lse2 [heads,
+     * packing_ws_rows(total, batch)] (runtime/packing.h). */
+    sp_dptr cu_seqlens;            /* int32 [batch + 1]; 0: a uniform batch */
+    int bands_sb;
+    long long total;
 } attn_bwd_args;
 
 typedef struct {

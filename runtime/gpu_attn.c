@@ -10,26 +10,32 @@
 #include "abi/bandtab.h"
 #include "runtime/rng.h"
 
+long long ga_rows(const gpu_attn *a)
+{
+    return a->packed ? (long long)a->pack.total : (long long)a->B * a->N;
+}
+
 void ga_strides(const gpu_attn *a, int heads, long long *sb, long long *sn, long long *sh)
 {
-    long long N = a->N, D = a->D;
+    long long N = a->packed ? a->pack.total : a->N, D = a->D;   /* packed: one batch of total rows */
     *sb = N * heads * D;
     if (a->layout == GA_BNHD) { *sn = heads * D; *sh = D; }
     else { *sn = D; *sh = N * D; }
 }
 
-int ga_create(gpu_attn *a, sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, int B, int N,
-              ga_layout layout, int nsets, sp_err *e)
+/* Shape, buffers and band table; the packing (if any) is in a already. */
+static int ga_alloc(gpu_attn *a, sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, int B, int N,
+                    ga_layout layout, int nsets, sp_err *e)
 {
-    memset(a, 0, sizeof *a);
     a->g = g;
     a->B = B; a->N = N; a->H = spec->heads; a->KVH = spec->kv_heads; a->D = spec->head_dim;
     a->dtype = spec->dtype;
     a->scale = (float)spec_scale(spec);
     a->layout = layout;
-    a->nq = (size_t)B * N * a->H * a->D;
-    a->nk = (size_t)B * N * a->KVH * a->D;
-    a->nlse = (size_t)B * a->H * N;
+    const size_t rows = (size_t)ga_rows(a);
+    a->nq = rows * a->H * a->D;
+    a->nk = rows * a->KVH * a->D;
+    a->nlse = rows * a->H;
     size_t set_bytes = 2 * (a->nq + 2 * a->nk);
     if (nsets <= 0) {
         size_t want = 2 * (size_t)(g->l2_bytes > 0 ? g->l2_bytes : 50 << 20);
@@ -47,8 +53,46 @@ int ga_create(gpu_attn *a, sp_gpu *g, const sp_spec *spec, const sp_pattern *pat
     return 0;
 }
 
+int ga_create(gpu_attn *a, sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, int B, int N,
+              ga_layout layout, int nsets, sp_err *e)
+{
+    memset(a, 0, sizeof *a);
+    return ga_alloc(a, g, spec, pat, B, N, layout, nsets, e);
+}
+
+int ga_create_packed(gpu_attn *a, sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, const int64_t *lens, int n,
+                     int nsets, sp_err *e)
+{
+    memset(a, 0, sizeof *a);
+    if (packing_init(&a->pack, lens, n, e)) return -1;
+    a->packed = 1;
+    a->g = g;
+    size_t bytes = ((size_t)n + 1) * sizeof(int32_t);
+    if (cu_malloc(g, bytes, &a->cu, e) || cu_upload(g, a->cu, a->pack.cu, bytes, e)) { ga_destroy(a); return -1; }
+    return ga_alloc(a, g, spec, pat, n, (int)a->pack.max_len, GA_BNHD, nsets, e);
+}
+
+/* Packed: every sequence's table at its own length (packing_bandtab), in a
+ * buffer made for them. */
+static int ga_set_packed_bands(gpu_attn *a, const sp_pattern *pat, sp_err *e)
+{
+    int maxi = bandtab_max_intervals(pat, a->H), stride;
+    int32_t *tab;
+    if (packing_bandtab(&a->pack, pat, a->H, maxi, &tab, &stride, e)) return -1;
+    size_t bytes = (size_t)a->pack.n * (size_t)stride * sizeof *tab;
+    cu_free(a->g, a->bands);
+    a->bands = 0;
+    int rc = cu_malloc(a->g, bytes, &a->bands, e) || cu_upload(a->g, a->bands, tab, bytes, e);
+    free(tab);
+    if (rc) return -1;
+    a->bands_sb = stride;
+    a->bands_cap = a->max_intervals = maxi;
+    return 0;
+}
+
 int ga_set_bands(gpu_attn *a, const sp_pattern *pat, sp_err *e)
 {
+    if (a->packed) return ga_set_packed_bands(a, pat, e);
     int maxi = bandtab_max_intervals(pat, a->H);
     size_t n = (size_t)a->H * BANDTAB_STRIDE(maxi);
     int32_t *tab = malloc(n * sizeof *tab);
@@ -70,19 +114,21 @@ int ga_set_bands(gpu_attn *a, const sp_pattern *pat, sp_err *e)
 void ga_destroy(gpu_attn *a)
 {
     if (!a->g) return;
-    sp_dptr *all[] = { &a->bands, &a->o, &a->lse, &a->dout, &a->dq, &a->dk, &a->dv, &a->dq_accum, &a->delta, &a->lse2 };
+    sp_dptr *all[] = { &a->bands, &a->o, &a->lse, &a->dout, &a->dq, &a->dk, &a->dv, &a->dq_accum, &a->delta, &a->lse2,
+                       &a->cu };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) { cu_free(a->g, *all[i]); *all[i] = 0; }
     for (int s = 0; s < GA_MAX_SETS; s++) {
         cu_free(a->g, a->q[s]); cu_free(a->g, a->k[s]); cu_free(a->g, a->v[s]);
         a->q[s] = a->k[s] = a->v[s] = 0;
     }
+    packing_free(&a->pack);
     a->g = NULL;
 }
 
 /* Host [B,N,heads,D] -> device layout (a copy in the BHND case). */
 static int upload16(gpu_attn *a, sp_dptr dst, const uint16_t *src, int heads, sp_err *e)
 {
-    size_t n = (size_t)a->B * a->N * heads * a->D;
+    size_t n = (size_t)ga_rows(a) * heads * a->D;
     if (a->layout == GA_BNHD) return cu_upload(a->g, dst, src, 2 * n, e);
     uint16_t *t = malloc(2 * n);
     if (!t) return sp_fail(e, SP_EXIT_FAIL, "out of memory");
@@ -131,6 +177,15 @@ int ga_poison(gpu_attn *a, sp_err *e)
     return 0;
 }
 
+/* A packed launch's fields (attn_fwd_args and attn_bwd_args alike); lse is [H, total]. */
+static void ga_packed_args(const gpu_attn *a, sp_dptr *cu, int *bands_sb, long long *total, long long *lse_sh)
+{
+    *cu = a->cu;
+    *bands_sb = a->bands_sb;
+    *total = a->pack.total;
+    *lse_sh = a->pack.total;
+}
+
 static void tensor(const gpu_attn *a, sp_dptr p, int heads, attn_tensor *t)
 {
     t->ptr = p;
@@ -152,6 +207,7 @@ int ga_forward(gpu_attn *a, const engine_kernel *k, int set, sp_err *e)
     args.lse_sh = a->N;
     args.bands = a->bands;
     args.scale = a->scale;
+    if (a->packed) ga_packed_args(a, &args.cu_seqlens, &args.bands_sb, &args.total, &args.lse_sh);
     return attn_fwd_launch(a->g, k->fn, &k->cfg, &args, e);
 }
 
@@ -216,9 +272,10 @@ int ga_alloc_backward(gpu_attn *a, const sp_kcfg *cfg, uint64_t seed, uint16_t *
     attn_bwd_args args;
     memset(&args, 0, sizeof args);
     args.batch = a->B; args.seqlen = a->N; args.heads = a->H; args.kv_heads = a->KVH;
+    if (a->packed) ga_packed_args(a, &args.cu_seqlens, &args.bands_sb, &args.total, &args.lse_sh);
     attn_bwd_scratch s;
     attn_bwd_scratch_sizes(cfg, &args, &s);
-    size_t accum = (size_t)a->B * a->N * a->H * a->D * 4;   /* both modes can run */
+    size_t accum = (size_t)ga_rows(a) * a->H * a->D * 4;   /* both modes can run */
     if (cu_malloc(a->g, 2 * a->nq, &a->dout, e) || cu_malloc(a->g, 2 * a->nq, &a->dq, e) ||
         cu_malloc(a->g, 2 * a->nk, &a->dk, e) || cu_malloc(a->g, 2 * a->nk, &a->dv, e) ||
         cu_malloc(a->g, accum, &a->dq_accum, e) || cu_malloc(a->g, s.delta, &a->delta, e) ||
@@ -255,6 +312,7 @@ int ga_backward(gpu_attn *a, const engine_kernel *k, int set, int deterministic,
     args.dq_accum = a->dq_accum;
     args.delta = a->delta;
     args.lse2 = a->lse2;
+    if (a->packed) ga_packed_args(a, &args.cu_seqlens, &args.bands_sb, &args.total, &args.lse_sh);
     return attn_bwd_launch(a->g, &k->bwd, &k->cfg, &args, e);
 }
 
@@ -295,13 +353,13 @@ int ga_time_fwdbwd(gpu_attn *a, const engine_kernel *fk, const engine_kernel *bk
 
 int ga_download16(gpu_attn *a, sp_dptr p, int heads, float *out, sp_err *e)
 {
-    size_t n = (size_t)a->B * a->N * heads * a->D;
+    size_t n = (size_t)ga_rows(a) * heads * a->D;
     uint16_t *t = malloc(2 * n);
     if (!t) return sp_fail(e, SP_EXIT_FAIL, "out of memory");
     if (cu_download(a->g, t, p, 2 * n, e)) { free(t); return -1; }
-    size_t D = (size_t)a->D;
-    for (size_t b = 0; b < (size_t)a->B; b++)
-        for (size_t i = 0; i < (size_t)a->N; i++)
+    size_t D = (size_t)a->D, B = a->packed ? 1 : (size_t)a->B, N = (size_t)(a->packed ? a->pack.total : a->N);
+    for (size_t b = 0; b < B; b++)
+        for (size_t i = 0; i < N; i++)
             for (size_t h = 0; h < (size_t)heads; h++) {
                 size_t src = a->layout == GA_BNHD ? ((b * a->N + i) * heads + h) * D : ((b * heads + h) * a->N + i) * D;
                 size_t dst = ((b * a->N + i) * heads + h) * D;

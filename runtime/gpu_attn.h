@@ -7,7 +7,12 @@
  * rotates through them so the L2 cache (50 MB on an H100) does not keep one
  * set warm between launches.  Host-side arrays are always in the default
  * layout [B, N, heads, D]; with layout GA_BHND the device holds
- * [B, heads, N, D] (PyTorch's SDPA layout) and the copy transposes. */
+ * [B, heads, N, D] (PyTorch's SDPA layout) and the copy transposes.
+ *
+ * Packed sequences (ga_create_packed, runtime/packing.h): B sequences of
+ * their own lengths, N the longest; every tensor is [total, heads, D] on
+ * the host and the device (bnhd only), lse [H, total], and the launches
+ * pass the offsets and the per-sequence band tables. */
 #ifndef SPATTN_GPU_ATTN_H
 #define SPATTN_GPU_ATTN_H
 
@@ -17,6 +22,7 @@
 #include "common/err.h"
 #include "runtime/cu.h"
 #include "runtime/engine.h"
+#include "runtime/packing.h"
 
 #define GA_MAX_SETS 8
 
@@ -38,6 +44,11 @@ typedef struct {
     /* backward, allocated by ga_alloc_backward */
     sp_dptr dout, dq, dk, dv;      /* dout random; gradients 16-bit in a's layout */
     sp_dptr dq_accum, delta, lse2; /* fp32 scratch of the backward kernels (runtime/attn_bwd.h) */
+    /* packed sequences (ga_create_packed); packed 0: a uniform batch */
+    int packed;
+    sp_packing pack;               /* the lengths and offsets (B = pack.n, N = pack.max_len) */
+    sp_dptr cu;                    /* int32 [B + 1] on the device */
+    int bands_sb;                  /* ints per sequence in `bands` */
 } gpu_attn;
 
 /* Allocate buffers for the problem and upload the band table.  nsets <= 0:
@@ -45,7 +56,13 @@ typedef struct {
  * GA_MAX_SETS).  Inputs are not filled yet. */
 int ga_create(gpu_attn *a, sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, int B, int N,
               ga_layout layout, int nsets, sp_err *e);
+/* The same for packed sequences: n lengths (runtime/packing.h's rules),
+ * layout GA_BNHD. */
+int ga_create_packed(gpu_attn *a, sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, const int64_t *lens, int n,
+                     int nsets, sp_err *e);
 void ga_destroy(gpu_attn *a);
+/* Rows of every [.., heads, D] tensor: B * N, or packed the total tokens. */
+long long ga_rows(const gpu_attn *a);
 
 /* Replace the band table with pattern pat's at the problem's N (the dense
  * baseline runs on the same buffers); a->max_intervals follows. */

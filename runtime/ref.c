@@ -376,3 +376,51 @@ int ref_decode(const ref_decode_problem *p, const double *q, const double *k, co
     ref_problem rp = { p->B, p->N, p->H, p->KVH, p->D, p->scale, NULL, p->threads };
     return run_rows(&rp, p, decode_task, q, k, v, o, lse);
 }
+
+/* ---------------------------------------------------------------------------
+ * Packed sequences: each one alone, on pointers into the packed arrays.  Only
+ * LSE is laid out differently ([H, total] packed, [H, len] per sequence),
+ * so it goes through a per-sequence copy. */
+
+/* Every sequence alone: the forward (dout NULL: o_out and lse_out written)
+ * or the backward (o and lse read, dq, dk, dv written).  A sequence's LSE goes
+ * through ls, [H, len] as ref_forward and ref_backward have it. */
+static int packed_each(const ref_problem *p, const sp_packing *pk, const sp_band_list *bands, const double *q,
+                       const double *k, const double *v, double *o_out, double *lse_out, const double *o,
+                       const double *lse, const double *dout, double *dq, double *dk, double *dv)
+{
+    double *ls = malloc(((size_t)p->H * (size_t)pk->max_len + 1) * sizeof *ls);
+    if (!ls) return -1;
+    int rc = 0;
+    for (int b = 0; b < pk->n && !rc; b++) {
+        if (pk->len[b] == 0) continue;
+        ref_problem r = *p;   /* sequence b as a batch of one, with its own bands */
+        r.B = 1;
+        r.N = (int)pk->len[b];
+        r.bands = bands + (size_t)b * p->H;
+        const size_t row = (size_t)pk->cu[b], len = (size_t)pk->len[b], T = (size_t)pk->total;
+        const size_t qo = row * p->H * p->D, ko = row * p->KVH * p->D;
+        if (dout) {
+            for (size_t h = 0; h < (size_t)p->H; h++) memcpy(ls + h * len, lse + h * T + row, len * sizeof *ls);
+            rc = ref_backward(&r, q + qo, k + ko, v + ko, o + qo, ls, dout + qo, dq + qo, dk + ko, dv + ko);
+        } else {
+            rc = ref_forward(&r, q + qo, k + ko, v + ko, o_out + qo, ls);
+            for (size_t h = 0; h < (size_t)p->H; h++) memcpy(lse_out + h * T + row, ls + h * len, len * sizeof *ls);
+        }
+    }
+    free(ls);
+    return rc;
+}
+
+int ref_forward_packed(const ref_problem *p, const sp_packing *pk, const sp_band_list *bands, const double *q,
+                       const double *k, const double *v, double *o, double *lse)
+{
+    return packed_each(p, pk, bands, q, k, v, o, lse, NULL, NULL, NULL, NULL, NULL, NULL);
+}
+
+int ref_backward_packed(const ref_problem *p, const sp_packing *pk, const sp_band_list *bands, const double *q,
+                        const double *k, const double *v, const double *o, const double *lse, const double *dout,
+                        double *dq, double *dk, double *dv)
+{
+    return packed_each(p, pk, bands, q, k, v, NULL, NULL, o, lse, dout, dq, dk, dv);
+}

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "codegen/spec.h"
+#include "runtime/packing.h"
 
 typedef struct {
     int B, N, H, KVH, D;
@@ -53,5 +54,18 @@ typedef struct {
 /* Fills o and lse.  -1 on bad arguments (a length outside 0..N) or if
  * threads cannot start. */
 int ref_decode(const ref_decode_problem *p, const double *q, const double *k, const double *v, double *o, double *lse);
+
+/* Packed sequences (runtime/packing.h): q, o, dout, dq [total, H, D]; k, v,
+ * dk, dv [total, KVH, D]; lse [H, total].  Sequence b (rows cu[b] ..)
+ * runs as the functions above with B = 1, N = its length and its own bands
+ * (bands[b * H ..], from packing_bands), one after another, on pointers
+ * into the packed arrays: so the result is, bit for bit, that of running
+ * each sequence alone.  p->B, p->N and p->bands are not used.  Empty
+ * sequences have no rows. */
+int ref_forward_packed(const ref_problem *p, const sp_packing *pk, const sp_band_list *bands, const double *q,
+                       const double *k, const double *v, double *o, double *lse);
+int ref_backward_packed(const ref_problem *p, const sp_packing *pk, const sp_band_list *bands, const double *q,
+                        const double *k, const double *v, const double *o, const double *lse, const double *dout,
+                        double *dq, double *dk, double *dv);
 
 #endif

@@ -16,6 +16,25 @@ from ._lib import DEVICE_CPU, BF16, FP16, SpattnInvalidError
 PATTERNS = ("dense", "local", "spattn", "exclusive", "gapped", "window", "custom")
 LAYOUTS = ("bhnd", "bnhd")
 _SEP = "\x1f"
+_PACKED = "\x1epacked="   # a spec key + this + "4096,100,2000": packed sequences (packed_key)
+
+
+def packed_key(key, seq_lens):
+    """The key of spec key with packed sequences of lengths seq_lens: the
+    tensors are then [1, total, H, D] (bnhd) to the op and the plan, with
+    LSE [1, H, total].  Checks the lengths (ints >= 0, at least one > 0)."""
+    lens = [int(n) for n in seq_lens]
+    if not lens or any(n < 0 for n in lens) or max(lens) < 1 or any(n != m for n, m in zip(lens, seq_lens)):
+        raise ValueError(f"spattn: seq_lens {list(seq_lens)!r}: expected lengths >= 0, at least one >= 1")
+    return key + _PACKED + ",".join(map(str, lens)), lens
+
+
+def split_packed(key):
+    """(spec key, lengths or None) of a key."""
+    if _PACKED not in key:
+        return key, None
+    k, lens = key.split(_PACKED)
+    return k, [int(n) for n in lens.split(",")]
 
 
 def _encode_intervals(intervals):
@@ -305,13 +324,19 @@ class PlanCache:
         p = self.plans.get(k)
         if p is not None:
             return p
+        key, lens = split_packed(key)
+        if lens is not None and (batch != 1 or seq_len != sum(lens)):
+            raise ValueError(f"spattn: packed sequences of {sum(lens)} tokens in all; the tensors have batch "
+                             f"{batch} and {seq_len} rows (expected [total, H, D])")
         spec = self.spec(key)
         ctx = self.context(device)
         with ctx.lock:
             p = self.plans.get(k)
             if p is not None:
                 return p
-            p = spec.plan(ctx, batch, seq_len, heads, kv_heads, head_dim, dtype)
+            p = spec.plan(ctx, 1 if lens else batch, max(lens) if lens else seq_len, heads, kv_heads, head_dim, dtype)
+            if lens:
+                p.set_seq_lens(lens)
         i = p.info
         want = (heads, kv_heads, head_dim, _dtype_name(dtype))
         got = (i.heads, i.kv_heads, i.head_dim, i.dtype)

@@ -165,6 +165,7 @@ def _declare(lib):
         "spattn_plan_destroy": (None, [VP]),
         "spattn_plan_error": (S, [VP]),
         "spattn_plan_get_info": (I, [VP, P(_PlanInfo)]),
+        "spattn_plan_set_seq_lens": (I, [VP, P(I64), I]),
         "spattn_workspace_size": (SZ, [VP, I, I]),
         "spattn_forward": (I, [VP] * 6 + [VP, SZ, VP]),
         "spattn_backward": (I, [VP] * 10 + [I, VP, SZ, VP]),
@@ -342,12 +343,7 @@ class Plan(_Owned):
     def __init__(self, ctx, h):
         self.ctx, self.L, self.h = ctx, ctx.L, h
         self.handle = h.value                       # an int, for the per-call path
-        raw = _PlanInfo()
-        self.L.spattn_plan_get_info(self.h, ctypes.byref(raw))
-        self.info = PlanInfo(raw.batch, raw.heads, raw.kv_heads, raw.head_dim, raw.seq_len,
-                             DTYPE_NAMES.get(raw.dtype, str(raw.dtype)), raw.allowed_pairs, raw.work_ratio,
-                             raw.forward_flops, raw.forward_kernel.decode(), raw.backward_kernel.decode(),
-                             raw.forward_config.decode(), raw.backward_config.decode())
+        self._read_info()
         self._fbuf = ctypes.create_string_buffer(_FWD.size)
         self._bbuf = ctypes.create_string_buffer(_BWD.size)
         fa, ba = ctypes.addressof(self._fbuf), ctypes.addressof(self._bbuf)
@@ -355,6 +351,24 @@ class Plan(_Owned):
         self._bptr = [ba + i * _T_BYTES for i in range(9)]        # q k v o dout dq dk dv lse
         self._fwd = self.L.spattn_forward
         self._bwd = self.L.spattn_backward
+        self._ws = {}
+
+    def _read_info(self):
+        raw = _PlanInfo()
+        self.L.spattn_plan_get_info(self.h, ctypes.byref(raw))
+        self.info = PlanInfo(raw.batch, raw.heads, raw.kv_heads, raw.head_dim, raw.seq_len,
+                             DTYPE_NAMES.get(raw.dtype, str(raw.dtype)), raw.allowed_pairs, raw.work_ratio,
+                             raw.forward_flops, raw.forward_kernel.decode(), raw.backward_kernel.decode(),
+                             raw.forward_config.decode(), raw.backward_config.decode())
+
+    def set_seq_lens(self, lens):
+        """spattn_plan_set_seq_lens: packed sequences of these lengths ([total,
+        H, D] tensors, LSE [H, total]); the info and workspace sizes follow."""
+        arr = (ctypes.c_int64 * len(lens))(*lens)
+        st = self.L.spattn_plan_set_seq_lens(self.h, arr, len(lens))
+        if st:
+            self._raise(st, "set_seq_lens")
+        self._read_info()
         self._ws = {}
 
     def workspace_size(self, backward=True, deterministic=False):

@@ -14,7 +14,7 @@ import os
 import torch
 from torch import Tensor, nn
 
-from ._core import CACHE, Spec, check_shapes, decode_shapes, resolve_key
+from ._core import CACHE, Spec, check_shapes, decode_shapes, packed_key, resolve_key
 
 _FAST = CACHE.fast          # (spec, device, layout, q.shape, k.shape, dtype) -> plan, after every check passed once
 _DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -218,7 +218,7 @@ class _Direct(torch.autograd.Function):
 
 
 def attention(q, k, v, *, spec=None, pattern=None, band_basis=0, window=0, intervals=None, scale=None, layer=-1,
-              layout="bhnd", return_lse=False, deterministic=False):
+              layout="bhnd", return_lse=False, deterministic=False, seq_lens=None):
     """Causal band attention (DESIGN.md section 1) of q, k, v.
 
     q [B, H, N, D], k and v [B, KVH, N, D] with layout="bhnd" (PyTorch's SDPA
@@ -239,20 +239,41 @@ def attention(q, k, v, *, spec=None, pattern=None, band_basis=0, window=0, inter
     calls on plain tensors run the ops' implementations without the
     dispatcher (an autograd.Function when a gradient is recorded);
     torch.compile, tensor subclasses, modes and functorch get the custom ops
-    (SPATTN_EAGER_DIRECT=0: always the custom ops)."""
+    (SPATTN_EAGER_DIRECT=0: always the custom ops).
+
+    seq_lens=[n0, n1, ...]: packed (ragged) sequences, FlashAttention's
+    varlen: q [total, H, D], k and v [total, KVH, D] (layout is ignored),
+    sequence b the rows after the lengths before it (lengths >= 0, at least
+    one >= 1), each its own causal attention with its own bands (basis its
+    own length unless the spec fixes band_basis).  O is [total, H, D], LSE
+    [H, total].  A plan per distinct list of lengths (cached: a training
+    loop with a fixed packing pays once)."""
     key = resolve_key(spec, pattern, band_basis, window, scale, intervals, layer)
-    if _direct(q, k, v) and (layout == "bhnd" or layout == "bnhd"):     # checked in _plan, once per shape
-        lay = 1 if layout == "bhnd" else 0
-        if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
-            o, lse = _Direct.apply(q, k, v, key, lay, bool(deterministic))
-        else:
-            o, lse = _fwd_impl(q, k, v, key, lay, deterministic)
-    else:
-        _check(q, k, v, layout)
-        o, lse = attention_fwd(q, k, v, key, 1 if layout == "bhnd" else 0, bool(deterministic))
+    if seq_lens is not None:   # packed: a batch of one [1, total, H, D] to the op, the plan knows the lengths
+        for name, x in (("q", q), ("k", k), ("v", v)):
+            if x.dim() != 3:
+                raise ValueError(f"spattn.attention: with seq_lens, {name} is packed [total, heads, head_dim]; "
+                                 f"got shape {tuple(x.shape)}")
+        key, lens = packed_key(key, seq_lens)
+        if sum(lens) != q.shape[0]:
+            raise ValueError(f"spattn.attention: seq_lens sum to {sum(lens)} tokens; q has {q.shape[0]} rows")
+        o, lse = _attention(q[None], k[None], v[None], key, "bnhd", deterministic)
+        return (o[0], lse[0].detach()) if return_lse else o[0]
+    o, lse = _attention(q, k, v, key, layout, deterministic)
     if return_lse:
         return o, lse.detach()
     return o
+
+
+def _attention(q, k, v, key, layout, deterministic):
+    """O and LSE of spattn.attention for a resolved key."""
+    if _direct(q, k, v) and (layout == "bhnd" or layout == "bnhd"):     # checked in _plan, once per shape
+        lay = 1 if layout == "bhnd" else 0
+        if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+            return _Direct.apply(q, k, v, key, lay, bool(deterministic))
+        return _fwd_impl(q, k, v, key, lay, deterministic)
+    _check(q, k, v, layout)
+    return attention_fwd(q, k, v, key, 1 if layout == "bhnd" else 0, bool(deterministic))
 
 
 def prepare(q_shape, kv_heads=None, *, dtype=torch.bfloat16, device="cuda", spec=None, pattern=None, band_basis=0,

@@ -11,10 +11,16 @@ Inputs are NumPy arrays or CPU torch tensors, 16-bit like the kernels:
 Outputs come back in the inputs' kind (numpy float16, uint16 bf16 bits,
 float32 holding the rounded values, or torch tensors of the dtype), in q's
 layout, contiguous; LSE is float32 [B, H, N].
+
+Packed sequences (seq_lens=[...]): q, k, v (o, do) are [total, heads,
+head_dim], sequence b the rows after the lengths before it, each its own
+causal attention with its own bands; O and the gradients come back packed
+the same way and LSE is [H, total].  The result is, bit for bit, that of
+running each sequence alone.
 """
 import numpy as np
 
-from ._core import CACHE, DEVICE_CPU, check_shapes, decode_shapes, resolve_key, _dtype_name
+from ._core import CACHE, DEVICE_CPU, check_shapes, decode_shapes, packed_key, resolve_key, _dtype_name
 
 
 def to_bf16(x):
@@ -93,7 +99,18 @@ def _tensor(bits, layout):
     return (bits.ctypes.data,) + st
 
 
-def _prepare(q, k, v, dtype, layout, spec, pattern, band_basis, window, intervals, scale, layer):
+def _packed(seq_lens, layout, *xs):
+    """Packed [total, H, D] inputs as a batch of one [1, total, H, D] (bnhd)."""
+    if seq_lens is None:
+        return (layout,) + xs
+    for x in xs:
+        if len(x.shape) != 3:
+            raise ValueError(f"spattn.reference_*: with seq_lens, tensors are packed [total, heads, head_dim]; "
+                             f"got shape {tuple(x.shape)}")
+    return ("bnhd",) + tuple(x[None] for x in xs)
+
+
+def _prepare(q, k, v, dtype, layout, spec, pattern, band_basis, window, intervals, scale, layer, seq_lens=None):
     dtype = None if dtype is None else _dtype_name(dtype)
     args = [_Arg(x, dtype) for x in (q, k, v)]
     kinds = {a.dtype for a in args}
@@ -101,30 +118,38 @@ def _prepare(q, k, v, dtype, layout, spec, pattern, band_basis, window, interval
         raise ValueError(f"spattn.reference_*: q, k, v have different dtypes ({', '.join(a.dtype for a in args)})")
     B, N, H, KVH, D = check_shapes(args[0].bits.shape, args[1].bits.shape, args[2].bits.shape, layout)
     key = resolve_key(spec, pattern, band_basis, window, scale, intervals, layer)
+    if seq_lens is not None:
+        key = packed_key(key, seq_lens)[0]
     plan = CACHE.plan(key, DEVICE_CPU, B, N, H, KVH, D, args[0].dtype)
     return args, plan, (B, N, H, KVH, D)
 
 
 def reference_forward(q, k, v, *, spec=None, pattern=None, band_basis=0, window=0, intervals=None, scale=None,
-                      layer=-1, layout="bhnd", dtype=None):
+                      layer=-1, layout="bhnd", dtype=None, seq_lens=None):
     """O and LSE of band attention on the CPU (float64 inside, rounded to the
     16-bit dtype): the arguments of spattn.attention.  Rows with no allowed
-    key give O = 0 and LSE = -inf."""
+    key give O = 0 and LSE = -inf.  seq_lens: packed sequences (see above)."""
+    layout, q, k, v = _packed(seq_lens, layout, q, k, v)
     (qa, ka, va), plan, (B, N, H, KVH, D) = _prepare(q, k, v, dtype, layout, spec, pattern, band_basis, window,
-                                                     intervals, scale, layer)
+                                                     intervals, scale, layer, seq_lens)
     o = np.empty(qa.bits.shape, dtype=np.uint16)
     lse = np.empty((B, H, N), dtype=np.float32)
     plan.forward(_tensor(qa.bits, layout), _tensor(ka.bits, layout), _tensor(va.bits, layout),
                  _tensor(o, layout), (lse.ctypes.data, H * N, N))
-    return qa.wrap(o), (lse if qa.torch_dtype is None else __import__("torch").from_numpy(lse))
+    o, lse = qa.wrap(o), (lse if qa.torch_dtype is None else __import__("torch").from_numpy(lse))
+    return (o[0], lse[0]) if seq_lens is not None else (o, lse)
 
 
 def reference_backward(q, k, v, o, lse, do, *, spec=None, pattern=None, band_basis=0, window=0, intervals=None,
-                       scale=None, layer=-1, layout="bhnd", dtype=None):
+                       scale=None, layer=-1, layout="bhnd", dtype=None, seq_lens=None):
     """dQ, dK, dV on the CPU from the inputs, O and LSE (as the forward gave
-    them) and dL/dO, all in q's kind and layout."""
+    them) and dL/dO, all in q's kind and layout.  seq_lens: packed sequences
+    (see above; lse is then [H, total])."""
+    layout, q, k, v, o, do = _packed(seq_lens, layout, q, k, v, o, do)
+    if seq_lens is not None:
+        lse = lse[None]
     (qa, ka, va), plan, (B, N, H, KVH, D) = _prepare(q, k, v, dtype, layout, spec, pattern, band_basis, window,
-                                                     intervals, scale, layer)
+                                                     intervals, scale, layer, seq_lens)
     oa, da = _Arg(o, qa.dtype), _Arg(do, qa.dtype)
     for name, a in (("o", oa), ("do", da)):
         if a.bits.shape != qa.bits.shape or a.dtype != qa.dtype:
@@ -140,7 +165,8 @@ def reference_backward(q, k, v, o, lse, do, *, spec=None, pattern=None, band_bas
     t = lambda a: _tensor(a, layout)  # noqa: E731
     plan.backward(t(qa.bits), t(ka.bits), t(va.bits), t(oa.bits), (lse.ctypes.data, H * N, N), t(da.bits), t(dq),
                   t(dk), t(dv))
-    return qa.wrap(dq), ka.wrap(dk), va.wrap(dv)
+    grads = qa.wrap(dq), ka.wrap(dk), va.wrap(dv)
+    return tuple(g[0] for g in grads) if seq_lens is not None else grads
 
 
 def reference_decode(q, k_cache, v_cache, *, spec=None, pattern=None, band_basis=0, window=0, intervals=None,

@@ -437,7 +437,7 @@ static void test_regress_13_fwd_empty_qtile_waits_for_q(void)
         sp_kcfg wc = derived(&ws, &ws.pattern, NULL, 90);
         char *wsrc = source(&ws, &ws.pattern, &wc);
         const char *empty = wsrc ? strstr(wsrc, "if (ntiles == 0) {   /* warpgroup-uniform") : NULL;
-        const char *direct = empty ? strstr(empty, "ws_empty_item(p, w, c, tid_c);") : NULL;
+        const char *direct = empty ? strstr(empty, "ws_empty_item(p, item, c, tid_c);") : NULL;
         const char *qwait = empty ? strstr(empty, "mbar_wait(bar(S.q_full[qb])") : NULL;
         CHECKF(wc.mma == SP_MMA_WS && direct && qwait && direct < qwait, "d%d ws: empty items skip Q", d);
         free(wsrc);
