@@ -83,10 +83,10 @@ int attn_fwd_pack(const sp_kcfg *cfg, const attn_fwd_args *a, sp_kparams *kp, sp
     kp->cu_seqlens = a->cu_seqlens;
     kp->bands_sb = a->cu_seqlens ? a->bands_sb : 0;
     const int packed = a->cu_seqlens != 0;   /* batch strides 0: kernels/seq.cuh moves the pointers */
-    kp->q_sb = a->q.sb; kp->q_sn = a->q.sn; kp->q_sh = a->q.sh;
-    kp->k_sb = a->k.sb; kp->k_sn = a->k.sn; kp->k_sh = a->k.sh;
-    kp->v_sb = a->v.sb; kp->v_sn = a->v.sn; kp->v_sh = a->v.sh;
-    kp->o_sb = a->o.sb; kp->o_sn = a->o.sn; kp->o_sh = a->o.sh;
+    ATTN_SET_STRIDES(kp, q, a->q);
+    ATTN_SET_STRIDES(kp, k, a->k);
+    ATTN_SET_STRIDES(kp, v, a->v);
+    ATTN_SET_STRIDES(kp, o, a->o);
     kp->lse_sb = a->lse_sb;
     kp->lse_sh = a->lse_sh;
     if (packed) kp->q_sb = kp->k_sb = kp->v_sb = kp->o_sb = kp->lse_sb = 0;

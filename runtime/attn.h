@@ -22,6 +22,11 @@ typedef struct {
     long long sb, sn, sh;
 } attn_tensor;
 
+/* Set a kernel parameter struct's strides NAME_sb, NAME_sn, NAME_sh (as
+ * every struct of abi/ names them) from tensor t. */
+#define ATTN_SET_STRIDES(kp, name, t) \
+    ((kp)->name##_sb = (t).sb, (kp)->name##_sn = (t).sn, (kp)->name##_sh = (t).sh)
+
 typedef enum {
     ATTN_BNHD = 0,   /* [B, N, H, D]: the default (DESIGN.md section 2) */
     ATTN_BHND = 1,   /* [B, H, N, D]: PyTorch SDPA's layout */

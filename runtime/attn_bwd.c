@@ -70,14 +70,14 @@ int attn_bwd_pack(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_kparams *kp
     kp->delta = a->delta;
     kp->lse2 = a->lse2;
     kp->bands = a->bands;
-    kp->q_sb = a->q.sb; kp->q_sn = a->q.sn; kp->q_sh = a->q.sh;
-    kp->k_sb = a->k.sb; kp->k_sn = a->k.sn; kp->k_sh = a->k.sh;
-    kp->v_sb = a->v.sb; kp->v_sn = a->v.sn; kp->v_sh = a->v.sh;
-    kp->o_sb = a->o.sb; kp->o_sn = a->o.sn; kp->o_sh = a->o.sh;
-    kp->do_sb = a->dout.sb; kp->do_sn = a->dout.sn; kp->do_sh = a->dout.sh;
-    kp->dq_sb = a->dq.sb; kp->dq_sn = a->dq.sn; kp->dq_sh = a->dq.sh;
-    kp->dk_sb = a->dk.sb; kp->dk_sn = a->dk.sn; kp->dk_sh = a->dk.sh;
-    kp->dv_sb = a->dv.sb; kp->dv_sn = a->dv.sn; kp->dv_sh = a->dv.sh;
+    ATTN_SET_STRIDES(kp, q, a->q);
+    ATTN_SET_STRIDES(kp, k, a->k);
+    ATTN_SET_STRIDES(kp, v, a->v);
+    ATTN_SET_STRIDES(kp, o, a->o);
+    ATTN_SET_STRIDES(kp, do, a->dout);
+    ATTN_SET_STRIDES(kp, dq, a->dq);
+    ATTN_SET_STRIDES(kp, dk, a->dk);
+    ATTN_SET_STRIDES(kp, dv, a->dv);
     kp->lse_sb = a->lse_sb;
     kp->lse_sh = a->lse_sh;
     /* The scratch layouts of attn_bwd.h: dq_accum [B, N, H, D], delta and lse2 [B, H, N_pad]. */

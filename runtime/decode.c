@@ -136,10 +136,10 @@ int decode_pack(const sp_kcfg *cfg, const decode_args *a, sp_dec_kparams *kp, sp
     size_t rows = (size_t)a->batch * a->heads * a->new_tokens * a->splits;
     kp->o_part = a->splits > 1 ? a->workspace : 0;
     kp->lse_part = a->splits > 1 ? a->workspace + align16(rows * cfg->head_dim * 4) : 0;
-    kp->q_sb = a->q.sb; kp->q_sn = a->q.sn; kp->q_sh = a->q.sh;
-    kp->k_sb = a->k.sb; kp->k_sn = a->k.sn; kp->k_sh = a->k.sh;
-    kp->v_sb = a->v.sb; kp->v_sn = a->v.sn; kp->v_sh = a->v.sh;
-    kp->o_sb = a->o.sb; kp->o_sn = a->o.sn; kp->o_sh = a->o.sh;
+    ATTN_SET_STRIDES(kp, q, a->q);
+    ATTN_SET_STRIDES(kp, k, a->k);
+    ATTN_SET_STRIDES(kp, v, a->v);
+    ATTN_SET_STRIDES(kp, o, a->o);
     kp->lse_sb = a->lse_sb;
     kp->lse_sh = a->lse_sh;
     kp->bt_sb = a->block_table ? a->max_pages : 0;
