@@ -119,6 +119,24 @@ def main():
             out = spattn.attention(qg, kg, vg, spec=SPEC)
             torch.autograd.grad(out, (qg, kg, vg), do)
 
+        class Nop(torch.autograd.Function):   # the floor: autograd.grad over a Function that launches nothing
+            @staticmethod
+            def forward(ctx, q_, k_, v_):
+                return torch.empty_like(q_)
+
+            @staticmethod
+            def backward(ctx, g):
+                return torch.empty_like(qg), torch.empty_like(kg), torch.empty_like(vg)
+
+        def nop_fb():
+            torch.autograd.grad(Nop.apply(qg, kg, vg), (qg, kg, vg), do)
+
+        from spattn import _torch as _t   # the op's two implementations, called without autograd
+
+        def impl_fb():
+            o_, lse_ = _t._fwd_impl(q, k, v, SPEC.key, 1, False)
+            _t._bwd_impl(do, q, k, v, o_, lse_, SPEC.key, 1, False)
+
         def sdpa_fb():   # a yardstick: PyTorch's own attention op through the same autograd.grad
             out = torch.nn.functional.scaled_dot_product_attention(qg, kg, vg, is_causal=True)
             torch.autograd.grad(out, (qg, kg, vg), do)
@@ -139,8 +157,12 @@ def main():
         rf, rf_host = best(raw_fb, it // 2)
         of, of_host = best(op_fb, it // 2)
         _, sd_host = best(sdpa_fb, it // 2)
+        _, nop_host = best(nop_fb, it // 2)
+        im, im_host = best(impl_fb, it // 2)
         print(f"| {shape} | fwd+bwd | {rf:.1f} | - | - | - | {of:.1f} | {of - rf:+.1f} | {rf_host:.1f} / {of_host:.1f} "
-              f"| {'yes' if of - rf <= 2 * LIMIT_US else 'NO'} (2 calls; SDPA + autograd.grad: {sd_host:.0f} us host) |",
+              f"| {'yes' if of - rf <= 2 * LIMIT_US else 'NO'} (2 calls; host per step: SDPA + autograd.grad "
+              f"{sd_host:.0f} us, a no-op autograd.Function + autograd.grad {nop_host:.0f} us, spattn's two "
+              f"implementations without autograd {im_host:.0f} us ({im:.1f} us by events)) |",
               flush=True)
     print(f"\n# overhead = op - raw, per call, CUDA events over back-to-back calls; limit {LIMIT_US} us per call "
           "(fwd+bwd: two calls). At the small shape the host is the bottleneck, so the events show the Python cost; "
