@@ -135,21 +135,9 @@ def candidates(spec_path, kind, arch):
     return _candidates[key]
 
 
-def with_exp2_emu(tile, kind):
-    """--exp2-emu E: a forward tile with every E-th score block's 2^x by polynomial
-    (":eE" before the family's suffix)."""
-    if not EXP2_EMU or kind != "fwd":
-        return tile
-    head, sep, fam = tile.rpartition(":")
-    return f"{head}:e{EXP2_EMU}:{fam}" if fam in ("ws", "wgmma") else f"{tile}:e{EXP2_EMU}"
-
-
-EXP2_EMU = 0
-
-
 def family_tiles(spec_path, family, arch):
     kind, mma = family.split("-")[:2]
-    return [with_exp2_emu(t, kind) for t, m in candidates(spec_path, kind, arch) if m == mma]
+    return [t for t, m in candidates(spec_path, kind, arch) if m == mma]
 
 
 def families_for(arch):
@@ -391,11 +379,7 @@ def main():
     ap.add_argument("--filter", default="",
                     help="run only cases whose name contains this (sanitize: whose family contains it, or whose "
                          "case starts with it: packed)")
-    ap.add_argument("--exp2-emu", type=int, default=0,
-                    help="forward tiles with every E-th score block's 2^x by polynomial (:eE; 0: the tuner's tiles)")
     a = ap.parse_args()
-    global EXP2_EMU
-    EXP2_EMU = a.exp2_emu
     os.makedirs(a.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix=f"spattn-{a.what}-")   # the generated specs; one per invocation
 

@@ -91,13 +91,12 @@ void emit_constants(strbuf *out, const sp_kcfg *cfg)
               "    SMEM_BYTES = %d,                     /* the launch's dynamic shared memory */\n"
               "    Q_IN_REGS = %d,                         /* 1: Q fragments live in registers; 0: re-read */\n"
               "    BANDS_DENSE = %d,                       /* 1: the dense causal baseline (one band [0, n)) */\n"
-              "    EXP2_EMU = %d,                          /* 0, or every E-th 8-key block's 2^x by polynomial */\n"
               "};\n"
               "#define LN2 0.693147180559945309f\n"
               "static_assert(SMEM_BYTES == %d + Q_TILE_BYTES + STAGES * STAGE_BYTES, \"kcfg_derive disagrees\");\n"
               "static_assert((WM == 1 || WM == 2) && BM == WARP_ROWS * WARPS && BN %% 16 == 0, \"bad tile\");\n\n",
               cfg->head_dim, cfg->heads, cfg->kv_heads, cfg->max_intervals, cfg->bm, cfg->bn, cfg->warps, cfg->threads,
-              cfg->stages, cfg->row_bytes, cfg->smem_bytes, cfg->q_in_regs, cfg->pattern == SP_DENSE, cfg->exp2_emu,
+              cfg->stages, cfg->row_bytes, cfg->smem_bytes, cfg->q_in_regs, cfg->pattern == SP_DENSE,
               kcfg_smem_extra(cfg));
 }
 

@@ -164,9 +164,6 @@ static int derive_fwd_problem(sp_kcfg *c, sp_err *e)
         return sp_fail(e, SP_EXIT_USAGE, "heads %d must be a multiple of kv_heads %d", c->heads, c->kv_heads);
     if (c->max_intervals < 1 || c->max_intervals > SP_MAX_INTERVALS)
         return sp_fail(e, SP_EXIT_USAGE, "max_intervals %d is out of range 1..%d", c->max_intervals, SP_MAX_INTERVALS);
-    if (c->exp2_emu != 0 && c->exp2_emu != 2 && c->exp2_emu != 4 && c->exp2_emu != 8)
-        return sp_fail(e, SP_EXIT_USAGE, "exp2 emulation :e%d must be 2, 4 or 8 (every E-th 8-key block of scores)",
-                       c->exp2_emu);
     return 0;
 }
 
@@ -225,7 +222,7 @@ static long parse_num(const char **p)
 int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e)
 {
     const char *p = arg;
-    long bm = parse_num(&p), bn = -1, warps = 0, stages = c->stages, splits = 0, emu = 0;
+    long bm = parse_num(&p), bn = -1, warps = 0, stages = c->stages, splits = 0;
     const sp_family *fam = family_by_suffix(c->kind, "");
     int stages_given = 0;
     if (bm > 0 && (*p == 'x' || *p == 'X')) {
@@ -241,14 +238,12 @@ int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e)
         }
         p++;
         char what = *p;
-        if (what != 'w' && what != 's' && !(what == 'k' && c->kind == SP_KIND_DEC) &&
-            !(what == 'e' && c->kind == SP_KIND_FWD)) { bn = -1; break; }
+        if (what != 'w' && what != 's' && !(what == 'k' && c->kind == SP_KIND_DEC)) { bn = -1; break; }
         p++;
         long v = parse_num(&p);
         if (v < 0) { bn = -1; break; }
         if (what == 'w') warps = v;
         else if (what == 'k') splits = v;
-        else if (what == 'e') emu = v;
         else { stages = v; stages_given = 1; }
     }
     if (bm < 0 || bn < 0 || *p || !fam) {
@@ -257,9 +252,9 @@ int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e)
             sp_hint(e, "for example 16x64, 16x64:w4:s3 or 16x128:w4:s2:k8");
             return -1;
         }
-        sp_fail(e, SP_EXIT_USAGE, "bad tile '%s': expected BMxBN or BMxBN:wW:sS%s, optionally ending in :wgmma%s", arg,
-                c->kind == SP_KIND_FWD ? "[:eE]" : "", c->kind == SP_KIND_FWD ? " or :ws" : "");
-        sp_hint(e, "for example 128x64, 128x64:w4:s2, 128x128:w8:s3:wgmma or 128x128:s2:e4:ws");
+        sp_fail(e, SP_EXIT_USAGE, "bad tile '%s': expected BMxBN or BMxBN:wW:sS, optionally ending in :wgmma%s", arg,
+                c->kind == SP_KIND_FWD ? " or :ws" : "");
+        sp_hint(e, "for example 128x64, 128x64:w4:s2, 128x128:w8:s3:wgmma or 128x128:s2:ws");
         return -1;
     }
     /* Stages not given, for another family than c's: that family's own default. */
@@ -269,7 +264,6 @@ int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e)
     c->warps = (int)warps;
     c->stages = (int)stages;
     c->splits = (int)splits;
-    c->exp2_emu = (int)emu;
     c->mma = fam->mma;
     return 0;
 }
@@ -282,8 +276,6 @@ void kcfg_hash(const sp_kcfg *c, char out[9])
                        "bm %d bn %d warps %d stages %d mma %d",
                        (int)c->kind, (int)c->dtype, c->head_dim, c->heads, c->kv_heads, c->pattern == SP_DENSE,
                        c->max_intervals, c->bm, c->bn, c->warps, c->stages, c->mma);
-    if (c->exp2_emu && len > 0 && len < (int)sizeof text)   /* appended only when used: other names stay */
-        len += snprintf(text + len, sizeof text - (size_t)len, " exp2_emu %d", c->exp2_emu);
     snprintf(out, 9, "%08x", (unsigned)XXH32(text, len > 0 ? (size_t)len : 0, 0));
 }
 
@@ -305,9 +297,7 @@ void kcfg_name(const sp_kcfg *c, char *buf, int n)
 void kcfg_tile_string(const sp_kcfg *c, char *buf, int n)
 {
     const sp_family *f = kcfg_family(c);
-    char emu[16] = "";
-    if (c->exp2_emu) snprintf(emu, sizeof emu, ":e%d", c->exp2_emu);
-    int len = snprintf(buf, (size_t)n, "%dx%d:w%d:s%d%s%s", c->bm, c->bn, c->warps, c->stages, emu,
+    int len = snprintf(buf, (size_t)n, "%dx%d:w%d:s%d%s", c->bm, c->bn, c->warps, c->stages,
                        f ? f->tile_suffix : "");
     if (c->kind == SP_KIND_DEC && c->splits > 0 && len > 0 && len < n)
         snprintf(buf + len, (size_t)(n - len), ":k%d", c->splits);   /* decode: the splits, a launch choice */

@@ -37,9 +37,6 @@ typedef struct {
     int mma;               /* SP_MMA_SYNC: mma.sync (sm_80 on); SP_MMA_WGMMA: Hopper's warpgroup
                             * wgmma (sm_90a only; forward, head_dim 64 and 128); SP_MMA_WS: the
                             * warp-specialized wgmma forward (sm_90a; warps counts the consumers') */
-    int exp2_emu;          /* forward: 0, or every exp2_emu-th 8-key column block of a score tile
-                            * takes 2^x from a polynomial on the FMA pipe instead of the
-                            * special-function unit (kernels/ptx.cuh: exp2_poly) */
 
     /* Derived by kcfg_derive. */
     int threads;

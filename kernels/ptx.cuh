@@ -71,25 +71,6 @@ DEV u32 pack2(float lo, float hi)
 DEV float exp2_approx(float x) { float y; asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x)); return y; }
 DEV float log2_approx(float x) { float y; asm("lg2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x)); return y; }
 
-/* 2^x for x <= 0 without the special-function unit (FlashAttention-4's trick):
- * at head_dim 64 the SFU's 16 ex2 per SM and clock take as long as the
- * tensor cores' work on the same scores, so some of them move to the FMA
- * pipe.  x = j + f with j = round(x) (adding 1.5 * 2^23 leaves j in the
- * low mantissa bits of t), 2^f on [-1/2, 1/2] by a cubic (relative error
- * 1.8e-4, under bf16's 3.9e-3 rounding of P), and j added to its exponent
- * field: j << 23 is the low bits of t shifted, the rest falls off the top.
- * Below -125 the result is 0, as ex2.approx.ftz gives (exactly 0 at -inf:
- * masked scores and rows with no key rely on it). */
-DEV float exp2_poly(float x)
-{
-    const float xc = fmaxf(x, -125.f);
-    const float t = xc + 12582912.f;
-    const float f = xc - (t - 12582912.f);
-    const float p = fmaf(fmaf(fmaf(0.0546026227f, f, 0.241924129f), f, 0.693316481f), f, 1.f);
-    const float y = __uint_as_float(__float_as_uint(p) + (__float_as_uint(t) << 23));
-    return x > -125.f ? y : 0.f;
-}
-
 /* Max and sum over the 4 lanes of a quad (lanes 4g..4g+3 hold one accumulator row). */
 DEV float quad_max(float x)
 {

@@ -30,11 +30,8 @@ DEV void softmax_p(float (&s)[WM][BN / 8][4], float (&m)[WM][2], float (&l)[WM][
             float sum = 0.f;
 #pragma unroll
             for (int nb = 0; nb < BN / 8; ++nb) {
-                /* EXP2_EMU: every EXP2_EMU-th column block on the FMA pipe (ptx.cuh) */
-                const bool poly = EXP2_EMU > 0 && nb % (EXP2_EMU > 0 ? EXP2_EMU : 1) == 0;
-                const float x0 = fmaf(s[mi][nb][2 * r], c, -base), x1 = fmaf(s[mi][nb][2 * r + 1], c, -base);
-                s[mi][nb][2 * r] = poly ? exp2_poly(x0) : exp2_approx(x0);
-                s[mi][nb][2 * r + 1] = poly ? exp2_poly(x1) : exp2_approx(x1);
+                s[mi][nb][2 * r] = exp2_approx(fmaf(s[mi][nb][2 * r], c, -base));
+                s[mi][nb][2 * r + 1] = exp2_approx(fmaf(s[mi][nb][2 * r + 1], c, -base));
                 sum += s[mi][nb][2 * r] + s[mi][nb][2 * r + 1];
             }
             l[mi][r] = l[mi][r] * alpha + sum;
