@@ -156,41 +156,52 @@ DEV void ws_producer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
 
 /* ==== The consumers ==== */
 
-/* The band mask of a PARTIAL tile, in key-column space: for each of this
- * lane's two rows i and each interval [lo, hi), the allowed keys of the
- * tile are the columns c = j - n0 in [i - hi + 1 - n0, i - lo - n0],
- * clipped to keys 0 .. n - 1; one unsigned compare per interval then tests
- * a column ((c - first) <= (last - first), false when c < first).  So the
- * per-score work is a subtract and a compare per interval, with no
- * distance arithmetic: the mask costs less than the softmax it precedes.
- * Lane l holds in s[0][nb] columns 8nb + 2(l % 4) + {0, 1} of rows
- * i0 = row0 + l / 4 (elements 0, 1) and i0 + 8 (elements 2, 3). */
+/* The band mask of a PARTIAL tile, as one bit per score of the lane's row.
+ * Lane l holds in s[0][nb] columns c0 + 8nb + {0, 1} (c0 = 2(l % 4)) of rows
+ * i0 = row0 + l / 4 (elements 0, 1) and i0 + 8 (elements 2, 3): score 2nb + e
+ * of a row, COLS = BN / 4 of them.  For each interval [lo, hi) the allowed
+ * columns of row i are [A, B] = [i - hi + 1 - n0, i - lo - n0], clipped to
+ * keys 0 .. n - 1; the lane's scores in columns below X number
+ * cols_below(X - c0) (two in every 8), so the interval's scores are the bits
+ * [cols_below(A - c0), cols_below(B + 1 - c0)).  The intervals' arithmetic
+ * runs once per row; per score there is one bit test and one select (the
+ * compare per interval it replaces cost about three instructions each, and
+ * the consumers are bound by instruction issue: NOTES-fwd-ws.md, session 7). */
+template <int W> struct mask_word { typedef u32 type; };
+template <> struct mask_word<64> { typedef unsigned long long type; };
+enum : int { MASK_COLS = BN / 4, MASK_BITS = MASK_COLS <= 32 ? 32 : 64 };
+typedef mask_word<MASK_BITS>::type mask_t;
+static_assert(MASK_COLS <= 64, "a row's scores fit one 64-bit mask");
+
+DEV int cols_below(int x)
+{
+    if (x <= 0) return 0;
+    return min(2 * (x >> 3) + min(x & 7, 2), (int)MASK_COLS);
+}
+DEV mask_t low_bits(int k) { return k >= MASK_BITS ? ~(mask_t)0 : ((mask_t)1 << k) - 1; }
+
 DEV void ws_mask(float (&s)[1][BN / 8][4], const band_plan &bp, int i0, int n0, int n, int lane)
 {
-    int first[2][MAX_INTERVALS];
-    u32 span[2][MAX_INTERVALS];
-    const int c0 = 2 * (lane & 3);   /* this lane's first column */
+    const int c0 = 2 * (lane & 3);
+    mask_t allow[2];
 #pragma unroll
-    for (int r = 0; r < 2; ++r)
+    for (int r = 0; r < 2; ++r) {
+        const int i = i0 + 8 * r;
+        allow[r] = 0;
 #pragma unroll
         for (int k = 0; k < MAX_INTERVALS; ++k) {
-            const int i = i0 + 8 * r;
             const int a = max(i - bp.hi[k] + 1, 0) - n0, b = min(i - bp.lo[k], n - 1) - n0;
-            const bool none = k >= bp.count || a > b;
-            first[r][k] = none ? (1 << 30) : a - c0;   /* relative to the lane's column 0 */
-            span[r][k] = none ? 0u : (u32)(b - a);
+            const int first = cols_below(a - c0), end = cols_below(b + 1 - c0);
+            if (k < bp.count && first < end) allow[r] |= low_bits(end) & ~low_bits(first);
         }
+    }
 #pragma unroll
     for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
         for (int e = 0; e < 2; ++e)
 #pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                bool ok = false;
-#pragma unroll
-                for (int k = 0; k < MAX_INTERVALS; ++k) ok |= (u32)(8 * nb + e - first[r][k]) <= span[r][k];
-                s[0][nb][2 * r + e] = ok ? s[0][nb][2 * r + e] : neg_inf();
-            }
+            for (int r = 0; r < 2; ++r)
+                if (!(allow[r] & ((mask_t)1 << (2 * nb + e)))) s[0][nb][2 * r + e] = neg_inf();
 }
 
 /* Lane 0 of each warp signals a ring barrier: the warp's reads are done
