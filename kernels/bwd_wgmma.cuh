@@ -227,9 +227,9 @@ DEV void bwd_main_body(const sp_bwd_kparams &batch_p)
      * that step left in buffer (it - 1) % 2) is computed in step it, so that nothing
      * waits on a barrier between dS^T and dQ: the one barrier per step is the one at its
      * top.  A step issues, in order,
-     *     S^T, dP^T | P^T | dS^T | dQ(it - 1), dV, dK | dQ(it - 1) -> staging, reduce-add
-     * so that dP^T runs while the warps compute P^T (FlashAttention-3's order), and dV and
-     * dK while they stage dQ and store dS^T.  Registers: dK and dV (64 + 64 at head_dim
+     *     S^T, dP^T | P^T | dV | dS^T | dQ(it - 1), dK | dQ(it - 1) -> staging, reduce-add
+     * so that dP^T runs while the warps compute P^T (FlashAttention-3's order), dV while
+     * they compute dS^T, and dK while they stage dQ and store dS^T.  Registers: dK and dV (64 + 64 at head_dim
      * 128) with S^T and dP^T (32 + 32) at the top, or with P^T, dS^T packed and dQ
      * (16 + 16 + 32) later; issuing dQ with S^T and dP^T would need all three at once and
      * spills.  The dS^T buffer of the step before the first is zeroed (step 0's dQ
@@ -273,17 +273,17 @@ DEV void bwd_main_body(const sp_bwd_kparams &batch_p)
         }
         u32 pf[BM / 16][4];
         pack_frags(pf, s);
-        wgmma_wait<0>();                                   /* dP^T is done */
+        issue_acc(dv, pf, dot + so);                       /* dV += P^T dO, while the warps compute dS^T */
+        wgmma_wait<1>();                                   /* dP^T is done (dV runs on) */
         regs_fence(dp);
         bwd_dscores_t<BM>(dp, s, sD + stage * BM * 4, lane);   /* dS^T = P^T (dP^T - delta) */
         u32 dsf[BM / 16][4];
         pack_frags(dsf, dp);
         float dq[DQ_N / 8][4];
         if constexpr (WITH_DQ) issue_dq(dq, dst + (ds_prev >> 4), dkt);   /* dQ of step it - 1 */
-        issue_acc(dv, pf, dot + so);                       /* dV += P^T dO */
         issue_acc(dk, dsf, dqt + so);                      /* dK += dS^T Q */
         if constexpr (WITH_DQ) {
-            wgmma_wait<2>();                               /* dQ of step it - 1 is done */
+            wgmma_wait<1>();                               /* dV and dQ of step it - 1 are done */
             regs_fence(dq);
             if (it > 0)
                 dq_stage(sdQ, (float *)p.dq_accum + b * p.dqa_sb + (kvh * GROUP + (prev_tile & 255)) * p.dqa_sh,

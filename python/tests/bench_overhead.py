@@ -60,6 +60,17 @@ def best(fn, iters, reps=5):
     return min(x[0] for x in r), min(x[1] for x in r)
 
 
+def best_of(fns, iters, reps=7):
+    """best() of each of fns, their timings interleaved (fn 1, fn 2, ..., fn 1,
+    ...), so that a drift of the GPU's clock between them shows in none of the
+    differences."""
+    runs = [[] for _ in fns]
+    for _ in range(reps):
+        for i, fn in enumerate(fns):
+            runs[i].append(timed(fn, iters))
+    return [(min(x[0] for x in r), min(x[1] for x in r)) for r in runs]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iters", type=int, default=200)
@@ -142,11 +153,7 @@ def main():
             torch.autograd.grad(out, (qg, kg, vg), do)
 
         it = a.iters
-        r, r_host = best(raw, it)
-        p, _ = best(via_plan, it)
-        o_ev, o_host = best(op, it)
-        od, _ = best(op_dispatch, it)
-        og, _ = best(op_grad, it)
+        (r, r_host), (p, _), (o_ev, o_host), (od, _), (og, _) = best_of([raw, via_plan, op, op_dispatch, op_grad], it)
         over = o_ev - r
         ok = over <= LIMIT_US
         if name == "olmoe" and not ok:
@@ -154,8 +161,7 @@ def main():
         shape = f"{B},{H},{KVH},{N},{D}"
         print(f"| {shape} | fwd | {r:.1f} | {p:.1f} | {o_ev:.1f} | {od:.1f} | {og:.1f} | {over:+.1f} | {r_host:.1f} / {o_host:.1f} "
               f"| {'yes' if ok else 'NO'} |", flush=True)
-        rf, rf_host = best(raw_fb, it // 2)
-        of, of_host = best(op_fb, it // 2)
+        (rf, rf_host), (of, of_host) = best_of([raw_fb, op_fb], it // 2)
         _, sd_host = best(sdpa_fb, it // 2)
         _, nop_host = best(nop_fb, it // 2)
         im, im_host = best(impl_fb, it // 2)
