@@ -314,9 +314,14 @@ static void test_splits(void)
     CHECK("B 64 x 16 kv heads fill 132 SMs: one split", decode_splits(&c, 132, 64, 1, 100) == 1);
     int s = decode_splits(&c, 132, 1, 1, 100);
     CHECKF(s == 33, "B 1: %d splits (want 16 CTAs x splits >= 2 waves of 264, each >= 2 tiles)", s);
-    CHECK("B 17 x 16 kv heads: one wave, one split", decode_splits(&c, 132, 17, 1, 100) == 1);
+    /* Waves of 2 x 132 CTAs; the heuristic wants at least two (528 CTAs),
+     * on either side of each threshold. */
+    CHECK("B 33 x 16 kv heads = 528 CTAs: two waves, one split", decode_splits(&c, 132, 33, 1, 100) == 1);
+    CHECK("B 32 x 16 = 512 CTAs, one short of two waves: 2 splits", decode_splits(&c, 132, 32, 1, 100) == 2);
+    CHECK("B 17 x 16 kv heads: one wave, 2 splits", decode_splits(&c, 132, 17, 1, 100) == 2);
     CHECK("B 16 x 16 kv heads: short of a wave", decode_splits(&c, 132, 16, 1, 100) == 3);
     CHECK("B 8: two waves", decode_splits(&c, 132, 8, 1, 100) == 5);
+    CHECK("no SMs reported: one SM", decode_splits(&c, 0, 1, 1, 100) == 1);
     CHECK("capped by tiles", decode_splits(&c, 132, 1, 1, 6) == 3);
     c.splits = 7;
     CHECK("config's splits", decode_splits(&c, 132, 1, 1, 100) == 7);
