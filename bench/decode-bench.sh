@@ -6,7 +6,8 @@
 # benchmark.  Builds nothing: build/ comes from the development machine.
 # Logs in $OUT (default gpu-logs); the table is printed last.
 #
-#   bash bench/decode-bench.sh [decode_bench.py options, e.g. --measure-copy]
+#   bash bench/decode-bench.sh [decode_bench.py options, e.g. --measure-copy, or --tune:
+#                               tune each spec's decode kernels at the benchmark's shape first]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-logs}

@@ -15,8 +15,15 @@ for the olmoe and gqa-32q-8kv specs (configs/).  For each:
     bytes alone predict;
   * a correctness check first: spattn.decode on two sequences against SDPA
     with the band mask at N (fp32 math), rel L2 <= 1e-2.
+With --tune, each spec's decode kernels are first tuned at the benchmark's
+shape (spattn.tune(..., decode=True): tiles x splits, each checked against
+the float64 reference, into the tuning database, $SPATTN_DB or the cache's;
+--force-tune re-tunes a key the database has).  Every row names the config
+spattn.decode used (tile and splits, spattn.decode_info) and where it came
+from (tuned or heuristic).
 
     python3 bench/decode_bench.py [--batch 64] [--kv-len 32768] [--new-tokens 1] [--iters 50] [--json OUT.json]
+                                  [--tune [--force-tune]]
 """
 import argparse
 import json
@@ -88,6 +95,8 @@ def main():
     ap.add_argument("--measure-copy", action="store_true")
     ap.add_argument("--specs", default="olmoe,gqa-32q-8kv")
     ap.add_argument("--json", default=None, help="also write the rows as JSON lines to this file")
+    ap.add_argument("--tune", action="store_true", help="tune the decode kernels at this shape first")
+    ap.add_argument("--force-tune", action="store_true", help="with --tune: re-tune keys the database has")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         print("decode_bench: no CUDA GPU visible to PyTorch")
@@ -96,10 +105,19 @@ def main():
     copy = copy_gbps() if a.measure_copy else a.copy_gbps
     print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, B={B} N={N} T={T} bf16; "
           f"copy bandwidth {copy:.0f} GB/s ({'measured' if a.measure_copy else 'given'})")
-    print("| spec | spattn ms | K/V read GB | GB/s | % of copy | SDPA dense ms | dense GB | dense GB/s | speedup | 1/ratio | rel L2 |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    rows, ok = [], True
-    for name in a.specs.split(","):
+    names = a.specs.split(",")
+    dev = torch.cuda.current_device()
+    for name in names if a.tune else []:
+        rows = spattn.tune(SPECS[name][0], seq_lens=[N], batches=[B], decode=True, new_tokens=[T],
+                           force=a.force_tune, device=dev)
+        print(f"# tuned {name}: " + (", ".join(f"{r['tile']} {r['median_ms']:.4f} ms of {r['candidates']} candidates"
+                                             for r in rows) or "up to date in the database"), flush=True)
+    spattn.clear_plan_cache()   # plans made before the tune keep their configs
+    print("| spec | spattn ms | K/V read GB | GB/s | % of copy | SDPA dense ms | dense GB | dense GB/s | speedup | 1/ratio "
+          "| rel L2 | config | splits |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    rows, ok, used = [], True, []
+    for name in names:
         path, H, KVH, D = SPECS[name]
         torch.manual_seed(0)
         q = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16)
@@ -107,7 +125,7 @@ def main():
         v = torch.randn_like(k)
         err = band_check(path, q, k, v, H, KVH, N, T)
         ok &= err <= 1e-2
-        info = spattn.decode_info(path, batch=B, kv_len=N, new_tokens=T, device=torch.cuda.current_device())
+        info = spattn.decode_info(path, batch=B, kv_len=N, new_tokens=T, device=dev)
         ms = median_ms(lambda: spattn.decode(q, k, v, spec=path), a.iters)
         # dense decoding: SDPA over all N keys ([B, H, T, D] against [B, KVH, N, D]); with T > 1 the last T
         # rows need the causal corner, which SDPA's is_causal (top-left aligned) does not give: T = 1 only
@@ -120,13 +138,16 @@ def main():
         row = {"spec": name, "batch": B, "kv_len": N, "new_tokens": T, "spattn_ms": ms, "kv_bytes_read": info.bytes,
                "gbps": gbps, "copy_fraction": gbps / copy, "dense_ms": dms, "dense_bytes": dbytes, "dense_gbps": dgbps,
                "speedup": dms / ms, "inverse_ratio": info.dense_bytes / info.bytes, "splits": info.splits,
-               "rel_l2": err}
+               "config": info.config, "config_source": info.config_source, "kernel": info.kernel, "rel_l2": err}
         rows.append(row)
+        used.append(f"# {name}: kernel {info.kernel}, config {info.config} ({info.config_source}), "
+                    f"{info.splits} split{'s' if info.splits != 1 else ''}")
         print(f"| {name} | {ms:.4f} | {info.bytes / 1e9:.3f} | {gbps:.0f} | {100 * gbps / copy:.1f}% | {dms:.4f} | "
-              f"{dbytes / 1e9:.2f} | {dgbps:.0f} | {dms / ms:.2f}x | {row['inverse_ratio']:.2f}x | {err:.1e} |",
-              flush=True)
+              f"{dbytes / 1e9:.2f} | {dgbps:.0f} | {dms / ms:.2f}x | {row['inverse_ratio']:.2f}x | {err:.1e} | "
+              f"{info.config} | {info.splits} |", flush=True)
         del q, k, v
         torch.cuda.empty_cache()
+    print("\n".join(used))
     target = all(r["copy_fraction"] >= 0.8 for r in rows)
     print(f"# target (bytes read / time >= 80% of copy): {'met' if target else 'NOT met'}; "
           f"correctness: {'ok' if ok else 'FAILED'}")

@@ -30,7 +30,7 @@ static struct {
 #define OPT_JSON   OPT_BOOL(0, "json", &o.json, "print JSON (rows: one object per line)")
 #define OPT_FILTERS                                                                                      \
     OPT_STRING(0, "gpu", &o.gpu, "NAME", "only rows whose GPU name contains NAME (case-insensitive)"),   \
-    OPT_STRING(0, "kind", &o.kind, "KIND", "only fwd or only bwd rows"),                                 \
+    OPT_STRING(0, "kind", &o.kind, "KIND", "only rows of this kind: fwd, bwd or dec (decode)"),          \
     OPT_STRING(0, "pattern", &o.pattern, "NAME", "only rows of this pattern (spattn, dense, custom, ...)"), \
     OPT_STRING(0, "signature", &o.signature, "SIG", "only rows of this spec signature")
 
@@ -118,8 +118,8 @@ int cmd_db(int argc, char **argv, sp_err *e)
         int rc = opts_parse(&subs[i].cmd, subs[i].opts, argc - 1, argv + 1, &pos, e);
         if (rc > 0) return SP_EXIT_OK;  /* --help */
         if (rc < 0) return SP_EXIT_USAGE;
-        if (o.kind && strcmp(o.kind, "fwd") != 0 && strcmp(o.kind, "bwd") != 0) {
-            sp_fail(e, SP_EXIT_USAGE, "--kind: expected fwd or bwd, got '%s'", o.kind);
+        if (o.kind && strcmp(o.kind, "fwd") != 0 && strcmp(o.kind, "bwd") != 0 && strcmp(o.kind, "dec") != 0) {
+            sp_fail(e, SP_EXIT_USAGE, "--kind: expected fwd, bwd or dec, got '%s'", o.kind);
             return SP_EXIT_USAGE;
         }
         sp_pattern_kind pk;
@@ -223,17 +223,19 @@ static int sub_list(const opt_pos *pos, sp_err *e)
             if (ls > ws) ws = ls;
             if (lt > wt) wt = lt;
         }
-        printf("%4s  %-*s  %-4s  %-*s  %5s  %7s  %-*s  %9s  %7s  %s\n", "ID", wg, "GPU", "KIND", ws, "SPEC", "BATCH",
-               "BUCKET", wt, "TILE", "MS", "TF/S", "WHEN");
+        printf("%4s  %-*s  %-4s  %-*s  %5s  %7s  %4s  %-*s  %9s  %7s  %s\n", "ID", wg, "GPU", "KIND", ws, "SPEC",
+               "BATCH", "BUCKET", "T", wt, "TILE", "MS", "TF/S", "WHEN");
         for (int i = 0; i < v.n; i++) {
             const db_row *r = &v.rows[i];
             db_signature(&r->key, sig, sizeof sig);
             /* "2026-11-25T10:00:00Z" -> "2026-11-25 10:00" */
             char when[32];
             snprintf(when, sizeof when, "%.10s %.5s", r->created_at, r->created_at + (strlen(r->created_at) > 11 ? 11 : 0));
-            printf("%4lld  %-*s  %-4s  %-*s  %5lld  %7lld  %-*s  %9.4f  %7.1f  %s\n", (long long)r->id, wg,
-                   r->key.gpu_name, r->key.kind, ws, sig, (long long)r->key.batch, (long long)r->key.seq_bucket, wt,
-                   r->tile, r->median_ms, r->eff_tflops, when);
+            char T[16] = "-";   /* decode's new tokens */
+            if (r->key.new_tokens > 0) snprintf(T, sizeof T, "%d", r->key.new_tokens);
+            printf("%4lld  %-*s  %-4s  %-*s  %5lld  %7lld  %4s  %-*s  %9.4f  %7.1f  %s\n", (long long)r->id, wg,
+                   r->key.gpu_name, r->key.kind, ws, sig, (long long)r->key.batch, (long long)r->key.seq_bucket, T,
+                   wt, r->tile, r->median_ms, r->eff_tflops, when);
         }
     }
     free(v.rows);
@@ -266,6 +268,7 @@ static void print_row(const db_row *r)
     printf("  band_basis      %lld%s\n", (long long)k->band_basis, k->band_basis ? "" : " (L = N)");
     printf("  batch           %lld\n", (long long)k->batch);
     printf("  seq_bucket      %lld\n", (long long)k->seq_bucket);
+    if (k->new_tokens) printf("  new_tokens      %d\n", k->new_tokens);
     printf("  tile            %s\n", r->tile);
     printf("  median_ms       %.6g\n", r->median_ms);
     printf("  eff_tflops      %.6g\n", r->eff_tflops);

@@ -149,13 +149,13 @@ void gpu_problem_close(gpu_problem *p)
 
 void gpu_problem_db_key(const gpu_problem *p, sp_kernel_kind kind, db_key *key)
 {
-    config_db_key(p->gpu, &p->spec, &p->pattern, kind, p->ga.B, p->ga.N, key);
+    config_db_key(p->gpu, &p->spec, &p->pattern, kind, p->ga.B, p->ga.N, 0, key);
 }
 
 /* --tile, else the tuning database's nearest bucket, else the heuristic. */
 static int pick_config(gpu_problem *p, sp_kernel_kind kind, sp_kcfg *c, sp_err *e)
 {
-    return config_pick(p->gpu, &p->spec, &p->pattern, kind, p->ga.B, p->ga.N, p->db_path, p->tile, c,
+    return config_pick(p->gpu, &p->spec, &p->pattern, kind, p->ga.B, p->ga.N, 0, p->db_path, p->tile, c,
                        p->config_source, sizeof p->config_source, e);
 }
 

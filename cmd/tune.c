@@ -1,5 +1,6 @@
 /* spattn tune: find this GPU's best tile config per (kind, batch, N bucket)
- * and keep it in the tuning database.  The search itself (candidates,
+ * and keep it in the tuning database; with --decode, the decode kernels'
+ * tile and splits per (batch, cache length bucket, new tokens).  The search itself (candidates,
  * pruning, the trusted reference, checking, timing, the one transaction,
  * skip and --force, the fake GPU) is the library's: runtime/tune.h.  This
  * file holds the flags, the printing, the exit codes and Ctrl-C: the
@@ -24,9 +25,11 @@
 
 static const opt_cmd tune_cmd = {
     "tune",
-    "spattn tune SPEC [--batch LIST] [--seq-len LIST] [--kind fwd|bwd|all] [--budget SECONDS] [--force] [options]",
+    "spattn tune SPEC [--batch LIST] [--seq-len LIST] [--kind fwd|bwd|all] [--budget SECONDS] [--force] [options]\n"
+    "       spattn tune SPEC --decode [--kv-len LIST] [--batch LIST] [--new-tokens LIST] [options]",
     "Autotune the kernels of SPEC for this GPU: search tile configs, reject any whose output is wrong,\n"
-    "time the rest, and store the winners in the tuning database.",
+    "time the rest, and store the winners in the tuning database.  --decode tunes the decode kernels\n"
+    "(tile and splits) for decoding steps from a KV cache.",
     1, 1,
 };
 
@@ -36,6 +39,8 @@ static void on_sigint(int sig) { (void)sig; interrupted = 1; }
 typedef struct {
     gpu_opts g;
     opt_i64_list batches, seq_lens;
+    int decode;               /* --decode: kind dec, keys batch x --kv-len x --new-tokens */
+    opt_i64_list kv_lens, new_tokens;
     const char *kind;
     double budget;
     int force, json, threads, iters;
@@ -75,10 +80,10 @@ static int list_candidates(const tune_opts_cli *o, const gpu_problem *hostp, con
         sp_kcfg base, list[TUNE_MAX_CANDIDATES];
         kcfg_for_spec(&base, &hostp->spec, &hostp->pattern, kinds[ki], sm);
         int nc = kcfg_candidates(&base, list, TUNE_MAX_CANDIDATES);
-        const char *kind = kinds[ki] == SP_KIND_BWD ? "bwd" : "fwd";
+        const char *kind = kcfg_kind_name(kinds[ki]);
         for (int i = 0; i < nc; i++) {
             char tile[64];
-            kcfg_tile_string(&list[i], tile, sizeof tile);
+            kcfg_tile_string(&list[i], tile, sizeof tile);   /* decode: the tiles; each is tried with splits 1..8 */
             if (o->json) {
                 jw w;
                 jw_init(&w, stdout);
@@ -93,12 +98,30 @@ static int list_candidates(const tune_opts_cli *o, const gpu_problem *hostp, con
     return SP_EXIT_OK;
 }
 
+/* --decode and the flags that go with it: kind dec, the cache lengths as
+ * the lengths of the keys; 0 or SP_EXIT_USAGE. */
+static int decode_flags(tune_opts_cli *o, sp_kernel_kind *kinds, int *nkinds, sp_err *e)
+{
+    if (!o->decode) {
+        if (o->kv_lens.n || o->new_tokens.n)
+            return sp_fail(e, SP_EXIT_USAGE, "--kv-len and --new-tokens go with --decode");
+        return 0;
+    }
+    const char *bad = o->kind ? "--kind (--decode tunes the decode kernels)"
+                      : o->seq_lens.n ? "--seq-len (the cache's length is --kv-len)" : NULL;
+    if (bad) return sp_fail(e, SP_EXIT_USAGE, "--decode: %s does not apply", bad);
+    kinds[0] = SP_KIND_DEC;
+    *nkinds = 1;
+    o->seq_lens = o->kv_lens;
+    if (o->new_tokens.n == 0) o->new_tokens.v[o->new_tokens.n++] = 1;
+    return 0;
+}
+
 int cmd_tune(int argc, char **argv, sp_err *e)
 {
     tune_opts_cli o;
     memset(&o, 0, sizeof o);
     gpu_opts_init(&o.g);
-    o.kind = "fwd";
     o.budget = 600;
     o.iters = 20;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -107,6 +130,12 @@ int cmd_tune(int argc, char **argv, sp_err *e)
         OPT_LIST(0, "batch", &o.batches, "LIST", "batch sizes, e.g. 1,4 (default: the spec's)", 1, 1 << 20),
         OPT_LIST(0, "seq-len", &o.seq_lens, "LIST", "sequence lengths, e.g. 4096,16384 (default: the spec's)", 1, 1 << 24),
         OPT_STRING(0, "kind", &o.kind, "KIND", "fwd, bwd or all (default fwd)"),
+        OPT_BOOL(0, "decode", &o.decode, "tune the decode kernels (tile and splits) instead: keys batch x --kv-len "
+                 "x --new-tokens"),
+        OPT_LIST(0, "kv-len", &o.kv_lens, "LIST", "decode: the cache's lengths N, e.g. 32768 (default: the spec's "
+                 "seq_len)", 1, 1 << 24),
+        OPT_LIST(0, "new-tokens", &o.new_tokens, "LIST", "decode: new tokens T per sequence of a step (default 1)", 1,
+                 DB_MAX_NEW_TOKENS),
         OPT_DOUBLE(0, "budget", &o.budget, "SECONDS", "stop timing candidates after this long (default 600)"),
         OPT_BOOL(0, "force", &o.force, "re-tune keys the database already has"),
         OPT_INT(0, "threads", &o.threads, "T", "compile threads (default: all CPUs)", 1, 256),
@@ -125,7 +154,8 @@ int cmd_tune(int argc, char **argv, sp_err *e)
     o.g.spec_path = pos.v[0];
     sp_kernel_kind kinds[2];
     int nkinds = 0;
-    if (parse_kinds(o.kind, kinds, &nkinds, e)) return SP_EXIT_USAGE;
+    if (decode_flags(&o, kinds, &nkinds, e)) return SP_EXIT_USAGE;
+    if (!o.decode && parse_kinds(o.kind ? o.kind : "fwd", kinds, &nkinds, e)) return SP_EXIT_USAGE;
     /* !(x > 0) also refuses NaN, which compares false with everything; inf
      * is a budget that never runs out, and allowed. */
     if (!(o.budget > 0)) { sp_fail(e, SP_EXIT_USAGE, "--budget must be a positive number of seconds"); return SP_EXIT_USAGE; }
@@ -142,6 +172,14 @@ int cmd_tune(int argc, char **argv, sp_err *e)
         for (int i = 0; i < hostp.spec.n_seq_len && i < OPT_LIST_MAX; i++) o.seq_lens.v[o.seq_lens.n++] = hostp.spec.seq_len[i];
         if (o.seq_lens.n == 0) o.seq_lens.v[o.seq_lens.n++] = 4096;
     }
+    for (int i = 0; o.decode && i < o.new_tokens.n; i++)
+        for (int j = 0; j < o.seq_lens.n; j++)
+            if (o.new_tokens.v[i] > o.seq_lens.v[j]) {
+                sp_fail(e, SP_EXIT_USAGE, "--new-tokens %lld: more than the cache's length %lld (--kv-len)",
+                        (long long)o.new_tokens.v[i], (long long)o.seq_lens.v[j]);
+                gpu_problem_close(&hostp);
+                return SP_EXIT_USAGE;
+            }
     if (o.list_arch) {
         int rc = list_candidates(&o, &hostp, kinds, nkinds, e);
         gpu_problem_close(&hostp);
@@ -166,14 +204,17 @@ int cmd_tune(int argc, char **argv, sp_err *e)
 
     signal(SIGINT, on_sigint);
     double t0 = sp_now();
-    int nkeys = nkinds * o.batches.n * o.seq_lens.n, nres = 0, status;
+    progress pr;
+    tune_opts to = { .spec = &hostp.spec, .pattern = &hostp.pattern, .kinds = kinds, .nkinds = nkinds,
+                     .batches = o.batches.v, .seq_lens = o.seq_lens.v, .nbatches = o.batches.n,
+                     .nseq_lens = o.seq_lens.n, .new_tokens = o.new_tokens.v, .nnew_tokens = o.new_tokens.n,
+                     .budget_s = o.budget, .force = o.force, .threads = o.threads, .iters = o.iters, .fake = fake,
+                     .stop = &interrupted, .progress = on_progress, .user = &pr };
+    int nkeys = tune_key_count(&to), nres = 0, status;
     tune_result *res = calloc((size_t)nkeys, sizeof *res);
     tune_summary sum = { 0 };
     if (!res) { status = SP_EXIT_FAIL; sp_fail(e, status, "out of memory"); goto done; }
-    progress pr;
     progress_begin(&pr, "tune");
-    tune_opts to = { &hostp.spec, &hostp.pattern, kinds, nkinds, o.batches.v, o.seq_lens.v, o.batches.n,
-                     o.seq_lens.n, o.budget, o.force, o.threads, o.iters, fake, &interrupted, on_progress, &pr };
     status = tune_run(&gpu, d, &to, res, nkeys, &nres, &sum, e);
     progress_done(&pr);
     /* "no candidate passed" was printed as the tuner's news already. */

@@ -201,10 +201,12 @@ SPATTN_API spattn_status spattn_backward(spattn_plan *plan, const spattn_tensor 
  * On the GPU a split-KV kernel reads only the key tiles inside the bands
  * (the union over a kv head's query heads and the T rows: each byte once
  * per group), split over CTAs to fill the GPU, then combines the splits;
- * the workspace holds the splits' partial results.  The first decode call
- * of a plan loads the decode kernels (call it once before capturing a CUDA
- * graph); later calls only launch.  Lengths outside 0..N are clamped on the
- * GPU and SPATTN_EINVAL on the CPU. */
+ * the workspace holds the splits' partial results.  The tile config and
+ * the splits come from the tuning database (`spattn tune --decode`, keyed by
+ * batch, N and T), else from a heuristic.  The first decode call of a plan
+ * at a given T picks the config and loads the decode kernels (call it once
+ * per T before capturing a CUDA graph); later calls only launch.  Lengths
+ * outside 0..N are clamped on the GPU and SPATTN_EINVAL on the CPU. */
 typedef struct {
     const int32_t *block_table;      /* [batch][max_pages] page indices (the context's memory) */
     int max_pages;                   /* entries per sequence: max_pages * page_size >= seq_len */
@@ -223,12 +225,17 @@ SPATTN_API spattn_status spattn_decode(spattn_plan *plan, const spattn_tensor *q
 /* What one decode step reads, from the bands alone (no data, any context):
  * the key rows of K and V it loads, summed over batch and kv heads, and the
  * bytes of K and V (rows x head_dim x 2 bytes x 2) against a dense decode's
- * (every cached token of every kv head).  kv_lens: host memory, or NULL. */
+ * (every cached token of every kv head).  kv_lens: host memory, or NULL.
+ * On a GPU context also what spattn_decode at this T launches (or would, on
+ * its first call): kernel, config with its splits, and where the config
+ * came from. */
 typedef struct {
     int64_t key_rows, tiles;         /* rows and key tiles read */
     double bytes, dense_bytes;       /* K and V bytes read; a dense decode's */
     int splits;                      /* CTAs sharing a block's tiles (GPU context; 1 on the CPU) */
-    char kernel[128];                /* "" on a CPU context */
+    char kernel[128];                /* "spattn_dec_bf16_d128_bm16_bn64_w4_s3_..."; "" on a CPU context */
+    char config[64];                 /* the tile and the splits used, "16x64:w4:s3:k2"; "" on a CPU context */
+    char config_source[160];         /* "tuned (batch 64, N<=32768, T=1)" or "heuristic"; "" on a CPU context */
 } spattn_decode_info;
 SPATTN_API spattn_status spattn_decode_get_info(const spattn_plan *plan, const int32_t *kv_lens, int new_tokens,
                                                 spattn_decode_info *info);
@@ -243,11 +250,14 @@ SPATTN_API spattn_status spattn_decode_get_info(const spattn_plan *plan, const i
  * driver, NVRTC and spattn are skipped unless force.  Needs a GPU context
  * (SPATTN_EGPU on a CPU one), except with the environment variable
  * SPATTN_TUNE_FAKE=1: then any context tunes a deterministic fake GPU (for
- * tests without a GPU). */
-enum { SPATTN_TUNE_FWD = 1, SPATTN_TUNE_BWD = 2 };
+ * tests without a GPU).
+ * SPATTN_TUNE_DEC tunes the decode kernels (spattn_decode) at every
+ * (batch, seq_len = the cache's length N, new_tokens T) key: tiles x splits,
+ * each checked against the float64 CPU reference of the decode. */
+enum { SPATTN_TUNE_FWD = 1, SPATTN_TUNE_BWD = 2, SPATTN_TUNE_DEC = 4 };
 
 typedef struct {
-    int kinds;                       /* SPATTN_TUNE_FWD | SPATTN_TUNE_BWD; 0: forward only */
+    int kinds;                       /* SPATTN_TUNE_FWD | SPATTN_TUNE_BWD | SPATTN_TUNE_DEC; 0: forward only */
     const int *batches;              /* n_batches sizes; NULL or 0: the spec's batch list, else 1 */
     int n_batches;
     const int64_t *seq_lens;         /* n_seq_lens lengths; NULL or 0: the spec's seq_len list, else 4096 */
@@ -265,6 +275,8 @@ typedef struct {
      * ..."; no newline).  From the calling thread. */
     void (*progress)(void *user, const char *message, long done, long total);
     void *user;
+    const int *new_tokens;           /* SPATTN_TUNE_DEC: n_new_tokens values of T; NULL or 0: T = 1 */
+    int n_new_tokens;
 } spattn_tune_options;
 
 typedef enum {
@@ -275,7 +287,7 @@ typedef enum {
 } spattn_tune_outcome;
 
 typedef struct {
-    int kind;                        /* SPATTN_TUNE_FWD or SPATTN_TUNE_BWD */
+    int kind;                        /* SPATTN_TUNE_FWD, SPATTN_TUNE_BWD or SPATTN_TUNE_DEC */
     int batch;
     int64_t seq_len, seq_bucket;     /* the length asked for; the database's bucket (next power of two) */
     spattn_tune_outcome outcome;
@@ -284,12 +296,14 @@ typedef struct {
     int checked, rejected, pruned;   /* candidates run and compared, rejected as wrong, pruned by the compiler */
     char created_at[32];             /* UTC "2026-12-01T10:00:00Z" */
     char json[2048];                 /* the row as a `spattn db export` JSON line (no newline); "" if none */
+    int new_tokens;                  /* SPATTN_TUNE_DEC: T; else 0 */
 } spattn_tune_result;
 
 /* Tune the spec in the file spec_path, or (spec_path NULL) in the YAML text
  * yaml[0, yaml_len), with layer layer_index's pattern (-1: the spec's
  * default).  opts NULL: the defaults.  results[0, max_results) receives one
- * entry per key reached, in order (kinds, then batches, then lengths);
+ * entry per key reached, in order (kinds, then batches, then lengths, then
+ * decode's new_tokens);
  * *n_results (may be NULL) their count.  Keys finished before an error or a
  * stop are saved all the same. */
 SPATTN_API spattn_status spattn_tune(spattn_context *ctx, const char *spec_path, const char *yaml, size_t yaml_len,

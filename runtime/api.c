@@ -50,6 +50,18 @@ struct spattn_context {
     char error[1600];
 };
 
+/* A decode config of a plan: the tuning database keys decode by T (the
+ * new tokens of a step), so a plan keeps one per T it has decoded with
+ * (T = 1 and a speculative step's T take two slots; a fifth T replaces the
+ * oldest). */
+#define PLAN_DEC_CONFIGS 4
+typedef struct {
+    int T;                      /* new_tokens */
+    sp_kcfg cfg;                /* derived; splits as config_pick gave them (0: chosen at launch) */
+    engine_kernel *k;           /* in ctx->kernels: its cfg may differ in splits, which are not compiled in */
+    char src[160];              /* where cfg came from */
+} plan_dec;
+
 struct spattn_plan {
     spattn_context *ctx;
     sp_spec spec;               /* the whole spec (owns custom bands) */
@@ -60,8 +72,8 @@ struct spattn_plan {
     int64_t pairs;              /* over batch and heads */
     double ratio;
     engine_kernel *fk, *bk;     /* in ctx->kernels; NULL on a CPU context */
-    engine_kernel *dk;          /* the decode kernels, loaded by the first spattn_decode; NULL before */
-    char dsrc[160];             /* where the decode config came from */
+    plan_dec dec[PLAN_DEC_CONFIGS];   /* the decode configs picked so far, one per new_tokens */
+    int ndec, dnext;                  /* slots filled; the one the next T takes */
     char fsrc[160], bsrc[160];  /* where the configs came from */
     sp_dptr bandtab;            /* device band table for N */
     /* Packed sequences (spattn_plan_set_seq_lens); packed 0: a uniform batch. */
@@ -216,8 +228,8 @@ static spattn_status plan_finish(spattn_plan *p, int layer_index, int batch, int
         return SPATTN_OK;
     }
     sp_kcfg fc, bc;
-    if (config_pick(&c->gpu, s, &p->pattern, SP_KIND_FWD, batch, N, c->db_path, NULL, &fc, p->fsrc, sizeof p->fsrc, &e) ||
-        config_pick(&c->gpu, s, &p->pattern, SP_KIND_BWD, batch, N, c->db_path, NULL, &bc, p->bsrc, sizeof p->bsrc, &e) ||
+    if (config_pick(&c->gpu, s, &p->pattern, SP_KIND_FWD, batch, N, 0, c->db_path, NULL, &fc, p->fsrc, sizeof p->fsrc, &e) ||
+        config_pick(&c->gpu, s, &p->pattern, SP_KIND_BWD, batch, N, 0, c->db_path, NULL, &bc, p->bsrc, sizeof p->bsrc, &e) ||
         context_kernel(c, s, &p->pattern, &fc, &p->fk, &e) || context_kernel(c, s, &p->pattern, &bc, &p->bk, &e))
         return keep(p->error, sizeof p->error, &e);
     int maxi = bandtab_max_intervals(&p->pattern, s->heads);
@@ -330,9 +342,9 @@ spattn_status spattn_plan_set_seq_lens(spattn_plan *p, const int64_t *seq_lens, 
     } else {
         sp_kcfg fc, bc;
         int maxi = bandtab_max_intervals(&p->pattern, s->heads);
-        if (config_pick(&c->gpu, s, &p->pattern, SP_KIND_FWD, n_seqs, q.pack.max_len, c->db_path, NULL, &fc, q.pfsrc,
+        if (config_pick(&c->gpu, s, &p->pattern, SP_KIND_FWD, n_seqs, q.pack.max_len, 0, c->db_path, NULL, &fc, q.pfsrc,
                         sizeof q.pfsrc, &e) ||
-            config_pick(&c->gpu, s, &p->pattern, SP_KIND_BWD, n_seqs, q.pack.max_len, c->db_path, NULL, &bc, q.pbsrc,
+            config_pick(&c->gpu, s, &p->pattern, SP_KIND_BWD, n_seqs, q.pack.max_len, 0, c->db_path, NULL, &bc, q.pbsrc,
                         sizeof q.pbsrc, &e) ||
             context_kernel(c, s, &p->pattern, &fc, &q.pfk, &e) || context_kernel(c, s, &p->pattern, &bc, &q.pbk, &e) ||
             packing_bandtab(&q.pack, &p->pattern, s->heads, maxi, &tab, &q.bands_sb, &e))
@@ -642,19 +654,51 @@ spattn_status spattn_backward(spattn_plan *p, const spattn_tensor *q, const spat
 
 /* ---- decoding from a KV cache ---------------------------------------------- */
 
-/* The decode config of a GPU plan (tuned, else the heuristic). */
-static int decode_config(const spattn_plan *p, sp_kcfg *c, char *src, size_t n, sp_err *e)
+/* The index of the plan's decode slot for T, or -1. */
+static int decode_cached(const spattn_plan *p, int T)
 {
+    for (int i = 0; i < p->ndec; i++)
+        if (p->dec[i].T == T) return i;
+    return -1;
+}
+
+/* The decode config of a GPU plan for T new tokens (tuned, else the
+ * heuristic): the plan's if it has picked one for T, else config_pick's. */
+static int decode_config(const spattn_plan *p, int T, sp_kcfg *c, char *src, size_t n, sp_err *e)
+{
+    int i = decode_cached(p, T);
+    if (i >= 0) {
+        *c = p->dec[i].cfg;
+        snprintf(src, n, "%s", p->dec[i].src);
+        return 0;
+    }
     const spattn_context *ctx = p->ctx;
-    return config_pick(&ctx->gpu, &p->spec, &p->pattern, SP_KIND_DEC, p->B, p->N, ctx->db_path, NULL, c, src, n, e);
+    return config_pick(&ctx->gpu, &p->spec, &p->pattern, SP_KIND_DEC, p->B, p->N, T, ctx->db_path, NULL, c, src, n,
+                       e);
+}
+
+/* The plan's decode config and kernels for T, picked and loaded on first
+ * use. */
+static int decode_slot(spattn_plan *p, int T, plan_dec **out, sp_err *e)
+{
+    int i = decode_cached(p, T);
+    if (i >= 0) { *out = &p->dec[i]; return 0; }
+    plan_dec d = { .T = T };
+    if (decode_config(p, T, &d.cfg, d.src, sizeof d.src, e) ||
+        context_kernel(p->ctx, &p->spec, &p->pattern, &d.cfg, &d.k, e))
+        return -1;
+    plan_dec *slot = &p->dec[p->dnext];
+    p->dnext = (p->dnext + 1) % PLAN_DEC_CONFIGS;
+    if (p->ndec < PLAN_DEC_CONFIGS) p->ndec++;
+    *slot = d;
+    *out = slot;
+    return 0;
 }
 
 /* Splits of a GPU decode at T (the most tiles a block has at length N). */
 static int decode_plan_splits(const spattn_plan *p, const sp_kcfg *c, int T)
 {
-    int64_t tiles, rows, max_tiles;
-    decode_sequence_cost(c, &p->pattern, p->bands, T, p->N, &tiles, &rows, &max_tiles);
-    return decode_splits(c, p->ctx->gpu.sm_count, p->B, T, max_tiles);
+    return decode_launch_splits(c, &p->pattern, p->bands, p->ctx->gpu.sm_count, p->B, T, p->N);
 }
 
 size_t spattn_decode_workspace_size(const spattn_plan *p, int new_tokens)
@@ -663,8 +707,7 @@ size_t spattn_decode_workspace_size(const spattn_plan *p, int new_tokens)
     sp_kcfg c;
     char src[160];
     sp_err e = { 0 };
-    if (p->dk) c = p->dk->cfg;
-    else if (decode_config(p, &c, src, sizeof src, &e)) return 0;
+    if (decode_config(p, new_tokens, &c, src, sizeof src, &e)) return 0;
     return decode_workspace_bytes(&c, p->B, p->spec.heads, new_tokens, decode_plan_splits(p, &c, new_tokens));
 }
 
@@ -673,12 +716,11 @@ spattn_status spattn_decode_get_info(const spattn_plan *p, const int32_t *kv_len
     memset(info, 0, sizeof *info);
     if (T < 1 || T > p->N) return SPATTN_EINVAL;
     sp_kcfg c;
-    char src[160];
     sp_err e = { 0 };
     int gpu = p->ctx->device != SPATTN_DEVICE_CPU;
-    if (gpu && p->dk) c = p->dk->cfg;
-    else if (gpu ? decode_config(p, &c, src, sizeof src, &e) : 0) return SPATTN_EINVAL;
-    if (!gpu) {   /* the tiles the GPU's heuristic config would read */
+    if (gpu) {
+        if (decode_config(p, T, &c, info->config_source, sizeof info->config_source, &e)) return SPATTN_EINVAL;
+    } else {   /* the tiles the GPU's heuristic config would read */
         kcfg_for_spec(&c, &p->spec, &p->pattern, SP_KIND_DEC, 90);
         if (kcfg_derive(&c, &e)) return SPATTN_EINVAL;
     }
@@ -692,7 +734,11 @@ spattn_status spattn_decode_get_info(const spattn_plan *p, const int32_t *kv_len
     }
     info->bytes = (double)info->key_rows * p->spec.head_dim * 4.0;
     info->splits = gpu ? decode_plan_splits(p, &c, T) : 1;
-    if (p->dk) snprintf(info->kernel, sizeof info->kernel, "%s", p->dk->name);
+    if (gpu) {   /* what spattn_decode launches: the kernel, and the config with the splits it uses */
+        kcfg_name(&c, info->kernel, sizeof info->kernel);
+        c.splits = info->splits;
+        kcfg_tile_string(&c, info->config, sizeof info->config);
+    }
     return SPATTN_OK;
 }
 
@@ -788,13 +834,9 @@ spattn_status spattn_decode(spattn_plan *p, const spattn_tensor *q, const spattn
     }
     if (p->ctx->device == SPATTN_DEVICE_CPU) return cpu_decode(p, q, k, v, kv_lens, T, pg, o, lse);
     sp_err e = { 0 };
-    if (!p->dk) {
-        sp_kcfg c;
-        if (decode_config(p, &c, p->dsrc, sizeof p->dsrc, &e) ||
-            context_kernel(p->ctx, &p->spec, &p->pattern, &c, &p->dk, &e))
-            return keep(p->error, sizeof p->error, &e);
-    }
-    const sp_kcfg *c = &p->dk->cfg;
+    plan_dec *pd;
+    if (decode_slot(p, T, &pd, &e)) return keep(p->error, sizeof p->error, &e);
+    const sp_kcfg *c = &pd->cfg;
     decode_args a;
     memset(&a, 0, sizeof a);
     a.splits = decode_plan_splits(p, c, T);
@@ -822,7 +864,7 @@ spattn_status spattn_decode(spattn_plan *p, const spattn_tensor *q, const spattn
     sp_gpu *g = &p->ctx->gpu;
     CUstream own = g->stream;
     g->stream = (CUstream)stream;
-    int rc = decode_launch(g, p->dk->fn, p->dk->combine, c, &a, &e);
+    int rc = decode_launch(g, pd->k->fn, pd->k->combine, c, &a, &e);
     g->stream = own;
     return rc ? keep(p->error, sizeof p->error, &e) : SPATTN_OK;
 }
@@ -843,7 +885,8 @@ static void tune_news(void *user, const tune_event *ev)
 static void tune_result_out(db *d, const tune_result *r, spattn_tune_result *out)
 {
     memset(out, 0, sizeof *out);
-    out->kind = r->kind == SP_KIND_BWD ? SPATTN_TUNE_BWD : SPATTN_TUNE_FWD;
+    out->kind = r->kind == SP_KIND_BWD ? SPATTN_TUNE_BWD : r->kind == SP_KIND_DEC ? SPATTN_TUNE_DEC : SPATTN_TUNE_FWD;
+    out->new_tokens = r->new_tokens;
     out->batch = (int)r->batch;
     out->seq_len = r->seq_len;
     out->seq_bucket = db_seq_bucket(r->seq_len);
@@ -866,11 +909,22 @@ static void tune_result_out(db *d, const tune_result *r, spattn_tune_result *out
     sb_free(&sb);
 }
 
-/* The keys of opts (defaults from the spec) into batches and lens; 0 or a status. */
+/* The keys of opts (defaults from the spec) into batches, lens and (decode)
+ * Ts; 0 or a status. */
 static spattn_status tune_keys(spattn_context *c, const spattn_tune_options *q, const sp_spec *s, int64_t *batches,
-                               int *nb, int64_t *lens, int *nl)
+                               int *nb, int64_t *lens, int *nl, int64_t *Ts, int *nt)
 {
-    *nb = *nl = 0;
+    *nb = *nl = *nt = 0;
+    if (q->new_tokens && q->n_new_tokens > 0) {
+        if (q->n_new_tokens > SP_TUNE_MAX_LIST)
+            return ctx_fail(c, SPATTN_EINVAL, "n_new_tokens %d: at most %d", q->n_new_tokens, SP_TUNE_MAX_LIST);
+        for (int i = 0; i < q->n_new_tokens; i++) {
+            if (q->new_tokens[i] < 1 || q->new_tokens[i] > DB_MAX_NEW_TOKENS)
+                return ctx_fail(c, SPATTN_EINVAL, "new_tokens[%d] = %d: expected 1..%d", i, q->new_tokens[i],
+                                DB_MAX_NEW_TOKENS);
+            Ts[(*nt)++] = q->new_tokens[i];
+        }
+    } else Ts[(*nt)++] = 1;
     if (q->batches && q->n_batches > 0) {
         if (q->n_batches > SP_TUNE_MAX_LIST) return ctx_fail(c, SPATTN_EINVAL, "n_batches %d: at most %d", q->n_batches, SP_TUNE_MAX_LIST);
         for (int i = 0; i < q->n_batches; i++) {
@@ -893,6 +947,11 @@ static spattn_status tune_keys(spattn_context *c, const spattn_tune_options *q, 
         for (int i = 0; i < s->n_seq_len && i < SP_TUNE_MAX_LIST; i++) lens[(*nl)++] = s->seq_len[i];
         if (*nl == 0) lens[(*nl)++] = 4096;
     }
+    for (int i = 0; (q->kinds & SPATTN_TUNE_DEC) && i < *nt; i++)
+        for (int j = 0; j < *nl; j++)
+            if (Ts[i] > lens[j])
+                return ctx_fail(c, SPATTN_EINVAL, "new_tokens %lld exceeds seq_len %lld (the cache's length)",
+                                (long long)Ts[i], (long long)lens[j]);
     return SPATTN_OK;
 }
 
@@ -906,8 +965,9 @@ spattn_status spattn_tune(spattn_context *c, const char *spec_path, const char *
     memset(&q, 0, sizeof q);
     if (opts) q = *opts;
     if (q.kinds == 0) q.kinds = SPATTN_TUNE_FWD;
-    if (q.kinds & ~(SPATTN_TUNE_FWD | SPATTN_TUNE_BWD))
-        return ctx_fail(c, SPATTN_EINVAL, "kinds %d: expected SPATTN_TUNE_FWD, SPATTN_TUNE_BWD or both", q.kinds);
+    if (q.kinds & ~(SPATTN_TUNE_FWD | SPATTN_TUNE_BWD | SPATTN_TUNE_DEC))
+        return ctx_fail(c, SPATTN_EINVAL, "kinds %d: expected a combination of SPATTN_TUNE_FWD, SPATTN_TUNE_BWD and "
+                        "SPATTN_TUNE_DEC", q.kinds);
     if (q.budget_s == 0) q.budget_s = 600;
     if (!(q.budget_s > 0)) return ctx_fail(c, SPATTN_EINVAL, "budget_s must be a positive number of seconds");
     if (q.iters < 0 || q.threads < 0) return ctx_fail(c, SPATTN_EINVAL, "iters and threads must be >= 0");
@@ -926,15 +986,15 @@ spattn_status spattn_tune(spattn_context *c, const char *spec_path, const char *
     if (spec_path ? spec_load(spec_path, &spec, &e) : spec_parse(yaml, yaml_len, "spec", &spec, &e))
         return keep(c->error, sizeof c->error, &e);
     spattn_status st = SPATTN_OK;
-    int64_t batches[SP_TUNE_MAX_LIST], lens[SP_TUNE_MAX_LIST];
-    int nb, nl;
+    int64_t batches[SP_TUNE_MAX_LIST], lens[SP_TUNE_MAX_LIST], Ts[SP_TUNE_MAX_LIST];
+    int nb, nl, nt;
     tune_result *res = NULL;
     db *d = NULL;
     if (layer_index >= 0 && spec.num_layers > 0 && layer_index >= spec.num_layers) {
         st = ctx_fail(c, SPATTN_EINVAL, "layer_index %d: the spec has %d layers", layer_index, spec.num_layers);
         goto out;
     }
-    if ((st = tune_keys(c, &q, &spec, batches, &nb, lens, &nl))) goto out;
+    if ((st = tune_keys(c, &q, &spec, batches, &nb, lens, &nl, Ts, &nt))) goto out;
     int fake = tune_fake_requested();
     if (!fake && c->device == SPATTN_DEVICE_CPU) {
         st = ctx_fail(c, SPATTN_EGPU, "spattn_tune needs a GPU context: tuning times kernels on the GPU");
@@ -942,18 +1002,21 @@ spattn_status spattn_tune(spattn_context *c, const char *spec_path, const char *
     }
     sp_gpu fake_gpu, *g = &c->gpu;
     if (fake) { tune_fake_gpu(&fake_gpu); g = &fake_gpu; }
-    sp_kernel_kind kinds[2];
+    sp_kernel_kind kinds[3];
     int nkinds = 0;
     if (q.kinds & SPATTN_TUNE_FWD) kinds[nkinds++] = SP_KIND_FWD;
     if (q.kinds & SPATTN_TUNE_BWD) kinds[nkinds++] = SP_KIND_BWD;
-    int nkeys = nkinds * nb * nl, nres = 0;
+    if (q.kinds & SPATTN_TUNE_DEC) kinds[nkinds++] = SP_KIND_DEC;
+    const sp_pattern *pat = layer_index < 0 ? &spec.pattern : spec_layer_pattern(&spec, layer_index);
+    tune_relay relay = { q.progress, q.user };
+    tune_opts to = { .spec = &spec, .pattern = pat, .kinds = kinds, .nkinds = nkinds, .batches = batches,
+                     .seq_lens = lens, .nbatches = nb, .nseq_lens = nl, .new_tokens = Ts, .nnew_tokens = nt,
+                     .budget_s = q.budget_s, .force = q.force, .threads = q.threads, .iters = q.iters, .fake = fake,
+                     .stop = q.stop, .progress = q.progress ? tune_news : NULL, .user = &relay };
+    int nkeys = tune_key_count(&to), nres = 0;
     res = calloc((size_t)nkeys, sizeof *res);
     if (!res) { st = ctx_fail(c, SPATTN_FAILED, "out of memory"); goto out; }
     if (db_open(c->db_path, 0, &d, &e)) { st = keep(c->error, sizeof c->error, &e); goto out; }
-    const sp_pattern *pat = layer_index < 0 ? &spec.pattern : spec_layer_pattern(&spec, layer_index);
-    tune_relay relay = { q.progress, q.user };
-    tune_opts to = { &spec, pat, kinds, nkinds, batches, lens, nb, nl, q.budget_s, q.force, q.threads, q.iters, fake,
-                     q.stop, q.progress ? tune_news : NULL, &relay };
     tune_summary sum;
     int rc = tune_run(g, d, &to, res, nkeys, &nres, &sum, &e);
     for (int i = 0; i < nres && i < max_results; i++) tune_result_out(d, &res[i], &results[i]);

@@ -6,7 +6,7 @@
 #include "runtime/nvrtc.h"
 
 void config_db_key(const sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, sp_kernel_kind kind, int batch,
-                   int64_t N, db_key *key)
+                   int64_t N, int new_tokens, db_key *key)
 {
     memset(key, 0, sizeof *key);
     snprintf(key->gpu_name, sizeof key->gpu_name, "%.127s", g->name);
@@ -26,10 +26,12 @@ void config_db_key(const sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, 
     if (pat->kind == SP_WINDOW) key->band_basis = pat->window;   /* a window's one parameter: W */
     key->batch = batch;
     key->seq_bucket = db_seq_bucket(N);
+    key->new_tokens = kind == SP_KIND_DEC ? (new_tokens > 1 ? new_tokens : 1) : 0;
 }
 
 int config_pick(const sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, sp_kernel_kind kind, int batch,
-                int64_t N, const char *db_path, const char *tile, sp_kcfg *c, char *source, size_t n, sp_err *e)
+                int64_t N, int new_tokens, const char *db_path, const char *tile, sp_kcfg *c, char *source, size_t n,
+                sp_err *e)
 {
     kcfg_for_spec(c, spec, pat, kind, g->sm);
     if (tile) {
@@ -44,14 +46,24 @@ int config_pick(const sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, sp_
         db_key key;
         db_row row;
         int found = 0;
-        config_db_key(g, spec, pat, kind, batch, N, &key);
+        config_db_key(g, spec, pat, kind, batch, N, new_tokens, &key);
         if (db_lookup_nearest(d, &key, &row, &found, &dbe) == 0 && found) {
             sp_kcfg t = *c;
             sp_err pe = { 0 };
             if (kcfg_parse_tile(row.tile, &t, &pe) == 0 && kcfg_derive(&t, &pe) == 0) {
+                /* Splits fit the shape they were timed at: B x KVH x row
+                 * blocks CTAs, each N / BN tiles long. */
+                int lend = kind == SP_KIND_DEC && t.splits > 0 &&
+                           (row.key.batch != key.batch || row.key.seq_bucket != key.seq_bucket ||
+                            row.key.new_tokens != key.new_tokens);
+                if (lend) t.splits = 0;
                 *c = t;
-                snprintf(source, n, "tuned (batch %lld, N<=%lld)", (long long)row.key.batch,
-                         (long long)row.key.seq_bucket);
+                if (kind == SP_KIND_DEC)
+                    snprintf(source, n, "tuned (batch %lld, N<=%lld, T=%d%s)", (long long)row.key.batch,
+                             (long long)row.key.seq_bucket, row.key.new_tokens, lend ? ", splits at launch" : "");
+                else
+                    snprintf(source, n, "tuned (batch %lld, N<=%lld)", (long long)row.key.batch,
+                             (long long)row.key.seq_bucket);
                 db_close(d);
                 return 0;
             }

@@ -14,15 +14,22 @@
 #include "runtime/cu.h"
 #include "tuning_db/db.h"
 
-/* The tuning-database key of (spec, pattern, kind, batch, N) on GPU g. */
+/* The tuning-database key of (spec, pattern, kind, batch, N, T) on GPU g.
+ * new_tokens: decode's T (the new tokens per sequence of a step; < 1 is
+ * taken as 1); ignored for fwd and bwd, whose keys have 0. */
 void config_db_key(const sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, sp_kernel_kind kind, int batch,
-                   int64_t N, db_key *key);
+                   int64_t N, int new_tokens, db_key *key);
 
 /* Fill c (derived) for kind: tile if not NULL, else the database at db_path
  * (NULL: the default; a missing or unreadable one means "not tuned"), else
  * the heuristic.  source (n bytes) says which: "--tile", "tuned (batch B,
- * N<=L)" or "heuristic". */
+ * N<=L)" (decode: "tuned (batch B, N<=L, T=t)") or "heuristic".
+ * A tuned decode row carries its splits (a launch choice, ":kK" in the
+ * tile); they are kept only where the row's key is this problem's (batch,
+ * N bucket and T): a row of another shape lends its tiles, and the splits
+ * are chosen at launch (c->splits = 0, ", splits at launch" in source). */
 int config_pick(const sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, sp_kernel_kind kind, int batch,
-                int64_t N, const char *db_path, const char *tile, sp_kcfg *c, char *source, size_t n, sp_err *e);
+                int64_t N, int new_tokens, const char *db_path, const char *tile, sp_kcfg *c, char *source, size_t n,
+                sp_err *e);
 
 #endif

@@ -85,13 +85,28 @@ int decode_splits(const sp_kcfg *cfg, int sm_count, int batch, int new_tokens, i
     if (cfg->splits > 0) return cfg->splits < cap ? cfg->splits : (int)cap;
     int64_t ctas = (int64_t)batch * cfg->kv_heads * decode_row_blocks(cfg, new_tokens);
     int64_t sms = sm_count > 0 ? sm_count : 1;
-    /* Blocks of equal work that already fill every SM's two slots once
-     * (one wave) gain nothing from splitting: it would only add the combine
-     * and the partial results.  Below that, split for two waves, so that
-     * sequences of different lengths (splits are fixed by N) even out. */
-    if (ctas >= 2 * sms) return 1;
+    /* Waves: two CTAs share an SM (100 KB of shared memory each at d128), so
+     * a wave is 2 x SMs CTAs.  The CTAs of a decode do unequal work (each
+     * head has its own bands, and a kv head reads the union of its group's),
+     * so the last ones of a wave run on while the SMs around them idle.
+     * With at least two waves' worth (4 x SMs CTAs) the scheduler starts
+     * short CTAs behind long ones and the tail is a small part of the step;
+     * with fewer, split each block's tiles until there are: the smallest s
+     * with CTAs x s >= 4 x SMs.  (B 64 x 16 kv heads = 1024 CTAs on 132 SMs:
+     * 1 split; B 64 x 8 kv heads = 512: 2 splits, 3.9 waves instead of 1.9;
+     * B 1 x 16: 33.)  Splitting costs a combine launch and the partial
+     * results (B x H x T x s rows of D floats), small against the cache. */
     int64_t s = (4 * sms + ctas - 1) / ctas;
+    if (s < 1) s = 1;
     return (int)(s < cap ? s : cap);
+}
+
+int decode_launch_splits(const sp_kcfg *cfg, const sp_pattern *pat, const sp_band_list *bands_at_N, int sm_count,
+                         int batch, int new_tokens, int64_t N)
+{
+    int64_t tiles, rows, max_tiles;
+    decode_sequence_cost(cfg, pat, bands_at_N, new_tokens, N, &tiles, &rows, &max_tiles);
+    return decode_splits(cfg, sm_count, batch, new_tokens, max_tiles);
 }
 
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }

@@ -55,11 +55,17 @@ void decode_head_bands(const sp_pattern *pat, int heads, int h, int64_t len, con
 void decode_sequence_cost(const sp_kcfg *cfg, const sp_pattern *pat, const sp_band_list *bands_at_N, int new_tokens,
                           int64_t len, int64_t *tiles, int64_t *rows, int64_t *max_tiles);
 
-/* The splits of a launch: cfg->splits if set; else 1 when the B x KVH x
- * row blocks CTAs fill the SMs' two slots (two CTAs fit an SM at d128),
- * else enough for two such waves; each split keeping at least 2 of the most
- * tiles any block has (max_tiles), at most KCFG_DEC_MAX_SPLITS. */
+/* The splits of a launch: cfg->splits if set (a tuned or a forced
+ * choice); else the fewest that make the B x KVH x row blocks CTAs at least
+ * two waves of two CTAs per SM (4 x sm_count; the reasoning is at the
+ * code); either way each split keeps at least 2 of the most tiles any block
+ * has (max_tiles), and there are at most KCFG_DEC_MAX_SPLITS. */
 int decode_splits(const sp_kcfg *cfg, int sm_count, int batch, int new_tokens, int64_t max_tiles);
+/* decode_splits of a launch where every sequence holds N tokens
+ * (decode_sequence_cost gives max_tiles): what a plan of batch B and
+ * seq_len N launches with. */
+int decode_launch_splits(const sp_kcfg *cfg, const sp_pattern *pat, const sp_band_list *bands_at_N, int sm_count,
+                         int batch, int new_tokens, int64_t N);
 
 /* Workspace bytes for splits > 1 (0 for one split): the splits' O and LSE, fp32. */
 size_t decode_workspace_bytes(const sp_kcfg *cfg, int batch, int heads, int new_tokens, int splits);

@@ -224,39 +224,41 @@ double ga_median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* One timed step on input set `set`. */
-typedef int (*ga_step_fn)(gpu_attn *a, const void *ctx, int set, sp_err *e);
-
-/* Back-to-back steps with an event between each pair: the median of the
- * gaps is the step's GPU time with no host overhead in it. */
-static int time_steps(gpu_attn *a, ga_step_fn step, const void *ctx, int warmup, int iters, double *median_ms,
-                      sp_err *e)
+int ga_time_steps(sp_gpu *g, int nsets, ga_step_fn step, void *obj, const void *ctx, int warmup, int iters,
+                  double *median_ms, sp_err *e)
 {
     if (iters < 1) iters = 1;
+    if (nsets < 1) nsets = 1;
     for (int i = 0; i < warmup; i++)
-        if (step(a, ctx, i % a->nsets, e)) return -1;
+        if (step(obj, ctx, i % nsets, e)) return -1;
     CUevent *ev = calloc((size_t)iters + 1, sizeof *ev);
     double *ms = calloc((size_t)iters, sizeof *ms);
     int rc = (!ev || !ms) ? sp_fail(e, SP_EXIT_FAIL, "out of memory") : 0;
     int made = 0;
-    for (; !rc && made <= iters; made++) rc = cu_event_new(a->g, &ev[made], e);
+    for (; !rc && made <= iters; made++) rc = cu_event_new(g, &ev[made], e);
     for (int i = 0; !rc && i < iters; i++) {
-        rc = cu_event_record(a->g, ev[i], e);
-        if (!rc) rc = step(a, ctx, i % a->nsets, e);
+        rc = cu_event_record(g, ev[i], e);
+        if (!rc) rc = step(obj, ctx, i % nsets, e);
     }
-    if (!rc) rc = cu_event_record(a->g, ev[iters], e);
+    if (!rc) rc = cu_event_record(g, ev[iters], e);
     for (int i = 0; !rc && i < iters; i++) {
         float t;
-        rc = cu_event_ms(a->g, ev[i], ev[i + 1], &t, e);
+        rc = cu_event_ms(g, ev[i], ev[i + 1], &t, e);
         ms[i] = t;
     }
     if (!rc) *median_ms = ga_median(ms, iters);
-    for (int i = 0; i < made && ev; i++) cu_event_free(a->g, ev[i]);
+    for (int i = 0; i < made && ev; i++) cu_event_free(g, ev[i]);
     free(ev); free(ms);
     return rc;
 }
 
-static int step_fwd(gpu_attn *a, const void *ctx, int set, sp_err *e)
+static int time_steps(gpu_attn *a, ga_step_fn step, const void *ctx, int warmup, int iters, double *median_ms,
+                      sp_err *e)
+{
+    return ga_time_steps(a->g, a->nsets, step, a, ctx, warmup, iters, median_ms, e);
+}
+
+static int step_fwd(void *a, const void *ctx, int set, sp_err *e)
 {
     return ga_forward(a, ctx, set, e);
 }
@@ -324,7 +326,7 @@ int ga_upload_dout(gpu_attn *a, const uint16_t *dout, sp_err *e)
 
 typedef struct { const engine_kernel *fk, *bk; int deterministic; } fwdbwd_ctx;
 
-static int step_bwd(gpu_attn *a, const void *ctx, int set, sp_err *e)
+static int step_bwd(void *a, const void *ctx, int set, sp_err *e)
 {
     const fwdbwd_ctx *c = ctx;
     return ga_backward(a, c->bk, set, c->deterministic, e);
@@ -337,7 +339,7 @@ int ga_time_backward(gpu_attn *a, const engine_kernel *bk, int deterministic, in
     return time_steps(a, step_bwd, &c, warmup, iters, median_ms, e);
 }
 
-static int step_fwdbwd(gpu_attn *a, const void *ctx, int set, sp_err *e)
+static int step_fwdbwd(void *a, const void *ctx, int set, sp_err *e)
 {
     const fwdbwd_ctx *c = ctx;
     if (ga_forward(a, c->fk, set, e)) return -1;

@@ -112,4 +112,14 @@ int ga_download16(gpu_attn *a, sp_dptr p, int heads, float *out, sp_err *e);
 /* Median of n values (sorts v). */
 double ga_median(double *v, int n);
 
+/* One step of a timing on input set `set` of obj (a gpu_attn, a
+ * gpu_decode), queued on the GPU's stream. */
+typedef int (*ga_step_fn)(void *obj, const void *ctx, int set, sp_err *e);
+/* Median ms of `iters` steps after `warmup`, rotating through nsets input
+ * sets: the steps run back to back with a CUDA event between each pair, so
+ * the median gap is a step's GPU time with no host overhead in it.  The
+ * ga_time_* functions are this. */
+int ga_time_steps(sp_gpu *g, int nsets, ga_step_fn step, void *obj, const void *ctx, int warmup, int iters,
+                  double *median_ms, sp_err *e);
+
 #endif

@@ -1,8 +1,8 @@
 /* The autotuner (runtime/tune.h): candidates compiled on a thread pool and
- * pruned by the compiler's report, each checked against the cuBLAS
- * reference and timed on the GPU (or scored by the fake), the winners saved
- * in one transaction.  The CLI (cmd/tune.c) and spattn_tune
- * (runtime/api.c) are its faces. */
+ * pruned by the compiler's report, each checked against a trusted result
+ * (the cuBLAS reference; for decode the float64 CPU reference) and timed on
+ * the GPU (or scored by the fake), the winners saved in one transaction.
+ * The CLI (cmd/tune.c) and spattn_tune (runtime/api.c) are its faces. */
 #include "runtime/tune.h"
 
 #include <math.h>
@@ -17,14 +17,17 @@
 #include "common/fileio.h"
 #include "runtime/compare.h"
 #include "runtime/config.h"
+#include "runtime/decode.h"
 #include "runtime/engine.h"
 #include "runtime/gpu_attn.h"
+#include "runtime/gpu_decode.h"
 #include "runtime/nvrtc.h"
 #include "runtime/ref_gpu.h"
 
 typedef struct {
     sp_kcfg cfg;
     int pruned;               /* 1: dropped by the resource report or compile */
+    int skip;                 /* 1: not tried at the key in hand (decode: splits its launch would clamp) */
     char why[160];
     double ms;                /* median, or < 0 if not timed */
     int wrong;                /* failed the check against the trusted result */
@@ -138,33 +141,36 @@ static void compile_all(compile_pool *p, int threads)
 /* ---- the fake GPU ----------------------------------------------------------- */
 
 /* The fake backend's "time": smaller for bigger tiles and deeper pipelines,
- * with a fixed ordering, so tests can predict the winner. */
-static double fake_ms(const sp_kcfg *c, int64_t N)
+ * with a fixed ordering, so tests can predict the winner.  Decode: the same
+ * in BN and stages, proportional to the cache read, best at 2 splits. */
+static double fake_ms(const sp_kcfg *c, int64_t B, int64_t N, int T)
 {
+    if (c->kind == SP_KIND_DEC)
+        return 1e-6 * (double)B * (double)N * T * (1.0 + 16.0 / c->bn + 0.1 / c->stages) *
+               (1.0 + 0.05 * abs(c->splits - 2));
     return 0.001 * (double)N / 1024.0 * (1.0 + 64.0 / c->bm + 32.0 / c->bn + 0.1 / c->stages);
 }
 
-/* The fake backend's wrong candidate: the one with the largest tiles and
- * stages, which would otherwise win: a fast wrong config must never win. */
-static int fake_wrong(const sp_kcfg *c, const candidate *all, int n)
-{
-    int best = -1;
-    for (int i = 0; i < n; i++)
-        if (!all[i].pruned && (best < 0 || fake_ms(&all[i].cfg, 1024) < fake_ms(&all[best].cfg, 1024))) best = i;
-    return best >= 0 && memcmp(c, &all[best].cfg, sizeof *c) == 0;
-}
+/* A candidate to evaluate at the key in hand. */
+static int eligible(const candidate *c) { return !c->pruned && !c->skip; }
 
-static void evaluate_fake(tuner *t, candidate *c, int n, int64_t N)
+/* The fake backend's wrong candidate is the fastest on paper, which would
+ * otherwise win: a fast wrong config must never win. */
+static void evaluate_fake(tuner *t, candidate *c, int n, int64_t B, int64_t N, int T)
 {
+    int fastest = -1;
+    for (int i = 0; i < n; i++)
+        if (eligible(&c[i]) && (fastest < 0 || fake_ms(&c[i].cfg, B, N, T) < fake_ms(&c[fastest].cfg, B, N, T)))
+            fastest = i;
     for (int i = 0; i < n && !stopped(t); i++) {
-        if (c[i].pruned) continue;
+        if (!eligible(&c[i])) continue;
         step(t, "fake");
-        if (fake_wrong(&c[i].cfg, c, n)) {
+        if (i == fastest) {
             c[i].wrong = 1;
             char tile[64];
             kcfg_tile_string(&c[i].cfg, tile, sizeof tile);
             news(t, "rejected %s: wrong result (fake backend)", tile);
-        } else c[i].ms = fake_ms(&c[i].cfg, N);
+        } else c[i].ms = fake_ms(&c[i].cfg, B, N, T);
     }
 }
 
@@ -176,9 +182,12 @@ static void evaluate_fake(tuner *t, candidate *c, int n, int64_t N)
 static candidate *next_candidate(tuner *t, candidate *c, int n, int *i)
 {
     for (; *i < n && !stopped(t); ++*i) {
-        if (c[*i].pruned) continue;
+        if (!eligible(&c[*i])) continue;
         if (sp_now() > t->deadline) return NULL;
-        step(t, c[*i].k.name);
+        char label[160];
+        if (c[*i].cfg.kind == SP_KIND_DEC) snprintf(label, sizeof label, "%.120s:k%d", c[*i].k.name, c[*i].cfg.splits);
+        else snprintf(label, sizeof label, "%s", c[*i].k.name);
+        step(t, label);
         return &c[(*i)++];
     }
     return NULL;
@@ -251,10 +260,10 @@ static int evaluate_bwd(tuner *t, gpu_attn *a, const sp_spec *spec, const sp_pat
     sp_kcfg fc;
     char fsrc[160];
     int rc = -1, first = -1;
-    for (int i = 0; i < n && first < 0; i++) if (!c[i].pruned) first = i;
+    for (int i = 0; i < n && first < 0; i++) if (eligible(&c[i])) first = i;
     if (first < 0) return 0;
     if (ga_fill_random(a, 1, e) || ga_alloc_backward(a, &c[first].cfg, 8, NULL, e) ||
-        config_pick(a->g, spec, pat, SP_KIND_FWD, a->B, a->N, t->db_path, NULL, &fc, fsrc, sizeof fsrc, e) ||
+        config_pick(a->g, spec, pat, SP_KIND_FWD, a->B, a->N, 0, t->db_path, NULL, &fc, fsrc, sizeof fsrc, e) ||
         engine_load(a->g, spec, pat, &fc, &fk, e) || refgpu_open(a->g, &ref, e) ||
         cu_malloc(a->g, 4 * a->nq, &rq, e) || cu_malloc(a->g, 4 * a->nk, &rk, e) || cu_malloc(a->g, 4 * a->nk, &rv, e))
         goto out;
@@ -299,11 +308,60 @@ out:
     return rc;
 }
 
+/* The same for decode candidates (tile and splits): each one's O and LSE
+ * against the float64 CPU reference of the decode (runtime/gpu_decode.h),
+ * then the decode (and its combine) timed. */
+static int evaluate_dec(tuner *t, gpu_decode *gd, const sp_spec *spec, const sp_pattern *pat, candidate *c, int n,
+                        sp_err *e)
+{
+    double bound = cmp_bound(spec->dtype == SP_BF16);
+    candidate *cd;
+    for (int i = 0; (cd = next_candidate(t, c, n, &i)) != NULL;) {
+        engine_kernel k;
+        if (engine_load(gd->g, spec, pat, &cd->cfg, &k, e)) return -1;
+        cmp_result ro, rl;
+        int rc = gd_check(gd, &k, &cd->cfg, &ro, &rl, e);
+        if (!rc && (!cmp_pass(&ro, bound) || !cmp_pass(&rl, bound))) {
+            cd->wrong = 1;
+            news(t, "rejected %s with %d splits: O rel_l2 %.3e, LSE rel_l2 %.3e, %zu NaN (bound %.0e)", k.name,
+                 cd->cfg.splits, ro.rel_l2, rl.rel_l2, ro.nan_count + rl.nan_count, bound);
+        } else if (!rc)
+            rc = gd_time(gd, &k, &cd->cfg, 3, t->o->iters, &cd->ms, e);
+        engine_unload(gd->g, &k);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
 /* ---- one key ------------------------------------------------------------------ */
 
-/* Forward FLOPs counted on allowed pairs at (B, N): 4 * D * pairs. */
-static int flops_fwd(const sp_spec *s, const sp_pattern *pat, int64_t B, int64_t N, double *out, sp_err *e)
+/* Keys of query row i (0 <= i) inside the bands bl. */
+static int64_t row_keys(const sp_band_list *bl, int64_t i)
 {
+    int64_t keys = 0;
+    for (int k = 0; k < bl->n; k++) {
+        int64_t lo = i - bl->iv[k].hi + 1, hi = i - bl->iv[k].lo;   /* keys j in [lo, hi] */
+        if (lo < 0) lo = 0;
+        if (hi >= lo) keys += hi - lo + 1;
+    }
+    return keys;
+}
+
+/* FLOPs counted on allowed pairs, 4 * D * pairs: the forward's at (B, N),
+ * or (T >= 1) a decode step's, the last T rows of each of B full
+ * sequences of N tokens. */
+static int flops_of(const sp_spec *s, const sp_pattern *pat, int64_t B, int64_t N, int T, double *out, sp_err *e)
+{
+    if (T >= 1) {
+        int64_t pairs = 0;
+        for (int h = 0; h < s->heads; h++) {
+            sp_band_list bl;
+            bands_head(pat, s->heads, h, N, &bl);
+            for (int64_t i = N - T; i < N; i++) pairs += i >= 0 ? row_keys(&bl, i) : 0;
+        }
+        *out = 4.0 * s->head_dim * (double)pairs * (double)B;
+        return 0;
+    }
     int64_t pairs = 0, all;
     for (int h = 0; h < s->heads; h++) {
         sp_band_list bl;
@@ -315,11 +373,73 @@ static int flops_fwd(const sp_spec *s, const sp_pattern *pat, int64_t B, int64_t
     return 0;
 }
 
-/* Search key (kind, B, N) among the compiled candidates c[0, n); fill r.
- * The winner's row is left in r->row with r->outcome TUNE_SAVED; the caller
- * saves.  *reached: r has an outcome (not so after a stop, the budget or an
- * error part-way). */
-static int tune_key(tuner *t, db *d, sp_kernel_kind kind, int64_t B, int64_t N, candidate *c, int n,
+/* Every head's bands at N (calloc'd; NULL if out of memory). */
+static sp_band_list *bands_at(const tune_opts *o, int64_t N)
+{
+    sp_band_list *bands = calloc((size_t)o->spec->heads, sizeof *bands);
+    for (int h = 0; bands && h < o->spec->heads; h++) bands_head(o->pattern, o->spec->heads, h, N, &bands[h]);
+    return bands;
+}
+
+/* GB/s of the K and V bytes a decode step with config c reads at (B, N, T)
+ * in ms: memory-bound, that is its measure. */
+static double decode_gbps(const tune_opts *o, const sp_kcfg *c, int64_t B, int64_t N, int T, double ms)
+{
+    sp_band_list *bands = bands_at(o, N);
+    int64_t tiles, rows = 0, max_tiles;
+    if (bands) decode_sequence_cost(c, o->pattern, bands, T, N, &tiles, &rows, &max_tiles);
+    free(bands);
+    return (double)rows * (double)B * o->spec->head_dim * 4.0 / (ms * 1e-3) / 1e9;
+}
+
+/* Decode: mark the candidates whose splits the launch at (B, N, T) would
+ * clamp to fewer (each split keeps at least 2 of a block's tiles), so a
+ * launch is timed once.  Returns how many are skipped. */
+static int skip_clamped(const tuner *t, sp_kernel_kind kind, candidate *c, int n, int64_t B, int64_t N, int T)
+{
+    int skipped = 0;
+    sp_band_list *bands = kind == SP_KIND_DEC ? bands_at(t->o, N) : NULL;
+    for (int i = 0; i < n; i++) {
+        c[i].skip = bands &&
+                    decode_launch_splits(&c[i].cfg, t->o->pattern, bands, t->g->sm_count, (int)B, T, N) != c[i].cfg.splits;
+        skipped += c[i].skip && !c[i].pruned;
+    }
+    free(bands);
+    return skipped;
+}
+
+/* "fwd batch 4 N 4096", "dec batch 64 N 32768 T 1": a key in news. */
+static void key_label(const db_key *k, int64_t B, int64_t N, char *buf, size_t n)
+{
+    int len = snprintf(buf, n, "%s batch %lld N %lld", k->kind, (long long)B, (long long)N);
+    if (k->new_tokens > 0 && len > 0 && (size_t)len < n) snprintf(buf + len, n - (size_t)len, " T %d", k->new_tokens);
+}
+
+/* Evaluate c[0, n) at the key on the GPU (every kind its own trusted result). */
+static int evaluate_gpu(tuner *t, sp_kernel_kind kind, int64_t B, int64_t N, int T, candidate *c, int n, sp_err *e)
+{
+    const tune_opts *o = t->o;
+    int rc;
+    if (kind == SP_KIND_DEC) {
+        gpu_decode gd;
+        rc = gd_create(&gd, t->g, o->spec, o->pattern, (int)B, (int)N, T, 0, 1, o->threads, e) ||
+             evaluate_dec(t, &gd, o->spec, o->pattern, c, n, e);
+        gd_destroy(&gd);
+        return rc ? -1 : 0;
+    }
+    gpu_attn a;
+    memset(&a, 0, sizeof a);
+    rc = ga_create(&a, t->g, o->spec, o->pattern, (int)B, (int)N, GA_BNHD, 0, e) ||
+         (kind == SP_KIND_BWD ? evaluate_bwd : evaluate_fwd)(t, &a, o->spec, o->pattern, c, n, e);
+    ga_destroy(&a);
+    return rc ? -1 : 0;
+}
+
+/* Search key (kind, B, N, T) among the compiled candidates c[0, n); fill
+ * r.  The winner's row is left in r->row with r->outcome TUNE_SAVED; the
+ * caller saves.  *reached: r has an outcome (not so after a stop, the
+ * budget or an error part-way).  T: decode's new tokens; 0 for fwd, bwd. */
+static int tune_key(tuner *t, db *d, sp_kernel_kind kind, int64_t B, int64_t N, int T, candidate *c, int n,
                     tune_result *r, int *reached, sp_err *e)
 {
     *reached = 0;
@@ -328,32 +448,30 @@ static int tune_key(tuner *t, db *d, sp_kernel_kind kind, int64_t B, int64_t N, 
     r->kind = kind;
     r->batch = B;
     r->seq_len = N;
+    r->new_tokens = T;
     db_key key;
-    config_db_key(t->g, o->spec, o->pattern, kind, (int)B, N, &key);
+    config_db_key(t->g, o->spec, o->pattern, kind, (int)B, N, T, &key);
+    char label[96];
+    key_label(&key, B, N, label, sizeof label);
     int have = 0;
     if (db_has_current(d, &key, &have, e)) return e->code ? e->code : SP_EXIT_FAIL;
     if (have && !o->force) {
-        news(t, "%s batch %lld N %lld: up to date, skipped (--force re-tunes)", key.kind, (long long)B, (long long)N);
+        news(t, "%s: up to date, skipped (--force re-tunes)", label);
         r->outcome = TUNE_UP_TO_DATE;
         *reached = 1;
         return SP_EXIT_OK;
     }
     double flops;
-    if (flops_fwd(o->spec, o->pattern, B, N, &flops, e)) return e->code ? e->code : SP_EXIT_FAIL;
+    if (flops_of(o->spec, o->pattern, B, N, T, &flops, e)) return e->code ? e->code : SP_EXIT_FAIL;
     if (kind == SP_KIND_BWD) flops *= 2.5;
+    int skipped = skip_clamped(t, kind, c, n, B, N, T);
     for (int i = 0; i < n; i++) { c[i].ms = -1; c[i].wrong = 0; r->pruned += c[i].pruned; }
     t->done = 0;
-    t->total = n - r->pruned;
+    t->total = n - r->pruned - skipped;
     int status = SP_EXIT_OK;
-    if (o->fake) evaluate_fake(t, c, n, N);
-    else {
-        gpu_attn a;
-        memset(&a, 0, sizeof a);
-        if (ga_create(&a, t->g, o->spec, o->pattern, (int)B, (int)N, GA_BNHD, 0, e) ||
-            (kind == SP_KIND_BWD ? evaluate_bwd : evaluate_fwd)(t, &a, o->spec, o->pattern, c, n, e))
-            status = e->code ? e->code : SP_EXIT_FAIL;
-        ga_destroy(&a);
-    }
+    if (o->fake) evaluate_fake(t, c, n, B, N, T);
+    else if (evaluate_gpu(t, kind, B, N, T, c, n, e))
+        status = e->code ? e->code : SP_EXIT_FAIL;
     int best = -1;
     for (int i = 0; i < n; i++) {
         r->checked += c[i].ms >= 0 || c[i].wrong;
@@ -373,15 +491,19 @@ static int tune_key(tuner *t, db *d, sp_kernel_kind kind, int64_t B, int64_t N, 
         time_t now = time(NULL);
         struct tm tmv;
         strftime(row->created_at, sizeof row->created_at, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tmv));
-        news(t, "%s batch %lld N %lld: best %s %.4f ms (%.1f TF/s) of %d candidates, %d rejected", key.kind,
-             (long long)B, (long long)N, row->tile, row->median_ms, row->eff_tflops, r->checked, r->rejected);
+        if (kind == SP_KIND_DEC)
+            news(t, "%s: best %s %.4f ms (%.0f GB/s of K and V) of %d candidates, %d rejected", label, row->tile,
+                 row->median_ms, decode_gbps(o, &c[best].cfg, B, N, T, row->median_ms), r->checked, r->rejected);
+        else
+            news(t, "%s: best %s %.4f ms (%.1f TF/s) of %d candidates, %d rejected", label, row->tile,
+                 row->median_ms, row->eff_tflops, r->checked, r->rejected);
         r->outcome = TUNE_SAVED;
         *reached = 1;
     } else if (sp_now() <= t->deadline) {
-        news(t, "%s batch %lld N %lld: no candidate passed", key.kind, (long long)B, (long long)N);
+        news(t, "%s: no candidate passed", label);
         r->outcome = TUNE_NO_WINNER;
         *reached = 1;
-        sp_fail(e, SP_EXIT_FAIL, "%s batch %lld N %lld: no candidate passed", key.kind, (long long)B, (long long)N);
+        sp_fail(e, SP_EXIT_FAIL, "%s: no candidate passed", label);
         return SP_EXIT_FAIL;
     }
     return SP_EXIT_OK;
@@ -389,25 +511,51 @@ static int tune_key(tuner *t, db *d, sp_kernel_kind kind, int64_t B, int64_t N, 
 
 /* ---- the run ------------------------------------------------------------------- */
 
-/* The candidates of kind, compiled and pruned (on a real GPU); 0 if none. */
+/* The splits the decode tuner tries with every tile (decode_splits's
+ * heuristic picks among the same few at B x KVH x row blocks CTAs near a
+ * wave; more than 8 only pays for a batch of one or two, where a split is
+ * short anyway). */
+static const int dec_splits[] = { 1, 2, 3, 4, 6, 8 };
+#define N_DEC_SPLITS (int)(sizeof dec_splits / sizeof dec_splits[0])
+
+/* The candidates of kind, compiled and pruned (on a real GPU); 0 if none.
+ * Decode: every tile with every one of dec_splits (a launch parameter:
+ * each tile is compiled once). */
 static int candidates_of(tuner *t, sp_kernel_kind kind, candidate *c)
 {
     const tune_opts *o = t->o;
     sp_kcfg base, list[TUNE_MAX_CANDIDATES];
+    int per_tile = kind == SP_KIND_DEC ? N_DEC_SPLITS : 1;
     kcfg_for_spec(&base, o->spec, o->pattern, kind, t->g->sm);
-    int nc = kcfg_candidates(&base, list, TUNE_MAX_CANDIDATES);
+    int nc = kcfg_candidates(&base, list, TUNE_MAX_CANDIDATES / per_tile);
     if (nc <= 0) return 0;
+    if (nc > TUNE_MAX_CANDIDATES / per_tile) nc = TUNE_MAX_CANDIDATES / per_tile;
     memset(c, 0, TUNE_MAX_CANDIDATES * sizeof *c);
     for (int i = 0; i < nc; i++) { c[i].cfg = list[i]; c[i].ms = -1; }
-    if (o->fake) return nc;
-    char arch[32];
-    compile_pool cp = { c, nc, 0, PTHREAD_MUTEX_INITIALIZER, nvrtc_arch_for_sm(t->g->sm, arch, sizeof arch),
-                        o->spec, o->pattern, 65536, t->g->smem_optin };
-    news(t, "compiling %d %s candidates on %d threads", nc, kind == SP_KIND_BWD ? "bwd" : "fwd", o->threads);
-    compile_all(&cp, o->threads);
-    for (int i = 0; i < nc; i++)
-        if (c[i].pruned) news(t, "pruned %s: %s", c[i].k.name[0] ? c[i].k.name : "candidate", c[i].why);
-    return nc;
+    if (!o->fake) {
+        char arch[32];
+        compile_pool cp = { c, nc, 0, PTHREAD_MUTEX_INITIALIZER, nvrtc_arch_for_sm(t->g->sm, arch, sizeof arch),
+                            o->spec, o->pattern, 65536, t->g->smem_optin };
+        news(t, "compiling %d %s candidates on %d threads", nc, kcfg_kind_name(kind), o->threads);
+        compile_all(&cp, o->threads);
+        for (int i = 0; i < nc; i++)
+            if (c[i].pruned) news(t, "pruned %s: %s", c[i].k.name[0] ? c[i].k.name : "candidate", c[i].why);
+    }
+    if (per_tile == 1) return nc;
+    for (int i = nc - 1; i >= 0; i--)   /* from the back: slot i * per_tile + j >= i is free or i itself */
+        for (int j = per_tile - 1; j >= 0; j--) {
+            c[i * per_tile + j] = c[i];
+            c[i * per_tile + j].cfg.splits = dec_splits[j];
+        }
+    return nc * per_tile;
+}
+
+int tune_key_count(const tune_opts *o)
+{
+    int n = 0;
+    for (int k = 0; k < o->nkinds; k++)
+        n += o->nbatches * o->nseq_lens * (o->kinds[k] == SP_KIND_DEC ? (o->nnew_tokens > 0 ? o->nnew_tokens : 1) : 1);
+    return n;
 }
 
 int tune_run(sp_gpu *g, db *d, const tune_opts *o, tune_result *res, int max, int *nres, tune_summary *sum,
@@ -416,7 +564,9 @@ int tune_run(sp_gpu *g, db *d, const tune_opts *o, tune_result *res, int max, in
     tuner t = { o, g, db_file(d), sp_now() + o->budget_s, 0, 0 };
     memset(sum, 0, sizeof *sum);
     *nres = 0;
-    int nkeys = o->nkinds * o->nbatches * o->nseq_lens;
+    int nkeys = tune_key_count(o);
+    static const int64_t one = 1;
+    const int64_t *Ts = o->nnew_tokens > 0 ? o->new_tokens : &one;
     db_row *rows = calloc(nkeys > 0 ? (size_t)nkeys : 1, sizeof *rows);
     candidate *cands = calloc(TUNE_MAX_CANDIDATES, sizeof *cands);
     int nrows = 0, status = SP_EXIT_OK;
@@ -429,11 +579,14 @@ int tune_run(sp_gpu *g, db *d, const tune_opts *o, tune_result *res, int max, in
         sp_kernel_kind kind = o->kinds[ki];
         int nc = candidates_of(&t, kind, cands);
         if (nc <= 0) {
-            news(&t, "no valid %s tile config for this spec; skipped", kind == SP_KIND_BWD ? "backward" : "forward");
+            news(&t, "no valid %s tile config for this spec; skipped",
+                 kind == SP_KIND_BWD ? "backward" : kind == SP_KIND_DEC ? "decode" : "forward");
             continue;
         }
+        int nT = kind == SP_KIND_DEC ? (o->nnew_tokens > 0 ? o->nnew_tokens : 1) : 1;
         for (int bi = 0; bi < o->nbatches && !stopped(&t) && !status; bi++)
-            for (int si = 0; si < o->nseq_lens && !stopped(&t) && !status; si++) {
+            for (int ki2 = 0; ki2 < o->nseq_lens * nT && !stopped(&t) && !status; ki2++) {
+                int si = ki2 / nT, T = kind == SP_KIND_DEC ? (int)Ts[ki2 % nT] : 0;
                 if (sp_now() > t.deadline) {
                     if (!sum->budget_spent)
                         news(&t, "the --budget of %.0f s is spent; the remaining keys are not tuned", o->budget_s);
@@ -442,7 +595,7 @@ int tune_run(sp_gpu *g, db *d, const tune_opts *o, tune_result *res, int max, in
                 }
                 tune_result r;
                 int reached;
-                status = tune_key(&t, d, kind, o->batches[bi], o->seq_lens[si], cands, nc, &r, &reached, e);
+                status = tune_key(&t, d, kind, o->batches[bi], o->seq_lens[si], T, cands, nc, &r, &reached, e);
                 sum->checked += r.checked;
                 sum->rejected += r.rejected;
                 if (!reached) continue;

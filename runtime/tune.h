@@ -1,13 +1,17 @@
 /* The autotuner: find a GPU's best tile config per (kind, batch, N bucket)
- * of a spec and keep it in the tuning database.
+ * of a spec, and for decode per (batch, N bucket, T), and keep it in the
+ * tuning database.
  *
  * For each key:
  *   1. candidates: kcfg_candidates (tiles, warps, stages), pruned by the
  *      compiler's resource report before any launch (spills, registers x
  *      threads over the register file, shared memory over the opt-in limit);
  *      compiled on several threads, through the kernel cache, once per kind
- *      (the band table is a launch argument);
- *   2. a trusted result: the cuBLAS fp32 reference on the same inputs;
+ *      (the band table is a launch argument); decode: every tile with
+ *      splits 1, 2, 3, 4, 6 and 8 (a launch parameter), less those its
+ *      launch at the key would clamp (each split keeps >= 2 tiles);
+ *   2. a trusted result: the cuBLAS fp32 reference on the same inputs (for
+ *      decode the float64 CPU reference, runtime/gpu_decode.h);
  *   3. every candidate runs on NaN-poisoned outputs and is compared with the
  *      trusted result first: one out of bounds is rejected (and reported), so
  *      a fast wrong config never wins; survivors are timed (CUDA events,
@@ -37,7 +41,7 @@
 #include "runtime/cu.h"
 #include "tuning_db/db.h"
 
-#define TUNE_MAX_CANDIDATES 128   /* the largest search space today: 64 (d64 forward on sm_90) */
+#define TUNE_MAX_CANDIDATES 128   /* the largest search space today: 90 (decode: 15 tiles x 6 splits) */
 
 /* What the tuner reports while it works. */
 typedef enum {
@@ -64,6 +68,7 @@ typedef enum {
 typedef struct {
     sp_kernel_kind kind;
     int64_t batch, seq_len;
+    int new_tokens;           /* decode: T; else 0 */
     tune_outcome outcome;
     db_row row;               /* TUNE_SAVED: the row written (key, tile, median_ms, eff_tflops, ...) */
     int checked, rejected, pruned;
@@ -74,8 +79,10 @@ typedef struct {
     const sp_pattern *pattern;            /* the layer's pattern (points into spec or lives as long) */
     const sp_kernel_kind *kinds;
     int nkinds;
-    const int64_t *batches, *seq_lens;    /* the keys: every kind x batch x seq_len */
+    const int64_t *batches, *seq_lens;    /* the keys: every kind x batch x seq_len (x new_tokens) */
     int nbatches, nseq_lens;
+    const int64_t *new_tokens;            /* decode's T: every one with every (batch, seq_len); */
+    int nnew_tokens;                      /* 0: T = 1 */
     double budget_s;                      /* > 0: no candidate starts after this long; inf: no limit */
     int force;                            /* re-tune keys the database has */
     int threads;                          /* compile threads (clamped to 1..32) */
@@ -94,10 +101,13 @@ typedef struct {
     int stopped;                          /* *stop was seen */
 } tune_summary;
 
+/* The keys of o: kinds x batches x seq_lens, decode's times new_tokens. */
+int tune_key_count(const tune_opts *o);
+
 /* Tune every key of o on g (open, or tune_fake_gpu's with o->fake) into d
  * (opened read-write).  res[0, max) gets one entry per key reached, in
- * order, *nres their count (max >= nkinds * nbatches * nseq_lens holds
- * them all).  Returns SP_EXIT_OK, or the status of the first error (e set;
+ * order (kinds, batches, seq_lens, new_tokens), *nres their count (max >=
+ * tune_key_count(o) holds them all).  Returns SP_EXIT_OK, or the status of the first error (e set;
  * TUNE_NO_WINNER gives SP_EXIT_FAIL with e set too): keys finished before
  * it are saved all the same.  A stop is not an error here: sum->stopped
  * says so. */

@@ -69,6 +69,50 @@ static const char *const migrations[] = {
     "  UNIQUE (gpu_name, sm, sm_count, driver_version, nvrtc_version, spattn_version,\n"
     "          kind, signature, batch, seq_bucket)\n"
     ");\n",
+    /* 1 -> 2: decode rows (kind 'dec') keyed by new_tokens T as well; fwd
+     * and bwd rows get T = 0.  SQLite cannot change a CHECK or a UNIQUE in
+     * place, so the table is rebuilt (its documented ALTER TABLE recipe);
+     * ids are kept. */
+    "CREATE TABLE tuned_v2 (\n"
+    "  id             INTEGER PRIMARY KEY,\n"
+    "  gpu_name       TEXT    NOT NULL,\n"
+    "  sm             INTEGER NOT NULL CHECK (sm > 0),\n"
+    "  sm_count       INTEGER NOT NULL CHECK (sm_count > 0),\n"
+    "  driver_version INTEGER NOT NULL,\n"
+    "  nvrtc_version  INTEGER NOT NULL,\n"
+    "  spattn_version TEXT    NOT NULL,\n"
+    "  kind           TEXT    NOT NULL CHECK (kind IN ('fwd', 'bwd', 'dec')),\n"
+    "  signature      TEXT    NOT NULL,\n"
+    "  heads          INTEGER NOT NULL,\n"
+    "  kv_heads       INTEGER NOT NULL,\n"
+    "  head_dim       INTEGER NOT NULL,\n"
+    "  dtype          TEXT    NOT NULL CHECK (dtype IN ('bf16', 'fp16')),\n"
+    "  pattern        TEXT    NOT NULL,\n"
+    "  bands_hash     TEXT    NOT NULL DEFAULT '',\n"
+    "  band_basis     INTEGER NOT NULL CHECK (band_basis >= 0),\n"
+    "  batch          INTEGER NOT NULL CHECK (batch >= 1),\n"
+    "  seq_bucket     INTEGER NOT NULL CHECK (seq_bucket >= 1),\n"
+    "  new_tokens     INTEGER NOT NULL DEFAULT 0 CHECK ((kind = 'dec') = (new_tokens >= 1) AND new_tokens >= 0),\n"
+    "  tile           TEXT    NOT NULL,\n"
+    "  bm             INTEGER NOT NULL,\n"
+    "  bn             INTEGER NOT NULL,\n"
+    "  warps          INTEGER NOT NULL,\n"
+    "  stages         INTEGER NOT NULL,\n"
+    "  median_ms      REAL    NOT NULL,\n"
+    "  eff_tflops     REAL    NOT NULL,\n"
+    "  candidates     INTEGER NOT NULL,\n"
+    "  created_at     TEXT    NOT NULL,\n"
+    "  UNIQUE (gpu_name, sm, sm_count, driver_version, nvrtc_version, spattn_version,\n"
+    "          kind, signature, batch, seq_bucket, new_tokens)\n"
+    ");\n"
+    "INSERT INTO tuned_v2 (id, gpu_name, sm, sm_count, driver_version, nvrtc_version, spattn_version, kind,\n"
+    "  signature, heads, kv_heads, head_dim, dtype, pattern, bands_hash, band_basis, batch, seq_bucket, new_tokens,\n"
+    "  tile, bm, bn, warps, stages, median_ms, eff_tflops, candidates, created_at)\n"
+    "SELECT id, gpu_name, sm, sm_count, driver_version, nvrtc_version, spattn_version, kind,\n"
+    "  signature, heads, kv_heads, head_dim, dtype, pattern, bands_hash, band_basis, batch, seq_bucket, 0,\n"
+    "  tile, bm, bn, warps, stages, median_ms, eff_tflops, candidates, created_at FROM tuned;\n"
+    "DROP TABLE tuned;\n"
+    "ALTER TABLE tuned_v2 RENAME TO tuned;\n",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == DB_SCHEMA_VERSION,
                "one migration step per schema version");
@@ -82,11 +126,13 @@ typedef struct {
     field_type type;
     size_t off, size;   /* where it lives in db_row (F_SIGNATURE: computed, not stored) */
     int is_key;         /* part of the UNIQUE key */
+    int since;          /* the schema version that added it: an import line without it (an export
+                         * of an older spattn) reads it as 0 */
 } field;
 
-#define KEYF(t, m)  { #m, t, offsetof(db_row, key.m), sizeof(((db_row *)0)->key.m), 1 }
-#define SPECF(t, m) { #m, t, offsetof(db_row, key.m), sizeof(((db_row *)0)->key.m), 0 }
-#define VALF(t, m)  { #m, t, offsetof(db_row, m), sizeof(((db_row *)0)->m), 0 }
+#define KEYF(t, m)  { #m, t, offsetof(db_row, key.m), sizeof(((db_row *)0)->key.m), 1, 1 }
+#define SPECF(t, m) { #m, t, offsetof(db_row, key.m), sizeof(((db_row *)0)->key.m), 0, 1 }
+#define VALF(t, m)  { #m, t, offsetof(db_row, m), sizeof(((db_row *)0)->m), 0, 1 }
 
 /* In export order.  The spec fields (SPECF) are summed up by the signature,
  * which is the key column; they are stored too, for queries and humans. */
@@ -98,7 +144,7 @@ static const field fields[] = {
     KEYF(F_INT, nvrtc_version),
     KEYF(F_TEXT, spattn_version),
     KEYF(F_TEXT, kind),
-    { "signature", F_SIGNATURE, 0, 0, 1 },
+    { "signature", F_SIGNATURE, 0, 0, 1, 1 },
     SPECF(F_INT, heads),
     SPECF(F_INT, kv_heads),
     SPECF(F_INT, head_dim),
@@ -108,6 +154,7 @@ static const field fields[] = {
     SPECF(F_I64, band_basis),
     KEYF(F_I64, batch),
     KEYF(F_I64, seq_bucket),
+    { "new_tokens", F_INT, offsetof(db_row, key.new_tokens), sizeof(int), 1, 2 },
     VALF(F_TEXT, tile),
     VALF(F_INT, bm),
     VALF(F_INT, bn),
@@ -230,7 +277,7 @@ static int one_of(const char *s, const char *const *set)
     return 0;
 }
 
-static const char *const kinds[] = { "fwd", "bwd", NULL };
+static const char *const kinds[] = { "fwd", "bwd", "dec", NULL };
 static const char *const dtypes[] = { "bf16", "fp16", NULL };
 static const char *const patterns[] = { "dense", "local", "spattn", "exclusive", "gapped", "custom", "window", NULL };
 
@@ -293,7 +340,7 @@ int db_validate_row(const db_row *r, char *why, size_t n)
     if (k->driver_version < 1) BAD("driver_version must be positive, got %d", k->driver_version);
     if (k->nvrtc_version < 1) BAD("nvrtc_version must be positive, got %d", k->nvrtc_version);
     if (!k->spattn_version[0]) BAD("spattn_version is empty");
-    if (!one_of(k->kind, kinds)) BAD("kind must be fwd or bwd, got '%s'", k->kind);
+    if (!one_of(k->kind, kinds)) BAD("kind must be fwd, bwd or dec, got '%s'", k->kind);
     if (k->heads < 1 || k->heads > SP_MAX_HEADS) BAD("heads must be in [1, %d], got %d", SP_MAX_HEADS, k->heads);
     if (k->kv_heads < 1 || k->kv_heads > k->heads || k->heads % k->kv_heads)
         BAD("kv_heads must divide heads (%d), got %d", k->heads, k->kv_heads);
@@ -314,6 +361,10 @@ int db_validate_row(const db_row *r, char *why, size_t n)
     if (k->batch < 1 || k->batch > INT_MAX) BAD("batch must be in [1, %d], got %lld", INT_MAX, (long long)k->batch);
     if (!is_power_of_two(k->seq_bucket) || k->seq_bucket > ((int64_t)1 << 40))
         BAD("seq_bucket must be a power of two in [1, 2^40], got %lld", (long long)k->seq_bucket);
+    if (strcmp(k->kind, "dec") == 0 && (k->new_tokens < 1 || k->new_tokens > DB_MAX_NEW_TOKENS))
+        BAD("new_tokens of a dec row must be in [1, %d], got %d", DB_MAX_NEW_TOKENS, k->new_tokens);
+    if (strcmp(k->kind, "dec") != 0 && k->new_tokens != 0)
+        BAD("new_tokens must be 0 for a %s row, got %d", k->kind, k->new_tokens);
     if (r->bm < 16 || r->bm > 512 || r->bm % 16) BAD("bm must be a multiple of 16 in [16, 512], got %d", r->bm);
     if (r->bn < 16 || r->bn > 512 || r->bn % 16) BAD("bn must be a multiple of 16 in [16, 512], got %d", r->bn);
     if (r->warps < 1 || r->warps > 32) BAD("warps must be in [1, 32], got %d", r->warps);
@@ -377,12 +428,14 @@ static int is_damage(int rc)
     return rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT;
 }
 
-/* The current schema's table must have every field's column, or every
- * query would fail with "no such column".  detail = "" when it has. */
-static int missing_column(sqlite3 *h, char *detail, size_t n)
+/* A table of schema version ver must have the column of every field that
+ * version has, or every query (or the migration) would fail with "no such
+ * column".  detail = "" when it has. */
+static int missing_column(sqlite3 *h, int64_t ver, char *detail, size_t n)
 {
     detail[0] = '\0';
     for (int i = 0; i < N_FIELDS; i++) {
+        if (fields[i].since > ver) continue;
         char sql[160];
         int64_t has = 0;
         snprintf(sql, sizeof sql, "SELECT count(*) FROM pragma_table_info('tuned') WHERE name = '%s'", fields[i].name);
@@ -472,8 +525,8 @@ static int inspect(sqlite3 *h, db_health *out, int64_t *version, char *detail, s
         snprintf(detail, n, "schema version 0, yet it already holds tables");
         return SQLITE_OK;
     }
-    if (ver == DB_SCHEMA_VERSION) {
-        rc = missing_column(h, detail, n);
+    if (ver >= 1) {
+        rc = missing_column(h, ver, detail, n);
         if (rc != SQLITE_OK || detail[0]) {
             *out = DB_HEALTH_CORRUPT;
             return rc;
@@ -836,7 +889,9 @@ int db_get(db *d, const db_key *key, db_row *out, int *found, sp_err *e)
 {
     *found = 0;
     sqlite3_stmt *st;
-    if (select_rows(d, SAME_CONTEXT " AND batch = :batch AND seq_bucket = :seq_bucket", key, &st, e)) return -1;
+    if (select_rows(d, SAME_CONTEXT " AND batch = :batch AND seq_bucket = :seq_bucket AND new_tokens = :new_tokens", key,
+                    &st, e))
+        return -1;
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) { read_row(st, out); *found = 1; }
     sqlite3_finalize(st);
@@ -858,9 +913,16 @@ static double log2_ratio(int64_t a, int64_t b)
 /* 1 if row a is a better match for key than row b, by db_lookup_nearest's rule. */
 static int nearer(const db_key *key, const db_row *a, const db_row *b)
 {
+    double da, db_;
+    if (a->key.new_tokens != b->key.new_tokens && key->new_tokens > 0) {   /* decode: T first */
+        da = log2_ratio(a->key.new_tokens, key->new_tokens);
+        db_ = log2_ratio(b->key.new_tokens, key->new_tokens);
+        if (da != db_) return da < db_;
+    }
     int sa = a->key.batch != key->batch, sb = b->key.batch != key->batch;
     if (sa != sb) return sa < sb;
-    double da = log2_ratio(a->key.seq_bucket, key->seq_bucket), db_ = log2_ratio(b->key.seq_bucket, key->seq_bucket);
+    da = log2_ratio(a->key.seq_bucket, key->seq_bucket);
+    db_ = log2_ratio(b->key.seq_bucket, key->seq_bucket);
     if (da != db_) return da < db_;
     da = log2_ratio(a->key.batch, key->batch);
     db_ = log2_ratio(b->key.batch, key->batch);
@@ -899,7 +961,7 @@ int db_list(db *d, const db_filter *f, db_row_fn fn, void *ctx, sp_err *e)
                     " AND (:want_kind IS NULL OR kind = :want_kind)"
                     " AND (:want_pattern IS NULL OR pattern = :want_pattern)"
                     " AND (:want_signature IS NULL OR signature = :want_signature)"
-                    " ORDER BY gpu_name, kind, signature, batch, seq_bucket, id",
+                    " ORDER BY gpu_name, kind, signature, batch, seq_bucket, new_tokens, id",
                     NULL, &st, e))
         return -1;
     db_filter none = { 0 };
@@ -1001,6 +1063,7 @@ static int parse_line(db *d, sqlite3_stmt *valid, sqlite3_stmt *st, const char *
         const char *type = (const char *)sqlite3_column_text(st, 0);
         if (!type) {
             if (f->type == F_SIGNATURE) continue;  /* optional: derived */
+            if (f->since > 1) continue;            /* a newer field: 0 (the row is still validated) */
             snprintf(why, n, "missing field '%s'", f->name);
             return -1;
         }

@@ -31,16 +31,17 @@
 #include "common/err.h"
 #include "common/strbuf.h"
 
-#define DB_SCHEMA_VERSION   1        /* PRAGMA user_version this spattn writes */
+#define DB_SCHEMA_VERSION   2        /* PRAGMA user_version this spattn writes */
 #define DB_APPLICATION_ID   0x7370746e /* PRAGMA application_id: "sptn" */
 #define DB_BUSY_TIMEOUT_MS  10000
 #define DB_IMPORT_MAX_LINE  65536    /* bytes in one JSON line of an import (a row is ~600) */
+#define DB_MAX_NEW_TOKENS   4096     /* the largest new_tokens of a decode row (run --new-tokens' bound) */
 
 typedef struct db db;
 
 /* What a result is valid for.  Text fields are NUL-terminated; all of them
  * take part in the key, and a tuned row is used only where every field but
- * the shape bucket matches (see db_lookup_nearest). */
+ * the shape (batch, seq_bucket, new_tokens) matches (see db_lookup_nearest). */
 typedef struct db_key {
     /* The GPU and software stack the timing was taken on. */
     char gpu_name[128];       /* sp_gpu.name */
@@ -49,7 +50,7 @@ typedef struct db_key {
     int driver_version;       /* cuDriverGetVersion: 13000 */
     int nvrtc_version;        /* nvrtc_version(): 13000 */
     char spattn_version[32];  /* SPATTN_VERSION */
-    char kind[4];             /* "fwd" or "bwd" */
+    char kind[4];             /* "fwd", "bwd" or "dec" (decoding from a KV cache) */
     /* The spec signature: what the generated kernel depends on. */
     int heads, kv_heads, head_dim;
     char dtype[8];            /* sp_dtype_name(): "bf16" or "fp16" */
@@ -58,17 +59,20 @@ typedef struct db_key {
     int64_t band_basis;       /* sp_pattern.band_basis: 0 means L = N */
     /* The shape bucket. */
     int64_t batch;            /* >= 1 */
-    int64_t seq_bucket;       /* db_seq_bucket(N): N rounded up to a power of two */
+    int64_t seq_bucket;       /* db_seq_bucket(N): N rounded up to a power of two (decode: of the
+                               * cache's length) */
+    int new_tokens;           /* decode: T, the new tokens per sequence of a step (>= 1); fwd, bwd: 0 */
 } db_key;
 
 /* One tuned result. */
 typedef struct db_row {
     int64_t id;               /* row id in the database it came from; ignored on put */
     db_key key;
-    char tile[64];            /* kcfg_tile_string(): "128x64:w8:s2" (may grow ":..." fields) */
+    char tile[64];            /* kcfg_tile_string(): "128x64:w8:s2" (may grow ":..." fields; a
+                               * decode tile ends in its splits, "16x64:w4:s3:k2") */
     int bm, bn, warps, stages;/* the same choices as columns, for queries */
     double median_ms;         /* median kernel time of the winner */
-    double eff_tflops;        /* effective TFLOP/s: allowed pairs only */
+    double eff_tflops;        /* effective TFLOP/s: allowed pairs only (decode: of its T rows) */
     int candidates;           /* configs timed for this key */
     char created_at[32];      /* UTC ISO-8601 "2026-11-25T10:00:00Z"; "" on put: now */
 } db_row;
@@ -127,6 +131,8 @@ int db_get(db *d, const db_key *key, db_row *out, int *found, sp_err *e);
 int db_has_current(db *d, const db_key *key, int *yes, sp_err *e);
 /* The tuned row to use for key: among rows with the same GPU (name, sm, SM
  * count), driver, NVRTC and spattn versions, kind and spec signature, pick
+ *   0. decode: the same new_tokens if any row has it, else the smallest
+ *      |log2(new_tokens / key->new_tokens)| (fwd and bwd rows all have 0);
  *   1. the same batch if any row has it, else every batch competes;
  *   2. the smallest |log2(seq_bucket / key->seq_bucket)|;
  *   3. then the smallest |log2(batch / key->batch)|;
@@ -141,7 +147,7 @@ int db_lookup_nearest(db *d, const db_key *key, db_row *out, int *found, sp_err 
 typedef struct db_filter {
     int64_t id;               /* exactly this row */
     const char *gpu;          /* GPU name contains this, case-insensitive */
-    const char *kind;         /* "fwd" | "bwd" */
+    const char *kind;         /* "fwd" | "bwd" | "dec" */
     const char *pattern;      /* pattern name */
     const char *signature;    /* exact spec signature */
 } db_filter;

@@ -80,8 +80,11 @@ def decode_info(spec=None, *, batch=1, kv_len=4096, new_tokens=1, kv_lens=None, 
                 head_dim=None, dtype="bf16", pattern=None, band_basis=0, window=0, intervals=None, scale=None,
                 layer=-1, device=DEVICE_CPU):
     """What one decoding step reads (spattn.DecodeInfo): the key rows and
-    bytes of K and V inside the bands, a dense decode's bytes, the splits; no
-    data needed.  kv_lens: a list of lengths (default kv_len each)."""
+    bytes of K and V inside the bands, a dense decode's bytes; no data
+    needed.  kv_lens: a list of lengths (default kv_len each).  On a GPU
+    device also what spattn.decode launches there at this new_tokens: the
+    splits, the kernel, the config ("16x64:w4:s3:k2") and where it came from
+    (the tuning database, spattn.tune(..., decode=True), or the heuristic)."""
     from ._core import resolve_key
     key = resolve_key(spec, pattern, band_basis, window, scale, intervals, layer)
     s = _CACHE.spec(key)

@@ -99,7 +99,8 @@ class PagedKV(ctypes.Structure):
 
 class _DecodeInfo(ctypes.Structure):
     _fields_ = [("key_rows", ctypes.c_int64), ("tiles", ctypes.c_int64), ("bytes", ctypes.c_double),
-                ("dense_bytes", ctypes.c_double), ("splits", ctypes.c_int), ("kernel", ctypes.c_char * 128)]
+                ("dense_bytes", ctypes.c_double), ("splits", ctypes.c_int), ("kernel", ctypes.c_char * 128),
+                ("config", ctypes.c_char * 64), ("config_source", ctypes.c_char * 160)]
 
 
 @dataclass(frozen=True)
@@ -110,10 +111,12 @@ class DecodeInfo:
     bytes: float             # bytes of K and V read (key_rows x head_dim x 2 bytes x 2)
     dense_bytes: float       # a dense decode's: every cached token of every kv head
     splits: int              # CTAs sharing one block's tiles (1 on the CPU)
-    kernel: str              # "" before the first GPU decode, and on the CPU
+    kernel: str              # the decode kernel spattn.decode launches at this T; "" on the CPU
+    config: str              # its tile and splits, "16x64:w4:s3:k2"; "" on the CPU
+    config_source: str       # "tuned (batch 64, N<=32768, T=1)" or "heuristic"; "" on the CPU
 
 
-TUNE_FWD, TUNE_BWD = 1, 2                                  # SPATTN_TUNE_FWD, SPATTN_TUNE_BWD
+TUNE_FWD, TUNE_BWD, TUNE_DEC = 1, 2, 4                    # SPATTN_TUNE_FWD, SPATTN_TUNE_BWD, SPATTN_TUNE_DEC
 TUNE_SAVED, TUNE_UP_TO_DATE, TUNE_NO_WINNER, TUNE_NOT_SAVED = 0, 1, 2, 3   # spattn_tune_outcome
 _TUNE_PROGRESS = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_long, ctypes.c_long)
 
@@ -123,7 +126,7 @@ class TuneOptions(ctypes.Structure):
                 ("seq_lens", ctypes.POINTER(ctypes.c_int64)), ("n_seq_lens", ctypes.c_int),
                 ("budget_s", ctypes.c_double), ("force", ctypes.c_int), ("threads", ctypes.c_int),
                 ("iters", ctypes.c_int), ("stop", ctypes.POINTER(ctypes.c_int)), ("progress", _TUNE_PROGRESS),
-                ("user", ctypes.c_void_p)]
+                ("user", ctypes.c_void_p), ("new_tokens", ctypes.POINTER(ctypes.c_int)), ("n_new_tokens", ctypes.c_int)]
 
 
 class TuneResult(ctypes.Structure):
@@ -131,7 +134,7 @@ class TuneResult(ctypes.Structure):
                 ("seq_bucket", ctypes.c_int64), ("outcome", ctypes.c_int), ("tile", ctypes.c_char * 64),
                 ("median_ms", ctypes.c_double), ("eff_tflops", ctypes.c_double), ("checked", ctypes.c_int),
                 ("rejected", ctypes.c_int), ("pruned", ctypes.c_int), ("created_at", ctypes.c_char * 32),
-                ("json", ctypes.c_char * 2048)]
+                ("json", ctypes.c_char * 2048), ("new_tokens", ctypes.c_int)]
 
 
 # ---- loading -------------------------------------------------------------------
@@ -432,7 +435,8 @@ class Plan(_Owned):
         if st:
             raise error(st, f"spattn_decode_get_info: new_tokens {new_tokens} or kv_lens out of range "
                             f"(1..{self.info.seq_len}, 0..{self.info.seq_len})")
-        return DecodeInfo(raw.key_rows, raw.tiles, raw.bytes, raw.dense_bytes, raw.splits, raw.kernel.decode())
+        return DecodeInfo(raw.key_rows, raw.tiles, raw.bytes, raw.dense_bytes, raw.splits, raw.kernel.decode(),
+                          raw.config.decode(), raw.config_source.decode())
 
     def close(self):
         """Destroys the plan; a no-op (the C plan is leaked, not freed into a

@@ -46,18 +46,23 @@ def find_cli():
 
 
 def tune(spec=None, seq_lens=(4096,), batches=(1,), *, pattern=None, band_basis=0, window=0, intervals=None,
-         scale=None, heads=None, kv_heads=None, head_dim=None, dtype=None, layer=-1, kind="all", budget=None,
-         force=False, iters=None, db=None, device=0, timeout=None, env=None):
+         scale=None, heads=None, kv_heads=None, head_dim=None, dtype=None, layer=-1, kind=None, decode=False,
+         new_tokens=(1,), budget=None, force=False, iters=None, db=None, device=0, timeout=None, env=None):
     """Tune the kernels of a spec (a Spec, a spec file path, a YAML text, or
     the pattern arguments with heads/head_dim/dtype) at every (batch, seq_len)
     and store the winners in the tuning database (db, else the default).
-    kind: "fwd", "bwd" or "all".  env: environment variables set for the
-    call (SPATTN_TUNE_FAKE, SPATTN_CACHE_DIR, ...).  Returns the winners
-    saved: a list of dicts, one per (kind, batch, seq_len) tuned, the rows as
-    `spattn db export` prints them (tile, median_ms, eff_tflops, ...); keys
-    already up to date are not in it.  Raises SpattnError with the library's
-    message on failure, subprocess.TimeoutExpired after timeout seconds (the
-    keys finished by then are saved).
+    kind: "fwd", "bwd" or "all" (the default), or "dec": the decode kernels
+    of spattn.decode (tile and splits), as decode=True says; then seq_lens
+    are the cache's lengths (decode's kv_len) and every T of new_tokens is a
+    key too.  env: environment variables set for the call
+    (SPATTN_TUNE_FAKE, SPATTN_CACHE_DIR, ...).  Returns the winners saved: a
+    list of dicts, one per key tuned, the rows as `spattn db export` prints
+    them (kind, tile, median_ms, eff_tflops, new_tokens, ...); keys already
+    up to date are not in it.  Raises SpattnError with the library's message
+    on failure, subprocess.TimeoutExpired after timeout seconds (the keys
+    finished by then are saved).
+
+        spattn.tune("configs/gqa-32q-8kv.yaml", seq_lens=[32768], batches=[64], decode=True)
 
     Plans already cached keep the configs they were made with: call
     spattn.clear_plan_cache() to pick the tuned ones up (and recapture any
@@ -66,15 +71,21 @@ def tune(spec=None, seq_lens=(4096,), batches=(1,), *, pattern=None, band_basis=
     s = CACHE.spec(key)
     if s.kind == "params" and (heads or s.heads) is None:
         raise ValueError("spattn.tune with pattern arguments: pass heads= and head_dim= (and dtype=, kv_heads=)")
-    kinds = {"fwd": _lib.TUNE_FWD, "bwd": _lib.TUNE_BWD, "all": _lib.TUNE_FWD | _lib.TUNE_BWD}.get(kind)
+    if decode and kind not in (None, "dec"):
+        raise ValueError(f"spattn.tune: kind {kind!r} does not go with decode=True (the decode kernels)")
+    kind = "dec" if decode else kind or "all"
+    kinds = {"fwd": _lib.TUNE_FWD, "bwd": _lib.TUNE_BWD, "all": _lib.TUNE_FWD | _lib.TUNE_BWD,
+             "dec": _lib.TUNE_DEC}.get(kind)
     if kinds is None:
-        raise ValueError(f"spattn.tune: kind {kind!r} is not fwd, bwd or all")
+        raise ValueError(f"spattn.tune: kind {kind!r} is not fwd, bwd, all or dec")
     b = [int(x) for x in batches]
     n = [int(x) for x in seq_lens]
+    t = [int(x) for x in new_tokens]
     opts = _lib.TuneOptions(kinds=kinds, batches=(ctypes.c_int * len(b))(*b), n_batches=len(b),
                             seq_lens=(ctypes.c_int64 * len(n))(*n), n_seq_lens=len(n),
                             budget_s=0.0 if budget is None else float(budget), force=int(bool(force)),
-                            iters=0 if iters is None else int(iters))
+                            iters=0 if iters is None else int(iters), new_tokens=(ctypes.c_int * len(t))(*t),
+                            n_new_tokens=len(t))
     if budget is not None and not float(budget) > 0:
         raise _lib.error(_lib.EINVAL, "spattn.tune: budget must be a positive number of seconds")
     stop = ctypes.c_int(0)
@@ -86,7 +97,8 @@ def tune(spec=None, seq_lens=(4096,), batches=(1,), *, pattern=None, band_basis=
         saved = {k: os.environ.get(k) for k in (env or {})}
         os.environ.update(env or {})
         try:
-            return _call(opts, len(b) * len(n) * 2, path, text, s.layer, db, device, stop, timeout)
+            keys = len(b) * len(n) * (len(t) if kind == "dec" else 2)
+            return _call(opts, keys, path, text, s.layer, db, device, stop, timeout)
         finally:
             for k, v in saved.items():
                 if v is None:

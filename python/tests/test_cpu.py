@@ -360,6 +360,24 @@ class TestTune(unittest.TestCase):
             with self.assertRaises(spattn.SpattnInvalidError):
                 spattn.tune(spec, db=db, env=env, budget=0)
 
+    def test_tune_decode_through_the_library_fake_gpu(self):
+        with tempfile.TemporaryDirectory() as t:
+            db = os.path.join(t, "tune.db")
+            env = {"SPATTN_TUNE_FAKE": "1", "SPATTN_CACHE_DIR": t}
+            spec = spattn.Spec.from_params("spattn", heads=8, kv_heads=2, head_dim=64, dtype="bf16")
+            rows = spattn.tune(spec, seq_lens=[4096], batches=[4], decode=True, new_tokens=[1, 2], db=db, env=env)
+            self.assertEqual([(r["kind"], r["new_tokens"], r["batch"], r["seq_bucket"]) for r in rows],
+                             [("dec", 1, 4, 4096), ("dec", 2, 4, 4096)])
+            for r in rows:   # a decode tile ends in its splits
+                self.assertRegex(r["tile"], r"^16x[0-9]+:w[0-9]:s[0-9]:k[0-9]+$")
+            # kind="dec" is the same thing: up to date now
+            self.assertEqual(spattn.tune(spec, seq_lens=[4096], batches=[4], kind="dec", new_tokens=[1, 2], db=db,
+                                         env=env), [])
+            with self.assertRaisesRegex(ValueError, "decode=True"):
+                spattn.tune(spec, decode=True, kind="fwd", db=db, env=env)
+            with self.assertRaisesRegex(spattn.SpattnInvalidError, "exceeds"):
+                spattn.tune(spec, seq_lens=[2], decode=True, new_tokens=[4], db=db, env=env)
+
     def test_tune_without_a_gpu_is_a_gpu_error(self):
         if os.environ.get("SPATTN_TUNE_FAKE", "") not in ("", "0"):
             self.skipTest("SPATTN_TUNE_FAKE is set")
@@ -450,6 +468,7 @@ class TestDecode(unittest.TestCase):
         i = spattn.decode_info(os.path.join(ROOT, "configs", "olmoe-1b-7b.yaml"), batch=64, kv_len=32768)
         self.assertEqual(i.dense_bytes, 64 * 32768 * 16 * 128 * 4)
         self.assertTrue(0.1 < i.bytes / i.dense_bytes < 0.15, i)
+        self.assertEqual((i.splits, i.kernel, i.config, i.config_source), (1, "", "", ""))   # CPU: no launch
         d = spattn.decode_info(pattern="dense", heads=4, head_dim=64, kv_len=1000, batch=2)
         self.assertEqual(d.bytes, d.dense_bytes)
 

@@ -20,6 +20,12 @@ teardown() { rm -rf "$T"; }
 
 have_gpu() { "$SPATTN" info --require-gpu >/dev/null 2>&1; }
 fake() { SPATTN_TUNE_FAKE=1 "$SPATTN" tune "$@"; }
+# fake --json ARGS: run, stdout only, and its rows' tiles must be the database's (of kind $KIND, default all)
+fake_json() {
+    run bash -c "SPATTN_TUNE_FAKE=1 '$SPATTN' tune $* --json 2>/dev/null"
+    [ "$status" -eq 0 ]
+    [ "$(echo "$output" | jq -s -c '[.[].tile]')" = "$("$SPATTN" db export ${KIND:+--kind $KIND} | jq -s -c '[.[].tile]')" ]
+}
 rows() { "$SPATTN" db export --db "${1:-$DB}" | jq -s length; }
 
 # ---- usage ------------------------------------------------------------------
@@ -27,7 +33,8 @@ rows() { "$SPATTN" db export --db "${1:-$DB}" | jq -s length; }
 @test "tune --help lists every option, exit 0" {
     run "$SPATTN" tune --help
     [ "$status" -eq 0 ]
-    for o in --batch --seq-len --kind --budget --force --threads --iters --layer-index --db --gpu --json; do
+    for o in --batch --seq-len --kind --decode --kv-len --new-tokens --budget --force --threads --iters --layer-index \
+             --db --gpu --json; do
         [[ "$output" == *"$o"* ]] || { echo "missing $o"; false; }
     done
 }
@@ -149,12 +156,9 @@ rows() { "$SPATTN" db export --db "${1:-$DB}" | jq -s length; }
 }
 
 @test "fake tune --json: the rows written, as db export lines" {
-    run bash -c "SPATTN_TUNE_FAKE=1 '$SPATTN' tune '$OLMOE' --batch 1 --seq-len 64,128 --json 2>/dev/null"
-    [ "$status" -eq 0 ]
+    fake_json "'$OLMOE'" --batch 1 --seq-len 64,128
     [ "${#lines[@]}" -eq 2 ]
     echo "$output" | jq -s -e 'length == 2 and all(.[]; .gpu_name == "spattn fake GPU" and (.tile | length) > 0)'
-    # the same tiles the database holds
-    [ "$(echo "$output" | jq -s -c '[.[].tile]')" = "$("$SPATTN" db export | jq -s -c '[.[].tile]')" ]
 }
 
 @test "fake tune --json prints no blank lines and real timestamps" {
@@ -190,6 +194,119 @@ rows() { "$SPATTN" db export --db "${1:-$DB}" | jq -s length; }
     [ "$(rows)" -eq 3 ]
     [ "$("$SPATTN" db export | jq -s -c '[.[].signature] | sort')" = \
       '["exclusive/h16kv16/d128/bf16/L=8192","spattn/h16kv16/d128/bf16/L=N","spattn/h8kv8/d64/bf16/L=N"]' ]
+}
+
+# ---- --decode: the decode kernels' tile and splits ----------------------------
+
+GQA="$BATS_TEST_DIRNAME/../../configs/gqa-32q-8kv.yaml"
+
+@test "tune --decode: flags that do not go with it, or without it, exit 2, nothing written" {
+    run env SPATTN_TUNE_FAKE=1 "$SPATTN" tune "$GQA" --decode --kind bwd
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--decode: --kind"*"does not apply"* ]]
+    run env SPATTN_TUNE_FAKE=1 "$SPATTN" tune "$GQA" --decode --seq-len 4096
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--seq-len (the cache's length is --kv-len)"* ]]
+    for flag in "--kv-len 4096" "--new-tokens 2"; do
+        run env SPATTN_TUNE_FAKE=1 "$SPATTN" tune "$GQA" $flag
+        [ "$status" -eq 2 ] || { echo "$flag: exit $status"; false; }
+        [[ "$output" == *"--kv-len and --new-tokens go with --decode"* ]]
+    done
+    run env SPATTN_TUNE_FAKE=1 "$SPATTN" tune "$GQA" --decode --kv-len 4 --new-tokens 8
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--new-tokens 8: more than the cache's length 4"* ]]
+    run env SPATTN_TUNE_FAKE=1 "$SPATTN" tune "$GQA" --decode --new-tokens 0
+    [ "$status" -eq 2 ]
+    run env SPATTN_TUNE_FAKE=1 "$SPATTN" tune "$T/nope.yaml" --decode
+    [ "$status" -eq 2 ]
+    [ ! -e "$DB" ]
+}
+
+@test "tune --decode without a GPU (and without the fake): exit 3, no database created" {
+    have_gpu && skip "a GPU is present"
+    run "$SPATTN" tune "$GQA" --decode --kv-len 4096 --batch 4
+    [ "$status" -eq 3 ]
+    [[ "${lines[0]}" == "spattn: error: "*"libcuda.so.1"* ]]
+    [ ! -e "$DB" ]
+}
+
+@test "fake tune --decode: one dec row per (batch, bucket, T), tiles with their splits" {
+    run fake "$GQA" --decode --batch 64 --kv-len 32768,4000 --new-tokens 1,4
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"4 result(s) saved to $DB"* ]]
+    [[ "$output" == *"dec batch 64 N 32768 T 1: best 16x"*" ms ("*" GB/s of K and V) of "*" candidates, 1 rejected"* ]]
+    "$SPATTN" db export >"$T/x.jsonl"
+    [ "$(jq -s -c '[.[] | [.batch, .seq_bucket, .new_tokens]] | sort' "$T/x.jsonl")" = \
+      "[[64,4096,1],[64,4096,4],[64,32768,1],[64,32768,4]]" ]
+    jq -s -e 'all(.[]; .kind == "dec" and .signature == "spattn/h32kv8/d128/bf16/L=N" and .bm == 16
+                 and (.tile | test("^16x[0-9]+:w[0-9]:s[0-9]:k[0-9]+$"))
+                 and (.tile | startswith("16x128:w4:s2:k") or startswith("16x64:"))
+                 and .tile == "\(.bm)x\(.bn):w\(.warps):s\(.stages):k\(.tile | split(":k")[1])"
+                 and .candidates > 10 and .median_ms > 0)' "$T/x.jsonl"
+    # the fake's ordering: the fastest on paper (BN 128, 3 stages, 2 splits) is its wrong one; next comes 2 stages
+    [ "$(jq -r 'select(.seq_bucket == 32768 and .new_tokens == 1) | .tile' "$T/x.jsonl")" = "16x128:w4:s2:k2" ]
+    [[ "$output" == *"rejected 16x128:w4:s3:k2: wrong result (fake backend)"* ]]
+    run "$SPATTN" db list --kind dec
+    [ "$status" -eq 0 ]
+    [ "${#lines[@]}" -eq 5 ]
+    [[ "${lines[0]}" == *BUCKET*" T "*TILE* ]]
+    [[ "${lines[1]}" == *" dec "*"spattn/h32kv8/d128/bf16/L=N"*" 64 "*" 4096 "*" 1 "*" 16x"* ]]
+    run "$SPATTN" db show --kind dec
+    [[ "$output" == *"new_tokens      4"* ]]
+}
+
+@test "fake tune --decode: skip when up to date, --force re-tunes, a new T is a new key; fwd rows apart" {
+    fake "$GQA" --decode --batch 64 --kv-len 32768 2>/dev/null
+    run fake "$GQA" --decode --batch 64 --kv-len 30000
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"dec batch 64 N 30000 T 1: up to date, skipped"* ]]
+    [[ "$output" == *"0 result(s) saved"*"1 up to date"* ]]
+    run fake "$GQA" --decode --batch 64 --kv-len 32768 --force
+    [[ "$output" == *"1 result(s) saved"* ]]
+    run fake "$GQA" --decode --batch 64 --kv-len 32768 --new-tokens 1,2
+    [[ "$output" == *"1 result(s) saved"*"1 up to date"* ]]
+    fake "$GQA" --batch 64 --seq-len 32768 2>/dev/null    # the forward at the same shape: its own row
+    [ "$("$SPATTN" db export | jq -s -c '[.[] | [.kind, .new_tokens]] | sort')" = '[["dec",1],["dec",2],["fwd",0]]' ]
+}
+
+@test "fake tune --decode --json: the rows written, as db export lines" {
+    KIND=dec fake_json "'$GQA'" --decode --batch 8 --kv-len 4096 --new-tokens 1,2
+    [ "${#lines[@]}" -eq 2 ]
+    echo "$output" | jq -s -e 'length == 2 and ([.[].new_tokens] == [1, 2]) and all(.[]; .kind == "dec" and .batch == 8)'
+}
+
+@test "fake tune --decode: splits a launch would clamp are not tried (each split keeps 2 tiles)" {
+    # N = 256: a block holds at most a few 128-key tiles, so few splits remain for BN 128
+    run fake "$GQA" --decode --batch 1 --kv-len 256
+    [ "$status" -eq 0 ]
+    short=$("$SPATTN" db export | jq .candidates)
+    run fake "$GQA" --decode --batch 1 --kv-len 32768
+    long=$("$SPATTN" db export | jq -s 'map(select(.seq_bucket == 32768))[0].candidates')
+    [ "$short" -lt "$long" ]
+    [ "$long" -le 90 ]
+}
+
+@test "tune --decode --list-candidates: the decode tiles, no GPU" {
+    run "$SPATTN" tune "$GQA" --decode --list-candidates sm_90a
+    [ "$status" -eq 0 ]
+    [ ! -e "$DB" ]
+    [ "${#lines[@]}" -ge 10 ]
+    echo "$output" | while read -r kind tile; do
+        [ "$kind" = dec ] && [[ "$tile" =~ ^16x[0-9]+:w[0-9]:s[0-9]$ ]] || { echo "$kind $tile"; false; }
+    done
+}
+
+@test "gpu: tune --decode at a small shape; run --decode then uses the row" {
+    have_gpu || skip "no GPU: runs on the GPU host"
+    run "$SPATTN" tune "$GQA" --decode --batch 4 --kv-len 4096 --iters 5 --budget 120
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"best 16x"*" of "*" candidates"* ]]
+    "$SPATTN" db export | jq -e '.kind == "dec" and .new_tokens == 1 and .gpu_name != "spattn fake GPU"'
+    tile=$("$SPATTN" db export | jq -r .tile)
+    run bash -c "'$SPATTN' check '$GQA' --decode --batch 4 --kv-len 4096 --json 2>/dev/null"
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -e --arg t "$tile" '.ok and (.config_source == "tuned (batch 4, N<=4096, T=1)")
+                                            and (.splits == ($t | split(":k")[1] | tonumber))'
 }
 
 # ---- reliability -------------------------------------------------------------

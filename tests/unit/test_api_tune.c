@@ -40,22 +40,39 @@ static void test_cpu_context_refuses(void)
           spattn_tune(c, NULL, bad, strlen(bad), -1, NULL, r, 2, &n) == SPATTN_EINVAL &&
           strstr(spattn_context_error(c), "head_dims"));
     CHECK("no spec at all is EINVAL", spattn_tune(c, NULL, NULL, 0, -1, NULL, r, 2, &n) == SPATTN_EINVAL);
-    spattn_tune_options o = { .kinds = 4 };
+    spattn_tune_options o = { .kinds = 8 };
     CHECK("unknown kinds are EINVAL", spattn_tune(c, NULL, yaml, strlen(yaml), -1, &o, r, 2, &n) == SPATTN_EINVAL);
     spattn_context_destroy(c);
 }
 
-static void test_fake_gpu(void)
+/* A CPU context that tunes the fake GPU into dir/tune.db (path), dir a
+ * fresh temporary directory (a mkdtemp template); NULL if none. */
+static spattn_context *fake_context(char *dir, char *path, size_t n)
 {
-    char dir[] = "/tmp/spattn-test-tune-XXXXXX";
-    if (!mkdtemp(dir)) { CHECK("mkdtemp", 0); return; }
-    char path[256];
-    snprintf(path, sizeof path, "%s/tune.db", dir);
+    if (!mkdtemp(dir)) { CHECK("mkdtemp", 0); return NULL; }
+    snprintf(path, n, "%s/tune.db", dir);
     setenv("SPATTN_TUNE_FAKE", "1", 1);
     setenv("SPATTN_CACHE_DIR", dir, 1);
     spattn_context *c = NULL;
     spattn_context_create(SPATTN_DEVICE_CPU, &c);
     spattn_context_set_db(c, path);
+    return c;
+}
+
+static void fake_done(spattn_context *c, const char *dir)
+{
+    spattn_context_destroy(c);
+    unsetenv("SPATTN_TUNE_FAKE");
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK("clean up", system(cmd) == 0);
+}
+
+static void test_fake_gpu(void)
+{
+    char dir[] = "/tmp/spattn-test-tune-XXXXXX", path[256];
+    spattn_context *c = fake_context(dir, path, sizeof path);
+    if (!c) return;
     int batches[1] = { 2 };
     int64_t lens[2] = { 1000, 64 };
     seen s = { 0 };
@@ -89,7 +106,7 @@ static void test_fake_gpu(void)
         memset(&spec, 0, sizeof spec);
         spec_parse(yaml, strlen(yaml), "t", &spec, &e);
         db_key key;
-        config_db_key(&g, &spec, &spec.pattern, SP_KIND_FWD, 2, 1000, &key);
+        config_db_key(&g, &spec, &spec.pattern, SP_KIND_FWD, 2, 1000, 0, &key);
         db_row row;
         int found = 0;
         CHECK("the row is there", db_get(d, &key, &row, &found, &e) == 0 && found);
@@ -114,16 +131,46 @@ static void test_fake_gpu(void)
     o.stop = &stop;
     CHECK("a stop is SPATTN_FAILED", spattn_tune(c, NULL, yaml, strlen(yaml), -1, &o, r, 4, &n) == SPATTN_FAILED &&
                                          n == 0 && strstr(spattn_context_error(c), "stopped"));
-    spattn_context_destroy(c);
-    unsetenv("SPATTN_TUNE_FAKE");
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    CHECK("clean up", system(cmd) == 0);
+    fake_done(c, dir);
+}
+
+/* SPATTN_TUNE_DEC on the fake GPU: one key per (batch, seq_len, T), the
+ * decode rows under T, tiles with their splits; T beyond a length and bad
+ * T values are EINVAL before anything is tuned. */
+static void test_fake_decode(void)
+{
+    char dir[] = "/tmp/spattn-test-tune-XXXXXX", path[256];
+    spattn_context *c = fake_context(dir, path, sizeof path);
+    if (!c) return;
+    int batches[1] = { 64 }, Ts[2] = { 1, 4 };
+    int64_t lens[1] = { 32768 };
+    spattn_tune_options o = { .kinds = SPATTN_TUNE_DEC, .batches = batches, .n_batches = 1, .seq_lens = lens,
+                              .n_seq_lens = 1, .new_tokens = Ts, .n_new_tokens = 2 };
+    spattn_tune_result r[4];
+    int n = 0;
+    spattn_status st = spattn_tune(c, NULL, yaml, strlen(yaml), -1, &o, r, 4, &n);
+    CHECKF(st == SPATTN_OK && n == 2, "decode tune: %d results (%s)", n, spattn_context_error(c));
+    int good = n == 2;
+    for (int i = 0; i < n; i++)
+        good &= r[i].kind == SPATTN_TUNE_DEC && r[i].new_tokens == Ts[i] && r[i].outcome == SPATTN_TUNE_SAVED &&
+                strncmp(r[i].tile, "16x", 3) == 0 && strstr(r[i].tile, ":k") && r[i].rejected == 1 &&
+                strstr(r[i].json, "\"kind\":\"dec\"") && r[i].seq_bucket == 32768;
+    CHECK("two dec keys, T 1 and 4, tiles with their splits", good);
+    n = 0;
+    CHECK("again: up to date", spattn_tune(c, NULL, yaml, strlen(yaml), -1, &o, r, 4, &n) == SPATTN_OK && n == 2 &&
+                                   r[1].outcome == SPATTN_TUNE_UP_TO_DATE);
+    lens[0] = 2;
+    CHECK("T 4 > N 2 is EINVAL", spattn_tune(c, NULL, yaml, strlen(yaml), -1, &o, r, 4, &n) == SPATTN_EINVAL &&
+                                     strstr(spattn_context_error(c), "exceeds"));
+    Ts[1] = 0;
+    CHECK("T 0 is EINVAL", spattn_tune(c, NULL, yaml, strlen(yaml), -1, &o, r, 4, &n) == SPATTN_EINVAL);
+    fake_done(c, dir);
 }
 
 static const test_case tests[] = {
     { "cpu_context_refuses", test_cpu_context_refuses },
     { "fake_gpu", test_fake_gpu },
+    { "fake_decode", test_fake_decode },
     { 0, 0 },
 };
 

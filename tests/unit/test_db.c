@@ -501,7 +501,9 @@ static void test_newer_refused(void)
     db *d = NULL;
     sp_err e = { 0 };
     CHECK("newer refused read-write", db_open(p, 0, &d, &e) == -1 && !d && e.code == SP_EXIT_USAGE);
-    CHECKF(strstr(e.msg, "newer") && strstr(e.msg, "not touched") && strstr(e.msg, "6"), "msg: %s", e.msg);
+    char ver[16];
+    snprintf(ver, sizeof ver, "%d", DB_SCHEMA_VERSION + 5);
+    CHECKF(strstr(e.msg, "newer") && strstr(e.msg, "not touched") && strstr(e.msg, ver), "msg: %s", e.msg);
     CHECK("error names the file", strcmp(e.file, p) == 0);
     sp_err_clear(&e);
     CHECK("newer refused read-only", db_open(p, 1, &d, &e) == -1 && e.code == SP_EXIT_USAGE);
@@ -684,8 +686,105 @@ static void test_concurrent_writers(void)
     db_close(d);
 }
 
+/* Decode rows: kind dec keyed by T as well (new_tokens), validated, and
+ * looked up by the nearest T first. */
+static void test_decode_rows(void)
+{
+    const char *p = tmp_path("decode.db");
+    db_key k = base_key();
+    snprintf(k.kind, sizeof k.kind, "dec");
+    k.batch = 64;
+    k.seq_bucket = 32768;
+    db_row rows[3];
+    int Ts[3] = { 1, 4, 16 };
+    for (int i = 0; i < 3; i++) {
+        k.new_tokens = Ts[i];
+        rows[i] = make_row(k, 16, 32 << i, 0.5 + i);
+        snprintf(rows[i].tile, sizeof rows[i].tile, "16x%d:w4:s2:k%d", 32 << i, i + 1);   /* with its splits */
+    }
+    char why[256];
+    CHECKF(db_validate_row(&rows[0], why, sizeof why) == 0, "a dec row validates: %s", why);
+    db_row bad = rows[0];
+    bad.key.new_tokens = 0;
+    CHECK("dec with T 0 refused", db_validate_row(&bad, why, sizeof why) != 0 && strstr(why, "new_tokens"));
+    bad.key.new_tokens = DB_MAX_NEW_TOKENS + 1;
+    CHECK("dec with T past the bound refused", db_validate_row(&bad, why, sizeof why) != 0);
+    bad = make_row(base_key(), 64, 64, 1);
+    bad.key.new_tokens = 1;
+    CHECK("fwd with T 1 refused", db_validate_row(&bad, why, sizeof why) != 0 && strstr(why, "fwd"));
+    db *d;
+    sp_err e = { 0 };
+    CHECK("open", db_open(p, 0, &d, &e) == 0);
+    if (!d) return;
+    db_row fwd = make_row(base_key(), 128, 64, 0.25);
+    fwd.key.batch = 64;
+    fwd.key.seq_bucket = 32768;
+    CHECKF(db_put_rows(d, rows, 3, &e) == 0 && db_put_rows(d, &fwd, 1, &e) == 0, "put: %s", e.msg);
+    CHECK("each T its own row, the forward apart", count_rows(d) == 4);
+    db_row r;
+    int found = 0;
+    k.new_tokens = 4;
+    CHECK("exact T", db_get(d, &k, &r, &found, &e) == 0 && found && strcmp(r.tile, rows[1].tile) == 0);
+    k.new_tokens = 2;
+    CHECK("no row at T 2", db_get(d, &k, &r, &found, &e) == 0 && !found);
+    k.new_tokens = 3;
+    CHECK("T 3: nearest is T 4", db_lookup_nearest(d, &k, &r, &found, &e) == 0 && found && r.key.new_tokens == 4);
+    k.new_tokens = 1;
+    k.batch = 8;
+    CHECK("T first, then batch: T 1 at batch 8", db_lookup_nearest(d, &k, &r, &found, &e) == 0 && found &&
+                                                   r.key.new_tokens == 1 && r.key.batch == 64);
+    k.new_tokens = 1000;
+    CHECK("T 1000: nearest is T 16", db_lookup_nearest(d, &k, &r, &found, &e) == 0 && found && r.key.new_tokens == 16);
+    db_key fk = fwd.key;
+    CHECK("the forward finds its own", db_lookup_nearest(d, &fk, &r, &found, &e) == 0 && found &&
+                                           strcmp(r.key.kind, "fwd") == 0 && r.key.new_tokens == 0);
+    db_close(d);
+}
+
+/* A database of schema 1 (before decode rows) migrates to 2 on the first
+ * write: rows and ids kept, new_tokens 0, dec rows then accepted. */
+static void test_migrate_v1(void)
+{
+    const char *p = tmp_path("v1.db");
+    db *d;
+    sp_err e = { 0 };
+    db_row r = make_row(base_key(), 64, 64, 0.5);
+    CHECK("a current database with a row", db_open(p, 0, &d, &e) == 0 && db_put_rows(d, &r, 1, &e) == 0);
+    db_close(d);
+    /* Turn it into what schema 1 wrote: the table without new_tokens (and
+     * its old CHECK and UNIQUE), user_version 1. */
+    sqlite3 *h;
+    int ok = sqlite3_open(p, &h) == SQLITE_OK &&
+             sqlite3_exec(h,
+                          "CREATE TABLE old AS SELECT id, gpu_name, sm, sm_count, driver_version, nvrtc_version,"
+                          " spattn_version, kind, signature, heads, kv_heads, head_dim, dtype, pattern, bands_hash,"
+                          " band_basis, batch, seq_bucket, tile, bm, bn, warps, stages, median_ms, eff_tflops,"
+                          " candidates, created_at FROM tuned;"
+                          "DROP TABLE tuned; ALTER TABLE old RENAME TO tuned; PRAGMA user_version = 1;",
+                          NULL, NULL, NULL) == SQLITE_OK;
+    sqlite3_close(h);
+    CHECK("made a schema-1 file", ok && pragma_int(p, "PRAGMA user_version") == 1);
+    CHECK("read-only: refused as older, untouched", db_open(p, 1, &d, &e) == -1 && strstr(e.msg, "older"));
+    sp_err_clear(&e);
+    CHECKF(db_open(p, 0, &d, &e) == 0, "read-write migrates: %s", e.msg);
+    CHECK("now schema 2", pragma_int(p, "PRAGMA user_version") == DB_SCHEMA_VERSION);
+    if (!d) return;
+    db_row got;
+    int found = 0;
+    CHECK("the row kept, T 0", db_get(d, &r.key, &got, &found, &e) == 0 && found && got.key.new_tokens == 0 &&
+                                   strcmp(got.tile, r.tile) == 0 && got.id == 1);
+    db_key k = base_key();
+    snprintf(k.kind, sizeof k.kind, "dec");
+    k.new_tokens = 1;
+    db_row dec = make_row(k, 16, 64, 0.1);
+    CHECKF(db_put_rows(d, &dec, 1, &e) == 0 && count_rows(d) == 2, "a dec row after the migration: %s", e.msg);
+    db_close(d);
+}
+
 static const test_case tests[] = {
     { "keys", test_keys },
+    { "decode_rows", test_decode_rows },
+    { "migrate_v1", test_migrate_v1 },
     { "validate", test_validate },
     { "schema", test_schema },
     { "put_lookup", test_put_lookup },

@@ -23,11 +23,14 @@
 #include "common/half.h"
 #include "include/spattn.h"
 #include "kernels/decode_plan.cuh"
+#include "runtime/config.h"
 #include "runtime/decode.h"
 #include "runtime/nvrtc.h"
 #include "runtime/ref.h"
 #include "runtime/rng.h"
+#include "runtime/tune.h"
 #include "tests/check.h"
+#include "tuning_db/db.h"
 
 /* ---- band_layout == bands_head ------------------------------------------- */
 
@@ -314,9 +317,14 @@ static void test_splits(void)
     CHECK("B 64 x 16 kv heads fill 132 SMs: one split", decode_splits(&c, 132, 64, 1, 100) == 1);
     int s = decode_splits(&c, 132, 1, 1, 100);
     CHECKF(s == 33, "B 1: %d splits (want 16 CTAs x splits >= 2 waves of 264, each >= 2 tiles)", s);
-    CHECK("B 17 x 16 kv heads: one wave, one split", decode_splits(&c, 132, 17, 1, 100) == 1);
+    /* Waves of 2 x 132 CTAs; the heuristic wants at least two (528 CTAs),
+     * on either side of each threshold. */
+    CHECK("B 33 x 16 kv heads = 528 CTAs: two waves, one split", decode_splits(&c, 132, 33, 1, 100) == 1);
+    CHECK("B 32 x 16 = 512 CTAs, one short of two waves: 2 splits", decode_splits(&c, 132, 32, 1, 100) == 2);
+    CHECK("B 17 x 16 kv heads: one wave, 2 splits", decode_splits(&c, 132, 17, 1, 100) == 2);
     CHECK("B 16 x 16 kv heads: short of a wave", decode_splits(&c, 132, 16, 1, 100) == 3);
     CHECK("B 8: two waves", decode_splits(&c, 132, 8, 1, 100) == 5);
+    CHECK("no SMs reported: one SM", decode_splits(&c, 0, 1, 1, 100) == 1);
     CHECK("capped by tiles", decode_splits(&c, 132, 1, 1, 6) == 3);
     c.splits = 7;
     CHECK("config's splits", decode_splits(&c, 132, 1, 1, 100) == 7);
@@ -346,6 +354,81 @@ static void test_splits(void)
 }
 
 /* ---- the C API on a CPU context ------------------------------------------- */
+
+/* The splits the heuristic gives the issue's benchmark on an H200 (132
+ * SMs): B 64, N 32768, T 1. */
+static void test_splits_benchmark(void)
+{
+    static const struct { int heads, kv_heads, want; } shapes[] = { { 16, 16, 1 }, { 32, 8, 2 } };
+    for (int i = 0; i < 2; i++) {
+        sp_spec spec = { .heads = shapes[i].heads, .kv_heads = shapes[i].kv_heads, .head_dim = 128, .dtype = SP_BF16,
+                         .pattern = { .kind = SP_SPATTN } };
+        sp_kcfg c;
+        sp_err e = { 0 };
+        kcfg_for_spec(&c, &spec, &spec.pattern, SP_KIND_DEC, 90);
+        sp_band_list bands[32];
+        for (int h = 0; h < spec.heads; h++) bands_head(&spec.pattern, spec.heads, h, 32768, &bands[h]);
+        int s = kcfg_derive(&c, &e) ? -1 : decode_launch_splits(&c, &spec.pattern, bands, 132, 64, 1, 32768);
+        CHECKF(s == shapes[i].want, "%d/%d heads, B 64: %d splits, want %d", shapes[i].heads, shapes[i].kv_heads, s,
+               shapes[i].want);
+    }
+}
+
+/* A tuned decode row in the database: the key carries T, and the row's
+ * splits are used at its own (batch, N bucket, T) only. */
+static void test_tuned_config(void)
+{
+    char dir[] = "/tmp/spattn-test-decode-XXXXXX", path[128], src[160];
+    if (!mkdtemp(dir)) { CHECK("mkdtemp", 0); return; }
+    snprintf(path, sizeof path, "%s/tune.db", dir);
+    sp_gpu g;
+    tune_fake_gpu(&g);
+    sp_spec spec = { .heads = 32, .kv_heads = 8, .head_dim = 128, .dtype = SP_BF16, .pattern = { .kind = SP_SPATTN } };
+    db_key k;
+    config_db_key(&g, &spec, &spec.pattern, SP_KIND_DEC, 64, 30000, 0, &k);
+    CHECK("decode key: kind dec, T < 1 taken as 1, N bucket", strcmp(k.kind, "dec") == 0 && k.new_tokens == 1 &&
+                                                                  k.batch == 64 && k.seq_bucket == 32768);
+    config_db_key(&g, &spec, &spec.pattern, SP_KIND_FWD, 64, 30000, 4, &k);
+    CHECK("forward key: T = 0", strcmp(k.kind, "fwd") == 0 && k.new_tokens == 0);
+
+    db_row rows[2];
+    memset(rows, 0, sizeof rows);
+    config_db_key(&g, &spec, &spec.pattern, SP_KIND_DEC, 64, 32768, 1, &rows[0].key);
+    config_db_key(&g, &spec, &spec.pattern, SP_KIND_DEC, 64, 32768, 4, &rows[1].key);
+    snprintf(rows[0].tile, sizeof rows[0].tile, "16x128:w4:s2:k3");
+    snprintf(rows[1].tile, sizeof rows[1].tile, "16x64:w4:s3:k2");
+    int dims[2][4] = { { 16, 128, 4, 2 }, { 16, 64, 4, 3 } };
+    for (int i = 0; i < 2; i++) {
+        rows[i].bm = dims[i][0]; rows[i].bn = dims[i][1]; rows[i].warps = dims[i][2]; rows[i].stages = dims[i][3];
+        rows[i].median_ms = 1;
+        rows[i].candidates = 2;
+    }
+    db *d = NULL;
+    sp_err e = { 0 };
+    int ok = db_open(path, 0, &d, &e) == 0 && db_put_rows(d, rows, 2, &e) == 0;
+    CHECKF(ok, "two decode rows written: %s", e.msg);
+    db_close(d);
+    rows[0].key.new_tokens = 0;
+    char why[256];
+    CHECK("a dec row needs T >= 1", db_validate_row(&rows[0], why, sizeof why) != 0 && strstr(why, "new_tokens"));
+
+    sp_kcfg c;
+    ok = config_pick(&g, &spec, &spec.pattern, SP_KIND_DEC, 64, 30000, 1, path, NULL, &c, src, sizeof src, &e) == 0;
+    CHECKF(ok && c.bn == 128 && c.stages == 2 && c.splits == 3 && strcmp(src, "tuned (batch 64, N<=32768, T=1)") == 0,
+           "its own key: the row's tile and splits (%s)", src);
+    ok = config_pick(&g, &spec, &spec.pattern, SP_KIND_DEC, 32, 32768, 1, path, NULL, &c, src, sizeof src, &e) == 0;
+    CHECKF(ok && c.bn == 128 && c.splits == 0 && strstr(src, "splits at launch"),
+           "another batch: the tile, splits at launch (%s)", src);
+    ok = config_pick(&g, &spec, &spec.pattern, SP_KIND_DEC, 64, 32768, 3, path, NULL, &c, src, sizeof src, &e) == 0;
+    CHECKF(ok && c.bn == 64 && c.splits == 0 && strstr(src, "T=4"), "T 3: the nearest T's row, T 4 (%s)", src);
+    ok = config_pick(&g, &spec, &spec.pattern, SP_KIND_DEC, 64, 32768, 4, path, NULL, &c, src, sizeof src, &e) == 0;
+    CHECKF(ok && c.bn == 64 && c.splits == 2, "T 4: its row (%s)", src);
+    ok = config_pick(&g, &spec, &spec.pattern, SP_KIND_FWD, 64, 32768, 0, path, NULL, &c, src, sizeof src, &e) == 0;
+    CHECKF(ok && strcmp(src, "heuristic") == 0, "the forward does not take decode rows (%s)", src);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK("clean up", system(cmd) == 0);
+}
 
 static void test_api_cpu(void)
 {
@@ -466,6 +549,8 @@ static const test_case tests[] = {
     { "ref_errors", test_ref_errors },
     { "tiles_brute_force", test_tiles_brute_force },
     { "splits", test_splits },
+    { "splits_benchmark", test_splits_benchmark },
+    { "tuned_config", test_tuned_config },
     { "api_cpu", test_api_cpu },
     { "compile_no_spills", test_compile_no_spills },
     { 0, 0 },
