@@ -16,7 +16,11 @@
  *     lse[b][h][i]   at lse + b*lse_sb + h*lse_sh + i      (fp32, the forward's)
  * fp32 scratch the caller allocates (runtime/attn_bwd.h gives the sizes):
  *     dq_accum[b][i][h][:] at dq_accum + b*dqa_sb + i*dqa_sn + h*dqa_sh
- *                    (atomic mode only; 0 in deterministic mode)
+ *                    (atomic mode, and the deterministic mode of a family whose
+ *                    main orders its adds, main_sem; else 0)
+ *     dq_sem[b][h][t] at dq_sem + b*sem_sb + h*sem_sh + t: int32, one per query
+ *                    tile t, main_sem's semaphores (kernels/bwd_order.cuh), zeroed
+ *                    by pre; 0 in every other launch
  *     delta[b][h][i], lse2[b][h][i] at + b*ws_sb + h*ws_sh + i, i < seqlen_pad
  *                    (written by the pre kernel: rowsum(dO * O), and LSE * log2(e)
  *                    with +inf for rows with no allowed key and for padding rows)
@@ -30,9 +34,15 @@
  * by rows, batch strides 0; delta and lse2 give sequence b its length
  * rounded up to ROW_PAD rows from row align4(cu[b]) + b (ROW_PAD + 4) of
  * each head (ws_sh = align4(total) + batch (ROW_PAD + 4)); seqlen and
- * seqlen_pad are the longest sequence's.
+ * seqlen_pad are the longest sequence's; dq_sem gives sequence b the
+ * query tiles from cu[b] / BM + b of each head, sem_sb = 0 and sem_sh =
+ * total / BM + batch (runtime/packing.h: packing_sem_tiles).
  *
- * To add a field: add one X(...) row (8-byte types before 4-byte ones). */
+ * To add a field: add one X(...) row (8-byte types before 4-byte ones).
+ * The rows after `reserved` came later (issue 16: main_sem) and were added
+ * at the end, `reserved` keeping them 8-byte aligned without implicit
+ * padding, so that every earlier field kept its offset: the kernels that do
+ * not read them changed only where they copy the whole struct. */
 #ifndef SPATTN_KPARAMS_BWD_H
 #define SPATTN_KPARAMS_BWD_H
 
@@ -47,7 +57,7 @@
     X(unsigned long long, dq, "dL/dQ (16-bit), written")                                     \
     X(unsigned long long, dk, "dL/dK (16-bit), written")                                     \
     X(unsigned long long, dv, "dL/dV (16-bit), written")                                     \
-    X(unsigned long long, dq_accum, "fp32 dQ accumulator (atomic mode), else 0")             \
+    X(unsigned long long, dq_accum, "fp32 dQ accumulator (main, main_sem), else 0")          \
     X(unsigned long long, delta, "fp32 scratch: rowsum(dO * O)")                             \
     X(unsigned long long, lse2, "fp32 scratch: LSE * log2(e), +inf where P must be 0")       \
     X(unsigned long long, bands, "band table: int32 [heads][1 + 2*max_intervals]")           \
@@ -91,7 +101,11 @@
     X(int, kv_heads, "kv heads in this launch")                                              \
     X(int, bands_sb, "packed: band table ints per sequence; 0: one table for all")           \
     X(float, scale, "softmax scale")                                                         \
-    X(float, scale_log2, "scale * log2(e)")
+    X(float, scale_log2, "scale * log2(e)")                                                  \
+    X(int, reserved, "0; aligns the fields below")                                           \
+    X(unsigned long long, dq_sem, "int32 semaphores of main_sem's ordered dQ adds, else 0")  \
+    X(long long, sem_sb, "dq_sem strides (ints): batch, head; query tile is 1")              \
+    X(long long, sem_sh, "")
 
 #define SP_BWD_KPARAMS_DECLARE_(type, name, comment) type name;
 

@@ -30,6 +30,11 @@ The matrix (`run`):
     empty-ish (1- and 2-token) sequence, odd lengths and a tile-crossing one,
     against the CPU reference and the same sequences run one by one (the
     check's "=seq" tensors); names start with "packed" (--filter packed).
+  * the deterministic wgmma backward's dQ order (issue 16 item 2), with the
+    default tiles: many contributors per query tile, shared KV tiles, empty
+    query tiles with GQA at odd N, packed batches, two seeds each, every
+    case also bitwise repeated; names start with "det-order" (--filter
+    det-order; --filter bwd-wgmma-det runs them with the family's others).
 `list` prints the cases and checks that coverage without a GPU (CI runs it).
 
 The sanitizer set (`sanitize`): memcheck, racecheck, synccheck and initcheck
@@ -227,6 +232,35 @@ def build_cases(root, arch, regress_only=False):
                 seed += 1
                 add(f"packed {family} {pattern} {dtype} d{head_dim} g{group} lens={lens} tile={tile}", family,
                     {"pattern": pattern}, check_args(sp, family, tile, 0, seed, seq_lens=lens))
+
+    # 5. The deterministic wgmma backward (issue 16 item 2: main_sem, dQ adds ordered by a
+    #    semaphore per query tile): many contributors per query tile (dense, window), intervals
+    #    that share KV tiles and heads whose first query tiles have no key (custom), empty
+    #    query tiles with GQA at odd N (exclusive), and packed batches with empty-ish and
+    #    tile-crossing sequences; each `check --deterministic` also runs twice and compares
+    #    the gradients bit for bit ("repeat").  Names carry the family: --filter bwd-wgmma-det.
+    det = "bwd-wgmma-det"
+    for i, (pattern, dtype, head_dim, group, n, lens) in enumerate([] if regress_only or det not in families_for(arch)
+                                                                   else [
+            ("dense", "bf16", 128, 4, 8193, None),
+            ("dense", "fp16", 64, 1, 4097, None),
+            ("window", "bf16", 128, 1, 4096, None),
+            ("custom", "fp16", 64, 4, 1000, None),
+            ("custom", "bf16", 128, 1, 1023, None),
+            ("exclusive", "bf16", 128, 4, 333, None),
+            ("gapped", "fp16", 64, 4, 515, None),
+            ("spattn", "bf16", 128, 4, 0, "1000,1,65,333,2"),
+            ("dense", "fp16", 64, 4, 0, "129,64,63,700,1,2049,17"),
+            ("exclusive", "bf16", 64, 1, 0, "4096,100,1000,17")]):
+        sp = specs.path(spec_text(pattern, dtype, head_dim, group), f"{pattern}-{dtype}-d{head_dim}-g{group}")
+        tiles = family_tiles(sp, det, arch)   # named, so that a tuned mma.sync config cannot stand in
+        for rep in range(2):   # two seeds, batch 3 where uniform
+            seed += 1
+            tile = tiles[(i + rep) % len(tiles)]
+            what = f"lens={lens}" if lens else f"N={n}"
+            add(f"det-order {det} {pattern} {dtype} d{head_dim} g{group} {what} tile={tile} seed {seed}", det,
+                {"pattern": pattern, "dtype": dtype, "head_dim": head_dim, "group": group},
+                check_args(sp, det, tile, n, seed, batch=None if lens or n > 1000 else 3, seq_lens=lens))
 
     # 4. The regressions of issue 13, as reported, with the default kernels.
     r1 = specs.path(spec_text("exclusive", "bf16", 128, 4, 16, 4), "regress-fwd-empty-qtile")

@@ -86,10 +86,10 @@ static int backward_alone(gpu_attn *a, const engine_kernel *bk, int det, sp_dptr
     x.deterministic = det;
     attn_bwd_scratch s;
     attn_bwd_scratch_sizes(&bk->cfg, &x, &s);
-    sp_dptr acc = 0, delta = 0, l2 = 0;
+    sp_dptr acc = 0, delta = 0, l2 = 0, sem = 0;
     int rc = -1;
     if ((s.dq_accum && cu_malloc(a->g, s.dq_accum, &acc, e)) || cu_malloc(a->g, s.delta, &delta, e) ||
-        cu_malloc(a->g, s.lse2, &l2, e)) goto out;
+        cu_malloc(a->g, s.lse2, &l2, e) || (s.dq_sem && cu_malloc(a->g, s.dq_sem, &sem, e))) goto out;
     for (int b = 0; b < a->pack.n; b++) {
         if (a->pack.len[b] == 0) continue;
         x.q = seq_tensor(a, a->q[0], a->H, b);
@@ -109,6 +109,7 @@ static int backward_alone(gpu_attn *a, const engine_kernel *bk, int det, sp_dptr
         x.dq_accum = acc;
         x.delta = delta;
         x.lse2 = l2;
+        x.dq_sem = sem;
         if (attn_bwd_launch(a->g, &bk->bwd, &bk->cfg, &x, e)) goto out;
     }
     rc = cu_sync(a->g, e);
@@ -116,6 +117,7 @@ out:
     cu_free(a->g, acc);
     cu_free(a->g, delta);
     cu_free(a->g, l2);
+    cu_free(a->g, sem);
     return rc;
 }
 

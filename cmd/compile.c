@@ -97,12 +97,15 @@ static int tu_kernels(const sp_kcfg *cfg, char names[][128], int *smem)
         smem[1] = 0;
         return 2;
     }
-    if (cfg->kind == SP_KIND_BWD) {
-        for (int part = 0; part < BWD_PARTS; part++) {
-            kcfg_bwd_name(cfg, (sp_bwd_part)part, names[part], 128);
-            smem[part] = kcfg_bwd_smem(cfg, (sp_bwd_part)part);
+    if (cfg->kind == SP_KIND_BWD) {   /* the parts of its family (kcfg_bwd_has_part), in launch order */
+        static const sp_bwd_part order[BWD_PARTS] = { BWD_PRE, BWD_MAIN, BWD_MAIN_DET, BWD_MAIN_SEM, BWD_DQ, BWD_CONVERT };
+        int n = 0;
+        for (int i = 0; i < BWD_PARTS; i++) {
+            if (!kcfg_bwd_has_part(cfg, order[i])) continue;
+            kcfg_bwd_name(cfg, order[i], names[n], 128);
+            smem[n++] = kcfg_bwd_smem(cfg, order[i]);
         }
-        return BWD_PARTS;
+        return n;
     }
     kcfg_name(cfg, names[0], 128);
     smem[0] = cfg->smem_bytes;
@@ -130,7 +133,9 @@ static int compile_one(const sp_spec *spec, const sp_pattern *pat, sp_kernel_kin
     double t0 = sp_now();
     /* The label engine_load gives (the backward's main kernel), so `cache
      * list` shows the same entry whoever stored it. */
-    const char *label = kind == SP_KIND_BWD ? names[BWD_MAIN] : names[0];
+    char label[128];
+    if (kind == SP_KIND_BWD) kcfg_bwd_name(&cfg, BWD_MAIN, label, sizeof label);
+    else snprintf(label, sizeof label, "%s", names[0]);
     int rc = use_cache ? kcache_get(src.buf, arch, 0, label, &out, &info, e) : nvrtc_compile(src.buf, arch, &out, e);
     double seconds = sp_now() - t0;
     sb_free(&src);

@@ -50,7 +50,7 @@ void gpu_opts_init(gpu_opts *o);
     OPT_STRING(0, "db", &(o).db_path, "FILE", "tuning database (default $SPATTN_DB or the cache dir)"),      \
     OPT_I64(0, "seed", &(o).seed, "S", "random seed for the inputs (default 1)", 0, INT64_MAX),               \
     OPT_INT(0, "gpu", &(o).gpu, "N", "GPU ordinal (after CUDA_VISIBLE_DEVICES)", 0, 1024),                   \
-    OPT_BOOL(0, "deterministic", &(o).deterministic, "bitwise-reproducible backward (no dQ atomics)")
+    OPT_BOOL(0, "deterministic", &(o).deterministic, "bitwise-reproducible backward (dQ summed in a fixed order)")
 
 typedef struct {
     sp_spec spec;               /* overrides applied */

@@ -66,7 +66,7 @@ typedef struct {
     const char *tile, *db_path;      /* GPU: --tile, --db */
     int no_dense;                    /* GPU: skip the dense causal baseline */
     const char *pass;                /* fwd | fwdbwd */
-    int deterministic;               /* GPU backward without dQ atomics */
+    int deterministic;               /* GPU backward with dQ summed in a fixed order */
     /* --layer: a whole attention layer (cmd/layer.c) */
     int layer;
     int64_t d_model;                 /* 0: from --weights / --x, else heads * head_dim */
@@ -750,7 +750,7 @@ int cmd_run(int argc, char **argv, sp_err *e)
         OPT_STRING(0, "dq", &o.dq_path, "FILE", "fwdbwd, CPU: write dQ as float32 .npy [B,N,H,D]"),
         OPT_STRING(0, "dk", &o.dk_path, "FILE", "fwdbwd, CPU: write dK as float32 .npy [B,N,KVH,D]"),
         OPT_STRING(0, "dv", &o.dv_path, "FILE", "fwdbwd, CPU: write dV as float32 .npy [B,N,KVH,D]"),
-        OPT_BOOL(0, "deterministic", &o.deterministic, "GPU backward without dQ atomics (bitwise reproducible)"),
+        OPT_BOOL(0, "deterministic", &o.deterministic, "GPU backward with dQ summed in a fixed order (bitwise reproducible)"),
         OPT_BOOL(0, "layer", &o.layer, "a whole layer: x -> QKV projections -> attention -> output projection"),
         OPT_I64(0, "d-model", &o.d_model, "D", "layer: model width (default: --weights' or --x's, else heads x head_dim)",
                 1, 1 << 20),

@@ -209,6 +209,20 @@ int bands_q_tiles(const sp_band_list *b, int64_t N, int bm, int bn, int64_t nt, 
     return count;
 }
 
+int64_t bands_dq_rank(const sp_band_list *b, int64_t N, int bm, int bn, int64_t nt, int64_t mt)
+{
+    int64_t m0 = mt * bm, m_last = min64(m0 + bm, N) - 1;
+    int64_t rank = 0, next = nt + 1;            /* tiles below next: nt, below it, or counted */
+    for (int k = b->n - 1; k >= 0; k--) {
+        int64_t lo = b->iv[k].lo, hi = b->iv[k].hi;
+        if (m_last < lo) continue;              /* no key >= 0 reaches the tile's rows */
+        int64_t t_lo = max64(m0 - hi + 1, 0) / bn, t_hi = (m_last - lo) / bn;
+        rank += max64(t_hi - max64(t_lo, next) + 1, 0);
+        next = max64(next, t_hi + 1);
+    }
+    return rank;
+}
+
 /* The same walk as bands_kv_tiles, counting instead of listing.  Within one
  * interval's tile range, tile t is FULL when its distance range lies inside
  * [lo, hi): its first key t*bn is close enough (m_last - t*bn < hi) and its

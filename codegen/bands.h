@@ -79,6 +79,20 @@ int bands_kv_tiles(const sp_band_list *b, int64_t N, int bm, int bn, int64_t mt,
  * i in [n0 + lo, n_last + hi - 1], clipped to N. */
 int bands_q_tiles(const sp_band_list *b, int64_t N, int bm, int bn, int64_t nt, plan_tile *out, int cap);
 
+/* The order of the deterministic backward's dQ adds (kernels/bwd_order.cuh,
+ * whose bwd_dq_rank this mirrors line for line): the KV tiles that reach
+ * query tile mt (those whose bands_q_tiles lists mt) add their part of its
+ * dQ in descending tile index, and KV tile nt's rank is how many of them
+ * come before it: the tiles nt' > nt, nt' < ceil(N / bn), that reach mt.
+ * Closed form, the transpose of the ranges of bands_kv_tiles: interval
+ * [lo, hi) brings keys of tiles [max(m0 - hi + 1, 0) / bn, (m_last - lo) /
+ * bn] to the tile's rows (none if m_last < lo), ranges ascending as k
+ * descends, merged by `next` as bands_kv_tiles does, and the part above nt
+ * counted.  Intervals need not be clipped to N.  Meaningful for a tile
+ * pair that bands_q_tiles(nt) lists (mt's rows < N); tests/unit/
+ * test_dq_order.c checks it against the device cursor, brute force. */
+int64_t bands_dq_rank(const sp_band_list *b, int64_t N, int bm, int bn, int64_t nt, int64_t mt);
+
 /* How many tiles bands_kv_tiles(mt) would list, and how many of them are
  * FULL (*full), without listing them: O(intervals).  For cost models and
  * `spattn plan` at large N. */

@@ -20,12 +20,14 @@
  * and, per head, over the query tiles whose bands reach its keys: the
  * transpose of the forward's tile iteration (bands_q_tiles).  dQ goes to an
  * fp32 accumulator by atomic adds; convert scales and rounds it.
- * dq (deterministic mode): one block per query tile, the forward's
- * iteration; it recomputes S, P, dP, dS and keeps dQ in registers, so
- * main_det can leave dQ out and no sum depends on timing.  main runs on
- * mma.sync (kernels/bwd_main.cuh) or on wgmma (kernels/bwd_wgmma.cuh); pre,
- * convert (kernels/bwd_aux.cuh) and dq (kernels/bwd_dq.cuh) are the same for
- * both. */
+ * Deterministic mode on mma.sync: dq, one block per query tile, the
+ * forward's iteration; it recomputes S, P, dP, dS and keeps dQ in
+ * registers, so main_det can leave dQ out and no sum depends on timing.
+ * Deterministic mode on wgmma: main_sem, main with its dQ adds ordered by
+ * a semaphore per query tile (kernels/bwd_order.cuh), then convert.  main
+ * runs on mma.sync (kernels/bwd_main.cuh) or on wgmma
+ * (kernels/bwd_wgmma.cuh); pre, convert (kernels/bwd_aux.cuh) and dq
+ * (kernels/bwd_dq.cuh) are the same for both. */
 #include "codegen/emit_bwd.h"
 #include "codegen/family.h"
 
@@ -134,22 +136,30 @@ static void emit_entry(strbuf *out, const sp_kcfg *cfg, sp_bwd_part part, const 
 static void emit_bwd_entries(strbuf *out, const sp_kcfg *cfg)
 {
     emit_entry(out, cfg, BWD_PRE,
-               "/* pre: grid (seqlen_pad / AUX_ROWS, heads, batch), AUX_THREADS threads: delta, lse2, and in\n"
-               " * atomic mode the zeroed dQ accumulator. */",
+               "/* pre: grid (seqlen_pad / AUX_ROWS, heads, batch), AUX_THREADS threads: delta, lse2, and\n"
+               " * where main adds dQ up the zeroed dQ accumulator (and main_sem's semaphores). */",
                "AUX_THREADS", "bwd_pre_kernel");
     emit_entry(out, cfg, BWD_MAIN,
                "/* main: grid (ceil(n / BN), kv heads, batch), THREADS threads, SMEM_MAIN bytes of dynamic\n"
                " * shared memory; dQ by atomic adds into dq_accum (zeroed by pre). */",
                "THREADS, 1", "bwd_main_body<true>");
-    emit_entry(out, cfg, BWD_MAIN_DET,
-               "/* main_det: the same without dQ (the dq kernel computes it), SMEM_MAIN_DET bytes. */",
-               "THREADS, 1", "bwd_main_body<false>");
-    /* dq is defined in kernels/bwd_dq.cuh under the name given here (its comment says why). */
-    char name[128];
-    kcfg_bwd_name(cfg, BWD_DQ, name, sizeof name);
-    sb_printf(out, "#define BWD_DQ_ENTRY %s\n#include \"bwd_dq.cuh\"\n\n", name);
+    if (kcfg_bwd_has_part(cfg, BWD_MAIN_DET))
+        emit_entry(out, cfg, BWD_MAIN_DET,
+                   "/* main_det: the same without dQ (the dq kernel computes it), SMEM_MAIN_DET bytes. */",
+                   "THREADS, 1", "bwd_main_body<false>");
+    if (kcfg_bwd_has_part(cfg, BWD_DQ)) {
+        /* dq is defined in kernels/bwd_dq.cuh under the name given here (its comment says why). */
+        char name[128];
+        kcfg_bwd_name(cfg, BWD_DQ, name, sizeof name);
+        sb_printf(out, "#define BWD_DQ_ENTRY %s\n#include \"bwd_dq.cuh\"\n\n", name);
+    }
+    if (kcfg_bwd_has_part(cfg, BWD_MAIN_SEM))
+        emit_entry(out, cfg, BWD_MAIN_SEM,
+                   "/* main_sem (deterministic mode): main with its dQ adds in a fixed order, a semaphore\n"
+                   " * per query tile (dq_sem, zeroed by pre); the same grid, KV tiles in descending order. */",
+                   "THREADS, 1", "bwd_main_body<true, true>");
     emit_entry(out, cfg, BWD_CONVERT,
-               "/* convert (atomic mode): grid (ceil(n / AUX_ROWS), heads, batch), AUX_THREADS threads. */",
+               "/* convert (where main adds dQ up): grid (ceil(n / AUX_ROWS), heads, batch), AUX_THREADS threads. */",
                "AUX_THREADS", "bwd_convert_kernel");
 }
 
@@ -166,10 +176,15 @@ int emit_bwd_kernels(strbuf *out, const sp_spec *spec, const sp_pattern *pat, co
         return sp_fail(e, SP_EXIT_USAGE, "internal: backward kernel config not derived (call kcfg_derive_bwd first)");
 
     emit_header(out, spec, pat, cfg);
+    sb_puts(out, kcfg_bwd_dq_ordered(cfg)
+                     ? "/* The backward pass: four kernels sharing one configuration (codegen/kcfg_bwd.h).\n"
+                       " *   atomic mode:         pre -> main -> convert\n"
+                       " *   deterministic mode:  pre -> main_sem -> convert   (dQ adds in a fixed order:\n"
+                       " *                        bitwise repeatable)\n"
+                     : "/* The backward pass: five kernels sharing one configuration (codegen/kcfg_bwd.h).\n"
+                       " *   atomic mode:         pre -> main -> convert\n"
+                       " *   deterministic mode:  pre -> main_det -> dq   (no atomics: bitwise repeatable)\n");
     sb_puts(out,
-            "/* The backward pass: five kernels sharing one configuration (codegen/kcfg_bwd.h).\n"
-            " *   atomic mode:         pre -> main -> convert\n"
-            " *   deterministic mode:  pre -> main_det -> dq   (no atomics: bitwise repeatable)\n"
             " * The header's threads are main's, its shared memory the most any of them uses; each\n"
             " * kernel says its own at its definition. */\n\n");
     emit_bwd_constants(out, cfg);

@@ -1,15 +1,18 @@
 /* The backward-pass code generator: one CUDA C++ translation unit holding
- * the five kernels of a backward config (codegen/kcfg_bwd.h: pre, main,
- * main_det, dq, convert), after the forward's prelude and band helpers
- * (codegen/emit.h).  FlashAttention-2 technique on mma.sync m16n8k16.
+ * the kernels of a backward config (codegen/kcfg_bwd.h: pre, main,
+ * convert, and main_det and dq, or main_sem on wgmma), after the forward's
+ * prelude and band helpers (codegen/emit.h).  FlashAttention-2 technique on
+ * mma.sync m16n8k16; on wgmma, FlashAttention-3's dQ by bulk reduce-adds.
  *
  * Which kernels run (runtime/attn_bwd.c does it):
- *     atomic mode         pre -> main -> convert
- *     deterministic mode  pre -> main_det -> dq
+ *     atomic mode                   pre -> main -> convert
+ *     deterministic mode, mma.sync  pre -> main_det -> dq
+ *     deterministic mode, wgmma     pre -> main_sem -> convert
  * Both modes are in every translation unit, so one cubin serves both and
- * `--deterministic` needs no other compile.  Deterministic mode has no
- * atomics anywhere: every sum is taken in a fixed order, so two runs give
- * the same bits. */
+ * `--deterministic` needs no other compile.  In deterministic mode every
+ * sum is taken in a fixed order (main_det and dq: no atomics at all;
+ * main_sem: the reduce-adds of one query tile in descending KV-tile order,
+ * kernels/bwd_order.cuh), so two runs give the same bits. */
 #ifndef SPATTN_EMIT_BWD_H
 #define SPATTN_EMIT_BWD_H
 

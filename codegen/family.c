@@ -26,7 +26,7 @@ const sp_family sp_families[] = {
       .derive = kcfg_derive_bwd, .candidates = kcfg_candidates_bwd_mma, .emit = emit_bwd_kernels,
       .entry_name = kcfg_bwd_main_name },
     { .name = "bwd-wgmma", .kind = SP_KIND_BWD, .mma = SP_MMA_WGMMA, .tile_suffix = ":wgmma", .name_suffix = "_wg",
-      .hopper_only = 1, .default_stages = 2, .smem_slack = 1024, .ds_bufs = 2, .dq_bulk = 1,
+      .hopper_only = 1, .default_stages = 2, .smem_slack = 1024, .ds_bufs = 2, .dq_bulk = 1, .dq_ordered = 1,
       .uses_layout = 1, .header = "bwd_wgmma.cuh",
       .derive = kcfg_derive_bwd, .candidates = kcfg_candidates_bwd_wgmma, .emit = emit_bwd_kernels,
       .entry_name = kcfg_bwd_main_name },

@@ -11,7 +11,8 @@
  *                 wgmma consumers, persistent, sm_90a         kernels/fwd_ws.cuh
  *     bwd-mma     backward (pre, main, main_det, dq,
  *                 convert) on mma.sync                        kernels/bwd_main.cuh
- *     bwd-wgmma   the same with main on wgmma, sm_90a         kernels/bwd_wgmma.cuh
+ *     bwd-wgmma   backward (pre, main, main_sem, convert)
+ *                 with main on wgmma, sm_90a                  kernels/bwd_wgmma.cuh
  *     decode      split-KV decode from a KV cache and its
  *                 combine, on mma.sync, sm_80 and later       kernels/decode.cuh
  *
@@ -38,6 +39,8 @@ typedef struct sp_family {
     int extra_q_tiles;            /* Q tiles in shared memory beyond the first (forward) */
     int ds_bufs;                  /* dS^T staging buffers (backward main) */
     int dq_bulk;                  /* backward main stages dQ in shared memory for bulk reduce-adds */
+    int dq_ordered;               /* deterministic backward: main_sem orders main's dQ adds
+                                     (kernels/bwd_order.cuh), instead of main_det + dq */
     int persistent;               /* launch: one CTA per SM and TMA maps as a 2nd parameter */
     int uses_layout;              /* includes kernels/layout.cuh (the padded/swizzled mma.sync rows) */
     const char *header;           /* the kernels/ source of its main kernel */

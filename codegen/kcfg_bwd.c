@@ -72,7 +72,8 @@ int kcfg_bwd_smem(const sp_kcfg *c, sp_bwd_part part)
     long slack = kcfg_family(c) ? kcfg_family(c)->smem_slack : 128;
     long dq = kcfg_bwd_dq_stage_bytes(c);
     switch (part) {
-    case BWD_MAIN: return (int)(slack + kv + qdo + ld + ds + dq);
+    case BWD_MAIN:
+    case BWD_MAIN_SEM: return (int)(slack + kv + qdo + ld + ds + dq);
     case BWD_MAIN_DET: return (int)(slack + kv + qdo + ld);
     case BWD_DQ: return (int)(128 + 2L * c->bm * rb + (long)c->stages * kv);
     default: return 0;
@@ -83,7 +84,8 @@ int kcfg_bwd_threads(const sp_kcfg *c, sp_bwd_part part)
 {
     switch (part) {
     case BWD_MAIN:
-    case BWD_MAIN_DET: return 32 * (c->bn / 16);
+    case BWD_MAIN_DET:
+    case BWD_MAIN_SEM: return 32 * (c->bn / 16);
     case BWD_DQ: return 32 * (c->bm / 16);
     default: return KCFG_BWD_AUX_THREADS;
     }
@@ -102,8 +104,23 @@ long long kcfg_bwd_seqlen_pad(long long N)
 
 const char *kcfg_bwd_part_name(sp_bwd_part part)
 {
-    static const char *names[BWD_PARTS] = { "pre", "main", "main_det", "dq", "convert" };
+    static const char *names[BWD_PARTS] = { "pre", "main", "main_det", "dq", "convert", "main_sem" };
     return part >= 0 && part < BWD_PARTS ? names[part] : "?";
+}
+
+int kcfg_bwd_dq_ordered(const sp_kcfg *c) { return kcfg_family(c) && kcfg_family(c)->dq_ordered; }
+
+int kcfg_bwd_has_part(const sp_kcfg *c, sp_bwd_part part)
+{
+    switch (part) {
+    case BWD_PRE:
+    case BWD_MAIN:
+    case BWD_CONVERT: return 1;
+    case BWD_MAIN_DET:
+    case BWD_DQ: return !kcfg_bwd_dq_ordered(c);
+    case BWD_MAIN_SEM: return kcfg_bwd_dq_ordered(c);
+    default: return 0;
+    }
 }
 
 void kcfg_bwd_name(const sp_kcfg *c, sp_bwd_part part, char *buf, int n)
@@ -163,8 +180,10 @@ int kcfg_derive_bwd(sp_kcfg *c, sp_err *e)
     c->threads = kcfg_bwd_threads(c, BWD_MAIN);
     c->row_bytes = bwd_row_bytes(c->head_dim);
     c->q_in_regs = 0;
-    int smem = kcfg_bwd_smem(c, BWD_MAIN);
-    if (kcfg_bwd_smem(c, BWD_DQ) > smem) smem = kcfg_bwd_smem(c, BWD_DQ);
+    int smem = 0;
+    for (int part = 0; part < BWD_PARTS; part++)
+        if (kcfg_bwd_has_part(c, (sp_bwd_part)part) && kcfg_bwd_smem(c, (sp_bwd_part)part) > smem)
+            smem = kcfg_bwd_smem(c, (sp_bwd_part)part);
     /* 1 KiB stays free for static shared memory (the stage slots, the band plan). */
     if (smem > KCFG_SMEM_LIMIT - 1024)
         return sp_fail(e, SP_EXIT_USAGE, "backward tile %dx%d with %d stages needs %d bytes of shared memory, more than %d",

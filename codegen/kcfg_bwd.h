@@ -3,10 +3,18 @@
  * generated translation unit and share their tiles:
  *
  *     pre       delta = rowsum(dO * O), LSE in the exp2 domain, zeroed dQ accumulator
+ *               (and main_sem's semaphores)
  *     main      per KV tile of BN keys: dK, dV in registers; dQ by fp32 atomics
- *     main_det  the same without dQ (deterministic mode)
- *     dq        per query tile of BM rows: dQ in registers (deterministic mode)
- *     convert   fp32 dQ accumulator * scale -> 16-bit dQ (atomic mode)
+ *     main_det  the same without dQ (deterministic mode, mma.sync family)
+ *     dq        per query tile of BM rows: dQ in registers (deterministic mode,
+ *               mma.sync family)
+ *     convert   fp32 dQ accumulator * scale -> 16-bit dQ (atomic mode, and the
+ *               deterministic mode of the wgmma family)
+ *     main_sem  main with its dQ adds in a fixed order (deterministic mode of the
+ *               families with dq_ordered: the wgmma one; kernels/bwd_order.cuh)
+ *
+ * A family's translation unit holds the parts of its two modes
+ * (kcfg_bwd_has_part): pre, main, convert, and main_det and dq, or main_sem.
  *
  * The tile choices mean, for the backward:
  *     bm      query rows per query tile (the inner loop of main; dq's block)
@@ -29,6 +37,7 @@ typedef enum {
     BWD_MAIN_DET,
     BWD_DQ,
     BWD_CONVERT,
+    BWD_MAIN_SEM,
     BWD_PARTS              /* count */
 } sp_bwd_part;
 
@@ -52,8 +61,15 @@ int kcfg_derive_bwd(sp_kcfg *c, sp_err *e);
 
 /* ---- What the family's kernels need, for a derived config ---- */
 
-/* "pre", "main", "main_det", "dq", "convert". */
+/* "pre", "main", "main_det", "dq", "convert", "main_sem". */
 const char *kcfg_bwd_part_name(sp_bwd_part part);
+/* 1 if the part is a kernel of cfg's translation unit: main_sem in the
+ * families whose deterministic mode orders main's dQ adds (sp_family's
+ * dq_ordered), main_det and dq in the others; pre, main, convert in all. */
+int kcfg_bwd_has_part(const sp_kcfg *c, sp_bwd_part part);
+/* The deterministic mode's main kernel orders its dQ adds (main_sem), and
+ * runs pre -> main_sem -> convert, with dq_accum and semaphores. */
+int kcfg_bwd_dq_ordered(const sp_kcfg *c);
 /* The kernel's name, the config in it and kcfg_hash last (as kcfg_name):
  * spattn_bwd_main_bf16_d128_bm64_bn64_w4_s2_1a2b3c4d */
 void kcfg_bwd_name(const sp_kcfg *c, sp_bwd_part part, char *buf, int n);

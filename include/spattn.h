@@ -171,7 +171,11 @@ SPATTN_API spattn_status spattn_forward(spattn_plan *plan, const spattn_tensor *
                              void *stream);
 
 /* dQ, dK, dV from the forward's inputs, O, LSE and dL/dO.  deterministic:
- * bitwise repeatable (no atomic adds into dQ). */
+ * bitwise repeatable (every sum into dQ in a fixed order: on Hopper's wgmma
+ * kernels the dQ adds of a query tile wait for their turn, in descending KV
+ * tile order; on the mma.sync kernels a separate dQ kernel, no atomics).
+ * Its workspace (spattn_workspace_size(plan, 1, 1)) holds, on Hopper, the
+ * fp32 dQ accumulator and a semaphore per query tile as well. */
 SPATTN_API spattn_status spattn_backward(spattn_plan *plan, const spattn_tensor *q, const spattn_tensor *k,
                               const spattn_tensor *v, const spattn_tensor *o, const spattn_lse *lse,
                               const spattn_tensor *dout, const spattn_tensor *dq, const spattn_tensor *dk,

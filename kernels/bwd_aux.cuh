@@ -1,6 +1,6 @@
 /* kernels/bwd_aux.cuh: the backward's two small kernels around main: pre
  * (delta, lse2 and a zeroed dQ accumulator per query row) and convert (the
- * fp32 dQ accumulator to 16 bits, in atomic mode).  Their entries
+ * fp32 dQ accumulator to 16 bits, where main adds dQ up).  Their entries
  * (codegen/emit_bwd.c) call bwd_pre_kernel and bwd_convert_kernel. */
 #pragma once
 #include "bwd_common.cuh"
@@ -12,7 +12,8 @@
  *   lse2[i]  = LSE[i] log2(e)           (+inf for rows >= n and rows with LSE = -inf, which
  *                                         have no allowed key: exp2(x - inf) = 0 makes their
  *                                         P exactly 0 without a test, never NaN)
- * and, in atomic mode (dq_accum != 0), the dQ accumulator rows i < n are zeroed. */
+ * and, when main adds dQ up (dq_accum != 0), the dQ accumulator rows i < n are zeroed, and
+ * when main_sem orders those adds (dq_sem != 0), the semaphore of every query tile < n. */
 DEV void bwd_pre_kernel(const sp_bwd_kparams &batch_p)
 {
     /* Packed sequences (seq.cuh): this sequence's parameters; blocks past its padded rows
@@ -46,9 +47,10 @@ DEV void bwd_pre_kernel(const sp_bwd_kparams &batch_p)
         a[0] = make_float4(0.f, 0.f, 0.f, 0.f);
         a[1] = make_float4(0.f, 0.f, 0.f, 0.f);
     }
+    if (p.dq_sem && chunk == 0 && i < n && i % BM == 0) ((int *)p.dq_sem)[b * p.sem_sb + h * p.sem_sh + i / BM] = 0;
 }
 
-/* ==== convert (atomic mode): dq = dq_accum * scale, 16-bit ====
+/* ==== convert (atomic mode, and main_sem's deterministic mode): dq = dq_accum * scale, 16-bit ====
  * Grid (ceil(n / AUX_ROWS), heads, batch), AUX_THREADS threads; CHUNKS consecutive threads
  * per row, 8 values each. */
 DEV void bwd_convert_kernel(const sp_bwd_kparams &batch_p)

@@ -125,12 +125,16 @@ DEV int bwd_prefetch(const sp_bwd_kparams &p, bwd_cursor &cur, bwd_slot &slot, i
 
 /* ==== main's start, the same on both MMA kinds ====
  * A block of main: keys [n0, n0 + BN) of kv head kvh in batch b (key0: this warp's first key);
- * rows: the band table rows of the kv head's GROUP query heads. */
+ * rows: the band table rows of the kv head's GROUP query heads.  blockIdx.x counts KV tiles
+ * up from the first, or with DESCENDING (main_sem, bwd_order.cuh) down from the sequence's
+ * last: x = 0 is tile ceil(n / BN) - 1, and x past the sequence's tiles gets n0 = n, which
+ * returns at once. */
 struct bwd_block {
     int tid, warp, lane, n, n0, kvh, b, key0;
     const int *rows;
 };
 
+template <bool DESCENDING = false>
 DEV bwd_block bwd_block_of(const sp_bwd_kparams &p)
 {
     bwd_block k;
@@ -138,7 +142,12 @@ DEV bwd_block bwd_block_of(const sp_bwd_kparams &p)
     k.warp = k.tid / 32;
     k.lane = k.tid % 32;
     k.n = p.seqlen;
-    k.n0 = blockIdx.x * BN;
+    if constexpr (DESCENDING) {
+        const int tiles = (k.n + BN - 1) / BN;
+        k.n0 = (int)blockIdx.x < tiles ? (tiles - 1 - (int)blockIdx.x) * BN : k.n;
+    } else {
+        k.n0 = blockIdx.x * BN;
+    }
     k.kvh = blockIdx.y;
     k.b = blockIdx.z;
     k.key0 = k.n0 + 16 * k.warp;

@@ -28,11 +28,13 @@
  * kernel's.  Every warpgroup issues every wgmma of every step, even where
  * its warps skip the tile (P = 0 then): wgmma on a path ptxas cannot prove
  * uniform would be serialized (C7518).  The entries (codegen/emit_bwd.c)
- * call bwd_main_body<true> and <false>. */
+ * call bwd_main_body<true> (main) and <true, true> (main_sem: the same with
+ * its dQ adds in a fixed order, bitwise repeatable; bwd_order.cuh). */
 #pragma once
 #include "wgmma.cuh"
 #include "bwd_parts.cuh"
 #include "tma.cuh"
+#include "bwd_order.cuh"
 
 enum : int {
     WG_KEYS = 64,                           /* keys per warpgroup: wgmma's M */
@@ -135,9 +137,10 @@ DEV void store_ds_frags(u32 sdS, const u32 (&f)[BM / 16][4], int warp, int lane)
  * holds rows i0 + l/4 and + 8 (i0: the warp's first row), dims 8nb + 2(l%4) + {0, 1}.
  * The rows are padded by 32 bytes: lane (g, t) then stores at word 8g + 2t (+ 8nb) of a
  * bank cycle, so no half-warp meets a bank twice.  Before overwriting its rows, a lane
- * waits until its own previous reduce-add has read them; rows >= n are not added. */
-DEV void dq_stage(u32 sdq, float *dqa, long long dqa_sn, const float (&d)[DQ_N / 8][4], int i0, int col0,
-                  int n, int warp_in_wg, int lane)
+ * waits until its own previous reduce-add has read them; rows >= n are not added.
+ * dq_stage is the two halves, dq_stage_rows then dq_add_rows; main_sem puts its turn
+ * between them (dq_add_in_turn). */
+DEV void dq_stage_rows(u32 sdq, const float (&d)[DQ_N / 8][4], int warp_in_wg, int lane)
 {
     const u32 rows = sdq + 16 * warp_in_wg * DQ_ROW;
     if (lane < 16) tma_store_wait_read<0>();   /* this lane's row of the last tile is read */
@@ -149,14 +152,43 @@ DEV void dq_stage(u32 sdq, float *dqa, long long dqa_sn, const float (&d)[DQ_N /
         st_shared_v2f32(rows + (g + 8) * DQ_ROW + (8 * nb + 2 * t) * 4, d[nb][2], d[nb][3]);
     }
     fence_proxy_async();   /* ordinary stores, read next by the copy engine */
-    __syncwarp();
+}
+
+/* The adds of the staged rows; the caller has made every lane's stores visible to the
+ * warp (__syncwarp) since dq_stage_rows. */
+DEV void dq_add_rows(u32 sdq, float *dqa, long long dqa_sn, int i0, int col0, int n, int warp_in_wg, int lane)
+{
+    const u32 rows = sdq + 16 * warp_in_wg * DQ_ROW;
     if (lane < 16 && i0 + lane < n) {
         bulk_reduce_add_f32(dqa + (long long)(i0 + lane) * dqa_sn + col0, rows + lane * DQ_ROW, DQ_N * 4);
         tma_store_commit();
     }
 }
 
-/* ==== main on wgmma: the kernel body (WITH_DQ: main; without: main_det) ====
+DEV void dq_stage(u32 sdq, float *dqa, long long dqa_sn, const float (&d)[DQ_N / 8][4], int i0, int col0,
+                  int n, int warp_in_wg, int lane)
+{
+    dq_stage_rows(sdq, d, warp_in_wg, lane);
+    __syncwarp();
+    dq_add_rows(sdq, dqa, dqa_sn, i0, col0, n, warp_in_wg, lane);
+}
+
+/* main_sem's adds of a staged tile, in their turn (bwd_order.cuh's protocol): lanes 0..15
+ * wait until the warp's previous adds are complete and lane 0 releases the semaphore of
+ * their turn (turn.prev); lane 0 waits for this tile's turn; then the adds.  The tile and
+ * its rows come from the turn (turn.tile: (mt << 8) | head in group). */
+DEV void dq_add_in_turn(const sp_bwd_kparams &p, const bwd_dq_turn &turn, u32 sdq, int b, int kvh, int col0, int n,
+                        int warp_in_wg, int lane)
+{
+    dq_turn_release(turn.prev, lane);
+    dq_turn_wait(turn, lane);   /* its __syncwarp publishes the staged rows too */
+    const int tile = turn.tile;
+    dq_add_rows(sdq, (float *)p.dq_accum + b * p.dqa_sb + (kvh * GROUP + (tile & 255)) * p.dqa_sh, p.dqa_sn,
+                (tile >> 8) * BM + 16 * warp_in_wg, col0, n, warp_in_wg, lane);
+}
+
+/* ==== main on wgmma: the kernel body (WITH_DQ: main; without: main_det; WITH_DQ and
+ * ORDERED: main_sem, whose dQ adds wait for their turn, bwd_order.cuh) ====
  * Shared memory, from a 1024-aligned base (every tile in the swizzled layout, tile_off):
  *   K tile, V tile                 BN rows each, resident
  *   Q tiles, dO tiles              STAGES x BM rows each (the pipeline)
@@ -167,16 +199,20 @@ DEV void dq_stage(u32 sdq, float *dqa, long long dqa_sn, const float (&d)[DQ_N /
  *   for each query tile (every head of the group, every tile its bands bring here):
  *       wait for it; issue S^T and (WITH_DQ) dQ of the previous tile; prefetch the
  *       tile STAGES - 1 ahead into the freed stage while they run; P^T (mask per warp)
- *       WITH_DQ: atomic adds of the previous tile's dQ
+ *       WITH_DQ: atomic adds of the previous tile's dQ (ORDERED: in their turn)
  *       issue dP^T and dV += P^T dO; dS^T; issue dK += dS^T Q
  *       WITH_DQ: dS^T -> shared, for the next step's dQ
- *   WITH_DQ: dQ of the last tile
+ *       ORDERED: the turn of this tile's adds (in the next step)
+ *   WITH_DQ: dQ of the last tile (ORDERED: and the release of its turn)
  *   write dK * scale and dV */
-template <bool WITH_DQ>
+template <bool WITH_DQ, bool ORDERED = false>
 DEV void bwd_main_body(const sp_bwd_kparams &batch_p)
 {
+    static_assert(WITH_DQ || !ORDERED, "only dQ adds are ordered");
     extern __shared__ unsigned char smem[];
     __shared__ bwd_slot slots[STAGES];
+    __shared__ bwd_dq_turn dq_turns[2];   /* ORDERED: step s's turn in entry s % 2 */
+    __shared__ int dq_kv_tile;            /* ORDERED: this CTA's KV tile, read by thread 0 */
 
     /* Packed sequences (seq.cuh): this sequence's parameters; a KV tile past its end returns.
      * They live in shared memory, read where used: held in registers through the loop, the
@@ -186,7 +222,7 @@ DEV void bwd_main_body(const sp_bwd_kparams &batch_p)
     if (threadIdx.x == 0) seq_p = seq_bwd_params(batch_p, seq_span_of(batch_p, blockIdx.z), blockIdx.z);
     __syncthreads();
     const sp_bwd_kparams &p = seq_p;
-    const bwd_block blk = bwd_block_of(p);
+    const bwd_block blk = bwd_block_of<ORDERED>(p);   /* ORDERED: KV tiles in descending order */
     if (blk.n0 >= blk.n) return;   /* block-uniform */
     const int tid = blk.tid, warp = blk.warp, lane = blk.lane, n = blk.n, n0 = blk.n0, kvh = blk.kvh, b = blk.b;
     const int key0 = blk.key0;
@@ -200,6 +236,11 @@ DEV void bwd_main_body(const sp_bwd_kparams &batch_p)
     const u32 sdS = sdO + STAGES * Q_TILE_BYTES;
     const u32 sL = sdS + (WITH_DQ ? DS_BUFS * BN * DS_ROW_BYTES : 0);   /* stage st: + st * BM * 4 */
     const u32 sD = sL + STAGES * BM * 4;
+    /* ORDERED: the KV tile index for the turns, in shared memory: as a value (n0 / BN) the
+     * compiler hoists it out of the loop into a register, and main spills. */
+    if constexpr (ORDERED) {
+        if (tid == 0) dq_kv_tile = n0 / BN;
+    }
     const u32 sdQ = sD + STAGES * BM * 4 + wg * BM * DQ_ROW;   /* WITH_DQ: this warpgroup's dQ staging */
 
     /* 1., 2. K and V tiles, the first STAGES - 1 query tiles. */
@@ -238,7 +279,8 @@ DEV void bwd_main_body(const sp_bwd_kparams &batch_p)
         for (int w = tid; w < BN * DS_ROW_BYTES / 4; w += THREADS) st_shared_u32(sdS + BN * DS_ROW_BYTES + 4 * w, 0u);
         fence_proxy_async();
     }
-    /* The previous step's query tile, as (tile << 8) | head in group: one register, not two. */
+    /* The previous step's query tile, as (tile << 8) | head in group: one register, not two
+     * (ORDERED: its turn holds it instead). */
     static_assert(GROUP <= 256, "the head in group fits 8 bits");
     int stage = 0, prev_tile = 0;
     for (int it = 0; it < issued; ++it) {
@@ -285,10 +327,17 @@ DEV void bwd_main_body(const sp_bwd_kparams &batch_p)
         if constexpr (WITH_DQ) {
             wgmma_wait<1>();                               /* dV and dQ of step it - 1 are done */
             regs_fence(dq);
-            if (it > 0)
-                dq_stage(sdQ, (float *)p.dq_accum + b * p.dqa_sb + (kvh * GROUP + (prev_tile & 255)) * p.dqa_sh,
-                         p.dqa_sn, dq, (prev_tile >> 8) * BM + 16 * (warp % 4), wg * DQ_N, n, warp % 4, lane);
-            prev_tile = sl.mt << 8 | sl.r;
+            if constexpr (ORDERED) {
+                if (it > 0) {
+                    dq_stage_rows(sdQ, dq, warp % 4, lane);
+                    dq_add_in_turn(p, dq_turns[(it - 1) & 1], sdQ, b, kvh, wg * DQ_N, n, warp % 4, lane);
+                }
+            } else {
+                if (it > 0)
+                    dq_stage(sdQ, (float *)p.dq_accum + b * p.dqa_sb + (kvh * GROUP + (prev_tile & 255)) * p.dqa_sh,
+                             p.dqa_sn, dq, (prev_tile >> 8) * BM + 16 * (warp % 4), wg * DQ_N, n, warp % 4, lane);
+                prev_tile = sl.mt << 8 | sl.r;
+            }
             store_ds_frags(sdS + ds_cur, dsf, warp, lane);     /* for dQ, in step it + 1 */
             fence_proxy_async();
         }
@@ -296,6 +345,14 @@ DEV void bwd_main_body(const sp_bwd_kparams &batch_p)
         wgmma_wait<0>();
         regs_fence(dk);
         regs_fence(dv);
+        /* ORDERED: this step's turn, for its adds in the next step, from its slot (which stays
+         * until the next step's prefetch), by one thread for every warp. */
+        if constexpr (ORDERED) {
+            if (tid == 0) {
+                int *const prev = it > 0 ? dq_turns[(it - 1) & 1].sem : nullptr;
+                dq_turns[it & 1] = bwd_dq_turn_of(p, sl, prev, b, kvh, dq_kv_tile, n);
+            }
+        }
         stage = stage + 1 == STAGES ? 0 : stage + 1;
     }
     /* dQ of the last step; every reduce-add has read its rows before the CTA ends. */
@@ -306,10 +363,17 @@ DEV void bwd_main_body(const sp_bwd_kparams &batch_p)
             issue_dq(dq, dst + ((((issued - 1) & 1) * BN * DS_ROW_BYTES) >> 4), dkt);
             wgmma_wait<0>();
             regs_fence(dq);
-            dq_stage(sdQ, (float *)p.dq_accum + b * p.dqa_sb + (kvh * GROUP + (prev_tile & 255)) * p.dqa_sh,
-                     p.dqa_sn, dq, (prev_tile >> 8) * BM + 16 * (warp % 4), wg * DQ_N, n, warp % 4, lane);
+            if constexpr (ORDERED) {
+                dq_stage_rows(sdQ, dq, warp % 4, lane);
+                dq_add_in_turn(p, dq_turns[(issued - 1) & 1], sdQ, b, kvh, wg * DQ_N, n, warp % 4, lane);
+            } else {
+                dq_stage(sdQ, (float *)p.dq_accum + b * p.dqa_sb + (kvh * GROUP + (prev_tile & 255)) * p.dqa_sh,
+                         p.dqa_sn, dq, (prev_tile >> 8) * BM + 16 * (warp % 4), wg * DQ_N, n, warp % 4, lane);
+            }
         }
-        tma_store_wait<0>();
+        /* The last adds: complete, and their semaphore released. */
+        if constexpr (ORDERED) dq_turn_release(issued > 0 ? dq_turns[(issued - 1) & 1].sem : nullptr, lane);
+        else tma_store_wait<0>();
     }
 
     /* 4. dK (times the scale: dS is the gradient of the scaled scores) and dV, staged

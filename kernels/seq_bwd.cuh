@@ -25,6 +25,9 @@ DEV sp_bwd_kparams seq_bwd_params(const sp_bwd_kparams &p, const seq_span &s, in
         r.dk = seq_rows16(p.dk, s.start, p.dk_sn);
         r.dv = seq_rows16(p.dv, s.start, p.dv_sn);
         if (p.dq_accum) r.dq_accum = p.dq_accum + 4ull * (u64)((long long)s.start * p.dqa_sn);
+        /* main_sem's semaphores: sequence b's query tiles from tile start / BM + b of each head
+         * (disjoint from the next sequence's: runtime/packing.h, packing_sem_tiles). */
+        if (p.dq_sem) r.dq_sem = p.dq_sem + 4ull * (u64)(s.start / BM + b);
         const u64 ws = 4ull * (u64)seq_ws_row(p, b);
         r.delta = p.delta + ws;
         r.lse2 = p.lse2 + ws;

@@ -448,7 +448,11 @@ static void bwd_scratch(const spattn_plan *p, int deterministic, attn_bwd_scratc
 
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-static size_t scratch_bytes(const attn_bwd_scratch *s) { return align16(s->dq_accum) + align16(s->delta) + align16(s->lse2); }
+/* The workspace: dq_accum, delta, lse2, dq_sem (each 16-byte aligned; absent ones 0 bytes). */
+static size_t scratch_bytes(const attn_bwd_scratch *s)
+{
+    return align16(s->dq_accum) + align16(s->delta) + align16(s->lse2) + align16(s->dq_sem);
+}
 
 size_t spattn_workspace_size(const spattn_plan *p, int backward, int deterministic)
 {
@@ -643,6 +647,7 @@ spattn_status spattn_backward(spattn_plan *p, const spattn_tensor *q, const spat
     a.dq_accum = s.dq_accum ? w : 0;
     a.delta = w + align16(s.dq_accum);
     a.lse2 = a.delta + align16(s.delta);
+    a.dq_sem = s.dq_sem ? a.lse2 + align16(s.lse2) : 0;
     sp_err e = { 0 };
     sp_gpu *g = &p->ctx->gpu;
     CUstream own = g->stream;

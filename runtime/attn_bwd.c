@@ -3,25 +3,40 @@
 #include "runtime/attn_bwd.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "runtime/packing.h"
 
+/* main_sem runs (and dq_accum and the semaphores are needed) */
+static int uses_sem(const sp_kcfg *cfg, const attn_bwd_args *a) { return a->deterministic && kcfg_bwd_dq_ordered(cfg); }
+
+size_t attn_bwd_sem_bytes(const attn_bwd_args *a, int bm)
+{
+    long long tiles = a->cu_seqlens ? packing_sem_tiles(a->total, a->batch, bm)   /* per head */
+                                    : (long long)a->batch * ((a->seqlen + bm - 1) / bm);
+    return (size_t)a->heads * (size_t)tiles * sizeof(int32_t);
+}
+
 void attn_bwd_scratch_sizes(const sp_kcfg *cfg, const attn_bwd_args *a, attn_bwd_scratch *s)
 {
     size_t rows = (size_t)a->batch * (size_t)a->heads;
-    s->dq_accum = a->deterministic ? 0 : rows * (size_t)a->seqlen * (size_t)cfg->head_dim * sizeof(float);
+    int accum = !a->deterministic || uses_sem(cfg, a);
+    s->dq_accum = accum ? rows * (size_t)a->seqlen * (size_t)cfg->head_dim * sizeof(float) : 0;
     s->delta = rows * (size_t)kcfg_bwd_seqlen_pad(a->seqlen) * sizeof(float);
     if (a->cu_seqlens) {   /* packed: by total tokens */
-        s->dq_accum = a->deterministic ? 0 : (size_t)a->total * (size_t)a->heads * (size_t)cfg->head_dim * sizeof(float);
+        s->dq_accum = accum ? (size_t)a->total * (size_t)a->heads * (size_t)cfg->head_dim * sizeof(float) : 0;
         s->delta = (size_t)a->heads * (size_t)packing_ws_rows(a->total, a->batch) * sizeof(float);
     }
+    s->dq_sem = uses_sem(cfg, a) ? attn_bwd_sem_bytes(a, cfg->bm) : 0;
     s->lse2 = s->delta;
 }
 
 int attn_bwd_lookup(CUmodule m, const sp_kcfg *cfg, attn_bwd_kernels *k, sp_err *e)
 {
     for (int p = 0; p < BWD_PARTS; p++) {
+        k->fn[p] = NULL;
+        if (!kcfg_bwd_has_part(cfg, (sp_bwd_part)p)) continue;
         char name[128];
         kcfg_bwd_name(cfg, (sp_bwd_part)p, name, sizeof name);
         if (cu_function(m, name, &k->fn[p], e)) return -1;
@@ -47,8 +62,9 @@ int attn_bwd_pack(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_kparams *kp
     const attn_tensor *tensors[] = { &a->q, &a->k, &a->v, &a->o, &a->dout, &a->dq, &a->dk, &a->dv };
     for (int t = 0; t < 8; t++)
         if (attn_check_tensor("backward", names[t], tensors[t], e)) return -1;
+    const int sem = uses_sem(cfg, a), accum = !a->deterministic || sem;
     if (check_scratch("delta", a->delta, e) || check_scratch("lse2", a->lse2, e) ||
-        (!a->deterministic && check_scratch("dq_accum", a->dq_accum, e)))
+        (accum && check_scratch("dq_accum", a->dq_accum, e)) || (sem && check_scratch("dq_sem", a->dq_sem, e)))
         return -1;
     if (a->cu_seqlens && (a->total < 1 || a->total > (1 << 30) || a->bands_sb < 0))
         return sp_fail(e, SP_EXIT_USAGE, "backward launch: packed total %lld tokens, band stride %d", a->total,
@@ -65,8 +81,10 @@ int attn_bwd_pack(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_kparams *kp
     kp->dq = a->dq.ptr;
     kp->dk = a->dk.ptr;
     kp->dv = a->dv.ptr;
-    /* pre zeroes the accumulator only when it is given: 0 in deterministic mode. */
-    kp->dq_accum = a->deterministic ? 0 : a->dq_accum;
+    /* pre zeroes the accumulator only when it is given (0 when main_det and dq run), and
+     * the semaphores only when main_sem runs. */
+    kp->dq_accum = accum ? a->dq_accum : 0;
+    kp->dq_sem = sem ? a->dq_sem : 0;
     kp->delta = a->delta;
     kp->lse2 = a->lse2;
     kp->bands = a->bands;
@@ -86,12 +104,15 @@ int attn_bwd_pack(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_kparams *kp
     kp->dqa_sb = (long long)a->seqlen * a->heads * cfg->head_dim;
     kp->ws_sh = n_pad;
     kp->ws_sb = (long long)a->heads * n_pad;
+    kp->sem_sh = (a->seqlen + cfg->bm - 1) / cfg->bm;   /* dq_sem [B, H, query tiles] */
+    kp->sem_sb = (long long)a->heads * kp->sem_sh;
     kp->cu_seqlens = a->cu_seqlens;
     if (a->cu_seqlens) {   /* packed (kernels/seq_bwd.cuh): batch strides 0, scratch by total tokens */
         kp->bands_sb = a->bands_sb;
         kp->q_sb = kp->k_sb = kp->v_sb = kp->o_sb = kp->do_sb = 0;
-        kp->dq_sb = kp->dk_sb = kp->dv_sb = kp->lse_sb = kp->dqa_sb = kp->ws_sb = 0;
+        kp->dq_sb = kp->dk_sb = kp->dv_sb = kp->lse_sb = kp->dqa_sb = kp->ws_sb = kp->sem_sb = 0;
         kp->ws_sh = packing_ws_rows(a->total, a->batch);
+        kp->sem_sh = packing_sem_tiles(a->total, a->batch, cfg->bm);
     }
     kp->seqlen = a->seqlen;
     kp->seqlen_pad = (int)n_pad;
@@ -116,6 +137,7 @@ void attn_bwd_grid(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_part part,
         break;
     case BWD_MAIN:
     case BWD_MAIN_DET:
+    case BWD_MAIN_SEM:   /* x: KV tiles, last first (kernels/bwd_order.cuh says why) */
         grid[0] = ceil_div_u(a->seqlen, cfg->bn);
         grid[1] = (unsigned)a->kv_heads;
         break;
@@ -130,11 +152,12 @@ void attn_bwd_grid(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_part part,
     }
 }
 
-void attn_bwd_parts(int deterministic, sp_bwd_part parts[3])
+void attn_bwd_parts(const sp_kcfg *cfg, int deterministic, sp_bwd_part parts[3])
 {
+    int det_split = deterministic && !kcfg_bwd_dq_ordered(cfg);   /* main_det + dq */
     parts[0] = BWD_PRE;
-    parts[1] = deterministic ? BWD_MAIN_DET : BWD_MAIN;
-    parts[2] = deterministic ? BWD_DQ : BWD_CONVERT;
+    parts[1] = !deterministic ? BWD_MAIN : det_split ? BWD_MAIN_DET : BWD_MAIN_SEM;
+    parts[2] = det_split ? BWD_DQ : BWD_CONVERT;
 }
 
 int attn_bwd_launch(sp_gpu *g, const attn_bwd_kernels *k, const sp_kcfg *cfg, const attn_bwd_args *a, sp_err *e)
@@ -142,8 +165,10 @@ int attn_bwd_launch(sp_gpu *g, const attn_bwd_kernels *k, const sp_kcfg *cfg, co
     sp_bwd_kparams kp;
     if (attn_bwd_pack(cfg, a, &kp, e)) return -1;
     sp_bwd_part parts[3];
-    attn_bwd_parts(a->deterministic, parts);
+    attn_bwd_parts(cfg, a->deterministic, parts);
     for (int i = 0; i < 3; i++) {
+        if (!k->fn[parts[i]])
+            return sp_fail(e, SP_EXIT_USAGE, "internal: backward kernel %s not loaded", kcfg_bwd_part_name(parts[i]));
         unsigned grid[3];
         attn_bwd_grid(cfg, a, parts[i], grid);
         void *args[] = { &kp };

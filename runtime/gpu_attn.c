@@ -115,6 +115,7 @@ void ga_destroy(gpu_attn *a)
 {
     if (!a->g) return;
     sp_dptr *all[] = { &a->bands, &a->o, &a->lse, &a->dout, &a->dq, &a->dk, &a->dv, &a->dq_accum, &a->delta, &a->lse2,
+                       &a->dq_sem,
                        &a->cu };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) { cu_free(a->g, *all[i]); *all[i] = 0; }
     for (int s = 0; s < GA_MAX_SETS; s++) {
@@ -277,11 +278,14 @@ int ga_alloc_backward(gpu_attn *a, const sp_kcfg *cfg, uint64_t seed, uint16_t *
     if (a->packed) ga_packed_args(a, &args.cu_seqlens, &args.bands_sb, &args.total, &args.lse_sh);
     attn_bwd_scratch s;
     attn_bwd_scratch_sizes(cfg, &args, &s);
-    size_t accum = (size_t)ga_rows(a) * a->H * a->D * 4;   /* both modes can run */
+    /* Both modes can run, with any config (a bench's dense baseline may take another family):
+     * the accumulator, and semaphores for the smallest query tiles. */
+    size_t accum = (size_t)ga_rows(a) * a->H * a->D * 4;
+    s.dq_sem = attn_bwd_sem_bytes(&args, 32);
     if (cu_malloc(a->g, 2 * a->nq, &a->dout, e) || cu_malloc(a->g, 2 * a->nq, &a->dq, e) ||
         cu_malloc(a->g, 2 * a->nk, &a->dk, e) || cu_malloc(a->g, 2 * a->nk, &a->dv, e) ||
         cu_malloc(a->g, accum, &a->dq_accum, e) || cu_malloc(a->g, s.delta, &a->delta, e) ||
-        cu_malloc(a->g, s.lse2, &a->lse2, e)) return -1;
+        cu_malloc(a->g, s.lse2, &a->lse2, e) || (s.dq_sem && cu_malloc(a->g, s.dq_sem, &a->dq_sem, e))) return -1;
     uint16_t *d = dout_host ? dout_host : malloc(2 * a->nq);
     if (!d) return sp_fail(e, SP_EXIT_FAIL, "out of memory");
     rng r;
@@ -314,6 +318,7 @@ int ga_backward(gpu_attn *a, const engine_kernel *k, int set, int deterministic,
     args.dq_accum = a->dq_accum;
     args.delta = a->delta;
     args.lse2 = a->lse2;
+    args.dq_sem = a->dq_sem;
     if (a->packed) ga_packed_args(a, &args.cu_seqlens, &args.bands_sb, &args.total, &args.lse_sh);
     return attn_bwd_launch(a->g, &k->bwd, &k->cfg, &args, e);
 }

@@ -44,6 +44,7 @@ typedef struct {
     /* backward, allocated by ga_alloc_backward */
     sp_dptr dout, dq, dk, dv;      /* dout random; gradients 16-bit in a's layout */
     sp_dptr dq_accum, delta, lse2; /* fp32 scratch of the backward kernels (runtime/attn_bwd.h) */
+    sp_dptr dq_sem;                /* int32 scratch of main_sem (0 if the config has none) */
     /* packed sequences (ga_create_packed); packed 0: a uniform batch */
     int packed;
     sp_packing pack;               /* the lengths and offsets (B = pack.n, N = pack.max_len) */

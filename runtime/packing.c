@@ -94,6 +94,10 @@ long long packing_ws_rows(int64_t total, int n)
     return ((total + 3) & ~(int64_t)3) + (long long)n * (KCFG_BWD_ROW_PAD + 4);
 }
 
+/* Sequence b's tiles end at cu[b] / bm + b + ceil(len / bm) <= (cu[b] + len) / bm + b + 1 =
+ * cu[b + 1] / bm + (b + 1): the next one's start, and for the last, total / bm + n. */
+long long packing_sem_tiles(int64_t total, int n, int bm) { return total / bm + n; }
+
 int packing_parse_list(const char *text, int64_t *lens, int cap, int *n, sp_err *e)
 {
     *n = 0;

@@ -52,6 +52,12 @@ int packing_bands(const sp_packing *pk, const sp_pattern *pat, int heads, sp_ban
  * kernels/seq_bwd.cuh's seq_ws_row lays them out. */
 long long packing_ws_rows(int64_t total, int n);
 
+/* Query tiles per head of the backward's dQ semaphores (main_sem,
+ * kernels/bwd_order.cuh) for tiles of bm rows: sequence b's start at tile
+ * cu[b] / bm + b (kernels/seq_bwd.cuh), ceil(len / bm) of them, before the
+ * next sequence's and below total / bm + n. */
+long long packing_sem_tiles(int64_t total, int n, int bm);
+
 /* "4096,100,2000" -> lens (at most cap): decimal integers >= 1 separated
  * by commas, no blanks.  -1 (usage) with a one-line message otherwise. */
 int packing_parse_list(const char *text, int64_t *lens, int cap, int *n, sp_err *e);

@@ -43,6 +43,20 @@ static const char *check_current = "";
         }                                                                                  \
     } while (0)
 
+/* EXPECT: for checks inside a loop over many cases, which would flood the log as
+ * CHECKs: counts the failures in check_n_bad and keeps the first one's message in
+ * check_first_bad; the caller resets both, runs the loop, then reports once, e.g.
+ * CHECKF(check_n_bad == 0, "%s (%d wrong)", check_first_bad, check_n_bad). */
+static char check_first_bad[512] __attribute__((unused));
+static int check_n_bad __attribute__((unused));
+
+#define EXPECT(cond, ...)                                                                  \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            if (check_n_bad++ == 0) snprintf(check_first_bad, sizeof check_first_bad, __VA_ARGS__); \
+        }                                                                                  \
+    } while (0)
+
 /* Is a kernel name prefix + "_" + 8 lowercase hex digits (kcfg_name's hash)? */
 static inline int kernel_named(const char *name, const char *prefix)
 {

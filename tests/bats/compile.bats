@@ -110,12 +110,15 @@ teardown() { rm -rf "$TMP"; }
     [[ "$output" == *"wgmma backward tile BM 128 must be 64"* ]]
 }
 
-@test "compile: the wgmma backward for sm_90a: main and main_det on wgmma, no spills, not serialized" {
+@test "compile: the wgmma backward for sm_90a: main and main_sem on wgmma, no spills, not serialized" {
     run "$SPATTN" compile "$SPEC" --arch sm_90a --kind bwd --tile 64x128:s2:wgmma --no-spills
     [ "$status" -eq 0 ]
     [[ "$output" == *"spattn_bwd_main_bf16_d128_bm64_bn128_w8_s2_wg"* ]]
-    [[ "$output" == *"spattn_bwd_main_det_bf16_d128_bm64_bn128_w8_s2_wg"* ]]
+    [[ "$output" == *"spattn_bwd_main_sem_bf16_d128_bm64_bn128_w8_s2_wg"* ]]
     [[ "$output" != *"serialized"* ]]
+    # deterministic mode on wgmma is pre -> main_sem -> convert: no main_det, no dq kernel
+    [[ "$output" != *"spattn_bwd_main_det_"* ]]
+    [[ "$output" != *"spattn_bwd_dq_"* ]]
     # 3 stages do not fit beside main's dQ staging (the bulk reduce-adds)
     run "$SPATTN" compile "$SPEC" --arch sm_90a --kind bwd --tile 64x128:s3:wgmma
     [ "$status" -eq 2 ]
@@ -123,12 +126,25 @@ teardown() { rm -rf "$TMP"; }
     run "$SPATTN" compile configs/llama-8h-d64.yaml --arch sm_90a --kind bwd --tile 64x64:s2:wgmma --no-spills
     [ "$status" -eq 0 ]
     [[ "$output" == *"spattn_bwd_main_bf16_d64_bm64_bn64_w4_s2_wg"* ]]
+    [[ "$output" == *"spattn_bwd_main_sem_bf16_d64_bm64_bn64_w4_s2_wg"* ]]
     run "$SPATTN" compile configs/llama-8h-d64.yaml --arch sm_90a --kind bwd --tile 64x128:wgmma
     [ "$status" -eq 2 ]
     [[ "$output" == *"64 keys per 64 dims of head_dim"* ]]
     run "$SPATTN" compile "$SPEC" --arch sm_90a --kind bwd --tile 64x64:wgmma
     [ "$status" -eq 2 ]
     [[ "$output" == *"BN = head_dim"* ]]
+}
+
+@test "compile: the deterministic backward's kernels: main_sem on wgmma (GQA), main_det and dq on mma.sync" {
+    run "$SPATTN" compile configs/gqa-32q-8kv.yaml --arch sm_90a --kind bwd --no-spills --json
+    [ "$status" -eq 0 ]
+    [[ "$output" == *'"name":"spattn_bwd_main_sem_bf16_d128_bm64_bn128_w8_s2_wg_'* ]]
+    [[ "$output" != *'spattn_bwd_main_det_'* ]]
+    run "$SPATTN" compile "$SPEC" --arch sm_80 --kind bwd --no-spills
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"spattn_bwd_main_det_"* ]]
+    [[ "$output" == *"spattn_bwd_dq_"* ]]
+    [[ "$output" != *"spattn_bwd_main_sem_"* ]]
 }
 
 @test "compile: the wgmma kernel for sm_90a uses no spills and no serialized wgmma" {

@@ -503,3 +503,15 @@ interrupt_long_tune() {
     [ "$status" -eq 0 ]
     ! echo "$output" | grep -q 'wgmma'
 }
+
+@test "the GPU check matrix has the deterministic wgmma backward's order cases (issue 16 item 2)" {
+    command -v python3 >/dev/null || skip "no python3"
+    run env SPATTN="$SPATTN" python3 "$ROOT/bench/check_matrix.py" list --arch sm_90a --filter det-order
+    [ "$status" -eq 0 ]
+    [ "$(echo "$output" | grep -c '^det-order bwd-wgmma-det .* tile=64x[0-9]*:w[48]:s[23]:wgmma seed')" -eq 20 ]
+    echo "$output" | grep -q 'det-order bwd-wgmma-det dense bf16 d128 g4 N=8193'
+    echo "$output" | grep -q 'det-order bwd-wgmma-det exclusive bf16 d128 g4 N=333'
+    echo "$output" | grep -q 'det-order bwd-wgmma-det spattn bf16 d128 g4 lens='
+    run env SPATTN="$SPATTN" python3 "$ROOT/bench/check_matrix.py" list --arch sm_80 --filter det-order
+    [[ "${lines[${#lines[@]}-1]}" == "0 cases"* ]]
+}

@@ -94,16 +94,8 @@ static const char *kind_name(sp_pattern_kind k)
     return names[k];
 }
 
-/* First mismatch of the current configuration, reported once by CHECKF. */
-static char first_bad[512];
-static int n_bad;
-
-#define EXPECT(cond, ...)                                                                   \
-    do {                                                                                    \
-        if (!(cond)) {                                                                      \
-            if (n_bad++ == 0) snprintf(first_bad, sizeof first_bad, __VA_ARGS__);           \
-        }                                                                                   \
-    } while (0)
+/* EXPECT (tests/check.h) keeps the first mismatch of the current configuration,
+ * reported once by CHECKF. */
 
 static const int tile_sizes[] = { 16, 32, 64, 128 };
 
@@ -259,10 +251,10 @@ static void check_config(sp_pattern *p, int H, int64_t N, const int *heads_to_ch
     ref_pattern r = { p->kind, p->band_basis > 0 ? p->band_basis : N, H, p->custom, p->window };
     char tag[128];
     snprintf(tag, sizeof tag, "%s H%d N%lld L%lld", kind_name(p->kind), H, (long long)N, (long long)r.L);
-    n_bad = 0;
-    first_bad[0] = 0;
+    check_n_bad = 0;
+    check_first_bad[0] = 0;
     for (int x = 0; x < n_heads; x++) check_head(p, &r, heads_to_check[x], N, sizes, n_sizes, tag);
-    CHECKF(n_bad == 0, "%s: %d mismatches, first: %s", tag, n_bad, first_bad);
+    CHECKF(check_n_bad == 0, "%s: %d mismatches, first: %s", tag, check_n_bad, check_first_bad);
 }
 
 /* Heads worth checking: all of them for small N; for large N (where the

@@ -38,7 +38,44 @@ static void test_packing_init(void)
         prev_end = row + pad;
     }
     CHECK("scratch rows disjoint and aligned", ok && prev_end <= packing_ws_rows(pk.total, pk.n));
+    /* main_sem's semaphores (issue 16): sequence b's query tiles from cu[b] / bm + b
+     * (kernels/seq_bwd.cuh), before the next sequence's and within packing_sem_tiles. */
+    static const int bms[] = { 32, 64, 128 };
+    for (int t = 0; t < 3; t++) {
+        long long end = 0;
+        ok = 1;
+        for (int b = 0; b < pk.n; b++) {
+            long long first = pk.cu[b] / bms[t] + b, tiles = (pk.len[b] + bms[t] - 1) / bms[t];
+            ok &= first >= end;
+            end = first + tiles;
+        }
+        CHECKF(ok && end <= packing_sem_tiles(pk.total, pk.n, bms[t]), "semaphore tiles disjoint, BM %d", bms[t]);
+    }
     packing_free(&pk);
+    /* The same over many random packings. */
+    uint64_t x = 12345;
+    int bad = 0;
+    for (int trial = 0; trial < 2000; trial++) {
+        int64_t rl[9];
+        int n = 1 + trial % 9;
+        for (int b = 0; b < n; b++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            rl[b] = (int64_t)((x >> 33) % (trial % 3 ? 300 : 5));
+        }
+        rl[0] += 1;
+        if (packing_init(&pk, rl, n, &e)) { bad++; continue; }
+        for (int t = 0; t < 3; t++) {
+            long long end = 0;
+            for (int b = 0; b < pk.n; b++) {
+                long long first = pk.cu[b] / bms[t] + b;
+                bad += first < end;
+                end = first + (pk.len[b] + bms[t] - 1) / bms[t];
+            }
+            bad += end > packing_sem_tiles(pk.total, pk.n, bms[t]);
+        }
+        packing_free(&pk);
+    }
+    CHECKF(bad == 0, "random packings: %d semaphore ranges overlap or overflow", bad);
 }
 
 static void test_parse_list(void)
