@@ -61,8 +61,11 @@ BACKENDS = ("spattn", "flex", "dense")
 SPEC = spattn.Spec.from_params("spattn")     # heads, head_dim, dtype from the tensors
 
 
+_T0 = time.time()
+
+
 def log(*a):
-    print(*a, file=sys.stderr, flush=True)
+    print(f"[{time.time() - _T0:6.1f}s]", *a, file=sys.stderr, flush=True)
 
 
 class Attention(nn.Module):
@@ -150,10 +153,19 @@ def run(backend, N, B, a, flex_fn):
         step_fn = torch.compile(model)
     data = batches(a.seed, B, N, a.vocab, dev)
 
+    first = [True]
+
     def step():
         x, y = next(data)
         loss = step_fn(x, y)
+        if first[0]:
+            torch.cuda.synchronize()
+            log(f"#   {backend} N={N}: first forward done")
         loss.backward()
+        if first[0]:
+            torch.cuda.synchronize()
+            log(f"#   {backend} N={N}: first backward done")
+            first[0] = False
         opt.step()
         opt.zero_grad(set_to_none=True)
         return loss
@@ -161,6 +173,8 @@ def run(backend, N, B, a, flex_fn):
     losses = []
     t0 = time.time()
     for i in range(a.loss_steps):
+        if i == 0:
+            log(f"#   {backend} N={N}: model ready, first step (forward, backward, optimizer) ...")
         losses.append(step().item())
         if i == 0:
             log(f"#   {backend} N={N}: first step {time.time() - t0:.1f} s (compiles, autotuning), loss {losses[0]:.4f}")
