@@ -44,17 +44,23 @@ SPECS = {"olmoe": (os.path.join(ROOT, "configs", "olmoe-1b-7b.yaml"), 16, 16, 12
          "gqa-32q-8kv": (os.path.join(ROOT, "configs", "gqa-32q-8kv.yaml"), 32, 8, 128)}
 
 
-def median_ms(fn, iters, warmup=5):
+def median_ms(fn, iters, warmup=5, per_sample=10):
+    """Median CUDA-event time of one call, over `iters` samples of
+    `per_sample` back-to-back calls each (triton's do_bench does the same):
+    the GPU runs the calls one after another, so the host's time between
+    them (Python, the launch) is not counted as long as it is shorter than
+    a call.  One event pair around a single call would count it."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(iters):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
-        fn()
+        for _ in range(per_sample):
+            fn()
         b.record()
         b.synchronize()
-        times.append(a.elapsed_time(b))
+        times.append(a.elapsed_time(b) / per_sample)
     times.sort()
     return times[len(times) // 2]
 

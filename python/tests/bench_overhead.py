@@ -61,13 +61,14 @@ def best(fn, iters, reps=5):
 
 
 def best_of(fns, iters, reps=7):
-    """best() of each of fns, their timings interleaved (fn 1, fn 2, ..., fn 1,
-    ...), so that a drift of the GPU's clock between them shows in none of the
-    differences."""
+    """best() of each of fns, their timings interleaved and rotated (fn 1, fn 2,
+    ..., then fn 2, fn 3, ..., fn 1, ...), so that neither a drift of the GPU's
+    clock nor a place in the order favours one of them."""
     runs = [[] for _ in fns]
-    for _ in range(reps):
-        for i, fn in enumerate(fns):
-            runs[i].append(timed(fn, iters))
+    for rep in range(reps):   # each rep starts one further along: no fn always runs first
+        for k in range(len(fns)):
+            i = (rep + k) % len(fns)
+            runs[i].append(timed(fns[i], iters))
     return [(min(x[0] for x in r), min(x[1] for x in r)) for r in runs]
 
 
