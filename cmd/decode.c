@@ -29,6 +29,7 @@
 #include "runtime/config.h"
 #include "runtime/decode.h"
 #include "runtime/engine.h"
+#include "runtime/gpu_attn.h"
 #include "runtime/npy.h"
 #include "runtime/ref.h"
 #include "runtime/rng.h"
@@ -263,12 +264,6 @@ typedef struct {
     sp_kcfg cfg;                     /* the config whose tiles the byte count uses */
 } dec_result;
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* The reference, paged or not: O and LSE as doubles (o, lse), timed over iters. */
 static int dec_cpu(const dec_problem *p, int paged, int threads, int iters, double *o, double *lse, double *ms,
                    sp_err *e)
@@ -287,8 +282,7 @@ static int dec_cpu(const dec_problem *p, int paged, int threads, int iters, doub
         }
         times[it] = (sp_now() - t0) * 1e3;
     }
-    qsort(times, (size_t)iters, sizeof *times, cmp_double);
-    if (ms) *ms = times[iters / 2];
+    if (ms) *ms = ga_median(times, iters);
     free(times);
     return 0;
 }
@@ -408,31 +402,19 @@ static int dec_gpu_once(dec_gpu *d, const dec_problem *p, float *o, float *lse, 
     return rc ? -1 : 0;
 }
 
-/* CUDA-event median of iters launches after 5 of warm-up. */
+/* One launch, for ga_time_steps (one input set: the cache is the user's). */
+static int dec_gpu_step(void *obj, const void *ctx, int set, sp_err *e)
+{
+    dec_gpu *d = obj;
+    (void)ctx;
+    (void)set;
+    return decode_launch(&d->g, d->k.fn, d->k.combine, &d->k.cfg, &d->a, e);
+}
+
+/* CUDA-event median of iters back-to-back launches after 5 of warm-up (the tuner's timing). */
 static int dec_gpu_time(dec_gpu *d, int iters, double *ms, sp_err *e)
 {
-    CUevent a = NULL, b = NULL;
-    double *times = malloc((size_t)iters * sizeof *times);
-    int rc = -1;
-    if (!times) return sp_fail(e, SP_EXIT_FAIL, "out of memory");
-    if (cu_event_new(&d->g, &a, e) || cu_event_new(&d->g, &b, e)) goto out;
-    for (int i = 0; i < 5; i++)
-        if (decode_launch(&d->g, d->k.fn, d->k.combine, &d->k.cfg, &d->a, e)) goto out;
-    for (int i = 0; i < iters; i++) {
-        float t;
-        if (cu_event_record(&d->g, a, e) || decode_launch(&d->g, d->k.fn, d->k.combine, &d->k.cfg, &d->a, e) ||
-            cu_event_record(&d->g, b, e) || cu_event_ms(&d->g, a, b, &t, e))
-            goto out;
-        times[i] = t;
-    }
-    qsort(times, (size_t)iters, sizeof *times, cmp_double);
-    *ms = times[iters / 2];
-    rc = 0;
-out:
-    if (a) cu_event_free(&d->g, a);
-    if (b) cu_event_free(&d->g, b);
-    free(times);
-    return rc;
+    return ga_time_steps(&d->g, 1, dec_gpu_step, d, NULL, 5, iters, ms, e);
 }
 
 /* ---------------------------------------------------------------------------

@@ -9,6 +9,8 @@ Without PyTorch the package still imports: specs, plans and their info, the
 CPU reference on NumPy arrays, and tune() work; attention, SPAttention and
 prepare need torch (they raise ImportError naming it otherwise).
 """
+import contextlib
+
 from ._lib import (API_VERSION, DEVICE_CPU, Context, Plan, PlanInfo, SpattnError, SpattnGPUError,
                    SpattnInvalidError, load as load_library, library_path)
 from ._core import CACHE as _CACHE, PATTERNS, Spec, allowed_pairs, head_intervals
@@ -59,11 +61,10 @@ reference_decode.__doc__ = "One decoding step from a KV cache on the CPU through
 reference_backward.__doc__ = "dQ, dK, dV on the CPU through the library's float64 reference (spattn.reference)."
 
 
-def plan_info(spec=None, *, batch=1, seq_len=4096, heads=None, kv_heads=None, head_dim=None, dtype="bf16",
-              pattern=None, band_basis=0, window=0, intervals=None, scale=None, layer=-1, device=DEVICE_CPU):
-    """The PlanInfo of a spec at (batch, seq_len): allowed pairs, work ratio,
-    FLOPs, and on a GPU device the kernels and where their configs came from.
-    A parameter spec needs heads and head_dim; a spec file gives its own."""
+@contextlib.contextmanager
+def _temporary_plan(spec, pattern, band_basis, window, scale, intervals, layer, device, batch, seq_len, heads,
+                    kv_heads, head_dim, dtype):
+    """A plan made for one question (plan_info, decode_info) and closed after it."""
     from ._core import resolve_key
     key = resolve_key(spec, pattern, band_basis, window, scale, intervals, layer)
     s = _CACHE.spec(key)
@@ -71,9 +72,19 @@ def plan_info(spec=None, *, batch=1, seq_len=4096, heads=None, kv_heads=None, he
     with ctx.lock:
         p = s.plan(ctx, batch, seq_len, heads, kv_heads, head_dim, dtype)
     try:
-        return p.info
+        yield p
     finally:
         p.close()
+
+
+def plan_info(spec=None, *, batch=1, seq_len=4096, heads=None, kv_heads=None, head_dim=None, dtype="bf16",
+              pattern=None, band_basis=0, window=0, intervals=None, scale=None, layer=-1, device=DEVICE_CPU):
+    """The PlanInfo of a spec at (batch, seq_len): allowed pairs, work ratio,
+    FLOPs, and on a GPU device the kernels and where their configs came from.
+    A parameter spec needs heads and head_dim; a spec file gives its own."""
+    with _temporary_plan(spec, pattern, band_basis, window, scale, intervals, layer, device, batch, seq_len, heads,
+                         kv_heads, head_dim, dtype) as p:
+        return p.info
 
 
 def decode_info(spec=None, *, batch=1, kv_len=4096, new_tokens=1, kv_lens=None, heads=None, kv_heads=None,
@@ -85,16 +96,9 @@ def decode_info(spec=None, *, batch=1, kv_len=4096, new_tokens=1, kv_lens=None, 
     device also what spattn.decode launches there at this new_tokens: the
     splits, the kernel, the config ("16x64:w4:s3:k2") and where it came from
     (the tuning database, spattn.tune(..., decode=True), or the heuristic)."""
-    from ._core import resolve_key
-    key = resolve_key(spec, pattern, band_basis, window, scale, intervals, layer)
-    s = _CACHE.spec(key)
-    ctx = _CACHE.context(device)
-    with ctx.lock:
-        p = s.plan(ctx, batch, kv_len, heads, kv_heads, head_dim, dtype)
-    try:
+    with _temporary_plan(spec, pattern, band_basis, window, scale, intervals, layer, device, batch, kv_len, heads,
+                         kv_heads, head_dim, dtype) as p:
         return p.decode_info(new_tokens, None if kv_lens is None else list(kv_lens))
-    finally:
-        p.close()
 
 
 def set_database(path):

@@ -54,14 +54,8 @@ def timed(fn, iters):
     return a.elapsed_time(b) * 1e3 / iters, (t1 - t0) * 1e6 / iters
 
 
-def best(fn, iters, reps=5):
-    """The best of reps timings (noise only adds)."""
-    r = [timed(fn, iters) for _ in range(reps)]
-    return min(x[0] for x in r), min(x[1] for x in r)
-
-
 def best_of(fns, iters, reps=7):
-    """best() of each of fns, their timings interleaved and rotated (fn 1, fn 2,
+    """The best (noise only adds) of reps timings of each of fns, interleaved and rotated (fn 1, fn 2,
     ..., then fn 2, fn 3, ..., fn 1, ...), so that neither a drift of the GPU's
     clock nor a place in the order favours one of them."""
     runs = [[] for _ in fns]
@@ -168,9 +162,7 @@ def main():
         print(f"| {shape} | fwd | {r:.1f} | {p:.1f} | {o_ev:.1f} | {od:.1f} | {og:.1f} | {over:+.1f} | {r_host:.1f} / {o_host:.1f} "
               f"| {'yes' if ok else 'NO'} |", flush=True)
         (rf, rf_host), (of, of_host) = best_of([raw_fb, op_fb], it // 2)
-        _, sd_host = best(sdpa_fb, it // 2)
-        _, nop_host = best(nop_fb, it // 2)
-        im, im_host = best(impl_fb, it // 2)
+        (_, sd_host), (_, nop_host), (im, im_host) = best_of([sdpa_fb, nop_fb, impl_fb], it // 2)
         print(f"| {shape} | fwd+bwd | {rf:.1f} | - | - | - | {of:.1f} | {of - rf:+.1f} | {rf_host:.1f} / {of_host:.1f} "
               f"| {'yes' if of - rf <= 2 * LIMIT_US else 'NO'} (2 calls; host per step: SDPA + autograd.grad "
               f"{sd_host:.0f} us, a no-op autograd.Function + autograd.grad {nop_host:.0f} us, spattn's two "
