@@ -33,22 +33,20 @@
  *     dq_stage_rows, then dq_add_in_turn):
  *         1. stage the rows in shared memory (once the last adds have read theirs,
  *            as in atomic mode)
- *         2. lanes 0..15 wait until their reduce-adds of step s - 1 are complete
- *            (cp.async.bulk.wait_group 0: written, not just read) and fence the
- *            async proxy; __syncwarp; lane 0 releases step s - 1's semaphore
- *            (red.release.gpu +1)
- *         3. lane 0 spins (ld.acquire.gpu) until step s's semaphore reaches its
+ *         2. lane 0 spins (ld.acquire.gpu) until step s's semaphore reaches its
  *            target; __syncwarp; lanes 0..15 fence the async proxy and add
- *     after the last step's adds: wait, fence, release as in 2.
- * 2 and 3 come after 1, once the dQ fragments are dead.
- * The release of step s is deferred to the adds of step s + 1, which wait
- * for the previous reduce-adds anyway (atomic mode waits for their reads
- * there), so no step stalls on its own adds reaching L2.  Deferring cannot
- * deadlock: a CTA gets from its adds of step s to the release of step s
- * (in step s + 1, before its wait there, or at its end) through its own
- * barriers and the waits of its own steps only, and each of those waits is
- * for CTAs with larger j, which never wait for it; and the last release
- * comes before the CTA exits.
+ *         3. at the end of step s + 1 (after its dK product is waited for) or after
+ *            the last adds: lanes 0..15 wait until those adds are complete
+ *            (cp.async.bulk.wait_group 0: written, not just read) and fence the async
+ *            proxy; __syncwarp; lane 0 releases step s's semaphore (red.release.gpu +1)
+ * The release comes at the end of the step that made the adds, not at the next adds
+ * (session 7's first version: there, the next KV tile, which meets a query tile BN / BM
+ * steps after this one, often waited: 1.18x-1.32x of the default's forward+backward, the
+ * most at d64 where BN = BM).  By the end of the step the adds have had the dK product's
+ * time to reach L2, so the wait for their completion is short.  It cannot deadlock: a CTA
+ * gets from its adds of step s to their release through its own barriers and its own waits
+ * only, each for CTAs with larger j, which never wait for it; and the last release comes
+ * before the CTA exits.
  *
  * Where the turns come from: thread 0 computes the turn of step s (its
  * semaphore and target, its tile, and the semaphore of step s - 1) at the
@@ -89,24 +87,19 @@ DEV int bwd_dq_rank(const bwd_slot &s, int j, int n)
     return rank;
 }
 
-/* A step's turn: its semaphore, the count that lets this CTA's warps add, its query tile as
- * (mt << 8) | head in group (main_sem keeps it here rather than in a register), and the
- * semaphore of the step before (released once that step's adds are complete; NULL at the
- * first step). */
+/* A step's turn: its semaphore, the count that lets this CTA's warps add, and its query
+ * tile as (mt << 8) | head in group (main_sem keeps it here rather than in a register). */
 struct bwd_dq_turn {
     int *sem;
-    int *prev;
     int target;
     int tile;
 };
 
-/* The turn of the step in slot s (kv head kvh, batch b, KV tile j); prev: the turn of the
- * step before. */
-DEV bwd_dq_turn bwd_dq_turn_of(const sp_bwd_kparams &p, const bwd_slot &s, int *prev, int b, int kvh, int j, int n)
+/* The turn of the step in slot s (kv head kvh, batch b, KV tile j). */
+DEV bwd_dq_turn bwd_dq_turn_of(const sp_bwd_kparams &p, const bwd_slot &s, int b, int kvh, int j, int n)
 {
     bwd_dq_turn t;
     t.sem = (int *)p.dq_sem + b * p.sem_sb + (kvh * GROUP + s.r) * p.sem_sh + s.mt;
-    t.prev = prev;
     t.target = bwd_dq_rank(s, j, n) * WARPS;
     t.tile = s.mt << 8 | s.r;
     return t;

@@ -173,14 +173,13 @@ DEV void dq_stage(u32 sdq, float *dqa, long long dqa_sn, const float (&d)[DQ_N /
     dq_add_rows(sdq, dqa, dqa_sn, i0, col0, n, warp_in_wg, lane);
 }
 
-/* main_sem's adds of a staged tile, in their turn (bwd_order.cuh's protocol): lanes 0..15
- * wait until the warp's previous adds are complete and lane 0 releases the semaphore of
- * their turn (turn.prev); lane 0 waits for this tile's turn; then the adds.  The tile and
- * its rows come from the turn (turn.tile: (mt << 8) | head in group). */
+/* main_sem's adds of a staged tile, in their turn (bwd_order.cuh's protocol): lane 0 waits
+ * for this tile's turn; then the adds.  The tile and its rows come from the turn
+ * (turn.tile: (mt << 8) | head in group).  The warp's previous adds were released at the
+ * end of the step that made them. */
 DEV void dq_add_in_turn(const sp_bwd_kparams &p, const bwd_dq_turn &turn, u32 sdq, int b, int kvh, int col0, int n,
                         int warp_in_wg, int lane)
 {
-    dq_turn_release(turn.prev, lane);
     dq_turn_wait(turn, lane);   /* its __syncwarp publishes the staged rows too */
     const int tile = turn.tile;
     dq_add_rows(sdq, (float *)p.dq_accum + b * p.dqa_sb + (kvh * GROUP + (tile & 255)) * p.dqa_sh, p.dqa_sn,
@@ -345,13 +344,14 @@ DEV void bwd_main_body(const sp_bwd_kparams &batch_p)
         wgmma_wait<0>();
         regs_fence(dk);
         regs_fence(dv);
-        /* ORDERED: this step's turn, for its adds in the next step, from its slot (which stays
-         * until the next step's prefetch), by one thread for every warp. */
+        /* ORDERED: the adds this step made (step it - 1's dQ) are complete by now, or nearly
+         * (dK was waited for since): release their turn here rather than at the next adds,
+         * so the next KV tile's turn comes a step earlier.  Then this step's turn, for its
+         * adds in the next step, from its slot (which stays until the next step's prefetch),
+         * by one thread for every warp. */
         if constexpr (ORDERED) {
-            if (tid == 0) {
-                int *const prev = it > 0 ? dq_turns[(it - 1) & 1].sem : nullptr;
-                dq_turns[it & 1] = bwd_dq_turn_of(p, sl, prev, b, kvh, dq_kv_tile, n);
-            }
+            if (it > 0) dq_turn_release(dq_turns[(it - 1) & 1].sem, lane);
+            if (tid == 0) dq_turns[it & 1] = bwd_dq_turn_of(p, sl, b, kvh, dq_kv_tile, n);
         }
         stage = stage + 1 == STAGES ? 0 : stage + 1;
     }

@@ -242,7 +242,8 @@ static void test_rank_by_hand(void)
  *     step s:  release the semaphore of step s - 1; wait until sem(step s) >= rank(s); add
  *     end:     release the semaphore of the last step
  * (the model releases step s - 1 only once the wait of step s passes, later than the
- * kernel does: semaphores only grow, so an earlier release can only let more CTAs move).
+ * kernel does, at the end of the step that made the adds: semaphores only grow, so an
+ * earlier release can only let more CTAs move).
  * Any resident CTA that can move moves (picked at random); none can and some are left:
  * deadlock.  Each (sequence, head, query tile) must see its adds in descending j, and end
  * with its semaphore at the number of contributors. */
