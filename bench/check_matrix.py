@@ -11,7 +11,9 @@ The matrix (`run`):
   * families: every kernel family the GPU runs, each forced by a tile from
     the tuner's own search space (`spattn tune --list-candidates ARCH`):
         fwd-mma, fwd-wgmma, fwd-ws, bwd-mma, bwd-mma-det, bwd-wgmma, bwd-wgmma-det
-    (the wgmma and ws ones on sm_90a only; "det" is --deterministic);
+    (the wgmma and ws ones on sm_90a only; "det" is --deterministic), and
+    bwd-ws, whose tiles are listed here (EXPLICIT_TILES: it is opt-in, not a
+    tuner candidate; no deterministic mode, no packed sequences);
   * per family, 35 cases: all 35 (pattern, N) pairs of
         pattern  spattn exclusive gapped local dense custom window
         N        1 65 1000 4096 8193
@@ -69,7 +71,12 @@ DTYPES = ["bf16", "fp16"]
 HEAD_DIMS = [64, 128]
 GROUPS = [1, 4]
 SEQ_LENS = [1, 65, 1000, 4096, 8193]
-FAMILIES = ["fwd-mma", "fwd-wgmma", "fwd-ws", "bwd-mma", "bwd-mma-det", "bwd-wgmma", "bwd-wgmma-det"]
+FAMILIES = ["fwd-mma", "fwd-wgmma", "fwd-ws", "bwd-mma", "bwd-mma-det", "bwd-wgmma", "bwd-wgmma-det", "bwd-ws"]
+# Opt-in families that are not tuner candidates (so not in --list-candidates): their tiles by
+# head_dim.  bwd-ws, the warp-specialized backward (issue 16 item 2), has no deterministic mode
+# and no packed sequences (the launch refuses both), so it has no -det family and no packed cases.
+EXPLICIT_TILES = {"bwd-ws": {64: ["64x64:s2:ws", "64x64:s3:ws"], 128: ["64x128:s2:ws"]}}
+NO_PACKED = {"bwd-ws"}
 HEADS = {1: (6, 6), 4: (12, 3)}   # kv-group size -> (heads, kv_heads)
 NEW_TOKENS = [1, 4]               # decode: T
 DECODE_TILES = [None, "16x32:w1:s2", "16x64:w2:s4", "16x128:w4:s2", "16x32:w2:s3", "16x64:w1:s3"]
@@ -141,6 +148,10 @@ def candidates(spec_path, kind, arch):
 
 
 def family_tiles(spec_path, family, arch):
+    if family in EXPLICIT_TILES:
+        with open(spec_path) as f:
+            head_dim = int(re.search(r"^head_dim: (\d+)", f.read(), re.M).group(1))
+        return EXPLICIT_TILES[family][head_dim]
     kind, mma = family.split("-")[:2]
     return [t for t, m in candidates(spec_path, kind, arch) if m == mma]
 
@@ -224,6 +235,8 @@ def build_cases(root, arch, regress_only=False):
             "decode", dims, decode_args(sp, n, t, seed, batch, lens, page, splits, tile))
     # 4. Packed sequences (issue 18), every family, two patterns (one with rows that have no key).
     for f, family in enumerate([] if regress_only else families_for(arch)):
+        if family in NO_PACKED:
+            continue
         for i, (pattern, dtype, head_dim, group) in enumerate([("spattn", "bf16", 128, 4), ("exclusive", "fp16", 64, 1)]):
             sp = specs.path(spec_text(pattern, dtype, head_dim, group), f"{pattern}-{dtype}-d{head_dim}-g{group}")
             tiles = family_tiles(sp, family, arch)
@@ -360,6 +373,8 @@ def sanitize_cases(root, arch):
         for sp, n, what in ((a, 333, "exclusive 12/3 d128 N=333 (empty query tiles)"),
                             (b, 515, "gapped 8/2 d64 fp16 N=515 (odd N)"),
                             (c, 0, "packed spattn 16/4 d128 lens=300,1,129,64,2")):
+            if family in NO_PACKED and what.startswith("packed"):
+                continue
             tiles = family_tiles(sp, family, arch)
             # The family's default-sized tile: the heuristic's own where it is of the family.
             tile = tiles[len(tiles) // 2]

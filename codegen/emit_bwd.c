@@ -91,6 +91,7 @@ static void emit_bwd_constants(strbuf *out, const sp_kcfg *cfg)
                kcfg_bwd_dq_stage_bytes(cfg));
     const_line(out, "dynamic shared memory of each kernel", "SMEM_MAIN = %d, SMEM_MAIN_DET = %d, SMEM_DQ = %d,",
                kcfg_bwd_smem(cfg, BWD_MAIN), kcfg_bwd_smem(cfg, BWD_MAIN_DET), kcfg_bwd_smem(cfg, BWD_DQ));
+    const int producer = kcfg_family(cfg)->producer_threads;
     sb_puts(out,
             "};\n"
             "#define LOG2E 1.44269504088896341f\n"
@@ -98,8 +99,21 @@ static void emit_bwd_constants(strbuf *out, const sp_kcfg *cfg)
             "              + DQ_STAGE_BYTES,\n"
             "              \"kcfg_bwd_smem disagrees\");\n"
             "static_assert(SMEM_MAIN_DET == SMEM_MAIN - DS_BUFS * BN * DS_ROW_BYTES - DQ_STAGE_BYTES, \"kcfg_bwd_smem disagrees\");\n"
-            "static_assert(SMEM_DQ == 128 + 2 * Q_TILE_BYTES + STAGES * 2 * KV_TILE_BYTES, \"kcfg_bwd_smem disagrees\");\n"
-            "static_assert(BN == 16 * WARPS && THREADS == 32 * WARPS && BM % 32 == 0 && ROW_PAD % BM == 0, \"bad tile\");\n"
+            "static_assert(SMEM_DQ == 128 + 2 * Q_TILE_BYTES + STAGES * 2 * KV_TILE_BYTES, \"kcfg_bwd_smem disagrees\");\n");
+    if (producer) {   /* the warp-specialized main (kernels/bwd_ws.cuh): its roles and registers */
+        sb_printf(out,
+                  "enum : int {   /* the warp-specialized main's roles and registers */\n"
+                  "    PRODUCER_THREADS = %d,                  /* one warpgroup: the cursor and the TMA loads */\n"
+                  "    PRODUCER_REGS = %d,                     /* registers per producer thread (setmaxnreg) */\n"
+                  "    CONSUMER_REGS = %d,                    /* registers per consumer thread */\n"
+                  "};\n",
+                  producer, KCFG_WS_PRODUCER_REGS, kcfg_ws_consumer_regs(cfg));
+        sb_puts(out, "static_assert(BN == 16 * WARPS && THREADS == 32 * WARPS + PRODUCER_THREADS && BM % 32 == 0 && ROW_PAD % BM == 0,\n"
+                     "              \"bad tile\");\n");
+    } else {
+        sb_puts(out, "static_assert(BN == 16 * WARPS && THREADS == 32 * WARPS && BM % 32 == 0 && ROW_PAD % BM == 0, \"bad tile\");\n");
+    }
+    sb_puts(out,
             "static_assert(ROW_BYTES == HEAD_DIM * 2 && CHUNKS % 8 == 0 && 32 % CHUNKS == 0, \"rows are swizzled, not padded\");\n"
             "static_assert(STAGES >= 2 && BM % DQ_ROWS == 0 && HEAD_DIM % DQ_COLS == 0, \"bad config\");\n"
             "static_assert(BM % Q_SUB == 0 && Q_SUB % 16 == 0 && BN % K_SUB == 0 && K_SUB % 16 == 0, \"bad sub-tiles\");\n\n");
@@ -139,10 +153,26 @@ static void emit_bwd_entries(strbuf *out, const sp_kcfg *cfg)
                "/* pre: grid (seqlen_pad / AUX_ROWS, heads, batch), AUX_THREADS threads: delta, lse2, and\n"
                " * where main adds dQ up the zeroed dQ accumulator (and main_sem's semaphores). */",
                "AUX_THREADS", "bwd_pre_kernel");
-    emit_entry(out, cfg, BWD_MAIN,
-               "/* main: grid (ceil(n / BN), kv heads, batch), THREADS threads, SMEM_MAIN bytes of dynamic\n"
-               " * shared memory; dQ by atomic adds into dq_accum (zeroed by pre). */",
-               "THREADS, 1", "bwd_main_body<true>");
+    if (kcfg_family(cfg)->producer_threads) {
+        /* The warp-specialized main takes the TMA maps of q, dout, k, v as a second parameter. */
+        char name[128];
+        kcfg_bwd_name(cfg, BWD_MAIN, name, sizeof name);
+        sb_printf(out,
+                  "/* main (warp-specialized): grid (ceil(n / BN), kv heads, batch), THREADS threads (a producer\n"
+                  " * warpgroup, then BN / 64 consumers), SMEM_MAIN bytes of dynamic shared memory; dQ by bulk\n"
+                  " * reduce-adds into dq_accum (zeroed by pre). */\n"
+                  "extern \"C\" __global__ void __launch_bounds__(THREADS, 1) %s(const __grid_constant__ sp_bwd_kparams p,\n"
+                  "                                                      const __grid_constant__ bwd_tma_maps tm)\n"
+                  "{\n"
+                  "    bwd_ws_body(p, tm);\n"
+                  "}\n\n",
+                  name);
+    } else {
+        emit_entry(out, cfg, BWD_MAIN,
+                   "/* main: grid (ceil(n / BN), kv heads, batch), THREADS threads, SMEM_MAIN bytes of dynamic\n"
+                   " * shared memory; dQ by atomic adds into dq_accum (zeroed by pre). */",
+                   "THREADS, 1", "bwd_main_body<true>");
+    }
     if (kcfg_bwd_has_part(cfg, BWD_MAIN_DET))
         emit_entry(out, cfg, BWD_MAIN_DET,
                    "/* main_det: the same without dQ (the dq kernel computes it), SMEM_MAIN_DET bytes. */",
@@ -176,7 +206,12 @@ int emit_bwd_kernels(strbuf *out, const sp_spec *spec, const sp_pattern *pat, co
         return sp_fail(e, SP_EXIT_USAGE, "internal: backward kernel config not derived (call kcfg_derive_bwd first)");
 
     emit_header(out, spec, pat, cfg);
-    sb_puts(out, kcfg_bwd_dq_ordered(cfg)
+    if (kcfg_bwd_no_det(cfg))
+        sb_puts(out, "/* The backward pass: three kernels sharing one configuration (codegen/kcfg_bwd.h).\n"
+                     " *   atomic mode:         pre -> main -> convert   (main warp-specialized: kernels/bwd_ws.cuh)\n"
+                     " *   deterministic mode:  none in this family (the launch refuses it)\n");
+    else
+        sb_puts(out, kcfg_bwd_dq_ordered(cfg)
                      ? "/* The backward pass: four kernels sharing one configuration (codegen/kcfg_bwd.h).\n"
                        " *   atomic mode:         pre -> main -> convert\n"
                        " *   deterministic mode:  pre -> main_sem -> convert   (dQ adds in a fixed order:\n"

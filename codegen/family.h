@@ -13,6 +13,10 @@
  *                 convert) on mma.sync                        kernels/bwd_main.cuh
  *     bwd-wgmma   backward (pre, main, main_sem, convert)
  *                 with main on wgmma, sm_90a                  kernels/bwd_wgmma.cuh
+ *     bwd-ws      backward (pre, main, convert) with main
+ *                 warp-specialized: TMA producer, wgmma
+ *                 consumers; opt-in (:ws), not a tuner
+ *                 candidate, atomic mode only, sm_90a         kernels/bwd_ws.cuh
  *     decode      split-KV decode from a KV cache and its
  *                 combine, on mma.sync, sm_80 and later       kernels/decode.cuh
  *
@@ -41,6 +45,8 @@ typedef struct sp_family {
     int dq_bulk;                  /* backward main stages dQ in shared memory for bulk reduce-adds */
     int dq_ordered;               /* deterministic backward: main_sem orders main's dQ adds
                                      (kernels/bwd_order.cuh), instead of main_det + dq */
+    int no_det;                   /* backward with no deterministic mode (bwd-ws: pre, main,
+                                     convert only; the launch refuses deterministic) */
     int persistent;               /* launch: one CTA per SM and TMA maps as a 2nd parameter */
     int uses_layout;              /* includes kernels/layout.cuh (the padded/swizzled mma.sync rows) */
     const char *header;           /* the kernels/ source of its main kernel */
@@ -79,6 +85,8 @@ int kcfg_candidates_fwd_wgmma(const sp_kcfg *c, sp_kcfg *out, int cap, int count
 int kcfg_candidates_fwd_ws(const sp_kcfg *c, sp_kcfg *out, int cap, int count);
 int kcfg_candidates_bwd_mma(const sp_kcfg *c, sp_kcfg *out, int cap, int count);
 int kcfg_candidates_bwd_wgmma(const sp_kcfg *c, sp_kcfg *out, int cap, int count);
+/* No candidates: an opt-in family that the tuner does not try (bwd-ws, not yet run on a GPU). */
+int kcfg_candidates_none(const sp_kcfg *c, sp_kcfg *out, int cap, int count);
 int emit_fwd_unit(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const sp_kcfg *cfg, sp_err *e);
 void kcfg_bwd_main_name(const sp_kcfg *c, char *buf, int n);
 /* The decode family (codegen/kcfg_dec.c, codegen/emit_dec.c). */

@@ -75,7 +75,8 @@ int kcfg_smem_extra(const sp_kcfg *c);
 int kcfg_ws_consumer_regs(const sp_kcfg *c);
 /* Parse a --tile argument: "BMxBN" or "BMxBN:wW:sS" (e.g. 128x64:w4:s2,
  * also 128x64:s3), optionally ending in ":wgmma" (Hopper's warpgroup MMA)
- * or ":ws" (the warp-specialized wgmma forward); without either, mma.sync.  Stages not given keep c's value if the kernel
+ * or ":ws" (the warp-specialized wgmma forward, or backward main kernel:
+ * kernels/bwd_ws.cuh); without either, mma.sync.  Stages not given keep c's value if the kernel
  * kind stays, else become that kind's default (mma.sync 2, wgmma 3); warps
  * not given become 0 (kcfg_derive picks them).  Does not derive. */
 int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e);

@@ -85,7 +85,7 @@ int kcfg_bwd_threads(const sp_kcfg *c, sp_bwd_part part)
     switch (part) {
     case BWD_MAIN:
     case BWD_MAIN_DET:
-    case BWD_MAIN_SEM: return 32 * (c->bn / 16);
+    case BWD_MAIN_SEM: return 32 * (c->bn / 16) + (kcfg_family(c) ? kcfg_family(c)->producer_threads : 0);
     case BWD_DQ: return 32 * (c->bm / 16);
     default: return KCFG_BWD_AUX_THREADS;
     }
@@ -110,8 +110,11 @@ const char *kcfg_bwd_part_name(sp_bwd_part part)
 
 int kcfg_bwd_dq_ordered(const sp_kcfg *c) { return kcfg_family(c) && kcfg_family(c)->dq_ordered; }
 
+int kcfg_bwd_no_det(const sp_kcfg *c) { return kcfg_family(c) && kcfg_family(c)->no_det; }
+
 int kcfg_bwd_has_part(const sp_kcfg *c, sp_bwd_part part)
 {
+    if (kcfg_bwd_no_det(c) && part != BWD_PRE && part != BWD_MAIN && part != BWD_CONVERT) return 0;
     switch (part) {
     case BWD_PRE:
     case BWD_MAIN:
@@ -231,6 +234,14 @@ int kcfg_candidates_bwd_mma(const sp_kcfg *c, sp_kcfg *out, int cap, int count)
         for (size_t j = 0; j < sizeof bns / sizeof bns[0]; j++)
             for (size_t k = 0; k < sizeof stages / sizeof stages[0]; k++)
                 add_candidate(c, SP_MMA_SYNC, bms[i], bns[j], stages[k], out, cap, &count);
+    return count;
+}
+
+int kcfg_candidates_none(const sp_kcfg *c, sp_kcfg *out, int cap, int count)
+{
+    (void)c;
+    (void)out;
+    (void)cap;
     return count;
 }
 

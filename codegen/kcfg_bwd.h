@@ -5,6 +5,7 @@
  *     pre       delta = rowsum(dO * O), LSE in the exp2 domain, zeroed dQ accumulator
  *               (and main_sem's semaphores)
  *     main      per KV tile of BN keys: dK, dV in registers; dQ by fp32 atomics
+ *               (bwd-ws: a producer warpgroup loads by TMA, kernels/bwd_ws.cuh)
  *     main_det  the same without dQ (deterministic mode, mma.sync family)
  *     dq        per query tile of BM rows: dQ in registers (deterministic mode,
  *               mma.sync family)
@@ -19,6 +20,7 @@
  * The tile choices mean, for the backward:
  *     bm      query rows per query tile (the inner loop of main; dq's block)
  *     bn      keys per KV tile; main gives each warp 16 keys, so warps = bn / 16
+ *             (bwd-ws: 128 producer threads besides them)
  *     stages  Q/dO tiles in flight in main, K/V tiles in flight in dq
  * The dq kernel runs bm / 16 warps (each owns 16 query rows); pre and
  * convert run KCFG_BWD_AUX_THREADS threads.  Everything else about the
@@ -70,6 +72,9 @@ int kcfg_bwd_has_part(const sp_kcfg *c, sp_bwd_part part);
 /* The deterministic mode's main kernel orders its dQ adds (main_sem), and
  * runs pre -> main_sem -> convert, with dq_accum and semaphores. */
 int kcfg_bwd_dq_ordered(const sp_kcfg *c);
+/* The family has no deterministic mode (bwd-ws): its unit holds pre, main and
+ * convert only, and the launch refuses deterministic mode. */
+int kcfg_bwd_no_det(const sp_kcfg *c);
 /* The kernel's name, the config in it and kcfg_hash last (as kcfg_name):
  * spattn_bwd_main_bf16_d128_bm64_bn64_w4_s2_1a2b3c4d */
 void kcfg_bwd_name(const sp_kcfg *c, sp_bwd_part part, char *buf, int n);

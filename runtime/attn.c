@@ -109,8 +109,8 @@ void attn_fwd_grid(const sp_kcfg *cfg, const attn_fwd_args *a, unsigned grid[3])
 
 /* One tensor's TMA map: (head_dim, seq, heads, batch) with its strides, a
  * box of 64 values by `rows` rows (kernels/tma.cuh). */
-static int tensor_map(CUtensorMap *m, const sp_kcfg *cfg, const attn_tensor *t, int seqlen, int heads, int batch,
-                      int rows, sp_err *e)
+int attn_tensor_map(CUtensorMap *m, const sp_kcfg *cfg, const attn_tensor *t, int seqlen, int heads, int batch,
+                    int rows, sp_err *e)
 {
     const uint64_t dims[4] = { (uint64_t)cfg->head_dim, (uint64_t)seqlen, (uint64_t)heads, (uint64_t)batch };
     const uint64_t strides[3] = { 2 * (uint64_t)t->sn, 2 * (uint64_t)t->sh, 2 * (uint64_t)t->sb };
@@ -130,10 +130,10 @@ int attn_fwd_maps(const sp_kcfg *cfg, const attn_fwd_args *a, attn_fwd_tma_maps 
         batch = 1;
         q.sb = q.sn * a->total; k.sb = k.sn * a->total; v.sb = v.sn * a->total; o.sb = o.sn * a->total;
     }
-    if (tensor_map(&m->q, cfg, &q, rows, a->heads, batch, cfg->bm, e) ||
-        tensor_map(&m->k, cfg, &k, rows, a->kv_heads, batch, cfg->bn, e) ||
-        tensor_map(&m->v, cfg, &v, rows, a->kv_heads, batch, cfg->bn, e) ||
-        tensor_map(&m->o, cfg, &o, rows, a->heads, batch, 64, e))
+    if (attn_tensor_map(&m->q, cfg, &q, rows, a->heads, batch, cfg->bm, e) ||
+        attn_tensor_map(&m->k, cfg, &k, rows, a->kv_heads, batch, cfg->bn, e) ||
+        attn_tensor_map(&m->v, cfg, &v, rows, a->kv_heads, batch, cfg->bn, e) ||
+        attn_tensor_map(&m->o, cfg, &o, rows, a->heads, batch, 64, e))
         return -1;
     return 0;
 }

@@ -83,6 +83,11 @@ typedef struct {
 } attn_fwd_tma_maps;
 _Static_assert(sizeof(attn_fwd_tma_maps) == 4 * 128, "kernels/tma.cuh: fwd_tma_maps is four 128-byte maps");
 int attn_fwd_maps(const sp_kcfg *cfg, const attn_fwd_args *a, attn_fwd_tma_maps *m, sp_err *e);
+/* One tensor's TMA map: (head_dim, seq, heads, batch) with t's strides, a box
+ * of 64 values by `rows` rows, the 128-byte swizzle (kernels/tma.cuh); the
+ * backward's maps use it too (runtime/attn_bwd.c). */
+int attn_tensor_map(CUtensorMap *m, const sp_kcfg *cfg, const attn_tensor *t, int seqlen, int heads, int batch,
+                    int rows, sp_err *e);
 /* The persistent launch's CTAs: one per SM, fewer if there are fewer work
  * items (query tiles x heads x batch, which must fit int32). */
 int attn_fwd_persistent_grid(const sp_gpu *g, const sp_kcfg *cfg, const attn_fwd_args *a, unsigned *grid, sp_err *e);

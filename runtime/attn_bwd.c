@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "codegen/family.h"
 #include "runtime/packing.h"
 
 /* main_sem runs (and dq_accum and the semaphores are needed) */
@@ -66,6 +67,16 @@ int attn_bwd_pack(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_kparams *kp
     if (check_scratch("delta", a->delta, e) || check_scratch("lse2", a->lse2, e) ||
         (accum && check_scratch("dq_accum", a->dq_accum, e)) || (sem && check_scratch("dq_sem", a->dq_sem, e)))
         return -1;
+    if (kcfg_bwd_no_det(cfg) && a->deterministic)
+        return sp_fail(e, SP_EXIT_USAGE,
+                       "backward launch: the warp-specialized backward (tile %s) has no deterministic mode; use a "
+                       ":wgmma tile (or the default) for deterministic gradients",
+                       kcfg_family(cfg)->tile_suffix);
+    if (kcfg_family(cfg)->producer_threads && a->cu_seqlens)
+        return sp_fail(e, SP_EXIT_USAGE,
+                       "backward launch: the warp-specialized backward (tile %s) does not support packed sequences "
+                       "(cu_seqlens) yet; use a :wgmma tile (or the default)",
+                       kcfg_family(cfg)->tile_suffix);
     if (a->cu_seqlens && (a->total < 1 || a->total > (1 << 30) || a->bands_sb < 0))
         return sp_fail(e, SP_EXIT_USAGE, "backward launch: packed total %lld tokens, band stride %d", a->total,
                        a->bands_sb);
@@ -160,10 +171,26 @@ void attn_bwd_parts(const sp_kcfg *cfg, int deterministic, sp_bwd_part parts[3])
     parts[2] = det_split ? BWD_DQ : BWD_CONVERT;
 }
 
+int attn_bwd_maps(const sp_kcfg *cfg, const attn_bwd_args *a, attn_bwd_tma_maps *m, sp_err *e)
+{
+    memset(m, 0, sizeof *m);
+    if (a->cu_seqlens) return sp_fail(e, SP_EXIT_USAGE, "backward launch: no TMA maps for packed sequences");
+    if (attn_tensor_map(&m->q, cfg, &a->q, a->seqlen, a->heads, a->batch, cfg->bm, e) ||
+        attn_tensor_map(&m->dout, cfg, &a->dout, a->seqlen, a->heads, a->batch, cfg->bm, e) ||
+        attn_tensor_map(&m->k, cfg, &a->k, a->seqlen, a->kv_heads, a->batch, cfg->bn, e) ||
+        attn_tensor_map(&m->v, cfg, &a->v, a->seqlen, a->kv_heads, a->batch, cfg->bn, e))
+        return -1;
+    return 0;
+}
+
 int attn_bwd_launch(sp_gpu *g, const attn_bwd_kernels *k, const sp_kcfg *cfg, const attn_bwd_args *a, sp_err *e)
 {
     sp_bwd_kparams kp;
     if (attn_bwd_pack(cfg, a, &kp, e)) return -1;
+    /* The warp-specialized main (bwd-ws) takes the TMA maps as a second parameter. */
+    const int maps_needed = kcfg_family(cfg)->producer_threads != 0;
+    attn_bwd_tma_maps maps;
+    if (maps_needed && attn_bwd_maps(cfg, a, &maps, e)) return -1;
     sp_bwd_part parts[3];
     attn_bwd_parts(cfg, a->deterministic, parts);
     for (int i = 0; i < 3; i++) {
@@ -171,7 +198,8 @@ int attn_bwd_launch(sp_gpu *g, const attn_bwd_kernels *k, const sp_kcfg *cfg, co
             return sp_fail(e, SP_EXIT_USAGE, "internal: backward kernel %s not loaded", kcfg_bwd_part_name(parts[i]));
         unsigned grid[3];
         attn_bwd_grid(cfg, a, parts[i], grid);
-        void *args[] = { &kp };
+        void *args[] = { &kp, &maps };
+        if (!maps_needed || parts[i] != BWD_MAIN) args[1] = NULL;   /* pre, convert: one parameter */
         if (cu_launch(g, k->fn[parts[i]], grid[0], grid[1], grid[2], (unsigned)kcfg_bwd_threads(cfg, parts[i]),
                       (unsigned)kcfg_bwd_smem(cfg, parts[i]), args, e))
             return -1;

@@ -101,6 +101,16 @@ void attn_bwd_parts(const sp_kcfg *cfg, int deterministic, sp_bwd_part parts[3])
 /* Pack and queue the mode's three kernels on g's stream, in order.  Does
  * not wait.  Overwrites the scratch; dq, dk, dv are complete (every row
  * < N written) once the stream reaches the end. */
+/* The warp-specialized main's second parameter (family bwd-ws): TMA maps of
+ * q and dout (boxes of BM rows over the query heads) and k and v (BN rows
+ * over the kv heads), the layout of struct bwd_tma_maps in kernels/bwd_ws.cuh.
+ * Uniform batches only (the family refuses packed sequences). */
+typedef struct {
+    CUtensorMap q, dout, k, v;
+} attn_bwd_tma_maps;
+_Static_assert(sizeof(attn_bwd_tma_maps) == 4 * 128, "kernels/bwd_ws.cuh: bwd_tma_maps is four 128-byte maps");
+int attn_bwd_maps(const sp_kcfg *cfg, const attn_bwd_args *a, attn_bwd_tma_maps *m, sp_err *e);
+
 int attn_bwd_launch(sp_gpu *g, const attn_bwd_kernels *k, const sp_kcfg *cfg, const attn_bwd_args *a, sp_err *e);
 
 #endif

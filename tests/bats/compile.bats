@@ -135,6 +135,49 @@ teardown() { rm -rf "$TMP"; }
     [[ "$output" == *"BN = head_dim"* ]]
 }
 
+@test "compile: the warp-specialized backward (:ws, opt-in) for sm_90a: pre, main, convert, no spills, not serialized" {
+    run "$SPATTN" compile "$SPEC" --arch sm_90a --kind bwd --tile 64x128:s2:ws --no-spills
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"spattn_bwd_main_bf16_d128_bm64_bn128_w8_s2_ws_"* ]]
+    [[ "$output" == *"spattn_bwd_pre_bf16_d128_bm64_bn128_w8_s2_ws_"* ]]
+    [[ "$output" == *"spattn_bwd_convert_bf16_d128_bm64_bn128_w8_s2_ws_"* ]]
+    [[ "$output" != *"serialized"* ]]
+    # no deterministic mode in this family: no main_sem, main_det or dq kernel
+    [[ "$output" != *"spattn_bwd_main_sem_"* ]]
+    [[ "$output" != *"spattn_bwd_main_det_"* ]]
+    [[ "$output" != *"spattn_bwd_dq_"* ]]
+    run "$SPATTN" compile configs/gqa-32q-8kv.yaml --arch sm_90a --kind bwd --tile 64x128:w8:s2:ws --no-spills --json
+    [ "$status" -eq 0 ]
+    [[ "$output" == *'"name":"spattn_bwd_main_bf16_d128_bm64_bn128_w8_s2_ws_'* ]]
+    for t in 64x64:s2:ws 64x64:s3:ws; do
+        run "$SPATTN" compile configs/llama-8h-d64.yaml --arch sm_90a --kind bwd --tile "$t" --no-spills
+        [ "$status" -eq 0 ]
+        [[ "$output" == *"spattn_bwd_main_bf16_d64_bm64_bn64_w4_s"[23]"_ws_"* ]]
+    done
+    # the wgmma family's rules: 3 stages do not fit at d128, BN = head_dim, sm_90a only
+    run "$SPATTN" compile "$SPEC" --arch sm_90a --kind bwd --tile 64x128:s3:ws
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"needs 236032 bytes of shared memory"* ]]
+    run "$SPATTN" compile "$SPEC" --arch sm_90a --kind bwd --tile 64x64:ws
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"BN = head_dim"* ]]
+    run "$SPATTN" compile "$SPEC" --arch sm_80 --kind bwd --tile 64x128:s2:ws
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"sm_90a"* ]]
+}
+
+@test "gen: the default backward is not the :ws kernel; :ws's unit has the producer and the TMA maps" {
+    run "$SPATTN" gen "$SPEC" --kind bwd --arch sm_90a
+    [ "$status" -eq 0 ]
+    [[ "$output" != *"bwd_ws_body"* ]]
+    [[ "$output" == *"_wg_"* ]]
+    run "$SPATTN" gen "$SPEC" --kind bwd --arch sm_90a --tile 64x128:s2:ws
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"bwd_ws_body(p, tm)"* ]]
+    [[ "$output" == *"const __grid_constant__ bwd_tma_maps tm"* ]]
+    [[ "$output" == *"PRODUCER_REGS = 24"* ]]
+}
+
 @test "compile: the deterministic backward's kernels: main_sem on wgmma (GQA), main_det and dq on mma.sync" {
     run "$SPATTN" compile configs/gqa-32q-8kv.yaml --arch sm_90a --kind bwd --no-spills --json
     [ "$status" -eq 0 ]

@@ -414,6 +414,7 @@ typedef struct {
     int heads, kv_heads, head_dim;
     const char *dtype, *pattern;
     const char *arch;
+    const char *tile;   /* NULL: the default config; else this --tile (e.g. the opt-in :ws) */
     /* results */
     int compiled, parts_found, parts_expected, spill_free;
     char what[160];
@@ -431,6 +432,15 @@ static void *compile_one(void *arg)
     if (default_cfg(&s, !strcmp(j->arch, "sm_80") ? 80 : 90, &c)) {
         spec_free(&s);
         return NULL;
+    }
+    if (j->tile) {
+        sp_err te = { 0 };
+        snprintf(j->what + strlen(j->what), sizeof j->what - strlen(j->what), " %s", j->tile);
+        if (kcfg_parse_tile(j->tile, &c, &te) || kcfg_derive_bwd(&c, &te)) {
+            fprintf(stderr, "  %s: %s\n", j->what, te.msg);
+            spec_free(&s);
+            return NULL;
+        }
     }
     strbuf src = STRBUF_INIT;
     sb_init(&src);
@@ -472,9 +482,9 @@ static void test_compile_no_spills(void)
         for (int d = 0; d < 2; d++) {
             for (int t = 0; t < 2; t++)
                 for (int p = 0; p < 4; p++)
-                    jobs[n++] = (compile_job){ 4, 4, dims[d], dtypes[t], patterns[p], archs[a], 0, 0, 0, 0, "" };
+                    jobs[n++] = (compile_job){ 4, 4, dims[d], dtypes[t], patterns[p], archs[a], NULL, 0, 0, 0, 0, "" };
             /* grouped-query attention: 32 query heads on 8 kv heads */
-            jobs[n++] = (compile_job){ 32, 8, dims[d], d ? "bf16" : "fp16", "spattn", archs[a], 0, 0, 0, 0, "" };
+            jobs[n++] = (compile_job){ 32, 8, dims[d], d ? "bf16" : "fp16", "spattn", archs[a], NULL, 0, 0, 0, 0, "" };
         }
     /* Two at a time: NVRTC is thread-safe, and the machine has two cores. */
     for (int i = 0; i < n; i += 2) {
@@ -485,9 +495,149 @@ static void test_compile_no_spills(void)
     }
     for (int i = 0; i < n; i++) {
         CHECKF(jobs[i].compiled, "%s compiles", jobs[i].what);
-        CHECKF(jobs[i].parts_found == jobs[i].parts_expected && jobs[i].parts_expected >= 4,
+        CHECKF(jobs[i].parts_found == jobs[i].parts_expected && jobs[i].parts_expected >= (jobs[i].tile ? 3 : 4),
                "%s: all %d kernels in the ptxas report (%d)", jobs[i].what, jobs[i].parts_expected, jobs[i].parts_found);
         CHECKF(jobs[i].spill_free, "%s: no spills", jobs[i].what);
+    }
+}
+
+/* The warp-specialized backward (family bwd-ws, issue 16 item 2): opt-in by
+ * a :ws tile, never a tuner candidate; a producer warpgroup besides the
+ * wgmma warps; pre, main and convert only (no deterministic mode), and the
+ * launch refuses deterministic mode and packed sequences. */
+static void test_ws_family(void)
+{
+    sp_kcfg c = base_cfg();
+    sp_err e = { 0 };
+    c.sm = 90;
+    CHECK("64x128:s2:ws parses", kcfg_parse_tile("64x128:s2:ws", &c, &e) == 0 && c.mma == SP_MMA_WS && c.bm == 64 &&
+                                     c.bn == 128 && c.stages == 2);
+    CHECKF(kcfg_derive_bwd(&c, &e) == 0, "64x128:s2:ws derives at d128: %s", e.msg);
+    CHECKF(c.threads == 384 && c.warps == 8 && kcfg_bwd_threads(&c, BWD_MAIN) == 384, "threads %d warps %d", c.threads,
+           c.warps);
+    sp_kcfg w = c;
+    w.mma = SP_MMA_WGMMA;
+    CHECK("wgmma twin derives", kcfg_derive_bwd(&w, &e) == 0);
+    CHECKF(c.smem_bytes == w.smem_bytes && c.smem_bytes == 202752, "the wgmma kernel's shared memory (%d)", c.smem_bytes);
+    CHECK("no deterministic mode", kcfg_bwd_no_det(&c) && !kcfg_bwd_no_det(&w) && !kcfg_bwd_dq_ordered(&c));
+    CHECK("parts: pre, main, convert", kcfg_bwd_has_part(&c, BWD_PRE) && kcfg_bwd_has_part(&c, BWD_MAIN) &&
+                                           kcfg_bwd_has_part(&c, BWD_CONVERT) && !kcfg_bwd_has_part(&c, BWD_MAIN_DET) &&
+                                           !kcfg_bwd_has_part(&c, BWD_DQ) && !kcfg_bwd_has_part(&c, BWD_MAIN_SEM));
+    char name[128], wname[128];
+    kcfg_bwd_name(&c, BWD_MAIN, name, sizeof name);
+    kcfg_bwd_name(&w, BWD_MAIN, wname, sizeof wname);
+    CHECKF(strstr(name, "_s2_ws_") && strcmp(name, wname) != 0, "name %s", name);
+    char tile[64];
+    kcfg_tile_string(&c, tile, sizeof tile);
+    CHECKF(!strcmp(tile, "64x128:w8:s2:ws"), "tile string %s", tile);
+
+    /* The wgmma rules hold: BM 64, BN = head_dim, sm_90a; 3 stages do not fit at d128. */
+    sp_kcfg t = c;
+    t.sm = 80;
+    CHECK("sm_80 rejected", !derives(t));
+    t = c;
+    t.bn = 64;
+    t.warps = 0;
+    CHECK("BN 64 at d128 rejected", !derives(t));
+    t = c;
+    t.stages = 3;
+    CHECK("3 stages at d128 rejected", !derives(t));
+    t = c;
+    t.head_dim = 64;
+    t.bn = 64;
+    t.warps = 0;
+    t.stages = 3;
+    CHECKF(kcfg_derive_bwd(&t, &e) == 0 && t.threads == 256, "64x64:s3:ws derives at d64 (%d threads)", t.threads);
+
+    /* Not a candidate of the tuner, at either head_dim. */
+    sp_kcfg out[64];
+    for (int d = 64; d <= 128; d += 64) {
+        t = base_cfg();
+        t.sm = 90;
+        t.head_dim = d;
+        int n = kcfg_candidates(&t, out, 64), ws = 0;
+        for (int i = 0; i < n && i < 64; i++) ws += out[i].mma == SP_MMA_WS;
+        CHECKF(ws == 0, "no :ws backward candidates at d%d (%d)", d, ws);
+    }
+
+    /* The launch: atomic mode packs; deterministic mode and packed sequences are refused. */
+    sp_bwd_part parts[3];
+    attn_bwd_parts(&c, 0, parts);
+    CHECK("atomic parts", parts[0] == BWD_PRE && parts[1] == BWD_MAIN && parts[2] == BWD_CONVERT);
+    attn_bwd_args a;
+    memset(&a, 0, sizeof a);
+    a.batch = 2;
+    a.seqlen = 1000;
+    a.heads = 16;
+    a.kv_heads = 4;
+    a.bands = a.lse = 0x2000;
+    a.scale = 0.088f;
+    attn_tensor q = { 0x10000, 1000LL * 16 * 128, 16 * 128, 128 }, kv = { 0x20000, 1000LL * 4 * 128, 4 * 128, 128 };
+    a.q = a.o = a.dout = a.dq = q;
+    a.k = a.v = a.dk = a.dv = kv;
+    a.dq_accum = 0x40000;
+    a.delta = 0x50000;
+    a.lse2 = 0x60000;
+    sp_bwd_kparams kp;
+    CHECKF(attn_bwd_pack(&c, &a, &kp, &e) == 0, "pack atomic: %s", e.msg);
+    attn_bwd_scratch sc;
+    attn_bwd_scratch_sizes(&c, &a, &sc);
+    CHECK("atomic scratch: accumulator, no semaphores", sc.dq_accum > 0 && sc.dq_sem == 0);
+    a.deterministic = 1;
+    e.msg[0] = 0;
+    CHECKF(attn_bwd_pack(&c, &a, &kp, &e) == -1 && strstr(e.msg, "no deterministic mode"), "deterministic refused: %s",
+           e.msg);
+    a.deterministic = 0;
+    a.cu_seqlens = 0x3000;
+    a.total = 1000;
+    e.msg[0] = 0;
+    CHECKF(attn_bwd_pack(&c, &a, &kp, &e) == -1 && strstr(e.msg, "packed sequences"), "packed refused: %s", e.msg);
+
+    /* The unit: the entry takes the TMA maps; the default family's is untouched. */
+    char buf[512];
+    sp_spec s;
+    load(&s, spec_text(buf, sizeof buf, 16, 4, 128, "bf16", "spattn"));
+    sp_kcfg u;
+    CHECK("spec default derives", default_cfg(&s, 90, &u) == 0);
+    CHECK("spec :ws derives", kcfg_parse_tile("64x128:s2:ws", &u, &e) == 0 && kcfg_derive_bwd(&u, &e) == 0);
+    strbuf src = STRBUF_INIT;
+    sb_init(&src);
+    CHECK("emits", emit_bwd_kernels(&src, &s, &s.pattern, &u, &e) == 0);
+    kcfg_bwd_name(&u, BWD_MAIN, name, sizeof name);
+    const char *entry = src.buf ? strstr(src.buf, name) : NULL;
+    CHECK("main takes the maps", entry && strstr(entry, "const __grid_constant__ bwd_tma_maps tm") &&
+                                     strstr(entry, "bwd_ws_body(p, tm)"));
+    CHECK("includes bwd_ws.cuh", src.buf && strstr(src.buf, "#include \"bwd_ws.cuh\""));
+    CHECK("roles and registers", src.buf && strstr(src.buf, "PRODUCER_THREADS = 128") &&
+                                     strstr(src.buf, "PRODUCER_REGS = 24") && strstr(src.buf, "CONSUMER_REGS = 240"));
+    char sem[128];
+    kcfg_bwd_name(&u, BWD_MAIN_SEM, sem, sizeof sem);
+    CHECK("no main_sem kernel", src.buf && !strstr(src.buf, sem));
+    sb_free(&src);
+    spec_free(&s);
+}
+
+/* The :ws backward compiles for sm_90a at d128 and d64 (2 and 3 stages), bf16 and fp16, with
+ * GQA, no spills and no serialized wgmma; pre, main and convert in the ptxas report. */
+static void test_ws_compile_no_spills(void)
+{
+    compile_job jobs[] = {
+        { 16, 4, 128, "bf16", "spattn", "sm_90a", "64x128:s2:ws", 0, 0, 0, 0, "" },
+        { 4, 4, 128, "fp16", "custom", "sm_90a", "64x128:s2:ws", 0, 0, 0, 0, "" },
+        { 32, 8, 64, "bf16", "spattn", "sm_90a", "64x64:s2:ws", 0, 0, 0, 0, "" },
+        { 4, 4, 64, "fp16", "dense", "sm_90a", "64x64:s3:ws", 0, 0, 0, 0, "" },
+    };
+    const int n = (int)(sizeof jobs / sizeof jobs[0]);
+    for (int i = 0; i < n; i += 2) {
+        pthread_t th[2];
+        for (int k = 0; k < 2; k++) pthread_create(&th[k], NULL, compile_one, &jobs[i + k]);
+        for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+    }
+    for (int i = 0; i < n; i++) {
+        CHECKF(jobs[i].compiled, "%s compiles", jobs[i].what);
+        CHECKF(jobs[i].parts_found == 3 && jobs[i].parts_expected == 3, "%s: pre, main, convert in the ptxas report (%d)",
+               jobs[i].what, jobs[i].parts_found);
+        CHECKF(jobs[i].spill_free, "%s: no spills, wgmma not serialized", jobs[i].what);
     }
 }
 
@@ -537,6 +687,8 @@ static const test_case tests[] = {
     { "emit_bytes", test_emit_bytes },
     { "regress_13_det_dq_waits_for_block", test_regress_13_det_dq_waits_for_block },
     { "compile_no_spills", test_compile_no_spills },
+    { "ws_family", test_ws_family },
+    { "ws_compile_no_spills", test_ws_compile_no_spills },
     { 0, 0 },
 };
 
