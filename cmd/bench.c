@@ -49,7 +49,7 @@ static int bench_one(const gpu_opts *base, int64_t N, int iters, int bwd, bench_
     if (ga_fill_random(&p.ga, (uint64_t)go.seed, e) || gpu_problem_kernel(&p, SP_KIND_FWD, &k, e)) goto out;
     snprintf(pt->config_source, sizeof pt->config_source, "%s", p.config_source);
     gpu_timing t;
-    if (gpu_problem_time(&p, &k, bwd, 0, (uint64_t)go.seed + 7, iters, 1, &t, e)) goto out;
+    if (gpu_problem_time(&p, &k, bwd, go.deterministic, (uint64_t)go.seed + 7, iters, 1, &t, e)) goto out;
     pt->ms = t.ms;
     pt->dense_ms = t.dense_ms;
     snprintf(pt->kernel, sizeof pt->kernel, "%s", t.kernel);
@@ -84,6 +84,8 @@ int cmd_bench(int argc, char **argv, sp_err *e)
         OPT_STRING(0, "svg", &svg, "FILE", "draw time and speedup against N ('-': stdout, after the rows)"),
         OPT_INT(0, "layer-index", &g.layer_index, "K", "use layer K's pattern (hybrid specs)", 0, 1 << 20),
         OPT_STRING(0, "tile", &g.tile, "BMxBN[:wW:sS]", "kernel tile config (default: tuned, else heuristic)"),
+        OPT_STRING(0, "bwd-tile", &g.bwd_tile, "BMxBN[:wW:sS]", "with --pass fwdbwd: the backward's tile (default: --tile's, else tuned, else heuristic)"),
+        OPT_BOOL(0, "deterministic", &g.deterministic, "with --pass fwdbwd: the bitwise-reproducible backward"),
         OPT_STRING(0, "db", &g.db_path, "FILE", "tuning database (default $SPATTN_DB or the cache dir)"),
         OPT_INT(0, "gpu", &g.gpu, "N", "GPU ordinal (after CUDA_VISIBLE_DEVICES)", 0, 1024),
         OPT_END(),

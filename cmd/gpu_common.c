@@ -96,15 +96,18 @@ int gpu_problem_spec(const gpu_opts *o, gpu_problem *p, sp_err *e)
     }
     p->ga.H = s->heads; p->ga.KVH = s->kv_heads; p->ga.D = s->head_dim; p->ga.dtype = s->dtype;
     p->ga.layout = strcmp(o->layout, "bhnd") == 0 ? GA_BHND : GA_BNHD;
-    if (o->tile) {
+    const char *tiles[2] = { o->tile, o->bwd_tile };
+    for (int i = 0; i < 2; i++) {
+        if (!tiles[i]) continue;
         /* Syntax now, before any GPU work (exit 2, not 3); whether the tile
          * fits a kernel kind is kcfg_derive's call in pick_config, since the
          * forward and backward accept different tiles. */
         sp_kcfg t;
-        kcfg_for_spec(&t, s, &p->pattern, SP_KIND_FWD, 80);
-        if (kcfg_parse_tile(o->tile, &t, e)) goto fail;
+        kcfg_for_spec(&t, s, &p->pattern, i ? SP_KIND_BWD : SP_KIND_FWD, 80);
+        if (kcfg_parse_tile(tiles[i], &t, e)) goto fail;
     }
     p->tile = o->tile;
+    p->bwd_tile = o->bwd_tile ? o->bwd_tile : o->tile;
     p->db_path = o->db_path;
     p->deterministic = o->deterministic;
     return 0;
@@ -152,10 +155,12 @@ void gpu_problem_db_key(const gpu_problem *p, sp_kernel_kind kind, db_key *key)
     config_db_key(p->gpu, &p->spec, &p->pattern, kind, p->ga.B, p->ga.N, 0, key);
 }
 
-/* --tile, else the tuning database's nearest bucket, else the heuristic. */
+/* --tile (the backward: --bwd-tile, else --tile), else the tuning
+ * database's nearest bucket, else the heuristic. */
 static int pick_config(gpu_problem *p, sp_kernel_kind kind, sp_kcfg *c, sp_err *e)
 {
-    return config_pick(p->gpu, &p->spec, &p->pattern, kind, p->ga.B, p->ga.N, 0, p->db_path, p->tile, c,
+    const char *tile = kind == SP_KIND_BWD ? p->bwd_tile : p->tile;
+    return config_pick(p->gpu, &p->spec, &p->pattern, kind, p->ga.B, p->ga.N, 0, p->db_path, tile, c,
                        p->config_source, sizeof p->config_source, e);
 }
 

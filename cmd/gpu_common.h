@@ -21,6 +21,7 @@ typedef struct {
     const char *dtype;          /* override the dtype */
     const char *layout;         /* bnhd (default) or bhnd */
     const char *tile;           /* --tile BMxBN[:wW:sS] */
+    const char *bwd_tile;       /* --bwd-tile: the backward's, where it differs from --tile */
     const char *db_path;        /* --db */
     int64_t seed;
     int gpu;
@@ -47,6 +48,7 @@ void gpu_opts_init(gpu_opts *o);
     OPT_STRING(0, "dtype", &(o).dtype, "TYPE", "override the dtype: bf16 or fp16"),                          \
     OPT_STRING(0, "layout", &(o).layout, "L", "tensor layout: bnhd ([B,N,H,D], default) or bhnd"),           \
     OPT_STRING(0, "tile", &(o).tile, "BMxBN[:wW:sS]", "kernel tile config (default: tuned, else heuristic)"), \
+    OPT_STRING(0, "bwd-tile", &(o).bwd_tile, "BMxBN[:wW:sS]", "backward tile config (default: --tile's, else tuned, else heuristic)"), \
     OPT_STRING(0, "db", &(o).db_path, "FILE", "tuning database (default $SPATTN_DB or the cache dir)"),      \
     OPT_I64(0, "seed", &(o).seed, "S", "random seed for the inputs (default 1)", 0, INT64_MAX),               \
     OPT_INT(0, "gpu", &(o).gpu, "N", "GPU ordinal (after CUDA_VISIBLE_DEVICES)", 0, 1024),                   \
@@ -65,6 +67,7 @@ typedef struct {
     sp_gpu gpu_storage;
     gpu_attn ga;
     const char *tile;           /* --tile, or NULL */
+    const char *bwd_tile;       /* --bwd-tile, else --tile, or NULL */
     const char *db_path;
     int deterministic;
     char config_source[160];    /* "tuned (db: ...)", "heuristic", "--tile" */
