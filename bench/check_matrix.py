@@ -10,10 +10,10 @@ query reaches) exactly 0.
 The matrix (`run`):
   * families: every kernel family the GPU runs, each forced by a tile from
     the tuner's own search space (`spattn tune --list-candidates ARCH`):
-        fwd-mma, fwd-wgmma, fwd-ws, bwd-mma, bwd-mma-det, bwd-wgmma, bwd-wgmma-det
-    (the wgmma and ws ones on sm_90a only; "det" is --deterministic), and
-    bwd-ws, whose tiles are listed here (EXPLICIT_TILES: it is opt-in, not a
-    tuner candidate; no deterministic mode, no packed sequences);
+        fwd-mma, fwd-wgmma, fwd-ws, bwd-mma, bwd-mma-det, bwd-wgmma, bwd-wgmma-det,
+        bwd-ws, bwd-ws-det
+    (the wgmma and ws ones on sm_90a only; "det" is --deterministic; bwd-ws
+    has no packed sequences: plans for them take its wgmma twin);
   * per family, 35 cases: all 35 (pattern, N) pairs of
         pattern  spattn exclusive gapped local dense custom window
         N        1 65 1000 4096 8193
@@ -32,11 +32,12 @@ The matrix (`run`):
     empty-ish (1- and 2-token) sequence, odd lengths and a tile-crossing one,
     against the CPU reference and the same sequences run one by one (the
     check's "=seq" tensors); names start with "packed" (--filter packed).
-  * the deterministic wgmma backward's dQ order (issue 16 item 2), with the
-    default tiles: many contributors per query tile, shared KV tiles, empty
-    query tiles with GQA at odd N, packed batches, two seeds each, every
+  * the deterministic Hopper backwards' dQ order (issue 16 item 2), wgmma
+    and ws: many contributors per query tile, shared KV tiles, empty query
+    tiles with GQA at odd N, packed batches (wgmma), two seeds each, every
     case also bitwise repeated; names start with "det-order" (--filter
-    det-order; --filter bwd-wgmma-det runs them with the family's others).
+    det-order; --filter bwd-wgmma-det or bwd-ws-det runs them with the
+    family's others).
 `list` prints the cases and checks that coverage without a GPU (CI runs it).
 
 The sanitizer set (`sanitize`): memcheck, racecheck, synccheck and initcheck
@@ -71,12 +72,11 @@ DTYPES = ["bf16", "fp16"]
 HEAD_DIMS = [64, 128]
 GROUPS = [1, 4]
 SEQ_LENS = [1, 65, 1000, 4096, 8193]
-FAMILIES = ["fwd-mma", "fwd-wgmma", "fwd-ws", "bwd-mma", "bwd-mma-det", "bwd-wgmma", "bwd-wgmma-det", "bwd-ws"]
-# Opt-in families that are not tuner candidates (so not in --list-candidates): their tiles by
-# head_dim.  bwd-ws, the warp-specialized backward (issue 16 item 2), has no deterministic mode
-# and no packed sequences (the launch refuses both), so it has no -det family and no packed cases.
-EXPLICIT_TILES = {"bwd-ws": {64: ["64x64:s2:ws", "64x64:s3:ws"], 128: ["64x128:s2:ws"]}}
-NO_PACKED = {"bwd-ws"}
+FAMILIES = ["fwd-mma", "fwd-wgmma", "fwd-ws", "bwd-mma", "bwd-mma-det", "bwd-wgmma", "bwd-wgmma-det", "bwd-ws",
+            "bwd-ws-det"]
+# The warp-specialized backward takes no packed sequences (a :ws tile is refused there; the
+# plans pick the wgmma twin), so it has no packed cases.
+NO_PACKED = {"bwd-ws", "bwd-ws-det"}
 HEADS = {1: (6, 6), 4: (12, 3)}   # kv-group size -> (heads, kv_heads)
 NEW_TOKENS = [1, 4]               # decode: T
 DECODE_TILES = [None, "16x32:w1:s2", "16x64:w2:s4", "16x128:w4:s2", "16x32:w2:s3", "16x64:w1:s3"]
@@ -148,10 +148,6 @@ def candidates(spec_path, kind, arch):
 
 
 def family_tiles(spec_path, family, arch):
-    if family in EXPLICIT_TILES:
-        with open(spec_path) as f:
-            head_dim = int(re.search(r"^head_dim: (\d+)", f.read(), re.M).group(1))
-        return EXPLICIT_TILES[family][head_dim]
     kind, mma = family.split("-")[:2]
     return [t for t, m in candidates(spec_path, kind, arch) if m == mma]
 
@@ -252,9 +248,8 @@ def build_cases(root, arch, regress_only=False):
     #    query tiles with GQA at odd N (exclusive), and packed batches with empty-ish and
     #    tile-crossing sequences; each `check --deterministic` also runs twice and compares
     #    the gradients bit for bit ("repeat").  Names carry the family: --filter bwd-wgmma-det.
-    det = "bwd-wgmma-det"
-    for i, (pattern, dtype, head_dim, group, n, lens) in enumerate([] if regress_only or det not in families_for(arch)
-                                                                   else [
+    for i, (det, (pattern, dtype, head_dim, group, n, lens)) in enumerate(
+            [] if regress_only or "bwd-ws-det" not in families_for(arch) else itertools.product(["bwd-wgmma-det", "bwd-ws-det"], [
             ("dense", "bf16", 128, 4, 8193, None),
             ("dense", "fp16", 64, 1, 4097, None),
             ("window", "bf16", 128, 1, 4096, None),
@@ -264,7 +259,9 @@ def build_cases(root, arch, regress_only=False):
             ("gapped", "fp16", 64, 4, 515, None),
             ("spattn", "bf16", 128, 4, 0, "1000,1,65,333,2"),
             ("dense", "fp16", 64, 4, 0, "129,64,63,700,1,2049,17"),
-            ("exclusive", "bf16", 64, 1, 0, "4096,100,1000,17")]):
+            ("exclusive", "bf16", 64, 1, 0, "4096,100,1000,17")])):
+        if lens and det in NO_PACKED:
+            continue
         sp = specs.path(spec_text(pattern, dtype, head_dim, group), f"{pattern}-{dtype}-d{head_dim}-g{group}")
         tiles = family_tiles(sp, det, arch)   # named, so that a tuned mma.sync config cannot stand in
         for rep in range(2):   # two seeds, batch 3 where uniform

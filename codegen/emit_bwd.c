@@ -154,19 +154,28 @@ static void emit_bwd_entries(strbuf *out, const sp_kcfg *cfg)
                " * where main adds dQ up the zeroed dQ accumulator (and main_sem's semaphores). */",
                "AUX_THREADS", "bwd_pre_kernel");
     if (kcfg_family(cfg)->producer_threads) {
-        /* The warp-specialized main takes the TMA maps of q, dout, k, v as a second parameter. */
-        char name[128];
+        /* The warp-specialized main and main_sem take the TMA maps of q, dout, k, v as a second
+         * parameter. */
+        char name[128], sem_name[128];
         kcfg_bwd_name(cfg, BWD_MAIN, name, sizeof name);
+        kcfg_bwd_name(cfg, BWD_MAIN_SEM, sem_name, sizeof sem_name);
         sb_printf(out,
                   "/* main (warp-specialized): grid (ceil(n / BN), kv heads, batch), THREADS threads (a producer\n"
                   " * warpgroup, then BN / 64 consumers), SMEM_MAIN bytes of dynamic shared memory; dQ by bulk\n"
-                  " * reduce-adds into dq_accum (zeroed by pre). */\n"
+                  " * reduce-adds into dq_accum (zeroed by pre).  main_sem (deterministic mode): the same with\n"
+                  " * its dQ adds in a fixed order, a semaphore per query tile (dq_sem, zeroed by pre), KV tiles\n"
+                  " * in descending order. */\n"
                   "extern \"C\" __global__ void __launch_bounds__(THREADS, 1) %s(const __grid_constant__ sp_bwd_kparams p,\n"
                   "                                                      const __grid_constant__ bwd_tma_maps tm)\n"
                   "{\n"
-                  "    bwd_ws_body(p, tm);\n"
+                  "    bwd_ws_body<false>(p, tm);\n"
+                  "}\n\n"
+                  "extern \"C\" __global__ void __launch_bounds__(THREADS, 1) %s(const __grid_constant__ sp_bwd_kparams p,\n"
+                  "                                                      const __grid_constant__ bwd_tma_maps tm)\n"
+                  "{\n"
+                  "    bwd_ws_body<true>(p, tm);\n"
                   "}\n\n",
-                  name);
+                  name, sem_name);
     } else {
         emit_entry(out, cfg, BWD_MAIN,
                    "/* main: grid (ceil(n / BN), kv heads, batch), THREADS threads, SMEM_MAIN bytes of dynamic\n"
@@ -183,7 +192,7 @@ static void emit_bwd_entries(strbuf *out, const sp_kcfg *cfg)
         kcfg_bwd_name(cfg, BWD_DQ, name, sizeof name);
         sb_printf(out, "#define BWD_DQ_ENTRY %s\n#include \"bwd_dq.cuh\"\n\n", name);
     }
-    if (kcfg_bwd_has_part(cfg, BWD_MAIN_SEM))
+    if (kcfg_bwd_has_part(cfg, BWD_MAIN_SEM) && !kcfg_family(cfg)->producer_threads)
         emit_entry(out, cfg, BWD_MAIN_SEM,
                    "/* main_sem (deterministic mode): main with its dQ adds in a fixed order, a semaphore\n"
                    " * per query tile (dq_sem, zeroed by pre); the same grid, KV tiles in descending order. */",
@@ -206,10 +215,11 @@ int emit_bwd_kernels(strbuf *out, const sp_spec *spec, const sp_pattern *pat, co
         return sp_fail(e, SP_EXIT_USAGE, "internal: backward kernel config not derived (call kcfg_derive_bwd first)");
 
     emit_header(out, spec, pat, cfg);
-    if (kcfg_bwd_no_det(cfg))
-        sb_puts(out, "/* The backward pass: three kernels sharing one configuration (codegen/kcfg_bwd.h).\n"
+    if (kcfg_family(cfg)->producer_threads)
+        sb_puts(out, "/* The backward pass: four kernels sharing one configuration (codegen/kcfg_bwd.h).\n"
                      " *   atomic mode:         pre -> main -> convert   (main warp-specialized: kernels/bwd_ws.cuh)\n"
-                     " *   deterministic mode:  none in this family (the launch refuses it)\n");
+                     " *   deterministic mode:  pre -> main_sem -> convert   (dQ adds in a fixed order:\n"
+                     " *                        bitwise repeatable)\n");
     else
         sb_puts(out, kcfg_bwd_dq_ordered(cfg)
                      ? "/* The backward pass: four kernels sharing one configuration (codegen/kcfg_bwd.h).\n"

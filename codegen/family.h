@@ -45,8 +45,6 @@ typedef struct sp_family {
     int dq_bulk;                  /* backward main stages dQ in shared memory for bulk reduce-adds */
     int dq_ordered;               /* deterministic backward: main_sem orders main's dQ adds
                                      (kernels/bwd_order.cuh), instead of main_det + dq */
-    int no_det;                   /* backward with no deterministic mode (bwd-ws: pre, main,
-                                     convert only; the launch refuses deterministic) */
     int persistent;               /* launch: one CTA per SM and TMA maps as a 2nd parameter */
     int uses_layout;              /* includes kernels/layout.cuh (the padded/swizzled mma.sync rows) */
     const char *header;           /* the kernels/ source of its main kernel */
@@ -86,7 +84,7 @@ int kcfg_candidates_fwd_ws(const sp_kcfg *c, sp_kcfg *out, int cap, int count);
 int kcfg_candidates_bwd_mma(const sp_kcfg *c, sp_kcfg *out, int cap, int count);
 int kcfg_candidates_bwd_wgmma(const sp_kcfg *c, sp_kcfg *out, int cap, int count);
 /* No candidates: an opt-in family that the tuner does not try (bwd-ws, not yet run on a GPU). */
-int kcfg_candidates_none(const sp_kcfg *c, sp_kcfg *out, int cap, int count);
+int kcfg_candidates_bwd_ws(const sp_kcfg *c, sp_kcfg *out, int cap, int count);
 int emit_fwd_unit(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const sp_kcfg *cfg, sp_err *e);
 void kcfg_bwd_main_name(const sp_kcfg *c, char *buf, int n);
 /* The decode family (codegen/kcfg_dec.c, codegen/emit_dec.c). */

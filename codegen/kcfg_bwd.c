@@ -21,10 +21,15 @@ void kcfg_default_bwd(sp_kcfg *c, int sm)
     c->stages = 2;
     c->mma = SP_MMA_SYNC;
     if (sm == 90 && (c->head_dim == 128 || c->head_dim == 64)) {
-        /* Hopper: the wgmma main kernel, a warpgroup of 64 keys per 64 dims
-         * (d128: two, 2 stages; d64: one, 3 stages, the config whose edge
-         * cases bench/check-d64-wgmma.sh checked on the GPU host). */
-        c->mma = SP_MMA_WGMMA;
+        /* Hopper: a warpgroup of 64 keys per 64 dims on wgmma (d128: two, 2
+         * stages; d64: one, 3 stages, the config whose edge cases
+         * bench/check-d64-wgmma.sh checked on the GPU host).  d128 on the
+         * warp-specialized kernel (a producer warpgroup loading by TMA):
+         * 17-21% faster forward+backward than on the wgmma one at the four
+         * shapes of DESIGN.md (session 8, bench/NOTES-bwd.md); d64 on the
+         * wgmma one, 2% faster there.  Packed sequences take the wgmma one
+         * (kcfg_bwd_for_packed). */
+        c->mma = c->head_dim == 128 ? SP_MMA_WS : SP_MMA_WGMMA;
         c->bm = 64;
         c->bn = c->head_dim;
         c->warps = c->bn / 16;
@@ -110,11 +115,8 @@ const char *kcfg_bwd_part_name(sp_bwd_part part)
 
 int kcfg_bwd_dq_ordered(const sp_kcfg *c) { return kcfg_family(c) && kcfg_family(c)->dq_ordered; }
 
-int kcfg_bwd_no_det(const sp_kcfg *c) { return kcfg_family(c) && kcfg_family(c)->no_det; }
-
 int kcfg_bwd_has_part(const sp_kcfg *c, sp_bwd_part part)
 {
-    if (kcfg_bwd_no_det(c) && part != BWD_PRE && part != BWD_MAIN && part != BWD_CONVERT) return 0;
     switch (part) {
     case BWD_PRE:
     case BWD_MAIN:
@@ -203,6 +205,7 @@ static int fits_registers(const sp_kcfg *c)
 {
     int main_threads = kcfg_bwd_threads(c, BWD_MAIN), dq_threads = kcfg_bwd_threads(c, BWD_DQ);
     int main_budget = 65536 / main_threads, dq_budget = 65536 / dq_threads;
+    if (kcfg_family(c)->producer_threads) main_budget = kcfg_ws_consumer_regs(c);   /* setmaxnreg's share */
     if (main_budget > 255) main_budget = 255;
     if (dq_budget > 255) dq_budget = 255;
     return c->head_dim + c->bm + 40 <= main_budget && c->head_dim / 2 + c->bn + 40 <= dq_budget;
@@ -237,11 +240,10 @@ int kcfg_candidates_bwd_mma(const sp_kcfg *c, sp_kcfg *out, int cap, int count)
     return count;
 }
 
-int kcfg_candidates_none(const sp_kcfg *c, sp_kcfg *out, int cap, int count)
+/* Hopper, warp-specialized (bwd-ws): the wgmma kernels' tiles with a producer warpgroup. */
+int kcfg_candidates_bwd_ws(const sp_kcfg *c, sp_kcfg *out, int cap, int count)
 {
-    (void)c;
-    (void)out;
-    (void)cap;
+    for (int stages = 2; stages <= 3; stages++) add_candidate(c, SP_MMA_WS, 64, c->head_dim, stages, out, cap, &count);
     return count;
 }
 
@@ -250,4 +252,23 @@ int kcfg_candidates_bwd_wgmma(const sp_kcfg *c, sp_kcfg *out, int cap, int count
 {
     for (int stages = 2; stages <= 3; stages++) add_candidate(c, SP_MMA_WGMMA, 64, c->head_dim, stages, out, cap, &count);
     return count;
+}
+
+int kcfg_bwd_for_packed(sp_kcfg *c, int *changed, sp_err *e)
+{
+    *changed = 0;
+    if (c->kind != SP_KIND_BWD || !kcfg_family(c) || !kcfg_family(c)->producer_threads) return 0;
+    sp_kcfg t = *c;
+    t.mma = SP_MMA_WGMMA;
+    t.warps = 0;
+    sp_err ignored = { 0 };
+    if (kcfg_derive_bwd(&t, &ignored)) {   /* its stages do not fit the wgmma kernel: the default's */
+        t = *c;
+        kcfg_default_bwd(&t, t.sm);
+        t.mma = SP_MMA_WGMMA;
+        if (kcfg_derive_bwd(&t, e)) return -1;
+    }
+    *c = t;
+    *changed = 1;
+    return 0;
 }

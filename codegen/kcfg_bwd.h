@@ -60,6 +60,11 @@ void kcfg_default_bwd(sp_kcfg *c, int sm);
  * shared memory of the family's kernels).  warps == 0 means "pick" (bn / 16).
  * -1 and an SP_EXIT_USAGE error naming the bad choice. */
 int kcfg_derive_bwd(sp_kcfg *c, sp_err *e);
+/* Packed sequences (cu_seqlens) have no warp-specialized backward yet: a
+ * bwd-ws config c (derived) becomes the wgmma one of its tile (or, where its
+ * stages do not fit that kernel, the default's), derived; *changed says
+ * whether it did.  Other configs stay.  -1 only if no wgmma config fits. */
+int kcfg_bwd_for_packed(sp_kcfg *c, int *changed, sp_err *e);
 
 /* ---- What the family's kernels need, for a derived config ---- */
 
@@ -72,9 +77,6 @@ int kcfg_bwd_has_part(const sp_kcfg *c, sp_bwd_part part);
 /* The deterministic mode's main kernel orders its dQ adds (main_sem), and
  * runs pre -> main_sem -> convert, with dq_accum and semaphores. */
 int kcfg_bwd_dq_ordered(const sp_kcfg *c);
-/* The family has no deterministic mode (bwd-ws): its unit holds pre, main and
- * convert only, and the launch refuses deterministic mode. */
-int kcfg_bwd_no_det(const sp_kcfg *c);
 /* The kernel's name, the config in it and kcfg_hash last (as kcfg_name):
  * spattn_bwd_main_bf16_d128_bm64_bn64_w4_s2_1a2b3c4d */
 void kcfg_bwd_name(const sp_kcfg *c, sp_bwd_part part, char *buf, int n);

@@ -29,12 +29,16 @@
  *   full[st]     count 1 + the stage's bytes (Q, dO, lse2, delta); the
  *                producer's arrive (release) publishes the slot too; the
  *                consumers' wait (acquire) is the only wait of a step for data.
- *   empty[st]    count CONSUMER_WARPS: lane 0 of every consumer warp
- *                arrives after the step's wgmma_wait<0> (dV and dK read this
- *                stage's dO and Q until then; P^T and dS^T read lse2 and
- *                delta, the mask read the slot, all earlier).  One arrival
- *                per warp rather than per warpgroup, as fwd_ws.cuh does: each
- *                warp's wgmma_wait speaks for its own reads.  The producer
+ *   empty[st]    count CONSUMER_THREADS: every consumer thread arrives
+ *                after the step's wgmma_wait<0> (dV and dK read this stage's
+ *                dO and Q until then; P^T and dS^T read lse2 and delta, the
+ *                mask read the slot, all earlier).  Every thread, not lane 0
+ *                after a __syncwarp: the threads' own reads of the slot, lse2
+ *                and delta (ordinary loads) are ordered before the producer's
+ *                next writes only by their own release (FlashAttention-3's
+ *                consumer_release is per thread too); racecheck reported
+ *                each of those reads as a WAR hazard with one arrival per
+ *                warp (session 8, call 2).  The producer
  *                waits for it (opposite parity: fresh stages are free)
  *                before it writes the slot or starts a copy into the stage.
  *   named barrier BAR_DS (1), CONSUMER_THREADS: once per step, just before
@@ -62,9 +66,15 @@
  *     entries as bwd_parts.cuh's bwd_mask_t).
  * Without them ptxas serialized the wgmma (C7512: insufficient registers).
  *
+ * Deterministic mode (ORDERED: the entry main_sem): bwd_order.cuh's protocol,
+ * as bwd_wgmma.cuh's main_sem runs it: KV tiles in descending order, each
+ * warp's dQ adds of a query tile in their turn.  The producer computes each
+ * step's rank (bwd_dq_rank, into S.targets; it has the time and the
+ * registers), consumer thread 0 turns it into the step's turn (S.dq_turns)
+ * at the end of the step, before its arrive frees the slot.
+ *
  * Supported: uniform batches (no cu_seqlens: the host refuses packed
- * sequences for this family), atomic mode only (deterministic mode has no
- * kernel in this family: the host refuses it, runtime/attn_bwd.c).
+ * sequences for this family and the plans pick a :wgmma tile for them).
  *
  * Needs from the translation unit: the backward's constants, plus
  * PRODUCER_THREADS, PRODUCER_REGS, CONSUMER_REGS (codegen/emit_bwd.c). */
@@ -95,6 +105,8 @@ struct bwd_tma_maps {
 struct bwd_ws_shared {
     unsigned long long kv_full, full[STAGES], empty[STAGES];
     bwd_slot slots[STAGES];
+    int targets[STAGES];       /* ORDERED: the stage's step's turn: its rank x WARPS */
+    bwd_dq_turn dq_turns[2];   /* ORDERED: step s's turn in entry s % 2 (bwd_wgmma.cuh's main_sem) */
 };
 
 DEV u32 bwd_ws_bar(const unsigned long long &b) { return smem_addr(&b); }
@@ -132,6 +144,7 @@ DEV bwd_ws_tiles bwd_ws_tiles_at(unsigned char *smem)
  * are zero-filled by TMA, as cp.async's zero-fill did); lse2 and delta rows mt * BM .. of the
  * head's padded scratch row (pre wrote lse2 = +inf, delta = 0 past n, up to seqlen_pad, a
  * multiple of 128 >= every tile's end: the copy never leaves the row). */
+template <bool ORDERED>
 DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_shared &S, const bwd_ws_tiles &T,
                          const int *rows, int b, int kvh, int n0, int n)
 {
@@ -165,6 +178,7 @@ DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws
             slot.lo[k] = row[1 + 2 * k];
             slot.hi[k] = row[2 + 2 * k];
         }
+        if constexpr (ORDERED) S.targets[stage] = bwd_dq_rank(slot, n0 / BN, n) * WARPS;
         mbar_arrive_expect_tx(full, STAGE_TX_BYTES);   /* release: the slot is published with the phase */
         const int h = kvh * GROUP + r, m0 = mt * BM;
 #pragma unroll
@@ -222,6 +236,7 @@ DEV void bwd_ws_mask_t(float (&s)[BM / 8][4], const bwd_slot &sl, int i0, int j0
 /* ==== The consumers ====
  * Warpgroup c (0 .. BN / 64 - 1) of the consumers, warp cw (0 .. CONSUMER_WARPS - 1) of them:
  * bwd_wgmma.cuh's warpgroup c and warp cw, step for step. */
+template <bool ORDERED>
 DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws_tiles &T, int b, int kvh, int n0,
                          int n)
 {
@@ -303,17 +318,36 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
         issue_acc(dk, dsf, dqt + so);                      /* dK += dS^T Q */
         wgmma_wait<1>();                                   /* dQ of step it - 1 is done */
         regs_fence(dq);
-        if (it > 0)
-            dq_stage(sdQ, (float *)p.dq_accum + b * p.dqa_sb + (kvh * GROUP + (prev_tile & 255)) * p.dqa_sh, p.dqa_sn,
-                     dq, (prev_tile >> 8) * BM + 16 * (cw % 4), wg * DQ_N, n, cw % 4, lane);
-        prev_tile = mt << 8 | sl.r;
+        if constexpr (ORDERED) {
+            if (it > 0) {
+                dq_stage_rows(sdQ, dq, cw % 4, lane);
+                dq_add_in_turn(p, S.dq_turns[(it - 1) & 1], sdQ, b, kvh, wg * DQ_N, n, cw % 4, lane);
+            }
+        } else {
+            if (it > 0)
+                dq_stage(sdQ, (float *)p.dq_accum + b * p.dqa_sb + (kvh * GROUP + (prev_tile & 255)) * p.dqa_sh,
+                         p.dqa_sn, dq, (prev_tile >> 8) * BM + 16 * (cw % 4), wg * DQ_N, n, cw % 4, lane);
+            prev_tile = mt << 8 | sl.r;
+        }
         store_ds_frags(T.ds + ds_cur, dsf, cw, lane);      /* for dQ, in step it + 1 */
         fence_proxy_async();
         wgmma_wait<0>();                                   /* dV, dK: done reading the stage */
         regs_fence(dk);
         regs_fence(dv);
-        __syncwarp();
-        if (lane == 0) mbar_arrive(bwd_ws_bar(S.empty[stage]));   /* the producer may refill it */
+        /* ORDERED: release the turn of the adds this step made (step it - 1's dQ), then this
+         * step's turn from its slot, before the arrive below lets the producer overwrite it
+         * (bwd_wgmma.cuh's main_sem says why here; the entry written is read after the next
+         * BAR_DS, and was last read before this step's). */
+        if constexpr (ORDERED) {
+            if (it > 0) dq_turn_release(S.dq_turns[(it - 1) & 1].sem, lane);
+            if (ctid == 0) {
+                bwd_dq_turn &t = S.dq_turns[it & 1];
+                t.sem = (int *)p.dq_sem + b * p.sem_sb + (kvh * GROUP + sl.r) * p.sem_sh + mt;
+                t.target = S.targets[stage];
+                t.tile = mt << 8 | sl.r;
+            }
+        }
+        mbar_arrive(bwd_ws_bar(S.empty[stage]));   /* the producer may refill it */
     }
     /* dQ of the last step (it steps ran): its dS^T complete in both warpgroups, as above. */
     named_sync(BAR_DS, CONSUMER_THREADS);
@@ -322,10 +356,18 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
         issue_dq(dq, dst + ((((it - 1) & 1) * BN * DS_ROW_BYTES) >> 4), dkt);
         wgmma_wait<0>();
         regs_fence(dq);
-        dq_stage(sdQ, (float *)p.dq_accum + b * p.dqa_sb + (kvh * GROUP + (prev_tile & 255)) * p.dqa_sh, p.dqa_sn, dq,
-                 (prev_tile >> 8) * BM + 16 * (cw % 4), wg * DQ_N, n, cw % 4, lane);
+        if constexpr (ORDERED) {
+            dq_stage_rows(sdQ, dq, cw % 4, lane);
+            dq_add_in_turn(p, S.dq_turns[(it - 1) & 1], sdQ, b, kvh, wg * DQ_N, n, cw % 4, lane);
+        } else {
+            dq_stage(sdQ, (float *)p.dq_accum + b * p.dqa_sb + (kvh * GROUP + (prev_tile & 255)) * p.dqa_sh,
+                     p.dqa_sn, dq, (prev_tile >> 8) * BM + 16 * (cw % 4), wg * DQ_N, n, cw % 4, lane);
+        }
     }
-    tma_store_wait<0>();   /* every reduce-add has read its rows before the CTA ends */
+    /* Every reduce-add has read its rows before the CTA ends (ORDERED: the last adds are
+     * complete and their turn released). */
+    if constexpr (ORDERED) dq_turn_release(it > 0 ? S.dq_turns[(it - 1) & 1].sem : nullptr, lane);
+    else tma_store_wait<0>();
 
     /* dK * scale and dV, staged through the warp's own rows of the K and V tiles once no
      * consumer reads them (the last dQ read every row of K's column blocks). */
@@ -336,12 +378,16 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
                                 key0, n, lane);
 }
 
-/* ==== The kernel body: grid (ceil(n / BN), kv heads, batch), THREADS threads ==== */
+/* ==== The kernel body: grid (ceil(n / BN), kv heads, batch), THREADS threads (ORDERED:
+ * main_sem, the deterministic mode) ==== */
+template <bool ORDERED>
 DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
 {
     extern __shared__ unsigned char smem[];
     __shared__ bwd_ws_shared S;
-    const int n = p.seqlen, n0 = (int)blockIdx.x * BN, kvh = (int)blockIdx.y, b = (int)blockIdx.z;
+    /* ORDERED: KV tiles in descending order (bwd_order.cuh says why), as bwd_block_of<true>. */
+    const int n = p.seqlen, kvh = (int)blockIdx.y, b = (int)blockIdx.z, tiles = (n + BN - 1) / BN;
+    const int n0 = !ORDERED ? (int)blockIdx.x * BN : (int)blockIdx.x < tiles ? (tiles - 1 - (int)blockIdx.x) * BN : n;
     if (n0 >= n) return;   /* block-uniform */
     const bwd_ws_tiles T = bwd_ws_tiles_at(smem);
 
@@ -350,7 +396,7 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
 #pragma unroll
         for (int st = 0; st < STAGES; ++st) {
             mbar_init(bwd_ws_bar(S.full[st]), 1);
-            mbar_init(bwd_ws_bar(S.empty[st]), CONSUMER_WARPS);
+            mbar_init(bwd_ws_bar(S.empty[st]), CONSUMER_THREADS);
         }
         mbar_fence_init();
         tma_prefetch_map(tm.q);
@@ -366,10 +412,10 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
     if (wg == 0) {
         regs_dealloc<PRODUCER_REGS>();
         if (threadIdx.x == 0)
-            bwd_ws_producer(p, tm, S, T, (const int *)p.bands + (p.head_offset + kvh * GROUP) * BAND_STRIDE, b, kvh, n0,
+            bwd_ws_producer<ORDERED>(p, tm, S, T, (const int *)p.bands + (p.head_offset + kvh * GROUP) * BAND_STRIDE, b, kvh, n0,
                             n);
     } else {
         regs_alloc<CONSUMER_REGS>();
-        bwd_ws_consumer(p, S, T, b, kvh, n0, n);
+        bwd_ws_consumer<ORDERED>(p, S, T, b, kvh, n0, n);
     }
 }

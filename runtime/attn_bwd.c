@@ -67,15 +67,10 @@ int attn_bwd_pack(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_kparams *kp
     if (check_scratch("delta", a->delta, e) || check_scratch("lse2", a->lse2, e) ||
         (accum && check_scratch("dq_accum", a->dq_accum, e)) || (sem && check_scratch("dq_sem", a->dq_sem, e)))
         return -1;
-    if (kcfg_bwd_no_det(cfg) && a->deterministic)
-        return sp_fail(e, SP_EXIT_USAGE,
-                       "backward launch: the warp-specialized backward (tile %s) has no deterministic mode; use a "
-                       ":wgmma tile (or the default) for deterministic gradients",
-                       kcfg_family(cfg)->tile_suffix);
     if (kcfg_family(cfg)->producer_threads && a->cu_seqlens)
         return sp_fail(e, SP_EXIT_USAGE,
                        "backward launch: the warp-specialized backward (tile %s) does not support packed sequences "
-                       "(cu_seqlens) yet; use a :wgmma tile (or the default)",
+                       "(cu_seqlens) yet; use a :wgmma tile (plans for packed sequences pick one)",
                        kcfg_family(cfg)->tile_suffix);
     if (a->cu_seqlens && (a->total < 1 || a->total > (1 << 30) || a->bands_sb < 0))
         return sp_fail(e, SP_EXIT_USAGE, "backward launch: packed total %lld tokens, band stride %d", a->total,
@@ -199,7 +194,7 @@ int attn_bwd_launch(sp_gpu *g, const attn_bwd_kernels *k, const sp_kcfg *cfg, co
         unsigned grid[3];
         attn_bwd_grid(cfg, a, parts[i], grid);
         void *args[] = { &kp, &maps };
-        if (!maps_needed || parts[i] != BWD_MAIN) args[1] = NULL;   /* pre, convert: one parameter */
+        if (!maps_needed || (parts[i] != BWD_MAIN && parts[i] != BWD_MAIN_SEM)) args[1] = NULL;   /* pre, convert: one */
         if (cu_launch(g, k->fn[parts[i]], grid[0], grid[1], grid[2], (unsigned)kcfg_bwd_threads(cfg, parts[i]),
                       (unsigned)kcfg_bwd_smem(cfg, parts[i]), args, e))
             return -1;

@@ -135,15 +135,15 @@ teardown() { rm -rf "$TMP"; }
     [[ "$output" == *"BN = head_dim"* ]]
 }
 
-@test "compile: the warp-specialized backward (:ws, opt-in) for sm_90a: pre, main, convert, no spills, not serialized" {
+@test "compile: the warp-specialized backward (:ws) for sm_90a: pre, main, main_sem, convert, no spills, not serialized" {
     run "$SPATTN" compile "$SPEC" --arch sm_90a --kind bwd --tile 64x128:s2:ws --no-spills
     [ "$status" -eq 0 ]
     [[ "$output" == *"spattn_bwd_main_bf16_d128_bm64_bn128_w8_s2_ws_"* ]]
     [[ "$output" == *"spattn_bwd_pre_bf16_d128_bm64_bn128_w8_s2_ws_"* ]]
     [[ "$output" == *"spattn_bwd_convert_bf16_d128_bm64_bn128_w8_s2_ws_"* ]]
     [[ "$output" != *"serialized"* ]]
-    # no deterministic mode in this family: no main_sem, main_det or dq kernel
-    [[ "$output" != *"spattn_bwd_main_sem_"* ]]
+    # deterministic mode: main_sem (ordered dQ adds), no main_det or dq kernel
+    [[ "$output" == *"spattn_bwd_main_sem_bf16_d128_bm64_bn128_w8_s2_ws_"* ]]
     [[ "$output" != *"spattn_bwd_main_det_"* ]]
     [[ "$output" != *"spattn_bwd_dq_"* ]]
     run "$SPATTN" compile configs/gqa-32q-8kv.yaml --arch sm_90a --kind bwd --tile 64x128:w8:s2:ws --no-spills --json
@@ -166,20 +166,28 @@ teardown() { rm -rf "$TMP"; }
     [[ "$output" == *"sm_90a"* ]]
 }
 
-@test "gen: the default backward is not the :ws kernel; :ws's unit has the producer and the TMA maps" {
+@test "gen: the default backward at d128 on sm_90a is the :ws kernel (producer, TMA maps); at d64 the wgmma one" {
     run "$SPATTN" gen "$SPEC" --kind bwd --arch sm_90a
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"bwd_ws_body<false>(p, tm)"* ]]
+    [[ "$output" == *"bwd_ws_body<true>(p, tm)"* ]]
+    [[ "$output" == *"_ws_"* ]]
+    run "$SPATTN" gen configs/llama-8h-d64.yaml --kind bwd --arch sm_90a
     [ "$status" -eq 0 ]
     [[ "$output" != *"bwd_ws_body"* ]]
     [[ "$output" == *"_wg_"* ]]
     run "$SPATTN" gen "$SPEC" --kind bwd --arch sm_90a --tile 64x128:s2:ws
     [ "$status" -eq 0 ]
-    [[ "$output" == *"bwd_ws_body(p, tm)"* ]]
+    [[ "$output" == *"bwd_ws_body<false>(p, tm)"* ]]
     [[ "$output" == *"const __grid_constant__ bwd_tma_maps tm"* ]]
     [[ "$output" == *"PRODUCER_REGS = 24"* ]]
 }
 
-@test "compile: the deterministic backward's kernels: main_sem on wgmma (GQA), main_det and dq on mma.sync" {
+@test "compile: the deterministic backward's kernels: main_sem on ws and wgmma (GQA), main_det and dq on mma.sync" {
     run "$SPATTN" compile configs/gqa-32q-8kv.yaml --arch sm_90a --kind bwd --no-spills --json
+    [ "$status" -eq 0 ]
+    [[ "$output" == *'"name":"spattn_bwd_main_sem_bf16_d128_bm64_bn128_w8_s2_ws_'* ]]
+    run "$SPATTN" compile configs/gqa-32q-8kv.yaml --arch sm_90a --kind bwd --tile 64x128:s2:wgmma --no-spills --json
     [ "$status" -eq 0 ]
     [[ "$output" == *'"name":"spattn_bwd_main_sem_bf16_d128_bm64_bn128_w8_s2_wg_'* ]]
     [[ "$output" != *'spattn_bwd_main_det_'* ]]

@@ -504,19 +504,21 @@ interrupt_long_tune() {
     ! echo "$output" | grep -q 'wgmma'
 }
 
-@test "the GPU check matrix has the opt-in :ws backward (bwd-ws), which the tuner does not try" {
+@test "the GPU check matrix has the :ws backward (bwd-ws, bwd-ws-det), which the tuner tries" {
     command -v python3 >/dev/null || skip "no python3"
     run env SPATTN="$SPATTN" python3 "$ROOT/bench/check_matrix.py" list --arch sm_90a --filter bwd-ws
     [ "$status" -eq 0 ]
-    [ "$(echo "$output" | grep -c '^matrix bwd-ws .* tile=64x\(64\|128\):s[23]:ws$')" -eq 35 ]
-    echo "$output" | grep -q 'matrix bwd-ws .* d64 .*tile=64x64:s3:ws'
-    echo "$output" | grep -q 'matrix bwd-ws .* d128 .*tile=64x128:s2:ws'
+    [ "$(echo "$output" | grep -c '^matrix bwd-ws .* tile=64x\(64\|128\):w[48]:s[23]:ws$')" -eq 35 ]
+    [ "$(echo "$output" | grep -c '^matrix bwd-ws-det .* tile=64x\(64\|128\):w[48]:s[23]:ws$')" -eq 35 ]
+    echo "$output" | grep -q 'matrix bwd-ws .* d64 .*tile=64x64:w4:s3:ws'
+    echo "$output" | grep -q 'matrix bwd-ws .* d128 .*tile=64x128:w8:s2:ws'
+    [ "$(echo "$output" | grep -c '^det-order bwd-ws-det ')" -eq 14 ]
     ! echo "$output" | grep -q '^packed bwd-ws'
-    [[ "${lines[${#lines[@]}-1]}" == "35 cases, families bwd-ws;"* ]]
+    [[ "${lines[${#lines[@]}-1]}" == *"families bwd-ws, bwd-ws-det; coverage gaps: 0" ]]
     run "$SPATTN" tune "$ROOT/configs/olmoe-1b-7b.yaml" --kind bwd --list-candidates sm_90a
     [ "$status" -eq 0 ]
     [[ "$output" == *":wgmma"* ]]
-    [[ "$output" != *":ws"* ]]
+    [[ "$output" == *"64x128:w8:s2:ws"* ]]
 }
 
 @test "the GPU check matrix has the deterministic wgmma backward's order cases (issue 16 item 2)" {

@@ -64,8 +64,9 @@ static void test_defaults_derive(void)
                 load(&s, spec_text(buf, sizeof buf, 16, 4, dims[d], dtypes[t], "spattn"));
                 sp_kcfg c;
                 CHECKF(default_cfg(&s, sms[a], &c) == 0, "default d%d %s sm_%d derives", dims[d], dtypes[t], sms[a]);
-                CHECKF(c.threads == 32 * c.warps && c.warps == c.bn / 16, "threads %d warps %d bn %d", c.threads, c.warps,
-                       c.bn);
+                int producer = c.mma == SP_MMA_WS ? 128 : 0;   /* sm_90 d128: the warp-specialized kernel */
+                CHECKF(c.threads == 32 * c.warps + producer && c.warps == c.bn / 16, "threads %d warps %d bn %d",
+                       c.threads, c.warps, c.bn);
                 /* opt-in shared memory per block: 163 KiB on sm_80, 99 KiB on sm_86 / sm_89, 227 KiB on sm_90 */
                 int limit = sms[a] == 80 ? 163 * 1024 : sms[a] == 90 ? 227 * 1024 : 99 * 1024;
                 CHECKF(c.smem_bytes <= limit, "default d%d sm_%d: smem %d fits %d", dims[d], sms[a], c.smem_bytes, limit);
@@ -372,6 +373,11 @@ static void test_emit_bytes(void)
     load(&s, spec_text(buf, sizeof buf, 16, 4, 128, "bf16", "spattn"));
     sp_kcfg c;
     CHECK("default derives", default_cfg(&s, 90, &c) == 0);
+    /* The wgmma family's unit (the warp-specialized one's entries: test_ws_family). */
+    c.mma = SP_MMA_WGMMA;
+    c.warps = 0;
+    sp_err e0 = { 0 };
+    CHECK("wgmma twin derives", kcfg_derive_bwd(&c, &e0) == 0);
     strbuf a = STRBUF_INIT, b = STRBUF_INIT;
     sb_init(&a);
     sb_init(&b);
@@ -501,10 +507,10 @@ static void test_compile_no_spills(void)
     }
 }
 
-/* The warp-specialized backward (family bwd-ws, issue 16 item 2): opt-in by
- * a :ws tile, never a tuner candidate; a producer warpgroup besides the
- * wgmma warps; pre, main and convert only (no deterministic mode), and the
- * launch refuses deterministic mode and packed sequences. */
+/* The warp-specialized backward (family bwd-ws, issue 16 item 2): the
+ * default at d128 on sm_90, a tuner candidate; a producer warpgroup besides
+ * the wgmma warps; pre, main, main_sem (deterministic mode) and convert; the
+ * launch refuses packed sequences, and plans for them take the wgmma twin. */
 static void test_ws_family(void)
 {
     sp_kcfg c = base_cfg();
@@ -519,10 +525,11 @@ static void test_ws_family(void)
     w.mma = SP_MMA_WGMMA;
     CHECK("wgmma twin derives", kcfg_derive_bwd(&w, &e) == 0);
     CHECKF(c.smem_bytes == w.smem_bytes && c.smem_bytes == 202752, "the wgmma kernel's shared memory (%d)", c.smem_bytes);
-    CHECK("no deterministic mode", kcfg_bwd_no_det(&c) && !kcfg_bwd_no_det(&w) && !kcfg_bwd_dq_ordered(&c));
-    CHECK("parts: pre, main, convert", kcfg_bwd_has_part(&c, BWD_PRE) && kcfg_bwd_has_part(&c, BWD_MAIN) &&
-                                           kcfg_bwd_has_part(&c, BWD_CONVERT) && !kcfg_bwd_has_part(&c, BWD_MAIN_DET) &&
-                                           !kcfg_bwd_has_part(&c, BWD_DQ) && !kcfg_bwd_has_part(&c, BWD_MAIN_SEM));
+    CHECK("deterministic mode by ordered adds", kcfg_bwd_dq_ordered(&c));
+    CHECK("parts: pre, main, main_sem, convert",
+          kcfg_bwd_has_part(&c, BWD_PRE) && kcfg_bwd_has_part(&c, BWD_MAIN) && kcfg_bwd_has_part(&c, BWD_CONVERT) &&
+              !kcfg_bwd_has_part(&c, BWD_MAIN_DET) && !kcfg_bwd_has_part(&c, BWD_DQ) &&
+              kcfg_bwd_has_part(&c, BWD_MAIN_SEM) && kcfg_bwd_threads(&c, BWD_MAIN_SEM) == 384);
     char name[128], wname[128];
     kcfg_bwd_name(&c, BWD_MAIN, name, sizeof name);
     kcfg_bwd_name(&w, BWD_MAIN, wname, sizeof wname);
@@ -549,7 +556,8 @@ static void test_ws_family(void)
     t.stages = 3;
     CHECKF(kcfg_derive_bwd(&t, &e) == 0 && t.threads == 256, "64x64:s3:ws derives at d64 (%d threads)", t.threads);
 
-    /* Not a candidate of the tuner, at either head_dim. */
+    /* Tuner candidates at both head_dims (d128: 2 stages; d64: 2 and 3); the default at d128
+     * only; packed sequences turn it into the wgmma twin. */
     sp_kcfg out[64];
     for (int d = 64; d <= 128; d += 64) {
         t = base_cfg();
@@ -557,10 +565,20 @@ static void test_ws_family(void)
         t.head_dim = d;
         int n = kcfg_candidates(&t, out, 64), ws = 0;
         for (int i = 0; i < n && i < 64; i++) ws += out[i].mma == SP_MMA_WS;
-        CHECKF(ws == 0, "no :ws backward candidates at d%d (%d)", d, ws);
+        CHECKF(ws == (d == 64 ? 2 : 1), "%d :ws backward candidates at d%d", ws, d);
+        sp_kcfg dflt = base_cfg();
+        dflt.head_dim = d;
+        kcfg_default_bwd(&dflt, 90);
+        CHECKF(dflt.mma == (d == 128 ? SP_MMA_WS : SP_MMA_WGMMA), "default at d%d: mma %d", d, (int)dflt.mma);
     }
+    int changed = 0;
+    t = c;
+    CHECKF(kcfg_bwd_for_packed(&t, &changed, &e) == 0 && changed && t.mma == SP_MMA_WGMMA && t.threads == 256 &&
+               t.bm == 64 && t.bn == 128 && t.stages == 2,
+           "packed: the wgmma twin (%d threads)", t.threads);
+    CHECK("packed: a wgmma config stays", kcfg_bwd_for_packed(&t, &changed, &e) == 0 && !changed);
 
-    /* The launch: atomic mode packs; deterministic mode and packed sequences are refused. */
+    /* The launch: atomic and deterministic mode pack; packed sequences are refused. */
     sp_bwd_part parts[3];
     attn_bwd_parts(&c, 0, parts);
     CHECK("atomic parts", parts[0] == BWD_PRE && parts[1] == BWD_MAIN && parts[2] == BWD_CONVERT);
@@ -584,9 +602,12 @@ static void test_ws_family(void)
     attn_bwd_scratch_sizes(&c, &a, &sc);
     CHECK("atomic scratch: accumulator, no semaphores", sc.dq_accum > 0 && sc.dq_sem == 0);
     a.deterministic = 1;
-    e.msg[0] = 0;
-    CHECKF(attn_bwd_pack(&c, &a, &kp, &e) == -1 && strstr(e.msg, "no deterministic mode"), "deterministic refused: %s",
-           e.msg);
+    a.dq_sem = 0x70000;
+    attn_bwd_parts(&c, 1, parts);
+    CHECK("deterministic parts", parts[0] == BWD_PRE && parts[1] == BWD_MAIN_SEM && parts[2] == BWD_CONVERT);
+    attn_bwd_scratch_sizes(&c, &a, &sc);
+    CHECK("deterministic scratch: accumulator and semaphores", sc.dq_accum > 0 && sc.dq_sem > 0);
+    CHECKF(attn_bwd_pack(&c, &a, &kp, &e) == 0, "pack deterministic: %s", e.msg);
     a.deterministic = 0;
     a.cu_seqlens = 0x3000;
     a.total = 1000;
@@ -606,19 +627,21 @@ static void test_ws_family(void)
     kcfg_bwd_name(&u, BWD_MAIN, name, sizeof name);
     const char *entry = src.buf ? strstr(src.buf, name) : NULL;
     CHECK("main takes the maps", entry && strstr(entry, "const __grid_constant__ bwd_tma_maps tm") &&
-                                     strstr(entry, "bwd_ws_body(p, tm)"));
+                                     strstr(entry, "bwd_ws_body<false>(p, tm)"));
     CHECK("includes bwd_ws.cuh", src.buf && strstr(src.buf, "#include \"bwd_ws.cuh\""));
     CHECK("roles and registers", src.buf && strstr(src.buf, "PRODUCER_THREADS = 128") &&
                                      strstr(src.buf, "PRODUCER_REGS = 24") && strstr(src.buf, "CONSUMER_REGS = 240"));
     char sem[128];
     kcfg_bwd_name(&u, BWD_MAIN_SEM, sem, sizeof sem);
-    CHECK("no main_sem kernel", src.buf && !strstr(src.buf, sem));
+    entry = src.buf ? strstr(src.buf, sem) : NULL;
+    CHECK("main_sem takes the maps, ordered", entry && strstr(entry, "const __grid_constant__ bwd_tma_maps tm") &&
+                                                  strstr(entry, "bwd_ws_body<true>(p, tm)"));
     sb_free(&src);
     spec_free(&s);
 }
 
 /* The :ws backward compiles for sm_90a at d128 and d64 (2 and 3 stages), bf16 and fp16, with
- * GQA, no spills and no serialized wgmma; pre, main and convert in the ptxas report. */
+ * GQA, no spills and no serialized wgmma; pre, main, main_sem and convert in the ptxas report. */
 static void test_ws_compile_no_spills(void)
 {
     compile_job jobs[] = {
@@ -635,8 +658,8 @@ static void test_ws_compile_no_spills(void)
     }
     for (int i = 0; i < n; i++) {
         CHECKF(jobs[i].compiled, "%s compiles", jobs[i].what);
-        CHECKF(jobs[i].parts_found == 3 && jobs[i].parts_expected == 3, "%s: pre, main, convert in the ptxas report (%d)",
-               jobs[i].what, jobs[i].parts_found);
+        CHECKF(jobs[i].parts_found == 4 && jobs[i].parts_expected == 4,
+               "%s: pre, main, main_sem, convert in the ptxas report (%d)", jobs[i].what, jobs[i].parts_found);
         CHECKF(jobs[i].spill_free, "%s: no spills, wgmma not serialized", jobs[i].what);
     }
 }
