@@ -99,6 +99,7 @@ static_assert(BM * 4 % 16 == 0, "bulk copies of lse2 and delta: whole 16-byte un
  * rows over the kv heads (tma.cuh's 4-D maps). */
 struct bwd_tma_maps {
     tma_map q, dout, k, v;
+    tma_map dqa;   /* dq_accum [B, N, H, D] fp32, boxes of 16 rows x 32 dims (128-byte swizzle) */
 };
 
 /* Barriers and the ring's slots, in static shared memory. */
@@ -135,8 +136,54 @@ DEV bwd_ws_tiles bwd_ws_tiles_at(unsigned char *smem)
     t.ds = t.dout + STAGES * Q_TILE_BYTES;
     t.l = t.ds + DS_BUFS * BN * DS_ROW_BYTES;
     t.d = t.l + STAGES * BM * 4;
-    t.dq = t.d + STAGES * BM * 4;   /* warpgroup c's dQ staging at + c * BM * DQ_ROW */
+    /* dQ staging (ws_dq_stage): warp cw's at + cw * WS_DQ_WARP_BYTES, 1024-aligned for the
+     * 128-byte swizzle; it fits the DQ_STAGE_BYTES that the host reserves (bwd_wgmma.cuh's
+     * padded rows) with room for the alignment (static_assert below). */
+    t.dq = (t.d + STAGES * BM * 4 + 1023u) & ~1023u;
     return t;
+}
+
+/* ==== dQ: staged per warp, added by TMA ====
+ * A warp's part of a step's dQ is 16 rows x DQ_N (64) dims: two boxes of 16 rows x 32 fp32
+ * (128 bytes a row) in the 128-byte swizzle, reduce-added into dq_accum by two TMA
+ * instructions of lane 0 (tma.cuh's tma_reduce_add_4d; rows past n lie past the map's edge
+ * and are not added).  bwd_wgmma.cuh's dq_add_rows issues one bulk reduce-add per row from
+ * lanes 0..15, and as the instruction takes its addresses in uniform registers, ptxas
+ * serializes the 16 lanes (ELECT, R2UR, UBLKRED in a loop): ncu put a fifth of this
+ * kernel's stall samples in that loop (session 8). */
+enum : int {
+    WS_DQ_BOX_BYTES = 16 * 128,                  /* 16 rows x 32 fp32 */
+    WS_DQ_WARP_BYTES = 2 * WS_DQ_BOX_BYTES,      /* DQ_N = 64 dims */
+};
+static_assert(DQ_N == 64, "a warp's dQ is two 32-dim boxes");
+static_assert(CONSUMER_WARPS * WS_DQ_WARP_BYTES + 1024 <= DQ_STAGE_BYTES, "ws dQ staging fits the host's reservation");
+
+/* The warp's rows of d into its staging boxes, once its last adds have read them. */
+DEV void ws_dq_stage(u32 sdq, const float (&d)[DQ_N / 8][4], int lane)
+{
+    if (lane == 0) tma_store_wait_read<0>();   /* the warp's last adds have read the boxes */
+    __syncwarp();
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int nb = 0; nb < DQ_N / 8; ++nb) {
+        /* dims 8nb + 2t + {0, 1}: box nb / 4, 16-byte chunk 2 (nb % 4) + t / 2 of the row, which
+         * the swizzle moves to chunk ^ (row % 8); rows g and g + 8 (both row % 8 = g). */
+        const u32 off = (u32)(nb / 4) * WS_DQ_BOX_BYTES + (u32)(((2 * (nb % 4) + (t >> 1)) ^ g) * 16 + (t & 1) * 8);
+        st_shared_v2f32(sdq + off + g * 128, d[nb][0], d[nb][1]);
+        st_shared_v2f32(sdq + off + (g + 8) * 128, d[nb][2], d[nb][3]);
+    }
+    fence_proxy_async();   /* ordinary stores, read next by the copy engine */
+    __syncwarp();
+}
+
+/* Lane 0 adds the warp's staged boxes into rows i0.. and dims col0.. of head h. */
+DEV void ws_dq_add(const tma_map &dqa, u32 sdq, int col0, int i0, int h, int b, int lane)
+{
+    if (lane == 0) {
+        tma_reduce_add_4d(dqa, sdq, col0, i0, h, b);
+        tma_reduce_add_4d(dqa, sdq + WS_DQ_BOX_BYTES, col0 + 32, i0, h, b);
+        tma_store_commit();
+    }
 }
 
 /* ==== The producer: one thread ====
@@ -237,12 +284,12 @@ DEV void bwd_ws_mask_t(float (&s)[BM / 8][4], const bwd_slot &sl, int i0, int j0
  * Warpgroup c (0 .. BN / 64 - 1) of the consumers, warp cw (0 .. CONSUMER_WARPS - 1) of them:
  * bwd_wgmma.cuh's warpgroup c and warp cw, step for step. */
 template <bool ORDERED>
-DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws_tiles &T, int b, int kvh, int n0,
-                         int n)
+DEV void bwd_ws_consumer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_shared &S, const bwd_ws_tiles &T,
+                         int b, int kvh, int n0, int n)
 {
     const int ctid = (int)threadIdx.x - PRODUCER_THREADS, cw = ctid / 32, lane = ctid % 32, wg = cw / 4;
     const int key0 = n0 + 16 * cw;   /* this warp's first key */
-    const u32 sdQ = T.dq + wg * BM * DQ_ROW;
+    const u32 sdQ = T.dq + cw * WS_DQ_WARP_BYTES;   /* this warp's dQ staging */
 
     float dk[HEAD_DIM / 8][4], dv[HEAD_DIM / 8][4];
 #pragma unroll
@@ -275,7 +322,7 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
      * just before dQ(it - 1) is issued (the first of the two needs; the store comes after
      * it), gives both; S^T, dP^T, P^T, dV and dS^T of step it run before it, so one
      * warpgroup may be up to that far ahead of the other.  Step 0's BAR_DS publishes the
-     * zeroed buffer 1.  The staged dQ rows (sdQ) are each warp's own, guarded by its lanes'
+     * zeroed buffer 1.  The staged dQ boxes (sdQ) are each warp's own, guarded by lane 0's
      * bulk waits as in bwd_wgmma.cuh. */
     static_assert(GROUP <= 256, "the head in group fits 8 bits");
     int it = 0, prev_tile = 0;
@@ -318,17 +365,13 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
         issue_acc(dk, dsf, dqt + so);                      /* dK += dS^T Q */
         wgmma_wait<1>();                                   /* dQ of step it - 1 is done */
         regs_fence(dq);
-        if constexpr (ORDERED) {
-            if (it > 0) {
-                dq_stage_rows(sdQ, dq, cw % 4, lane);
-                dq_add_in_turn(p, S.dq_turns[(it - 1) & 1], sdQ, b, kvh, wg * DQ_N, n, cw % 4, lane);
-            }
-        } else {
-            if (it > 0)
-                dq_stage(sdQ, (float *)p.dq_accum + b * p.dqa_sb + (kvh * GROUP + (prev_tile & 255)) * p.dqa_sh,
-                         p.dqa_sn, dq, (prev_tile >> 8) * BM + 16 * (cw % 4), wg * DQ_N, n, cw % 4, lane);
-            prev_tile = mt << 8 | sl.r;
+        if (it > 0) {
+            ws_dq_stage(sdQ, dq, lane);
+            if constexpr (ORDERED) dq_turn_wait(S.dq_turns[(it - 1) & 1], lane);
+            const int tile = ORDERED ? S.dq_turns[(it - 1) & 1].tile : prev_tile;
+            ws_dq_add(tm.dqa, sdQ, wg * DQ_N, (tile >> 8) * BM + 16 * (cw % 4), kvh * GROUP + (tile & 255), b, lane);
         }
+        if constexpr (!ORDERED) prev_tile = mt << 8 | sl.r;
         store_ds_frags(T.ds + ds_cur, dsf, cw, lane);      /* for dQ, in step it + 1 */
         fence_proxy_async();
         wgmma_wait<0>();                                   /* dV, dK: done reading the stage */
@@ -356,13 +399,10 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
         issue_dq(dq, dst + ((((it - 1) & 1) * BN * DS_ROW_BYTES) >> 4), dkt);
         wgmma_wait<0>();
         regs_fence(dq);
-        if constexpr (ORDERED) {
-            dq_stage_rows(sdQ, dq, cw % 4, lane);
-            dq_add_in_turn(p, S.dq_turns[(it - 1) & 1], sdQ, b, kvh, wg * DQ_N, n, cw % 4, lane);
-        } else {
-            dq_stage(sdQ, (float *)p.dq_accum + b * p.dqa_sb + (kvh * GROUP + (prev_tile & 255)) * p.dqa_sh,
-                     p.dqa_sn, dq, (prev_tile >> 8) * BM + 16 * (cw % 4), wg * DQ_N, n, cw % 4, lane);
-        }
+        ws_dq_stage(sdQ, dq, lane);
+        if constexpr (ORDERED) dq_turn_wait(S.dq_turns[(it - 1) & 1], lane);
+        const int tile = ORDERED ? S.dq_turns[(it - 1) & 1].tile : prev_tile;
+        ws_dq_add(tm.dqa, sdQ, wg * DQ_N, (tile >> 8) * BM + 16 * (cw % 4), kvh * GROUP + (tile & 255), b, lane);
     }
     /* Every reduce-add has read its rows before the CTA ends (ORDERED: the last adds are
      * complete and their turn released). */
@@ -403,6 +443,7 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
         tma_prefetch_map(tm.dout);
         tma_prefetch_map(tm.k);
         tma_prefetch_map(tm.v);
+        tma_prefetch_map(tm.dqa);
     }
     __syncthreads();
 
@@ -416,6 +457,6 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
                             n);
     } else {
         regs_alloc<CONSUMER_REGS>();
-        bwd_ws_consumer<ORDERED>(p, S, T, b, kvh, n0, n);
+        bwd_ws_consumer<ORDERED>(p, tm, S, T, b, kvh, n0, n);
     }
 }

@@ -47,6 +47,14 @@ DEV void tma_store_4d(const tma_map &m, u32 src, int c0, int c1, int c2, int c3)
                  :: "l"((u64)&m), "r"(src), "r"(c0), "r"(c1), "r"(c2), "r"(c3) : "memory");
 }
 
+/* Add the box at src (fp32) into global memory, elementwise, by the copy engine (the adds
+ * happen in L2); rows past the map's edges are not added.  Part of the thread's bulk group. */
+DEV void tma_reduce_add_4d(const tma_map &m, u32 src, int c0, int c1, int c2, int c3)
+{
+    asm volatile("cp.reduce.async.bulk.tensor.4d.global.shared::cta.add.tile.bulk_group [%0, {%2, %3, %4, %5}], [%1];\n"
+                 :: "l"((u64)&m), "r"(src), "r"(c0), "r"(c1), "r"(c2), "r"(c3) : "memory");
+}
+
 DEV void tma_store_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
 /* Wait until at most N of this thread's store groups still read shared
  * memory (the source may then be overwritten) ... */

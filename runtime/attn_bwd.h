@@ -107,8 +107,9 @@ void attn_bwd_parts(const sp_kcfg *cfg, int deterministic, sp_bwd_part parts[3])
  * Uniform batches only (the family refuses packed sequences). */
 typedef struct {
     CUtensorMap q, dout, k, v;
+    CUtensorMap dqa;   /* dq_accum (fp32), boxes of 16 rows x 32 dims: the dQ reduce-adds */
 } attn_bwd_tma_maps;
-_Static_assert(sizeof(attn_bwd_tma_maps) == 4 * 128, "kernels/bwd_ws.cuh: bwd_tma_maps is four 128-byte maps");
+_Static_assert(sizeof(attn_bwd_tma_maps) == 5 * 128, "kernels/bwd_ws.cuh: bwd_tma_maps is five 128-byte maps");
 int attn_bwd_maps(const sp_kcfg *cfg, const attn_bwd_args *a, attn_bwd_tma_maps *m, sp_err *e);
 
 int attn_bwd_launch(sp_gpu *g, const attn_bwd_kernels *k, const sp_kcfg *cfg, const attn_bwd_args *a, sp_err *e);

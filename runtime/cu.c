@@ -335,8 +335,8 @@ int cu_launch(sp_gpu *g, CUfunction f, unsigned gx, unsigned gy, unsigned gz, un
     return 0;
 }
 
-int cu_tensor_map_16bit(CUtensorMap *map, int bf16, sp_dptr base, const uint64_t dims[4],
-                        const uint64_t strides_bytes[3], const uint32_t box[4], sp_err *e)
+static int tensor_map(CUtensorMap *map, CUtensorMapDataType type, sp_dptr base, const uint64_t dims[4],
+                      const uint64_t strides_bytes[3], const uint32_t box[4], sp_err *e)
 {
     if (cu_init(e)) return -1;
     static const cuuint32_t unit[4] = { 1, 1, 1, 1 };
@@ -344,13 +344,25 @@ int cu_tensor_map_16bit(CUtensorMap *map, int bf16, sp_dptr base, const uint64_t
     cuuint32_t b[4];
     for (int i = 0; i < 4; i++) { d[i] = dims[i]; b[i] = box[i]; }
     for (int i = 0; i < 3; i++) st[i] = strides_bytes[i];
-    CU_TRY(D.cuTensorMapEncodeTiled(map, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
-                                    (void *)(uintptr_t)base, d, st, b, unit, CU_TENSOR_MAP_INTERLEAVE_NONE,
+    CU_TRY(D.cuTensorMapEncodeTiled(map, type, 4, (void *)(uintptr_t)base, d, st, b, unit, CU_TENSOR_MAP_INTERLEAVE_NONE,
                                     CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                                     CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
            "encoding a TMA tensor map (dims %llu x %llu x %llu x %llu, box %u x %u)", (unsigned long long)dims[0],
            (unsigned long long)dims[1], (unsigned long long)dims[2], (unsigned long long)dims[3], box[0], box[1]);
     return 0;
+}
+
+int cu_tensor_map_16bit(CUtensorMap *map, int bf16, sp_dptr base, const uint64_t dims[4],
+                        const uint64_t strides_bytes[3], const uint32_t box[4], sp_err *e)
+{
+    return tensor_map(map, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, base, dims,
+                      strides_bytes, box, e);
+}
+
+int cu_tensor_map_f32(CUtensorMap *map, sp_dptr base, const uint64_t dims[4], const uint64_t strides_bytes[3],
+                      const uint32_t box[4], sp_err *e)
+{
+    return tensor_map(map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, base, dims, strides_bytes, box, e);
 }
 
 int cu_sync(sp_gpu *g, sp_err *e)

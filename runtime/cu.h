@@ -84,6 +84,9 @@ int cu_launch(sp_gpu *g, CUfunction f, unsigned gx, unsigned gy, unsigned gz, un
  * box in elements; 128-byte swizzle, zero fill past the edges. */
 int cu_tensor_map_16bit(CUtensorMap *map, int bf16, sp_dptr base, const uint64_t dims[4],
                         const uint64_t strides_bytes[3], const uint32_t box[4], sp_err *e);
+/* The same of 32-bit floats (the backward's dQ accumulator, reduced into by TMA). */
+int cu_tensor_map_f32(CUtensorMap *map, sp_dptr base, const uint64_t dims[4], const uint64_t strides_bytes[3],
+                      const uint32_t box[4], sp_err *e);
 /* Wait for everything queued on g->stream; a kernel fault shows up here. */
 int cu_sync(sp_gpu *g, sp_err *e);
 
