@@ -22,14 +22,12 @@ void kcfg_default_bwd(sp_kcfg *c, int sm)
     c->mma = SP_MMA_SYNC;
     if (sm == 90 && (c->head_dim == 128 || c->head_dim == 64)) {
         /* Hopper: a warpgroup of 64 keys per 64 dims on wgmma (d128: two, 2
-         * stages; d64: one, 3 stages, the config whose edge cases
-         * bench/check-d64-wgmma.sh checked on the GPU host).  d128 on the
-         * warp-specialized kernel (a producer warpgroup loading by TMA):
-         * 17-21% faster forward+backward than on the wgmma one at the four
-         * shapes of DESIGN.md (session 8, bench/NOTES-bwd.md); d64 on the
-         * wgmma one, 2% faster there.  Packed sequences take the wgmma one
-         * (kcfg_bwd_for_packed). */
-        c->mma = c->head_dim == 128 ? SP_MMA_WS : SP_MMA_WGMMA;
+         * stages; d64: one, 3 stages), on the warp-specialized kernel (a
+         * producer warpgroup loading by TMA, dQ added by TMA): its
+         * forward+backward 10% (d64) to 26% faster than the wgmma kernel's
+         * at the shapes of DESIGN.md (session 8, bench/NOTES-bwd.md).
+         * Packed sequences take the wgmma one (kcfg_bwd_for_packed). */
+        c->mma = SP_MMA_WS;
         c->bm = 64;
         c->bn = c->head_dim;
         c->warps = c->bn / 16;

@@ -166,7 +166,7 @@ teardown() { rm -rf "$TMP"; }
     [[ "$output" == *"sm_90a"* ]]
 }
 
-@test "gen: the default backward at d128 on sm_90a is the :ws kernel (producer, TMA maps); at d64 the wgmma one" {
+@test "gen: the default backward on sm_90a is the :ws kernel (producer, TMA maps), at d128 and d64" {
     run "$SPATTN" gen "$SPEC" --kind bwd --arch sm_90a
     [ "$status" -eq 0 ]
     [[ "$output" == *"bwd_ws_body<false>(p, tm)"* ]]
@@ -174,8 +174,8 @@ teardown() { rm -rf "$TMP"; }
     [[ "$output" == *"_ws_"* ]]
     run "$SPATTN" gen configs/llama-8h-d64.yaml --kind bwd --arch sm_90a
     [ "$status" -eq 0 ]
-    [[ "$output" != *"bwd_ws_body"* ]]
-    [[ "$output" == *"_wg_"* ]]
+    [[ "$output" == *"bwd_ws_body<true>(p, tm)"* ]]
+    [[ "$output" == *"_bm64_bn64_w4_s3_ws_"* ]]
     run "$SPATTN" gen "$SPEC" --kind bwd --arch sm_90a --tile 64x128:s2:ws
     [ "$status" -eq 0 ]
     [[ "$output" == *"bwd_ws_body<false>(p, tm)"* ]]
