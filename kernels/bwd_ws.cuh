@@ -1,5 +1,7 @@
 /* kernels/bwd_ws.cuh: the warp-specialized backward main kernel (sm_90a),
- * the family bwd-ws (opt-in: --tile 64x128:s2:ws; NOT YET RUN ON A GPU).
+ * the family bwd-ws (the default backward on sm_90a; tiles 64x128:s2:ws,
+ * 64x64:s3:ws).  THIS VERSION (branch dq-writer: dQ added by a writer warp;
+ * main_sem still spills 4-8 bytes in the producer warpgroup) HAS NOT RUN ON A GPU.
  * The math of a step is bwd_wgmma.cuh's, unchanged and in its order; what
  * changes is who loads and how the warps meet (bench/NOTES-bwd.md, item 2;
  * FlashAttention-3's backward):
@@ -15,6 +17,13 @@
  *       fwd_ws.cuh's Q tiles) and the lse2 and delta rows by 1-D bulk
  *       copies.  After the last tile it writes an end slot (mt = -1) and
  *       arrives on FULL without bytes.
+ *   warpgroup 0, warp 1, lane 0: the dQ writer (FlashAttention-3's dQ
+ *       writer warp): walks the same cursor and, per step, adds the dQ tile
+ *       the consumers staged by TMA tensor reduce-adds, frees the staging
+ *       buffer once they have read it and, in deterministic mode, waits for
+ *       the tile's turn before and releases it after (ws_dq_stage and
+ *       bwd_ws_writer say how).  The math warps never wait for an add or a
+ *       turn, only for the buffer, one step later.
  *   warpgroups 1 .. BN / 64, the consumers (setmaxnreg up to CONSUMER_REGS):
  *       warpgroup c owns keys 64c .. 64c + 63 and their dK and dV, exactly
  *       as warpgroup c of bwd_wgmma.cuh; per step they wait on FULL, not on
@@ -41,6 +50,8 @@
  *                warp (session 8, call 2).  The producer
  *                waits for it (opposite parity: fresh stages are free)
  *                before it writes the slot or starts a copy into the stage.
+ *   dq_full, dq_empty: the dQ staging buffer between the consumers and the
+ *                writer (at ws_dq_stage).
  *   named barrier BAR_DS (1), CONSUMER_THREADS: once per step, just before
  *                dQ of the previous step is issued (the argument is at the
  *                loop), and twice at the end: before the last dQ, and before
@@ -66,12 +77,12 @@
  *     entries as bwd_parts.cuh's bwd_mask_t).
  * Without them ptxas serialized the wgmma (C7512: insufficient registers).
  *
- * Deterministic mode (ORDERED: the entry main_sem): bwd_order.cuh's protocol,
- * as bwd_wgmma.cuh's main_sem runs it: KV tiles in descending order, each
- * warp's dQ adds of a query tile in their turn.  The producer computes each
- * step's rank (bwd_dq_rank, into S.targets; it has the time and the
- * registers), consumer thread 0 turns it into the step's turn (S.dq_turns)
- * at the end of the step, before its arrive frees the slot.
+ * Deterministic mode (ORDERED: the entry main_sem): bwd_order.cuh's order,
+ * KV tiles in descending order, the writer's adds of a query tile in their
+ * turn (one count per CTA and tile: the target is the rank itself).  Session
+ * 8 measured the ordered kernel with the consumer warps waiting for turns
+ * and completions themselves at 1.27-1.54x of the default; here only the
+ * writer waits.
  *
  * Supported: uniform batches (no cu_seqlens: the host refuses packed
  * sequences for this family and the plans pick a :wgmma tile for them).
@@ -99,15 +110,15 @@ static_assert(BM * 4 % 16 == 0, "bulk copies of lse2 and delta: whole 16-byte un
  * rows over the kv heads (tma.cuh's 4-D maps). */
 struct bwd_tma_maps {
     tma_map q, dout, k, v;
-    tma_map dqa;   /* dq_accum [B, N, H, D] fp32, boxes of 16 rows x 32 dims (128-byte swizzle) */
+    tma_map dqa;   /* dq_accum [B, N, H, D] fp32, boxes of BM rows x 32 dims (128-byte swizzle) */
 };
 
 /* Barriers and the ring's slots, in static shared memory. */
 struct bwd_ws_shared {
     unsigned long long kv_full, full[STAGES], empty[STAGES];
+    unsigned long long dq_full, dq_empty;   /* the dQ staging: staged by the consumers, read by the writer */
     bwd_slot slots[STAGES];
-    int targets[STAGES];       /* ORDERED: the stage's step's turn: its rank x WARPS */
-    bwd_dq_turn dq_turns[2];   /* ORDERED: step s's turn in entry s % 2 (bwd_wgmma.cuh's main_sem) */
+    int dq_tile;   /* the staged tile's query tile (mt << 8 | head in group; -1: no more), with dq_full */
 };
 
 DEV u32 bwd_ws_bar(const unsigned long long &b) { return smem_addr(&b); }
@@ -136,54 +147,124 @@ DEV bwd_ws_tiles bwd_ws_tiles_at(unsigned char *smem)
     t.ds = t.dout + STAGES * Q_TILE_BYTES;
     t.l = t.ds + DS_BUFS * BN * DS_ROW_BYTES;
     t.d = t.l + STAGES * BM * 4;
-    /* dQ staging (ws_dq_stage): warp cw's at + cw * WS_DQ_WARP_BYTES, 1024-aligned for the
-     * 128-byte swizzle; it fits the DQ_STAGE_BYTES that the host reserves (bwd_wgmma.cuh's
-     * padded rows) with room for the alignment (static_assert below). */
+    /* dQ staging (ws_dq_stage), 1024-aligned for the 128-byte swizzle; it fits the
+     * DQ_STAGE_BYTES that the host reserves (bwd_wgmma.cuh's padded rows) with room for the
+     * alignment (static_assert below). */
     t.dq = (t.d + STAGES * BM * 4 + 1023u) & ~1023u;
     return t;
 }
 
-/* ==== dQ: staged per warp, added by TMA ====
- * A warp's part of a step's dQ is 16 rows x DQ_N (64) dims: two boxes of 16 rows x 32 fp32
- * (128 bytes a row) in the 128-byte swizzle, reduce-added into dq_accum by two TMA
- * instructions of lane 0 (tma.cuh's tma_reduce_add_4d; rows past n lie past the map's edge
- * and are not added).  bwd_wgmma.cuh's dq_add_rows issues one bulk reduce-add per row from
- * lanes 0..15, and as the instruction takes its addresses in uniform registers, ptxas
- * serializes the 16 lanes (ELECT, R2UR, UBLKRED in a loop): ncu put a fifth of this
- * kernel's stall samples in that loop (session 8). */
+/* ==== dQ: staged by the consumers, added by the writer ====
+ * A step's dQ tile (BM rows x HEAD_DIM fp32) is staged as boxes of BM rows x 32 fp32 (128
+ * bytes a row, the 128-byte swizzle): box 2 wg + half holds dims 64 wg + 32 half .. (the
+ * consumer warpgroup wg's DQ_N = 64 dims), warp cw % 4 of the warpgroup its rows
+ * 16 (cw % 4) ...  The writer (lane 0 of the producer warpgroup's warp 1) adds each box by one
+ * TMA tensor reduce-add (tma.cuh's tma_reduce_add_4d; rows past n lie past the map's edge and
+ * are not added): 2 x BN / 64 instructions a step, none of them in a math warp.  Before, every
+ * consumer warp added its own 16 rows and waited for its adds (to read, and in deterministic
+ * mode to complete, and for its turn) between its products.
+ *
+ * One staging buffer (a second does not fit beside the ring at head_dim 128); two mbarriers:
+ *   dq_full   count CONSUMER_THREADS: every consumer thread arrives after its stores and
+ *             its proxy fence (the writer's copy engine reads them next);
+ *   dq_empty  count 1: the writer arrives once its adds have read the buffer; the consumers
+ *             wait for it before they stage the next tile (fresh: free). */
 enum : int {
-    WS_DQ_BOX_BYTES = 16 * 128,                  /* 16 rows x 32 fp32 */
-    WS_DQ_WARP_BYTES = 2 * WS_DQ_BOX_BYTES,      /* DQ_N = 64 dims */
+    WS_DQ_BOX_BYTES = BM * 128,                      /* BM rows x 32 fp32 */
+    WS_DQ_BYTES = 2 * (BN / 64) * WS_DQ_BOX_BYTES,   /* the tile: HEAD_DIM = 64 x BN / 64 dims */
 };
-static_assert(DQ_N == 64, "a warp's dQ is two 32-dim boxes");
-static_assert(CONSUMER_WARPS * WS_DQ_WARP_BYTES + 1024 <= DQ_STAGE_BYTES, "ws dQ staging fits the host's reservation");
+static_assert(DQ_N == 64 && HEAD_DIM == BN, "a warpgroup's dQ is two 32-dim boxes");
+static_assert(WS_DQ_BYTES + 1024 <= DQ_STAGE_BYTES, "ws dQ staging fits the host's reservation");
 
-/* The warp's rows of d into its staging boxes, once its last adds have read them. */
-DEV void ws_dq_stage(u32 sdq, const float (&d)[DQ_N / 8][4], int lane)
+/* The consumers' half: the warp's rows of d (dQ of step s, query tile `tile`) into the staging
+ * boxes, once the writer has read step s - 1's; then the arrive that hands it over (consumer
+ * thread 0 names the tile). */
+DEV void ws_dq_stage(bwd_ws_shared &S, u32 sdq, const float (&d)[DQ_N / 8][4], int s, int tile, int wg, int cw, int lane)
 {
-    if (lane == 0) tma_store_wait_read<0>();   /* the warp's last adds have read the boxes */
-    __syncwarp();
+    mbar_wait(bwd_ws_bar(S.dq_empty), ((u32)s & 1) ^ 1);   /* step s - 1's adds have read the buffer */
+    if (wg == 0 && cw == 0 && lane == 0) S.dq_tile = tile;
     const int g = lane >> 2, t = lane & 3;
+    const u32 rows = sdq + (u32)(2 * wg) * WS_DQ_BOX_BYTES + (u32)(16 * (cw % 4)) * 128;
 #pragma unroll
     for (int nb = 0; nb < DQ_N / 8; ++nb) {
         /* dims 8nb + 2t + {0, 1}: box nb / 4, 16-byte chunk 2 (nb % 4) + t / 2 of the row, which
-         * the swizzle moves to chunk ^ (row % 8); rows g and g + 8 (both row % 8 = g). */
+         * the swizzle moves to chunk ^ (row % 8); rows g and g + 8 of the warp's (row % 8 = g). */
         const u32 off = (u32)(nb / 4) * WS_DQ_BOX_BYTES + (u32)(((2 * (nb % 4) + (t >> 1)) ^ g) * 16 + (t & 1) * 8);
-        st_shared_v2f32(sdq + off + g * 128, d[nb][0], d[nb][1]);
-        st_shared_v2f32(sdq + off + (g + 8) * 128, d[nb][2], d[nb][3]);
+        st_shared_v2f32(rows + off + g * 128, d[nb][0], d[nb][1]);
+        st_shared_v2f32(rows + off + (g + 8) * 128, d[nb][2], d[nb][3]);
     }
     fence_proxy_async();   /* ordinary stores, read next by the copy engine */
-    __syncwarp();
+    mbar_arrive(bwd_ws_bar(S.dq_full));
 }
 
-/* Lane 0 adds the warp's staged boxes into rows i0.. and dims col0.. of head h. */
-DEV void ws_dq_add(const tma_map &dqa, u32 sdq, int col0, int i0, int h, int b, int lane)
+/* The number of KV tiles j' > j whose cursor visits query tile mt of the head whose band
+ * table row is `row`: bwd_order.cuh's bwd_dq_rank, the intervals read from the row (the
+ * writer has no slot). */
+DEV int ws_dq_rank(const int *row, int mt, int j, int n)
 {
-    if (lane == 0) {
-        tma_reduce_add_4d(dqa, sdq, col0, i0, h, b);
-        tma_reduce_add_4d(dqa, sdq + WS_DQ_BOX_BYTES, col0 + 32, i0, h, b);
-        tma_store_commit();
+    const int m0 = mt * BM, m_last = min(m0 + BM, n) - 1;
+    int rank = 0, next = j + 1;
+#pragma unroll 1
+    for (int k = min(row[0], MAX_INTERVALS) - 1; k >= 0; --k) {
+        const int lo = row[1 + 2 * k], hi = row[2 + 2 * k];
+        if (m_last < lo) continue;
+        const int t_lo = max(m0 - hi + 1, 0) / BN, t_hi = (m_last - lo) / BN;
+        rank += max(t_hi - max(t_lo, next) + 1, 0);
+        next = max(next, t_hi + 1);
     }
+    return rank;
+}
+
+/* The consumers' last word: no more tiles (after the last one's adds have read the buffer). */
+DEV void ws_dq_end(bwd_ws_shared &S, int s, int ctid)
+{
+    mbar_wait(bwd_ws_bar(S.dq_empty), ((u32)s & 1) ^ 1);
+    if (ctid == 0) S.dq_tile = -1;
+    mbar_arrive(bwd_ws_bar(S.dq_full));
+}
+
+/* ==== The writer: one thread (lane 0 of the producer warpgroup's warp 1) ====
+ * Per step: waits for the staged tile (which the consumers name: at the producer warpgroup's
+ * 24 registers, a cursor of its own spilled), (ORDERED: computes its rank and waits for its
+ * turn,) adds it, frees the buffer once the adds have read it, and (ORDERED) releases the
+ * turn once they are complete.  The turns are bwd_order.cuh's with one count per CTA and
+ * tile: target = rank. */
+template <bool ORDERED>
+DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_shared &S, unsigned char *smem, int n0)
+{
+    /* Its own values, from scratch (none carried from before the roles split: at 24 registers
+     * a carried value spilled). */
+    const u32 sdq = bwd_ws_tiles_at(smem).dq;
+    const int kvh = (int)blockIdx.y, b = (int)blockIdx.z;
+#pragma unroll 1
+    for (int s = 0;; ++s) {
+        mbar_wait(bwd_ws_bar(S.dq_full), (u32)s & 1);   /* the consumers have staged step s, or are done */
+        const int tile = S.dq_tile;
+        if (tile < 0) break;
+        const int h = kvh * GROUP + (tile & 255), mt = tile >> 8;
+        int *sem = nullptr;
+        if constexpr (ORDERED) {
+            sem = (int *)p.dq_sem + b * p.sem_sb + h * p.sem_sh + mt;
+            const int target =
+                ws_dq_rank((const int *)p.bands + (unsigned)((p.head_offset + h) * BAND_STRIDE), mt, n0 / BN, p.seqlen);
+#pragma unroll 1
+            while (ld_acquire_gpu(sem) < target) {
+            }
+            fence_proxy_async_global();   /* the earlier tiles' adds, before this tile's */
+        }
+#pragma unroll
+        for (int x = 0; x < 2 * (BN / 64); ++x)
+            tma_reduce_add_4d(tm.dqa, sdq + (u32)x * WS_DQ_BOX_BYTES, 32 * x, mt * BM, h, b);
+        tma_store_commit();
+        tma_store_wait_read<0>();
+        mbar_arrive(bwd_ws_bar(S.dq_empty));   /* the consumers may stage the next tile */
+        if constexpr (ORDERED) {
+            tma_store_wait<0>();   /* the adds are complete in L2 ... */
+            fence_proxy_async_global();
+            red_release_gpu(sem, 1);   /* ... before the next KV tile's turn */
+        }
+    }
+    tma_store_wait<0>();   /* every add has read its rows before the CTA ends */
 }
 
 /* ==== The producer: one thread ====
@@ -191,10 +272,13 @@ DEV void ws_dq_add(const tma_map &dqa, u32 sdq, int col0, int i0, int h, int b, 
  * are zero-filled by TMA, as cp.async's zero-fill did); lse2 and delta rows mt * BM .. of the
  * head's padded scratch row (pre wrote lse2 = +inf, delta = 0 past n, up to seqlen_pad, a
  * multiple of 128 >= every tile's end: the copy never leaves the row). */
-template <bool ORDERED>
-DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_shared &S, const bwd_ws_tiles &T,
-                         const int *rows, int b, int kvh, int n0, int n)
+DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_shared &S, unsigned char *smem, int n0)
 {
+    /* Its values from scratch, as the writer's: at 24 registers for the warpgroup, values
+     * carried across the roles' split spilled. */
+    const bwd_ws_tiles T = bwd_ws_tiles_at(smem);
+    const int n = p.seqlen, kvh = (int)blockIdx.y, b = (int)blockIdx.z;
+    const int *rows = (const int *)p.bands + (p.head_offset + kvh * GROUP) * BAND_STRIDE;
     mbar_arrive_expect_tx(bwd_ws_bar(S.kv_full), 2 * KV_TILE_BYTES);
 #pragma unroll
     for (int cb = 0; cb < COL_BLOCKS; ++cb) {
@@ -216,7 +300,7 @@ DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws
             mbar_arrive(full);
             return;
         }
-        const int *row = rows + r * BAND_STRIDE;
+        const int *row = rows + (unsigned)(r * BAND_STRIDE);   /* unsigned: no sign extension (a register at 24) */
         slot.mt = mt;
         slot.r = r;
         slot.count = min(row[0], MAX_INTERVALS);
@@ -225,7 +309,6 @@ DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws
             slot.lo[k] = row[1 + 2 * k];
             slot.hi[k] = row[2 + 2 * k];
         }
-        if constexpr (ORDERED) S.targets[stage] = bwd_dq_rank(slot, n0 / BN, n) * WARPS;
         mbar_arrive_expect_tx(full, STAGE_TX_BYTES);   /* release: the slot is published with the phase */
         const int h = kvh * GROUP + r, m0 = mt * BM;
 #pragma unroll
@@ -283,13 +366,11 @@ DEV void bwd_ws_mask_t(float (&s)[BM / 8][4], const bwd_slot &sl, int i0, int j0
 /* ==== The consumers ====
  * Warpgroup c (0 .. BN / 64 - 1) of the consumers, warp cw (0 .. CONSUMER_WARPS - 1) of them:
  * bwd_wgmma.cuh's warpgroup c and warp cw, step for step. */
-template <bool ORDERED>
-DEV void bwd_ws_consumer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_shared &S, const bwd_ws_tiles &T,
-                         int b, int kvh, int n0, int n)
+DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws_tiles &T, int b, int kvh, int n0,
+                         int n)
 {
     const int ctid = (int)threadIdx.x - PRODUCER_THREADS, cw = ctid / 32, lane = ctid % 32, wg = cw / 4;
     const int key0 = n0 + 16 * cw;   /* this warp's first key */
-    const u32 sdQ = T.dq + cw * WS_DQ_WARP_BYTES;   /* this warp's dQ staging */
 
     float dk[HEAD_DIM / 8][4], dv[HEAD_DIM / 8][4];
 #pragma unroll
@@ -322,8 +403,8 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws
      * just before dQ(it - 1) is issued (the first of the two needs; the store comes after
      * it), gives both; S^T, dP^T, P^T, dV and dS^T of step it run before it, so one
      * warpgroup may be up to that far ahead of the other.  Step 0's BAR_DS publishes the
-     * zeroed buffer 1.  The staged dQ boxes (sdQ) are each warp's own, guarded by lane 0's
-     * bulk waits as in bwd_wgmma.cuh. */
+     * zeroed buffer 1.  dQ of step it - 1 goes to the writer through the staging buffer
+     * (ws_dq_stage: it waits there only if the writer has not yet read step it - 2's). */
     static_assert(GROUP <= 256, "the head in group fits 8 bits");
     int it = 0, prev_tile = 0;
     for (;; ++it) {
@@ -365,31 +446,13 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws
         issue_acc(dk, dsf, dqt + so);                      /* dK += dS^T Q */
         wgmma_wait<1>();                                   /* dQ of step it - 1 is done */
         regs_fence(dq);
-        if (it > 0) {
-            ws_dq_stage(sdQ, dq, lane);
-            if constexpr (ORDERED) dq_turn_wait(S.dq_turns[(it - 1) & 1], lane);
-            const int tile = ORDERED ? S.dq_turns[(it - 1) & 1].tile : prev_tile;
-            ws_dq_add(tm.dqa, sdQ, wg * DQ_N, (tile >> 8) * BM + 16 * (cw % 4), kvh * GROUP + (tile & 255), b, lane);
-        }
-        if constexpr (!ORDERED) prev_tile = mt << 8 | sl.r;
+        if (it > 0) ws_dq_stage(S, T.dq, dq, it - 1, prev_tile, wg, cw, lane);   /* to the writer */
+        prev_tile = mt << 8 | sl.r;
         store_ds_frags(T.ds + ds_cur, dsf, cw, lane);      /* for dQ, in step it + 1 */
         fence_proxy_async();
         wgmma_wait<0>();                                   /* dV, dK: done reading the stage */
         regs_fence(dk);
         regs_fence(dv);
-        /* ORDERED: release the turn of the adds this step made (step it - 1's dQ), then this
-         * step's turn from its slot, before the arrive below lets the producer overwrite it
-         * (bwd_wgmma.cuh's main_sem says why here; the entry written is read after the next
-         * BAR_DS, and was last read before this step's). */
-        if constexpr (ORDERED) {
-            if (it > 0) dq_turn_release(S.dq_turns[(it - 1) & 1].sem, lane);
-            if (ctid == 0) {
-                bwd_dq_turn &t = S.dq_turns[it & 1];
-                t.sem = (int *)p.dq_sem + b * p.sem_sb + (kvh * GROUP + sl.r) * p.sem_sh + mt;
-                t.target = S.targets[stage];
-                t.tile = mt << 8 | sl.r;
-            }
-        }
         mbar_arrive(bwd_ws_bar(S.empty[stage]));   /* the producer may refill it */
     }
     /* dQ of the last step (it steps ran): its dS^T complete in both warpgroups, as above. */
@@ -399,15 +462,9 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws
         issue_dq(dq, dst + ((((it - 1) & 1) * BN * DS_ROW_BYTES) >> 4), dkt);
         wgmma_wait<0>();
         regs_fence(dq);
-        ws_dq_stage(sdQ, dq, lane);
-        if constexpr (ORDERED) dq_turn_wait(S.dq_turns[(it - 1) & 1], lane);
-        const int tile = ORDERED ? S.dq_turns[(it - 1) & 1].tile : prev_tile;
-        ws_dq_add(tm.dqa, sdQ, wg * DQ_N, (tile >> 8) * BM + 16 * (cw % 4), kvh * GROUP + (tile & 255), b, lane);
+        ws_dq_stage(S, T.dq, dq, it - 1, prev_tile, wg, cw, lane);
     }
-    /* Every reduce-add has read its rows before the CTA ends (ORDERED: the last adds are
-     * complete and their turn released). */
-    if constexpr (ORDERED) dq_turn_release(it > 0 ? S.dq_turns[(it - 1) & 1].sem : nullptr, lane);
-    else tma_store_wait<0>();
+    ws_dq_end(S, it, ctid);   /* the writer stops */
 
     /* dK * scale and dV, staged through the warp's own rows of the K and V tiles once no
      * consumer reads them (the last dQ read every row of K's column blocks). */
@@ -438,6 +495,8 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
             mbar_init(bwd_ws_bar(S.full[st]), 1);
             mbar_init(bwd_ws_bar(S.empty[st]), CONSUMER_THREADS);
         }
+        mbar_init(bwd_ws_bar(S.dq_full), CONSUMER_THREADS);
+        mbar_init(bwd_ws_bar(S.dq_empty), 1);
         mbar_fence_init();
         tma_prefetch_map(tm.q);
         tma_prefetch_map(tm.dout);
@@ -452,11 +511,10 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
     const int wg = __shfl_sync(0xffffffffu, (int)threadIdx.x / 128, 0);
     if (wg == 0) {
         regs_dealloc<PRODUCER_REGS>();
-        if (threadIdx.x == 0)
-            bwd_ws_producer<ORDERED>(p, tm, S, T, (const int *)p.bands + (p.head_offset + kvh * GROUP) * BAND_STRIDE, b, kvh, n0,
-                            n);
+        if (threadIdx.x == 0) bwd_ws_producer(p, tm, S, smem, n0);
+        else if (threadIdx.x == 32) bwd_ws_writer<ORDERED>(p, tm, S, smem, n0);
     } else {
         regs_alloc<CONSUMER_REGS>();
-        bwd_ws_consumer<ORDERED>(p, tm, S, T, b, kvh, n0, n);
+        bwd_ws_consumer(p, S, T, b, kvh, n0, n);
     }
 }

@@ -175,12 +175,12 @@ int attn_bwd_maps(const sp_kcfg *cfg, const attn_bwd_args *a, attn_bwd_tma_maps 
         attn_tensor_map(&m->k, cfg, &a->k, a->seqlen, a->kv_heads, a->batch, cfg->bn, e) ||
         attn_tensor_map(&m->v, cfg, &a->v, a->seqlen, a->kv_heads, a->batch, cfg->bn, e))
         return -1;
-    /* dq_accum [B, N, H, D] fp32 (attn_bwd_pack's strides): a warp's 16 rows x 32 dims per box,
-     * 128 bytes wide for the 128-byte swizzle. */
+    /* dq_accum [B, N, H, D] fp32 (attn_bwd_pack's strides): a query tile's BM rows x 32 dims
+     * per box (the dQ writer's, kernels/bwd_ws.cuh), 128 bytes wide for the 128-byte swizzle. */
     const uint64_t dims[4] = { (uint64_t)cfg->head_dim, (uint64_t)a->seqlen, (uint64_t)a->heads, (uint64_t)a->batch };
     const uint64_t row = 4 * (uint64_t)a->heads * (uint64_t)cfg->head_dim;
     const uint64_t strides[3] = { row, 4 * (uint64_t)cfg->head_dim, row * (uint64_t)a->seqlen };
-    const uint32_t box[4] = { 32, 16, 1, 1 };
+    const uint32_t box[4] = { 32, (uint32_t)cfg->bm, 1, 1 };
     return cu_tensor_map_f32(&m->dqa, a->dq_accum, dims, strides, box, e);
 }
 

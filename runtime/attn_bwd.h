@@ -107,7 +107,7 @@ void attn_bwd_parts(const sp_kcfg *cfg, int deterministic, sp_bwd_part parts[3])
  * Uniform batches only (the family refuses packed sequences). */
 typedef struct {
     CUtensorMap q, dout, k, v;
-    CUtensorMap dqa;   /* dq_accum (fp32), boxes of 16 rows x 32 dims: the dQ reduce-adds */
+    CUtensorMap dqa;   /* dq_accum (fp32), boxes of BM rows x 32 dims: the dQ reduce-adds */
 } attn_bwd_tma_maps;
 _Static_assert(sizeof(attn_bwd_tma_maps) == 5 * 128, "kernels/bwd_ws.cuh: bwd_tma_maps is five 128-byte maps");
 int attn_bwd_maps(const sp_kcfg *cfg, const attn_bwd_args *a, attn_bwd_tma_maps *m, sp_err *e);
