@@ -118,6 +118,7 @@ struct bwd_ws_shared {
     unsigned long long kv_full, full[STAGES], empty[STAGES];
     unsigned long long dq_full, dq_empty;   /* the dQ staging: staged by the consumers, read by the writer */
     bwd_slot slots[STAGES];
+    int n0;        /* this CTA's first key (the producer reads it here rather than hold it) */
     int dq_tile;   /* the staged tile's query tile (mt << 8 | head in group; -1: no more), with dq_full */
 };
 
@@ -272,18 +273,38 @@ DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_s
  * are zero-filled by TMA, as cp.async's zero-fill did); lse2 and delta rows mt * BM .. of the
  * head's padded scratch row (pre wrote lse2 = +inf, delta = 0 past n, up to seqlen_pad, a
  * multiple of 128 >= every tile's end: the copy never leaves the row). */
-DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_shared &S, unsigned char *smem, int n0)
+/* The block's coordinates, read from the special registers where used (volatile: not kept in
+ * a register across the producer's loop, at 24 registers a register counts). */
+DEV int ws_ctaid_y()
 {
-    /* Its values from scratch, as the writer's: at 24 registers for the warpgroup, values
-     * carried across the roles' split spilled. */
+    int v;
+    asm volatile("mov.u32 %0, %%ctaid.y;\n" : "=r"(v));
+    return v;
+}
+DEV int ws_ctaid_z()
+{
+    int v;
+    asm volatile("mov.u32 %0, %%ctaid.z;\n" : "=r"(v));
+    return v;
+}
+
+/* The band table rows of this CTA's kv head's query heads (a 32-bit offset: no sign extension). */
+DEV const int *ws_rows(const sp_bwd_kparams &p)
+{
+    return (const int *)p.bands + (unsigned)((p.head_offset + ws_ctaid_y() * GROUP) * BAND_STRIDE);
+}
+
+DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_shared &S, unsigned char *smem)
+{
+    /* Its values from scratch or from shared memory, read where used: at 24 registers for the
+     * warpgroup (the writer's path included), values held through the loop spilled. */
     const bwd_ws_tiles T = bwd_ws_tiles_at(smem);
-    const int n = p.seqlen, kvh = (int)blockIdx.y, b = (int)blockIdx.z;
-    const int *rows = (const int *)p.bands + (p.head_offset + kvh * GROUP) * BAND_STRIDE;
+    const int n0 = S.n0;
     mbar_arrive_expect_tx(bwd_ws_bar(S.kv_full), 2 * KV_TILE_BYTES);
 #pragma unroll
     for (int cb = 0; cb < COL_BLOCKS; ++cb) {
-        tma_load_4d(T.k + cb * BN * SW_ROW, tm.k, bwd_ws_bar(S.kv_full), 64 * cb, n0, kvh, b);
-        tma_load_4d(T.v + cb * BN * SW_ROW, tm.v, bwd_ws_bar(S.kv_full), 64 * cb, n0, kvh, b);
+        tma_load_4d(T.k + cb * BN * SW_ROW, tm.k, bwd_ws_bar(S.kv_full), 64 * cb, n0, ws_ctaid_y(), ws_ctaid_z());
+        tma_load_4d(T.v + cb * BN * SW_ROW, tm.v, bwd_ws_bar(S.kv_full), 64 * cb, n0, ws_ctaid_y(), ws_ctaid_z());
     }
     bwd_cursor cur;
     bwd_cursor_init(cur);
@@ -291,7 +312,7 @@ DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws
     u32 phase = 0;
     int r, mt;
     for (;;) {
-        const bool any = bwd_cursor_next(cur, rows, n0, n, r, mt);
+        const bool any = bwd_cursor_next(cur, ws_rows(p), S.n0, p.seqlen, r, mt);
         mbar_wait(bwd_ws_bar(S.empty[stage]), phase ^ 1);   /* every consumer warp is done with it */
         bwd_slot &slot = S.slots[stage];
         const u32 full = bwd_ws_bar(S.full[stage]);
@@ -300,7 +321,7 @@ DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws
             mbar_arrive(full);
             return;
         }
-        const int *row = rows + (unsigned)(r * BAND_STRIDE);   /* unsigned: no sign extension (a register at 24) */
+        const int *row = ws_rows(p) + (unsigned)(r * BAND_STRIDE);
         slot.mt = mt;
         slot.r = r;
         slot.count = min(row[0], MAX_INTERVALS);
@@ -310,7 +331,7 @@ DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws
             slot.hi[k] = row[2 + 2 * k];
         }
         mbar_arrive_expect_tx(full, STAGE_TX_BYTES);   /* release: the slot is published with the phase */
-        const int h = kvh * GROUP + r, m0 = mt * BM;
+        const int h = ws_ctaid_y() * GROUP + r, m0 = mt * BM, b = ws_ctaid_z();
 #pragma unroll
         for (int cb = 0; cb < COL_BLOCKS; ++cb) {
             tma_load_4d(T.q + stage * Q_TILE_BYTES + cb * BM * SW_ROW, tm.q, full, 64 * cb, m0, h, b);
@@ -489,6 +510,7 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
     const bwd_ws_tiles T = bwd_ws_tiles_at(smem);
 
     if (threadIdx.x == 0) {
+        S.n0 = n0;
         mbar_init(bwd_ws_bar(S.kv_full), 1);
 #pragma unroll
         for (int st = 0; st < STAGES; ++st) {
@@ -511,7 +533,7 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
     const int wg = __shfl_sync(0xffffffffu, (int)threadIdx.x / 128, 0);
     if (wg == 0) {
         regs_dealloc<PRODUCER_REGS>();
-        if (threadIdx.x == 0) bwd_ws_producer(p, tm, S, smem, n0);
+        if (threadIdx.x == 0) bwd_ws_producer(p, tm, S, smem);
         else if (threadIdx.x == 32) bwd_ws_writer<ORDERED>(p, tm, S, smem, n0);
     } else {
         regs_alloc<CONSUMER_REGS>();
