@@ -21,7 +21,7 @@ need_gpu() { have_gpu || skip "no GPU: runs on the GPU host"; }
     run "$SPATTN" bench --help
     [ "$status" -eq 0 ]
     [[ "${lines[0]}" == "usage: spattn bench SPEC"* ]]
-    for o in --seq-len --batch --pass --iters --json --csv --svg --layer-index --tile --db --gpu; do
+    for o in --seq-len --batch --pass --iters --json --csv --svg --layer-index --tile --bwd-tile --deterministic --db --gpu; do
         [[ "$output" == *"$o"* ]] || { echo "missing $o"; false; }
     done
 }
@@ -61,6 +61,14 @@ need_gpu() { have_gpu || skip "no GPU: runs on the GPU host"; }
 @test "bench: a malformed --tile, exit 2 before any GPU work" {
     run "$SPATTN" bench "$OLMOE" --seq-len 64 --tile 12x
     [ "$status" -eq 2 ]
+}
+
+@test "bench: a malformed --bwd-tile, exit 2 before any GPU work, naming the tile" {
+    for t in 12x abc 64x128:q3; do
+        run "$SPATTN" bench "$OLMOE" --seq-len 64 --pass fwdbwd --bwd-tile "$t"
+        [ "$status" -eq 2 ] || { echo "--bwd-tile $t: exit $status: $output"; false; }
+        [[ "$output" == *"$t"* ]]
+    done
 }
 
 @test "bench: without a GPU, exit 3 naming the missing driver, nothing on stdout" {
@@ -138,6 +146,16 @@ need_gpu() { have_gpu || skip "no GPU: runs on the GPU host"; }
     if command -v xmllint >/dev/null; then xmllint --noout "$TMP/b.svg"; fi
     # no temporary file left beside it
     [ "$(ls "$TMP" | grep -c svg)" -eq 1 ]
+}
+
+@test "gpu: --bwd-tile times the backward named apart from the forward's tile, and --deterministic" {
+    need_gpu
+    run bash -c "'$SPATTN' bench '$OLMOE' --batch 1 --seq-len 700 --iters 3 --pass fwdbwd --bwd-tile 64x128:s2:wgmma --json 2>/dev/null"
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -e '(.kernel | contains("_ws_")) and (.kernel | contains("bwd_main_bf16_d128_bm64_bn128_w8_s2_wg_"))'
+    run bash -c "'$SPATTN' bench '$OLMOE' --batch 1 --seq-len 700 --iters 3 --pass fwdbwd --deterministic --json 2>/dev/null"
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -e '.spattn_ms > 0'
 }
 
 @test "gpu: a single point and --tile" {

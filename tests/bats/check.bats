@@ -84,10 +84,12 @@ need_gpu() { have_gpu || skip "no GPU: runs on the GPU host"; }
     [[ "$output" == *"--layout: 'nhbd' is not bnhd or bhnd"* ]]
 }
 
-@test "check: malformed --tile, exit 2 before any GPU work" {
+@test "check: malformed --tile or --bwd-tile, exit 2 before any GPU work" {
     for t in 12x x64 128x64:w 128x64:q3 abc; do
         run "$SPATTN" check "$OLMOE" --seq-len 64 --tile "$t"
         [ "$status" -eq 2 ] || { echo "--tile $t: exit $status: $output"; false; }
+        run "$SPATTN" check "$OLMOE" --seq-len 64 --pass both --bwd-tile "$t"
+        [ "$status" -eq 2 ] || { echo "--bwd-tile $t: exit $status: $output"; false; }
     done
 }
 
