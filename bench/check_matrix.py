@@ -12,8 +12,7 @@ The matrix (`run`):
     the tuner's own search space (`spattn tune --list-candidates ARCH`):
         fwd-mma, fwd-wgmma, fwd-ws, bwd-mma, bwd-mma-det, bwd-wgmma, bwd-wgmma-det,
         bwd-ws, bwd-ws-det
-    (the wgmma and ws ones on sm_90a only; "det" is --deterministic; bwd-ws
-    has no packed sequences: plans for them take its wgmma twin);
+    (the wgmma and ws ones on sm_90a only; "det" is --deterministic);
   * per family, 35 cases: all 35 (pattern, N) pairs of
         pattern  spattn exclusive gapped local dense custom window
         N        1 65 1000 4096 8193
@@ -34,7 +33,7 @@ The matrix (`run`):
     check's "=seq" tensors); names start with "packed" (--filter packed).
   * the deterministic Hopper backwards' dQ order (issue 16 item 2), wgmma
     and ws: many contributors per query tile, shared KV tiles, empty query
-    tiles with GQA at odd N, packed batches (wgmma), two seeds each, every
+    tiles with GQA at odd N, packed batches, two seeds each, every
     case also bitwise repeated; names start with "det-order" (--filter
     det-order; --filter bwd-wgmma-det or bwd-ws-det runs them with the
     family's others).
@@ -74,9 +73,8 @@ GROUPS = [1, 4]
 SEQ_LENS = [1, 65, 1000, 4096, 8193]
 FAMILIES = ["fwd-mma", "fwd-wgmma", "fwd-ws", "bwd-mma", "bwd-mma-det", "bwd-wgmma", "bwd-wgmma-det", "bwd-ws",
             "bwd-ws-det"]
-# The warp-specialized backward takes no packed sequences (a :ws tile is refused there; the
-# plans pick the wgmma twin), so it has no packed cases.
-NO_PACKED = {"bwd-ws", "bwd-ws-det"}
+# Families without packed sequences (none since the warp-specialized backward takes them).
+NO_PACKED = set()
 HEADS = {1: (6, 6), 4: (12, 3)}   # kv-group size -> (heads, kv_heads)
 NEW_TOKENS = [1, 4]               # decode: T
 DECODE_TILES = [None, "16x32:w1:s2", "16x64:w2:s4", "16x128:w4:s2", "16x32:w2:s3", "16x64:w1:s3"]

@@ -160,12 +160,8 @@ void gpu_problem_db_key(const gpu_problem *p, sp_kernel_kind kind, db_key *key)
 static int pick_config(gpu_problem *p, sp_kernel_kind kind, sp_kcfg *c, sp_err *e)
 {
     const char *tile = kind == SP_KIND_BWD ? p->bwd_tile : p->tile;
-    if (config_pick(p->gpu, &p->spec, &p->pattern, kind, p->ga.B, p->ga.N, 0, p->db_path, tile, c, p->config_source,
-                    sizeof p->config_source, e))
-        return -1;
-    /* Packed sequences: a tuned or default warp-specialized backward becomes its wgmma twin
-     * (a --tile naming one is refused at launch, with its reason). */
-    return p->packed && !tile ? config_bwd_packed(c, p->config_source, sizeof p->config_source, e) : 0;
+    return config_pick(p->gpu, &p->spec, &p->pattern, kind, p->ga.B, p->ga.N, 0, p->db_path, tile, c,
+                       p->config_source, sizeof p->config_source, e);
 }
 
 int gpu_problem_kernel(gpu_problem *p, sp_kernel_kind kind, engine_kernel *k, sp_err *e)

@@ -25,8 +25,8 @@ void kcfg_default_bwd(sp_kcfg *c, int sm)
          * stages; d64: one, 3 stages), on the warp-specialized kernel (a
          * producer warpgroup loading by TMA, dQ added by TMA): its
          * forward+backward 10% (d64) to 26% faster than the wgmma kernel's
-         * at the shapes of DESIGN.md (session 8, bench/NOTES-bwd.md).
-         * Packed sequences take the wgmma one (kcfg_bwd_for_packed). */
+         * at the shapes of DESIGN.md (session 8, bench/NOTES-bwd.md),
+         * packed sequences included (branch dq-writer-packed). */
         c->mma = SP_MMA_WS;
         c->bm = 64;
         c->bn = c->head_dim;
@@ -250,23 +250,4 @@ int kcfg_candidates_bwd_wgmma(const sp_kcfg *c, sp_kcfg *out, int cap, int count
 {
     for (int stages = 2; stages <= 3; stages++) add_candidate(c, SP_MMA_WGMMA, 64, c->head_dim, stages, out, cap, &count);
     return count;
-}
-
-int kcfg_bwd_for_packed(sp_kcfg *c, int *changed, sp_err *e)
-{
-    *changed = 0;
-    if (c->kind != SP_KIND_BWD || !kcfg_family(c) || !kcfg_family(c)->producer_threads) return 0;
-    sp_kcfg t = *c;
-    t.mma = SP_MMA_WGMMA;
-    t.warps = 0;
-    sp_err ignored = { 0 };
-    if (kcfg_derive_bwd(&t, &ignored)) {   /* its stages do not fit the wgmma kernel: the default's */
-        t = *c;
-        kcfg_default_bwd(&t, t.sm);
-        t.mma = SP_MMA_WGMMA;
-        if (kcfg_derive_bwd(&t, e)) return -1;
-    }
-    *c = t;
-    *changed = 1;
-    return 0;
 }

@@ -84,8 +84,18 @@
  * and completions themselves at 1.27-1.54x of the default; here only the
  * writer waits.
  *
- * Supported: uniform batches (no cu_seqlens: the host refuses packed
- * sequences for this family and the plans pick a :wgmma tile for them).
+ * Packed sequences (cu_seqlens; THIS PART, branch dq-writer-packed, HAS NOT
+ * RUN ON A GPU): blockIdx.z is the sequence.  The launch's parameters stay
+ * kernel parameters (bwd_wgmma.cuh's copy of them into shared memory cost
+ * every role registers here) and the sequence's offsets (its length, first
+ * row, scratch row and first semaphore; S.n .. S.wsrow) apply to them where
+ * used; the tensor maps span the packed tensors (batch 1, `total` rows).  A
+ * tile's rows past the sequence's end are the next sequence's (TMA
+ * zero-fills only past the tensor's end) and harmless: their lse2 is +inf,
+ * so P and dS are 0 there, and the dQ rows added for them are zeros, which
+ * leave the accumulator's bits unchanged (it starts at +0, and
+ * round-to-nearest never turns +0 into -0); keys past the end are masked,
+ * and dK and dV are written for keys below n only.
  *
  * Needs from the translation unit: the backward's constants, plus
  * PRODUCER_THREADS, PRODUCER_REGS, CONSUMER_REGS (codegen/emit_bwd.c). */
@@ -119,6 +129,14 @@ struct bwd_ws_shared {
     unsigned long long dq_full, dq_empty;   /* the dQ staging: staged by the consumers, read by the writer */
     bwd_slot slots[STAGES];
     int n0;        /* this CTA's first key (the producer reads it here rather than hold it) */
+    /* This CTA's sequence (packed: blockIdx.z; kernels/seq.cuh), read where used: the
+     * launch's parameters stay kernel parameters (instruction operands, no register) and
+     * these offsets apply to them.  A uniform batch: n = seqlen and the rest 0 but tb = b. */
+    int n;         /* its length */
+    int row0;      /* its first row in the packed tensors (the TMA coordinates') */
+    int tb;        /* the TMA maps' batch coordinate: b, packed 0 */
+    int semoff;    /* packed: its first query tile's semaphore, start / BM + b (seq_bwd.cuh) */
+    long long wsrow;   /* packed: its first row of the lse2 / delta scratch (seq_ws_row) */
     int dq_tile;   /* the staged tile's query tile (mt << 8 | head in group; -1: no more), with dq_full */
 };
 
@@ -153,6 +171,29 @@ DEV bwd_ws_tiles bwd_ws_tiles_at(unsigned char *smem)
      * alignment (static_assert below). */
     t.dq = (t.d + STAGES * BM * 4 + 1023u) & ~1023u;
     return t;
+}
+
+/* The block's coordinates, read from the special registers where used (volatile: not kept in
+ * a register across the producer's loop, at 24 registers a register counts). */
+DEV int ws_ctaid_y()
+{
+    int v;
+    asm volatile("mov.u32 %0, %%ctaid.y;\n" : "=r"(v));
+    return v;
+}
+DEV int ws_ctaid_z()
+{
+    int v;
+    asm volatile("mov.u32 %0, %%ctaid.z;\n" : "=r"(v));
+    return v;
+}
+
+/* The band table rows of this CTA's kv head's query heads, of its sequence's table (packed:
+ * bands_sb apart; a uniform batch: 0): a 32-bit offset, no sign extension. */
+DEV const int *ws_rows(const sp_bwd_kparams &p)
+{
+    return (const int *)p.bands +
+           (unsigned)(ws_ctaid_z() * p.bands_sb + (p.head_offset + ws_ctaid_y() * GROUP) * BAND_STRIDE);
 }
 
 /* ==== dQ: staged by the consumers, added by the writer ====
@@ -236,7 +277,7 @@ DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_s
     /* Its own values, from scratch (none carried from before the roles split: at 24 registers
      * a carried value spilled). */
     const u32 sdq = bwd_ws_tiles_at(smem).dq;
-    const int kvh = (int)blockIdx.y, b = (int)blockIdx.z;
+    const int kvh = (int)blockIdx.y;
 #pragma unroll 1
     for (int s = 0;; ++s) {
         mbar_wait(bwd_ws_bar(S.dq_full), (u32)s & 1);   /* the consumers have staged step s, or are done */
@@ -245,9 +286,11 @@ DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_s
         const int h = kvh * GROUP + (tile & 255), mt = tile >> 8;
         int *sem = nullptr;
         if constexpr (ORDERED) {
-            sem = (int *)p.dq_sem + b * p.sem_sb + h * p.sem_sh + mt;
-            const int target =
-                ws_dq_rank((const int *)p.bands + (unsigned)((p.head_offset + h) * BAND_STRIDE), mt, n0 / BN, p.seqlen);
+            /* packed: sem_sb = 0 (tb = 0), the sequence's semaphores from semoff */
+            sem = (int *)p.dq_sem + S.tb * p.sem_sb + S.semoff + h * p.sem_sh + mt;
+            const int target = ws_dq_rank(
+                (const int *)p.bands + (unsigned)(ws_ctaid_z() * p.bands_sb + (p.head_offset + h) * BAND_STRIDE), mt,
+                n0 / BN, S.n);
 #pragma unroll 1
             while (ld_acquire_gpu(sem) < target) {
             }
@@ -255,7 +298,7 @@ DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_s
         }
 #pragma unroll
         for (int x = 0; x < 2 * (BN / 64); ++x)
-            tma_reduce_add_4d(tm.dqa, sdq + (u32)x * WS_DQ_BOX_BYTES, 32 * x, mt * BM, h, b);
+            tma_reduce_add_4d(tm.dqa, sdq + (u32)x * WS_DQ_BOX_BYTES, 32 * x, S.row0 + mt * BM, h, S.tb);
         tma_store_commit();
         tma_store_wait_read<0>();
         mbar_arrive(bwd_ws_bar(S.dq_empty));   /* the consumers may stage the next tile */
@@ -273,27 +316,6 @@ DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_s
  * are zero-filled by TMA, as cp.async's zero-fill did); lse2 and delta rows mt * BM .. of the
  * head's padded scratch row (pre wrote lse2 = +inf, delta = 0 past n, up to seqlen_pad, a
  * multiple of 128 >= every tile's end: the copy never leaves the row). */
-/* The block's coordinates, read from the special registers where used (volatile: not kept in
- * a register across the producer's loop, at 24 registers a register counts). */
-DEV int ws_ctaid_y()
-{
-    int v;
-    asm volatile("mov.u32 %0, %%ctaid.y;\n" : "=r"(v));
-    return v;
-}
-DEV int ws_ctaid_z()
-{
-    int v;
-    asm volatile("mov.u32 %0, %%ctaid.z;\n" : "=r"(v));
-    return v;
-}
-
-/* The band table rows of this CTA's kv head's query heads (a 32-bit offset: no sign extension). */
-DEV const int *ws_rows(const sp_bwd_kparams &p)
-{
-    return (const int *)p.bands + (unsigned)((p.head_offset + ws_ctaid_y() * GROUP) * BAND_STRIDE);
-}
-
 DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_shared &S, unsigned char *smem)
 {
     /* Its values from scratch or from shared memory, read where used: at 24 registers for the
@@ -303,8 +325,8 @@ DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws
     mbar_arrive_expect_tx(bwd_ws_bar(S.kv_full), 2 * KV_TILE_BYTES);
 #pragma unroll
     for (int cb = 0; cb < COL_BLOCKS; ++cb) {
-        tma_load_4d(T.k + cb * BN * SW_ROW, tm.k, bwd_ws_bar(S.kv_full), 64 * cb, n0, ws_ctaid_y(), ws_ctaid_z());
-        tma_load_4d(T.v + cb * BN * SW_ROW, tm.v, bwd_ws_bar(S.kv_full), 64 * cb, n0, ws_ctaid_y(), ws_ctaid_z());
+        tma_load_4d(T.k + cb * BN * SW_ROW, tm.k, bwd_ws_bar(S.kv_full), 64 * cb, S.row0 + n0, ws_ctaid_y(), S.tb);
+        tma_load_4d(T.v + cb * BN * SW_ROW, tm.v, bwd_ws_bar(S.kv_full), 64 * cb, S.row0 + n0, ws_ctaid_y(), S.tb);
     }
     bwd_cursor cur;
     bwd_cursor_init(cur);
@@ -312,7 +334,7 @@ DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws
     u32 phase = 0;
     int r, mt;
     for (;;) {
-        const bool any = bwd_cursor_next(cur, ws_rows(p), S.n0, p.seqlen, r, mt);
+        const bool any = bwd_cursor_next(cur, ws_rows(p), S.n0, S.n, r, mt);
         mbar_wait(bwd_ws_bar(S.empty[stage]), phase ^ 1);   /* every consumer warp is done with it */
         bwd_slot &slot = S.slots[stage];
         const u32 full = bwd_ws_bar(S.full[stage]);
@@ -331,13 +353,14 @@ DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws
             slot.hi[k] = row[2 + 2 * k];
         }
         mbar_arrive_expect_tx(full, STAGE_TX_BYTES);   /* release: the slot is published with the phase */
-        const int h = ws_ctaid_y() * GROUP + r, m0 = mt * BM, b = ws_ctaid_z();
+        const int h = ws_ctaid_y() * GROUP + r, m0 = mt * BM;
 #pragma unroll
         for (int cb = 0; cb < COL_BLOCKS; ++cb) {
-            tma_load_4d(T.q + stage * Q_TILE_BYTES + cb * BM * SW_ROW, tm.q, full, 64 * cb, m0, h, b);
-            tma_load_4d(T.dout + stage * Q_TILE_BYTES + cb * BM * SW_ROW, tm.dout, full, 64 * cb, m0, h, b);
+            tma_load_4d(T.q + stage * Q_TILE_BYTES + cb * BM * SW_ROW, tm.q, full, 64 * cb, S.row0 + m0, h, S.tb);
+            tma_load_4d(T.dout + stage * Q_TILE_BYTES + cb * BM * SW_ROW, tm.dout, full, 64 * cb, S.row0 + m0, h, S.tb);
         }
-        const long long w = b * p.ws_sb + h * p.ws_sh + m0;
+        /* packed: ws_sb = 0 (and tb = 0), the sequence's scratch rows from wsrow */
+        const long long w = S.tb * p.ws_sb + S.wsrow + h * p.ws_sh + m0;
         bulk_load(T.l + stage * BM * 4, (const float *)p.lse2 + w, BM * 4, full);
         bulk_load(T.d + stage * BM * 4, (const float *)p.delta + w, BM * 4, full);
         if (++stage == STAGES) {
@@ -488,12 +511,14 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
     ws_dq_end(S, it, ctid);   /* the writer stops */
 
     /* dK * scale and dV, staged through the warp's own rows of the K and V tiles once no
-     * consumer reads them (the last dQ read every row of K's column blocks). */
+     * consumer reads them (the last dQ read every row of K's column blocks).  Packed: the
+     * sequence's rows from row0 (batch strides 0, tb = 0). */
     named_sync(BAR_DS, CONSUMER_THREADS);
-    bwd_write_rows<sw128_tiles>(dk, p.scale, T.k + cw * 16 * SW_ROW, (elem_t *)p.dk + b * p.dk_sb + kvh * p.dk_sh,
-                                p.dk_sn, key0, n, lane);
-    bwd_write_rows<sw128_tiles>(dv, 1.f, T.v + cw * 16 * SW_ROW, (elem_t *)p.dv + b * p.dv_sb + kvh * p.dv_sh, p.dv_sn,
-                                key0, n, lane);
+    const long long row0 = S.row0;
+    bwd_write_rows<sw128_tiles>(dk, p.scale, T.k + cw * 16 * SW_ROW,
+                                (elem_t *)p.dk + S.tb * p.dk_sb + row0 * p.dk_sn + kvh * p.dk_sh, p.dk_sn, key0, n, lane);
+    bwd_write_rows<sw128_tiles>(dv, 1.f, T.v + cw * 16 * SW_ROW,
+                                (elem_t *)p.dv + S.tb * p.dv_sb + row0 * p.dv_sn + kvh * p.dv_sh, p.dv_sn, key0, n, lane);
 }
 
 /* ==== The kernel body: grid (ceil(n / BN), kv heads, batch), THREADS threads (ORDERED:
@@ -503,14 +528,22 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
 {
     extern __shared__ unsigned char smem[];
     __shared__ bwd_ws_shared S;
-    /* ORDERED: KV tiles in descending order (bwd_order.cuh says why), as bwd_block_of<true>. */
-    const int n = p.seqlen, kvh = (int)blockIdx.y, b = (int)blockIdx.z, tiles = (n + BN - 1) / BN;
+    /* ORDERED: KV tiles in descending order (bwd_order.cuh says why), as bwd_block_of<true>.
+     * Packed: blockIdx.z is the sequence, n its length (KV tiles past it return). */
+    const int kvh = (int)blockIdx.y, b = (int)blockIdx.z;
+    const seq_span sp = seq_span_of(p, b);
+    const int n = sp.n, tiles = (n + BN - 1) / BN;
     const int n0 = !ORDERED ? (int)blockIdx.x * BN : (int)blockIdx.x < tiles ? (tiles - 1 - (int)blockIdx.x) * BN : n;
     if (n0 >= n) return;   /* block-uniform */
     const bwd_ws_tiles T = bwd_ws_tiles_at(smem);
 
     if (threadIdx.x == 0) {
         S.n0 = n0;
+        S.n = n;
+        S.row0 = sp.start;   /* 0 for a uniform batch */
+        S.tb = p.cu_seqlens ? 0 : b;
+        S.semoff = p.cu_seqlens ? sp.start / BM + b : 0;
+        S.wsrow = p.cu_seqlens ? seq_ws_row(p, b) : 0;
         mbar_init(bwd_ws_bar(S.kv_full), 1);
 #pragma unroll
         for (int st = 0; st < STAGES; ++st) {

@@ -346,7 +346,6 @@ spattn_status spattn_plan_set_seq_lens(spattn_plan *p, const int64_t *seq_lens, 
                         sizeof q.pfsrc, &e) ||
             config_pick(&c->gpu, s, &p->pattern, SP_KIND_BWD, n_seqs, q.pack.max_len, 0, c->db_path, NULL, &bc, q.pbsrc,
                         sizeof q.pbsrc, &e) ||
-            config_bwd_packed(&bc, q.pbsrc, sizeof q.pbsrc, &e) ||
             context_kernel(c, s, &p->pattern, &fc, &q.pfk, &e) || context_kernel(c, s, &p->pattern, &bc, &q.pbk, &e) ||
             packing_bandtab(&q.pack, &p->pattern, s->heads, maxi, &tab, &q.bands_sb, &e))
             goto fail;

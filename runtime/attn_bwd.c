@@ -67,11 +67,6 @@ int attn_bwd_pack(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_kparams *kp
     if (check_scratch("delta", a->delta, e) || check_scratch("lse2", a->lse2, e) ||
         (accum && check_scratch("dq_accum", a->dq_accum, e)) || (sem && check_scratch("dq_sem", a->dq_sem, e)))
         return -1;
-    if (kcfg_family(cfg)->producer_threads && a->cu_seqlens)
-        return sp_fail(e, SP_EXIT_USAGE,
-                       "backward launch: the warp-specialized backward (tile %s) does not support packed sequences "
-                       "(cu_seqlens) yet; use a :wgmma tile (plans for packed sequences pick one)",
-                       kcfg_family(cfg)->tile_suffix);
     if (a->cu_seqlens && (a->total < 1 || a->total > (1 << 30) || a->bands_sb < 0))
         return sp_fail(e, SP_EXIT_USAGE, "backward launch: packed total %lld tokens, band stride %d", a->total,
                        a->bands_sb);
@@ -169,17 +164,25 @@ void attn_bwd_parts(const sp_kcfg *cfg, int deterministic, sp_bwd_part parts[3])
 int attn_bwd_maps(const sp_kcfg *cfg, const attn_bwd_args *a, attn_bwd_tma_maps *m, sp_err *e)
 {
     memset(m, 0, sizeof *m);
-    if (a->cu_seqlens) return sp_fail(e, SP_EXIT_USAGE, "backward launch: no TMA maps for packed sequences");
-    if (attn_tensor_map(&m->q, cfg, &a->q, a->seqlen, a->heads, a->batch, cfg->bm, e) ||
-        attn_tensor_map(&m->dout, cfg, &a->dout, a->seqlen, a->heads, a->batch, cfg->bm, e) ||
-        attn_tensor_map(&m->k, cfg, &a->k, a->seqlen, a->kv_heads, a->batch, cfg->bn, e) ||
-        attn_tensor_map(&m->v, cfg, &a->v, a->seqlen, a->kv_heads, a->batch, cfg->bn, e))
+    /* Packed: one batch of `total` rows (the kernel adds each sequence's first row to its
+     * coordinates, kernels/bwd_ws.cuh); the batch stride is only formally needed. */
+    attn_tensor q = a->q, dout = a->dout, k = a->k, v = a->v;
+    int rows = a->seqlen, batch = a->batch;
+    if (a->cu_seqlens) {
+        rows = (int)a->total;
+        batch = 1;
+        q.sb = q.sn * a->total; dout.sb = dout.sn * a->total; k.sb = k.sn * a->total; v.sb = v.sn * a->total;
+    }
+    if (attn_tensor_map(&m->q, cfg, &q, rows, a->heads, batch, cfg->bm, e) ||
+        attn_tensor_map(&m->dout, cfg, &dout, rows, a->heads, batch, cfg->bm, e) ||
+        attn_tensor_map(&m->k, cfg, &k, rows, a->kv_heads, batch, cfg->bn, e) ||
+        attn_tensor_map(&m->v, cfg, &v, rows, a->kv_heads, batch, cfg->bn, e))
         return -1;
     /* dq_accum [B, N, H, D] fp32 (attn_bwd_pack's strides): a query tile's BM rows x 32 dims
      * per box (the dQ writer's, kernels/bwd_ws.cuh), 128 bytes wide for the 128-byte swizzle. */
-    const uint64_t dims[4] = { (uint64_t)cfg->head_dim, (uint64_t)a->seqlen, (uint64_t)a->heads, (uint64_t)a->batch };
-    const uint64_t row = 4 * (uint64_t)a->heads * (uint64_t)cfg->head_dim;
-    const uint64_t strides[3] = { row, 4 * (uint64_t)cfg->head_dim, row * (uint64_t)a->seqlen };
+    const uint64_t dims[4] = { (uint64_t)cfg->head_dim, (uint64_t)rows, (uint64_t)a->heads, (uint64_t)batch };
+    const uint64_t row = 4 * (uint64_t)a->heads * (uint64_t)cfg->head_dim;   /* packed: [total, H, D] */
+    const uint64_t strides[3] = { row, 4 * (uint64_t)cfg->head_dim, row * (uint64_t)rows };
     const uint32_t box[4] = { 32, (uint32_t)cfg->bm, 1, 1 };
     return cu_tensor_map_f32(&m->dqa, a->dq_accum, dims, strides, box, e);
 }

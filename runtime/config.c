@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "codegen/kcfg_bwd.h"
 #include "runtime/nvrtc.h"
 
 void config_db_key(const sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, sp_kernel_kind kind, int batch,
@@ -73,15 +72,4 @@ int config_pick(const sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, sp_
     }
     snprintf(source, n, "heuristic");
     return kcfg_derive(c, e);
-}
-
-int config_bwd_packed(sp_kcfg *c, char *source, size_t n, sp_err *e)
-{
-    int changed;
-    if (kcfg_bwd_for_packed(c, &changed, e)) return -1;
-    if (changed) {
-        size_t len = strlen(source);
-        if (len < n) snprintf(source + len, n - len, "; wgmma kernel for packed sequences");
-    }
-    return 0;
 }

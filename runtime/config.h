@@ -32,8 +32,4 @@ int config_pick(const sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, sp_
                 int64_t N, int new_tokens, const char *db_path, const char *tile, sp_kcfg *c, char *source, size_t n,
                 sp_err *e);
 
-/* Packed sequences (cu_seqlens): a warp-specialized backward config c becomes
- * its wgmma twin (kcfg_bwd_for_packed), and source (n bytes) says so. */
-int config_bwd_packed(sp_kcfg *c, char *source, size_t n, sp_err *e);
-
 #endif

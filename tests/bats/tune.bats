@@ -512,8 +512,8 @@ interrupt_long_tune() {
     [ "$(echo "$output" | grep -c '^matrix bwd-ws-det .* tile=64x\(64\|128\):w[48]:s[23]:ws$')" -eq 35 ]
     echo "$output" | grep -q 'matrix bwd-ws .* d64 .*tile=64x64:w4:s3:ws'
     echo "$output" | grep -q 'matrix bwd-ws .* d128 .*tile=64x128:w8:s2:ws'
-    [ "$(echo "$output" | grep -c '^det-order bwd-ws-det ')" -eq 14 ]
-    ! echo "$output" | grep -q '^packed bwd-ws'
+    [ "$(echo "$output" | grep -c '^det-order bwd-ws-det ')" -eq 20 ]
+    [ "$(echo "$output" | grep -c '^packed bwd-ws')" -eq 12 ]
     [[ "${lines[${#lines[@]}-1]}" == *"families bwd-ws, bwd-ws-det; coverage gaps: 0" ]]
     run "$SPATTN" tune "$ROOT/configs/olmoe-1b-7b.yaml" --kind bwd --list-candidates sm_90a
     [ "$status" -eq 0 ]

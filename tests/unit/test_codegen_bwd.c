@@ -510,7 +510,7 @@ static void test_compile_no_spills(void)
 /* The warp-specialized backward (family bwd-ws, issue 16 item 2): the
  * default at d128 on sm_90, a tuner candidate; a producer warpgroup besides
  * the wgmma warps; pre, main, main_sem (deterministic mode) and convert; the
- * launch refuses packed sequences, and plans for them take the wgmma twin. */
+ * launch takes packed sequences too. */
 static void test_ws_family(void)
 {
     sp_kcfg c = base_cfg();
@@ -557,7 +557,7 @@ static void test_ws_family(void)
     CHECKF(kcfg_derive_bwd(&t, &e) == 0 && t.threads == 256, "64x64:s3:ws derives at d64 (%d threads)", t.threads);
 
     /* Tuner candidates at both head_dims (d128: 2 stages; d64: 2 and 3), the default at both;
-     * packed sequences turn it into the wgmma twin. */
+     * packed sequences included. */
     sp_kcfg out[64];
     for (int d = 64; d <= 128; d += 64) {
         t = base_cfg();
@@ -571,14 +571,8 @@ static void test_ws_family(void)
         kcfg_default_bwd(&dflt, 90);
         CHECKF(dflt.mma == SP_MMA_WS, "default at d%d: mma %d", d, (int)dflt.mma);
     }
-    int changed = 0;
-    t = c;
-    CHECKF(kcfg_bwd_for_packed(&t, &changed, &e) == 0 && changed && t.mma == SP_MMA_WGMMA && t.threads == 256 &&
-               t.bm == 64 && t.bn == 128 && t.stages == 2,
-           "packed: the wgmma twin (%d threads)", t.threads);
-    CHECK("packed: a wgmma config stays", kcfg_bwd_for_packed(&t, &changed, &e) == 0 && !changed);
 
-    /* The launch: atomic and deterministic mode pack; packed sequences are refused. */
+    /* The launch: atomic and deterministic mode pack, and packed sequences. */
     sp_bwd_part parts[3];
     attn_bwd_parts(&c, 0, parts);
     CHECK("atomic parts", parts[0] == BWD_PRE && parts[1] == BWD_MAIN && parts[2] == BWD_CONVERT);
@@ -611,8 +605,10 @@ static void test_ws_family(void)
     a.deterministic = 0;
     a.cu_seqlens = 0x3000;
     a.total = 1000;
+    a.bands_sb = 64;
     e.msg[0] = 0;
-    CHECKF(attn_bwd_pack(&c, &a, &kp, &e) == -1 && strstr(e.msg, "packed sequences"), "packed refused: %s", e.msg);
+    CHECKF(attn_bwd_pack(&c, &a, &kp, &e) == 0 && kp.cu_seqlens == 0x3000 && kp.q_sb == 0 && kp.dqa_sb == 0,
+           "packed packs (batch strides 0): %s", e.msg);
 
     /* The unit: the entry takes the TMA maps; the default family's is untouched. */
     char buf[512];
