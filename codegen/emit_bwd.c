@@ -161,7 +161,7 @@ static void emit_bwd_entries(strbuf *out, const sp_kcfg *cfg)
         kcfg_bwd_name(cfg, BWD_MAIN_SEM, sem_name, sizeof sem_name);
         sb_printf(out,
                   "/* main (warp-specialized): grid (ceil(n / BN), kv heads, batch), THREADS threads (a producer\n"
-                  " * warpgroup, then BN / 64 consumers), SMEM_MAIN bytes of dynamic shared memory; dQ by bulk\n"
+                  " * warpgroup, then BN / 64 consumers), SMEM_MAIN bytes of dynamic shared memory; dQ by TMA\n"
                   " * reduce-adds into dq_accum (zeroed by pre).  main_sem (deterministic mode): the same with\n"
                   " * its dQ adds in a fixed order, a semaphore per query tile (dq_sem, zeroed by pre), KV tiles\n"
                   " * in descending order. */\n"

@@ -1,5 +1,7 @@
 /* kernels/bwd_ws.cuh: the warp-specialized backward main kernel (sm_90a),
- * the family bwd-ws (opt-in: --tile 64x128:s2:ws; NOT YET RUN ON A GPU).
+ * the family bwd-ws: the default backward on sm_90a (tiles 64x128:s2:ws at
+ * head_dim 128, 64x64:s3:ws at 64; checked and timed in session 8,
+ * bench/RESULTS.md S8).
  * The math of a step is bwd_wgmma.cuh's, unchanged and in its order; what
  * changes is who loads and how the warps meet (bench/NOTES-bwd.md, item 2;
  * FlashAttention-3's backward):
