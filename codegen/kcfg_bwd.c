@@ -256,16 +256,12 @@ int kcfg_bwd_for_packed(sp_kcfg *c, int *changed, sp_err *e)
 {
     *changed = 0;
     if (c->kind != SP_KIND_BWD || !kcfg_family(c) || !kcfg_family(c)->producer_threads) return 0;
+    /* The twin has the same tile and the same shared memory (both kernels lay it out alike),
+     * so whatever derived as ws derives as wgmma. */
     sp_kcfg t = *c;
     t.mma = SP_MMA_WGMMA;
     t.warps = 0;
-    sp_err ignored = { 0 };
-    if (kcfg_derive_bwd(&t, &ignored)) {   /* its stages do not fit the wgmma kernel: the default's */
-        t = *c;
-        kcfg_default_bwd(&t, t.sm);
-        t.mma = SP_MMA_WGMMA;
-        if (kcfg_derive_bwd(&t, e)) return -1;
-    }
+    if (kcfg_derive_bwd(&t, e)) return -1;
     *c = t;
     *changed = 1;
     return 0;

@@ -61,9 +61,8 @@ void kcfg_default_bwd(sp_kcfg *c, int sm);
  * -1 and an SP_EXIT_USAGE error naming the bad choice. */
 int kcfg_derive_bwd(sp_kcfg *c, sp_err *e);
 /* Packed sequences (cu_seqlens) have no warp-specialized backward yet: a
- * bwd-ws config c (derived) becomes the wgmma one of its tile (or, where its
- * stages do not fit that kernel, the default's), derived; *changed says
- * whether it did.  Other configs stay.  -1 only if no wgmma config fits. */
+ * bwd-ws config c (derived) becomes the wgmma one of its tile, derived;
+ * *changed says whether it did.  Other configs stay. */
 int kcfg_bwd_for_packed(sp_kcfg *c, int *changed, sp_err *e);
 
 /* ---- What the family's kernels need, for a derived config ---- */
