@@ -132,19 +132,29 @@ static void emit_bwd_kparams(strbuf *out)
 /* ---- the entry points ------------------------------------------------------ */
 
 /* One extern "C" kernel, named by kcfg_bwd_name, calling its body in the
- * kernels/ headers. */
-static void emit_entry(strbuf *out, const sp_kcfg *cfg, sp_bwd_part part, const char *comment, const char *bounds,
-                       const char *call)
+ * kernels/ headers: `call` with the arguments (p), or with the warp-specialized
+ * main's TMA maps as a second parameter (p, tm). */
+static void emit_entry_maps(strbuf *out, const sp_kcfg *cfg, sp_bwd_part part, const char *comment, const char *bounds,
+                            const char *call, int maps)
 {
     char name[128];
     kcfg_bwd_name(cfg, part, name, sizeof name);
     sb_printf(out,
               "%s\n"
-              "extern \"C\" __global__ void __launch_bounds__(%s) %s(const sp_bwd_kparams p)\n"
+              "extern \"C\" __global__ void __launch_bounds__(%s) %s(%s)\n"
               "{\n"
-              "    %s(p);\n"
+              "    %s(%s);\n"
               "}\n\n",
-              comment, bounds, name, call);
+              comment, bounds, name,
+              maps ? "const __grid_constant__ sp_bwd_kparams p, const __grid_constant__ bwd_tma_maps tm"
+                   : "const sp_bwd_kparams p",
+              call, maps ? "p, tm" : "p");
+}
+
+static void emit_entry(strbuf *out, const sp_kcfg *cfg, sp_bwd_part part, const char *comment, const char *bounds,
+                       const char *call)
+{
+    emit_entry_maps(out, cfg, part, comment, bounds, call, 0);
 }
 
 static void emit_bwd_entries(strbuf *out, const sp_kcfg *cfg)
@@ -154,28 +164,15 @@ static void emit_bwd_entries(strbuf *out, const sp_kcfg *cfg)
                " * where main adds dQ up the zeroed dQ accumulator (and main_sem's semaphores). */",
                "AUX_THREADS", "bwd_pre_kernel");
     if (kcfg_family(cfg)->producer_threads) {
-        /* The warp-specialized main and main_sem take the TMA maps of q, dout, k, v as a second
-         * parameter. */
-        char name[128], sem_name[128];
-        kcfg_bwd_name(cfg, BWD_MAIN, name, sizeof name);
-        kcfg_bwd_name(cfg, BWD_MAIN_SEM, sem_name, sizeof sem_name);
-        sb_printf(out,
-                  "/* main (warp-specialized): grid (ceil(n / BN), kv heads, batch), THREADS threads (a producer\n"
-                  " * warpgroup, then BN / 64 consumers), SMEM_MAIN bytes of dynamic shared memory; dQ by bulk\n"
-                  " * reduce-adds into dq_accum (zeroed by pre).  main_sem (deterministic mode): the same with\n"
-                  " * its dQ adds in a fixed order, a semaphore per query tile (dq_sem, zeroed by pre), KV tiles\n"
-                  " * in descending order. */\n"
-                  "extern \"C\" __global__ void __launch_bounds__(THREADS, 1) %s(const __grid_constant__ sp_bwd_kparams p,\n"
-                  "                                                      const __grid_constant__ bwd_tma_maps tm)\n"
-                  "{\n"
-                  "    bwd_ws_body<false>(p, tm);\n"
-                  "}\n\n"
-                  "extern \"C\" __global__ void __launch_bounds__(THREADS, 1) %s(const __grid_constant__ sp_bwd_kparams p,\n"
-                  "                                                      const __grid_constant__ bwd_tma_maps tm)\n"
-                  "{\n"
-                  "    bwd_ws_body<true>(p, tm);\n"
-                  "}\n\n",
-                  name, sem_name);
+        emit_entry_maps(out, cfg, BWD_MAIN,
+                        "/* main (warp-specialized): grid (ceil(n / BN), kv heads, batch), THREADS threads (a producer\n"
+                        " * warpgroup, then BN / 64 consumers), SMEM_MAIN bytes of dynamic shared memory; dQ by TMA\n"
+                        " * reduce-adds into dq_accum (zeroed by pre). */",
+                        "THREADS, 1", "bwd_ws_body<false>", 1);
+        emit_entry_maps(out, cfg, BWD_MAIN_SEM,
+                        "/* main_sem (deterministic mode): main with its dQ adds in a fixed order, a semaphore per\n"
+                        " * query tile (dq_sem, zeroed by pre); the same grid, KV tiles in descending order. */",
+                        "THREADS, 1", "bwd_ws_body<true>", 1);
     } else {
         emit_entry(out, cfg, BWD_MAIN,
                    "/* main: grid (ceil(n / BN), kv heads, batch), THREADS threads, SMEM_MAIN bytes of dynamic\n"

@@ -13,10 +13,10 @@
  *                 convert) on mma.sync                        kernels/bwd_main.cuh
  *     bwd-wgmma   backward (pre, main, main_sem, convert)
  *                 with main on wgmma, sm_90a                  kernels/bwd_wgmma.cuh
- *     bwd-ws      backward (pre, main, convert) with main
- *                 warp-specialized: TMA producer, wgmma
- *                 consumers; opt-in (:ws), not a tuner
- *                 candidate, atomic mode only, sm_90a         kernels/bwd_ws.cuh
+ *     bwd-ws      backward (pre, main, main_sem, convert) with
+ *                 main warp-specialized: TMA producer, wgmma
+ *                 consumers; the default on sm_90a (packed
+ *                 sequences take bwd-wgmma)                   kernels/bwd_ws.cuh
  *     decode      split-KV decode from a KV cache and its
  *                 combine, on mma.sync, sm_80 and later       kernels/decode.cuh
  *
@@ -83,7 +83,7 @@ int kcfg_candidates_fwd_wgmma(const sp_kcfg *c, sp_kcfg *out, int cap, int count
 int kcfg_candidates_fwd_ws(const sp_kcfg *c, sp_kcfg *out, int cap, int count);
 int kcfg_candidates_bwd_mma(const sp_kcfg *c, sp_kcfg *out, int cap, int count);
 int kcfg_candidates_bwd_wgmma(const sp_kcfg *c, sp_kcfg *out, int cap, int count);
-/* No candidates: an opt-in family that the tuner does not try (bwd-ws, not yet run on a GPU). */
+/* bwd-ws: the wgmma kernels' tiles with a producer warpgroup (BM 64, BN = head_dim, 2 or 3 stages). */
 int kcfg_candidates_bwd_ws(const sp_kcfg *c, sp_kcfg *out, int cap, int count);
 int emit_fwd_unit(strbuf *out, const sp_spec *spec, const sp_pattern *pat, const sp_kcfg *cfg, sp_err *e);
 void kcfg_bwd_main_name(const sp_kcfg *c, char *buf, int n);

@@ -1,7 +1,7 @@
 /* kernels/bwd_ws.cuh: the warp-specialized backward main kernel (sm_90a),
- * the family bwd-ws (the default backward on sm_90a; tiles 64x128:s2:ws,
- * 64x64:s3:ws).  THIS VERSION (branch dq-writer: dQ added by a writer warp;
- * main_sem still spills 4-8 bytes in the producer warpgroup) HAS NOT RUN ON A GPU.
+ * the family bwd-ws: the default backward on sm_90a (tiles 64x128:s2:ws at
+ * head_dim 128, 64x64:s3:ws at 64).  Branch dq-writer: dQ is added by a
+ * writer lane of the producer warpgroup, not by the consumers.
  * The math of a step is bwd_wgmma.cuh's, unchanged and in its order; what
  * changes is who loads and how the warps meet (bench/NOTES-bwd.md, item 2;
  * FlashAttention-3's backward):

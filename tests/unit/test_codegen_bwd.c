@@ -226,6 +226,25 @@ static void test_names(void)
  * convert, with dq_accum and a semaphore per query tile in the scratch; the mma.sync
  * family keeps pre -> main_det -> dq and no accumulator; atomic mode is the same in
  * both.  Each family's translation unit has its mode's kernels and no others. */
+
+/* Backward launch arguments of a [batch, 1000, 16 heads (4 kv heads), 128] problem at fake
+ * device addresses: enough for grids, scratch sizes and attn_bwd_pack (nothing launches). */
+static void fake_bwd_args(attn_bwd_args *a, int batch)
+{
+    memset(a, 0, sizeof *a);
+    a->batch = batch;
+    a->seqlen = 1000;
+    a->heads = 16;
+    a->kv_heads = 4;
+    a->bands = a->lse = 0x2000;
+    a->scale = 0.088f;
+    const attn_tensor q = { 0x10000, 1000LL * 16 * 128, 16 * 128, 128 }, kv = { 0x20000, 1000LL * 4 * 128, 4 * 128, 128 };
+    a->q = a->o = a->dout = a->dq = q;
+    a->k = a->v = a->dk = a->dv = kv;
+    a->dq_accum = 0x40000;
+    a->delta = 0x50000;
+    a->lse2 = 0x60000;
+}
 static void test_det_modes(void)
 {
     sp_kcfg m = base_cfg(), w = base_cfg();
@@ -258,11 +277,7 @@ static void test_det_modes(void)
     CHECK("wgmma deterministic", parts[0] == BWD_PRE && parts[1] == BWD_MAIN_SEM && parts[2] == BWD_CONVERT);
     unsigned g0[3], g1[3];
     attn_bwd_args a;
-    memset(&a, 0, sizeof a);
-    a.batch = 3;
-    a.seqlen = 1000;
-    a.heads = 16;
-    a.kv_heads = 4;
+    fake_bwd_args(&a, 3);
     attn_bwd_grid(&w, &a, BWD_MAIN, g0);
     attn_bwd_grid(&w, &a, BWD_MAIN_SEM, g1);
     CHECK("main_sem's grid is main's", !memcmp(g0, g1, sizeof g0) && g1[0] == 8 && g1[1] == 4 && g1[2] == 3);
@@ -290,14 +305,6 @@ static void test_det_modes(void)
     /* The packed parameters: main_sem gets both buffers and their strides, the others none. */
     a.cu_seqlens = 0;
     a.batch = 3;
-    a.bands = a.lse = 0x2000;
-    a.scale = 0.088f;
-    attn_tensor t = { 0x10000, 1000LL * 16 * 128, 16 * 128, 128 }, kv = { 0x20000, 1000LL * 4 * 128, 4 * 128, 128 };
-    a.q = a.o = a.dout = a.dq = t;
-    a.k = a.v = a.dk = a.dv = kv;
-    a.dq_accum = 0x40000;
-    a.delta = 0x50000;
-    a.lse2 = 0x60000;
     a.dq_sem = 0x70000;
     sp_bwd_kparams kp;
     w.heads = m.heads = 16;
@@ -577,19 +584,7 @@ static void test_ws_family(void)
     attn_bwd_parts(&c, 0, parts);
     CHECK("atomic parts", parts[0] == BWD_PRE && parts[1] == BWD_MAIN && parts[2] == BWD_CONVERT);
     attn_bwd_args a;
-    memset(&a, 0, sizeof a);
-    a.batch = 2;
-    a.seqlen = 1000;
-    a.heads = 16;
-    a.kv_heads = 4;
-    a.bands = a.lse = 0x2000;
-    a.scale = 0.088f;
-    attn_tensor q = { 0x10000, 1000LL * 16 * 128, 16 * 128, 128 }, kv = { 0x20000, 1000LL * 4 * 128, 4 * 128, 128 };
-    a.q = a.o = a.dout = a.dq = q;
-    a.k = a.v = a.dk = a.dv = kv;
-    a.dq_accum = 0x40000;
-    a.delta = 0x50000;
-    a.lse2 = 0x60000;
+    fake_bwd_args(&a, 2);
     sp_bwd_kparams kp;
     CHECKF(attn_bwd_pack(&c, &a, &kp, &e) == 0, "pack atomic: %s", e.msg);
     attn_bwd_scratch sc;
