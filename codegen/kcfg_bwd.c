@@ -26,7 +26,7 @@ void kcfg_default_bwd(sp_kcfg *c, int sm)
          * producer warpgroup loading by TMA, dQ added by TMA): its
          * forward+backward 10% (d64) to 26% faster than the wgmma kernel's
          * at the shapes of DESIGN.md (session 8, bench/NOTES-bwd.md),
-         * packed sequences included (branch dq-writer-packed). */
+         * packed sequences included (session 9). */
         c->mma = SP_MMA_WS;
         c->bm = 64;
         c->bn = c->head_dim;

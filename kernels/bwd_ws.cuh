@@ -1,13 +1,14 @@
 /* kernels/bwd_ws.cuh: the warp-specialized backward main kernel (sm_90a),
  * the family bwd-ws: the default backward on sm_90a (tiles 64x128:s2:ws at
- * head_dim 128, 64x64:s3:ws at 64).  Branch dq-writer: dQ is added by a
- * writer lane of the producer warpgroup, not by the consumers.
+ * head_dim 128, 64x64:s3:ws at 64; checked and timed in sessions 8 and 9,
+ * bench/RESULTS.md S8 and S9).  dQ is added by a writer lane of the producer
+ * warpgroup, not by the consumers.
  * The math of a step is bwd_wgmma.cuh's, unchanged and in its order; what
  * changes is who loads and how the warps meet (bench/NOTES-bwd.md, item 2;
  * FlashAttention-3's backward):
  *
- *   warpgroup 0, the producer (setmaxnreg down to PRODUCER_REGS; one thread
- *       works, the other 127 exit): loads the K and V tiles once (TMA, one
+ *   warpgroup 0, the producer (setmaxnreg down to PRODUCER_REGS; thread 0
+ *       loads, thread 32 writes dQ, the other 126 exit): thread 0 loads the K and V tiles once (TMA, one
  *       box of BN rows per 64-value column block), then walks the cursor
  *       (bwd_iter.cuh's bwd_cursor_next) and, per query tile, waits until
  *       the ring's stage is empty, writes the stage's slot (mt, r, the
@@ -82,11 +83,10 @@
  * turn (one count per CTA and tile: the target is the rank itself).  Session
  * 8 measured the ordered kernel with the consumer warps waiting for turns
  * and completions themselves at 1.27-1.54x of the default; here only the
- * writer waits.
+ * writer waits, and session 9 measured 1.04-1.18x (forward+backward).
  *
- * Packed sequences (cu_seqlens; THIS PART, branch dq-writer-packed, HAS NOT
- * RUN ON A GPU): blockIdx.z is the sequence.  The launch's parameters stay
- * kernel parameters (bwd_wgmma.cuh's copy of them into shared memory cost
+ * Packed sequences (cu_seqlens): blockIdx.z is the sequence.  The launch's
+ * parameters stay kernel parameters (bwd_wgmma.cuh's copy of them into shared memory cost
  * every role registers here) and the sequence's offsets (its length, first
  * row, scratch row and first semaphore; S.n .. S.wsrow) apply to them where
  * used; the tensor maps span the packed tensors (batch 1, `total` rows).  A
