@@ -109,6 +109,64 @@ def spattn_mask_mod(H, N):
     return mask_mod
 
 
+def band_block_mask(H, N, device, block=128):
+    """What create_block_mask(spattn_mask_mod(H, N), B=None, H=H, ...) gives, in closed form and in
+    milliseconds (create_block_mask evaluates the mask at all H * N * N pairs: about 220 s at
+    N = 16384 in bench/train_step.py).  The mask depends on d = q - kv only, and a block of rows
+    [q0, q1] and keys [k0, k1] holds every d in [q0 - k1, q1 - k0]: the block is empty when none of
+    those d is allowed, full when all are (and no row or key of it is past N), partial otherwise;
+    Flex applies the mask_mod inside partial blocks only.  `bench/peers.py --check-mask` compares
+    it with create_block_mask."""
+    from torch.nn.attention.flex_attention import BlockMask
+    base, extra = N // H, N % H
+    nb = (N + block - 1) // block
+    lo = torch.arange(nb, dtype=torch.int64) * block
+    hi = torch.clamp(lo + block, max=N) - 1
+    dlo = (lo[:, None] - hi[None, :])[None]                   # [1, q block, kv block]
+    dhi = (hi[:, None] - lo[None, :])[None]
+    h = torch.arange(H, dtype=torch.int64)[:, None, None]
+    w = base + (h < extra).to(torch.int64)
+    s = h * base + torch.clamp(h, max=extra)
+    allowed = torch.zeros(H, nb, nb, dtype=torch.int64)
+    for ilo, ihi in ((torch.zeros_like(w), w), (torch.maximum(s, w + 1), s + w - 1)):   # inclusive, disjoint
+        allowed += torch.clamp(torch.minimum(dhi, ihi) - torch.maximum(dlo, ilo) + 1, min=0)
+    ragged = ((hi - lo + 1) < block)
+    ragged = ragged[:, None] | ragged[None, :]
+    full = (allowed == dhi - dlo + 1) & ~ragged[None]
+    partial = (allowed > 0) & ~full
+    col = torch.arange(nb)
+
+    def listed(sel):              # [H, nb, nb] -> counts [1, H, nb], indices [1, H, nb, nb] (chosen first, ascending)
+        order = torch.argsort((~sel).to(torch.int64) * nb + col, dim=-1)
+        return (sel.sum(-1).to(torch.int32)[None].to(device), order.to(torch.int32)[None].to(device))
+    kv_num, kv_idx = listed(partial)
+    full_num, full_idx = listed(full)
+    return BlockMask.from_kv_blocks(kv_num, kv_idx, full_num, full_idx, BLOCK_SIZE=block,
+                                    mask_mod=spattn_mask_mod(H, N), seq_lengths=(N, N))
+
+
+def check_band_block_mask(shapes=((16, 1024), (16, 1000), (8, 777), (12, 2048), (16, 4096), (3, 130))):
+    """band_block_mask against create_block_mask on the CPU: the same blocks, full and partial."""
+    bad = 0
+    for H, N in shapes:
+        ref = create_block_mask(spattn_mask_mod(H, N), B=None, H=H, Q_LEN=N, KV_LEN=N, device="cpu")
+        ours = band_block_mask(H, N, "cpu")
+        for name in ("kv_num_blocks", "full_kv_num_blocks"):
+            a, b = getattr(ref, name), getattr(ours, name)
+            if not torch.equal(a.to(torch.int32), b.to(torch.int32)):
+                print(f"check-mask H={H} N={N}: {name} differs", file=sys.stderr)
+                bad += 1
+        for num, idx in (("kv_num_blocks", "kv_indices"), ("full_kv_num_blocks", "full_kv_indices")):
+            n_ref, i_ref, i_ours = getattr(ref, num), getattr(ref, idx), getattr(ours, idx)
+            for hh in range(H):
+                for qb in range(n_ref.shape[-1]):
+                    k = int(n_ref[0, hh, qb])
+                    if sorted(i_ref[0, hh, qb, :k].tolist()) != sorted(i_ours[0, hh, qb, :k].tolist()):
+                        bad += 1
+        print(f"check-mask H={H} N={N}: {'ok' if not bad else 'DIFFERS'}", file=sys.stderr)
+    return bad
+
+
 def work_ratio(H, N):
     """Allowed pairs / dense causal pairs of the spattn pattern (DESIGN.md 1)."""
     base, extra = N // H, N % H
@@ -149,7 +207,10 @@ def main():
     ap.add_argument("--shapes", default="default", help="default (DESIGN.md's four), all (+ N = 32768) or indices 0,1,...")
     ap.add_argument("--peers", default="flex,flex-tuned,cudnn")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--check-mask", action="store_true", help="only compare band_block_mask with create_block_mask (CPU)")
     a = ap.parse_args()
+    if a.check_mask:
+        sys.exit(1 if check_band_block_mask() else 0)
     peers = a.peers.split(",")
     if a.shapes == "default":
         shapes = SHAPES[:4]
@@ -183,9 +244,7 @@ def main():
         print(f"# {shape}: spattn {sp.info}; dense {spd.info}", file=sys.stderr, flush=True)
         ref = sp.fwdbwd(q, k, v, do)            # O, dQ, dK, dV of the band kernels
         ref_dense = spd.fwdbwd(q, k, v, do)
-        # _compile=True builds the block mask blockwise: the eager path materialises
-        # [H, N, N] and asked for 128 GiB at N = 32768 (torch 2.11).
-        bm = create_block_mask(spattn_mask_mod(H, N), B=None, H=H, Q_LEN=N, KV_LEN=N, device=dev, _compile=True)
+        bm = band_block_mask(H, N, dev)      # create_block_mask's blocks, in closed form (--check-mask)
         r = {"shape": shape, "ratio": ratio, "spattn_kernels": sp.info, "checks": {}}
         times = {"fwd": {}, "fwdbwd": {}}
         times["fwd"]["spattn"] = bench(lambda: sp.forward(q, k, v))

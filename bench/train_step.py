@@ -17,9 +17,10 @@ Attention backends (the same model, seed and data; only the attention differs):
               [B, N, H, D] views of the qkv projection; configs from the
               tuning database (spattn tune, or --tune), else the heuristic
   flex        torch.compile(flex_attention, mode='max-autotune-no-cudagraphs')
-              with create_block_mask over the same band mask, computed
-              arithmetically from h (bench/peers.py's spattn_mask_mod: no
-              captured tables, DESIGN.md section 5)
+              with the block mask of the same band mask (bench/peers.py's
+              band_block_mask: create_block_mask's blocks in closed form, and
+              spattn_mask_mod, computed arithmetically from h, in the partial
+              blocks: no captured tables, DESIGN.md section 5)
   dense       F.scaled_dot_product_attention(is_causal=True) on cuDNN
 The rest of the model runs eagerly in every case (--compile compiles the
 whole model for all three).  The first --loss-steps steps (default 20) record
@@ -48,14 +49,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+from torch.nn.attention.flex_attention import flex_attention
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 sys.path.insert(0, HERE)
 import spattn  # noqa: E402
-from peers import spattn_mask_mod, work_ratio  # noqa: E402  (the fair Flex mask of the peer benchmark)
+from peers import band_block_mask, work_ratio  # noqa: E402  (the fair Flex mask of the peer benchmark)
 
 BACKENDS = ("spattn", "flex", "dense")
 SPEC = spattn.Spec.from_params("spattn")     # heads, head_dim, dtype from the tensors
@@ -143,8 +144,7 @@ def run(backend, N, B, a, flex_fn):
     dev = "cuda"
     bm = None
     if backend == "flex":
-        bm = create_block_mask(spattn_mask_mod(a.heads, N), B=None, H=a.heads, Q_LEN=N, KV_LEN=N, device=dev,
-                               _compile=True)
+        bm = band_block_mask(a.heads, N, dev)     # create_block_mask's blocks in closed form (peers.py --check-mask)
     torch.manual_seed(a.seed)
     model = GPT(a.vocab, a.d_model, a.heads, a.layers, backend, bm, flex_fn).to(dev, torch.bfloat16)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
