@@ -106,8 +106,9 @@ static void emit_bwd_constants(strbuf *out, const sp_kcfg *cfg)
                   "    PRODUCER_THREADS = %d,                  /* one warpgroup: the cursor and the TMA loads */\n"
                   "    PRODUCER_REGS = %d,                     /* registers per producer thread (setmaxnreg) */\n"
                   "    CONSUMER_REGS = %d,                    /* registers per consumer thread */\n"
+                  "    CTAS_PER_SM = %d,                       /* blocks per SM the registers are split for */\n"
                   "};\n",
-                  producer, KCFG_WS_PRODUCER_REGS, kcfg_ws_consumer_regs(cfg));
+                  producer, KCFG_WS_PRODUCER_REGS, kcfg_ws_consumer_regs(cfg), cfg->ctas > 1 ? cfg->ctas : 1);
         sb_puts(out, "static_assert(BN == 16 * WARPS && THREADS == 32 * WARPS + PRODUCER_THREADS && BM % 32 == 0 && ROW_PAD % BM == 0,\n"
                      "              \"bad tile\");\n");
     } else {
@@ -168,11 +169,11 @@ static void emit_bwd_entries(strbuf *out, const sp_kcfg *cfg)
                         "/* main (warp-specialized): grid (ceil(n / BN), kv heads, batch), THREADS threads (a producer\n"
                         " * warpgroup, then BN / 64 consumers), SMEM_MAIN bytes of dynamic shared memory; dQ by TMA\n"
                         " * reduce-adds into dq_accum (zeroed by pre). */",
-                        "THREADS, 1", "bwd_ws_body<false>", 1);
+                        "THREADS, CTAS_PER_SM", "bwd_ws_body<false>", 1);
         emit_entry_maps(out, cfg, BWD_MAIN_SEM,
                         "/* main_sem (deterministic mode): main with its dQ adds in a fixed order, a semaphore per\n"
                         " * query tile (dq_sem, zeroed by pre); the same grid, KV tiles in descending order. */",
-                        "THREADS, 1", "bwd_ws_body<true>", 1);
+                        "THREADS, CTAS_PER_SM", "bwd_ws_body<true>", 1);
     } else {
         emit_entry(out, cfg, BWD_MAIN,
                    "/* main: grid (ceil(n / BN), kv heads, batch), THREADS threads, SMEM_MAIN bytes of dynamic\n"

@@ -337,7 +337,8 @@ static int shared_reg_cap(const sp_kcfg *t)
 
 int kcfg_ws_consumer_regs(const sp_kcfg *c)
 {
-    int regs = (65536 - 128 * KCFG_WS_PRODUCER_REGS) / (c->threads - 128) / 8 * 8;
+    int pool = 65536 / (c->ctas > 1 ? c->ctas : 1);   /* setmaxnreg moves registers within a block's share */
+    int regs = (pool - 128 * KCFG_WS_PRODUCER_REGS) / (c->threads - 128) / 8 * 8;
     return regs > 240 ? 240 : regs;
 }
 

@@ -43,6 +43,8 @@ typedef struct {
     int smem_bytes;        /* dynamic shared memory per block (with 128 bytes of alignment slack) */
     int row_bytes;         /* bytes per head_dim row of a shared-memory tile (padding included) */
     int q_in_regs;         /* 1: Q fragments live in registers; 0: re-read from shared memory (where keeping them would spill) */
+    int ctas;              /* blocks per SM the registers are split for (__launch_bounds__'s second argument;
+                            * 0 or 1: one): 2 for the warp-specialized backward where two fit (kcfg_derive_bwd) */
 } sp_kcfg;
 
 /* Bytes per shared-memory row of head_dim 16-bit values (the mma.sync
@@ -52,6 +54,9 @@ int kcfg_row_bytes(int head_dim);
 
 /* Shared memory one block may use (H100/A100 opt-in limit: 227 KiB). */
 #define KCFG_SMEM_LIMIT (227 * 1024)
+/* Shared memory of one Hopper SM (H100/H200: 228 KiB), all its blocks
+ * together; the hardware keeps 1 KiB of it per block. */
+#define KCFG_SM90_SMEM_PER_SM (228 * 1024)
 
 /* Fill the problem part from a spec and pattern, and the heuristic default
  * tiles for the kind and GPU architecture (sm: 80, 86, 89, 90, ...). */

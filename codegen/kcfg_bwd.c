@@ -192,6 +192,15 @@ int kcfg_derive_bwd(sp_kcfg *c, sp_err *e)
         return sp_fail(e, SP_EXIT_USAGE, "backward tile %dx%d with %d stages needs %d bytes of shared memory, more than %d",
                        c->bm, c->bn, c->stages, smem, KCFG_SMEM_LIMIT - 1024);
     c->smem_bytes = smem;
+    /* Two blocks per SM where two fit: the warp-specialized kernel at
+     * head_dim 64 has one consumer warpgroup, which leaves the tensor cores
+     * idle while it runs its softmax-like steps; a second block fills them
+     * (session 9: forward+backward 21% faster at (4,8,8,4096,64)).  A block
+     * holds its dynamic shared memory, up to 1 KiB of static (the stage
+     * slots, the barriers) and the 1 KiB the hardware reserves; the
+     * consumers then get (32768 - 128 x 24) / 128 = 232 registers. */
+    c->ctas = 1;
+    if (kcfg_family(c)->producer_threads && 2 * (smem + 2048) <= KCFG_SM90_SMEM_PER_SM) c->ctas = 2;
     return 0;
 }
 

@@ -60,11 +60,15 @@
  *                warpgroup's dQ read.
  *   Nothing else: no __syncthreads after the roles split.
  *
- * Registers: __launch_bounds__(THREADS, 1) caps the kernel at 65536 /
- * THREADS at launch (168 for 384 threads: d128); the producer gives back to
- * PRODUCER_REGS (24) and the consumers take CONSUMER_REGS (240: 128 x 24 +
- * 256 x 240 = 128 x 168 + 256 x 168, the whole pool; kcfg_ws_consumer_regs).
- * (d64: 256 threads, one consumer warpgroup; ptxas reports 240 at launch.)
+ * Registers: __launch_bounds__(THREADS, CTAS_PER_SM) caps the kernel at
+ * 65536 / CTAS_PER_SM / THREADS at launch (168 for 384 threads: d128, one
+ * block per SM); the producer gives back to PRODUCER_REGS (24) and the
+ * consumers take CONSUMER_REGS (240: 128 x 24 + 256 x 240 = 128 x 168 +
+ * 256 x 168, the whole pool; kcfg_ws_consumer_regs).  d64: 256 threads, one
+ * consumer warpgroup, and two blocks per SM (kcfg_derive_bwd: both fit in
+ * shared memory, and the second block's math fills the tensor cores while
+ * the first's waits): 128 at launch, the consumers at 232 (128 x 24 +
+ * 128 x 232 = 256 x 128).
  * A consumer holds what bwd_wgmma.cuh's threads hold minus the cursor, the
  * prefetch's addresses and the parameters of the loads: dK and dV (64 + 64
  * at d128), S^T and dP^T (32 + 32) or P^T, dS^T packed and dQ (16 + 16 +

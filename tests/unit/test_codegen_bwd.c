@@ -562,6 +562,12 @@ static void test_ws_family(void)
     t.warps = 0;
     t.stages = 3;
     CHECKF(kcfg_derive_bwd(&t, &e) == 0 && t.threads == 256, "64x64:s3:ws derives at d64 (%d threads)", t.threads);
+    /* Two blocks per SM at d64 (two fit in 228 KiB), their consumers at 232 registers; one at d128. */
+    CHECKF(t.ctas == 2 && kcfg_ws_consumer_regs(&t) == 232, "d64: %d blocks per SM, %d consumer registers", t.ctas,
+           kcfg_ws_consumer_regs(&t));
+    CHECKF(c.ctas == 1 && kcfg_ws_consumer_regs(&c) == 240, "d128: %d blocks per SM, %d consumer registers", c.ctas,
+           kcfg_ws_consumer_regs(&c));
+    CHECKF(w.ctas == 1, "the wgmma twin: %d blocks per SM", w.ctas);
 
     /* Tuner candidates at both head_dims (d128: 2 stages; d64: 2 and 3), the default at both;
      * packed sequences included. */
@@ -621,7 +627,8 @@ static void test_ws_family(void)
                                      strstr(entry, "bwd_ws_body<false>(p, tm)"));
     CHECK("includes bwd_ws.cuh", src.buf && strstr(src.buf, "#include \"bwd_ws.cuh\""));
     CHECK("roles and registers", src.buf && strstr(src.buf, "PRODUCER_THREADS = 128") &&
-                                     strstr(src.buf, "PRODUCER_REGS = 24") && strstr(src.buf, "CONSUMER_REGS = 240"));
+                                     strstr(src.buf, "PRODUCER_REGS = 24") && strstr(src.buf, "CONSUMER_REGS = 240") &&
+                                     strstr(src.buf, "CTAS_PER_SM = 1,") && strstr(src.buf, "__launch_bounds__(THREADS, CTAS_PER_SM)"));
     char sem[128];
     kcfg_bwd_name(&u, BWD_MAIN_SEM, sem, sizeof sem);
     entry = src.buf ? strstr(src.buf, sem) : NULL;
