@@ -337,7 +337,15 @@ static int shared_reg_cap(const sp_kcfg *t)
 
 int kcfg_ws_consumer_regs(const sp_kcfg *c)
 {
-    int pool = 65536 / (c->ctas > 1 ? c->ctas : 1);   /* setmaxnreg moves registers within a block's share */
+    /* setmaxnreg only moves registers within the block's pool, which is what
+     * the block got at launch: __launch_bounds__'s cap (65536 / blocks per
+     * SM / threads, at most 255, down to a multiple of 8 as ptxas allocates)
+     * times its threads.  Asking for more than the pool holds hangs the
+     * block (session 9: a forward at two blocks per SM whose consumers asked
+     * for 112 of a 80-register launch). */
+    int per_thread = 65536 / (c->ctas > 1 ? c->ctas : 1) / c->threads;
+    if (per_thread > 255) per_thread = 255;
+    int pool = per_thread / 8 * 8 * c->threads;
     int regs = (pool - 128 * KCFG_WS_PRODUCER_REGS) / (c->threads - 128) / 8 * 8;
     return regs > 240 ? 240 : regs;
 }

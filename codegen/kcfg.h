@@ -73,9 +73,11 @@ int kcfg_derive(sp_kcfg *c, sp_err *e);
 int kcfg_smem_extra(const sp_kcfg *c);
 /* The warp-specialized forward's registers per thread after setmaxnreg:
  * the producer warpgroup keeps KCFG_WS_PRODUCER_REGS, the consumers share
- * the rest of the 64K (a multiple of 8, at most 240 as in
- * FlashAttention-3): 240 with 2 consumer warpgroups, 160 with 3.  The
- * emitter writes it into the kernel and the tuner prunes by it.  c derived. */
+ * the rest of the block's pool (its launch registers: the 64K over c->ctas
+ * blocks per SM; a multiple of 8, at most 240 as in FlashAttention-3): 240
+ * with 2 consumer warpgroups, 160 with 3, 232 for the d64 backward at two
+ * blocks per SM.  The emitter writes it into the kernel and the tuner
+ * prunes by it.  Also the backward's (kcfg_bwd.c).  c derived. */
 #define KCFG_WS_PRODUCER_REGS 24
 int kcfg_ws_consumer_regs(const sp_kcfg *c);
 /* Parse a --tile argument: "BMxBN" or "BMxBN:wW:sS" (e.g. 128x64:w4:s2,
