@@ -8,7 +8,7 @@
 # profiled); files in $OUT: ncu-NAME.log, digest-NAME.txt, src-NAME.csv.gz.  For example:
 #     bash bench/probe-ncu.sh bwd16k bwd_main 1 configs/olmoe-1b-7b.yaml --batch 1 --seq-len 16384 --pass fwdbwd --iters 2
 #     bash bench/probe-ncu.sh dense16k spattn_fwd 1 /tmp/dense-16h.yaml --batch 1 --seq-len 16384 --pass fwd --iters 2
-source "$(dirname "$0")/probe-prologue.sh"
+source "$(dirname "$0")/probe-lib.sh"
 [ $# -ge 4 ] || { echo "usage: bash bench/probe-ncu.sh NAME KERNEL_REGEX SKIP SPEC [bench options...]" >&2; exit 2; }
 name=$1 regex=$2 skip=$3
 shift 3

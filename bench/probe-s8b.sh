@@ -1,13 +1,7 @@
 #!/usr/bin/env bash
 # Session 8, device call 2: what racecheck reports on bwd-ws (call 1: 0/2, ~20k hazards),
 # and ncu of the bwd-ws main kernel at (1,16,16,16384,128).
-set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/probe-s8b}; mkdir -p "$OUT"
-T0=$(date +%s)
-stamp() { echo "== [$(( $(date +%s) - T0 ))s] $*"; }
-export SPATTN_CACHE_DIR=/tmp/spk-$T0 SPATTN_DB=/tmp/spattn-tune-$T0.db
-echo "== build $(cat build/COMMIT 2>/dev/null)"
+source "$(dirname "$0")/probe-lib.sh"
 timeout 200 python3 bench/check_matrix.py sanitize --filter bwd-ws --out "$OUT/s" --jobs 6 --timeout 180 >"$OUT/sanitize.txt" 2>&1
 stamp "sanitize bwd-ws: $(tail -n 1 "$OUT/sanitize.txt")"
 for f in "$OUT"/s/sanitize-racecheck-*.log; do

@@ -8,31 +8,16 @@
 #   2. a packed backward with the default config (the plan takes the wgmma twin);
 #   3. spattn bench fwdbwd: default (ws) against --bwd-tile :wgmma, and --deterministic;
 #   4. python/tests/run_gpu.sh (the op now runs the ws backward).
-set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/probe-s8c}; mkdir -p "$OUT"
-T0=$(date +%s)
-stamp() { echo "== [$(( $(date +%s) - T0 ))s] $*"; }
-export SPATTN_CACHE_DIR=/tmp/spk-$T0 SPATTN_DB=/tmp/spattn-tune-$T0.db
-echo "== build $(cat build/COMMIT 2>/dev/null)"
-timeout 300 python3 bench/check_matrix.py sanitize --filter bwd-ws --out "$OUT/s" --jobs 6 --timeout 280 >"$OUT/sanitize.txt" 2>&1 &
-for f in bwd-ws regress; do
-    timeout 240 python3 bench/check_matrix.py run --filter $f --out "$OUT/m-$f" --jobs 8 --timeout 200 >"$OUT/matrix-$f.txt" 2>&1
-    stamp "matrix $f: $(tail -n 1 "$OUT/matrix-$f.txt")"; grep -i "FAIL" "$OUT/matrix-$f.txt" | head -n 8
-done
+source "$(dirname "$0")/probe-lib.sh"
+sanitize_bg bwd-ws 300
+matrix bwd-ws regress -t 250
 timeout 60 build/spattn check configs/olmoe-1b-7b.yaml --pass bwd --seq-lens 1000,1,65,333 --json >"$OUT/packed.txt" 2>&1
 stamp "packed default bwd rc=$?: $(grep -o '"config_source":"[^"]*"\|"kernel":"[^"]*"' "$OUT/packed.txt" | head -n 2 | tr '\n' ' ')"
 wait
-stamp "sanitize: $(tail -n 1 "$OUT/sanitize.txt")"
-grep -h "SUMMARY" "$OUT"/s/sanitize-*.log 2>/dev/null | sort | uniq -c
+sanitize_report
 for f in "$OUT"/s/sanitize-racecheck-*.log; do grep -m3 -A3 "hazard detected" "$f"; done | head -n 20
-tar czf "$OUT/san.tgz" -C "$OUT" s 2>/dev/null; rm -rf "$OUT/s"
-b1() {   # spec batch N extra...
-    local spec=$1 B=$2 N=$3; shift 3
-    r=$(timeout 60 build/spattn bench "configs/$spec.yaml" --batch "$B" --seq-len "$N" --pass fwdbwd --iters 100 --json "$@" 2>"$OUT/bench-err.txt" | tail -n 1)
-    ms=$(echo "$r" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.4f ms %.0f TF/s %s" % (d["spattn_ms"], d["spattn_eff_tflops"], d.get("kernel", "").split(" + ")[-1]))' 2>/dev/null)
-    echo "bench $spec B=$B N=$N $*: ${ms:-$(tail -n 1 "$OUT/bench-err.txt")}"
-}
+pack_checks s
+b1() { local spec=$1; shift; bench_line build/spattn configs/$spec.yaml "$@" --pass fwdbwd; }   # spec batch N extra...
 {
 for s in "olmoe-1b-7b 1 16384" "olmoe-1b-7b 4 4096" "gqa-32q-8kv 1 16384" "llama-8h-d64 4 4096"; do
     b1 $s; b1 $s --deterministic

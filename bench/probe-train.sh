@@ -6,13 +6,10 @@
 #     N=16384 OUT=$OUT bash bench/probe-train.sh
 # The table (tokens per second, spattn / Flex tuned / dense cuDNN, peak memory, the loss
 # comparison) goes to $OUT/train_step-$N.md; the log to $OUT/train_step-$N.log.
-set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/probe-train}; mkdir -p "$OUT"
+source "$(dirname "$0")/probe-lib.sh"
 N=${N:-4096}
 export SPATTN_LIB=$PWD/build/libspattn.so PYTHONPATH=$PWD/python
-export SPATTN_CACHE_DIR=/tmp/spk-train SPATTN_DB=/tmp/spattn-tune-train.db
-echo "== build $(cat build/COMMIT 2>/dev/null), N = $N"
+echo "== N = $N"
 timeout ${LIMIT:-570} python3 bench/train_step.py --seq-lens "$N" --steps 10 --out "$OUT/train_step-$N.md" \
     >"$OUT/train_step-$N.log" 2>&1
 echo "== train_step rc=$?"

@@ -118,18 +118,19 @@ int attn_tensor_map(CUtensorMap *m, const sp_kcfg *cfg, const attn_tensor *t, in
     return cu_tensor_map_16bit(m, cfg->dtype == SP_BF16, t->ptr, dims, strides, box, e);
 }
 
+void attn_tma_packed_view(long long total, int *rows, int *batch, attn_tensor *const *ts, int n)
+{
+    *rows = (int)total;
+    *batch = 1;
+    for (int i = 0; i < n; i++) ts[i]->sb = ts[i]->sn * total;
+}
+
 int attn_fwd_maps(const sp_kcfg *cfg, const attn_fwd_args *a, attn_fwd_tma_maps *m, sp_err *e)
 {
     memset(m, 0, sizeof *m);
-    /* Packed: one batch of `total` rows (the kernel adds each sequence's first
-     * row to its coordinates); the batch stride is only formally needed. */
     attn_tensor q = a->q, k = a->k, v = a->v, o = a->o;
     int rows = a->seqlen, batch = a->batch;
-    if (a->cu_seqlens) {
-        rows = (int)a->total;
-        batch = 1;
-        q.sb = q.sn * a->total; k.sb = k.sn * a->total; v.sb = v.sn * a->total; o.sb = o.sn * a->total;
-    }
+    if (a->cu_seqlens) attn_tma_packed_view(a->total, &rows, &batch, (attn_tensor *const[]){ &q, &k, &v, &o }, 4);
     if (attn_tensor_map(&m->q, cfg, &q, rows, a->heads, batch, cfg->bm, e) ||
         attn_tensor_map(&m->k, cfg, &k, rows, a->kv_heads, batch, cfg->bn, e) ||
         attn_tensor_map(&m->v, cfg, &v, rows, a->kv_heads, batch, cfg->bn, e) ||

@@ -88,6 +88,11 @@ int attn_fwd_maps(const sp_kcfg *cfg, const attn_fwd_args *a, attn_fwd_tma_maps 
  * backward's maps use it too (runtime/attn_bwd.c). */
 int attn_tensor_map(CUtensorMap *m, const sp_kcfg *cfg, const attn_tensor *t, int seqlen, int heads, int batch,
                     int rows, sp_err *e);
+/* The maps' view of packed sequences: one batch of `total` rows (the kernels
+ * add each sequence's first row to their coordinates), so *rows = total,
+ * *batch = 1 and each of the n tensors' batch stride spans the total (only
+ * formally needed).  The forward's and the backward's maps (attn_bwd.c). */
+void attn_tma_packed_view(long long total, int *rows, int *batch, attn_tensor *const *ts, int n);
 /* The persistent launch's CTAs: one per SM, fewer if there are fewer work
  * items (query tiles x heads x batch, which must fit int32). */
 int attn_fwd_persistent_grid(const sp_gpu *g, const sp_kcfg *cfg, const attn_fwd_args *a, unsigned *grid, sp_err *e);

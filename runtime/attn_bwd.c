@@ -164,15 +164,9 @@ void attn_bwd_parts(const sp_kcfg *cfg, int deterministic, sp_bwd_part parts[3])
 int attn_bwd_maps(const sp_kcfg *cfg, const attn_bwd_args *a, attn_bwd_tma_maps *m, sp_err *e)
 {
     memset(m, 0, sizeof *m);
-    /* Packed: one batch of `total` rows (the kernel adds each sequence's first row to its
-     * coordinates, kernels/bwd_ws.cuh); the batch stride is only formally needed. */
     attn_tensor q = a->q, dout = a->dout, k = a->k, v = a->v;
     int rows = a->seqlen, batch = a->batch;
-    if (a->cu_seqlens) {
-        rows = (int)a->total;
-        batch = 1;
-        q.sb = q.sn * a->total; dout.sb = dout.sn * a->total; k.sb = k.sn * a->total; v.sb = v.sn * a->total;
-    }
+    if (a->cu_seqlens) attn_tma_packed_view(a->total, &rows, &batch, (attn_tensor *const[]){ &q, &dout, &k, &v }, 4);
     if (attn_tensor_map(&m->q, cfg, &q, rows, a->heads, batch, cfg->bm, e) ||
         attn_tensor_map(&m->dout, cfg, &dout, rows, a->heads, batch, cfg->bm, e) ||
         attn_tensor_map(&m->k, cfg, &k, rows, a->kv_heads, batch, cfg->bn, e) ||

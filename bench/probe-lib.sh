@@ -1,0 +1,66 @@
+# Sourced by the bench/probe-*.sh scripts of a device call (bash).  On sourcing: cd to the
+# repository root, $OUT (default /tmp/<script name>) made, a fresh kernel cache and tuning
+# database for the call, the build's commit printed.  Then:
+#   stamp TEXT                 a progress line with the seconds since the start
+#   left                       seconds left of $LIMIT (default 585)
+#   first_check BIN SPEC TILE [check options]
+#                              one backward check under a short timeout (a hang in a kernel's
+#                              handshake shows here; N = 1000, batch $FIRST_BATCH or 2): rc and the dQ line
+#   sanitize_bg FILTER [T]     the four sanitizers of the check matrix's FILTER, in the
+#                              background (T: its timeout, default 240); sanitize_report after `wait`
+#   matrix FILTER... [-t T]    the check matrix's run of each FILTER, one after the other
+#   pack_checks DIRS...        the matrix and sanitizer directories into $OUT/checks.tgz
+#   bench_line BIN SPEC B N [bench options]
+#                              one `spattn bench --json` (median of $BENCH_ITERS, default 100): ms, eff TF/s, kernels
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+OUT=${OUT:-/tmp/$(basename "$0" .sh)}; mkdir -p "$OUT"
+T0=$(date +%s); LIMIT=${LIMIT:-585}
+export SPATTN_CACHE_DIR=/tmp/spk-$T0 SPATTN_DB=/tmp/spattn-tune-$T0.db
+echo "== build $(cat build/COMMIT 2>/dev/null), $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)"
+
+stamp() { echo "== [$(( $(date +%s) - T0 ))s] $*"; }
+left() { echo $((LIMIT - ($(date +%s) - T0))); }
+
+# A binary other than build/spattn gets a kernel cache of its own (the cache is keyed by the
+# code, but two builds of one kernel would otherwise share the cache's name).
+cache_for() { [ "$1" = build/spattn ] && echo "$SPATTN_CACHE_DIR" || echo "$SPATTN_CACHE_DIR-$(basename "$(dirname "$1")")"; }
+
+first_check() {
+    local bin=$1 spec=$2 tile=$3; shift 3
+    SPATTN_CACHE_DIR=$(cache_for "$bin") timeout "${FIRST_TIMEOUT:-60}" "$bin" check "$spec" --pass bwd --tile "$tile" \
+        --batch "${FIRST_BATCH:-2}" --seq-len 1000 "$@" >"$OUT/first.txt" 2>&1
+    stamp "first $bin $(basename "$spec" .yaml) $tile $* rc=$?: $(grep -E 'dQ|FAIL|rror' "$OUT/first.txt" | head -n 2 | tr -s ' ' | tr '\n' ' ')"
+}
+
+sanitize_bg() {
+    local t=${2:-240}
+    timeout "$t" python3 bench/check_matrix.py sanitize --filter "$1" --out "$OUT/s" --jobs 6 --timeout $((t - 20)) \
+        >"$OUT/sanitize.txt" 2>&1 &
+}
+sanitize_report() {
+    stamp "sanitize: $(tail -n 1 "$OUT/sanitize.txt")"
+    grep -h "SUMMARY" "$OUT"/s/sanitize-*.log 2>/dev/null | sort | uniq -c
+}
+
+matrix() {
+    local t=200 f
+    [ "${*: -2:1}" = -t ] && { t=${*: -1}; set -- "${@:1:$#-2}"; }
+    for f in "$@"; do
+        timeout "$t" python3 bench/check_matrix.py run --filter "$f" --out "$OUT/m-$f" --jobs 8 --timeout $((t - 50)) \
+            >"$OUT/matrix-$f.txt" 2>&1
+        stamp "matrix $f: $(tail -n 1 "$OUT/matrix-$f.txt")"; grep -i "FAIL" "$OUT/matrix-$f.txt" | head -n 8
+    done
+}
+
+pack_checks() {
+    tar czf "$OUT/checks.tgz" -C "$OUT" "$@" 2>/dev/null; (cd "$OUT" && rm -rf "$@")
+}
+
+bench_line() {
+    local bin=$1 spec=$2 B=$3 N=$4 r ms; shift 4
+    r=$(SPATTN_CACHE_DIR=$(cache_for "$bin") timeout 60 "$bin" bench "$spec" --batch "$B" --seq-len "$N" --iters "${BENCH_ITERS:-100}" --json "$@" \
+        2>"$OUT/bench-err.txt" | tail -n 1)
+    ms=$(echo "$r" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.4f ms %.0f TF/s %s" % (d["spattn_ms"], d["spattn_eff_tflops"], d.get("kernel", "")))' 2>/dev/null)
+    echo "bench $bin $(basename "$spec" .yaml) B=$B N=$N $*: ${ms:-$(tail -n 1 "$OUT/bench-err.txt")}"
+}
