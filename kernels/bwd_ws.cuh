@@ -53,11 +53,16 @@
  *                before it writes the slot or starts a copy into the stage.
  *   dq_full, dq_empty: the dQ staging buffer between the consumers and the
  *                writer (at ws_dq_stage).
- *   named barrier BAR_DS (1), CONSUMER_THREADS: once per step, just before
- *                dQ of the previous step is issued (the argument is at the
- *                loop), and twice at the end: before the last dQ, and before
- *                dK and dV are staged through the K and V tiles that every
- *                warpgroup's dQ read.
+ *   named barriers BAR_DS_FULL (2-5) and BAR_DS_OWN (6, 7): per step, a
+ *                warpgroup announces its stored dS^T (bar.arrive) and, just
+ *                before dQ of the previous step is issued, waits for its own
+ *                warps and the other warpgroup's announcement (ws_ds_wait;
+ *                the argument is at the loop).  The two warpgroups are not
+ *                in lock step.
+ *   named barrier BAR_DS (1), CONSUMER_THREADS: twice, after the zeroed dS^T
+ *                buffer is stored, and at the end, before dK and dV are
+ *                staged through the K and V tiles that every warpgroup's dQ
+ *                read.
  *   Nothing else: no __syncthreads after the roles split.
  *
  * Registers: __launch_bounds__(THREADS, CTAS_PER_SM) caps the kernel at
@@ -112,10 +117,13 @@ enum : int {
     CONSUMER_WARPS = WARPS,
     COL_BLOCKS = HEAD_DIM / 64,        /* TMA boxes per tile: 64 values wide */
     BAR_DS = 1,                        /* named barrier of the consumers (0 is __syncthreads) */
+    BAR_DS_FULL = 2,                   /* 2 + 2 wg + parity: warpgroup wg's dS^T of a step stored */
+    BAR_DS_OWN = 6,                    /* 6 + wg: warpgroup wg's own warps, before its dQ */
     STAGE_TX_BYTES = 2 * Q_TILE_BYTES + 2 * BM * 4,   /* Q, dO, lse2, delta of one stage */
 };
 static_assert(THREADS == PRODUCER_THREADS + CONSUMER_THREADS && PRODUCER_THREADS == 128,
               "one producer warpgroup, then the consumers");
+static_assert(WARPGROUPS <= 2, "ws_ds_wait: one other warpgroup");
 static_assert(BN % 64 == 0 && BN <= 256 && BM <= 256 && HEAD_DIM % 64 == 0, "TMA boxes: 64 values, <= 256 rows");
 static_assert(BM * 4 % 16 == 0, "bulk copies of lse2 and delta: whole 16-byte units");
 
@@ -411,6 +419,16 @@ DEV void bwd_ws_mask_t(float (&s)[BM / 8][4], const bwd_slot &sl, int i0, int j0
         for (int x = 0; x < 4; ++x) s[nb][x] = (allow >> (4 * nb + x)) & 1u ? s[nb][x] : 0.f;
 }
 
+/* Before dQ(s) is issued (in step s + 1): every row of dS^T of step s stored.  This
+ * warpgroup's own four warps meet at BAR_DS_OWN + wg; the other warpgroup's rows are there
+ * once it has announced step s (BAR_DS_FULL of its own, parity s & 1; the loop below says
+ * why two parities). */
+DEV void ws_ds_wait(int wg, int s)
+{
+    named_sync(BAR_DS_OWN + wg, 128);
+    if (WARPGROUPS > 1) named_sync(BAR_DS_FULL + 2 * (1 - wg) + (s & 1), CONSUMER_THREADS);
+}
+
 /* ==== The consumers ====
  * Warpgroup c (0 .. BN / 64 - 1) of the consumers, warp cw (0 .. CONSUMER_WARPS - 1) of them:
  * bwd_wgmma.cuh's warpgroup c and warp cw, step for step. */
@@ -435,9 +453,10 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
     const u64 dkt = smem_desc(T.k + wg * (DQ_N / 64) * BN * SW_ROW, BN * SW_ROW, 1024);
 
     /* dS^T buffer 1 is "step -1's": zero, so that step 0's dQ product is 0 (and not added).
-     * Published to wgmma by the fence and to the other warpgroup by step 0's BAR_DS. */
+     * Published to wgmma by the fence and to every consumer by the BAR_DS. */
     for (int w = ctid; w < BN * DS_ROW_BYTES / 4; w += CONSUMER_THREADS) st_shared_u32(T.ds + BN * DS_ROW_BYTES + 4 * w, 0u);
     fence_proxy_async();
+    named_sync(BAR_DS, CONSUMER_THREADS);
 
     mbar_wait(bwd_ws_bar(S.kv_full), 0);   /* K and V have landed */
 
@@ -445,14 +464,25 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
      * it + 1 by both warpgroups (each reads every key's row of it).  So dQ(it - 1), issued
      * in step it, needs both warpgroups' dS^T of step it - 1 stored (and fenced for the async
      * proxy); and step it's store into buffer it % 2 needs dQ(it - 2), which read that buffer
-     * in step it - 1 in both warpgroups, to be done.  Every consumer thread reaches BAR_DS of
-     * step it after the whole of its step it - 1: its dS^T store and fence, and its
-     * wgmma_wait<0>, which covers its warpgroup's dQ(it - 2).  One BAR_DS per step, placed
-     * just before dQ(it - 1) is issued (the first of the two needs; the store comes after
-     * it), gives both; S^T, dP^T, P^T, dV and dS^T of step it run before it, so one
-     * warpgroup may be up to that far ahead of the other.  Step 0's BAR_DS publishes the
-     * zeroed buffer 1.  dQ of step it - 1 goes to the writer through the staging buffer
-     * (ws_dq_stage: it waits there only if the writer has not yet read step it - 2's). */
+     * in step it - 1 in both warpgroups, to be done.
+     *
+     * The warpgroups are not held in lock step (bench/NOTES-bwd.md, session 10): a warpgroup
+     * announces its dS^T of step it by a bar.arrive on BAR_DS_FULL (its own barrier, of step
+     * it's parity) right after storing it, and waits, just before issuing dQ(it - 1) in step
+     * it, only for the other's announcement of step it - 1 (ws_ds_wait; its own four warps
+     * meet at BAR_DS_OWN).  So one warpgroup may run up to about half a step ahead of the
+     * other -- S^T, dP^T, the softmax, dV and dS^T of a step -- and its tensor-core work
+     * fills the other's CUDA-core phases; with one barrier of all consumers per step (until
+     * session 9) they met every step at the same point and did their softmax together.
+     * The announcement also covers the store of step it + 1 into buffer (it + 1) % 2: the
+     * other warpgroup made it after its dQ(it - 1), which read that buffer, was done; and
+     * step it + 1's store comes after this warpgroup's wait in step it + 1 for it.  Two
+     * parities, because a warpgroup can announce step it + 1 before the other has waited
+     * for step it (never step it + 2: that follows its own wait for the other's step it + 1,
+     * made after the other's wait for step it).  Every announcement is waited for, the
+     * last one after the loop.  The zeroed buffer 1 (step 0's dQ) was published above.
+     * dQ of step it - 1 goes to the writer through the staging buffer (ws_dq_stage: it
+     * waits there only if the writer has not yet read step it - 2's). */
     static_assert(GROUP <= 256, "the head in group fits 8 bits");
     int it = 0, prev_tile = 0;
     for (;; ++it) {
@@ -488,7 +518,7 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
         u32 dsf[BM / 16][4];
         pack_frags(dsf, dp);
         wgmma_wait<0>();                                   /* dV is done: pf's registers are free */
-        named_sync(BAR_DS, CONSUMER_THREADS);              /* step it - 1 is done in every consumer */
+        if (it > 0) ws_ds_wait(wg, it - 1);                /* dS^T of step it - 1, both warpgroups */
         float dq[DQ_N / 8][4];
         issue_dq(dq, dst + (ds_prev >> 4), dkt);           /* dQ of step it - 1 */
         issue_acc(dk, dsf, dqt + so);                      /* dK += dS^T Q */
@@ -498,14 +528,15 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
         prev_tile = mt << 8 | sl.r;
         store_ds_frags(T.ds + ds_cur, dsf, cw, lane);      /* for dQ, in step it + 1 */
         fence_proxy_async();
+        if (WARPGROUPS > 1) named_arrive(BAR_DS_FULL + 2 * wg + (it & 1), CONSUMER_THREADS);   /* for the other warpgroup */
         wgmma_wait<0>();                                   /* dV, dK: done reading the stage */
         regs_fence(dk);
         regs_fence(dv);
         mbar_arrive(bwd_ws_bar(S.empty[stage]));   /* the producer may refill it */
     }
     /* dQ of the last step (it steps ran): its dS^T complete in both warpgroups, as above. */
-    named_sync(BAR_DS, CONSUMER_THREADS);
     if (it > 0) {
+        ws_ds_wait(wg, it - 1);
         float dq[DQ_N / 8][4];
         issue_dq(dq, dst + ((((it - 1) & 1) * BN * DS_ROW_BYTES) >> 4), dkt);
         wgmma_wait<0>();
