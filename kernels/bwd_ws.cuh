@@ -219,8 +219,11 @@ DEV const int *ws_rows(const sp_bwd_kparams &p)
  * mode to complete, and for its turn) between its products.
  *
  * One staging buffer (a second does not fit beside the ring at head_dim 128); two mbarriers:
- *   dq_full   count CONSUMER_THREADS: every consumer thread arrives after its stores and
- *             its proxy fence (the writer's copy engine reads them next);
+ *   dq_full   count CONSUMER_WARPS: every consumer thread stores and makes its proxy fence
+ *             (the writer's copy engine reads the stores next), the warp meets at __syncwarp
+ *             (which orders its lanes' accesses before lane 0's), and lane 0 arrives: 8
+ *             arrivals on the barrier a step instead of 256 (CUTLASS's epilogue does the
+ *             same with a barrier of all threads and one thread's TMA store);
  *   dq_empty  count 1: the writer arrives once its adds have read the buffer; the consumers
  *             wait for it before they stage the next tile (fresh: free). */
 enum : int {
@@ -248,7 +251,8 @@ DEV void ws_dq_stage(bwd_ws_shared &S, u32 sdq, const float (&d)[DQ_N / 8][4], i
         st_shared_v2f32(rows + off + (g + 8) * 128, d[nb][2], d[nb][3]);
     }
     fence_proxy_async();   /* ordinary stores, read next by the copy engine */
-    mbar_arrive(bwd_ws_bar(S.dq_full));
+    __syncwarp();
+    if (lane == 0) mbar_arrive(bwd_ws_bar(S.dq_full));
 }
 
 /* The number of KV tiles j' > j whose cursor visits query tile mt of the head whose band
@@ -274,7 +278,8 @@ DEV void ws_dq_end(bwd_ws_shared &S, int s, int ctid)
 {
     mbar_wait(bwd_ws_bar(S.dq_empty), ((u32)s & 1) ^ 1);
     if (ctid == 0) S.dq_tile = -1;
-    mbar_arrive(bwd_ws_bar(S.dq_full));
+    __syncwarp();
+    if ((ctid & 31) == 0) mbar_arrive(bwd_ws_bar(S.dq_full));
 }
 
 /* ==== The writer: one thread (lane 0 of the producer warpgroup's warp 1) ====
@@ -585,7 +590,7 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
             mbar_init(bwd_ws_bar(S.full[st]), 1);
             mbar_init(bwd_ws_bar(S.empty[st]), CONSUMER_THREADS);
         }
-        mbar_init(bwd_ws_bar(S.dq_full), CONSUMER_THREADS);
+        mbar_init(bwd_ws_bar(S.dq_full), CONSUMER_WARPS);
         mbar_init(bwd_ws_bar(S.dq_empty), 1);
         mbar_fence_init();
         tma_prefetch_map(tm.q);
