@@ -94,6 +94,14 @@
  * and completions themselves at 1.27-1.54x of the default; here only the
  * writer waits, and session 9 measured 1.04-1.18x (forward+backward).
  *
+ * Block order (bwd_ws_block_of): the default mode on a uniform batch takes the
+ * blocks tile-major, KV tile 0 of every kv head and batch first, which is
+ * longest first (FlashAttention-3's LPT scheduler); predicted (simulation, not
+ * run on a GPU) at -0.5% to -8% of the main kernel's time.  The deterministic
+ * mode and packed sequences keep blockIdx's (tile, kv head, sequence).  Every
+ * role reads the kv head and sequence that thread 0 wrote to shared memory
+ * (S.kvh, S.b; the producer and the writer through ws_blk), not blockIdx.
+ *
  * Packed sequences (cu_seqlens): blockIdx.z is the sequence.  The launch's
  * parameters stay kernel parameters (bwd_wgmma.cuh's copy of them into shared memory cost
  * every role registers here) and the sequence's offsets (its length, first
@@ -141,6 +149,7 @@ struct bwd_ws_shared {
     unsigned long long dq_full, dq_empty;   /* the dQ staging: staged by the consumers, read by the writer */
     bwd_slot slots[STAGES];
     int n0;        /* this CTA's first key (the producer reads it here rather than hold it) */
+    int kvh, b;    /* its kv head and sequence (bwd_ws_block_of: not blockIdx.y, .z by default) */
     /* This CTA's sequence (packed: blockIdx.z; kernels/seq.cuh), read where used: the
      * launch's parameters stay kernel parameters (instruction operands, no register) and
      * these offsets apply to them.  A uniform batch: n = seqlen and the rest 0 but tb = b. */
@@ -185,27 +194,19 @@ DEV bwd_ws_tiles bwd_ws_tiles_at(unsigned char *smem)
     return t;
 }
 
-/* The block's coordinates, read from the special registers where used (volatile: not kept in
- * a register across the producer's loop, at 24 registers a register counts). */
-DEV int ws_ctaid_y()
-{
-    int v;
-    asm volatile("mov.u32 %0, %%ctaid.y;\n" : "=r"(v));
-    return v;
-}
-DEV int ws_ctaid_z()
-{
-    int v;
-    asm volatile("mov.u32 %0, %%ctaid.z;\n" : "=r"(v));
-    return v;
-}
+/* The block's kv head or sequence (S.kvh, S.b) for the producer and the writer, read where
+ * used: in the default order they are not blockIdx.y and .z (bwd_ws_block_of), so shared memory
+ * replaces the special registers these roles read before, and the load is volatile, as the
+ * mov from %ctaid was, so that no register holds it across the producer's loop (at 24
+ * registers a register counts). */
+DEV int ws_blk(const int &v) { return *(const volatile int *)&v; }
 
 /* The band table rows of this CTA's kv head's query heads, of its sequence's table (packed:
  * bands_sb apart; a uniform batch: 0): a 32-bit offset, no sign extension. */
-DEV const int *ws_rows(const sp_bwd_kparams &p)
+DEV const int *ws_rows(const sp_bwd_kparams &p, const bwd_ws_shared &S)
 {
     return (const int *)p.bands +
-           (unsigned)(ws_ctaid_z() * p.bands_sb + (p.head_offset + ws_ctaid_y() * GROUP) * BAND_STRIDE);
+           (unsigned)(ws_blk(S.b) * p.bands_sb + (p.head_offset + ws_blk(S.kvh) * GROUP) * BAND_STRIDE);
 }
 
 /* ==== dQ: staged by the consumers, added by the writer ====
@@ -294,19 +295,18 @@ DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_s
     /* Its own values, from scratch (none carried from before the roles split: at 24 registers
      * a carried value spilled). */
     const u32 sdq = bwd_ws_tiles_at(smem).dq;
-    const int kvh = (int)blockIdx.y;
 #pragma unroll 1
     for (int s = 0;; ++s) {
         mbar_wait(bwd_ws_bar(S.dq_full), (u32)s & 1);   /* the consumers have staged step s, or are done */
         const int tile = S.dq_tile;
         if (tile < 0) break;
-        const int h = kvh * GROUP + (tile & 255), mt = tile >> 8;
+        const int h = ws_blk(S.kvh) * GROUP + (tile & 255), mt = tile >> 8;
         int *sem = nullptr;
         if constexpr (ORDERED) {
             /* packed: sem_sb = 0 (tb = 0), the sequence's semaphores from semoff */
             sem = (int *)p.dq_sem + S.tb * p.sem_sb + S.semoff + h * p.sem_sh + mt;
             const int target = ws_dq_rank(
-                (const int *)p.bands + (unsigned)(ws_ctaid_z() * p.bands_sb + (p.head_offset + h) * BAND_STRIDE), mt,
+                (const int *)p.bands + (unsigned)(ws_blk(S.b) * p.bands_sb + (p.head_offset + h) * BAND_STRIDE), mt,
                 n0 / BN, S.n);
 #pragma unroll 1
             while (ld_acquire_gpu(sem) < target) {
@@ -342,8 +342,8 @@ DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws
     mbar_arrive_expect_tx(bwd_ws_bar(S.kv_full), 2 * KV_TILE_BYTES);
 #pragma unroll
     for (int cb = 0; cb < COL_BLOCKS; ++cb) {
-        tma_load_4d(T.k + cb * BN * SW_ROW, tm.k, bwd_ws_bar(S.kv_full), 64 * cb, S.row0 + n0, ws_ctaid_y(), S.tb);
-        tma_load_4d(T.v + cb * BN * SW_ROW, tm.v, bwd_ws_bar(S.kv_full), 64 * cb, S.row0 + n0, ws_ctaid_y(), S.tb);
+        tma_load_4d(T.k + cb * BN * SW_ROW, tm.k, bwd_ws_bar(S.kv_full), 64 * cb, S.row0 + n0, ws_blk(S.kvh), S.tb);
+        tma_load_4d(T.v + cb * BN * SW_ROW, tm.v, bwd_ws_bar(S.kv_full), 64 * cb, S.row0 + n0, ws_blk(S.kvh), S.tb);
     }
     bwd_cursor cur;
     bwd_cursor_init(cur);
@@ -351,7 +351,7 @@ DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws
     u32 phase = 0;
     int r, mt;
     for (;;) {
-        const bool any = bwd_cursor_next(cur, ws_rows(p), S.n0, S.n, r, mt);
+        const bool any = bwd_cursor_next(cur, ws_rows(p, S), S.n0, S.n, r, mt);
         mbar_wait(bwd_ws_bar(S.empty[stage]), phase ^ 1);   /* every consumer warp is done with it */
         bwd_slot &slot = S.slots[stage];
         const u32 full = bwd_ws_bar(S.full[stage]);
@@ -360,7 +360,7 @@ DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws
             mbar_arrive(full);
             return;
         }
-        const int *row = ws_rows(p) + (unsigned)(r * BAND_STRIDE);
+        const int *row = ws_rows(p, S) + (unsigned)(r * BAND_STRIDE);
         slot.mt = mt;
         slot.r = r;
         slot.count = min(row[0], MAX_INTERVALS);
@@ -370,7 +370,7 @@ DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws
             slot.hi[k] = row[2 + 2 * k];
         }
         mbar_arrive_expect_tx(full, STAGE_TX_BYTES);   /* release: the slot is published with the phase */
-        const int h = ws_ctaid_y() * GROUP + r, m0 = mt * BM;
+        const int h = ws_blk(S.kvh) * GROUP + r, m0 = mt * BM;
 #pragma unroll
         for (int cb = 0; cb < COL_BLOCKS; ++cb) {
             tma_load_4d(T.q + stage * Q_TILE_BYTES + cb * BM * SW_ROW, tm.q, full, 64 * cb, S.row0 + m0, h, S.tb);
@@ -437,8 +437,7 @@ DEV void ws_ds_wait(int wg, int s)
 /* ==== The consumers ====
  * Warpgroup c (0 .. BN / 64 - 1) of the consumers, warp cw (0 .. CONSUMER_WARPS - 1) of them:
  * bwd_wgmma.cuh's warpgroup c and warp cw, step for step. */
-DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws_tiles &T, int b, int kvh, int n0,
-                         int n)
+DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws_tiles &T, int n0, int n)
 {
     const int ctid = (int)threadIdx.x - PRODUCER_THREADS, cw = ctid / 32, lane = ctid % 32, wg = cw / 4;
     const int key0 = n0 + 16 * cw;   /* this warp's first key */
@@ -552,13 +551,48 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
 
     /* dK * scale and dV, staged through the warp's own rows of the K and V tiles once no
      * consumer reads them (the last dQ read every row of K's column blocks).  Packed: the
-     * sequence's rows from row0 (batch strides 0, tb = 0). */
+     * sequence's rows from row0 (batch strides 0, tb = 0).  The kv head from S too: passed
+     * in, it is bwd_ws_block_of's, no longer blockIdx.y (which was read again here), and held
+     * through the loop it spilled (4 bytes, test_codegen_bwd's custom d128). */
     named_sync(BAR_DS, CONSUMER_THREADS);
     const long long row0 = S.row0;
+    const int kvh = S.kvh;
     bwd_write_rows<sw128_tiles>(dk, p.scale, T.k + cw * 16 * SW_ROW,
                                 (elem_t *)p.dk + S.tb * p.dk_sb + row0 * p.dk_sn + kvh * p.dk_sh, p.dk_sn, key0, n, lane);
     bwd_write_rows<sw128_tiles>(dv, 1.f, T.v + cw * 16 * SW_ROW,
                                 (elem_t *)p.dv + S.tb * p.dv_sb + row0 * p.dv_sn + kvh * p.dv_sh, p.dv_sn, key0, n, lane);
+}
+
+/* ==== The block order: longest first ====
+ * Blocks are dispatched in linear order, x fastest.  Read as (KV tile, kv head, batch),
+ * blockIdx went head by head: the short KV tiles at the end of every head were spread
+ * through the launch, and the last head's came last, with little left to run beside them.
+ * The default mode on a uniform batch reads the linear index tile-major instead: KV tile 0
+ * of every kv head and batch, then tile 1, ...  That is longest first within a head: a KV
+ * tile's query rows [n0 + lo, n_last + hi - 1] (bwd_cursor_next; lo >= 0) move with n0 in
+ * whole query tiles (BN is a multiple of BM) and only the end n clips them, so a later tile
+ * never has more steps.  FlashAttention-3's backward does the same (its non-persistent
+ * SingleTileBwdLPTScheduler remaps the block index, longest first).  Prediction, not run on
+ * a GPU: list scheduling of the band plan's steps per tile on 132 SMs gives the makespan
+ * -2.4% at (B 4, H 16, N 4096, d128), -0.5% at (1, 16, 16384, 128), -8% at (4, 8, 4096, 64),
+ * as good as sorting every tile by its steps.  The grid (attn_bwd_grid) is unchanged, and
+ * this is a bijection of its blocks.  Kept as they were:
+ *   ORDERED: KV tiles in descending order within (y, z) (bwd_order.cuh): a CTA waits for
+ *       the later tiles of its (sequence, kv head), which must have been dispatched first;
+ *   packed (cu_seqlens): blockIdx.z is the sequence, and its tiles past its end return at
+ *       once; tile-major across sequences of other lengths is not longest first, and was
+ *       not simulated. */
+struct bwd_ws_block {
+    int tile, kvh, b;
+};
+template <bool ORDERED>
+DEV bwd_ws_block bwd_ws_block_of(const sp_bwd_kparams &p)
+{
+    if (ORDERED || p.cu_seqlens) return {(int)blockIdx.x, (int)blockIdx.y, (int)blockIdx.z};
+    const unsigned heads = gridDim.y * gridDim.z;   /* blocks of one KV tile */
+    const unsigned l = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    const unsigned t = l / heads, r = l - t * heads;
+    return {(int)t, (int)(r % gridDim.y), (int)(r / gridDim.y)};
 }
 
 /* ==== The kernel body: grid (ceil(n / BN), kv heads, batch), THREADS threads (ORDERED:
@@ -568,17 +602,22 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
 {
     extern __shared__ unsigned char smem[];
     __shared__ bwd_ws_shared S;
-    /* ORDERED: KV tiles in descending order (bwd_order.cuh says why), as bwd_block_of<true>.
-     * Packed: blockIdx.z is the sequence, n its length (KV tiles past it return). */
-    const int kvh = (int)blockIdx.y, b = (int)blockIdx.z;
+    /* The block's KV tile, kv head and sequence (bwd_ws_block_of: tile-major in the default
+     * mode).  ORDERED: KV tiles in descending order (bwd_order.cuh says why), as
+     * bwd_block_of<true>.  Packed: blockIdx.z is the sequence, n its length (KV tiles past it
+     * return). */
+    const bwd_ws_block bk = bwd_ws_block_of<ORDERED>(p);
+    const int kvh = bk.kvh, b = bk.b;
     const seq_span sp = seq_span_of(p, b);
     const int n = sp.n, tiles = (n + BN - 1) / BN;
-    const int n0 = !ORDERED ? (int)blockIdx.x * BN : (int)blockIdx.x < tiles ? (tiles - 1 - (int)blockIdx.x) * BN : n;
+    const int n0 = !ORDERED ? bk.tile * BN : bk.tile < tiles ? (tiles - 1 - bk.tile) * BN : n;
     if (n0 >= n) return;   /* block-uniform */
     const bwd_ws_tiles T = bwd_ws_tiles_at(smem);
 
     if (threadIdx.x == 0) {
         S.n0 = n0;
+        S.kvh = kvh;
+        S.b = b;
         S.n = n;
         S.row0 = sp.start;   /* 0 for a uniform batch */
         S.tb = p.cu_seqlens ? 0 : b;
@@ -610,6 +649,6 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
         else if (threadIdx.x == 32) bwd_ws_writer<ORDERED>(p, tm, S, smem, n0);
     } else {
         regs_alloc<CONSUMER_REGS>();
-        bwd_ws_consumer(p, S, T, b, kvh, n0, n);
+        bwd_ws_consumer(p, S, T, n0, n);
     }
 }
