@@ -72,12 +72,24 @@ DEV int bwd_tile_kind(const bwd_slot &s, int i0, int ni, int j0, int nj, int n)
     const int i_last = min(i0 + ni, n) - 1, j_last = min(j0 + nj, n) - 1;
     if (i_last < i0 || j_last < j0) return TILE_SKIP;
     const int d_lo = i0 - j_last, d_hi = i_last - j0;
+    /* Every bound loaded at once, used or not (a slot holds all MAX_INTERVALS; unused ones
+     * are [0, 0)), and combined without branches: one round trip to shared memory.  With
+     * `used && ...` the loads sat behind branches on count, one after the other, and in the
+     * ws backward this took longer than the S^T product it overlaps (ncu, session 10: about
+     * 7% of the stall samples). */
+    const int count = s.count;
+    int lo[MAX_INTERVALS], hi[MAX_INTERVALS];
+#pragma unroll
+    for (int k = 0; k < MAX_INTERVALS; ++k) {
+        lo[k] = s.lo[k];
+        hi[k] = s.hi[k];
+    }
     bool any = false, full = false;
 #pragma unroll
     for (int k = 0; k < MAX_INTERVALS; ++k) {
-        const bool used = k < s.count;
-        any = any || (used && d_lo < s.hi[k] && d_hi >= s.lo[k]);
-        full = full || (used && s.lo[k] <= d_lo && d_hi < s.hi[k]);
+        const bool used = k < count;
+        any |= used & (d_lo < hi[k]) & (d_hi >= lo[k]);
+        full |= used & (lo[k] <= d_lo) & (d_hi < hi[k]);
     }
     if (!any) return TILE_SKIP;
     return full && i0 + ni <= n && j0 + nj <= n ? TILE_FULL : TILE_PARTIAL;
