@@ -89,6 +89,8 @@ static void emit_bwd_constants(strbuf *out, const sp_kcfg *cfg)
     const_line(out, "main's base alignment (1024: wgmma's swizzle)", "MAIN_SLACK = %d,", kcfg_family(cfg)->smem_slack);
     const_line(out, "main's fp32 dQ staging for bulk reduce-adds (0: atomics)", "DQ_STAGE_BYTES = %d,",
                kcfg_bwd_dq_stage_bytes(cfg));
+    const_line(out, "ws main's dQ staging buffers, a writer each (1 elsewhere)", "WS_DQ_BUFS = %d,",
+               kcfg_bwd_dq_bufs(cfg));
     const_line(out, "dynamic shared memory of each kernel", "SMEM_MAIN = %d, SMEM_MAIN_DET = %d, SMEM_DQ = %d,",
                kcfg_bwd_smem(cfg, BWD_MAIN), kcfg_bwd_smem(cfg, BWD_MAIN_DET), kcfg_bwd_smem(cfg, BWD_DQ));
     const int producer = kcfg_family(cfg)->producer_threads;

@@ -53,15 +53,22 @@ int kcfg_bwd_ds_bufs(const sp_kcfg *c) { return kcfg_family(c) ? kcfg_family(c)-
 /* dQ staging of the wgmma main kernel: each warpgroup (64 keys) stages its
  * head_dim / warpgroups dims of the query tile's dQ in fp32 rows padded by
  * 32 bytes (so that a warp's fragment stores meet no bank twice in a
- * half-warp), from which bulk reduce-adds go to the fp32 accumulator. */
-int kcfg_bwd_dq_stage_bytes(const sp_kcfg *c)
+ * half-warp), from which bulk reduce-adds go to the fp32 accumulator.  The
+ * ws kernel's unpadded tile fits it with its 1024-byte alignment; its second
+ * buffer (kcfg_bwd_dq_bufs) adds a tile. */
+static int dq_stage_bytes_one(const sp_kcfg *c)
 {
     if (!kcfg_family(c) || !kcfg_family(c)->dq_bulk) return 0;
     int groups = c->bn / 64;
     return groups * c->bm * (c->head_dim / groups * 4 + 32);
 }
 
-int kcfg_bwd_smem(const sp_kcfg *c, sp_bwd_part part)
+/* The ws kernel's second staging buffer: one unpadded fp32 dQ tile (bwd_ws.cuh's
+ * WS_DQ_BYTES, BM x HEAD_DIM), a multiple of 1024 bytes for BM 64. */
+static int ws_dq_tile_bytes(const sp_kcfg *c) { return c->bm * c->head_dim * 4; }
+
+/* The part's shared memory with dq bytes of dQ staging (main, main_sem). */
+static long bwd_smem_with(const sp_kcfg *c, sp_bwd_part part, long dq)
 {
     long rb = bwd_row_bytes(c->head_dim);
     long kv = 2L * c->bn * rb;                            /* K and V tiles */
@@ -73,14 +80,33 @@ int kcfg_bwd_smem(const sp_kcfg *c, sp_bwd_part part)
     /* Slack: the kernels round the base up to 128 so the swizzle holds (the
      * wgmma main kernels to 1024, as wgmma's 128-byte swizzle needs). */
     long slack = kcfg_family(c) ? kcfg_family(c)->smem_slack : 128;
-    long dq = kcfg_bwd_dq_stage_bytes(c);
     switch (part) {
     case BWD_MAIN:
-    case BWD_MAIN_SEM: return (int)(slack + kv + qdo + ld + ds + dq);
-    case BWD_MAIN_DET: return (int)(slack + kv + qdo + ld);
-    case BWD_DQ: return (int)(128 + 2L * c->bm * rb + (long)c->stages * kv);
+    case BWD_MAIN_SEM: return slack + kv + qdo + ld + ds + dq;
+    case BWD_MAIN_DET: return slack + kv + qdo + ld;
+    case BWD_DQ: return 128 + 2L * c->bm * rb + (long)c->stages * kv;
     default: return 0;
     }
+}
+
+/* The ws kernel's dQ staging buffers: two where the second leaves two blocks per SM
+ * (kcfg_derive_bwd's rule for ctas, on main's shared memory with one buffer plus a
+ * tile; not on ctas, which is derived from the shared memory that this sets). */
+int kcfg_bwd_dq_bufs(const sp_kcfg *c)
+{
+    if (!kcfg_family(c) || !kcfg_family(c)->producer_threads || !kcfg_family(c)->dq_bulk) return 1;
+    long smem = bwd_smem_with(c, BWD_MAIN, dq_stage_bytes_one(c)) + ws_dq_tile_bytes(c);
+    return 2 * (smem + 2048) <= KCFG_SM90_SMEM_PER_SM ? 2 : 1;
+}
+
+int kcfg_bwd_dq_stage_bytes(const sp_kcfg *c)
+{
+    return dq_stage_bytes_one(c) + (kcfg_bwd_dq_bufs(c) - 1) * ws_dq_tile_bytes(c);
+}
+
+int kcfg_bwd_smem(const sp_kcfg *c, sp_bwd_part part)
+{
+    return (int)bwd_smem_with(c, part, kcfg_bwd_dq_stage_bytes(c));
 }
 
 int kcfg_bwd_threads(const sp_kcfg *c, sp_bwd_part part)

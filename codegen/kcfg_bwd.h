@@ -81,8 +81,13 @@ int kcfg_bwd_threads(const sp_kcfg *c, sp_bwd_part part);
 /* dS^T tiles main keeps in shared memory: 1 (mma.sync), 2 (wgmma). */
 int kcfg_bwd_ds_bufs(const sp_kcfg *c);
 int kcfg_bwd_smem(const sp_kcfg *c, sp_bwd_part part);
-/* Bytes of main's dQ staging (families with dq_bulk), 0 for the others. */
+/* Bytes of main's dQ staging (families with dq_bulk), 0 for the others:
+ * every buffer of kcfg_bwd_dq_bufs, each with its 1024-byte alignment. */
 int kcfg_bwd_dq_stage_bytes(const sp_kcfg *c);
+/* dQ staging buffers of the warp-specialized main (WS_DQ_BUFS, one writer
+ * thread each): 2 where two blocks per SM still fit in shared memory with
+ * the second, else 1 (and 1 in the other families). */
+int kcfg_bwd_dq_bufs(const sp_kcfg *c);
 /* Query rows per block of pre and convert: KCFG_BWD_AUX_THREADS / (head_dim / 8). */
 int kcfg_bwd_aux_rows(const sp_kcfg *c);
 /* Queries main handles per step (Q_SUB: bm, at most 64) and keys dq

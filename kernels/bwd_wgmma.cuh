@@ -42,7 +42,8 @@ enum : int {
     DQ_N = HEAD_DIM / WARPGROUPS,           /* dims of dQ per warpgroup */
     DQ_ROW = DQ_N * 4 + 32,                 /* a staged dQ row (fp32), padded: see dq_stage */
 };
-static_assert(DQ_STAGE_BYTES == 0 || DQ_STAGE_BYTES == WARPGROUPS * BM * DQ_ROW, "kcfg_bwd_dq_stage_bytes disagrees");
+static_assert(DQ_STAGE_BYTES == 0 || DQ_STAGE_BYTES == WARPGROUPS * BM * DQ_ROW + (WS_DQ_BUFS - 1) * BM * HEAD_DIM * 4,
+              "kcfg_bwd_dq_stage_bytes disagrees");   /* bwd_ws.cuh's second buffer: a tile */
 static_assert(BM == 64 && DS_ROW_BYTES == SW_ROW, "a dS^T row is one 128-byte swizzled row");
 static_assert(BN % WG_KEYS == 0 && DQ_N % 64 == 0, "whole column blocks per warpgroup");
 

@@ -1,15 +1,16 @@
 /* kernels/bwd_ws.cuh: the warp-specialized backward main kernel (sm_90a),
  * the family bwd-ws: the default backward on sm_90a (tiles 64x128:s2:ws at
  * head_dim 128, 64x64:s3:ws at 64; checked and timed in sessions 8 and 9,
- * bench/RESULTS.md S8 and S9).  dQ is added by a writer lane of the producer
+ * bench/RESULTS.md S8 and S9).  dQ is added by writer lanes of the producer
  * warpgroup, not by the consumers.
  * The math of a step is bwd_wgmma.cuh's, unchanged and in its order; what
  * changes is who loads and how the warps meet (bench/NOTES-bwd.md, item 2;
  * FlashAttention-3's backward):
  *
  *   warpgroup 0, the producer (setmaxnreg down to PRODUCER_REGS; thread 0
- *       loads, thread 32 writes dQ, the other 126 exit): thread 0 loads the K and V tiles once (TMA, one
- *       box of BN rows per 64-value column block), then walks the cursor
+ *       loads, thread 32 (and 64 with WS_DQ_BUFS 2) writes dQ, the others
+ *       exit): thread 0 loads the K and V tiles once (TMA, one box of BN
+ *       rows per 64-value column block), then walks the cursor
  *       (bwd_iter.cuh's bwd_cursor_next) and, per query tile, waits until
  *       the ring's stage is empty, writes the stage's slot (mt, r, the
  *       intervals), announces the stage's bytes (arrive.expect_tx on FULL)
@@ -19,12 +20,14 @@
  *       copies.  After the last tile it writes an end slot (mt = -1) and
  *       arrives on FULL without bytes.
  *   warpgroup 0, warp 1, lane 0: the dQ writer (FlashAttention-3's dQ
- *       writer warp): walks the same cursor and, per step, adds the dQ tile
- *       the consumers staged by TMA tensor reduce-adds, frees the staging
- *       buffer once they have read it and, in deterministic mode, waits for
- *       the tile's turn before and releases it after (ws_dq_stage and
- *       bwd_ws_writer say how).  The math warps never wait for an add or a
- *       turn, only for the buffer, one step later.
+ *       writer warp): per step, adds the dQ tile the consumers staged (and
+ *       named) by TMA tensor reduce-adds, frees the staging buffer once they
+ *       have read it and, in deterministic mode, waits for the tile's turn
+ *       before and releases it after (ws_dq_stage and bwd_ws_writer say
+ *       how).  The math warps never wait for an add or a turn, only for the
+ *       buffer, one step later.  Where shared memory allows (WS_DQ_BUFS 2:
+ *       d64 with 2 stages), two buffers and a second writer, warp 2's lane 0:
+ *       writer b takes the steps s with s % 2 == b.
  *   warpgroups 1 .. BN / 64, the consumers (setmaxnreg up to CONSUMER_REGS):
  *       warpgroup c owns keys 64c .. 64c + 63 and their dK and dV, exactly
  *       as warpgroup c of bwd_wgmma.cuh; per step they wait on FULL, not on
@@ -51,8 +54,8 @@
  *                warp (session 8, call 2).  The producer
  *                waits for it (opposite parity: fresh stages are free)
  *                before it writes the slot or starts a copy into the stage.
- *   dq_full, dq_empty: the dQ staging buffer between the consumers and the
- *                writer (at ws_dq_stage).
+ *   dq_full[b], dq_empty[b]: dQ staging buffer b between the consumers
+ *                and writer b (at ws_dq_stage).
  *   named barriers BAR_DS_FULL (2-5) and BAR_DS_OWN (6, 7): per step, a
  *                warpgroup announces its stored dS^T (bar.arrive) and, just
  *                before dQ of the previous step is issued, waits for its own
@@ -92,7 +95,12 @@
  * turn (one count per CTA and tile: the target is the rank itself).  Session
  * 8 measured the ordered kernel with the consumer warps waiting for turns
  * and completions themselves at 1.27-1.54x of the default; here only the
- * writer waits, and session 9 measured 1.04-1.18x (forward+backward).
+ * writer waits, and session 9 measured 1.04-1.18x (forward+backward).  The
+ * writer's wait for its adds to complete before it releases the turn
+ * serializes it (no turn or add of the next step before), so the consumers
+ * could be one step ahead at most: 1.26x the default at d64, whose short
+ * steps (BN 64) the writer did not keep up with.  Hence the second buffer
+ * and writer where they fit (ws_dq_stage); not run on a GPU yet.
  *
  * Block order (bwd_ws_block_of): the default mode on a uniform batch takes the
  * blocks tile-major, KV tile 0 of every kv head and batch first, which is
@@ -146,7 +154,8 @@ struct bwd_tma_maps {
 /* Barriers and the ring's slots, in static shared memory. */
 struct bwd_ws_shared {
     unsigned long long kv_full, full[STAGES], empty[STAGES];
-    unsigned long long dq_full, dq_empty;   /* the dQ staging: staged by the consumers, read by the writer */
+    /* dQ staging buffer b: staged by the consumers, read by writer b */
+    unsigned long long dq_full[WS_DQ_BUFS], dq_empty[WS_DQ_BUFS];
     bwd_slot slots[STAGES];
     int n0;        /* this CTA's first key (the producer reads it here rather than hold it) */
     int kvh, b;    /* its kv head and sequence (bwd_ws_block_of: not blockIdx.y, .z by default) */
@@ -158,7 +167,7 @@ struct bwd_ws_shared {
     int tb;        /* the TMA maps' batch coordinate: b, packed 0 */
     int semoff;    /* packed: its first query tile's semaphore, start / BM + b (seq_bwd.cuh) */
     long long wsrow;   /* packed: its first row of the lse2 / delta scratch (seq_ws_row) */
-    int dq_tile;   /* the staged tile's query tile (mt << 8 | head in group; -1: no more), with dq_full */
+    int dq_tile[WS_DQ_BUFS];   /* buffer b's query tile (mt << 8 | head in group; -1: no more), with dq_full[b] */
 };
 
 DEV u32 bwd_ws_bar(const unsigned long long &b) { return smem_addr(&b); }
@@ -219,30 +228,44 @@ DEV const int *ws_rows(const sp_bwd_kparams &p, const bwd_ws_shared &S)
  * consumer warp added its own 16 rows and waited for its adds (to read, and in deterministic
  * mode to complete, and for its turn) between its products.
  *
- * One staging buffer (a second does not fit beside the ring at head_dim 128); two mbarriers:
+ * WS_DQ_BUFS buffers (kcfg_bwd_dq_bufs: 2 where two blocks per SM still fit, d64 with 2
+ * stages; a second does not fit beside the ring at head_dim 128, nor beside 3 stages' at d64
+ * without costing the second block), step s in buffer b = s % WS_DQ_BUFS, its use
+ * u = s / WS_DQ_BUFS, and a writer per buffer.  Why two writers rather than one on two
+ * buffers: in deterministic mode a writer waits for its adds to complete before it releases
+ * the turn, and nothing of the next step (its turn, its adds) can start before; with one
+ * writer that wait serialized every step at d64 (1.26x the default).  Two writers overlap one
+ * step's completion with the next step's turn and adds: their steps are different query
+ * tiles (the cursor visits each (tile, head) of a CTA once), so their turns are independent,
+ * and each waits only for its own adds (bulk async-groups are per thread).  The default mode
+ * runs the same code (the consumers may then be two steps ahead of a writer's reads).
+ * Each buffer b has its own two mbarriers (a parity wait is valid only within one phase of
+ * the waiter, so buffers cannot share them), parity u & 1:
  *   dq_full   count CONSUMER_WARPS: every consumer thread stores and makes its proxy fence
  *             (the writer's copy engine reads the stores next), the warp meets at __syncwarp
  *             (which orders its lanes' accesses before lane 0's), and lane 0 arrives: 8
  *             arrivals on the barrier a step instead of 256 (CUTLASS's epilogue does the
  *             same with a barrier of all threads and one thread's TMA store);
  *   dq_empty  count 1: the writer arrives once its adds have read the buffer; the consumers
- *             wait for it before they stage the next tile (fresh: free). */
+ *             wait for it before they stage the buffer's next tile (fresh: free). */
 enum : int {
     WS_DQ_BOX_BYTES = BM * 128,                      /* BM rows x 32 fp32 */
     WS_DQ_BYTES = 2 * (BN / 64) * WS_DQ_BOX_BYTES,   /* the tile: HEAD_DIM = 64 x BN / 64 dims */
 };
 static_assert(DQ_N == 64 && HEAD_DIM == BN, "a warpgroup's dQ is two 32-dim boxes");
-static_assert(WS_DQ_BYTES + 1024 <= DQ_STAGE_BYTES, "ws dQ staging fits the host's reservation");
+static_assert(WS_DQ_BUFS * WS_DQ_BYTES + 1024 <= DQ_STAGE_BYTES && WS_DQ_BYTES % 1024 == 0 && WS_DQ_BUFS <= 2,
+              "ws dQ staging: the buffers fit the host's reservation, each 1024-aligned");
 
-/* The consumers' half: the warp's rows of d (dQ of step s, query tile `tile`) into the staging
- * boxes, once the writer has read step s - 1's; then the arrive that hands it over (consumer
- * thread 0 names the tile). */
+/* The consumers' half: the warp's rows of d (dQ of step s, query tile `tile`) into buffer
+ * s % WS_DQ_BUFS's boxes, once its writer has read step s - WS_DQ_BUFS's; then the arrive that
+ * hands it over (consumer thread 0 names the tile). */
 DEV void ws_dq_stage(bwd_ws_shared &S, u32 sdq, const float (&d)[DQ_N / 8][4], int s, int tile, int wg, int cw, int lane)
 {
-    mbar_wait(bwd_ws_bar(S.dq_empty), ((u32)s & 1) ^ 1);   /* step s - 1's adds have read the buffer */
-    if (wg == 0 && cw == 0 && lane == 0) S.dq_tile = tile;
+    const int b = (int)((u32)s % WS_DQ_BUFS);   /* the buffer, its use (u32)s / WS_DQ_BUFS */
+    mbar_wait(bwd_ws_bar(S.dq_empty[b]), (((u32)s / WS_DQ_BUFS) & 1) ^ 1);   /* its last use's adds have read it */
+    if (wg == 0 && cw == 0 && lane == 0) S.dq_tile[b] = tile;
     const int g = lane >> 2, t = lane & 3;
-    const u32 rows = sdq + (u32)(2 * wg) * WS_DQ_BOX_BYTES + (u32)(16 * (cw % 4)) * 128;
+    const u32 rows = sdq + (u32)b * WS_DQ_BYTES + (u32)(2 * wg) * WS_DQ_BOX_BYTES + (u32)(16 * (cw % 4)) * 128;
 #pragma unroll
     for (int nb = 0; nb < DQ_N / 8; ++nb) {
         /* dims 8nb + 2t + {0, 1}: box nb / 4, 16-byte chunk 2 (nb % 4) + t / 2 of the row, which
@@ -253,7 +276,7 @@ DEV void ws_dq_stage(bwd_ws_shared &S, u32 sdq, const float (&d)[DQ_N / 8][4], i
     }
     fence_proxy_async();   /* ordinary stores, read next by the copy engine */
     __syncwarp();
-    if (lane == 0) mbar_arrive(bwd_ws_bar(S.dq_full));
+    if (lane == 0) mbar_arrive(bwd_ws_bar(S.dq_full[b]));
 }
 
 /* The number of KV tiles j' > j whose cursor visits query tile mt of the head whose band
@@ -274,31 +297,38 @@ DEV int ws_dq_rank(const int *row, int mt, int j, int n)
     return rank;
 }
 
-/* The consumers' last word: no more tiles (after the last one's adds have read the buffer). */
+/* The consumers' last word, after s steps: no more tiles, to every writer, as steps s ..
+ * s + WS_DQ_BUFS - 1 (each once its buffer's last adds have read it). */
 DEV void ws_dq_end(bwd_ws_shared &S, int s, int ctid)
 {
-    mbar_wait(bwd_ws_bar(S.dq_empty), ((u32)s & 1) ^ 1);
-    if (ctid == 0) S.dq_tile = -1;
-    __syncwarp();
-    if ((ctid & 31) == 0) mbar_arrive(bwd_ws_bar(S.dq_full));
+#pragma unroll
+    for (int j = 0; j < WS_DQ_BUFS; ++j) {
+        const u32 e = (u32)(s + j);
+        const int b = (int)(e % WS_DQ_BUFS);
+        mbar_wait(bwd_ws_bar(S.dq_empty[b]), ((e / WS_DQ_BUFS) & 1) ^ 1);
+        if (ctid == 0) S.dq_tile[b] = -1;
+        __syncwarp();
+        if ((ctid & 31) == 0) mbar_arrive(bwd_ws_bar(S.dq_full[b]));
+    }
 }
 
-/* ==== The writer: one thread (lane 0 of the producer warpgroup's warp 1) ====
- * Per step: waits for the staged tile (which the consumers name: at the producer warpgroup's
- * 24 registers, a cursor of its own spilled), (ORDERED: computes its rank and waits for its
- * turn,) adds it, frees the buffer once the adds have read it, and (ORDERED) releases the
- * turn once they are complete.  The turns are bwd_order.cuh's with one count per CTA and
- * tile: target = rank. */
+/* ==== The writers: one thread per buffer b (lane 0 of the producer warpgroup's warp 1 + b) ====
+ * Per step of its buffer: waits for the staged tile (which the consumers name: at the
+ * producer warpgroup's 24 registers, a cursor of its own spilled), (ORDERED: computes its
+ * rank and waits for its turn,) adds it, frees the buffer once the adds have read it, and
+ * (ORDERED) releases the turn once they are complete.  The turns are bwd_order.cuh's with one
+ * count per CTA and tile: target = rank. */
 template <bool ORDERED>
-DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_shared &S, unsigned char *smem, int n0)
+DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_shared &S, unsigned char *smem, int n0,
+                       int b)
 {
     /* Its own values, from scratch (none carried from before the roles split: at 24 registers
      * a carried value spilled). */
-    const u32 sdq = bwd_ws_tiles_at(smem).dq;
+    const u32 sdq = bwd_ws_tiles_at(smem).dq + (u32)b * WS_DQ_BYTES;
 #pragma unroll 1
-    for (int s = 0;; ++s) {
-        mbar_wait(bwd_ws_bar(S.dq_full), (u32)s & 1);   /* the consumers have staged step s, or are done */
-        const int tile = S.dq_tile;
+    for (int u = 0;; ++u) {   /* the buffer's use u: step u * WS_DQ_BUFS + b */
+        mbar_wait(bwd_ws_bar(S.dq_full[b]), (u32)u & 1);   /* the consumers have staged it, or are done */
+        const int tile = S.dq_tile[b];
         if (tile < 0) break;
         const int h = ws_blk(S.kvh) * GROUP + (tile & 255), mt = tile >> 8;
         int *sem = nullptr;
@@ -318,7 +348,7 @@ DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_s
             tma_reduce_add_4d(tm.dqa, sdq + (u32)x * WS_DQ_BOX_BYTES, 32 * x, S.row0 + mt * BM, h, S.tb);
         tma_store_commit();
         tma_store_wait_read<0>();
-        mbar_arrive(bwd_ws_bar(S.dq_empty));   /* the consumers may stage the next tile */
+        mbar_arrive(bwd_ws_bar(S.dq_empty[b]));   /* the consumers may stage the buffer's next tile */
         if constexpr (ORDERED) {
             tma_store_wait<0>();   /* the adds are complete in L2 ... */
             fence_proxy_async_global();
@@ -485,8 +515,8 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
      * for step it (never step it + 2: that follows its own wait for the other's step it + 1,
      * made after the other's wait for step it).  Every announcement is waited for, the
      * last one after the loop.  The zeroed buffer 1 (step 0's dQ) was published above.
-     * dQ of step it - 1 goes to the writer through the staging buffer (ws_dq_stage: it
-     * waits there only if the writer has not yet read step it - 2's). */
+     * dQ of step it - 1 goes to a writer through a staging buffer (ws_dq_stage: it waits
+     * there only if that buffer's writer has not yet read step it - 1 - WS_DQ_BUFS's). */
     static_assert(GROUP <= 256, "the head in group fits 8 bits");
     int it = 0, prev_tile = 0;
     for (;; ++it) {
@@ -629,8 +659,11 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
             mbar_init(bwd_ws_bar(S.full[st]), 1);
             mbar_init(bwd_ws_bar(S.empty[st]), CONSUMER_THREADS);
         }
-        mbar_init(bwd_ws_bar(S.dq_full), CONSUMER_WARPS);
-        mbar_init(bwd_ws_bar(S.dq_empty), 1);
+#pragma unroll
+        for (int x = 0; x < WS_DQ_BUFS; ++x) {
+            mbar_init(bwd_ws_bar(S.dq_full[x]), CONSUMER_WARPS);
+            mbar_init(bwd_ws_bar(S.dq_empty[x]), 1);
+        }
         mbar_fence_init();
         tma_prefetch_map(tm.q);
         tma_prefetch_map(tm.dout);
@@ -646,7 +679,8 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
     if (wg == 0) {
         regs_dealloc<PRODUCER_REGS>();
         if (threadIdx.x == 0) bwd_ws_producer(p, tm, S, smem);
-        else if (threadIdx.x == 32) bwd_ws_writer<ORDERED>(p, tm, S, smem, n0);
+        else if (threadIdx.x == 32) bwd_ws_writer<ORDERED>(p, tm, S, smem, n0, 0);
+        else if (WS_DQ_BUFS > 1 && threadIdx.x == 64) bwd_ws_writer<ORDERED>(p, tm, S, smem, n0, 1);
     } else {
         regs_alloc<CONSUMER_REGS>();
         bwd_ws_consumer(p, S, T, n0, n);

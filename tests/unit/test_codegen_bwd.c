@@ -568,6 +568,22 @@ static void test_ws_family(void)
     CHECKF(c.ctas == 1 && kcfg_ws_consumer_regs(&c) == 240, "d128: %d blocks per SM, %d consumer registers", c.ctas,
            kcfg_ws_consumer_regs(&c));
     CHECKF(w.ctas == 1, "the wgmma twin: %d blocks per SM", w.ctas);
+    /* Two dQ staging buffers (and writers) where two blocks per SM still fit with the second:
+     * d64 with 2 stages; not with 3 (it would cost the second block), not at d128, never in
+     * the wgmma family.  The second buffer adds one unpadded fp32 tile to the reservation. */
+    CHECKF(kcfg_bwd_dq_bufs(&t) == 1 && kcfg_bwd_dq_stage_bytes(&t) == 64 * (64 * 4 + 32),
+           "d64 s3: %d dQ buffers, %d staging bytes", kcfg_bwd_dq_bufs(&t), kcfg_bwd_dq_stage_bytes(&t));
+    CHECKF(kcfg_bwd_dq_bufs(&c) == 1 && kcfg_bwd_dq_bufs(&w) == 1, "d128: %d dQ buffers, the wgmma twin %d",
+           kcfg_bwd_dq_bufs(&c), kcfg_bwd_dq_bufs(&w));
+    sp_kcfg t2 = t;
+    t2.stages = 2;
+    CHECKF(kcfg_derive_bwd(&t2, &e) == 0 && kcfg_bwd_dq_bufs(&t2) == 2 && t2.ctas == 2 && t2.smem_bytes == 102400 &&
+               kcfg_bwd_dq_stage_bytes(&t2) == 64 * (64 * 4 + 32) + 64 * 64 * 4,
+           "d64 s2: %d dQ buffers, %d blocks per SM, %d bytes", kcfg_bwd_dq_bufs(&t2), t2.ctas, t2.smem_bytes);
+    sp_kcfg w2 = t2;
+    w2.mma = SP_MMA_WGMMA;
+    CHECKF(kcfg_derive_bwd(&w2, &e) == 0 && kcfg_bwd_dq_bufs(&w2) == 1 && w2.smem_bytes == 102400 - 64 * 64 * 4,
+           "d64 s2 wgmma twin: %d dQ buffers, %d bytes", kcfg_bwd_dq_bufs(&w2), w2.smem_bytes);
 
     /* Tuner candidates at both head_dims (d128: 2 stages; d64: 2 and 3), the default at both;
      * packed sequences included. */
