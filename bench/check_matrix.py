@@ -372,11 +372,16 @@ def sanitize_cases(root, arch):
                 continue
             tiles = family_tiles(sp, family, arch)
             # The family's default-sized tile: the heuristic's own where it is of the family.
-            tile = tiles[len(tiles) // 2]
-            lens = what.split("lens=")[1] if what.startswith("packed") else None
-            args = check_args(sp, family, tile, n, 7, batch=1, seq_lens=lens)
-            args = [x for x in args if x != "--json"] + ["--reference", "cpu"]
-            cases.append((family, what, tile, args))
+            run = [tiles[len(tiles) // 2]]
+            # The ws backward at d64 takes two dQ staging buffers and two writers at 2 stages
+            # (kcfg_bwd_dq_bufs) and one at 3: both paths.
+            if family.startswith("bwd-ws") and sp == b:
+                run = tiles
+            for tile in run:
+                lens = what.split("lens=")[1] if what.startswith("packed") else None
+                args = check_args(sp, family, tile, n, 7, batch=1, seq_lens=lens)
+                args = [x for x in args if x != "--json"] + ["--reference", "cpu"]
+                cases.append((family, what, tile, args))
     # decode: the split-KV kernel, its combine and the paged loads
     c = specs.path(spec_text("exclusive", "bf16", 128, 4, 12, 3), "san-exclusive-d128")
     d = specs.path(spec_text("gapped", "fp16", 64, 4, 8, 2), "san-gapped-d64")
@@ -391,7 +396,7 @@ def sanitize_cases(root, arch):
 
 def sanitize_one(tool, family, what, tile, args, log_dir, timeout, filt):
     case = "packed" if what.startswith("packed") else "empty" if "exclusive" in what else "odd"
-    log = os.path.join(log_dir, f"sanitize-{tool}-{family}-{case}.log")
+    log = os.path.join(log_dir, f"sanitize-{tool}-{family}-{case}-{tile.replace(':', '_')}.log")
     cmd = ["compute-sanitizer", "--tool", tool, "--error-exitcode", "9"] + filt
     if tool == "racecheck":
         cmd += ["--racecheck-report", "all"]
