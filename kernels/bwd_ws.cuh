@@ -100,12 +100,13 @@
  * serializes it (no turn or add of the next step before), so the consumers
  * could be one step ahead at most: 1.26x the default at d64, whose short
  * steps (BN 64) the writer did not keep up with.  Hence the second buffer
- * and writer where they fit (ws_dq_stage); not run on a GPU yet.
+ * and writer where they fit (ws_dq_stage): at d64 s2 the deterministic
+ * forward+backward went from 0.392 to 0.365 ms (session 10, bench/NOTES-bwd.md).
  *
  * Block order (bwd_ws_block_of): the default mode on a uniform batch takes the
  * blocks tile-major, KV tile 0 of every kv head and batch first, which is
- * longest first (FlashAttention-3's LPT scheduler); predicted (simulation, not
- * run on a GPU) at -0.5% to -8% of the main kernel's time.  The deterministic
+ * longest first (FlashAttention-3's LPT scheduler); measured in session 10 at
+ * -4% of the backward at d64, -1% at (4,16,4096,128).  The deterministic
  * mode and packed sequences keep blockIdx's (tile, kv head, sequence).  Every
  * role reads the kv head and sequence that thread 0 wrote to shared memory
  * (S.kvh, S.b; the producer and the writer through ws_blk), not blockIdx.
@@ -602,10 +603,11 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
  * tile's query rows [n0 + lo, n_last + hi - 1] (bwd_cursor_next; lo >= 0) move with n0 in
  * whole query tiles (BN is a multiple of BM) and only the end n clips them, so a later tile
  * never has more steps.  FlashAttention-3's backward does the same (its non-persistent
- * SingleTileBwdLPTScheduler remaps the block index, longest first).  Prediction, not run on
- * a GPU: list scheduling of the band plan's steps per tile on 132 SMs gives the makespan
- * -2.4% at (B 4, H 16, N 4096, d128), -0.5% at (1, 16, 16384, 128), -8% at (4, 8, 4096, 64),
- * as good as sorting every tile by its steps.  The grid (attn_bwd_grid) is unchanged, and
+ * SingleTileBwdLPTScheduler remaps the block index, longest first).  The prediction (list
+ * scheduling of the band plan's steps per tile on 132 SMs: the makespan -2.4% at (B 4, H 16,
+ * N 4096, d128), -0.5% at (1, 16, 16384, 128), -8% at (4, 8, 4096, 64), as good as sorting
+ * every tile by its steps) against session 10's measurement: -1%, within noise, -4% of the
+ * backward.  The grid (attn_bwd_grid) is unchanged, and
  * this is a bijection of its blocks.  Kept as they were:
  *   ORDERED: KV tiles in descending order within (y, z) (bwd_order.cuh): a CTA waits for
  *       the later tiles of its (sequence, kv head), which must have been dispatched first;
