@@ -10,6 +10,8 @@
 #                              background (T: its timeout, default 240); sanitize_report after `wait`
 #   matrix FILTER... [-t T]    the check matrix's run of each FILTER, one after the other
 #   pack_checks DIRS...        the matrix and sanitizer directories into $OUT/checks.tgz
+#   checks FILTER T            the usual set: sanitize_bg FILTER T beside matrix FILTER regress
+#                              -t (T - 10), then the report and pack_checks
 #   bench_line BIN SPEC B N [bench options]
 #                              one `spattn bench --json` (median of $BENCH_ITERS, default 100): ms, eff TF/s, kernels
 set -uo pipefail
@@ -55,6 +57,14 @@ matrix() {
 
 pack_checks() {
     tar czf "$OUT/checks.tgz" -C "$OUT" "$@" 2>/dev/null; (cd "$OUT" && rm -rf "$@")
+}
+
+checks() {
+    sanitize_bg "$1" "$2"
+    matrix "$1" regress -t $(($2 - 10))
+    wait
+    sanitize_report
+    pack_checks s "m-$1" m-regress
 }
 
 bench_line() {

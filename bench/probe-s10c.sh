@@ -4,11 +4,7 @@
 # ncu of the backward at N = 16384 and of the dense forward (source pages kept in ncu.tgz),
 # and the deterministic d64 backward at 64x64:s2:ws against :s3:ws (for branch det2).
 source "$(dirname "$0")/probe-lib.sh"
-sanitize_bg bwd-ws 200
-matrix bwd-ws regress -t 200
-wait
-sanitize_report
-pack_checks s m-bwd-ws m-regress
+checks bwd-ws 210
 {
 for rep in 1 2; do
     for t in 64x64:s3:ws 64x64:s2:ws; do

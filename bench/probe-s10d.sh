@@ -12,11 +12,7 @@ for spec in configs/olmoe-1b-7b.yaml configs/llama-8h-d64.yaml; do
         FIRST_TIMEOUT=40 first_check build/spattn $spec $t --deterministic
     done
 done
-sanitize_bg bwd 280
-matrix bwd regress -t 270
-wait
-sanitize_report
-pack_checks s m-bwd m-regress
+checks bwd 280
 {
 for rep in 1 2; do
     for shape in "configs/olmoe-1b-7b.yaml 1 16384" "configs/olmoe-1b-7b.yaml 4 4096" "configs/llama-8h-d64.yaml 4 4096" "configs/gqa-32q-8kv.yaml 1 16384"; do

@@ -89,6 +89,11 @@ static long bwd_smem_with(const sp_kcfg *c, sp_bwd_part part, long dq)
     }
 }
 
+/* Two blocks of smem dynamic bytes fit one Hopper SM: each also holds up to 1 KiB of
+ * static shared memory (the stage slots, the barriers) and the 1 KiB the hardware
+ * reserves.  The rule for ctas (kcfg_derive_bwd) and for the second dQ buffer. */
+static int two_blocks_fit(long smem) { return 2 * (smem + 2048) <= KCFG_SM90_SMEM_PER_SM; }
+
 /* The ws kernel's dQ staging buffers: two where the second leaves two blocks per SM
  * (kcfg_derive_bwd's rule for ctas, on main's shared memory with one buffer plus a
  * tile; not on ctas, which is derived from the shared memory that this sets). */
@@ -96,7 +101,7 @@ int kcfg_bwd_dq_bufs(const sp_kcfg *c)
 {
     if (!kcfg_family(c) || !kcfg_family(c)->producer_threads || !kcfg_family(c)->dq_bulk) return 1;
     long smem = bwd_smem_with(c, BWD_MAIN, dq_stage_bytes_one(c)) + ws_dq_tile_bytes(c);
-    return 2 * (smem + 2048) <= KCFG_SM90_SMEM_PER_SM ? 2 : 1;
+    return two_blocks_fit(smem) ? 2 : 1;
 }
 
 int kcfg_bwd_dq_stage_bytes(const sp_kcfg *c)
@@ -221,12 +226,9 @@ int kcfg_derive_bwd(sp_kcfg *c, sp_err *e)
     /* Two blocks per SM where two fit: the warp-specialized kernel at
      * head_dim 64 has one consumer warpgroup, which leaves the tensor cores
      * idle while it runs its softmax-like steps; a second block fills them
-     * (session 9: forward+backward 21% faster at (4,8,8,4096,64)).  A block
-     * holds its dynamic shared memory, up to 1 KiB of static (the stage
-     * slots, the barriers) and the 1 KiB the hardware reserves; the
+     * (session 9: forward+backward 21% faster at (4,8,8,4096,64)).  The
      * consumers then get (32768 - 128 x 24) / 128 = 232 registers. */
-    c->ctas = 1;
-    if (kcfg_family(c)->producer_threads && 2 * (smem + 2048) <= KCFG_SM90_SMEM_PER_SM) c->ctas = 2;
+    c->ctas = kcfg_family(c)->producer_threads && two_blocks_fit(smem) ? 2 : 1;
     return 0;
 }
 

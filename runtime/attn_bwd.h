@@ -104,7 +104,7 @@ void attn_bwd_parts(const sp_kcfg *cfg, int deterministic, sp_bwd_part parts[3])
 /* The warp-specialized main's second parameter (family bwd-ws): TMA maps of
  * q and dout (boxes of BM rows over the query heads) and k and v (BN rows
  * over the kv heads), the layout of struct bwd_tma_maps in kernels/bwd_ws.cuh.
- * Uniform batches only (the family refuses packed sequences). */
+ * Packed sequences: maps over the packed tensors (attn_tma_packed_view). */
 typedef struct {
     CUtensorMap q, dout, k, v;
     CUtensorMap dqa;   /* dq_accum (fp32), boxes of BM rows x 32 dims: the dQ reduce-adds */
