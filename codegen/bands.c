@@ -223,6 +223,20 @@ int64_t bands_dq_rank(const sp_band_list *b, int64_t N, int bm, int bn, int64_t 
     return rank;
 }
 
+int64_t bands_dq_rank_below(const sp_band_list *b, int64_t N, int bm, int bn, int64_t nt, int64_t mt)
+{
+    int64_t m0 = mt * bm, m_last = min64(m0 + bm, N) - 1;
+    int64_t rank = 0, top = nt - 1;             /* tiles above top: nt, above it, or counted */
+    for (int k = 0; k < b->n; k++) {
+        int64_t lo = b->iv[k].lo, hi = b->iv[k].hi;
+        if (m_last < lo) continue;              /* no key >= 0 reaches the tile's rows */
+        int64_t t_lo = max64(m0 - hi + 1, 0) / bn, t_hi = (m_last - lo) / bn;
+        rank += max64(min64(t_hi, top) - t_lo + 1, 0);
+        top = min64(top, t_lo - 1);
+    }
+    return rank;
+}
+
 /* The same walk as bands_kv_tiles, counting instead of listing.  Within one
  * interval's tile range, tile t is FULL when its distance range lies inside
  * [lo, hi): its first key t*bn is close enough (m_last - t*bn < hi) and its

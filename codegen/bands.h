@@ -93,6 +93,13 @@ int bands_q_tiles(const sp_band_list *b, int64_t N, int bm, int bn, int64_t nt, 
  * test_dq_order.c checks it against the device cursor, brute force. */
 int64_t bands_dq_rank(const sp_band_list *b, int64_t N, int bm, int bn, int64_t nt, int64_t mt);
 
+/* The mirror order, the warp-specialized kernel's (kernels/bwd_ws.cuh, whose
+ * bwd_dq_rank_of<true> this mirrors line for line): the adds in ascending
+ * tile index, and KV tile nt's rank the number of tiles nt' < nt that reach
+ * mt.  The same ranges, taken from the highest (k ascending), `top` the
+ * highest tile below nt not yet counted. */
+int64_t bands_dq_rank_below(const sp_band_list *b, int64_t N, int bm, int bn, int64_t nt, int64_t mt);
+
 /* How many tiles bands_kv_tiles(mt) would list, and how many of them are
  * FULL (*full), without listing them: O(intervals).  For cost models and
  * `spattn plan` at large N. */

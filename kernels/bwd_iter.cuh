@@ -50,6 +50,42 @@ DEV bool bwd_cursor_next(bwd_cursor &c, const int *rows, int n0, int n, int &r, 
     }
 }
 
+/* The same visits, each head's in descending query tile (the ws kernel's deterministic mode,
+ * bwd_ws.cuh: there KV tile j adds after the tiles below it, and walking each head's query
+ * tiles from the last lets tile j - 1 meet a query tile BN / BM steps before tile j does, as
+ * the ascending walk lets tile j + 1 for main_sem's order).  The heads in ascending order,
+ * each head's intervals from the last (highest rows) to the first, each range from its last
+ * tile down; `next` is then the lowest query tile this head has visited, so that a tile two
+ * intervals share comes once.  bwd_cursor_init_desc starts it. */
+DEV void bwd_cursor_init_desc(bwd_cursor &c) { c.r = -1; c.k = 0; c.t = -1; c.t_end = 0; c.next = 0; }
+
+DEV bool bwd_cursor_next_desc(bwd_cursor &c, const int *rows, int n0, int n, int &r, int &mt)
+{
+    const int n_last = min(n0 + BN, n) - 1;
+    for (;;) {
+        if (c.t >= c.t_end) {
+            r = c.r;
+            mt = c.t--;
+            return true;
+        }
+        --c.k;
+        while (c.r < GROUP && c.k < 0) {   /* head r is done: the next one starts afresh */
+            ++c.r;
+            c.k = c.r < GROUP ? min(rows[c.r * BAND_STRIDE], MAX_INTERVALS) - 1 : 0;
+            c.next = 0x7fffffff;
+        }
+        if (c.r >= GROUP) return false;
+        const int *row = rows + c.r * BAND_STRIDE;
+        const int i_lo = n0 + row[1 + 2 * c.k];
+        const int i_hi = min(n_last + row[2 + 2 * c.k] - 1, n - 1);
+        /* Tiles [t_end, t], none visited yet; an empty range (t < t_end) leaves next as it is. */
+        const bool any = i_lo <= i_hi;
+        c.t_end = any ? i_lo / BM : c.next;
+        c.t = min(any ? i_hi / BM : 0x7fffffff, c.next - 1);
+        c.next = min(c.next, c.t_end);
+    }
+}
+
 /* A stage of main: the query tile whose Q, dO, lse2 and delta rows it holds, and that
  * head's intervals (unused slots [0, 0)).  Written by the threads that issue the loads,
  * read by everyone after the barrier that also makes the loads visible. */

@@ -65,27 +65,47 @@
 #include "bwd_iter.cuh"
 #include "tma.cuh"
 
-/* The number of KV tiles j' > j of this sequence whose cursor visits query tile s.mt of head
- * s.r (s: that step's slot, its head's intervals; n: the sequence length).  Mirrors
- * bands_dq_rank in codegen/bands.c line for line.  Interval [lo, hi) brings the keys of tiles
- * [max(m0 - hi + 1, 0) / BN, (m_last - lo) / BN] to the tile's rows (none if m_last < lo):
- * the transpose of the cursor's ranges, the forward's KV-tile ranges.  Those ranges ascend as
- * k descends and may share a tile, so `next` (the first tile not yet counted, from j + 1)
- * counts each tile once, and only tiles above j. */
-DEV int bwd_dq_rank(const bwd_slot &s, int j, int n)
+/* The number of KV tiles of this sequence on one side of j whose cursor visits query tile mt
+ * (n: the sequence length): BELOW false, the tiles j' > j (main_sem's order, descending tile
+ * index); BELOW true, the tiles j' < j (the ws kernel's, ascending; bwd_ws.cuh).  The head's
+ * intervals at lo[k * stride], hi[k * stride], k < count: a slot's arrays (stride 1) or a band
+ * table row's pairs (row + 1, row + 2, stride 2).  Mirrors bands_dq_rank in codegen/bands.c line
+ * for line.  Interval [lo, hi) brings the keys of tiles [max(m0 - hi + 1, 0) / BN,
+ * (m_last - lo) / BN] to the tile's rows (none if m_last < lo): the transpose of the cursor's
+ * ranges, the forward's KV-tile ranges.  Those ranges descend as k ascends and may share a
+ * tile, so each side's bound (`next`: the lowest tile above j not yet counted; `top`: the
+ * highest below j) counts each tile once, and only tiles on that side of j. */
+template <bool BELOW>
+DEV int bwd_dq_rank_of(const int *lo, const int *hi, int stride, int count, int mt, int j, int n)
 {
-    const int m0 = s.mt * BM, m_last = min(m0 + BM, n) - 1;
-    int rank = 0, next = j + 1;
+    const int m0 = mt * BM, m_last = min(m0 + BM, n) - 1;
+    int rank = 0;
+    if constexpr (!BELOW) {
+        int next = j + 1;
 #pragma unroll 1
-    for (int k = s.count - 1; k >= 0; --k) {
-        const int lo = s.lo[k], hi = s.hi[k];
-        if (m_last < lo) continue;   /* no key >= 0 reaches the tile's rows */
-        const int t_lo = max(m0 - hi + 1, 0) / BN, t_hi = (m_last - lo) / BN;
-        rank += max(t_hi - max(t_lo, next) + 1, 0);
-        next = max(next, t_hi + 1);
+        for (int k = count - 1; k >= 0; --k) {
+            const int lo_k = lo[k * stride], hi_k = hi[k * stride];
+            if (m_last < lo_k) continue;   /* no key >= 0 reaches the tile's rows */
+            const int t_lo = max(m0 - hi_k + 1, 0) / BN, t_hi = (m_last - lo_k) / BN;
+            rank += max(t_hi - max(t_lo, next) + 1, 0);
+            next = max(next, t_hi + 1);
+        }
+    } else {
+        int top = j - 1;
+#pragma unroll 1
+        for (int k = 0; k < count; ++k) {
+            const int lo_k = lo[k * stride], hi_k = hi[k * stride];
+            if (m_last < lo_k) continue;
+            const int t_lo = max(m0 - hi_k + 1, 0) / BN, t_hi = (m_last - lo_k) / BN;
+            rank += max(min(t_hi, top) - t_lo + 1, 0);
+            top = min(top, t_lo - 1);
+        }
     }
     return rank;
 }
+
+/* main_sem's rank of KV tile j at the step in slot s: the tiles above it. */
+DEV int bwd_dq_rank(const bwd_slot &s, int j, int n) { return bwd_dq_rank_of<false>(s.lo, s.hi, 1, s.count, s.mt, j, n); }
 
 /* A step's turn: its semaphore, the count that lets this CTA's warps add, and its query
  * tile as (mt << 8) | head in group (main_sem keeps it here rather than in a register). */

@@ -11,7 +11,8 @@
  *       loads, thread 32 (and 64 with WS_DQ_BUFS 2) writes dQ, the others
  *       exit): thread 0 loads the K and V tiles once (TMA, one box of BN
  *       rows per 64-value column block), then walks the cursor
- *       (bwd_iter.cuh's bwd_cursor_next) and, per query tile, waits until
+ *       (bwd_iter.cuh's bwd_cursor_next; deterministic: bwd_cursor_next_desc)
+ *       and, per query tile, waits until
  *       the ring's stage is empty, writes the stage's slot (mt, r, the
  *       intervals), announces the stage's bytes (arrive.expect_tx on FULL)
  *       and loads the Q and dO tiles by TMA (boxes of BM rows, the 128-byte
@@ -23,7 +24,7 @@
  *       writer warp): per step, adds the dQ tile the consumers staged (and
  *       named) by TMA tensor reduce-adds, frees the staging buffer once they
  *       have read it and, in deterministic mode, waits for the tile's turn
- *       before and releases it after (ws_dq_stage and bwd_ws_writer say
+ *       before and releases it after (ws_dq_put and bwd_ws_writer say
  *       how).  The math warps never wait for an add or a turn, only for the
  *       buffer, one step later.  Where shared memory allows (WS_DQ_BUFS 2:
  *       d64 with 2 stages), two buffers and a second writer, warp 2's lane 0:
@@ -55,7 +56,7 @@
  *                waits for it (opposite parity: fresh stages are free)
  *                before it writes the slot or starts a copy into the stage.
  *   dq_full[b], dq_empty[b]: dQ staging buffer b between the consumers
- *                and writer b (at ws_dq_stage).
+ *                and writer b (at ws_dq_put and ws_dq_hand).
  *   named barriers BAR_DS_FULL (2-5) and BAR_DS_OWN (6, 7): per step, a
  *                warpgroup announces its stored dS^T (bar.arrive) and, just
  *                before dQ of the previous step is issued, waits for its own
@@ -90,9 +91,11 @@
  *     entries as bwd_parts.cuh's bwd_mask_t).
  * Without them ptxas serialized the wgmma (C7512: insufficient registers).
  *
- * Deterministic mode (ORDERED: the entry main_sem): bwd_order.cuh's order,
- * KV tiles in descending order, the writer's adds of a query tile in their
- * turn (one count per CTA and tile: the target is the rank itself).  Session
+ * Deterministic mode (ORDERED: the entry main_sem): bwd_order.cuh's protocol, the
+ * writer's adds of a query tile in their turn (one count per CTA and tile: the target is
+ * the rank itself), in the mirror of main_sem's order: KV tiles in ascending order, each
+ * head's query tiles walked from the last, the blocks longest first as in the default mode
+ * (bwd_ws_block_of says why).  Session
  * 8 measured the ordered kernel with the consumer warps waiting for turns
  * and completions themselves at 1.27-1.54x of the default; here only the
  * writer waits, and session 9 measured 1.04-1.18x (forward+backward).  The
@@ -100,14 +103,14 @@
  * serializes it (no turn or add of the next step before), so the consumers
  * could be one step ahead at most: 1.26x the default at d64, whose short
  * steps (BN 64) the writer did not keep up with.  Hence the second buffer
- * and writer where they fit (ws_dq_stage): at d64 s2 the deterministic
+ * and writer where they fit (ws_dq_put): at d64 s2 the deterministic
  * forward+backward went from 0.392 to 0.365 ms (session 10, bench/NOTES-bwd.md).
  *
- * Block order (bwd_ws_block_of): the default mode on a uniform batch takes the
+ * Block order (bwd_ws_block_of): on a uniform batch, both modes take the
  * blocks tile-major, KV tile 0 of every kv head and batch first, which is
  * longest first (FlashAttention-3's LPT scheduler); measured in session 10 at
- * -4% of the backward at d64, -1% at (4,16,4096,128).  The deterministic
- * mode and packed sequences keep blockIdx's (tile, kv head, sequence).  Every
+ * -4% of the backward at d64, -1% at (4,16,4096,128).  Packed sequences keep
+ * blockIdx's (tile, kv head, sequence).  Every
  * role reads the kv head and sequence that thread 0 wrote to shared memory
  * (S.kvh, S.b; the producer and the writer through ws_blk), not blockIdx.
  *
@@ -197,7 +200,7 @@ DEV bwd_ws_tiles bwd_ws_tiles_at(unsigned char *smem)
     t.ds = t.dout + STAGES * Q_TILE_BYTES;
     t.l = t.ds + DS_BUFS * BN * DS_ROW_BYTES;
     t.d = t.l + STAGES * BM * 4;
-    /* dQ staging (ws_dq_stage), 1024-aligned for the 128-byte swizzle; it fits the
+    /* dQ staging (ws_dq_put), 1024-aligned for the 128-byte swizzle; it fits the
      * DQ_STAGE_BYTES that the host reserves (bwd_wgmma.cuh's padded rows) with room for the
      * alignment (static_assert below). */
     t.dq = (t.d + STAGES * BM * 4 + 1023u) & ~1023u;
@@ -257,10 +260,15 @@ static_assert(DQ_N == 64 && HEAD_DIM == BN, "a warpgroup's dQ is two 32-dim boxe
 static_assert(WS_DQ_BUFS * WS_DQ_BYTES + 1024 <= DQ_STAGE_BYTES && WS_DQ_BYTES % 1024 == 0 && WS_DQ_BUFS <= 2,
               "ws dQ staging: the buffers fit the host's reservation, each 1024-aligned");
 
-/* The consumers' half: the warp's rows of d (dQ of step s, query tile `tile`) into buffer
- * s % WS_DQ_BUFS's boxes, once its writer has read step s - WS_DQ_BUFS's; then the arrive that
- * hands it over (consumer thread 0 names the tile). */
-DEV void ws_dq_stage(bwd_ws_shared &S, u32 sdq, const float (&d)[DQ_N / 8][4], int s, int tile, int wg, int cw, int lane)
+/* The consumers' half, in two parts around the caller's proxy fence.  ws_dq_put: the warp's
+ * rows of d (dQ of step s, query tile `tile`) into buffer s % WS_DQ_BUFS's boxes, once its
+ * writer has read step s - WS_DQ_BUFS's (consumer thread 0 names the tile).  Then the caller's
+ * fence_proxy_async (ordinary stores, read next by the copy engine), and ws_dq_hand: the
+ * warp's arrive that hands the buffer over.  The fence is the caller's so that one fence
+ * covers these stores and the dS^T stores that follow them in a step: a fence waits for the
+ * thread's stores to complete, and two in a row (session 10) waited twice, about 7.5% of the
+ * stall samples together (ncu, bench/NOTES-bwd.md). */
+DEV void ws_dq_put(bwd_ws_shared &S, u32 sdq, const float (&d)[DQ_N / 8][4], int s, int tile, int wg, int cw, int lane)
 {
     const int b = (int)((u32)s % WS_DQ_BUFS);   /* the buffer, its use (u32)s / WS_DQ_BUFS */
     mbar_wait(bwd_ws_bar(S.dq_empty[b]), (((u32)s / WS_DQ_BUFS) & 1) ^ 1);   /* its last use's adds have read it */
@@ -275,27 +283,15 @@ DEV void ws_dq_stage(bwd_ws_shared &S, u32 sdq, const float (&d)[DQ_N / 8][4], i
         st_shared_v2f32(rows + off + g * 128, d[nb][0], d[nb][1]);
         st_shared_v2f32(rows + off + (g + 8) * 128, d[nb][2], d[nb][3]);
     }
-    fence_proxy_async();   /* ordinary stores, read next by the copy engine */
-    __syncwarp();
-    if (lane == 0) mbar_arrive(bwd_ws_bar(S.dq_full[b]));
 }
 
-/* The number of KV tiles j' > j whose cursor visits query tile mt of the head whose band
- * table row is `row`: bwd_order.cuh's bwd_dq_rank, the intervals read from the row (the
- * writer has no slot). */
-DEV int ws_dq_rank(const int *row, int mt, int j, int n)
+/* After every lane's ws_dq_put of step s and its proxy fence: the warp's arrive on the
+ * buffer's dq_full (its lanes' stores and fences ordered before lane 0's arrive by the
+ * __syncwarp). */
+DEV void ws_dq_hand(bwd_ws_shared &S, int s, int lane)
 {
-    const int m0 = mt * BM, m_last = min(m0 + BM, n) - 1;
-    int rank = 0, next = j + 1;
-#pragma unroll 1
-    for (int k = min(row[0], MAX_INTERVALS) - 1; k >= 0; --k) {
-        const int lo = row[1 + 2 * k], hi = row[2 + 2 * k];
-        if (m_last < lo) continue;
-        const int t_lo = max(m0 - hi + 1, 0) / BN, t_hi = (m_last - lo) / BN;
-        rank += max(t_hi - max(t_lo, next) + 1, 0);
-        next = max(next, t_hi + 1);
-    }
-    return rank;
+    __syncwarp();
+    if (lane == 0) mbar_arrive(bwd_ws_bar(S.dq_full[(u32)s % WS_DQ_BUFS]));
 }
 
 /* The consumers' last word, after s steps: no more tiles, to every writer, as steps s ..
@@ -318,7 +314,8 @@ DEV void ws_dq_end(bwd_ws_shared &S, int s, int ctid)
  * producer warpgroup's 24 registers, a cursor of its own spilled), (ORDERED: computes its
  * rank and waits for its turn,) adds it, frees the buffer once the adds have read it, and
  * (ORDERED) releases the turn once they are complete.  The turns are bwd_order.cuh's with one
- * count per CTA and tile: target = rank. */
+ * count per CTA and tile, in ascending KV tile order: target = the number of tiles below this
+ * one that visit the query tile (bwd_dq_rank_of<true>; bwd_ws_block_of says why ascending). */
 template <bool ORDERED>
 DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_shared &S, unsigned char *smem, int n0,
                        int b)
@@ -336,9 +333,8 @@ DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_s
         if constexpr (ORDERED) {
             /* packed: sem_sb = 0 (tb = 0), the sequence's semaphores from semoff */
             sem = (int *)p.dq_sem + S.tb * p.sem_sb + S.semoff + h * p.sem_sh + mt;
-            const int target = ws_dq_rank(
-                (const int *)p.bands + (unsigned)(ws_blk(S.b) * p.bands_sb + (p.head_offset + h) * BAND_STRIDE), mt,
-                n0 / BN, S.n);
+            const int *row = (const int *)p.bands + (unsigned)(ws_blk(S.b) * p.bands_sb + (p.head_offset + h) * BAND_STRIDE);
+            const int target = bwd_dq_rank_of<true>(row + 1, row + 2, 2, min(row[0], MAX_INTERVALS), mt, n0 / BN, S.n);
 #pragma unroll 1
             while (ld_acquire_gpu(sem) < target) {
             }
@@ -364,6 +360,7 @@ DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_s
  * are zero-filled by TMA, as cp.async's zero-fill did); lse2 and delta rows mt * BM .. of the
  * head's padded scratch row (pre wrote lse2 = +inf, delta = 0 past n, up to seqlen_pad, a
  * multiple of 128 >= every tile's end: the copy never leaves the row). */
+template <bool ORDERED>
 DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_shared &S, unsigned char *smem)
 {
     /* Its values from scratch or from shared memory, read where used: at 24 registers for the
@@ -376,13 +373,17 @@ DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws
         tma_load_4d(T.k + cb * BN * SW_ROW, tm.k, bwd_ws_bar(S.kv_full), 64 * cb, S.row0 + n0, ws_blk(S.kvh), S.tb);
         tma_load_4d(T.v + cb * BN * SW_ROW, tm.v, bwd_ws_bar(S.kv_full), 64 * cb, S.row0 + n0, ws_blk(S.kvh), S.tb);
     }
+    /* ORDERED: each head's query tiles from the last (the order's argument is at
+     * bwd_ws_block_of). */
     bwd_cursor cur;
-    bwd_cursor_init(cur);
+    if (ORDERED) bwd_cursor_init_desc(cur);
+    else bwd_cursor_init(cur);
     int stage = 0;
     u32 phase = 0;
     int r, mt;
     for (;;) {
-        const bool any = bwd_cursor_next(cur, ws_rows(p, S), S.n0, S.n, r, mt);
+        const bool any = ORDERED ? bwd_cursor_next_desc(cur, ws_rows(p, S), S.n0, S.n, r, mt)
+                                 : bwd_cursor_next(cur, ws_rows(p, S), S.n0, S.n, r, mt);
         mbar_wait(bwd_ws_bar(S.empty[stage]), phase ^ 1);   /* every consumer warp is done with it */
         bwd_slot &slot = S.slots[stage];
         const u32 full = bwd_ws_bar(S.full[stage]);
@@ -516,7 +517,7 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
      * for step it (never step it + 2: that follows its own wait for the other's step it + 1,
      * made after the other's wait for step it).  Every announcement is waited for, the
      * last one after the loop.  The zeroed buffer 1 (step 0's dQ) was published above.
-     * dQ of step it - 1 goes to a writer through a staging buffer (ws_dq_stage: it waits
+     * dQ of step it - 1 goes to a writer through a staging buffer (ws_dq_put: it waits
      * there only if that buffer's writer has not yet read step it - 1 - WS_DQ_BUFS's). */
     static_assert(GROUP <= 256, "the head in group fits 8 bits");
     int it = 0, prev_tile = 0;
@@ -559,10 +560,11 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
         issue_acc(dk, dsf, dqt + so);                      /* dK += dS^T Q */
         wgmma_wait<1>();                                   /* dQ of step it - 1 is done */
         regs_fence(dq);
-        if (it > 0) ws_dq_stage(S, T.dq, dq, it - 1, prev_tile, wg, cw, lane);   /* to the writer */
+        if (it > 0) ws_dq_put(S, T.dq, dq, it - 1, prev_tile, wg, cw, lane);   /* for the writer */
         prev_tile = mt << 8 | sl.r;
         store_ds_frags(T.ds + ds_cur, dsf, cw, lane);      /* for dQ, in step it + 1 */
-        fence_proxy_async();
+        fence_proxy_async();                               /* both stores, for the async proxy */
+        if (it > 0) ws_dq_hand(S, it - 1, lane);           /* to the writer */
         if (WARPGROUPS > 1) named_arrive(BAR_DS_FULL + 2 * wg + (it & 1), CONSUMER_THREADS);   /* for the other warpgroup */
         wgmma_wait<0>();                                   /* dV, dK: done reading the stage */
         regs_fence(dk);
@@ -576,7 +578,9 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
         issue_dq(dq, dst + ((((it - 1) & 1) * BN * DS_ROW_BYTES) >> 4), dkt);
         wgmma_wait<0>();
         regs_fence(dq);
-        ws_dq_stage(S, T.dq, dq, it - 1, prev_tile, wg, cw, lane);
+        ws_dq_put(S, T.dq, dq, it - 1, prev_tile, wg, cw, lane);
+        fence_proxy_async();
+        ws_dq_hand(S, it - 1, lane);
     }
     ws_dq_end(S, it, ctid);   /* the writer stops */
 
@@ -607,20 +611,30 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
  * scheduling of the band plan's steps per tile on 132 SMs: the makespan -2.4% at (B 4, H 16,
  * N 4096, d128), -0.5% at (1, 16, 16384, 128), -8% at (4, 8, 4096, 64), as good as sorting
  * every tile by its steps) against session 10's measurement: -1%, within noise, -4% of the
- * backward.  The grid (attn_bwd_grid) is unchanged, and
- * this is a bijection of its blocks.  Kept as they were:
- *   ORDERED: KV tiles in descending order within (y, z) (bwd_order.cuh): a CTA waits for
- *       the later tiles of its (sequence, kv head), which must have been dispatched first;
- *   packed (cu_seqlens): blockIdx.z is the sequence, and its tiles past its end return at
- *       once; tile-major across sequences of other lengths is not longest first, and was
- *       not simulated. */
+ * backward.  The grid (attn_bwd_grid) is unchanged, and this is a bijection of its blocks.
+ *
+ * The deterministic mode (ORDERED) takes the same order since session 11.  Its turns
+ * (bwd_ws_writer) go by ascending KV tile, the mirror of main_sem's (bwd_order.cuh), so that
+ * a CTA waits only for tiles j' < j of its (sequence, kv head), which this order dispatched
+ * before it (a smaller tile index, a smaller linear index): the first unfinished block waits
+ * for finished ones only, no deadlock whatever the number of resident CTAs
+ * (tests/unit/test_dq_order.c simulates it).  And the producer walks each head's query tiles
+ * from the last (bwd_cursor_next_desc), so that tile j - 1, which also started earlier, meets
+ * a query tile BN / BM steps before tile j, as tile j + 1 did in main_sem's ascending walk.
+ * Before, the deterministic order was head by head, later tiles first (main_sem's), which is
+ * shortest first: the list scheduling of the turns (session 11, bench/NOTES-bwd.md) put its
+ * cost at 4-10% of the makespan over the default's and this order's at under 1%.
+ *
+ * Packed sequences (cu_seqlens) keep blockIdx: z is the sequence, and its tiles past its end
+ * return at once; tile-major across sequences of other lengths is not longest first, and
+ * was not simulated.  x ascends with the KV tile, so the deterministic turns hold there
+ * too. */
 struct bwd_ws_block {
     int tile, kvh, b;
 };
-template <bool ORDERED>
 DEV bwd_ws_block bwd_ws_block_of(const sp_bwd_kparams &p)
 {
-    if (ORDERED || p.cu_seqlens) return {(int)blockIdx.x, (int)blockIdx.y, (int)blockIdx.z};
+    if (p.cu_seqlens) return {(int)blockIdx.x, (int)blockIdx.y, (int)blockIdx.z};
     const unsigned heads = gridDim.y * gridDim.z;   /* blocks of one KV tile */
     const unsigned l = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
     const unsigned t = l / heads, r = l - t * heads;
@@ -634,15 +648,13 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
 {
     extern __shared__ unsigned char smem[];
     __shared__ bwd_ws_shared S;
-    /* The block's KV tile, kv head and sequence (bwd_ws_block_of: tile-major in the default
-     * mode).  ORDERED: KV tiles in descending order (bwd_order.cuh says why), as
-     * bwd_block_of<true>.  Packed: blockIdx.z is the sequence, n its length (KV tiles past it
-     * return). */
-    const bwd_ws_block bk = bwd_ws_block_of<ORDERED>(p);
+    /* The block's KV tile, kv head and sequence (bwd_ws_block_of: tile-major on a uniform
+     * batch).  Packed: blockIdx.z is the sequence, n its length (KV tiles past it return). */
+    const bwd_ws_block bk = bwd_ws_block_of(p);
     const int kvh = bk.kvh, b = bk.b;
     const seq_span sp = seq_span_of(p, b);
-    const int n = sp.n, tiles = (n + BN - 1) / BN;
-    const int n0 = !ORDERED ? bk.tile * BN : bk.tile < tiles ? (tiles - 1 - bk.tile) * BN : n;
+    const int n = sp.n;
+    const int n0 = bk.tile * BN;
     if (n0 >= n) return;   /* block-uniform */
     const bwd_ws_tiles T = bwd_ws_tiles_at(smem);
 
@@ -680,7 +692,7 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
     const int wg = __shfl_sync(0xffffffffu, (int)threadIdx.x / 128, 0);
     if (wg == 0) {
         regs_dealloc<PRODUCER_REGS>();
-        if (threadIdx.x == 0) bwd_ws_producer(p, tm, S, smem);
+        if (threadIdx.x == 0) bwd_ws_producer<ORDERED>(p, tm, S, smem);
         else if (threadIdx.x == 32) bwd_ws_writer<ORDERED>(p, tm, S, smem, n0, 0);
         else if (WS_DQ_BUFS > 1 && threadIdx.x == 64) bwd_ws_writer<ORDERED>(p, tm, S, smem, n0, 1);
     } else {

@@ -12,7 +12,9 @@
  * tables come from every pattern (bands_head: clipped and merged) and at
  * random (sorted, disjoint, some reaching past N or starting beyond it),
  * for N at and around tile edges, odd N, BM 32..128, BN 16..128 and GQA
- * groups of 1 to 4 heads. */
+ * groups of 1 to 4 heads.  The same for the ws kernel's mirror order (kernels/bwd_ws.cuh:
+ * KV tiles in ascending order, each head's query tiles from the last, bwd_cursor_next_desc
+ * and bands_dq_rank_below), whose descending cursor must visit what the ascending one does. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +71,57 @@ static int cursor_next(cursor *c, const int32_t *rows, int group, int bm, int bn
     }
 }
 
+/* kernels/bwd_iter.cuh's bwd_cursor_next_desc (the ws kernel's deterministic walk: each
+ * head's query tiles from the last), transcribed. */
+static void cursor_init_desc(cursor *c) { c->r = -1; c->k = 0; c->t = -1; c->t_end = 0; c->next = 0; }
+
+static int cursor_next_desc(cursor *c, const int32_t *rows, int group, int bm, int bn, int64_t n0, int64_t n, int *r,
+                            int64_t *mt)
+{
+    const int64_t n_last = min64(n0 + bn, n) - 1;
+    for (;;) {
+        if (c->t >= c->t_end) {
+            *r = c->r;
+            *mt = c->t--;
+            return 1;
+        }
+        --c->k;
+        while (c->r < group && c->k < 0) {
+            ++c->r;
+            c->k = c->r < group ? (int)min64(rows[c->r * STRIDE], MAXI) - 1 : 0;
+            c->next = 0x7fffffff;
+        }
+        if (c->r >= group) return 0;
+        const int32_t *row = rows + c->r * STRIDE;
+        const int64_t i_lo = n0 + row[1 + 2 * c->k];
+        const int64_t i_hi = min64(n_last + row[2 + 2 * c->k] - 1, n - 1);
+        const int any = i_lo <= i_hi;
+        c->t_end = any ? i_lo / bm : c->next;
+        c->t = min64(any ? i_hi / bm : 0x7fffffff, c->next - 1);
+        c->next = min64(c->next, c->t_end);
+    }
+}
+
+/* The two deterministic orders: main_sem's (wgmma: later KV tiles first, each head's query
+ * tiles ascending) and the ws kernel's mirror (earlier tiles first, query tiles descending). */
+typedef enum { ORDER_SEM = 0, ORDER_WS = 1 } dq_order;
+
+static void order_init(dq_order o, cursor *c)
+{
+    if (o == ORDER_WS) cursor_init_desc(c);
+    else cursor_init(c);
+}
+static int order_next(dq_order o, cursor *c, const int32_t *rows, int group, int bm, int bn, int64_t n0, int64_t n,
+                      int *r, int64_t *mt)
+{
+    return o == ORDER_WS ? cursor_next_desc(c, rows, group, bm, bn, n0, n, r, mt)
+                         : cursor_next(c, rows, group, bm, bn, n0, n, r, mt);
+}
+static int64_t order_rank(dq_order o, const sp_band_list *b, int64_t n, int bm, int bn, int64_t j, int64_t mt)
+{
+    return o == ORDER_WS ? bands_dq_rank_below(b, n, bm, bn, j, mt) : bands_dq_rank(b, n, bm, bn, j, mt);
+}
+
 /* A band-table row as the band list bands_dq_rank takes (unclipped, as the kernel reads it). */
 static sp_band_list row_list(const int32_t *row)
 {
@@ -86,7 +139,33 @@ static int n_ranked;   /* visits ranked, over all configurations */
  * (r, mt) at most once per tile, and its rank at each is the number of later tiles that
  * visited it.  listed: the heads' bands are merged and clipped (bands_head), so the visits
  * must also be exactly bands_q_tiles's list. */
-static void check_ranks(const int32_t *rows, int group, int64_t n, int bm, int bn, int listed, const char *tag)
+static int cmp64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Do both cursors visit the same (head, query tile) pairs of KV tile j?  vis: nv visits
+ * (r * qt + mt) of one of them, sorted here; the other's are recounted. */
+static int same_visits(const int32_t *rows, int group, int64_t n, int bm, int bn, int64_t j, dq_order other,
+                       int64_t *vis, int64_t nv)
+{
+    const int64_t qt = (n + bm - 1) / bm;
+    int64_t *mine = malloc((size_t)(group * qt + 1) * sizeof *mine), m = 0, mt;
+    cursor c;
+    order_init(other, &c);
+    int r, same = 1;
+    while (m < group * qt + 1 && order_next(other, &c, rows, group, bm, bn, j * bn, n, &r, &mt)) mine[m++] = r * qt + mt;
+    qsort(vis, (size_t)nv, sizeof *vis, cmp64);
+    qsort(mine, (size_t)m, sizeof *mine, cmp64);
+    same = m == nv;
+    for (int64_t i = 0; same && i < nv; i++) same = vis[i] == mine[i];
+    free(mine);
+    return same;
+}
+
+static void check_ranks(const int32_t *rows, int group, int64_t n, int bm, int bn, int listed, const char *tag,
+                        dq_order o)
 {
     const int64_t nt = (n + bn - 1) / bn, qt = (n + bm - 1) / bm;
     int64_t *seen = calloc((size_t)(group * qt), sizeof *seen), *stamp = malloc((size_t)(group * qt) * sizeof *stamp);
@@ -95,12 +174,13 @@ static void check_ranks(const int32_t *rows, int group, int64_t n, int bm, int b
     for (int64_t i = 0; i < group * qt; i++) stamp[i] = -1;
     sp_band_list bl[MAX_GROUP];
     for (int r = 0; r < group; r++) bl[r] = row_list(rows + r * STRIDE);
-    for (int64_t j = nt - 1; j >= 0; j--) {
+    for (int64_t x = 0; x < nt; x++) {
+        const int64_t j = o == ORDER_WS ? x : nt - 1 - x;   /* the order's first tile first */
         cursor c;
-        cursor_init(&c);
+        order_init(o, &c);
         int r;
         int64_t mt, nv = 0;
-        while (nv < group * qt && cursor_next(&c, rows, group, bm, bn, j * bn, n, &r, &mt)) {
+        while (nv < group * qt && order_next(o, &c, rows, group, bm, bn, j * bn, n, &r, &mt)) {
             EXPECT(mt >= 0 && mt < qt, "%s: tile %lld visits query tile %lld of %lld", tag, (long long)j, (long long)mt,
                    (long long)qt);
             if (mt < 0 || mt >= qt) break;
@@ -108,20 +188,28 @@ static void check_ranks(const int32_t *rows, int group, int64_t n, int bm, int b
             EXPECT(*s != j, "%s: tile %lld visits (head %d, query tile %lld) twice", tag, (long long)j, r, (long long)mt);
             *s = j;
             visits[nv++] = r * qt + mt;
-            int64_t rank = bands_dq_rank(&bl[r], n, bm, bn, j, mt);
+            int64_t rank = order_rank(o, &bl[r], n, bm, bn, j, mt);
             EXPECT(rank == seen[r * qt + mt], "%s: tile %lld, head %d, query tile %lld: rank %lld, brute force %lld", tag,
                    (long long)j, r, (long long)mt, (long long)rank, (long long)seen[r * qt + mt]);
             seen[r * qt + mt]++;
             n_ranked++;
         }
-        /* The cursor's visits of head r, in order, are bands_q_tiles's list of tile j. */
+        /* The cursor's visits of head r, in order, are bands_q_tiles's list of tile j (the ws
+         * order: that list from its end).  Unlisted (random tables): the two cursors' sets agree. */
         for (int h = 0; listed && h < group; h++) {
             int n_listed = bands_q_tiles(&bl[h], n, bm, bn, j, list, (int)qt), at = 0, same = 1;
             for (int64_t v = 0; v < nv; v++)
-                if (visits[v] / qt == h) same &= at < n_listed && list[at++].tile == visits[v] % qt;
+                if (visits[v] / qt == h) {
+                    int i = o == ORDER_WS ? n_listed - 1 - at : at;
+                    same &= at < n_listed && list[i].tile == visits[v] % qt;
+                    at++;
+                }
             EXPECT(same && at == n_listed, "%s: tile %lld head %d: the cursor's visits differ from bands_q_tiles", tag,
                    (long long)j, h);
         }
+        if (o == ORDER_WS)
+            EXPECT(same_visits(rows, group, n, bm, bn, j, ORDER_SEM, visits, nv),
+                   "%s: tile %lld: the descending cursor's visits differ from the ascending one's", tag, (long long)j);
     }
     free(seen);
     free(stamp);
@@ -183,7 +271,8 @@ static void test_rank_patterns(void)
                         char tag[128];
                         snprintf(tag, sizeof tag, "pattern %d N %lld %dx%d group %d kv head %d", kind, (long long)n, bm,
                                  bn, group, kvh);
-                        check_ranks(rows, group, n, bm, bn, 1, tag);
+                        check_ranks(rows, group, n, bm, bn, 1, tag, ORDER_SEM);
+                        check_ranks(rows, group, n, bm, bn, 1, tag, ORDER_WS);
                         CHECKF(check_n_bad == 0, "%s (%d wrong)", check_first_bad, check_n_bad);
                     }
                 }
@@ -207,7 +296,8 @@ static void test_rank_random(void)
         char tag[160];
         snprintf(tag, sizeof tag, "random trial %d N %lld %dx%d group %d", trial, (long long)n, tiles[t][0], tiles[t][1],
                  group);
-        check_ranks(rows, group, n, tiles[t][0], tiles[t][1], 0, tag);
+        check_ranks(rows, group, n, tiles[t][0], tiles[t][1], 0, tag, ORDER_SEM);
+        check_ranks(rows, group, n, tiles[t][0], tiles[t][1], 0, tag, ORDER_WS);
         CHECKF(check_n_bad == 0, "%s (%d wrong)", check_first_bad, check_n_bad);
     }
     CHECKF(n_ranked > 100000, "the random tables ranked %d visits", n_ranked);
@@ -231,6 +321,12 @@ static void test_rank_by_hand(void)
      * tiles 8..10; tile 8 waits for 9 and 10. */
     sp_band_list far = { 1, { { 300, 400 } } };
     CHECK("far band", bands_dq_rank(&far, 1000, 64, 64, 8, 15) == 2 && bands_dq_rank(&far, 1000, 64, 64, 10, 15) == 0);
+    /* The ws order counts the tiles below instead: the mirror images of the same cases. */
+    CHECK("below: shared tile counted once (tile 0)", bands_dq_rank_below(&b, 200, 64, 64, 0, 1) == 0);
+    CHECK("below: shared tile counted once (tile 1)", bands_dq_rank_below(&b, 200, 64, 64, 1, 1) == 1);
+    for (int j = 0; j < 8; j++) CHECKF(bands_dq_rank_below(&d, 1000, 64, 128, j, 15) == j, "below: dense tile %d", j);
+    CHECK("below: far band", bands_dq_rank_below(&far, 1000, 64, 64, 8, 15) == 0 &&
+                                 bands_dq_rank_below(&far, 1000, 64, 64, 10, 15) == 2);
 }
 
 /* ---- the protocol, simulated -------------------------------------------------
@@ -245,7 +341,10 @@ static void test_rank_by_hand(void)
  * kernel does, at the end of the step that made the adds: semaphores only grow, so an
  * earlier release can only let more CTAs move).
  * Any resident CTA that can move moves (picked at random); none can and some are left:
- * deadlock.  Each (sequence, head, query tile) must see its adds in descending j, and end
+ * deadlock.  The ws kernel's mirror order (ORDER_WS) runs the same protocol with KV tile
+ * j = x, blocks tile-major on a uniform batch (bwd_ws_block_of), its descending cursor and
+ * bands_dq_rank_below.  Each (sequence, head, query tile) must see its adds in the order's
+ * j (descending; ORDER_WS ascending), and end
  * with its semaphore at the number of contributors. */
 typedef struct {
     int z, y, x;
@@ -257,7 +356,7 @@ typedef struct {
 } sim_cta;
 
 static int simulate(const int64_t *lens, int nseq, int kv_heads, int group, const int32_t *rows_all, int bm, int bn,
-                    int resident, const char *tag)
+                    int resident, const char *tag, dq_order o, int tile_major)
 {
     int64_t max_len = 0, qt_total = 0;
     for (int b = 0; b < nseq; b++) max_len = max64(max_len, lens[b]);
@@ -270,30 +369,37 @@ static int simulate(const int64_t *lens, int nseq, int kv_heads, int group, cons
     }
     int64_t *sem = calloc((size_t)qt_total + 1, sizeof *sem), *last_j = malloc(((size_t)qt_total + 1) * sizeof *last_j),
             *contributors = calloc((size_t)qt_total + 1, sizeof *contributors);
-    for (int64_t i = 0; i <= qt_total; i++) last_j[i] = INT64_MAX;
+    for (int64_t i = 0; i <= qt_total; i++) last_j[i] = o == ORDER_WS ? -1 : INT64_MAX;
     int64_t ncta = gx * kv_heads * nseq;
     sim_cta *ctas = calloc((size_t)ncta, sizeof *ctas);
     int ok = 1;
     for (int64_t id = 0; id < ncta; id++) {
         sim_cta *c = &ctas[id];
-        c->x = (int)(id % gx);
-        c->y = (int)(id / gx % kv_heads);
-        c->z = (int)(id / gx / kv_heads);
+        if (tile_major) {   /* bwd_ws_block_of on a uniform batch: KV tile 0 of every head first */
+            int64_t per_tile = (int64_t)kv_heads * nseq;
+            c->x = (int)(id / per_tile);
+            c->y = (int)(id % per_tile % kv_heads);
+            c->z = (int)(id % per_tile / kv_heads);
+        } else {
+            c->x = (int)(id % gx);
+            c->y = (int)(id / gx % kv_heads);
+            c->z = (int)(id / gx / kv_heads);
+        }
         int64_t n = lens[c->z], nt = (n + bn - 1) / bn, qt = (n + bm - 1) / bm;
         if (c->x >= nt) continue;   /* past the sequence: no steps, returns at once */
-        int64_t j = nt - 1 - c->x;
+        int64_t j = o == ORDER_WS ? c->x : nt - 1 - c->x;
         const int32_t *rows = rows_all + ((int64_t)c->z * heads + (int64_t)c->y * group) * STRIDE;
         c->sem_of = malloc((size_t)(group * qt + 1) * sizeof *c->sem_of);
         c->rank_of = malloc((size_t)(group * qt + 1) * sizeof *c->rank_of);
         cursor cur;
-        cursor_init(&cur);
+        order_init(o, &cur);
         int r;
         int64_t mt;
-        while (cursor_next(&cur, rows, group, bm, bn, j * bn, n, &r, &mt) && c->steps < group * qt) {
+        while (order_next(o, &cur, rows, group, bm, bn, j * bn, n, &r, &mt) && c->steps < group * qt) {
             sp_band_list bl = row_list(rows + r * STRIDE);
             int64_t s = qt_base[c->z] + ((int64_t)c->y * group + r) * qt + mt;
             c->sem_of[c->steps] = s;
-            c->rank_of[c->steps] = bands_dq_rank(&bl, n, bm, bn, j, mt);
+            c->rank_of[c->steps] = order_rank(o, &bl, n, bm, bn, j, mt);
             contributors[s]++;
             c->steps++;
         }
@@ -319,8 +425,8 @@ static int simulate(const int64_t *lens, int nseq, int kv_heads, int group, cons
         sim_cta *c = &ctas[slot[i]];
         if (c->pc > 0) sem[c->sem_of[c->pc - 1]]++;   /* the deferred release of the last step */
         if (c->pc < c->steps) {
-            int64_t s = c->sem_of[c->pc], j = (lens[c->z] + bn - 1) / bn - 1 - c->x;
-            if (!(j < last_j[s])) ok = 0;               /* adds in descending j */
+            int64_t s = c->sem_of[c->pc], j = o == ORDER_WS ? c->x : (lens[c->z] + bn - 1) / bn - 1 - c->x;
+            if (o == ORDER_WS ? !(j > last_j[s]) : !(j < last_j[s])) ok = 0;   /* adds in the order's j */
             last_j[s] = j;
             c->pc++;
         } else {
@@ -369,8 +475,13 @@ static void test_protocol(void)
                         char tag[128];
                         snprintf(tag, sizeof tag, "batch %d %dx%d group %d trial %d resident %d", bi, bm, bn, group, trial,
                                  residents[ri]);
-                        CHECKF(simulate(batches[bi].lens, nseq, kv_heads, group, rows, bm, bn, residents[ri], tag),
+                        CHECKF(simulate(batches[bi].lens, nseq, kv_heads, group, rows, bm, bn, residents[ri], tag,
+                                        ORDER_SEM, 0),
                                "%s: finishes, adds in descending tile order, every semaphore at its count", tag);
+                        /* the ws kernel: tile-major on the uniform batch, blockIdx when packed */
+                        CHECKF(simulate(batches[bi].lens, nseq, kv_heads, group, rows, bm, bn, residents[ri], tag,
+                                        ORDER_WS, bi == 0),
+                               "%s (ws order): finishes, adds in ascending tile order, every semaphore at its count", tag);
                     }
                     free(rows);
                 }
