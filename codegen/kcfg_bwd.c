@@ -104,6 +104,14 @@ int kcfg_bwd_dq_bufs(const sp_kcfg *c)
     return two_blocks_fit(smem) ? 2 : 1;
 }
 
+/* Why only where BN = BM: there a KV tile meets a query tile one step after the next tile in
+ * main_sem's order, and the turns were on the chain (1.20x the default's backward at d64 s2);
+ * at BN = 2 BM that order has two steps of slack and the ascending one lost (session 11). */
+int kcfg_bwd_det_ascending(const sp_kcfg *c)
+{
+    return kcfg_family(c) && kcfg_family(c)->producer_threads && c->bn == c->bm;
+}
+
 int kcfg_bwd_dq_stage_bytes(const sp_kcfg *c)
 {
     return dq_stage_bytes_one(c) + (kcfg_bwd_dq_bufs(c) - 1) * ws_dq_tile_bytes(c);

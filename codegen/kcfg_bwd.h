@@ -88,6 +88,13 @@ int kcfg_bwd_dq_stage_bytes(const sp_kcfg *c);
  * thread each): 2 where two blocks per SM still fit in shared memory with
  * the second, else 1 (and 1 in the other families). */
 int kcfg_bwd_dq_bufs(const sp_kcfg *c);
+/* The warp-specialized main's deterministic order (WS_DET_ASCENDING,
+ * kernels/bwd_ws.cuh): 1, KV tiles' turns ascending (blocks longest first,
+ * each head's query tiles from the last), where BN = BM (d64); 0, main_sem's
+ * descending order, elsewhere and in the other families.  Measured in
+ * session 11 (bench/NOTES-bwd.md): the ascending order 6-8% faster at d64,
+ * 1.5% slower at (1,16,16384,128) and 8% at (4,16,4096,128). */
+int kcfg_bwd_det_ascending(const sp_kcfg *c);
 /* Query rows per block of pre and convert: KCFG_BWD_AUX_THREADS / (head_dim / 8). */
 int kcfg_bwd_aux_rows(const sp_kcfg *c);
 /* Queries main handles per step (Q_SUB: bm, at most 64) and keys dq

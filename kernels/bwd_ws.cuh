@@ -11,7 +11,7 @@
  *       loads, thread 32 (and 64 with WS_DQ_BUFS 2) writes dQ, the others
  *       exit): thread 0 loads the K and V tiles once (TMA, one box of BN
  *       rows per 64-value column block), then walks the cursor
- *       (bwd_iter.cuh's bwd_cursor_next; deterministic: bwd_cursor_next_desc)
+ *       (bwd_iter.cuh's bwd_cursor_next; deterministic at d64: bwd_cursor_next_desc)
  *       and, per query tile, waits until
  *       the ring's stage is empty, writes the stage's slot (mt, r, the
  *       intervals), announces the stage's bytes (arrive.expect_tx on FULL)
@@ -93,9 +93,9 @@
  *
  * Deterministic mode (ORDERED: the entry main_sem): bwd_order.cuh's protocol, the
  * writer's adds of a query tile in their turn (one count per CTA and tile: the target is
- * the rank itself), in the mirror of main_sem's order: KV tiles in ascending order, each
- * head's query tiles walked from the last, the blocks longest first as in the default mode
- * (bwd_ws_block_of says why).  Session
+ * the rank itself), in main_sem's order (KV tiles descending) or, where BN = BM (d64), its
+ * mirror (KV tiles ascending, each head's query tiles walked from the last, the blocks
+ * longest first as in the default mode; WS_DET_ASCENDING, bwd_ws_block_of says why).  Session
  * 8 measured the ordered kernel with the consumer warps waiting for turns
  * and completions themselves at 1.27-1.54x of the default; here only the
  * writer waits, and session 9 measured 1.04-1.18x (forward+backward).  The
@@ -106,11 +106,12 @@
  * and writer where they fit (ws_dq_put): at d64 s2 the deterministic
  * forward+backward went from 0.392 to 0.365 ms (session 10, bench/NOTES-bwd.md).
  *
- * Block order (bwd_ws_block_of): on a uniform batch, both modes take the
- * blocks tile-major, KV tile 0 of every kv head and batch first, which is
- * longest first (FlashAttention-3's LPT scheduler); measured in session 10 at
- * -4% of the backward at d64, -1% at (4,16,4096,128).  Packed sequences keep
- * blockIdx's (tile, kv head, sequence).  Every
+ * Block order (bwd_ws_block_of): on a uniform batch the default mode (and the
+ * ascending deterministic one) takes the blocks tile-major, KV tile 0 of every
+ * kv head and batch first, which is longest first (FlashAttention-3's LPT
+ * scheduler); measured in session 10 at -4% of the backward at d64, -1% at
+ * (4,16,4096,128).  Packed sequences and the descending deterministic order
+ * keep blockIdx's (tile, kv head, sequence).  Every
  * role reads the kv head and sequence that thread 0 wrote to shared memory
  * (S.kvh, S.b; the producer and the writer through ws_blk), not blockIdx.
  *
@@ -314,8 +315,9 @@ DEV void ws_dq_end(bwd_ws_shared &S, int s, int ctid)
  * producer warpgroup's 24 registers, a cursor of its own spilled), (ORDERED: computes its
  * rank and waits for its turn,) adds it, frees the buffer once the adds have read it, and
  * (ORDERED) releases the turn once they are complete.  The turns are bwd_order.cuh's with one
- * count per CTA and tile, in ascending KV tile order: target = the number of tiles below this
- * one that visit the query tile (bwd_dq_rank_of<true>; bwd_ws_block_of says why ascending). */
+ * count per CTA and tile: target = the number of tiles before this one in the order
+ * (WS_DET_ASCENDING: below it, else above it) that visit the query tile (bwd_dq_rank_of;
+ * bwd_ws_block_of says which order where). */
 template <bool ORDERED>
 DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_shared &S, unsigned char *smem, int n0,
                        int b)
@@ -334,7 +336,8 @@ DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_s
             /* packed: sem_sb = 0 (tb = 0), the sequence's semaphores from semoff */
             sem = (int *)p.dq_sem + S.tb * p.sem_sb + S.semoff + h * p.sem_sh + mt;
             const int *row = (const int *)p.bands + (unsigned)(ws_blk(S.b) * p.bands_sb + (p.head_offset + h) * BAND_STRIDE);
-            const int target = bwd_dq_rank_of<true>(row + 1, row + 2, 2, min(row[0], MAX_INTERVALS), mt, n0 / BN, S.n);
+            const int target =
+                bwd_dq_rank_of<WS_DET_ASCENDING>(row + 1, row + 2, 2, min(row[0], MAX_INTERVALS), mt, n0 / BN, S.n);
 #pragma unroll 1
             while (ld_acquire_gpu(sem) < target) {
             }
@@ -373,16 +376,17 @@ DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws
         tma_load_4d(T.k + cb * BN * SW_ROW, tm.k, bwd_ws_bar(S.kv_full), 64 * cb, S.row0 + n0, ws_blk(S.kvh), S.tb);
         tma_load_4d(T.v + cb * BN * SW_ROW, tm.v, bwd_ws_bar(S.kv_full), 64 * cb, S.row0 + n0, ws_blk(S.kvh), S.tb);
     }
-    /* ORDERED: each head's query tiles from the last (the order's argument is at
-     * bwd_ws_block_of). */
+    /* ORDERED with WS_DET_ASCENDING: each head's query tiles from the last (the order's
+     * argument is at bwd_ws_block_of). */
+    constexpr bool DESC = ORDERED && WS_DET_ASCENDING;
     bwd_cursor cur;
-    if (ORDERED) bwd_cursor_init_desc(cur);
+    if (DESC) bwd_cursor_init_desc(cur);
     else bwd_cursor_init(cur);
     int stage = 0;
     u32 phase = 0;
     int r, mt;
     for (;;) {
-        const bool any = ORDERED ? bwd_cursor_next_desc(cur, ws_rows(p, S), S.n0, S.n, r, mt)
+        const bool any = DESC ? bwd_cursor_next_desc(cur, ws_rows(p, S), S.n0, S.n, r, mt)
                                  : bwd_cursor_next(cur, ws_rows(p, S), S.n0, S.n, r, mt);
         mbar_wait(bwd_ws_bar(S.empty[stage]), phase ^ 1);   /* every consumer warp is done with it */
         bwd_slot &slot = S.slots[stage];
@@ -613,28 +617,36 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
  * every tile by its steps) against session 10's measurement: -1%, within noise, -4% of the
  * backward.  The grid (attn_bwd_grid) is unchanged, and this is a bijection of its blocks.
  *
- * The deterministic mode (ORDERED) takes the same order since session 11.  Its turns
- * (bwd_ws_writer) go by ascending KV tile, the mirror of main_sem's (bwd_order.cuh), so that
- * a CTA waits only for tiles j' < j of its (sequence, kv head), which this order dispatched
- * before it (a smaller tile index, a smaller linear index): the first unfinished block waits
+ * The deterministic mode (ORDERED) has two orders (WS_DET_ASCENDING, kcfg_bwd_det_ascending):
+ *   descending (0; BN = 2 BM, d128): main_sem's (bwd_order.cuh): a KV tile's turns after the
+ *       later tiles of its (sequence, kv head), blockIdx.x counting tiles down from the last
+ *       (so those were dispatched first), each head's query tiles ascending, so that tile
+ *       j + 1 meets a query tile BN / BM steps before tile j.  That is head by head, shortest
+ *       first.
+ *   ascending (1; BN = BM, d64): the mirror, since session 11: turns after the tiles below,
+ *       the blocks in this longest-first order (a smaller tile index, a smaller linear index:
+ *       dispatched before), each head's query tiles from the last (bwd_cursor_next_desc), so
+ *       that tile j - 1, which also started earlier, meets a query tile BN / BM steps before
+ *       tile j.  Where the walk is clipped at n (tiles whose rows reach the end start at the
+ *       last query tile) both meet it at the same step.
+ * Either way a CTA waits only for CTAs dispatched before it: the first unfinished block waits
  * for finished ones only, no deadlock whatever the number of resident CTAs
- * (tests/unit/test_dq_order.c simulates it).  And the producer walks each head's query tiles
- * from the last (bwd_cursor_next_desc), so that tile j - 1, which also started earlier, meets
- * a query tile BN / BM steps before tile j, as tile j + 1 did in main_sem's ascending walk.
- * Before, the deterministic order was head by head, later tiles first (main_sem's), which is
- * shortest first: the list scheduling of the turns (session 11, bench/NOTES-bwd.md) put its
- * cost at 4-10% of the makespan over the default's and this order's at under 1%.
+ * (tests/unit/test_dq_order.c simulates both).  Measured (session 11, bench/NOTES-bwd.md):
+ * the ascending order 6-8% faster than the descending one at d64 (BN = BM: there the
+ * descending order's slack is one step, and the turns were on the chain), 1.5% slower at
+ * (1,16,16384,128), 8% at (4,16,4096,128), the same with GQA.
  *
  * Packed sequences (cu_seqlens) keep blockIdx: z is the sequence, and its tiles past its end
  * return at once; tile-major across sequences of other lengths is not longest first, and
- * was not simulated.  x ascends with the KV tile, so the deterministic turns hold there
- * too. */
+ * was not simulated.  x counts KV tiles up, or down in the descending deterministic order.
+ */
 struct bwd_ws_block {
     int tile, kvh, b;
 };
+template <bool ORDERED>
 DEV bwd_ws_block bwd_ws_block_of(const sp_bwd_kparams &p)
 {
-    if (p.cu_seqlens) return {(int)blockIdx.x, (int)blockIdx.y, (int)blockIdx.z};
+    if ((ORDERED && !WS_DET_ASCENDING) || p.cu_seqlens) return {(int)blockIdx.x, (int)blockIdx.y, (int)blockIdx.z};
     const unsigned heads = gridDim.y * gridDim.z;   /* blocks of one KV tile */
     const unsigned l = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
     const unsigned t = l / heads, r = l - t * heads;
@@ -649,12 +661,14 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
     extern __shared__ unsigned char smem[];
     __shared__ bwd_ws_shared S;
     /* The block's KV tile, kv head and sequence (bwd_ws_block_of: tile-major on a uniform
-     * batch).  Packed: blockIdx.z is the sequence, n its length (KV tiles past it return). */
-    const bwd_ws_block bk = bwd_ws_block_of(p);
+     * batch, but blockIdx in the descending deterministic order).  Packed: blockIdx.z is the
+     * sequence, n its length (KV tiles past it return). */
+    const bwd_ws_block bk = bwd_ws_block_of<ORDERED>(p);
     const int kvh = bk.kvh, b = bk.b;
     const seq_span sp = seq_span_of(p, b);
-    const int n = sp.n;
-    const int n0 = bk.tile * BN;
+    const int n = sp.n, tiles = (n + BN - 1) / BN;
+    /* the descending deterministic order: x = 0 is the last tile, x past the tiles returns */
+    const int n0 = !ORDERED || WS_DET_ASCENDING ? bk.tile * BN : bk.tile < tiles ? (tiles - 1 - bk.tile) * BN : n;
     if (n0 >= n) return;   /* block-uniform */
     const bwd_ws_tiles T = bwd_ws_tiles_at(smem);
 

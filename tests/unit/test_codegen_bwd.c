@@ -584,6 +584,13 @@ static void test_ws_family(void)
     w2.mma = SP_MMA_WGMMA;
     CHECKF(kcfg_derive_bwd(&w2, &e) == 0 && kcfg_bwd_dq_bufs(&w2) == 1 && w2.smem_bytes == 102400 - 64 * 64 * 4,
            "d64 s2 wgmma twin: %d dQ buffers, %d bytes", kcfg_bwd_dq_bufs(&w2), w2.smem_bytes);
+    /* The deterministic order: ascending where BN = BM in the ws family (d64), descending at
+     * d128 and in the wgmma family (main_sem's). */
+    CHECKF(kcfg_bwd_det_ascending(&t) && kcfg_bwd_det_ascending(&t2) && !kcfg_bwd_det_ascending(&c) &&
+               !kcfg_bwd_det_ascending(&w) && !kcfg_bwd_det_ascending(&w2),
+           "deterministic order ascending: d64 s3 %d, s2 %d, d128 %d, wgmma %d and %d", kcfg_bwd_det_ascending(&t),
+           kcfg_bwd_det_ascending(&t2), kcfg_bwd_det_ascending(&c), kcfg_bwd_det_ascending(&w),
+           kcfg_bwd_det_ascending(&w2));
 
     /* Tuner candidates at both head_dims (d128: 2 stages; d64: 2 and 3), the default at both;
      * packed sequences included. */
