@@ -5,7 +5,9 @@
  *
  * Which kernels: one per distinct pattern of the spec (the default and
  * every per-layer override), or --layer-index's only, or --dense's; per
- * kind (--kind fwd|bwd|all|decode) and per --arch.
+ * kind (--kind fwd|bwd|all|decode) and per --arch.  The backward's default
+ * config, and its deterministic mode's where that differs (sm_90a at
+ * head_dim 64: a plan loads both).
  *
  * Every cubin goes through the kernel cache (runtime/kcache.h) under the key
  * `run` and `check` look up on a GPU of that arch (the key has no driver
@@ -44,6 +46,7 @@ typedef struct {
     char name[128], tile[64], arch[16];
     sp_kernel_kind kind;
     sp_pattern_kind pattern;
+    int deterministic;  /* the backward's deterministic mode's own default, not the default mode's */
     int dynamic_smem;
     sp_kres res;
     double seconds;
@@ -112,16 +115,38 @@ static int tu_kernels(const sp_kcfg *cfg, char names[][128], int *smem)
     return 1;
 }
 
+/* The config of kind for sm: tile, else the heuristic (the backward's of
+ * the deterministic mode if det); derived, or -1. */
+static int config_of(const sp_spec *spec, const sp_pattern *pat, sp_kernel_kind kind, int det, const char *tile,
+                     int sm, sp_kcfg *cfg, sp_err *e)
+{
+    kcfg_for_spec(cfg, spec, pat, kind, sm);
+    if (tile && kcfg_parse_tile(tile, cfg, e)) return -1;
+    if (!tile && kind == SP_KIND_BWD && det) kcfg_default_bwd_det(cfg, sm);
+    return kcfg_derive(cfg, e);
+}
+
+/* 1 if the deterministic backward's default for sm is another kernel than
+ * the default mode's (without --tile); 0 also where either fails to
+ * derive (compiling the default mode's says why). */
+static int det_default_differs(const sp_spec *spec, const sp_pattern *pat, int sm)
+{
+    sp_kcfg a, b;
+    sp_err e = { 0 };
+    if (config_of(spec, pat, SP_KIND_BWD, 0, NULL, sm, &a, &e) ||
+        config_of(spec, pat, SP_KIND_BWD, 1, NULL, sm, &b, &e))
+        return 0;
+    return !kcfg_same_kernel(&a, &b);
+}
+
 /* Emit and compile one translation unit; fills ks[0..] with one entry per
  * kernel in it and returns how many, or -1 on a generation or compile error
  * (the NVRTC log head is in e). */
-static int compile_one(const sp_spec *spec, const sp_pattern *pat, sp_kernel_kind kind, const char *tile, int sm,
-                       const char *arch, int use_cache, compiled_kernel *ks, sp_err *e)
+static int compile_one(const sp_spec *spec, const sp_pattern *pat, sp_kernel_kind kind, int det, const char *tile,
+                       int sm, const char *arch, int use_cache, compiled_kernel *ks, sp_err *e)
 {
     sp_kcfg cfg;
-    kcfg_for_spec(&cfg, spec, pat, kind, sm);
-    if (tile && kcfg_parse_tile(tile, &cfg, e)) return -1;
-    if (kcfg_derive(&cfg, e)) return -1;
+    if (config_of(spec, pat, kind, det, tile, sm, &cfg, e)) return -1;
     strbuf src = STRBUF_INIT;
     if (emit_kernel(&src, spec, pat, &cfg, e)) { sb_free(&src); return -1; }
 
@@ -151,6 +176,7 @@ static int compile_one(const sp_spec *spec, const sp_pattern *pat, sp_kernel_kin
         kcfg_tile_string(&cfg, k->tile, sizeof k->tile);
         snprintf(k->arch, sizeof k->arch, "%s", arch);
         k->kind = kind;
+        k->deterministic = det;
         k->pattern = pat->kind;
         k->dynamic_smem = smem[i];
         k->seconds = seconds;   /* the translation unit's */
@@ -195,6 +221,7 @@ static void print_json(const sp_spec *spec, const compiled_kernel *ks, int n, in
         jw_obj(&w, NULL);
         jw_str(&w, "name", k->name);
         jw_str(&w, "kind", kcfg_kind_name(k->kind));
+        if (k->deterministic) jw_bool(&w, "deterministic", 1);   /* the deterministic mode's own default */
         jw_str(&w, "pattern", sp_pattern_name(k->pattern));
         jw_str(&w, "tile", k->tile);
         jw_str(&w, "arch", k->arch);
@@ -265,20 +292,23 @@ int cmd_compile(int argc, char **argv, sp_err *e)
     rc = SP_EXIT_USAGE;
     if (n_pats < 0) goto out;
 
-    ks = calloc((size_t)(n_pats * n_kinds * n_archs * MAX_TU_KERNELS), sizeof *ks);
+    /* (n_kinds + 1): room for the deterministic backward's own default. */
+    ks = calloc((size_t)(n_pats * (n_kinds + 1) * n_archs * MAX_TU_KERNELS), sizeof *ks);
     if (!ks) { sp_fail(e, SP_EXIT_FAIL, "out of memory"); rc = SP_EXIT_FAIL; goto out; }
     for (int p = 0; p < n_pats; p++)
         for (int k = 0; k < n_kinds; k++)
-            for (int a = 0; a < n_archs; a++) {
-                int got = compile_one(&spec, pats[p], kinds[k], tile, sms[a], archs[a], !no_cache, &ks[n], e);
-                if (got < 0) {
-                    rc = e->code ? e->code : SP_EXIT_FAIL;
-                    goto out;
+            for (int a = 0; a < n_archs; a++)
+                for (int det = 0; det <= (kinds[k] == SP_KIND_BWD && !tile); det++) {
+                    if (det && !det_default_differs(&spec, pats[p], sms[a])) continue;
+                    int got = compile_one(&spec, pats[p], kinds[k], det, tile, sms[a], archs[a], !no_cache, &ks[n], e);
+                    if (got < 0) {
+                        rc = e->code ? e->code : SP_EXIT_FAIL;
+                        goto out;
+                    }
+                    for (int i = n; i < n + got; i++)
+                        if (ks[i].res.spill_stores || ks[i].res.spill_loads || ks[i].res.wgmma_serialized) spills++;
+                    n += got;
                 }
-                for (int i = n; i < n + got; i++)
-                    if (ks[i].res.spill_stores || ks[i].res.spill_loads || ks[i].res.wgmma_serialized) spills++;
-                n += got;
-            }
 
     /* check's cuBLAS reference needs its helper kernels (runtime/ref_gpu.c)
      * on the GPU too: store them, so the warmed cache serves check whole. */

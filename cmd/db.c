@@ -30,7 +30,7 @@ static struct {
 #define OPT_JSON   OPT_BOOL(0, "json", &o.json, "print JSON (rows: one object per line)")
 #define OPT_FILTERS                                                                                      \
     OPT_STRING(0, "gpu", &o.gpu, "NAME", "only rows whose GPU name contains NAME (case-insensitive)"),   \
-    OPT_STRING(0, "kind", &o.kind, "KIND", "only rows of this kind: fwd, bwd or dec (decode)"),          \
+    OPT_STRING(0, "kind", &o.kind, "KIND", "only rows of this kind: fwd, bwd, bwd-det or dec (decode)"), \
     OPT_STRING(0, "pattern", &o.pattern, "NAME", "only rows of this pattern (spattn, dense, custom, ...)"), \
     OPT_STRING(0, "signature", &o.signature, "SIG", "only rows of this spec signature")
 
@@ -118,8 +118,9 @@ int cmd_db(int argc, char **argv, sp_err *e)
         int rc = opts_parse(&subs[i].cmd, subs[i].opts, argc - 1, argv + 1, &pos, e);
         if (rc > 0) return SP_EXIT_OK;  /* --help */
         if (rc < 0) return SP_EXIT_USAGE;
-        if (o.kind && strcmp(o.kind, "fwd") != 0 && strcmp(o.kind, "bwd") != 0 && strcmp(o.kind, "dec") != 0) {
-            sp_fail(e, SP_EXIT_USAGE, "--kind: expected fwd, bwd or dec, got '%s'", o.kind);
+        if (o.kind && strcmp(o.kind, "fwd") != 0 && strcmp(o.kind, "bwd") != 0 && strcmp(o.kind, "bwd-det") != 0 &&
+            strcmp(o.kind, "dec") != 0) {
+            sp_fail(e, SP_EXIT_USAGE, "--kind: expected fwd, bwd, bwd-det or dec, got '%s'", o.kind);
             return SP_EXIT_USAGE;
         }
         sp_pattern_kind pk;
@@ -213,17 +214,19 @@ static int sub_list(const opt_pos *pos, sp_err *e)
         fprintf(stderr, "spattn: no tuned configs in %s\n", db_file(d));
     } else {
         /* Column widths from the data: GPU names and signatures vary a lot. */
-        int wg = 3, ws = 4, wt = 4;
+        int wg = 3, wk = 4, ws = 4, wt = 4;
         char sig[256];
         for (int i = 0; i < v.n; i++) printable_row(&v.rows[i]);
         for (int i = 0; i < v.n; i++) {
             db_signature(&v.rows[i].key, sig, sizeof sig);
             int lg = (int)strlen(v.rows[i].key.gpu_name), ls = (int)strlen(sig), lt = (int)strlen(v.rows[i].tile);
+            int lk = (int)strlen(v.rows[i].key.kind);
             if (lg > wg) wg = lg;
+            if (lk > wk) wk = lk;
             if (ls > ws) ws = ls;
             if (lt > wt) wt = lt;
         }
-        printf("%4s  %-*s  %-4s  %-*s  %5s  %7s  %4s  %-*s  %9s  %7s  %s\n", "ID", wg, "GPU", "KIND", ws, "SPEC",
+        printf("%4s  %-*s  %-*s  %-*s  %5s  %7s  %4s  %-*s  %9s  %7s  %s\n", "ID", wg, "GPU", wk, "KIND", ws, "SPEC",
                "BATCH", "BUCKET", "T", wt, "TILE", "MS", "TF/S", "WHEN");
         for (int i = 0; i < v.n; i++) {
             const db_row *r = &v.rows[i];
@@ -233,8 +236,8 @@ static int sub_list(const opt_pos *pos, sp_err *e)
             snprintf(when, sizeof when, "%.10s %.5s", r->created_at, r->created_at + (strlen(r->created_at) > 11 ? 11 : 0));
             char T[16] = "-";   /* decode's new tokens */
             if (r->key.new_tokens > 0) snprintf(T, sizeof T, "%d", r->key.new_tokens);
-            printf("%4lld  %-*s  %-4s  %-*s  %5lld  %7lld  %4s  %-*s  %9.4f  %7.1f  %s\n", (long long)r->id, wg,
-                   r->key.gpu_name, r->key.kind, ws, sig, (long long)r->key.batch, (long long)r->key.seq_bucket, T,
+            printf("%4lld  %-*s  %-*s  %-*s  %5lld  %7lld  %4s  %-*s  %9.4f  %7.1f  %s\n", (long long)r->id, wg,
+                   r->key.gpu_name, wk, r->key.kind, ws, sig, (long long)r->key.batch, (long long)r->key.seq_bucket, T,
                    wt, r->tile, r->median_ms, r->eff_tflops, when);
         }
     }

@@ -318,8 +318,8 @@ static int dec_gpu_open(const decode_opts *o, const dec_problem *p, dec_gpu *d, 
     d->open = 1;
     const sp_spec *s = &p->hp.spec;
     sp_kcfg c;
-    if (config_pick(&d->g, s, &p->hp.pattern, SP_KIND_DEC, p->B, p->N, p->T, o->g.db_path, o->g.tile, &c, r->config_source,
-                    sizeof r->config_source, e))
+    if (config_pick(&d->g, s, &p->hp.pattern, SP_KIND_DEC, 0, p->B, p->N, p->T, o->g.db_path, o->g.tile, &c,
+                    r->config_source, sizeof r->config_source, e))
         return -1;
     if (o->splits) c.splits = o->splits;
     if (engine_load(&d->g, s, &p->hp.pattern, &c, &d->k, e)) return -1;

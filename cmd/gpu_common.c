@@ -152,28 +152,35 @@ void gpu_problem_close(gpu_problem *p)
 
 void gpu_problem_db_key(const gpu_problem *p, sp_kernel_kind kind, db_key *key)
 {
-    config_db_key(p->gpu, &p->spec, &p->pattern, kind, p->ga.B, p->ga.N, 0, key);
+    config_db_key(p->gpu, &p->spec, &p->pattern, kind, p->deterministic, p->ga.B, p->ga.N, 0, key);
 }
 
-/* --tile (the backward: --bwd-tile, else --tile), else the tuning
- * database's nearest bucket, else the heuristic. */
-static int pick_config(gpu_problem *p, sp_kernel_kind kind, sp_kcfg *c, sp_err *e)
+/* --tile (the backward: --bwd-tile, else --tile; the same in both modes),
+ * else the tuning database's nearest bucket, else the heuristic; the
+ * backward's for its deterministic mode if deterministic (runtime/config.h). */
+static int pick_config(gpu_problem *p, sp_kernel_kind kind, int deterministic, sp_kcfg *c, sp_err *e)
 {
     const char *tile = kind == SP_KIND_BWD ? p->bwd_tile : p->tile;
-    return config_pick(p->gpu, &p->spec, &p->pattern, kind, p->ga.B, p->ga.N, 0, p->db_path, tile, c,
+    return config_pick(p->gpu, &p->spec, &p->pattern, kind, deterministic, p->ga.B, p->ga.N, 0, p->db_path, tile, c,
                        p->config_source, sizeof p->config_source, e);
+}
+
+/* The kernel of kind, the backward's in mode deterministic. */
+static int problem_kernel(gpu_problem *p, sp_kernel_kind kind, int deterministic, engine_kernel *k, sp_err *e)
+{
+    sp_kcfg c;
+    if (pick_config(p, kind, deterministic, &c, e)) return -1;
+    return engine_load(p->gpu, &p->spec, &p->pattern, &c, k, e);
 }
 
 int gpu_problem_kernel(gpu_problem *p, sp_kernel_kind kind, engine_kernel *k, sp_err *e)
 {
-    sp_kcfg c;
-    if (pick_config(p, kind, &c, e)) return -1;
-    return engine_load(p->gpu, &p->spec, &p->pattern, &c, k, e);
+    return problem_kernel(p, kind, p->deterministic, k, e);
 }
 
-int gpu_problem_dense_kernel(gpu_problem *p, sp_kernel_kind kind, engine_kernel *k, sp_err *e)
+int gpu_problem_dense_kernel(gpu_problem *p, sp_kernel_kind kind, int deterministic, engine_kernel *k, sp_err *e)
 {
-    return engine_load_dense(p->gpu, &p->spec, kind, k, e);
+    return engine_load_dense(p->gpu, &p->spec, kind, deterministic, k, e);
 }
 
 int gpu_problem_time(gpu_problem *p, const engine_kernel *fk, int fwdbwd, int deterministic, uint64_t dout_seed,
@@ -186,14 +193,15 @@ int gpu_problem_time(gpu_problem *p, const engine_kernel *fk, int fwdbwd, int de
     memset(t, 0, sizeof *t);
     snprintf(t->kernel, sizeof t->kernel, "%s", fk->name);
     if (fwdbwd) {
-        if (gpu_problem_kernel(p, SP_KIND_BWD, &bk, e) || ga_alloc_backward(a, &bk.cfg, dout_seed, NULL, e) ||
+        if (problem_kernel(p, SP_KIND_BWD, deterministic, &bk, e) ||
+            ga_alloc_backward(a, &bk.cfg, dout_seed, NULL, e) ||
             ga_time_fwdbwd(a, fk, &bk, deterministic, 5, iters, &t->ms, e)) goto out;
         snprintf(t->kernel + strlen(t->kernel), sizeof t->kernel - strlen(t->kernel), " + %s", bk.name);
     } else if (ga_time_forward(a, fk, 10, iters, &t->ms, e)) goto out;
     if (with_dense) {
-        if (gpu_problem_dense_kernel(p, SP_KIND_FWD, &dk, e) || ga_set_bands(a, &dense, e)) goto out;
+        if (gpu_problem_dense_kernel(p, SP_KIND_FWD, 0, &dk, e) || ga_set_bands(a, &dense, e)) goto out;
         if (fwdbwd) {
-            if (gpu_problem_dense_kernel(p, SP_KIND_BWD, &dbk, e) ||
+            if (gpu_problem_dense_kernel(p, SP_KIND_BWD, deterministic, &dbk, e) ||
                 ga_time_fwdbwd(a, &dk, &dbk, deterministic, 3, iters, &t->dense_ms, e)) goto out;
         } else if (ga_time_forward(a, &dk, 5, iters, &t->dense_ms, e)) goto out;
     }

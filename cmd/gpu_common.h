@@ -80,11 +80,12 @@ int gpu_problem_open(const gpu_opts *o, gpu_problem *p, sp_err *e);
 void gpu_problem_close(gpu_problem *p);
 /* Only the host side: spec, overrides, pattern, bands, pairs (no GPU). */
 int gpu_problem_spec(const gpu_opts *o, gpu_problem *p, sp_err *e);
-/* Pick the config for kind (see above; fills p->config_source) and load it. */
+/* Pick the config for kind (see above; the backward's for p->deterministic's
+ * mode; fills p->config_source) and load it. */
 int gpu_problem_kernel(gpu_problem *p, sp_kernel_kind kind, engine_kernel *k, sp_err *e);
 /* The same engine's dense causal kernel of kind for the problem's shape
- * (the baseline), heuristic config. */
-int gpu_problem_dense_kernel(gpu_problem *p, sp_kernel_kind kind, engine_kernel *k, sp_err *e);
+ * (the baseline), heuristic config (the backward's of the mode deterministic). */
+int gpu_problem_dense_kernel(gpu_problem *p, sp_kernel_kind kind, int deterministic, engine_kernel *k, sp_err *e);
 /* The times run and bench report: the band kernels (forward, or forward +
  * backward) and this engine's dense causal kernels on the same buffers. */
 typedef struct {
@@ -94,14 +95,14 @@ typedef struct {
 } gpu_timing;
 
 /* Time fk (p's loaded forward kernel) on p's filled input sets, with
- * fwdbwd also the backward kernels p's config picks (dO drawn from
- * dout_seed), CUDA-event median of iters after warm-up; then, with
- * with_dense, the dense causal kernels.  That swaps p's band table to the
- * dense one, so it comes last. */
+ * fwdbwd also the backward kernels p's config picks for the mode
+ * deterministic (dO drawn from dout_seed), CUDA-event median of iters after
+ * warm-up; then, with with_dense, the dense causal kernels.  That swaps p's
+ * band table to the dense one, so it comes last. */
 int gpu_problem_time(gpu_problem *p, const engine_kernel *fk, int fwdbwd, int deterministic, uint64_t dout_seed,
                      int iters, int with_dense, gpu_timing *t, sp_err *e);
 
-/* The tuning-database key of the problem for kind. */
+/* The tuning-database key of the problem for kind (the backward: in p->deterministic's mode). */
 void gpu_problem_db_key(const gpu_problem *p, sp_kernel_kind kind, db_key *key);
 /* A refgpu view of a 16-bit device tensor in the problem's layout. */
 refgpu_view gpu_problem_view(const gpu_problem *p, sp_dptr ptr, int heads);

@@ -415,6 +415,7 @@ static int run_gpu(const run_opts *o, const run_problem *p, run_result *r, sp_er
     go.layer_index = o->layer_index;
     go.tile = o->tile;
     go.db_path = o->db_path;
+    go.deterministic = o->deterministic;   /* the backward's config: that mode's (runtime/config.h) */
     go.gpu = o->gpu < 0 ? 0 : o->gpu;
     go.seed = o->seed + 1000;    /* the timing-only sets differ from set 0 */
     gpu_problem gp;

@@ -1,6 +1,8 @@
 /* spattn tune: find this GPU's best tile config per (kind, batch, N bucket)
- * and keep it in the tuning database; with --decode, the decode kernels'
- * tile and splits per (batch, cache length bucket, new tokens).  The search itself (candidates,
+ * and keep it in the tuning database (the backward: per mode, --kind bwd
+ * tunes both, the deterministic one as kind bwd-det); with --decode, the
+ * decode kernels' tile and splits per (batch, cache length bucket, new
+ * tokens).  The search itself (candidates,
  * pruning, the trusted reference, checking, timing, the one transaction,
  * skip and --force, the fake GPU) is the library's: runtime/tune.h.  This
  * file holds the flags, the printing, the exit codes and Ctrl-C: the
@@ -25,7 +27,8 @@
 
 static const opt_cmd tune_cmd = {
     "tune",
-    "spattn tune SPEC [--batch LIST] [--seq-len LIST] [--kind fwd|bwd|all] [--budget SECONDS] [--force] [options]\n"
+    "spattn tune SPEC [--batch LIST] [--seq-len LIST] [--kind fwd|bwd|bwd-det|all] [--budget SECONDS] [--force] "
+    "[options]\n"
     "       spattn tune SPEC --decode [--kv-len LIST] [--batch LIST] [--new-tokens LIST] [options]",
     "Autotune the kernels of SPEC for this GPU: search tile configs, reject any whose output is wrong,\n"
     "time the rest, and store the winners in the tuning database.  --decode tunes the decode kernels\n"
@@ -56,12 +59,17 @@ static void on_progress(void *user, const tune_event *ev)
 
 /* ---- the command ------------------------------------------------------------- */
 
-static int parse_kinds(const char *s, sp_kernel_kind *kinds, int *n, sp_err *e)
+/* --kind: fwd, bwd (the backward in both modes: the default one, then the
+ * deterministic one, whose winners are rows of kind bwd-det), bwd-det
+ * alone, or all (fwd and bwd). */
+static int parse_kinds(const char *s, tune_kind *kinds, int *n, sp_err *e)
 {
-    if (strcmp(s, "fwd") == 0) { kinds[0] = SP_KIND_FWD; *n = 1; }
-    else if (strcmp(s, "bwd") == 0) { kinds[0] = SP_KIND_BWD; *n = 1; }
-    else if (strcmp(s, "all") == 0) { kinds[0] = SP_KIND_FWD; kinds[1] = SP_KIND_BWD; *n = 2; }
-    else return sp_fail(e, SP_EXIT_USAGE, "--kind: '%s' is not fwd, bwd or all", s);
+    static const tune_kind fwd = { SP_KIND_FWD, 0 }, bwd = { SP_KIND_BWD, 0 }, det = { SP_KIND_BWD, 1 };
+    *n = 0;
+    if (strcmp(s, "fwd") == 0 || strcmp(s, "all") == 0) kinds[(*n)++] = fwd;
+    if (strcmp(s, "bwd") == 0 || strcmp(s, "all") == 0) kinds[(*n)++] = bwd;
+    if (strcmp(s, "bwd") == 0 || strcmp(s, "bwd-det") == 0 || strcmp(s, "all") == 0) kinds[(*n)++] = det;
+    if (*n == 0) return sp_fail(e, SP_EXIT_USAGE, "--kind: '%s' is not fwd, bwd, bwd-det or all", s);
     return 0;
 }
 
@@ -69,18 +77,20 @@ static int parse_kinds(const char *s, sp_kernel_kind *kinds, int *n, sp_err *e)
  * arch, one per line ("fwd 128x128:w8:s3:wgmma"), or as JSON lines; no GPU.
  * The GPU check matrix (bench/check_matrix.py) runs each of them, so a tile
  * the tuner may pick is a tile that was checked.  The compiler's pruning
- * (spills, serialized wgmma) comes later and only removes entries. */
-static int list_candidates(const tune_opts_cli *o, const gpu_problem *hostp, const sp_kernel_kind *kinds, int nkinds,
+ * (spills, serialized wgmma) comes later and only removes entries.  Each
+ * kernel kind once: the backward's two modes search the same tiles. */
+static int list_candidates(const tune_opts_cli *o, const gpu_problem *hostp, const tune_kind *kinds, int nkinds,
                            sp_err *e)
 {
     int sm;
     char arch[16];
     if (arch_parse(o->list_arch, &sm, arch, sizeof arch, e)) return SP_EXIT_USAGE;
     for (int ki = 0; ki < nkinds; ki++) {
+        if (ki > 0 && kinds[ki - 1].kind == kinds[ki].kind) continue;
         sp_kcfg base, list[TUNE_MAX_CANDIDATES];
-        kcfg_for_spec(&base, &hostp->spec, &hostp->pattern, kinds[ki], sm);
+        kcfg_for_spec(&base, &hostp->spec, &hostp->pattern, kinds[ki].kind, sm);
         int nc = kcfg_candidates(&base, list, TUNE_MAX_CANDIDATES);
-        const char *kind = kcfg_kind_name(kinds[ki]);
+        const char *kind = kcfg_kind_name(kinds[ki].kind);
         for (int i = 0; i < nc; i++) {
             char tile[64];
             kcfg_tile_string(&list[i], tile, sizeof tile);   /* decode: the tiles; each is tried with splits 1..8 */
@@ -100,7 +110,7 @@ static int list_candidates(const tune_opts_cli *o, const gpu_problem *hostp, con
 
 /* --decode and the flags that go with it: kind dec, the cache lengths as
  * the lengths of the keys; 0 or SP_EXIT_USAGE. */
-static int decode_flags(tune_opts_cli *o, sp_kernel_kind *kinds, int *nkinds, sp_err *e)
+static int decode_flags(tune_opts_cli *o, tune_kind *kinds, int *nkinds, sp_err *e)
 {
     if (!o->decode) {
         if (o->kv_lens.n || o->new_tokens.n)
@@ -110,7 +120,7 @@ static int decode_flags(tune_opts_cli *o, sp_kernel_kind *kinds, int *nkinds, sp
     const char *bad = o->kind ? "--kind (--decode tunes the decode kernels)"
                       : o->seq_lens.n ? "--seq-len (the cache's length is --kv-len)" : NULL;
     if (bad) return sp_fail(e, SP_EXIT_USAGE, "--decode: %s does not apply", bad);
-    kinds[0] = SP_KIND_DEC;
+    kinds[0] = (tune_kind){ SP_KIND_DEC, 0 };
     *nkinds = 1;
     o->seq_lens = o->kv_lens;
     if (o->new_tokens.n == 0) o->new_tokens.v[o->new_tokens.n++] = 1;
@@ -129,7 +139,8 @@ int cmd_tune(int argc, char **argv, sp_err *e)
     opt_def defs[] = {
         OPT_LIST(0, "batch", &o.batches, "LIST", "batch sizes, e.g. 1,4 (default: the spec's)", 1, 1 << 20),
         OPT_LIST(0, "seq-len", &o.seq_lens, "LIST", "sequence lengths, e.g. 4096,16384 (default: the spec's)", 1, 1 << 24),
-        OPT_STRING(0, "kind", &o.kind, "KIND", "fwd, bwd or all (default fwd)"),
+        OPT_STRING(0, "kind", &o.kind, "KIND", "fwd, bwd (both modes of the backward), bwd-det (the deterministic "
+                   "one) or all (default fwd)"),
         OPT_BOOL(0, "decode", &o.decode, "tune the decode kernels (tile and splits) instead: keys batch x --kv-len "
                  "x --new-tokens"),
         OPT_LIST(0, "kv-len", &o.kv_lens, "LIST", "decode: the cache's lengths N, e.g. 32768 (default: the spec's "
@@ -152,7 +163,7 @@ int cmd_tune(int argc, char **argv, sp_err *e)
     int r = opts_parse(&tune_cmd, defs, argc, argv, &pos, e);
     if (r) return r > 0 ? SP_EXIT_OK : SP_EXIT_USAGE;
     o.g.spec_path = pos.v[0];
-    sp_kernel_kind kinds[2];
+    tune_kind kinds[3];
     int nkinds = 0;
     if (decode_flags(&o, kinds, &nkinds, e)) return SP_EXIT_USAGE;
     if (!o.decode && parse_kinds(o.kind ? o.kind : "fwd", kinds, &nkinds, e)) return SP_EXIT_USAGE;

@@ -294,6 +294,14 @@ void kcfg_name(const sp_kcfg *c, char *buf, int n)
              f ? f->name_suffix : "", hash);
 }
 
+int kcfg_same_kernel(const sp_kcfg *a, const sp_kcfg *b)
+{
+    char na[160], nb[160];
+    kcfg_name(a, na, sizeof na);
+    kcfg_name(b, nb, sizeof nb);
+    return a->kind == b->kind && strcmp(na, nb) == 0;
+}
+
 void kcfg_tile_string(const sp_kcfg *c, char *buf, int n)
 {
     const sp_family *f = kcfg_family(c);

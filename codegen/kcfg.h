@@ -96,7 +96,13 @@ int kcfg_parse_tile(const char *arg, sp_kcfg *c, sp_err *e);
  * ..._s3_wg_1a2b3c4d, warp-specialized ones ..._s2_ws_1a2b3c4d).  The one place kernel names are made: launches,
  * `compile`, `tune` and the backward parts (kcfg_bwd_name) use it. */
 void kcfg_name(const sp_kcfg *c, char *buf, int n);
-/* "fwd", "bwd" or "dec": in kernel names, database keys and JSON. */
+/* 1 if the derived configs a and b make the same kernel: same kind and
+ * kcfg_name (the tiles, and kcfg_hash of everything compiled in); splits,
+ * a launch choice, may differ.  A plan whose two backward modes get the
+ * same config loads its kernel once. */
+int kcfg_same_kernel(const sp_kcfg *a, const sp_kcfg *b);
+/* "fwd", "bwd" or "dec": in kernel names, database keys and JSON (the
+ * deterministic backward's database rows are "bwd-det": config_kind_name). */
 const char *kcfg_kind_name(sp_kernel_kind kind);
 /* 8 lowercase hex digits (XXH32) of the specialization constants of a
  * derived config: kind, dtype, head_dim, heads, kv_heads, dense or banded,

@@ -44,6 +44,19 @@ void kcfg_default_bwd(sp_kcfg *c, int sm)
     c->warps = c->bn / 16;
 }
 
+/* The deterministic mode's own default (a plan picks one config per mode):
+ * kcfg_default_bwd's, but 2 stages for the warp-specialized kernel at d64,
+ * where the second stage's shared memory leaves room for a second dQ
+ * staging buffer and writer (kcfg_bwd_dq_bufs: 2).  Measured in session 10
+ * (bench/NOTES-bwd.md, "Session 10, v6"): the deterministic d64 forward +
+ * backward 0.392 ms at s3 against 0.365 at s2, as the turns of the dQ adds
+ * then overlap two steps; in the default mode s3 stays about 1% faster. */
+void kcfg_default_bwd_det(sp_kcfg *c, int sm)
+{
+    kcfg_default_bwd(c, sm);
+    if (c->mma == SP_MMA_WS && c->head_dim == 64) c->stages = 2;
+}
+
 /* Bytes of one head_dim row in shared memory: d64 and d128 rows are whole
  * multiples of 128 bytes and XOR-swizzled (the prelude's tile_off), no padding. */
 static int bwd_row_bytes(int head_dim) { return head_dim * 2; }

@@ -55,6 +55,10 @@ typedef enum {
  * GPU architecture sm (80, 86, 89, 90): sets bm, bn, warps, stages.  Chosen
  * to compile without spills on sm_80 and sm_90a (tests/unit/test_codegen_bwd.c). */
 void kcfg_default_bwd(sp_kcfg *c, int sm);
+/* The same for the deterministic mode (spattn_backward's deterministic = 1),
+ * whose dQ adds wait for their turn: kcfg_default_bwd's tiles, but on
+ * sm_90 at head_dim 64 2 stages (two dQ staging buffers and writers). */
+void kcfg_default_bwd_det(sp_kcfg *c, int sm);
 /* Validate the tile choices of a backward config and fill threads (the main
  * kernel's), row_bytes, q_in_regs (0) and smem_bytes (the largest dynamic
  * shared memory of the family's kernels).  warps == 0 means "pick" (bn / 16).

@@ -14,9 +14,10 @@
  * A context is one device (or the CPU: SPATTN_DEVICE_CPU).  A plan is one
  * attention pattern at one (batch, sequence length): it computes the bands,
  * the work and the kernel configs (the tuning database's, else the
- * heuristic) and loads the kernels once; forward and backward then only
- * launch, on the caller's pointers and stream, and allocate nothing (so
- * they can be captured in a CUDA graph).  On a CPU context the same calls
+ * heuristic; the backward has one per mode, default and deterministic) and
+ * loads the kernels once; forward and backward then only launch, on the
+ * caller's pointers and stream, and allocate nothing (so they can be
+ * captured in a CUDA graph).  On a CPU context the same calls
  * take host pointers and run the float64 reference.
  *
  * Every call returns a status; on failure a one-line message is left in the
@@ -107,7 +108,16 @@ typedef struct {
     double work_ratio;               /* allowed pairs / dense causal pairs */
     double forward_flops;            /* 4 * head_dim * allowed_pairs (backward: 2.5 times that) */
     char forward_kernel[128], backward_kernel[128];   /* "" on a CPU context */
-    char forward_config[160], backward_config[160];   /* "tuned (...)", "heuristic" or "tile ..." */
+    char forward_config[160], backward_config[160];   /* "tuned (...)", "heuristic"; "cpu-float64" on a CPU context */
+    /* The backward of the deterministic mode (spattn_backward's deterministic
+     * = 1) has a config of its own: the tuning database's rows of kind
+     * "bwd-det", else its heuristic (on sm_90a at head_dim 64: 2 stages,
+     * where the default mode's 3 are slower there); never a row tuned in
+     * the other mode.  Its main kernel's name ("" on a CPU context; the
+     * same as backward_kernel where both modes picked the same config) and
+     * where its config came from. */
+    char deterministic_backward_kernel[128];
+    char deterministic_backward_config[160];
 } spattn_plan_info;
 SPATTN_API spattn_status spattn_plan_get_info(const spattn_plan *plan, spattn_plan_info *info);
 
@@ -173,9 +183,10 @@ SPATTN_API spattn_status spattn_forward(spattn_plan *plan, const spattn_tensor *
 /* dQ, dK, dV from the forward's inputs, O, LSE and dL/dO.  deterministic:
  * bitwise repeatable (every sum into dQ in a fixed order: on Hopper's wgmma
  * kernels the dQ adds of a query tile wait for their turn, in descending KV
- * tile order; on the mma.sync kernels a separate dQ kernel, no atomics).
- * Its workspace (spattn_workspace_size(plan, 1, 1)) holds, on Hopper, the
- * fp32 dQ accumulator and a semaphore per query tile as well. */
+ * tile order; on the mma.sync kernels a separate dQ kernel, no atomics),
+ * with the plan's deterministic backward config (spattn_plan_info).  Its
+ * workspace (spattn_workspace_size(plan, 1, 1)) holds, on Hopper, the fp32
+ * dQ accumulator and a semaphore per query tile as well. */
 SPATTN_API spattn_status spattn_backward(spattn_plan *plan, const spattn_tensor *q, const spattn_tensor *k,
                               const spattn_tensor *v, const spattn_tensor *o, const spattn_lse *lse,
                               const spattn_tensor *dout, const spattn_tensor *dq, const spattn_tensor *dk,
@@ -255,13 +266,19 @@ SPATTN_API spattn_status spattn_decode_get_info(const spattn_plan *plan, const i
  * (SPATTN_EGPU on a CPU one), except with the environment variable
  * SPATTN_TUNE_FAKE=1: then any context tunes a deterministic fake GPU (for
  * tests without a GPU).
+ * SPATTN_TUNE_BWD tunes the backward of the default mode (dQ by atomic
+ * adds), SPATTN_TUNE_BWD_DET the deterministic mode's (the same search,
+ * timed with deterministic = 1, saved as its own rows, kind "bwd-det": a
+ * plan's deterministic backward takes only those); the CLI's
+ * `--kind bwd` is both.
  * SPATTN_TUNE_DEC tunes the decode kernels (spattn_decode) at every
  * (batch, seq_len = the cache's length N, new_tokens T) key: tiles x splits,
  * each checked against the float64 CPU reference of the decode. */
-enum { SPATTN_TUNE_FWD = 1, SPATTN_TUNE_BWD = 2, SPATTN_TUNE_DEC = 4 };
+enum { SPATTN_TUNE_FWD = 1, SPATTN_TUNE_BWD = 2, SPATTN_TUNE_DEC = 4, SPATTN_TUNE_BWD_DET = 8 };
 
 typedef struct {
-    int kinds;                       /* SPATTN_TUNE_FWD | SPATTN_TUNE_BWD | SPATTN_TUNE_DEC; 0: forward only */
+    int kinds;                       /* SPATTN_TUNE_FWD | SPATTN_TUNE_BWD | SPATTN_TUNE_BWD_DET | SPATTN_TUNE_DEC;
+                                      * 0: forward only */
     const int *batches;              /* n_batches sizes; NULL or 0: the spec's batch list, else 1 */
     int n_batches;
     const int64_t *seq_lens;         /* n_seq_lens lengths; NULL or 0: the spec's seq_len list, else 4096 */
@@ -291,7 +308,7 @@ typedef enum {
 } spattn_tune_outcome;
 
 typedef struct {
-    int kind;                        /* SPATTN_TUNE_FWD, SPATTN_TUNE_BWD or SPATTN_TUNE_DEC */
+    int kind;                        /* SPATTN_TUNE_FWD, SPATTN_TUNE_BWD, SPATTN_TUNE_BWD_DET or SPATTN_TUNE_DEC */
     int batch;
     int64_t seq_len, seq_bucket;     /* the length asked for; the database's bucket (next power of two) */
     spattn_tune_outcome outcome;
@@ -306,8 +323,8 @@ typedef struct {
 /* Tune the spec in the file spec_path, or (spec_path NULL) in the YAML text
  * yaml[0, yaml_len), with layer layer_index's pattern (-1: the spec's
  * default).  opts NULL: the defaults.  results[0, max_results) receives one
- * entry per key reached, in order (kinds, then batches, then lengths, then
- * decode's new_tokens);
+ * entry per key reached, in order (kinds: fwd, bwd, bwd-det, dec; then
+ * batches, then lengths, then decode's new_tokens);
  * *n_results (may be NULL) their count.  Keys finished before an error or a
  * stop are saved all the same. */
 SPATTN_API spattn_status spattn_tune(spattn_context *ctx, const char *spec_path, const char *yaml, size_t yaml_len,

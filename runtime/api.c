@@ -62,6 +62,16 @@ typedef struct {
     char src[160];              /* where cfg came from */
 } plan_dec;
 
+/* The kernels of one shape of a plan, in ctx->kernels (NULL on a CPU
+ * context): the forward's, the backward's, and the backward's of the
+ * deterministic mode, which has a config of its own (runtime/config.h;
+ * bk_det == bk where both modes picked the same), and where each config
+ * came from. */
+typedef struct {
+    engine_kernel *fk, *bk, *bk_det;
+    char fsrc[160], bsrc[160], bsrc_det[160];
+} plan_kernels;
+
 struct spattn_plan {
     spattn_context *ctx;
     sp_spec spec;               /* the whole spec (owns custom bands) */
@@ -71,10 +81,9 @@ struct spattn_plan {
     int64_t N;
     int64_t pairs;              /* over batch and heads */
     double ratio;
-    engine_kernel *fk, *bk;     /* in ctx->kernels; NULL on a CPU context */
+    plan_kernels k;             /* the kernels for (B, N) */
     plan_dec dec[PLAN_DEC_CONFIGS];   /* the decode configs picked so far, one per new_tokens */
     int ndec, dnext;                  /* slots filled; the one the next T takes */
-    char fsrc[160], bsrc[160];  /* where the configs came from */
     sp_dptr bandtab;            /* device band table for N */
     /* Packed sequences (spattn_plan_set_seq_lens); packed 0: a uniform batch. */
     int packed;
@@ -82,8 +91,7 @@ struct spattn_plan {
     sp_band_list *pbands;       /* pack.n * heads lists, sequence-major */
     int64_t ppairs;             /* allowed pairs over the sequences */
     double pratio;
-    engine_kernel *pfk, *pbk;   /* the kernels for (pack.n, pack.max_len) */
-    char pfsrc[160], pbsrc[160];
+    plan_kernels pk;            /* the kernels for (pack.n, pack.max_len) */
     sp_dptr pcu, ptab;          /* device offsets (int32 [n + 1]) and band tables */
     int bands_sb;               /* ints per sequence in ptab */
     char error[1600];
@@ -188,6 +196,37 @@ static int context_kernel(spattn_context *c, const sp_spec *spec, const sp_patte
     return 0;
 }
 
+/* The kernels of shape (batch, N) into k: on a CPU context none (the
+ * reference runs); on a GPU the configs config_pick gives, each loaded once
+ * (the deterministic backward's config is often the default one's: then it
+ * shares that kernel). */
+static int plan_kernels_pick(spattn_context *c, const sp_spec *s, const sp_pattern *pat, int batch, int64_t N,
+                             plan_kernels *k, sp_err *e)
+{
+    memset(k, 0, sizeof *k);
+    if (c->device == SPATTN_DEVICE_CPU) {
+        snprintf(k->fsrc, sizeof k->fsrc, "cpu-float64");
+        snprintf(k->bsrc, sizeof k->bsrc, "cpu-float64");
+        snprintf(k->bsrc_det, sizeof k->bsrc_det, "cpu-float64");
+        return 0;
+    }
+    sp_kcfg fc, bc, dc;
+    if (config_pick(&c->gpu, s, pat, SP_KIND_FWD, 0, batch, N, 0, c->db_path, NULL, &fc, k->fsrc, sizeof k->fsrc, e) ||
+        config_pick(&c->gpu, s, pat, SP_KIND_BWD, 0, batch, N, 0, c->db_path, NULL, &bc, k->bsrc, sizeof k->bsrc, e) ||
+        config_pick(&c->gpu, s, pat, SP_KIND_BWD, 1, batch, N, 0, c->db_path, NULL, &dc, k->bsrc_det,
+                    sizeof k->bsrc_det, e) ||
+        context_kernel(c, s, pat, &fc, &k->fk, e) || context_kernel(c, s, pat, &bc, &k->bk, e))
+        return -1;
+    if (kcfg_same_kernel(&bc, &dc)) {
+        k->bk_det = k->bk;
+        return 0;
+    }
+    return context_kernel(c, s, pat, &dc, &k->bk_det, e);
+}
+
+/* The kernels of the plan's current shape (packed or not). */
+static const plan_kernels *plan_now(const spattn_plan *p) { return p->packed ? &p->pk : &p->k; }
+
 /* ---- plan ------------------------------------------------------------------ */
 
 static spattn_plan *plan_new(spattn_context *ctx)
@@ -222,16 +261,8 @@ static spattn_status plan_finish(spattn_plan *p, int layer_index, int batch, int
         return plan_fail(p, SPATTN_EINVAL, "batch %d x %lld allowed pairs overflows", batch, (long long)pairs);
     p->ratio = (double)pairs / ((double)s->heads * (double)bands_dense_pairs(N));
     spattn_context *c = p->ctx;
-    if (c->device == SPATTN_DEVICE_CPU) {
-        snprintf(p->fsrc, sizeof p->fsrc, "cpu-float64");
-        snprintf(p->bsrc, sizeof p->bsrc, "cpu-float64");
-        return SPATTN_OK;
-    }
-    sp_kcfg fc, bc;
-    if (config_pick(&c->gpu, s, &p->pattern, SP_KIND_FWD, batch, N, 0, c->db_path, NULL, &fc, p->fsrc, sizeof p->fsrc, &e) ||
-        config_pick(&c->gpu, s, &p->pattern, SP_KIND_BWD, batch, N, 0, c->db_path, NULL, &bc, p->bsrc, sizeof p->bsrc, &e) ||
-        context_kernel(c, s, &p->pattern, &fc, &p->fk, &e) || context_kernel(c, s, &p->pattern, &bc, &p->bk, &e))
-        return keep(p->error, sizeof p->error, &e);
+    if (plan_kernels_pick(c, s, &p->pattern, batch, N, &p->k, &e)) return keep(p->error, sizeof p->error, &e);
+    if (c->device == SPATTN_DEVICE_CPU) return SPATTN_OK;
     int maxi = bandtab_max_intervals(&p->pattern, s->heads);
     size_t bytes = (size_t)s->heads * BANDTAB_STRIDE(maxi) * sizeof(int32_t);
     int32_t *tab = malloc(bytes);
@@ -312,7 +343,7 @@ static void plan_unpack(spattn_plan *p)
     p->packed = 0;
     p->pbands = NULL;
     p->pcu = p->ptab = 0;
-    p->pfk = p->pbk = NULL;
+    memset(&p->pk, 0, sizeof p->pk);
 }
 
 spattn_status spattn_plan_set_seq_lens(spattn_plan *p, const int64_t *seq_lens, int n_seqs)
@@ -335,20 +366,10 @@ spattn_status spattn_plan_set_seq_lens(spattn_plan *p, const int64_t *seq_lens, 
         packing_bands(&q.pack, &p->pattern, s->heads, &q.pbands, &q.ppairs, &dense, &e))
         goto fail;
     q.pratio = (double)q.ppairs / (double)dense;
-    if (c->device == SPATTN_DEVICE_CPU) {
-        q.pfk = q.pbk = NULL;
-        snprintf(q.pfsrc, sizeof q.pfsrc, "cpu-float64");
-        snprintf(q.pbsrc, sizeof q.pbsrc, "cpu-float64");
-    } else {
-        sp_kcfg fc, bc;
+    if (plan_kernels_pick(c, s, &p->pattern, n_seqs, q.pack.max_len, &q.pk, &e)) goto fail;
+    if (c->device != SPATTN_DEVICE_CPU) {
         int maxi = bandtab_max_intervals(&p->pattern, s->heads);
-        if (config_pick(&c->gpu, s, &p->pattern, SP_KIND_FWD, n_seqs, q.pack.max_len, 0, c->db_path, NULL, &fc, q.pfsrc,
-                        sizeof q.pfsrc, &e) ||
-            config_pick(&c->gpu, s, &p->pattern, SP_KIND_BWD, n_seqs, q.pack.max_len, 0, c->db_path, NULL, &bc, q.pbsrc,
-                        sizeof q.pbsrc, &e) ||
-            context_kernel(c, s, &p->pattern, &fc, &q.pfk, &e) || context_kernel(c, s, &p->pattern, &bc, &q.pbk, &e) ||
-            packing_bandtab(&q.pack, &p->pattern, s->heads, maxi, &tab, &q.bands_sb, &e))
-            goto fail;
+        if (packing_bandtab(&q.pack, &p->pattern, s->heads, maxi, &tab, &q.bands_sb, &e)) goto fail;
         size_t tab_bytes = (size_t)n_seqs * (size_t)q.bands_sb * sizeof *tab, cu_bytes = ((size_t)n_seqs + 1) * 4;
         if (cu_malloc(&c->gpu, tab_bytes, &q.ptab, &e) || cu_upload(&c->gpu, q.ptab, tab, tab_bytes, &e) ||
             cu_malloc(&c->gpu, cu_bytes, &q.pcu, &e) || cu_upload(&c->gpu, q.pcu, q.pack.cu, cu_bytes, &e))
@@ -382,7 +403,7 @@ spattn_status spattn_plan_get_info(const spattn_plan *p, spattn_plan_info *info)
     memset(info, 0, sizeof *info);
     const int packed = p->packed;
     const int64_t pairs = packed ? p->ppairs : p->pairs;
-    const engine_kernel *fk = packed ? p->pfk : p->fk, *bk = packed ? p->pbk : p->bk;
+    const plan_kernels *k = plan_now(p);
     info->batch = packed ? p->pack.n : p->B;
     info->heads = p->spec.heads;
     info->kv_heads = p->spec.kv_heads;
@@ -392,10 +413,14 @@ spattn_status spattn_plan_get_info(const spattn_plan *p, spattn_plan_info *info)
     info->allowed_pairs = pairs;
     info->work_ratio = packed ? p->pratio : p->ratio;
     info->forward_flops = 4.0 * p->spec.head_dim * (double)pairs;
-    if (fk) snprintf(info->forward_kernel, sizeof info->forward_kernel, "%s", fk->name);
-    if (bk) snprintf(info->backward_kernel, sizeof info->backward_kernel, "%s", bk->name);
-    snprintf(info->forward_config, sizeof info->forward_config, "%s", packed ? p->pfsrc : p->fsrc);
-    snprintf(info->backward_config, sizeof info->backward_config, "%s", packed ? p->pbsrc : p->bsrc);
+    if (k->fk) snprintf(info->forward_kernel, sizeof info->forward_kernel, "%s", k->fk->name);
+    if (k->bk) snprintf(info->backward_kernel, sizeof info->backward_kernel, "%s", k->bk->name);
+    snprintf(info->forward_config, sizeof info->forward_config, "%s", k->fsrc);
+    snprintf(info->backward_config, sizeof info->backward_config, "%s", k->bsrc);
+    if (k->bk_det)
+        snprintf(info->deterministic_backward_kernel, sizeof info->deterministic_backward_kernel, "%s",
+                 k->bk_det->name);
+    snprintf(info->deterministic_backward_config, sizeof info->deterministic_backward_config, "%s", k->bsrc_det);
     return SPATTN_OK;
 }
 
@@ -427,8 +452,12 @@ static attn_tensor dev_tensor(const spattn_tensor *t)
 
 /* ---- the backward's scratch in the workspace ------------------------------- */
 
-/* The backward kernels of the plan's current shape (packed or not). */
-static const engine_kernel *plan_bk(const spattn_plan *p) { return p->packed ? p->pbk : p->bk; }
+/* The backward kernels of the plan's current shape (packed or not) for the
+ * mode deterministic. */
+static const engine_kernel *plan_bk(const spattn_plan *p, int deterministic)
+{
+    return deterministic ? plan_now(p)->bk_det : plan_now(p)->bk;
+}
 
 static void bwd_scratch(const spattn_plan *p, int deterministic, attn_bwd_scratch *s)
 {
@@ -443,7 +472,7 @@ static void bwd_scratch(const spattn_plan *p, int deterministic, attn_bwd_scratc
         a.cu_seqlens = p->pcu;
         a.total = p->pack.total;
     }
-    attn_bwd_scratch_sizes(&plan_bk(p)->cfg, &a, s);
+    attn_bwd_scratch_sizes(&plan_bk(p, deterministic)->cfg, &a, s);
 }
 
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
@@ -456,7 +485,7 @@ static size_t scratch_bytes(const attn_bwd_scratch *s)
 
 size_t spattn_workspace_size(const spattn_plan *p, int backward, int deterministic)
 {
-    if (!backward || !plan_bk(p)) return 0;   /* the forward and the CPU need none */
+    if (!backward || !plan_bk(p, deterministic)) return 0;   /* the forward and the CPU need none */
     attn_bwd_scratch s;
     bwd_scratch(p, deterministic, &s);
     return scratch_bytes(&s);
@@ -604,7 +633,7 @@ spattn_status spattn_forward(spattn_plan *p, const spattn_tensor *q, const spatt
     if (!lse || !lse->data) return plan_fail(p, SPATTN_EINVAL, "lse: no tensor");
     (void)workspace;
     (void)workspace_bytes;
-    const engine_kernel *fk = p->packed ? p->pfk : p->fk;
+    const engine_kernel *fk = plan_now(p)->fk;
     if (!fk) return cpu_run(p, q, k, v, o, lse, NULL, NULL, NULL, NULL);
     attn_fwd_args a;
     memset(&a, 0, sizeof a);
@@ -629,7 +658,7 @@ spattn_status spattn_backward(spattn_plan *p, const spattn_tensor *q, const spat
     static const char *const names[8] = { "q", "k", "v", "o", "dout", "dq", "dk", "dv" };
     if (!tensors_present(p, ts, names, 8)) return SPATTN_EINVAL;
     if (!lse || !lse->data) return plan_fail(p, SPATTN_EINVAL, "lse: no tensor");
-    const engine_kernel *bk = plan_bk(p);
+    const engine_kernel *bk = plan_bk(p, deterministic);
     if (!bk) return cpu_run(p, q, k, v, o, lse, dout, dq, dk, dv);
     attn_bwd_scratch s;
     bwd_scratch(p, deterministic, &s);
@@ -678,7 +707,7 @@ static int decode_config(const spattn_plan *p, int T, sp_kcfg *c, char *src, siz
         return 0;
     }
     const spattn_context *ctx = p->ctx;
-    return config_pick(&ctx->gpu, &p->spec, &p->pattern, SP_KIND_DEC, p->B, p->N, T, ctx->db_path, NULL, c, src, n,
+    return config_pick(&ctx->gpu, &p->spec, &p->pattern, SP_KIND_DEC, 0, p->B, p->N, T, ctx->db_path, NULL, c, src, n,
                        e);
 }
 
@@ -890,7 +919,8 @@ static void tune_news(void *user, const tune_event *ev)
 static void tune_result_out(db *d, const tune_result *r, spattn_tune_result *out)
 {
     memset(out, 0, sizeof *out);
-    out->kind = r->kind == SP_KIND_BWD ? SPATTN_TUNE_BWD : r->kind == SP_KIND_DEC ? SPATTN_TUNE_DEC : SPATTN_TUNE_FWD;
+    out->kind = r->kind == SP_KIND_BWD ? (r->deterministic ? SPATTN_TUNE_BWD_DET : SPATTN_TUNE_BWD)
+                : r->kind == SP_KIND_DEC ? SPATTN_TUNE_DEC : SPATTN_TUNE_FWD;
     out->new_tokens = r->new_tokens;
     out->batch = (int)r->batch;
     out->seq_len = r->seq_len;
@@ -970,9 +1000,9 @@ spattn_status spattn_tune(spattn_context *c, const char *spec_path, const char *
     memset(&q, 0, sizeof q);
     if (opts) q = *opts;
     if (q.kinds == 0) q.kinds = SPATTN_TUNE_FWD;
-    if (q.kinds & ~(SPATTN_TUNE_FWD | SPATTN_TUNE_BWD | SPATTN_TUNE_DEC))
-        return ctx_fail(c, SPATTN_EINVAL, "kinds %d: expected a combination of SPATTN_TUNE_FWD, SPATTN_TUNE_BWD and "
-                        "SPATTN_TUNE_DEC", q.kinds);
+    if (q.kinds & ~(SPATTN_TUNE_FWD | SPATTN_TUNE_BWD | SPATTN_TUNE_BWD_DET | SPATTN_TUNE_DEC))
+        return ctx_fail(c, SPATTN_EINVAL, "kinds %d: expected a combination of SPATTN_TUNE_FWD, SPATTN_TUNE_BWD, "
+                        "SPATTN_TUNE_BWD_DET and SPATTN_TUNE_DEC", q.kinds);
     if (q.budget_s == 0) q.budget_s = 600;
     if (!(q.budget_s > 0)) return ctx_fail(c, SPATTN_EINVAL, "budget_s must be a positive number of seconds");
     if (q.iters < 0 || q.threads < 0) return ctx_fail(c, SPATTN_EINVAL, "iters and threads must be >= 0");
@@ -1007,11 +1037,12 @@ spattn_status spattn_tune(spattn_context *c, const char *spec_path, const char *
     }
     sp_gpu fake_gpu, *g = &c->gpu;
     if (fake) { tune_fake_gpu(&fake_gpu); g = &fake_gpu; }
-    sp_kernel_kind kinds[3];
+    tune_kind kinds[4];
     int nkinds = 0;
-    if (q.kinds & SPATTN_TUNE_FWD) kinds[nkinds++] = SP_KIND_FWD;
-    if (q.kinds & SPATTN_TUNE_BWD) kinds[nkinds++] = SP_KIND_BWD;
-    if (q.kinds & SPATTN_TUNE_DEC) kinds[nkinds++] = SP_KIND_DEC;
+    if (q.kinds & SPATTN_TUNE_FWD) kinds[nkinds++] = (tune_kind){ SP_KIND_FWD, 0 };
+    if (q.kinds & SPATTN_TUNE_BWD) kinds[nkinds++] = (tune_kind){ SP_KIND_BWD, 0 };
+    if (q.kinds & SPATTN_TUNE_BWD_DET) kinds[nkinds++] = (tune_kind){ SP_KIND_BWD, 1 };
+    if (q.kinds & SPATTN_TUNE_DEC) kinds[nkinds++] = (tune_kind){ SP_KIND_DEC, 0 };
     const sp_pattern *pat = layer_index < 0 ? &spec.pattern : spec_layer_pattern(&spec, layer_index);
     tune_relay relay = { q.progress, q.user };
     tune_opts to = { .spec = &spec, .pattern = pat, .kinds = kinds, .nkinds = nkinds, .batches = batches,

@@ -3,10 +3,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "codegen/kcfg_bwd.h"
 #include "runtime/nvrtc.h"
 
-void config_db_key(const sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, sp_kernel_kind kind, int batch,
-                   int64_t N, int new_tokens, db_key *key)
+const char *config_kind_name(sp_kernel_kind kind, int deterministic)
+{
+    return kind == SP_KIND_BWD && deterministic ? "bwd-det" : kcfg_kind_name(kind);
+}
+
+void config_db_key(const sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, sp_kernel_kind kind,
+                   int deterministic, int batch, int64_t N, int new_tokens, db_key *key)
 {
     memset(key, 0, sizeof *key);
     snprintf(key->gpu_name, sizeof key->gpu_name, "%.127s", g->name);
@@ -15,7 +21,7 @@ void config_db_key(const sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, 
     key->driver_version = g->driver_version;
     key->nvrtc_version = nvrtc_version();
     snprintf(key->spattn_version, sizeof key->spattn_version, "%s", SPATTN_VERSION);
-    snprintf(key->kind, sizeof key->kind, "%s", kcfg_kind_name(kind));
+    snprintf(key->kind, sizeof key->kind, "%s", config_kind_name(kind, deterministic));
     key->heads = spec->heads;
     key->kv_heads = spec->kv_heads;
     key->head_dim = spec->head_dim;
@@ -29,16 +35,17 @@ void config_db_key(const sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, 
     key->new_tokens = kind == SP_KIND_DEC ? (new_tokens > 1 ? new_tokens : 1) : 0;
 }
 
-int config_pick(const sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, sp_kernel_kind kind, int batch,
-                int64_t N, int new_tokens, const char *db_path, const char *tile, sp_kcfg *c, char *source, size_t n,
-                sp_err *e)
+int config_pick(const sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, sp_kernel_kind kind, int deterministic,
+                int batch, int64_t N, int new_tokens, const char *db_path, const char *tile, sp_kcfg *c, char *source,
+                size_t n, sp_err *e)
 {
     kcfg_for_spec(c, spec, pat, kind, g->sm);
-    if (tile) {
+    if (tile) {   /* the same config in both modes of the backward */
         if (kcfg_parse_tile(tile, c, e)) return -1;
         snprintf(source, n, "--tile");
         return kcfg_derive(c, e);
     }
+    if (kind == SP_KIND_BWD && deterministic) kcfg_default_bwd_det(c, g->sm);
     db *d = NULL;
     sp_err dbe = { 0 };
     /* A missing or unreadable database only means "not tuned": fall back. */
@@ -46,7 +53,7 @@ int config_pick(const sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, sp_
         db_key key;
         db_row row;
         int found = 0;
-        config_db_key(g, spec, pat, kind, batch, N, new_tokens, &key);
+        config_db_key(g, spec, pat, kind, deterministic, batch, N, new_tokens, &key);
         if (db_lookup_nearest(d, &key, &row, &found, &dbe) == 0 && found) {
             sp_kcfg t = *c;
             sp_err pe = { 0 };

@@ -4,6 +4,7 @@
 
 #include "codegen/emit.h"
 #include "codegen/family.h"
+#include "codegen/kcfg_bwd.h"
 #include "common/fileio.h"
 #include "common/strbuf.h"
 #include "runtime/kcache.h"
@@ -69,11 +70,13 @@ int engine_load(sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, const sp_
     return 0;
 }
 
-int engine_load_dense(sp_gpu *g, const sp_spec *spec, sp_kernel_kind kind, engine_kernel *k, sp_err *e)
+int engine_load_dense(sp_gpu *g, const sp_spec *spec, sp_kernel_kind kind, int deterministic, engine_kernel *k,
+                      sp_err *e)
 {
     sp_pattern dense = { .kind = SP_DENSE };
     sp_kcfg c;
     kcfg_for_spec(&c, spec, &dense, kind, g->sm);
+    if (kind == SP_KIND_BWD && deterministic) kcfg_default_bwd_det(&c, g->sm);
     if (kcfg_derive(&c, e)) return -1;
     return engine_load(g, spec, &dense, &c, k, e);
 }

@@ -32,9 +32,11 @@ typedef struct {
 int engine_load(sp_gpu *g, const sp_spec *spec, const sp_pattern *pat, const sp_kcfg *cfg,
                 engine_kernel *k, sp_err *e);
 /* Load this engine's dense causal kernel of kind for spec's shape, with
- * the heuristic config: the baseline `run`, `bench` and the layer compare
+ * the heuristic config (the backward: its deterministic mode's if
+ * deterministic): the baseline `run`, `bench` and the layer compare
  * against. */
-int engine_load_dense(sp_gpu *g, const sp_spec *spec, sp_kernel_kind kind, engine_kernel *k, sp_err *e);
+int engine_load_dense(sp_gpu *g, const sp_spec *spec, sp_kernel_kind kind, int deterministic, engine_kernel *k,
+                      sp_err *e);
 /* The same without a GPU: source and cubin for `arch` (compile, tuner
  * pre-pruning).  Fills k->res and k->name; module/fn stay NULL. */
 int engine_compile(const char *arch, const sp_spec *spec, const sp_pattern *pat, const sp_kcfg *cfg,

@@ -161,7 +161,7 @@ int layer_gpu_run(sp_gpu *g, const layer_gpu_job *j, float *y, layer_gpu_result 
         if (cu_malloc(g, 2 * nw[i], &L.w[i], e) || cu_upload(g, L.w[i], j->w16[i], 2 * nw[i], e)) goto out;
 
     sp_kcfg c;
-    if (config_pick(g, s, j->pattern, SP_KIND_FWD, j->B, j->N, 0, j->db_path, j->tile, &c, r->config_source,
+    if (config_pick(g, s, j->pattern, SP_KIND_FWD, 0, j->B, j->N, 0, j->db_path, j->tile, &c, r->config_source,
                     sizeof r->config_source, e) ||
         engine_load(g, s, j->pattern, &c, &k, e))
         goto out;
@@ -174,7 +174,8 @@ int layer_gpu_run(sp_gpu *g, const layer_gpu_job *j, float *y, layer_gpu_result 
     if (gpu_time(&L, &k, 5, j->iters, &r->band, e)) goto out;
     if (j->with_dense) {
         sp_pattern dense = { .kind = SP_DENSE };
-        if (engine_load_dense(g, s, SP_KIND_FWD, &dk, e) || ga_set_bands(&L.a, &dense, e) || gpu_time(&L, &dk, 5, j->iters, &r->dense, e))
+        if (engine_load_dense(g, s, SP_KIND_FWD, 0, &dk, e) || ga_set_bands(&L.a, &dense, e) ||
+            gpu_time(&L, &dk, 5, j->iters, &r->dense, e))
             goto out;
         r->dense_ran = 1;
     }

@@ -141,14 +141,18 @@ static void compile_all(compile_pool *p, int threads)
 /* ---- the fake GPU ----------------------------------------------------------- */
 
 /* The fake backend's "time": smaller for bigger tiles and deeper pipelines,
- * with a fixed ordering, so tests can predict the winner.  Decode: the same
- * in BN and stages, proportional to the cache read, best at 2 splits. */
-static double fake_ms(const sp_kcfg *c, int64_t B, int64_t N, int T)
+ * with a fixed ordering, so tests can predict the winner.  The deterministic
+ * backward pays 0.05 per stage on top (its adds wait for their turn; as
+ * measured in session 10, fewer stages win there), so its winner differs.
+ * Decode: the same in BN and stages, proportional to the cache read, best
+ * at 2 splits. */
+static double fake_ms(const sp_kcfg *c, int deterministic, int64_t B, int64_t N, int T)
 {
     if (c->kind == SP_KIND_DEC)
         return 1e-6 * (double)B * (double)N * T * (1.0 + 16.0 / c->bn + 0.1 / c->stages) *
                (1.0 + 0.05 * abs(c->splits - 2));
-    return 0.001 * (double)N / 1024.0 * (1.0 + 64.0 / c->bm + 32.0 / c->bn + 0.1 / c->stages);
+    double turns = c->kind == SP_KIND_BWD && deterministic ? 0.05 * c->stages : 0;
+    return 0.001 * (double)N / 1024.0 * (1.0 + 64.0 / c->bm + 32.0 / c->bn + 0.1 / c->stages + turns);
 }
 
 /* A candidate to evaluate at the key in hand. */
@@ -156,11 +160,12 @@ static int eligible(const candidate *c) { return !c->pruned && !c->skip; }
 
 /* The fake backend's wrong candidate is the fastest on paper, which would
  * otherwise win: a fast wrong config must never win. */
-static void evaluate_fake(tuner *t, candidate *c, int n, int64_t B, int64_t N, int T)
+static void evaluate_fake(tuner *t, candidate *c, int n, int det, int64_t B, int64_t N, int T)
 {
     int fastest = -1;
     for (int i = 0; i < n; i++)
-        if (eligible(&c[i]) && (fastest < 0 || fake_ms(&c[i].cfg, B, N, T) < fake_ms(&c[fastest].cfg, B, N, T)))
+        if (eligible(&c[i]) &&
+            (fastest < 0 || fake_ms(&c[i].cfg, det, B, N, T) < fake_ms(&c[fastest].cfg, det, B, N, T)))
             fastest = i;
     for (int i = 0; i < n && !stopped(t); i++) {
         if (!eligible(&c[i])) continue;
@@ -170,7 +175,7 @@ static void evaluate_fake(tuner *t, candidate *c, int n, int64_t B, int64_t N, i
             char tile[64];
             kcfg_tile_string(&c[i].cfg, tile, sizeof tile);
             news(t, "rejected %s: wrong result (fake backend)", tile);
-        } else c[i].ms = fake_ms(&c[i].cfg, B, N, T);
+        } else c[i].ms = fake_ms(&c[i].cfg, det, B, N, T);
     }
 }
 
@@ -247,12 +252,12 @@ out:
     return rc;
 }
 
-/* The same for backward candidates: the forward runs with the config the
- * problem would use (database, else heuristic), each candidate's dQ, dK, dV
- * are checked against the cuBLAS backward, then the backward alone is
- * timed. */
+/* The same for backward candidates in mode det (deterministic): the
+ * forward runs with the config the problem would use (database, else
+ * heuristic), each candidate's dQ, dK, dV are checked against the cuBLAS
+ * backward, then the backward alone is timed. */
 static int evaluate_bwd(tuner *t, gpu_attn *a, const sp_spec *spec, const sp_pattern *pat, candidate *c, int n,
-                        sp_err *e)
+                        int det, sp_err *e)
 {
     refgpu *ref = NULL;
     sp_dptr rq = 0, rk = 0, rv = 0;
@@ -263,7 +268,7 @@ static int evaluate_bwd(tuner *t, gpu_attn *a, const sp_spec *spec, const sp_pat
     for (int i = 0; i < n && first < 0; i++) if (eligible(&c[i])) first = i;
     if (first < 0) return 0;
     if (ga_fill_random(a, 1, e) || ga_alloc_backward(a, &c[first].cfg, 8, NULL, e) ||
-        config_pick(a->g, spec, pat, SP_KIND_FWD, a->B, a->N, 0, t->db_path, NULL, &fc, fsrc, sizeof fsrc, e) ||
+        config_pick(a->g, spec, pat, SP_KIND_FWD, 0, a->B, a->N, 0, t->db_path, NULL, &fc, fsrc, sizeof fsrc, e) ||
         engine_load(a->g, spec, pat, &fc, &fk, e) || refgpu_open(a->g, &ref, e) ||
         cu_malloc(a->g, 4 * a->nq, &rq, e) || cu_malloc(a->g, 4 * a->nk, &rk, e) || cu_malloc(a->g, 4 * a->nk, &rv, e))
         goto out;
@@ -277,7 +282,7 @@ static int evaluate_bwd(tuner *t, gpu_attn *a, const sp_spec *spec, const sp_pat
     for (int i = 0; (cd = next_candidate(t, c, n, &i)) != NULL;) {
         engine_kernel k;
         if (engine_load(a->g, spec, pat, &cd->cfg, &k, e)) goto out;
-        int ok = ga_poison(a, e) == 0 && ga_forward(a, &fk, 0, e) == 0 && ga_backward(a, &k, 0, 0, e) == 0 &&
+        int ok = ga_poison(a, e) == 0 && ga_forward(a, &fk, 0, e) == 0 && ga_backward(a, &k, 0, det, e) == 0 &&
                  cu_sync(a->g, e) == 0;
         double worst = 0;
         size_t nans = 0;
@@ -294,7 +299,7 @@ static int evaluate_bwd(tuner *t, gpu_attn *a, const sp_spec *spec, const sp_pat
         if (!ok) { engine_unload(a->g, &k); goto out; }
         if (cd->wrong)
             news(t, "rejected %s: worst rel_l2 %.3e, %zu NaN (bound %.0e)", k.name, worst, nans, bound);
-        else if (ga_time_backward(a, &k, 0, 3, t->o->iters, &cd->ms, e)) {
+        else if (ga_time_backward(a, &k, det, 3, t->o->iters, &cd->ms, e)) {
             engine_unload(a->g, &k);
             goto out;
         }
@@ -416,11 +421,11 @@ static void key_label(const db_key *k, int64_t B, int64_t N, char *buf, size_t n
 }
 
 /* Evaluate c[0, n) at the key on the GPU (every kind its own trusted result). */
-static int evaluate_gpu(tuner *t, sp_kernel_kind kind, int64_t B, int64_t N, int T, candidate *c, int n, sp_err *e)
+static int evaluate_gpu(tuner *t, tune_kind tk, int64_t B, int64_t N, int T, candidate *c, int n, sp_err *e)
 {
     const tune_opts *o = t->o;
     int rc;
-    if (kind == SP_KIND_DEC) {
+    if (tk.kind == SP_KIND_DEC) {
         gpu_decode gd;
         rc = gd_create(&gd, t->g, o->spec, o->pattern, (int)B, (int)N, T, 0, 1, o->threads, e) ||
              evaluate_dec(t, &gd, o->spec, o->pattern, c, n, e);
@@ -430,27 +435,31 @@ static int evaluate_gpu(tuner *t, sp_kernel_kind kind, int64_t B, int64_t N, int
     gpu_attn a;
     memset(&a, 0, sizeof a);
     rc = ga_create(&a, t->g, o->spec, o->pattern, (int)B, (int)N, GA_BNHD, 0, e) ||
-         (kind == SP_KIND_BWD ? evaluate_bwd : evaluate_fwd)(t, &a, o->spec, o->pattern, c, n, e);
+         (tk.kind == SP_KIND_BWD ? evaluate_bwd(t, &a, o->spec, o->pattern, c, n, tk.deterministic, e)
+                                 : evaluate_fwd(t, &a, o->spec, o->pattern, c, n, e));
     ga_destroy(&a);
     return rc ? -1 : 0;
 }
 
-/* Search key (kind, B, N, T) among the compiled candidates c[0, n); fill
- * r.  The winner's row is left in r->row with r->outcome TUNE_SAVED; the
- * caller saves.  *reached: r has an outcome (not so after a stop, the
- * budget or an error part-way).  T: decode's new tokens; 0 for fwd, bwd. */
-static int tune_key(tuner *t, db *d, sp_kernel_kind kind, int64_t B, int64_t N, int T, candidate *c, int n,
+/* Search key (kind and mode tk, B, N, T) among the compiled candidates
+ * c[0, n); fill r.  The winner's row is left in r->row with r->outcome
+ * TUNE_SAVED; the caller saves.  *reached: r has an outcome (not so after a
+ * stop, the budget or an error part-way).  T: decode's new tokens; 0 for
+ * fwd, bwd. */
+static int tune_key(tuner *t, db *d, tune_kind tk, int64_t B, int64_t N, int T, candidate *c, int n,
                     tune_result *r, int *reached, sp_err *e)
 {
     *reached = 0;
     const tune_opts *o = t->o;
+    const sp_kernel_kind kind = tk.kind;
     memset(r, 0, sizeof *r);
     r->kind = kind;
+    r->deterministic = tk.deterministic;
     r->batch = B;
     r->seq_len = N;
     r->new_tokens = T;
     db_key key;
-    config_db_key(t->g, o->spec, o->pattern, kind, (int)B, N, T, &key);
+    config_db_key(t->g, o->spec, o->pattern, kind, tk.deterministic, (int)B, N, T, &key);
     char label[96];
     key_label(&key, B, N, label, sizeof label);
     int have = 0;
@@ -469,8 +478,8 @@ static int tune_key(tuner *t, db *d, sp_kernel_kind kind, int64_t B, int64_t N, 
     t->done = 0;
     t->total = n - r->pruned - skipped;
     int status = SP_EXIT_OK;
-    if (o->fake) evaluate_fake(t, c, n, B, N, T);
-    else if (evaluate_gpu(t, kind, B, N, T, c, n, e))
+    if (o->fake) evaluate_fake(t, c, n, tk.deterministic, B, N, T);
+    else if (evaluate_gpu(t, tk, B, N, T, c, n, e))
         status = e->code ? e->code : SP_EXIT_FAIL;
     int best = -1;
     for (int i = 0; i < n; i++) {
@@ -554,7 +563,8 @@ int tune_key_count(const tune_opts *o)
 {
     int n = 0;
     for (int k = 0; k < o->nkinds; k++)
-        n += o->nbatches * o->nseq_lens * (o->kinds[k] == SP_KIND_DEC ? (o->nnew_tokens > 0 ? o->nnew_tokens : 1) : 1);
+        n += o->nbatches * o->nseq_lens *
+             (o->kinds[k].kind == SP_KIND_DEC ? (o->nnew_tokens > 0 ? o->nnew_tokens : 1) : 1);
     return n;
 }
 
@@ -569,18 +579,21 @@ int tune_run(sp_gpu *g, db *d, const tune_opts *o, tune_result *res, int max, in
     const int64_t *Ts = o->nnew_tokens > 0 ? o->new_tokens : &one;
     db_row *rows = calloc(nkeys > 0 ? (size_t)nkeys : 1, sizeof *rows);
     candidate *cands = calloc(TUNE_MAX_CANDIDATES, sizeof *cands);
-    int nrows = 0, status = SP_EXIT_OK;
+    int nrows = 0, nc = 0, status = SP_EXIT_OK;
     if (!rows || !cands) {
         sp_fail(e, SP_EXIT_FAIL, "out of memory");
         status = SP_EXIT_FAIL;
         goto done;
     }
     for (int ki = 0; ki < o->nkinds && !stopped(&t) && !status; ki++) {
-        sp_kernel_kind kind = o->kinds[ki];
-        int nc = candidates_of(&t, kind, cands);
+        const tune_kind tk = o->kinds[ki];
+        const sp_kernel_kind kind = tk.kind;
+        /* The backward's two modes search the same candidates: compiled once. */
+        if (ki == 0 || o->kinds[ki - 1].kind != kind) nc = candidates_of(&t, kind, cands);
         if (nc <= 0) {
             news(&t, "no valid %s tile config for this spec; skipped",
-                 kind == SP_KIND_BWD ? "backward" : kind == SP_KIND_DEC ? "decode" : "forward");
+                 kind == SP_KIND_BWD ? (tk.deterministic ? "deterministic backward" : "backward")
+                 : kind == SP_KIND_DEC ? "decode" : "forward");
             continue;
         }
         int nT = kind == SP_KIND_DEC ? (o->nnew_tokens > 0 ? o->nnew_tokens : 1) : 1;
@@ -595,7 +608,7 @@ int tune_run(sp_gpu *g, db *d, const tune_opts *o, tune_result *res, int max, in
                 }
                 tune_result r;
                 int reached;
-                status = tune_key(&t, d, kind, o->batches[bi], o->seq_lens[si], T, cands, nc, &r, &reached, e);
+                status = tune_key(&t, d, tk, o->batches[bi], o->seq_lens[si], T, cands, nc, &r, &reached, e);
                 sum->checked += r.checked;
                 sum->rejected += r.rejected;
                 if (!reached) continue;

@@ -1,6 +1,8 @@
 /* The autotuner: find a GPU's best tile config per (kind, batch, N bucket)
  * of a spec, and for decode per (batch, N bucket, T), and keep it in the
- * tuning database.
+ * tuning database.  The backward is tuned per mode: the deterministic one
+ * (dQ adds in turn) times the same candidates with deterministic = 1 and
+ * keeps its winners as kind "bwd-det" (runtime/config.h).
  *
  * For each key:
  *   1. candidates: kcfg_candidates (tiles, warps, stages), pruned by the
@@ -64,9 +66,18 @@ typedef enum {
     TUNE_NOT_SAVED,    /* tuned, but the one transaction that saves the winners failed (the status says why) */
 } tune_outcome;
 
+/* What a run tunes, one entry per kind: the kernel kind, and for the
+ * backward its mode (deterministic: checked and timed with deterministic =
+ * 1, saved under config_kind_name's "bwd-det"). */
+typedef struct {
+    sp_kernel_kind kind;
+    int deterministic;
+} tune_kind;
+
 /* One key's result. */
 typedef struct {
     sp_kernel_kind kind;
+    int deterministic;        /* the backward's deterministic mode ("bwd-det" rows) */
     int64_t batch, seq_len;
     int new_tokens;           /* decode: T; else 0 */
     tune_outcome outcome;
@@ -77,7 +88,8 @@ typedef struct {
 typedef struct {
     const sp_spec *spec;
     const sp_pattern *pattern;            /* the layer's pattern (points into spec or lives as long) */
-    const sp_kernel_kind *kinds;
+    const tune_kind *kinds;               /* in order; the backward's two modes share the candidates'
+                                           * compiles when one follows the other */
     int nkinds;
     const int64_t *batches, *seq_lens;    /* the keys: every kind x batch x seq_len (x new_tokens) */
     int nbatches, nseq_lens;

@@ -57,6 +57,27 @@ static int check_n_bad __attribute__((unused));
         }                                                                                  \
     } while (0)
 
+/* A temporary directory of this test binary, $TMPDIR/spattn-test-NAME-XXXXXX (else
+ * under /tmp), made on first use and removed with its files at exit.  Exits 1 if
+ * it cannot be made. */
+static char check_tmp[512] __attribute__((unused));
+static inline void check_tmp_remove(void)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", check_tmp);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", check_tmp);
+}
+static inline const char *check_tmp_dir(const char *name)
+{
+    if (!check_tmp[0]) {
+        const char *t = getenv("TMPDIR");
+        snprintf(check_tmp, sizeof check_tmp, "%s/spattn-test-%s-XXXXXX", t && *t ? t : "/tmp", name);
+        if (!mkdtemp(check_tmp)) { perror("mkdtemp"); exit(1); }
+        atexit(check_tmp_remove);
+    }
+    return check_tmp;
+}
+
 /* Is a kernel name prefix + "_" + 8 lowercase hex digits (kcfg_name's hash)? */
 static inline int kernel_named(const char *name, const char *prefix)
 {

@@ -113,6 +113,49 @@ static const char *const migrations[] = {
     "  tile, bm, bn, warps, stages, median_ms, eff_tflops, candidates, created_at FROM tuned;\n"
     "DROP TABLE tuned;\n"
     "ALTER TABLE tuned_v2 RENAME TO tuned;\n",
+    /* 2 -> 3: the deterministic backward's own rows (kind 'bwd-det': the
+     * backward timed with deterministic = 1, runtime/config.h); the table is
+     * rebuilt as in step 2 for the CHECK, ids and rows are kept. */
+    "CREATE TABLE tuned_v3 (\n"
+    "  id             INTEGER PRIMARY KEY,\n"
+    "  gpu_name       TEXT    NOT NULL,\n"
+    "  sm             INTEGER NOT NULL CHECK (sm > 0),\n"
+    "  sm_count       INTEGER NOT NULL CHECK (sm_count > 0),\n"
+    "  driver_version INTEGER NOT NULL,\n"
+    "  nvrtc_version  INTEGER NOT NULL,\n"
+    "  spattn_version TEXT    NOT NULL,\n"
+    "  kind           TEXT    NOT NULL CHECK (kind IN ('fwd', 'bwd', 'bwd-det', 'dec')),\n"
+    "  signature      TEXT    NOT NULL,\n"
+    "  heads          INTEGER NOT NULL,\n"
+    "  kv_heads       INTEGER NOT NULL,\n"
+    "  head_dim       INTEGER NOT NULL,\n"
+    "  dtype          TEXT    NOT NULL CHECK (dtype IN ('bf16', 'fp16')),\n"
+    "  pattern        TEXT    NOT NULL,\n"
+    "  bands_hash     TEXT    NOT NULL DEFAULT '',\n"
+    "  band_basis     INTEGER NOT NULL CHECK (band_basis >= 0),\n"
+    "  batch          INTEGER NOT NULL CHECK (batch >= 1),\n"
+    "  seq_bucket     INTEGER NOT NULL CHECK (seq_bucket >= 1),\n"
+    "  new_tokens     INTEGER NOT NULL DEFAULT 0 CHECK ((kind = 'dec') = (new_tokens >= 1) AND new_tokens >= 0),\n"
+    "  tile           TEXT    NOT NULL,\n"
+    "  bm             INTEGER NOT NULL,\n"
+    "  bn             INTEGER NOT NULL,\n"
+    "  warps          INTEGER NOT NULL,\n"
+    "  stages         INTEGER NOT NULL,\n"
+    "  median_ms      REAL    NOT NULL,\n"
+    "  eff_tflops     REAL    NOT NULL,\n"
+    "  candidates     INTEGER NOT NULL,\n"
+    "  created_at     TEXT    NOT NULL,\n"
+    "  UNIQUE (gpu_name, sm, sm_count, driver_version, nvrtc_version, spattn_version,\n"
+    "          kind, signature, batch, seq_bucket, new_tokens)\n"
+    ");\n"
+    "INSERT INTO tuned_v3 (id, gpu_name, sm, sm_count, driver_version, nvrtc_version, spattn_version, kind,\n"
+    "  signature, heads, kv_heads, head_dim, dtype, pattern, bands_hash, band_basis, batch, seq_bucket, new_tokens,\n"
+    "  tile, bm, bn, warps, stages, median_ms, eff_tflops, candidates, created_at)\n"
+    "SELECT id, gpu_name, sm, sm_count, driver_version, nvrtc_version, spattn_version, kind,\n"
+    "  signature, heads, kv_heads, head_dim, dtype, pattern, bands_hash, band_basis, batch, seq_bucket, new_tokens,\n"
+    "  tile, bm, bn, warps, stages, median_ms, eff_tflops, candidates, created_at FROM tuned;\n"
+    "DROP TABLE tuned;\n"
+    "ALTER TABLE tuned_v3 RENAME TO tuned;\n",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == DB_SCHEMA_VERSION,
                "one migration step per schema version");
@@ -277,7 +320,7 @@ static int one_of(const char *s, const char *const *set)
     return 0;
 }
 
-static const char *const kinds[] = { "fwd", "bwd", "dec", NULL };
+static const char *const kinds[] = { "fwd", "bwd", "bwd-det", "dec", NULL };
 static const char *const dtypes[] = { "bf16", "fp16", NULL };
 static const char *const patterns[] = { "dense", "local", "spattn", "exclusive", "gapped", "custom", "window", NULL };
 
@@ -340,7 +383,7 @@ int db_validate_row(const db_row *r, char *why, size_t n)
     if (k->driver_version < 1) BAD("driver_version must be positive, got %d", k->driver_version);
     if (k->nvrtc_version < 1) BAD("nvrtc_version must be positive, got %d", k->nvrtc_version);
     if (!k->spattn_version[0]) BAD("spattn_version is empty");
-    if (!one_of(k->kind, kinds)) BAD("kind must be fwd, bwd or dec, got '%s'", k->kind);
+    if (!one_of(k->kind, kinds)) BAD("kind must be fwd, bwd, bwd-det or dec, got '%s'", k->kind);
     if (k->heads < 1 || k->heads > SP_MAX_HEADS) BAD("heads must be in [1, %d], got %d", SP_MAX_HEADS, k->heads);
     if (k->kv_heads < 1 || k->kv_heads > k->heads || k->heads % k->kv_heads)
         BAD("kv_heads must divide heads (%d), got %d", k->heads, k->kv_heads);

@@ -31,7 +31,7 @@
 #include "common/err.h"
 #include "common/strbuf.h"
 
-#define DB_SCHEMA_VERSION   2        /* PRAGMA user_version this spattn writes */
+#define DB_SCHEMA_VERSION   3        /* PRAGMA user_version this spattn writes */
 #define DB_APPLICATION_ID   0x7370746e /* PRAGMA application_id: "sptn" */
 #define DB_BUSY_TIMEOUT_MS  10000
 #define DB_IMPORT_MAX_LINE  65536    /* bytes in one JSON line of an import (a row is ~600) */
@@ -50,7 +50,8 @@ typedef struct db_key {
     int driver_version;       /* cuDriverGetVersion: 13000 */
     int nvrtc_version;        /* nvrtc_version(): 13000 */
     char spattn_version[32];  /* SPATTN_VERSION */
-    char kind[4];             /* "fwd", "bwd" or "dec" (decoding from a KV cache) */
+    char kind[8];             /* "fwd", "bwd", "bwd-det" (the backward's deterministic mode, tuned
+                               * on its own: runtime/config.h) or "dec" (decoding from a KV cache) */
     /* The spec signature: what the generated kernel depends on. */
     int heads, kv_heads, head_dim;
     char dtype[8];            /* sp_dtype_name(): "bf16" or "fp16" */
@@ -147,7 +148,7 @@ int db_lookup_nearest(db *d, const db_key *key, db_row *out, int *found, sp_err 
 typedef struct db_filter {
     int64_t id;               /* exactly this row */
     const char *gpu;          /* GPU name contains this, case-insensitive */
-    const char *kind;         /* "fwd" | "bwd" | "dec" */
+    const char *kind;         /* "fwd" | "bwd" | "bwd-det" | "dec" */
     const char *pattern;      /* pattern name */
     const char *signature;    /* exact spec signature */
 } db_filter;

@@ -71,7 +71,8 @@ class _PlanInfo(ctypes.Structure):
                 ("allowed_pairs", ctypes.c_int64), ("work_ratio", ctypes.c_double),
                 ("forward_flops", ctypes.c_double), ("forward_kernel", ctypes.c_char * 128),
                 ("backward_kernel", ctypes.c_char * 128), ("forward_config", ctypes.c_char * 160),
-                ("backward_config", ctypes.c_char * 160)]
+                ("backward_config", ctypes.c_char * 160), ("deterministic_backward_kernel", ctypes.c_char * 128),
+                ("deterministic_backward_config", ctypes.c_char * 160)]
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ class PlanInfo:
     backward_kernel: str
     forward_config: str      # "tuned (...)", "heuristic", "cpu-float64", ...
     backward_config: str
+    deterministic_backward_kernel: str   # the deterministic mode's (a config of its own; "" on a CPU context)
+    deterministic_backward_config: str
 
 
 class PagedKV(ctypes.Structure):
@@ -116,7 +119,7 @@ class DecodeInfo:
     config_source: str       # "tuned (batch 64, N<=32768, T=1)" or "heuristic"; "" on the CPU
 
 
-TUNE_FWD, TUNE_BWD, TUNE_DEC = 1, 2, 4                    # SPATTN_TUNE_FWD, SPATTN_TUNE_BWD, SPATTN_TUNE_DEC
+TUNE_FWD, TUNE_BWD, TUNE_DEC, TUNE_BWD_DET = 1, 2, 4, 8  # SPATTN_TUNE_FWD, _BWD, _DEC, _BWD_DET
 TUNE_SAVED, TUNE_UP_TO_DATE, TUNE_NO_WINNER, TUNE_NOT_SAVED = 0, 1, 2, 3   # spattn_tune_outcome
 _TUNE_PROGRESS = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_long, ctypes.c_long)
 
@@ -362,7 +365,8 @@ class Plan(_Owned):
         self.info = PlanInfo(raw.batch, raw.heads, raw.kv_heads, raw.head_dim, raw.seq_len,
                              DTYPE_NAMES.get(raw.dtype, str(raw.dtype)), raw.allowed_pairs, raw.work_ratio,
                              raw.forward_flops, raw.forward_kernel.decode(), raw.backward_kernel.decode(),
-                             raw.forward_config.decode(), raw.backward_config.decode())
+                             raw.forward_config.decode(), raw.backward_config.decode(),
+                             raw.deterministic_backward_kernel.decode(), raw.deterministic_backward_config.decode())
 
     def set_seq_lens(self, lens):
         """spattn_plan_set_seq_lens: packed sequences of these lengths ([total,

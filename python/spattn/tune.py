@@ -51,7 +51,10 @@ def tune(spec=None, seq_lens=(4096,), batches=(1,), *, pattern=None, band_basis=
     """Tune the kernels of a spec (a Spec, a spec file path, a YAML text, or
     the pattern arguments with heads/head_dim/dtype) at every (batch, seq_len)
     and store the winners in the tuning database (db, else the default).
-    kind: "fwd", "bwd" or "all" (the default), or "dec": the decode kernels
+    kind: "fwd", "bwd" (the backward in both modes: the deterministic one's
+    winners are rows of kind "bwd-det", which spattn's deterministic backward
+    uses), "bwd-det" (that mode alone) or "all" (the default: fwd and bwd),
+    or "dec": the decode kernels
     of spattn.decode (tile and splits), as decode=True says; then seq_lens
     are the cache's lengths (decode's kv_len) and every T of new_tokens is a
     key too.  env: environment variables set for the call
@@ -74,10 +77,11 @@ def tune(spec=None, seq_lens=(4096,), batches=(1,), *, pattern=None, band_basis=
     if decode and kind not in (None, "dec"):
         raise ValueError(f"spattn.tune: kind {kind!r} does not go with decode=True (the decode kernels)")
     kind = "dec" if decode else kind or "all"
-    kinds = {"fwd": _lib.TUNE_FWD, "bwd": _lib.TUNE_BWD, "all": _lib.TUNE_FWD | _lib.TUNE_BWD,
+    bwd = _lib.TUNE_BWD | _lib.TUNE_BWD_DET
+    kinds = {"fwd": _lib.TUNE_FWD, "bwd": bwd, "bwd-det": _lib.TUNE_BWD_DET, "all": _lib.TUNE_FWD | bwd,
              "dec": _lib.TUNE_DEC}.get(kind)
     if kinds is None:
-        raise ValueError(f"spattn.tune: kind {kind!r} is not fwd, bwd, all or dec")
+        raise ValueError(f"spattn.tune: kind {kind!r} is not fwd, bwd, bwd-det, all or dec")
     b = [int(x) for x in batches]
     n = [int(x) for x in seq_lens]
     t = [int(x) for x in new_tokens]
@@ -97,7 +101,7 @@ def tune(spec=None, seq_lens=(4096,), batches=(1,), *, pattern=None, band_basis=
         saved = {k: os.environ.get(k) for k in (env or {})}
         os.environ.update(env or {})
         try:
-            keys = len(b) * len(n) * (len(t) if kind == "dec" else 2)
+            keys = len(b) * len(n) * (len(t) if kind == "dec" else bin(kinds).count("1"))
             return _call(opts, keys, path, text, s.layer, db, device, stop, timeout)
         finally:
             for k, v in saved.items():

@@ -136,6 +136,9 @@ class TestPlans(unittest.TestCase):
             self.assertAlmostEqual(info.work_ratio, ratio, places=6, msg=f"{pattern} H={H} N={N}")
             self.assertEqual(info.forward_flops, 4 * 128 * info.allowed_pairs)
             self.assertEqual(info.forward_config, "cpu-float64")
+            # the struct's last fields: the deterministic backward's (ctypes mirrors spattn_plan_info)
+            self.assertEqual((info.deterministic_backward_kernel, info.deterministic_backward_config),
+                             ("", "cpu-float64"))
 
     def test_allowed_pairs_match_python_bands(self):
         custom = [[(0, 9)], [(0, 3), (40, 90)], [(500, 800)], [(1, 2), (7, 300)]]
@@ -344,7 +347,8 @@ class TestTune(unittest.TestCase):
             env = {"SPATTN_TUNE_FAKE": "1", "SPATTN_CACHE_DIR": t}
             spec = spattn.Spec.from_params("exclusive", heads=4, head_dim=64, dtype="fp16")
             rows = spattn.tune(spec, seq_lens=[1000], batches=[2], db=db, env=env)
-            self.assertEqual(sorted(r["kind"] for r in rows), ["bwd", "fwd"])
+            # "all": the forward, and the backward in both modes (the deterministic one its own rows)
+            self.assertEqual([r["kind"] for r in rows], ["fwd", "bwd", "bwd-det"])
             self.assertTrue(all(r["batch"] == 2 and r["heads"] == 4 and r["tile"] for r in rows))
             self.assertTrue(all(r["gpu_name"] == "spattn fake GPU" and r["seq_bucket"] == 1024 for r in rows))
             self.assertTrue(os.path.exists(db))
@@ -354,7 +358,11 @@ class TestTune(unittest.TestCase):
             self.assertEqual([r["kind"] for r in again], ["fwd"])
             # up to date: nothing tuned, nothing returned; force re-tunes
             self.assertEqual(spattn.tune(spec, seq_lens=[1000], batches=[2], db=db, env=env), [])
-            self.assertEqual(len(spattn.tune(spec, seq_lens=[1000], batches=[2], db=db, env=env, force=True)), 2)
+            self.assertEqual(len(spattn.tune(spec, seq_lens=[1000], batches=[2], db=db, env=env, force=True)), 3)
+            det = spattn.tune(spec, seq_lens=[1000], batches=[2], db=db, env=env, force=True, kind="bwd-det")
+            self.assertEqual([r["kind"] for r in det], ["bwd-det"])
+            with self.assertRaisesRegex(ValueError, "bwd-det"):
+                spattn.tune(spec, db=db, env=env, kind="det")
             with self.assertRaisesRegex(spattn.SpattnInvalidError, "head_dims"):
                 spattn.tune("heads: 4\nhead_dims: 64\n", db=db, env=env)
             with self.assertRaises(spattn.SpattnInvalidError):

@@ -14,6 +14,7 @@ Ends with "N passed, N failed, N skipped"; exit 1 on a failure.
 import math
 import os
 import sys
+import tempfile
 import unittest
 from unittest import mock
 
@@ -263,6 +264,33 @@ class TestOp(unittest.TestCase):
                 self.assertTrue(torch.equal(a, b), "deterministic backward differs between runs")
         *_, rdq, rdk, rdv, _ = reference(q, k, v, do, "bhnd", 8, "exclusive", {})
         self.assertLessEqual(rel(runs[0][0], rdq), 1e-2)
+
+    def test_deterministic_backward_has_a_config_of_its_own(self):
+        # issue 16: a plan picks a backward config per mode.  With no tuned rows, on sm_90 at
+        # head_dim 64 the deterministic mode's kernel has 2 stages (two dQ writers), the default
+        # mode's 3; at head_dim 128 (and off sm_90) both modes share one kernel.
+        sm90 = torch.cuda.get_device_capability() == (9, 0)
+        with tempfile.TemporaryDirectory() as t, spattn._lib.Context(0, db=os.path.join(t, "tune.db")) as ctx:
+            for d in (64, 128):
+                with ctx.plan_params(8, d, 2, 1000, kv_heads=2) as p:
+                    i = p.info
+                    self.assertEqual((i.backward_config, i.deterministic_backward_config), ("heuristic", "heuristic"))
+                    if sm90 and d == 64:
+                        self.assertIn("_s3_ws_", i.backward_kernel)
+                        self.assertIn("_s2_ws_", i.deterministic_backward_kernel)
+                    else:
+                        self.assertEqual(i.deterministic_backward_kernel, i.backward_kernel)
+        # and that kernel runs: bitwise repeatable, and right
+        torch.manual_seed(6)
+        q, k, v = make_qkv(2, 1000, 8, 2, 64, torch.bfloat16, "bhnd")
+        do = torch.randn_like(q)
+        runs = [torch.autograd.grad(spattn.attention(q, k, v, pattern="exclusive", deterministic=True), (q, k, v), do)
+                for _ in range(2)]
+        for a, b in zip(*runs):
+            self.assertTrue(torch.equal(a, b), "the d64 deterministic backward differs between runs")
+        *_, rdq, rdk, rdv, _ = reference(q, k, v, do, "bhnd", 8, "exclusive", {})
+        for got, want in zip(runs[0], (rdq, rdk, rdv)):
+            self.assertLessEqual(rel(got, want), 1e-2)
 
     def test_packed_sequences_equal_one_by_one(self):
         # issue 18: [total, H, D] with seq_lens against each sequence alone through the op

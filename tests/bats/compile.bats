@@ -86,6 +86,18 @@ teardown() { rm -rf "$TMP"; }
     echo "$output" | jq -e 'all(.kernels[]; .regs > 0 and (.kind as $k | .name | startswith("spattn_" + $k)))'
 }
 
+@test "compile --kind bwd: the deterministic mode's own default too where it differs (sm_90a d64)" {
+    run "$SPATTN" compile "$ROOT/configs/llama-8h-d64.yaml" --json --kind bwd --arch sm_90a --no-spills
+    [ "$status" -eq 0 ]
+    echo "$output" | jq -e '[.kernels[] | select(.name | test("^spattn_bwd_main_[bf]"))] | map([.tile, .deterministic])
+                            == [["64x64:w4:s3:ws", null], ["64x64:w4:s2:ws", true]]'
+    # d128 and --tile: one unit, both modes share it
+    run "$SPATTN" compile "$SPEC" --json --kind bwd --arch sm_90a
+    echo "$output" | jq -e '[.kernels[] | select(.name | test("^spattn_bwd_main_[bf]"))] | length == 1'
+    run "$SPATTN" compile "$ROOT/configs/llama-8h-d64.yaml" --json --kind bwd --arch sm_90a --tile 64x64:s3:ws
+    echo "$output" | jq -e 'all(.kernels[]; .deterministic == null) and (.kernels | length == 4)'
+}
+
 @test "compile: bad arch, kind or tile exit 2" {
     run "$SPATTN" compile "$SPEC" --arch sm_70
     [ "$status" -eq 2 ]

@@ -74,6 +74,21 @@ teardown() { rm -rf "$T"; }
     [ "$("$SPATTN" db list --db "$DB" --json --signature spattn/h16kv16/d128/bf16/L=N | jq -s length)" -eq 2 ]
     run "$SPATTN" db list --db "$DB" --kind sideways
     [ "$status" -eq 2 ]
+    [[ "$output" == *"--kind: expected fwd, bwd, bwd-det or dec, got 'sideways'"* ]]
+}
+
+@test "db: bwd-det rows (the deterministic backward's) import, list and filter apart from bwd (issue 16)" {
+    "$SPATTN" db import --db "$DB" "$T/rows.jsonl" 2>/dev/null
+    jq -c 'select(.kind == "bwd") | .kind = "bwd-det" | .tile = "64x128:w8:s2:ws"' "$T/rows.jsonl" |
+        "$SPATTN" db import --db "$DB" - 2>/dev/null
+    [ "$("$SPATTN" db export --db "$DB" | jq -s length)" -eq 4 ]
+    [ "$("$SPATTN" db list --db "$DB" --json --kind bwd-det | jq -r .tile)" = "64x128:w8:s2:ws" ]
+    [ "$("$SPATTN" db list --db "$DB" --json --kind bwd | jq -r .tile)" = "64x128:w8:s2" ]
+    run "$SPATTN" db list --db "$DB"
+    [ "$status" -eq 0 ]
+    # the KIND column is as wide as its longest value
+    [[ "${lines[0]}" == *"KIND     SPEC"* ]]
+    [[ "$output" == *"  bwd-det  "* && "$output" == *"  bwd      "* ]]
 }
 
 @test "db export -> import -> export round trip is identical" {
@@ -116,7 +131,7 @@ teardown() { rm -rf "$T"; }
     [[ "$output" == *"$T/mixed.jsonl:4: error: missing field 'sm'"* ]]
     [[ "$output" == *"$T/mixed.jsonl:5: error: bm must be a multiple of 16"* ]]
     [[ "$output" == *"$T/mixed.jsonl:6: error: field 'sm_count' must be an integer"* ]]
-    [[ "$output" == *"$T/mixed.jsonl:7: error: kind must be fwd, bwd or dec"* ]]
+    [[ "$output" == *"$T/mixed.jsonl:7: error: kind must be fwd, bwd, bwd-det or dec"* ]]
     [[ "$output" != *"mixed.jsonl:1:"* && "$output" != *"mixed.jsonl:3:"* && "$output" != *"mixed.jsonl:8:"* ]]
     [[ "$output" == *"imported 2 rows"*"skipped 5 bad lines"* ]]
     [ "$("$SPATTN" db export --db "$DB" | jq -s length)" -eq 2 ]
@@ -233,7 +248,7 @@ teardown() { rm -rf "$T"; }
     for sub in list "import $T/rows.jsonl" clear recover; do
         run "$SPATTN" db $sub --db "$DB"
         [ "$status" -eq 2 ] || { echo "db $sub: exit $status"; false; }
-        [[ "$output" == *"schema version 9 is newer than this spattn knows (2); the file was not touched"* ]]
+        [[ "$output" == *"schema version 9 is newer than this spattn knows (3); the file was not touched"* ]]
     done
     cmp "$DB" "$T/orig"
 }

@@ -42,7 +42,7 @@ rows() { "$SPATTN" db export --db "${1:-$DB}" | jq -s length; }
 @test "tune: bad --kind, exit 2" {
     run env SPATTN_TUNE_FAKE=1 "$SPATTN" tune "$OLMOE" --kind sideways
     [ "$status" -eq 2 ]
-    [[ "$output" == *"--kind: 'sideways' is not fwd, bwd or all"* ]]
+    [[ "$output" == *"--kind: 'sideways' is not fwd, bwd, bwd-det or all"* ]]
     [ ! -e "$DB" ]
 }
 
@@ -174,6 +174,29 @@ rows() { "$SPATTN" db export --db "${1:-$DB}" | jq -s length; }
     [ "$("$SPATTN" db export | jq -s '[.[] | select(.kind == "fwd")] | length')" -eq 1 ]
     nb=$("$SPATTN" db export | jq -s '[.[] | select(.kind == "bwd")] | length')
     [ "$nb" -eq 1 ] || [[ "$output" == *"no backward kernels for this spec yet; skipped"* ]]
+    [ "$("$SPATTN" db export | jq -s '[.[] | select(.kind == "bwd-det")] | length')" -eq "$nb" ]
+}
+
+@test "fake tune --kind bwd: a row per backward mode, the deterministic one of kind bwd-det (issue 16)" {
+    run fake "$ROOT/configs/llama-8h-d64.yaml" --batch 2 --seq-len 1000 --kind bwd
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"tune: bwd batch 2 N 1000: best "* ]]
+    [[ "$output" == *"tune: bwd-det batch 2 N 1000: best "* ]]
+    [ "$("$SPATTN" db export | jq -s -c '[.[].kind]')" = '["bwd","bwd-det"]' ]
+    # the fake charges the deterministic mode's turns per stage: another winner
+    [ "$("$SPATTN" db export | jq -s '[.[].tile] | unique | length')" -eq 2 ]
+    run "$SPATTN" db list --kind bwd-det
+    [ "$status" -eq 0 ]
+    [[ "${lines[1]}" == *" bwd-det "* ]]
+    [ "${#lines[@]}" -eq 2 ]
+    # --kind bwd-det alone: that key is up to date, the default mode's not touched
+    run fake "$ROOT/configs/llama-8h-d64.yaml" --batch 2 --seq-len 1000 --kind bwd-det
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"bwd-det batch 2 N 1000: up to date"* ]]
+    [[ "$output" != *"tune: bwd batch"* ]]
+    run fake "$ROOT/configs/llama-8h-d64.yaml" --batch 2 --seq-len 1000 --kind bwd-det --force --json
+    [ "$status" -eq 0 ]
+    [ "$(echo "$output" | grep '^{' | jq -s -c '[.[].kind]')" = '["bwd-det"]' ]
 }
 
 @test "fake tune - (spec on stdin) with several shapes reads the spec once" {
@@ -483,6 +506,13 @@ interrupt_long_tune() {
     done
     run "$SPATTN" tune "$OLMOE" --list-candidates sm_70
     [ "$status" -eq 2 ]
+}
+
+@test "tune --list-candidates: the deterministic backward searches the backward's tiles" {
+    run "$SPATTN" tune "$OLMOE" --kind bwd-det --list-candidates sm_90a
+    [ "$status" -eq 0 ]
+    [ "$output" = "$("$SPATTN" tune "$OLMOE" --kind bwd --list-candidates sm_90a)" ]
+    [[ "${lines[0]}" == "bwd "* ]]
 }
 
 @test "tune --list-candidates --json: one object per tile" {

@@ -61,7 +61,12 @@ static void test_against_reference(void)
     CHECK("info", info.heads == H && info.kv_heads == KVH && info.head_dim == D && info.seq_len == N &&
                       info.batch == B && info.dtype == SPATTN_FP16 && fabs(info.work_ratio - 1.0 / 6) < 0.05 &&
                       info.forward_flops == 4.0 * D * (double)info.allowed_pairs);
-    CHECK("no workspace on the CPU", spattn_workspace_size(p, 1, 1) == 0);
+    /* Both backward modes run the CPU reference: no kernels, one source. */
+    CHECK("info: kernels and configs on the CPU", !info.forward_kernel[0] && !info.backward_kernel[0] &&
+                                                      !info.deterministic_backward_kernel[0] &&
+                                                      !strcmp(info.backward_config, "cpu-float64") &&
+                                                      !strcmp(info.deterministic_backward_config, "cpu-float64"));
+    CHECK("no workspace on the CPU", spattn_workspace_size(p, 1, 1) == 0 && spattn_workspace_size(p, 1, 0) == 0);
     size_t nq = (size_t)B * N * H * D, nk = (size_t)B * N * KVH * D, nl = (size_t)B * H * N;
     uint16_t *q = malloc(2 * nq), *k = malloc(2 * nk), *v = malloc(2 * nk), *o = malloc(2 * nq), *dout = malloc(2 * nq);
     uint16_t *dq = malloc(2 * nq), *dk = malloc(2 * nk), *dv = malloc(2 * nk), *o2 = malloc(2 * nq);

@@ -40,7 +40,7 @@ static void test_cpu_context_refuses(void)
           spattn_tune(c, NULL, bad, strlen(bad), -1, NULL, r, 2, &n) == SPATTN_EINVAL &&
           strstr(spattn_context_error(c), "head_dims"));
     CHECK("no spec at all is EINVAL", spattn_tune(c, NULL, NULL, 0, -1, NULL, r, 2, &n) == SPATTN_EINVAL);
-    spattn_tune_options o = { .kinds = 8 };
+    spattn_tune_options o = { .kinds = 16 };
     CHECK("unknown kinds are EINVAL", spattn_tune(c, NULL, yaml, strlen(yaml), -1, &o, r, 2, &n) == SPATTN_EINVAL);
     spattn_context_destroy(c);
 }
@@ -106,7 +106,7 @@ static void test_fake_gpu(void)
         memset(&spec, 0, sizeof spec);
         spec_parse(yaml, strlen(yaml), "t", &spec, &e);
         db_key key;
-        config_db_key(&g, &spec, &spec.pattern, SP_KIND_FWD, 2, 1000, 0, &key);
+        config_db_key(&g, &spec, &spec.pattern, SP_KIND_FWD, 0, 2, 1000, 0, &key);
         db_row row;
         int found = 0;
         CHECK("the row is there", db_get(d, &key, &row, &found, &e) == 0 && found);
@@ -131,6 +131,56 @@ static void test_fake_gpu(void)
     o.stop = &stop;
     CHECK("a stop is SPATTN_FAILED", spattn_tune(c, NULL, yaml, strlen(yaml), -1, &o, r, 4, &n) == SPATTN_FAILED &&
                                          n == 0 && strstr(spattn_context_error(c), "stopped"));
+    fake_done(c, dir);
+}
+
+/* SPATTN_TUNE_BWD | SPATTN_TUNE_BWD_DET on the fake GPU: a key per mode,
+ * the deterministic one's row of kind "bwd-det" (the fake charges its turns
+ * per stage, so another tile wins there), and config_pick gives each mode
+ * its own row. */
+static void test_fake_deterministic(void)
+{
+    char dir[] = "/tmp/spattn-test-tune-XXXXXX", path[256];
+    spattn_context *c = fake_context(dir, path, sizeof path);
+    if (!c) return;
+    int batches[1] = { 2 };
+    int64_t lens[1] = { 1000 };
+    spattn_tune_options o = { .kinds = SPATTN_TUNE_BWD | SPATTN_TUNE_BWD_DET, .batches = batches, .n_batches = 1,
+                              .seq_lens = lens, .n_seq_lens = 1 };
+    spattn_tune_result r[2];
+    int n = 0;
+    spattn_status st = spattn_tune(c, NULL, yaml, strlen(yaml), -1, &o, r, 2, &n);
+    CHECKF(st == SPATTN_OK && n == 2, "tune both modes: %d results (%s)", n, spattn_context_error(c));
+    if (n != 2) { fake_done(c, dir); return; }
+    CHECK("the default mode first, then the deterministic one",
+          r[0].kind == SPATTN_TUNE_BWD && r[1].kind == SPATTN_TUNE_BWD_DET && r[0].outcome == SPATTN_TUNE_SAVED &&
+              r[1].outcome == SPATTN_TUNE_SAVED);
+    CHECKF(strstr(r[0].json, "\"kind\":\"bwd\"") && strstr(r[1].json, "\"kind\":\"bwd-det\""), "rows %s / %s",
+           r[0].json, r[1].json);
+    CHECKF(strcmp(r[0].tile, r[1].tile) != 0 && r[1].rejected == 1, "each mode its winner: %s, %s", r[0].tile,
+           r[1].tile);
+
+    sp_gpu g;
+    tune_fake_gpu(&g);
+    sp_spec spec;
+    sp_err e = { 0 };
+    memset(&spec, 0, sizeof spec);
+    spec_parse(yaml, strlen(yaml), "t", &spec, &e);
+    sp_kcfg k;
+    char src[160], tile[64];
+    int ok =
+        config_pick(&g, &spec, &spec.pattern, SP_KIND_BWD, 1, 2, 1000, 0, path, NULL, &k, src, sizeof src, &e) == 0;
+    kcfg_tile_string(&k, tile, sizeof tile);
+    CHECKF(ok && !strcmp(tile, r[1].tile) && strstr(src, "tuned"), "the deterministic mode picks %s (%s)", tile, src);
+    ok = config_pick(&g, &spec, &spec.pattern, SP_KIND_BWD, 0, 2, 1000, 0, path, NULL, &k, src, sizeof src, &e) == 0;
+    kcfg_tile_string(&k, tile, sizeof tile);
+    CHECKF(ok && !strcmp(tile, r[0].tile), "the default mode picks %s (%s)", tile, src);
+    spec_free(&spec);
+
+    o.kinds = SPATTN_TUNE_BWD_DET;
+    CHECK("the deterministic mode alone: up to date",
+          spattn_tune(c, NULL, yaml, strlen(yaml), -1, &o, r, 2, &n) == SPATTN_OK && n == 1 &&
+              r[0].kind == SPATTN_TUNE_BWD_DET && r[0].outcome == SPATTN_TUNE_UP_TO_DATE);
     fake_done(c, dir);
 }
 
@@ -170,6 +220,7 @@ static void test_fake_decode(void)
 static const test_case tests[] = {
     { "cpu_context_refuses", test_cpu_context_refuses },
     { "fake_gpu", test_fake_gpu },
+    { "fake_deterministic", test_fake_deterministic },
     { "fake_decode", test_fake_decode },
     { 0, 0 },
 };

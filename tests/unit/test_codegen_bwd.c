@@ -101,6 +101,53 @@ static int derives(sp_kcfg c)
     return rc == 0;
 }
 
+/* The deterministic mode's default (kcfg_default_bwd_det, issue 16): on
+ * sm_90 at d64 the ws kernel with 2 stages, which gives it two dQ staging
+ * buffers and writers, where the default mode keeps 3 stages and one; at
+ * d128 and on the other GPUs the same kernel as the default mode's. */
+static void test_det_default(void)
+{
+    static const int dims[] = { 64, 128 }, sms[] = { 80, 86, 89, 90 };
+    for (int d = 0; d < 2; d++)
+        for (int a = 0; a < 4; a++) {
+            char buf[512];
+            sp_spec s;
+            load(&s, spec_text(buf, sizeof buf, 16, 4, dims[d], "bf16", "spattn"));
+            sp_kcfg def, det;
+            sp_err e = { 0 };
+            kcfg_for_spec(&def, &s, &s.pattern, SP_KIND_BWD, sms[a]);
+            det = def;
+            kcfg_default_bwd_det(&det, sms[a]);
+            int ok = kcfg_derive_bwd(&def, &e) == 0 && kcfg_derive_bwd(&det, &e) == 0;
+            CHECKF(ok, "d%d sm_%d: both defaults derive (%s)", dims[d], sms[a], e.msg);
+            char t0[64], t1[64];
+            kcfg_tile_string(&def, t0, sizeof t0);
+            kcfg_tile_string(&det, t1, sizeof t1);
+            if (dims[d] == 64 && sms[a] == 90) {
+                CHECKF(ok && !strcmp(t0, "64x64:w4:s3:ws") && kcfg_bwd_dq_bufs(&def) == 1, "d64 sm_90 default %s, %d "
+                       "dQ buffers", t0, kcfg_bwd_dq_bufs(&def));
+                CHECKF(ok && !strcmp(t1, "64x64:w4:s2:ws") && kcfg_bwd_dq_bufs(&det) == 2 && det.ctas == 2,
+                       "d64 sm_90 deterministic %s: %d dQ buffers, %d blocks per SM", t1, kcfg_bwd_dq_bufs(&det),
+                       det.ctas);
+                CHECK("d64 sm_90: two kernels", !kcfg_same_kernel(&def, &det));
+            } else {
+                CHECKF(ok && kcfg_same_kernel(&def, &det) && !strcmp(t0, t1), "d%d sm_%d: the same kernel (%s, %s)",
+                       dims[d], sms[a], t0, t1);
+            }
+            spec_free(&s);
+        }
+    /* kcfg_same_kernel tells kinds and compiled-in problem fields apart too. */
+    sp_kcfg a = base_cfg(), b;
+    sp_err e = { 0 };
+    CHECK("base derives", kcfg_derive_bwd(&a, &e) == 0);
+    b = a;
+    b.heads = 32;
+    CHECK("other heads: another kernel", !kcfg_same_kernel(&a, &b));
+    b = a;
+    b.splits = 4;   /* a launch choice, not compiled in */
+    CHECK("splits: the same kernel", kcfg_same_kernel(&a, &b));
+}
+
 static void test_derive_rejects(void)
 {
     sp_kcfg c = base_cfg();
@@ -724,6 +771,7 @@ static void test_regress_13_det_dq_waits_for_block(void)
 static const test_case tests[] = {
     { "defaults_derive", test_defaults_derive },
     { "derive_rejects", test_derive_rejects },
+    { "det_default", test_det_default },
     { "derived_fields", test_derived_fields },
     { "names", test_names },
     { "det_modes", test_det_modes },

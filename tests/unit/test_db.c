@@ -767,7 +767,7 @@ static void test_migrate_v1(void)
     CHECK("read-only: refused as older, untouched", db_open(p, 1, &d, &e) == -1 && strstr(e.msg, "older"));
     sp_err_clear(&e);
     CHECKF(db_open(p, 0, &d, &e) == 0, "read-write migrates: %s", e.msg);
-    CHECK("now schema 2", pragma_int(p, "PRAGMA user_version") == DB_SCHEMA_VERSION);
+    CHECK("now the current schema", pragma_int(p, "PRAGMA user_version") == DB_SCHEMA_VERSION);
     if (!d) return;
     db_row got;
     int found = 0;
@@ -781,10 +781,82 @@ static void test_migrate_v1(void)
     db_close(d);
 }
 
+/* Count the rows of a kind (the filter of db list and export). */
+static int count_kind(db *d, const char *kind)
+{
+    db_filter f = { .kind = kind };
+    int n = 0;
+    sp_err e = { 0 };
+    strbuf sb = STRBUF_INIT;
+    if (db_export_jsonl(d, &f, &sb, &n, &e)) n = -1;
+    sb_free(&sb);
+    return n;
+}
+
+/* A database of schema 2 (before the deterministic backward's rows)
+ * migrates to 3 on the first write: rows and ids kept, then "bwd-det" rows
+ * accepted beside the "bwd" rows of the same key, each found by its kind. */
+static void test_migrate_v2(void)
+{
+    const char *p = tmp_path("v2.db");
+    db *d;
+    sp_err e = { 0 };
+    db_key k = base_key();
+    snprintf(k.kind, sizeof k.kind, "bwd");
+    db_row rows[2] = { make_row(base_key(), 64, 64, 0.5), make_row(k, 64, 128, 0.7) };
+    CHECK("a current database with two rows", db_open(p, 0, &d, &e) == 0 && db_put_rows(d, rows, 2, &e) == 0);
+    db_close(d);
+    /* Turn it into what schema 2 wrote: its CHECK on kind, user_version 2. */
+    sqlite3 *h;
+    int ok = sqlite3_open(p, &h) == SQLITE_OK &&
+             sqlite3_exec(h,
+                          "CREATE TABLE old (id INTEGER PRIMARY KEY, gpu_name TEXT NOT NULL, sm INTEGER NOT NULL,"
+                          " sm_count INTEGER NOT NULL, driver_version INTEGER NOT NULL, nvrtc_version INTEGER NOT NULL,"
+                          " spattn_version TEXT NOT NULL,"
+                          " kind TEXT NOT NULL CHECK (kind IN ('fwd', 'bwd', 'dec')), signature TEXT NOT NULL,"
+                          " heads INTEGER NOT NULL, kv_heads INTEGER NOT NULL, head_dim INTEGER NOT NULL,"
+                          " dtype TEXT NOT NULL, pattern TEXT NOT NULL, bands_hash TEXT NOT NULL DEFAULT '',"
+                          " band_basis INTEGER NOT NULL, batch INTEGER NOT NULL, seq_bucket INTEGER NOT NULL,"
+                          " new_tokens INTEGER NOT NULL DEFAULT 0, tile TEXT NOT NULL, bm INTEGER NOT NULL,"
+                          " bn INTEGER NOT NULL, warps INTEGER NOT NULL, stages INTEGER NOT NULL,"
+                          " median_ms REAL NOT NULL, eff_tflops REAL NOT NULL, candidates INTEGER NOT NULL,"
+                          " created_at TEXT NOT NULL, UNIQUE (gpu_name, sm, sm_count, driver_version, nvrtc_version,"
+                          " spattn_version, kind, signature, batch, seq_bucket, new_tokens));"
+                          "INSERT INTO old SELECT * FROM tuned;"
+                          "DROP TABLE tuned; ALTER TABLE old RENAME TO tuned; PRAGMA user_version = 2;",
+                          NULL, NULL, NULL) == SQLITE_OK;
+    if (ok) ok = sqlite3_exec(h, "INSERT INTO tuned SELECT 9, gpu_name, sm, sm_count, driver_version, nvrtc_version,"
+                                 " spattn_version, 'bwd-det', signature, heads, kv_heads, head_dim, dtype, pattern,"
+                                 " bands_hash, band_basis, batch, seq_bucket, new_tokens, tile, bm, bn, warps, stages,"
+                                 " median_ms, eff_tflops, candidates, created_at FROM tuned WHERE id = 1",
+                              NULL, NULL, NULL) != SQLITE_OK;   /* the old CHECK refuses the new kind */
+    sqlite3_close(h);
+    CHECK("made a schema-2 file that refuses bwd-det", ok && pragma_int(p, "PRAGMA user_version") == 2);
+    CHECK("read-only: refused as older", db_open(p, 1, &d, &e) == -1 && strstr(e.msg, "older"));
+    sp_err_clear(&e);
+    CHECKF(db_open(p, 0, &d, &e) == 0, "read-write migrates: %s", e.msg);
+    CHECK("now schema 3", pragma_int(p, "PRAGMA user_version") == 3 && DB_SCHEMA_VERSION == 3);
+    if (!d) return;
+    db_row got;
+    int found = 0;
+    CHECK("the bwd row kept, its id too", db_get(d, &k, &got, &found, &e) == 0 && found && got.id == 2 &&
+                                              strcmp(got.tile, rows[1].tile) == 0);
+    db_key kd = k;
+    snprintf(kd.kind, sizeof kd.kind, "bwd-det");
+    db_row det = make_row(kd, 64, 64, 0.8);
+    CHECKF(db_put_rows(d, &det, 1, &e) == 0 && count_rows(d) == 3, "a bwd-det row beside the bwd row: %s", e.msg);
+    CHECK("each kind finds its own",
+          db_get(d, &kd, &got, &found, &e) == 0 && found && strcmp(got.tile, det.tile) == 0 &&
+              db_lookup_nearest(d, &k, &got, &found, &e) == 0 && found && strcmp(got.tile, rows[1].tile) == 0);
+    CHECK("the kind filter", count_kind(d, "bwd-det") == 1 && count_kind(d, "bwd") == 1 && count_kind(d, "fwd") == 1);
+    db_close(d);
+}
+
 static const test_case tests[] = {
     { "keys", test_keys },
     { "decode_rows", test_decode_rows },
     { "migrate_v1", test_migrate_v1 },
+    { "migrate_v2", test_migrate_v2 },
     { "validate", test_validate },
     { "schema", test_schema },
     { "put_lookup", test_put_lookup },

@@ -385,16 +385,16 @@ static void test_tuned_config(void)
     tune_fake_gpu(&g);
     sp_spec spec = { .heads = 32, .kv_heads = 8, .head_dim = 128, .dtype = SP_BF16, .pattern = { .kind = SP_SPATTN } };
     db_key k;
-    config_db_key(&g, &spec, &spec.pattern, SP_KIND_DEC, 64, 30000, 0, &k);
+    config_db_key(&g, &spec, &spec.pattern, SP_KIND_DEC, 0, 64, 30000, 0, &k);
     CHECK("decode key: kind dec, T < 1 taken as 1, N bucket", strcmp(k.kind, "dec") == 0 && k.new_tokens == 1 &&
                                                                   k.batch == 64 && k.seq_bucket == 32768);
-    config_db_key(&g, &spec, &spec.pattern, SP_KIND_FWD, 64, 30000, 4, &k);
+    config_db_key(&g, &spec, &spec.pattern, SP_KIND_FWD, 0, 64, 30000, 4, &k);
     CHECK("forward key: T = 0", strcmp(k.kind, "fwd") == 0 && k.new_tokens == 0);
 
     db_row rows[2];
     memset(rows, 0, sizeof rows);
-    config_db_key(&g, &spec, &spec.pattern, SP_KIND_DEC, 64, 32768, 1, &rows[0].key);
-    config_db_key(&g, &spec, &spec.pattern, SP_KIND_DEC, 64, 32768, 4, &rows[1].key);
+    config_db_key(&g, &spec, &spec.pattern, SP_KIND_DEC, 0, 64, 32768, 1, &rows[0].key);
+    config_db_key(&g, &spec, &spec.pattern, SP_KIND_DEC, 0, 64, 32768, 4, &rows[1].key);
     snprintf(rows[0].tile, sizeof rows[0].tile, "16x128:w4:s2:k3");
     snprintf(rows[1].tile, sizeof rows[1].tile, "16x64:w4:s3:k2");
     int dims[2][4] = { { 16, 128, 4, 2 }, { 16, 64, 4, 3 } };
@@ -413,17 +413,17 @@ static void test_tuned_config(void)
     CHECK("a dec row needs T >= 1", db_validate_row(&rows[0], why, sizeof why) != 0 && strstr(why, "new_tokens"));
 
     sp_kcfg c;
-    ok = config_pick(&g, &spec, &spec.pattern, SP_KIND_DEC, 64, 30000, 1, path, NULL, &c, src, sizeof src, &e) == 0;
+    ok = config_pick(&g, &spec, &spec.pattern, SP_KIND_DEC, 0, 64, 30000, 1, path, NULL, &c, src, sizeof src, &e) == 0;
     CHECKF(ok && c.bn == 128 && c.stages == 2 && c.splits == 3 && strcmp(src, "tuned (batch 64, N<=32768, T=1)") == 0,
            "its own key: the row's tile and splits (%s)", src);
-    ok = config_pick(&g, &spec, &spec.pattern, SP_KIND_DEC, 32, 32768, 1, path, NULL, &c, src, sizeof src, &e) == 0;
+    ok = config_pick(&g, &spec, &spec.pattern, SP_KIND_DEC, 0, 32, 32768, 1, path, NULL, &c, src, sizeof src, &e) == 0;
     CHECKF(ok && c.bn == 128 && c.splits == 0 && strstr(src, "splits at launch"),
            "another batch: the tile, splits at launch (%s)", src);
-    ok = config_pick(&g, &spec, &spec.pattern, SP_KIND_DEC, 64, 32768, 3, path, NULL, &c, src, sizeof src, &e) == 0;
+    ok = config_pick(&g, &spec, &spec.pattern, SP_KIND_DEC, 0, 64, 32768, 3, path, NULL, &c, src, sizeof src, &e) == 0;
     CHECKF(ok && c.bn == 64 && c.splits == 0 && strstr(src, "T=4"), "T 3: the nearest T's row, T 4 (%s)", src);
-    ok = config_pick(&g, &spec, &spec.pattern, SP_KIND_DEC, 64, 32768, 4, path, NULL, &c, src, sizeof src, &e) == 0;
+    ok = config_pick(&g, &spec, &spec.pattern, SP_KIND_DEC, 0, 64, 32768, 4, path, NULL, &c, src, sizeof src, &e) == 0;
     CHECKF(ok && c.bn == 64 && c.splits == 2, "T 4: its row (%s)", src);
-    ok = config_pick(&g, &spec, &spec.pattern, SP_KIND_FWD, 64, 32768, 0, path, NULL, &c, src, sizeof src, &e) == 0;
+    ok = config_pick(&g, &spec, &spec.pattern, SP_KIND_FWD, 0, 64, 32768, 0, path, NULL, &c, src, sizeof src, &e) == 0;
     CHECKF(ok && strcmp(src, "heuristic") == 0, "the forward does not take decode rows (%s)", src);
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -117,6 +117,9 @@ static void packed_vs_alone(const char *yaml, const int64_t *lens, int nseq)
     spattn_plan_info info;
     spattn_plan_get_info(pp, &info);
     CHECK("info batch and seq_len", info.batch == nseq && info.seq_len == maxl);
+    CHECK("info: both backward modes on the CPU reference",
+          !strcmp(info.backward_config, "cpu-float64") && !strcmp(info.deterministic_backward_config, "cpu-float64") &&
+              info.deterministic_backward_kernel[0] == 0);
 
     size_t nq = (size_t)T * H * D, nk = (size_t)T * KVH * D;
     uint16_t *q = rand16(nq, 1), *k = rand16(nk, 2), *v = rand16(nk, 3), *dout = rand16(nq, 4);
@@ -165,7 +168,8 @@ static void packed_vs_alone(const char *yaml, const int64_t *lens, int nseq)
     /* Back to the uniform batch. */
     CHECK("unpack", spattn_plan_set_seq_lens(pp, NULL, 0) == SPATTN_OK);
     spattn_plan_get_info(pp, &info);
-    CHECK("uniform again", info.batch == 1 && info.seq_len == 64);
+    CHECK("uniform again", info.batch == 1 && info.seq_len == 64 && !strcmp(info.forward_config, "cpu-float64") &&
+                               !strcmp(info.deterministic_backward_config, "cpu-float64"));
     free(q); free(k); free(v); free(dout); free(o); free(dq); free(dk); free(dv); free(lse);
     spattn_plan_destroy(pp);
     spattn_context_destroy(c);
