@@ -35,7 +35,8 @@
 extern "C" {
 #endif
 
-#define SPATTN_API_VERSION 1
+/* 2: spattn_plan_info gained the deterministic backward's kernel and config (session 11) */
+#define SPATTN_API_VERSION 2
 
 /* The library is built with hidden visibility; these are its exports. */
 #if defined(__GNUC__)

@@ -17,7 +17,7 @@ import struct
 import threading
 from dataclasses import dataclass
 
-API_VERSION = 1          # SPATTN_API_VERSION this layer mirrors
+API_VERSION = 2          # SPATTN_API_VERSION this layer mirrors
 DEVICE_CPU = -1          # SPATTN_DEVICE_CPU
 BF16, FP16 = 0, 1        # spattn_dtype
 DTYPE_NAMES = {BF16: "bf16", FP16: "fp16"}

@@ -104,7 +104,7 @@ def random16(rng, shape, dtype):
 
 class TestImport(unittest.TestCase):
     def test_imports(self):
-        self.assertEqual(spattn.API_VERSION, 1)
+        self.assertEqual(spattn.API_VERSION, 2)
         for name in ("attention", "SPAttention", "reference_forward", "reference_backward", "tune", "Spec",
                      "SpattnError", "plan_info"):
             self.assertTrue(hasattr(spattn, name), name)
