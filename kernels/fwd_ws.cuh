@@ -8,18 +8,18 @@
  *       STAGES tiles and one whole Q tile.
  *   warpgroups 1..CONSUMERS, the consumers: 64 query rows each of the same
  *       BM-row tile.  Per KV tile: S = Q K^T (wgmma, both from shared
- *       memory), mask on PARTIAL tiles only, online softmax, O += P V
- *       (wgmma, P from registers).  Inside a warpgroup the softmax of tile
- *       it overlaps P V of tile it - 1 on the tensor cores (as in
- *       kernels of the wgmma family), and O is rescaled by tile it - 1's
- *       factors while S of tile it runs, just before P V of it - 1 is
- *       issued (FlashAttention-3's order: the rescale is off the path
- *       from P V's end to the next issue).  K is released as soon as S is done,
- *       V once P V is.  Epilogue: O / l goes into this warpgroup's own 64
- *       rows of the Q buffer (its last S has read them), one thread stores
- *       them by TMA and frees the buffer once the store has read it; the
- *       rest of the warpgroup goes on with the next item, whose Q is
- *       already in the other buffer.
+ *       memory), mask on PARTIAL tiles only (which: decided while S runs,
+ *       ws_tile_of), online softmax, O += P V (wgmma, P from registers).
+ *       Inside a warpgroup the softmax of tile it overlaps P V of tile
+ *       it - 1 on the tensor cores (as in kernels of the wgmma family), and
+ *       O is rescaled by tile it - 1's factors while S of tile it runs,
+ *       just before P V of it - 1 is issued (FlashAttention-3's order: the
+ *       rescale is off the path from P V's end to the next issue).  K is
+ *       released as soon as S is done, V once P V is.  Epilogue: O / l
+ *       goes into this warpgroup's own 64 rows of the Q buffer (its last S
+ *       has read them), one thread stores them by TMA and frees the buffer
+ *       once the store has read it; the rest of the warpgroup goes on with
+ *       the next item, whose Q is already in the other buffer.
  *   ping-pong: the consumers take turns to issue their wgmma (named
  *       barriers, a token passed round), so that one's softmax runs while
  *       the other's matrix products have the tensor cores.
@@ -110,6 +110,127 @@ DEV void ws_plan(band_plan &plan, const sp_kparams &p, const ws_item &it)
     band_plan_build(plan, table + (p.head_offset + it.w.h) * BAND_STRIDE, it.w.m0, it.s.n);
 }
 
+/* ==== A KV tile of the plan: its first key, and whether the mask is needed ====
+ * Both depend on the plan, the tile and the rows only, not on the scores, so a consumer
+ * works them out right after issuing the tile's S product (ws_tile_of), while the tensor
+ * cores compute S and the warp would only wait, and keeps two values (n0 and a
+ * predicate) until the softmax.  Until session 11 they came after the wait for S, between
+ * the two products: a loop over the plan's runs (band_tile_at: a load, a compare and a
+ * branch per run), then band_tile_kind for the warpgroup's rows and for the warp's, each
+ * a chain of shared-memory loads behind branches (ncu of the dense forward at
+ * (1,16,16,16384,128), session 10: about 5% of the stall samples).  Now:
+ *   - the dense baseline needs no load: tile it is it * BN, FULL below a bound fixed per
+ *     item (ws_rows_of), one compare;
+ *   - band patterns load every bound at once, unused ones too, with no branch on count
+ *     (ws_bounds_of, as the backward's bwd_tile_kind), at the top of the iteration, so
+ *     the values are there by the time S is issued: compares that wait on fresh loads are
+ *     scheduled after the wait for S again, where the loads' latency is on the path;
+ *   - one row range per warp and item decides, not two (ws_rows_of).
+ * tests/unit/test_ws_kind.c checks the tiles and decisions against session 10's rule. */
+
+/* The plan's bounds and runs in registers.  The dense plan needs none. */
+struct ws_bounds {
+    int count;
+    int lo[MAX_INTERVALS], hi[MAX_INTERVALS];
+    int first[MAX_INTERVALS], len[MAX_INTERVALS];   /* the runs */
+};
+
+DEV ws_bounds ws_bounds_of(const band_plan &bp)
+{
+    ws_bounds b = {};   /* zeros where the dense plan fills nothing */
+    if constexpr (!BANDS_DENSE) {
+        b.count = bp.count;
+#pragma unroll
+        for (int k = 0; k < MAX_INTERVALS; ++k) {
+            b.lo[k] = bp.lo[k];
+            b.hi[k] = bp.hi[k];
+            b.first[k] = bp.run_first[k];
+            b.len[k] = bp.run_len[k];
+        }
+    }
+    return b;
+}
+
+/* The it-th KV tile's first key, 0 <= it < the plan's total: band_tile_at without its
+ * loop.  Run r starts at plan index start_r = len[0] + ... + len[r - 1]; the tile is in
+ * the last run with start_r <= it.  Unused runs (length 0) come after the used ones, where
+ * start_r = total > it, so they are never picked.  The dense plan (BANDS_DENSE: the one
+ * interval [0, n), n above every row) is one run from tile 0: tile it.  The producer and
+ * the consumers both take their tiles from here, so they agree on the order. */
+DEV int ws_tile_n0(const ws_bounds &b, int it)
+{
+    if constexpr (BANDS_DENSE) {
+        return it * BN;
+    } else {
+        int tile = b.first[0] + it, start = b.len[0];
+#pragma unroll
+        for (int r = 1; r < MAX_INTERVALS; ++r) {
+            if (it >= start) tile = b.first[r] + it - start;
+            start += b.len[r];
+        }
+        return tile * BN;
+    }
+}
+
+/* The rows whose tile kind decides a warp's mask, fixed for a work item.  The kernels of
+ * the wgmma family skip the mask where the tile is FULL for the warpgroup's rows, or else
+ * for the warp's (band_tile_kind each; a warpgroup past n masks every tile).  The warp's
+ * rows lie inside the warpgroup's, so a tile FULL for the warpgroup is FULL for them too:
+ * while the warp has a row below n its own rows decide alone; a warp past n follows its
+ * warpgroup's rows (its rows are never stored; the decision is kept as it was). */
+struct ws_rows {
+    int lo, hi;       /* rows [lo, hi] (below n) decide */
+    int n_full;       /* keys past n_full - 1 are never FULL: n, or 0 when no row decides */
+    int full_tiles;   /* BANDS_DENSE: tiles 0 .. full_tiles - 1 are FULL for rows [lo, hi] */
+};
+
+DEV ws_rows ws_rows_of(int wg_row0, int row0, int n)
+{
+    ws_rows r;
+    const bool own = row0 < n, any = wg_row0 < n;
+    r.lo = own ? row0 : wg_row0;
+    r.hi = min(r.lo + (own ? 15 : 63), n - 1);
+    r.n_full = any ? n : 0;
+    /* Dense, the interval [0, n): band_tile_kind's distances [lo - j_hi, hi - n0] lie in
+     * it iff lo >= j_hi (hi - n0 < n always).  FULL also wants no key past n, so j_hi =
+     * n0 + BN - 1, and lo >= n0 + BN - 1 with lo < n already gives n0 + BN <= n.  So tile
+     * t is FULL iff (t + 1) * BN <= lo + 1. */
+    r.full_tiles = any ? (r.lo + 1) / BN : 0;
+    return r;
+}
+
+/* KV tile it of the plan: its first key and whether this warp masks its scores (not FULL
+ * for the rows of ws_rows_of). */
+struct ws_tile {
+    int n0;
+    bool mask;
+};
+
+DEV ws_tile ws_tile_of(const ws_bounds &b, int it, const ws_rows &rows)
+{
+    ws_tile t;
+    t.n0 = ws_tile_n0(b, it);
+    if constexpr (BANDS_DENSE) {
+        t.mask = it >= rows.full_tiles;
+    } else {
+        /* band_tile_kind's FULL for a tile with no key past n (j_hi = n0 + BN - 1): one
+         * interval holds the distances [lo - j_hi, hi - n0]; such an interval also meets
+         * them, so `any` adds nothing. */
+        const int d_lo = rows.lo - (t.n0 + BN - 1), d_hi = rows.hi - t.n0;
+        bool full = false;
+#pragma unroll
+        for (int k = 0; k < MAX_INTERVALS; ++k) full |= (k < b.count) & (b.lo[k] <= d_lo) & (d_hi < b.hi[k]);
+        /* Left alone, the compiler sinks these compares to their use, the branch on the mask
+         * after the wait for S: the empty asm (volatile, so kept in order with the wgmma
+         * wait) needs the result before it.  The dense test, one compare with no load, ptxas
+         * issues early by itself. */
+        int mask = !full | (t.n0 + BN > rows.n_full);
+        asm volatile("" : "+r"(mask));
+        t.mask = mask;
+    }
+    return t;
+}
+
 /* ==== The producer: one thread ==== */
 
 /* Load one KV tile (rows n0 .. n0 + BN - 1 of kv head kvh, batch coordinate b,
@@ -145,8 +266,9 @@ DEV void ws_producer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
             tma_load_4d(T.q + qb * Q_TILE_BYTES + cb * BM * SW_ROW, tm.q, bar(S.q_full[qb]), 64 * cb, row0 + w.m0, w.h, tb);
         ++q_count;
 
+#pragma unroll 1   /* without band_tile_at's loop inside, the compiler would unroll this 4 times */
         for (int it = 0; it < ntiles; ++it, ++kv_count) {
-            const int stage = kv_count % STAGES, n0 = band_tile_at(S.plan[0], it) * BN;
+            const int stage = kv_count % STAGES, n0 = ws_tile_n0(ws_bounds_of(S.plan[0]), it);
             const u32 phase = (kv_count / STAGES) & 1;
             ws_load_kv(T.k, tm.k, S.k_full, S.k_empty, stage, phase, row0 + n0, kvh, tb);
             ws_load_kv(T.v, tm.v, S.v_full, S.v_empty, stage, phase, row0 + n0, kvh, tb);
@@ -333,8 +455,8 @@ DEV void ws_consumer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
             named_sync(BAR_WG + c, WG_THREADS);   /* the plan is read; thread 32 may rebuild it */
             continue;
         }
-        const int wg_row0 = w.m0 + 64 * c, wg_last = min(wg_row0 + 63, n - 1);
-        const int row0 = wg_row0 + 16 * warp, row_last = min(row0 + 15, n - 1);
+        const int wg_row0 = w.m0 + 64 * c, row0 = wg_row0 + 16 * warp;
+        const ws_rows rows = ws_rows_of(wg_row0, row0, n);
 
         float acc[1][HEAD_DIM / 8][4], m[1][2], l[1][2];
 #pragma unroll
@@ -342,14 +464,10 @@ DEV void ws_consumer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
         m[0][0] = m[0][1] = neg_inf();
         l[0][0] = l[0][1] = 0.f;
 
-        /* S of tile it -> P: the mask unless the tile fully allows this
-         * warp's rows, then the online softmax. */
-        auto scores_to_p = [&](float (&s)[1][BN / 8][4], int it, float (&alphas)[1][2]) {
-            const int n0 = band_tile_at(plan, it) * BN;
-            const int wg_kind = wg_row0 < n ? band_tile_kind(plan, wg_row0, wg_last, n0, n) : TILE_SKIP;
-            if (wg_kind != TILE_FULL &&
-                (wg_kind == TILE_SKIP || row0 >= n || band_tile_kind(plan, row0, row_last, n0, n) != TILE_FULL))
-                ws_mask(s, plan, row0 + lane / 4, n0, n, lane);
+        /* S of a tile -> P: the mask unless the tile fully allows this warp's
+         * rows (decided by ws_tile_of while S ran), then the online softmax. */
+        auto scores_to_p = [&](float (&s)[1][BN / 8][4], const ws_tile &tile, float (&alphas)[1][2]) {
+            if (tile.mask) ws_mask(s, plan, row0 + lane / 4, tile.n0, n, lane);
             softmax_p(s, m, l, alphas, p.scale_log2);
         };
 
@@ -364,14 +482,16 @@ DEV void ws_consumer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
 
         int stage = kv_count % STAGES;
         u32 phase = (kv_count / STAGES) & 1;
+        ws_bounds bounds = ws_bounds_of(plan);
         mbar_wait(bar(S.k_full[stage]), phase);
         turn_wait(c);
         issue_qk(s, dq, dk0 + ((u32)(stage * KV_TILE_BYTES) >> 4));
         turn_pass(c);
+        ws_tile tile = ws_tile_of(bounds, 0, rows);   /* while S runs */
         wgmma_wait<0>();
         regs_fence(s[0]);
         ws_release(bar(S.k_empty[stage]), lane);
-        scores_to_p(s, 0, alphas);
+        scores_to_p(s, tile, alphas);
         pack_p(pf, s);
         int pv_stage = stage;
         u32 pv_phase = phase;
@@ -379,6 +499,7 @@ DEV void ws_consumer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
         for (int it = 1; it < ntiles; ++it, ++kv_count) {
             stage = kv_count % STAGES;
             phase = (kv_count / STAGES) & 1;
+            bounds = ws_bounds_of(plan);   /* band patterns: the loads land during the waits below */
             mbar_wait(bar(S.k_full[stage]), phase);
             mbar_wait(bar(S.v_full[pv_stage]), pv_phase);
             turn_wait(c);
@@ -386,10 +507,11 @@ DEV void ws_consumer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
             rescale_o(acc, alphas);   /* the previous tile's factors, while S runs (FlashAttention-3's order) */
             issue_pv(acc, pf, dv0 + ((u32)(pv_stage * KV_TILE_BYTES) >> 4));  /* O += P V, the previous one */
             turn_pass(c);
+            tile = ws_tile_of(bounds, it, rows);   /* this tile's n0 and mask, while S runs: off the path after the wait */
             wgmma_wait<1>();   /* S, the older group, is done; P V runs on */
             regs_fence(s[0]);
             ws_release(bar(S.k_empty[stage]), lane);
-            scores_to_p(s, it, alphas);
+            scores_to_p(s, tile, alphas);
             wgmma_wait<0>();   /* P V is done: pf may be reused, V released */
             regs_fence(acc[0]);
             ws_release(bar(S.v_empty[pv_stage]), lane);
