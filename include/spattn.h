@@ -184,7 +184,7 @@ SPATTN_API spattn_status spattn_forward(spattn_plan *plan, const spattn_tensor *
 /* dQ, dK, dV from the forward's inputs, O, LSE and dL/dO.  deterministic:
  * bitwise repeatable (every sum into dQ in a fixed order: on Hopper's wgmma
  * kernels the dQ adds of a query tile wait for their turn, in descending KV
- * tile order; on the mma.sync kernels a separate dQ kernel, no atomics),
+ * tile order (ascending where the tile's BN = BM, head_dim 64); on the mma.sync kernels a separate dQ kernel, no atomics),
  * with the plan's deterministic backward config (spattn_plan_info).  Its
  * workspace (spattn_workspace_size(plan, 1, 1)) holds, on Hopper, the fp32
  * dQ accumulator and a semaphore per query tile as well. */
