@@ -1,20 +1,9 @@
 #!/usr/bin/env bash
-# Session 11, call 5: is the memory layout the fair harness's gap?  peers.py passes PyTorch's
-# [B, H, N, D] tensors (bhnd); spattn bench defaults to [B, N, H, D] (bnhd).  The forward at
-# (1,16,16,16384,128) ran 0.450 ms in the harness (S11.3) against 0.391 in spattn bench (call 2).
-# spattn bench --pass fwd and fwdbwd in both layouts, interleaved, two rounds.
+# Session 11, call 5: is the memory layout or the L2 flush the fair harness's gap?  peers.py
+# passes PyTorch's [B, H, N, D] tensors (bhnd) and flushes L2 before each call; spattn bench
+# passes [B, N, H, D] (bnhd) back to back.  The forward at (1,16,16,16384,128) ran 0.450 ms in
+# the harness (S11.3) against 0.391 in spattn bench (call 2).  bench/layout_probe.py: both
+# layouts, with and without the flush, forward, forward+backward and deterministic.
 source "$(dirname "$0")/probe-lib.sh"
-{
-for rep in 1 2; do
-    for shape in "configs/olmoe-1b-7b.yaml 1 16384" "configs/gqa-32q-8kv.yaml 1 16384" "configs/olmoe-1b-7b.yaml 4 4096"; do
-        for pass in fwd fwdbwd; do
-            for layout in bnhd bhnd; do
-                [ "$(left)" -gt 10 ] || break 4
-                bench_line build/spattn $shape --pass $pass --layout $layout
-            done
-        done
-    done
-    bench_line build/spattn configs/gqa-32q-8kv.yaml 1 16384 --pass fwdbwd --layout bhnd --deterministic
-done
-} 2>&1 | tee "$OUT/bench.txt"
+SPATTN_LIB=$PWD/build/libspattn.so timeout 200 python3 bench/layout_probe.py 2>&1 | tee "$OUT/layout.txt"
 stamp done

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Where the fair harness's forward time goes (session 11): bench/peers.py passes PyTorch's
+[B, H, N, D] tensors (bhnd) and flushes L2 before every call (triton's do_bench); spattn bench
+passes [B, N, H, D] (bnhd), back to back.  This times spattn's forward and forward+backward
+through the same ctypes layer in both layouts, with and without the flush (medians).
+
+    SPATTN_LIB=build/libspattn.so python3 bench/layout_probe.py
+"""
+import os
+import sys
+
+import torch
+import triton.testing
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import spattn_ctypes  # noqa: E402
+
+SHAPES = [("configs/olmoe-1b-7b.yaml", 1, 16, 16, 16384, 128), ("configs/gqa-32q-8kv.yaml", 1, 32, 8, 16384, 128),
+          ("configs/olmoe-1b-7b.yaml", 4, 16, 16, 4096, 128)]
+
+
+def back_to_back(fn, iters=50):
+    fn()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(iters):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        ts.append((a, b))
+    torch.cuda.synchronize()
+    t = sorted(a.elapsed_time(b) for a, b in ts)
+    return t[len(t) // 2]
+
+
+def flushed(fn):
+    fn()
+    torch.cuda.synchronize()
+    return triton.testing.do_bench(fn, warmup=50, rep=300, return_mode="median")
+
+
+def main():
+    ctx = spattn_ctypes.Library().context(0)
+    dt = torch.bfloat16
+    for cfg, B, H, KVH, N, D in SHAPES:
+        plan = ctx.plan_file(cfg, B, N)
+        torch.manual_seed(0)
+        for layout in ("bnhd", "bhnd"):
+            if layout == "bnhd":
+                q, do = (torch.randn(B, N, H, D, device="cuda", dtype=dt) for _ in range(2))
+                k, v = (torch.randn(B, N, KVH, D, device="cuda", dtype=dt) for _ in range(2))
+            else:   # [B, H, N, D] tensors as [B, N, H, D] views, as peers.py passes them
+                q, do = (torch.randn(B, H, N, D, device="cuda", dtype=dt).transpose(1, 2) for _ in range(2))
+                k, v = (torch.randn(B, KVH, N, D, device="cuda", dtype=dt).transpose(1, 2) for _ in range(2))
+
+            def fwd():
+                return plan.forward(q, k, v)
+
+            def fwdbwd(det=False):
+                o, lse = plan.forward(q, k, v)
+                return plan.backward(q, k, v, o, lse, do, deterministic=det)
+
+            row = [f"{B},{H},{KVH},{N},{D} {layout}"]
+            for name, fn in (("fwd", fwd), ("fwdbwd", fwdbwd), ("det", lambda: fwdbwd(True))):
+                row.append(f"{name} {back_to_back(fn):.4f} / flushed {flushed(fn):.4f} ms")
+            print(" | ".join(row), flush=True)
+        plan.close()
+
+
+if __name__ == "__main__":
+    main()
