@@ -4,7 +4,7 @@
 passes [B, N, H, D] (bnhd), back to back.  This times spattn's forward and forward+backward
 through the same ctypes layer in both layouts, with and without the flush (medians).
 
-    SPATTN_LIB=build/libspattn.so python3 bench/layout_probe.py
+    SPATTN_LIB=build/libspattn.so python3 bench/layout_probe.py [--fwd-only]
 """
 import os
 import sys
@@ -62,7 +62,8 @@ def main():
                 return plan.backward(q, k, v, o, lse, do, deterministic=det)
 
             row = [f"{B},{H},{KVH},{N},{D} {layout}"]
-            for name, fn in (("fwd", fwd), ("fwdbwd", fwdbwd), ("det", lambda: fwdbwd(True))):
+            passes = (("fwd", fwd), ("fwdbwd", fwdbwd), ("det", lambda: fwdbwd(True)))
+            for name, fn in passes[:1] if "--fwd-only" in sys.argv else passes:
                 row.append(f"{name} {back_to_back(fn):.4f} / flushed {flushed(fn):.4f} ms")
             print(" | ".join(row), flush=True)
         plan.close()
