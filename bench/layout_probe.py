@@ -4,7 +4,10 @@
 passes [B, N, H, D] (bnhd), back to back.  This times spattn's forward and forward+backward
 through the same ctypes layer in both layouts, with and without the flush (medians).
 
-    SPATTN_LIB=build/libspattn.so python3 bench/layout_probe.py [--fwd-only]
+    SPATTN_LIB=build/libspattn.so python3 bench/layout_probe.py [--fwd-only] [--only SHAPE LAYOUT]
+
+--only 0 bhnd: that shape (index into SHAPES) and layout alone, forward only, a few launches
+(for ncu: bench/probe-s11g.sh).
 """
 import os
 import sys
@@ -43,10 +46,15 @@ def flushed(fn):
 def main():
     ctx = spattn_ctypes.Library().context(0)
     dt = torch.bfloat16
-    for cfg, B, H, KVH, N, D in SHAPES:
+    only = sys.argv[sys.argv.index("--only") + 1:][:2] if "--only" in sys.argv else None
+    for i, (cfg, B, H, KVH, N, D) in enumerate(SHAPES):
+        if only and i != int(only[0]):
+            continue
         plan = ctx.plan_file(cfg, B, N)
         torch.manual_seed(0)
         for layout in ("bnhd", "bhnd"):
+            if only and layout != only[1]:
+                continue
             if layout == "bnhd":
                 q, do = (torch.randn(B, N, H, D, device="cuda", dtype=dt) for _ in range(2))
                 k, v = (torch.randn(B, N, KVH, D, device="cuda", dtype=dt) for _ in range(2))
@@ -61,6 +69,11 @@ def main():
                 o, lse = plan.forward(q, k, v)
                 return plan.backward(q, k, v, o, lse, do, deterministic=det)
 
+            if only:   # a few launches for a profiler
+                for _ in range(8):
+                    fwd()
+                torch.cuda.synchronize()
+                continue
             row = [f"{B},{H},{KVH},{N},{D} {layout}"]
             passes = (("fwd", fwd), ("fwdbwd", fwdbwd), ("det", lambda: fwdbwd(True)))
             for name, fn in passes[:1] if "--fwd-only" in sys.argv else passes:
