@@ -7,7 +7,8 @@ through the same ctypes layer in both layouts, with and without the flush (media
     SPATTN_LIB=build/libspattn.so python3 bench/layout_probe.py [--fwd-only] [--only SHAPE LAYOUT]
 
 --only 0 bhnd: that shape (index into SHAPES) and layout alone, forward only, a few launches
-(for ncu: bench/probe-s11g.sh).
+(for ncu: bench/probe-s11g.sh); with --seconds S, back to back for S seconds instead (for
+nvidia-smi's clocks and power beside it: bench/probe-s11i.sh).
 """
 import os
 import sys
@@ -75,9 +76,15 @@ def main():
                 o, lse = plan.forward(q, k, v)
                 return plan.backward(q, k, v, o, lse, do, deterministic=det)
 
-            if only:   # a few launches for a profiler
-                for _ in range(8):
+            if only:   # a few launches for a profiler, or S seconds of them
+                secs = float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 0
+                t0 = time.perf_counter()
+                for i in range(1 << 30):
                     fwd()
+                    if i % 100 == 99:
+                        torch.cuda.synchronize()
+                    if (i >= 7 and not secs) or (secs and time.perf_counter() - t0 > secs):
+                        break
                 torch.cuda.synchronize()
                 continue
             row = [f"{B},{H},{KVH},{N},{D} {layout}"]
