@@ -16,6 +16,10 @@
  * was dispatched before it: blocks go out in linear order, and the first
  * unfinished one waits only for finished ones.  No deadlock, whatever the
  * number of resident CTAs (tests/unit/test_dq_order.c simulates it).
+ * The warp-specialized kernel (bwd_ws.cuh) takes this order at d128 and its
+ * mirror where BN = BM (d64: ascending tiles, each head's query tiles from
+ * the last, blocks longest first; WS_DET_ASCENDING), with the rank from
+ * bwd_dq_rank_of<true>.
  *
  * Rank.  KV tile j's turn at (h, mt) is rank = the number of tiles j' > j of
  * this sequence (j' < ceil(n / BN); tiles past its end return at once and
