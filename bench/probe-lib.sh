@@ -14,6 +14,11 @@
 #                              -t (T - 10), then the report and pack_checks
 #   bench_line BIN SPEC B N [bench options]
 #                              one `spattn bench --json` (median of $BENCH_ITERS, default 100): ms, eff TF/s, kernels
+#   fwd_first SPEC [check options]
+#                              one forward check of build/spattn under a short timeout: rc, the O and LSE lines
+#   fwd_first_checks           session 11's forward set: the ws tile on band and dense at d128 and d64, packed
+#                              sequences (dense; exclusive, whose first query tiles have no key), GQA at odd N
+#   bench_fwd BIN SPEC B N     one `spattn bench --pass fwd --json`: the spec's kernel and the dense one at that shape
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-/tmp/$(basename "$0" .sh)}; mkdir -p "$OUT"
@@ -73,4 +78,34 @@ bench_line() {
         2>"$OUT/bench-err.txt" | tail -n 1)
     ms=$(echo "$r" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.4f ms %.0f TF/s %s" % (d["spattn_ms"], d["spattn_eff_tflops"], d.get("kernel", "")))' 2>/dev/null)
     echo "bench $bin $(basename "$spec" .yaml) B=$B N=$N $*: ${ms:-$(tail -n 1 "$OUT/bench-err.txt")}"
+}
+
+fwd_first() {
+    local spec=$1; shift
+    timeout "${FIRST_TIMEOUT:-45}" build/spattn check "$spec" --pass fwd "$@" >"$OUT/first-one.txt" 2>&1
+    local rc=$?
+    cat "$OUT/first-one.txt" >>"$OUT/first.txt"
+    stamp "first $(basename "$spec" .yaml) $* rc=$rc: $(grep -E '^ *(O|LSE) |PASS|FAIL|rror' "$OUT/first-one.txt" | head -n 4 | tr -s ' ' | tr '\n' ' ')"
+}
+
+fwd_first_checks() {
+    local spec pat
+    : >"$OUT/first.txt"
+    for spec in configs/olmoe-1b-7b.yaml configs/llama-8h-d64.yaml; do
+        for pat in "" "--pattern dense"; do
+            # shellcheck disable=SC2086
+            fwd_first $spec --tile 128x128:w8:s2:ws --batch 2 --seq-len 1000 $pat
+        done
+    done
+    fwd_first configs/olmoe-1b-7b.yaml --tile 128x128:w8:s2:ws --pattern dense --seq-lens 1000,1,65,333,2
+    fwd_first configs/exclusive-16h.yaml --tile 128x128:w8:s2:ws --seq-lens 129,64,63,700,1
+    fwd_first configs/gqa-32q-8kv.yaml --batch 1 --seq-len 1025
+}
+
+bench_fwd() {
+    local bin=$1 spec=$2 B=$3 N=$4 r ms
+    r=$(SPATTN_CACHE_DIR=$(cache_for "$bin") timeout 60 "$bin" bench "$spec" --batch "$B" --seq-len "$N" --pass fwd \
+        --iters "${BENCH_ITERS:-100}" --json 2>"$OUT/bench-err.txt" | tail -n 1)
+    ms=$(echo "$r" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("band %.4f ms %.0f TF/s, dense %.4f ms %.0f TF/s, %s" % (d["spattn_ms"], d["spattn_eff_tflops"], d["dense_ms"], d["dense_tflops"], d.get("kernel", "")))' 2>/dev/null)
+    echo "bench $bin $(basename "$spec" .yaml) B=$B N=$N: ${ms:-$(tail -n 1 "$OUT/bench-err.txt")}"
 }

@@ -18,24 +18,8 @@ LIMIT=${LIMIT:-500}
 source "$(dirname "$0")/probe-lib.sh"
 [ -x build/old/spattn ] || echo "== no build/old/spattn: the A/B below has the new build only"
 
-# One forward check of the new build (the check's own reference): rc, the O and LSE lines, PASS or FAIL.
-fwd_first() {
-    local spec=$1; shift
-    timeout "${FIRST_TIMEOUT:-45}" build/spattn check "$spec" --pass fwd "$@" >"$OUT/first-one.txt" 2>&1
-    local rc=$?
-    cat "$OUT/first-one.txt" >>"$OUT/first.txt"
-    stamp "first $(basename "$spec" .yaml) $* rc=$rc: $(grep -E '^ *(O|LSE) |PASS|FAIL|rror' "$OUT/first-one.txt" | head -n 4 | tr -s ' ' | tr '\n' ' ')"
-}
-: >"$OUT/first.txt"
-for spec in configs/olmoe-1b-7b.yaml configs/llama-8h-d64.yaml; do
-    for pat in "" "--pattern dense"; do
-        # shellcheck disable=SC2086
-        fwd_first $spec --tile 128x128:w8:s2:ws --batch 2 --seq-len 1000 $pat
-    done
-done
-fwd_first configs/olmoe-1b-7b.yaml --tile 128x128:w8:s2:ws --pattern dense --seq-lens 1000,1,65,333,2
-fwd_first configs/exclusive-16h.yaml --tile 128x128:w8:s2:ws --seq-lens 129,64,63,700,1
-fwd_first configs/gqa-32q-8kv.yaml --batch 1 --seq-len 1025
+# First checks of the new build (probe-lib.sh: the check's own reference; rc, the O and LSE lines).
+fwd_first_checks
 
 sanitize_bg fwd-ws 200
 matrix fwd-ws "regress-13 fwd-empty" -t 190
@@ -43,15 +27,6 @@ wait
 sanitize_report
 pack_checks s m-fwd-ws "m-regress-13 fwd-empty"
 
-# bench_ab BIN SPEC B N: spattn bench --pass fwd (CUDA-event medians of $BENCH_ITERS): the spec's
-# kernel and the dense one at the same shape, both from BIN's build.
-bench_ab() {
-    local bin=$1 spec=$2 B=$3 N=$4 r ms
-    r=$(SPATTN_CACHE_DIR=$(cache_for "$bin") timeout 60 "$bin" bench "$spec" --batch "$B" --seq-len "$N" --pass fwd \
-        --iters "${BENCH_ITERS:-100}" --json 2>"$OUT/bench-err.txt" | tail -n 1)
-    ms=$(echo "$r" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("band %.4f ms %.0f TF/s, dense %.4f ms %.0f TF/s, %s" % (d["spattn_ms"], d["spattn_eff_tflops"], d["dense_ms"], d["dense_tflops"], d.get("kernel", "")))' 2>/dev/null)
-    echo "bench $bin $(basename "$spec" .yaml) B=$B N=$N: ${ms:-$(tail -n 1 "$OUT/bench-err.txt")}"
-}
 {
 for rep in 1 2 3; do
     for shape in "configs/olmoe-1b-7b.yaml 1 16384" "configs/olmoe-1b-7b.yaml 4 4096" "configs/llama-8h-d64.yaml 4 4096" \
@@ -60,7 +35,7 @@ for rep in 1 2 3; do
             [ -x "$bin" ] || continue
             [ "$(left)" -gt 15 ] || break 3
             # shellcheck disable=SC2086
-            bench_ab $bin $shape
+            bench_fwd $bin $shape
         done
     done
     stamp "bench round $rep"

@@ -9,23 +9,7 @@
 # configs.
 LIMIT=${LIMIT:-560}
 source "$(dirname "$0")/probe-lib.sh"
-fwd_first() {
-    local spec=$1; shift
-    timeout "${FIRST_TIMEOUT:-45}" build/spattn check "$spec" --pass fwd "$@" >"$OUT/first-one.txt" 2>&1
-    local rc=$?
-    cat "$OUT/first-one.txt" >>"$OUT/first.txt"
-    stamp "first $(basename "$spec" .yaml) $* rc=$rc: $(grep -E '^ *(O|LSE) |PASS|FAIL|rror' "$OUT/first-one.txt" | head -n 4 | tr -s ' ' | tr '\n' ' ')"
-}
-: >"$OUT/first.txt"
-for spec in configs/olmoe-1b-7b.yaml configs/llama-8h-d64.yaml; do
-    for pat in "" "--pattern dense"; do
-        # shellcheck disable=SC2086
-        fwd_first $spec --tile 128x128:w8:s2:ws --batch 2 --seq-len 1000 $pat
-    done
-done
-fwd_first configs/olmoe-1b-7b.yaml --tile 128x128:w8:s2:ws --pattern dense --seq-lens 1000,1,65,333,2
-fwd_first configs/exclusive-16h.yaml --tile 128x128:w8:s2:ws --seq-lens 129,64,63,700,1
-fwd_first configs/gqa-32q-8kv.yaml --batch 1 --seq-len 1025
+fwd_first_checks
 FIRST_TIMEOUT=40 first_check build/spattn configs/llama-8h-d64.yaml 64x64:s2:ws --deterministic
 FIRST_TIMEOUT=40 first_check build/spattn configs/llama-8h-d64.yaml 64x64:s3:ws --deterministic
 
@@ -41,20 +25,13 @@ for f in fwd-ws bwd-ws; do
 done
 pack_checks s-fwd-ws s-bwd-ws m-fwd-ws m-bwd-ws m-bwd-wgmma-det m-regress
 
-bench_ab() {
-    local bin=$1 spec=$2 B=$3 N=$4 r ms
-    r=$(SPATTN_CACHE_DIR=$(cache_for "$bin") timeout 60 "$bin" bench "$spec" --batch "$B" --seq-len "$N" --pass fwd \
-        --iters "${BENCH_ITERS:-100}" --json 2>"$OUT/bench-err.txt" | tail -n 1)
-    ms=$(echo "$r" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("band %.4f ms %.0f TF/s, dense %.4f ms %.0f TF/s, %s" % (d["spattn_ms"], d["spattn_eff_tflops"], d["dense_ms"], d["dense_tflops"], d.get("kernel", "")))' 2>/dev/null)
-    echo "bench $bin $(basename "$spec" .yaml) B=$B N=$N: ${ms:-$(tail -n 1 "$OUT/bench-err.txt")}"
-}
 {
 for rep in 1 2; do
     for shape in "configs/olmoe-1b-7b.yaml 1 16384" "configs/olmoe-1b-7b.yaml 4 4096" "configs/llama-8h-d64.yaml 4 4096" \
                  "configs/gqa-32q-8kv.yaml 1 16384"; do
         for bin in build/old/spattn build/spattn; do
             [ "$(left)" -gt 15 ] || break 3
-            bench_ab $bin $shape
+            bench_fwd $bin $shape
         done
     done
     for mode in "" --deterministic; do
