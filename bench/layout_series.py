@@ -5,6 +5,7 @@ The forward at (1,16,16,16384,128) takes 0.429 ms on PyTorch's [B, H, N, D] tens
 [B, N, H, D] when launched back to back, and 0.39 in both under ncu.  For each mix of layouts
 (Q, K and V, O each bnhd or bhnd) this times, through the same ctypes layer:
   b2b       launches back to back (median of 60);
+  alloc     the same with O and LSE allocated by each call, as bench/layout_probe.py does;
   idle      one launch after the GPU has been idle 2 ms (median of 20);
   spin      back to back with a 100 us spin kernel between launches (median of 60);
 and the first five launches after idle, one by one.
@@ -76,10 +77,11 @@ def main():
             time.sleep(0.002)
 
         iso = median(timed(fwd, 20, idle))
+        alloc = median(timed(lambda: plan.forward(q, k, v), 60))   # O and LSE allocated by each call
         spin = median(timed(fwd, 60, lambda: torch.cuda._sleep(spin_cycles)))
         idle()
         first = timed(fwd, 5)
-        print(f"Q {lq} KV {lkv} O {lo}: b2b {b2b:.4f}  idle {iso:.4f}  spin {spin:.4f}  first five "
+        print(f"Q {lq} KV {lkv} O {lo}: b2b {b2b:.4f}  alloc {alloc:.4f}  idle {iso:.4f}  spin {spin:.4f}  first five "
               + " ".join(f"{t:.4f}" for t in first) + " ms", flush=True)
     plan.close()
 
