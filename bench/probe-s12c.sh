@@ -10,7 +10,7 @@ printf 'name: dense-16h\nheads: 16\nkv_heads: 16\nhead_dim: 128\ndtype: bf16\nca
 run_ncu() {   # name spec B N [options]
     local name=$1 spec=$2 B=$3 N=$4; shift 4
     timeout 120 ncu --clock-control none -k "regex:spattn_bwd" --launch-skip 3 --launch-count 3 --metrics "$M" \
-        build/spattn bench "$spec" --batch "$B" --seq-len "$N" --pass bwd --iters 2 "$@" >"$OUT/ncu-$name.log" 2>&1
+        build/spattn bench "$spec" --batch "$B" --seq-len "$N" --pass fwdbwd --iters 2 "$@" >"$OUT/ncu-$name.log" 2>&1
     stamp "ncu $name rc=$?"
     python3 - "$OUT/ncu-$name.log" <<'PY'
 import re, sys
