@@ -37,6 +37,7 @@
     X(unsigned long long, lse, "log-sum-exp, fp32, natural log; -inf for empty rows") \
     X(unsigned long long, bands, "band table: int32 [heads][1 + 2*max_intervals]")    \
     X(unsigned long long, cu_seqlens, "packed: int32 [batch + 1] first rows; 0: uniform") \
+    X(unsigned long long, sched, "persistent: int32 work list (runtime/fwd_sched.h); 0: static") \
     X(long long, q_sb, "q strides in elements: batch, sequence, head")                \
     X(long long, q_sn, "")                                                            \
     X(long long, q_sh, "")                                                            \

@@ -19,7 +19,7 @@ The paper's mask_mod computes each head's band from h, N and H with tensor
 arithmetic (no captured tables, which slow Flex's partial blocks); forward +
 backward is timed as torch.autograd.grad(out, (q, k, v), dout) for every
 peer (no accumulation into .grad).  Times are do_bench medians, each taken in
-two GPU states (cool, after 1 s idle; sustained, after 1.5 s more of the same
+two GPU states (cool, after 1 s idle; sustained, after 1 s more of the same
 call: the H200's power cap lowers the clock under load, see bench()); the
 table comes once per state.
 
@@ -197,7 +197,7 @@ def work_ratio(H, N):
 #   cool       after SETTLE s of idle (power back to ~130 W, clocks still up): what a short job sees;
 #   sustained  after SUSTAIN s more of the same call back to back, at the clock the cap allows
 #              that kernel: what training sees, and the state that no earlier peer can set.
-SETTLE, SUSTAIN = 1.0, 1.5
+SETTLE, SUSTAIN = 1.0, 1.0
 STATES = ("sustained", "cool")
 
 

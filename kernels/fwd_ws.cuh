@@ -85,7 +85,7 @@ DEV ws_tiles ws_tiles_at(unsigned char *smem)
 
 DEV u32 bar(const unsigned long long &b) { return smem_addr(&b); }
 
-/* Item t of the schedule, with its sequence (seq.cuh): s.start, the first row of
+/* A work item of the schedule, with its sequence (seq.cuh): s.start, the first row of
  * sequence w.b in the packed tensors (0 for a uniform batch), s.n its length; tb
  * the batch coordinate of the TMA maps (0 when packed: the maps have one batch). */
 struct ws_item {
@@ -94,10 +94,10 @@ struct ws_item {
     int tb;
 };
 
-DEV ws_item ws_item_at(const sp_kparams &p, int t, const work_order &order)
+DEV ws_item ws_item_of(const sp_kparams &p, const work_item &w)
 {
     ws_item it;
-    it.w = work_item_at(t, order);
+    it.w = w;
     it.s = seq_span_of(p, it.w.b);
     it.tb = p.cu_seqlens ? 0 : it.w.b;
     return it;
@@ -249,8 +249,9 @@ DEV void ws_producer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
                      const work_order &order)
 {
     int q_count = 0, kv_count = 0;   /* Q loads and KV tiles issued so far: the rings' iterations */
-    for (int t = blockIdx.x; t < items; t += gridDim.x) {
-        const ws_item item = ws_item_at(p, t, order);
+    item_walk walk = item_walk_of((const void *)p.sched, items);
+    for (work_item next; item_walk_next(walk, order, next);) {
+        const ws_item item = ws_item_of(p, next);
         const work_item &w = item.w;
         if (w.m0 >= item.s.n) continue;   /* past a packed sequence's end: no item */
         ws_plan(S.plan[0], p, item);
@@ -442,8 +443,9 @@ DEV void ws_consumer(const sp_kparams &p, const fwd_tma_maps &tm, ws_shared &S, 
     int q_count = 0, kv_count = 0;
     if (c == 0) turn_pass(CONSUMERS - 1);   /* the first turn is consumer 0's */
 
-    for (int t = blockIdx.x; t < items; t += gridDim.x) {
-        const ws_item item = ws_item_at(p, t, order);
+    item_walk walk = item_walk_of((const void *)p.sched, items);
+    for (work_item next; item_walk_next(walk, order, next);) {
+        const ws_item item = ws_item_of(p, next);
         const work_item &w = item.w;
         const int n = item.s.n;   /* the item's sequence's length */
         if (w.m0 >= n) continue;  /* CTA-uniform: past a packed sequence's end, as the producer */

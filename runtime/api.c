@@ -26,6 +26,7 @@
 #include "runtime/config.h"
 #include "runtime/decode.h"
 #include "runtime/engine.h"
+#include "runtime/fwd_sched.h"
 #include "runtime/packing.h"
 #include "runtime/ref.h"
 #include "runtime/tune.h"
@@ -85,6 +86,7 @@ struct spattn_plan {
     plan_dec dec[PLAN_DEC_CONFIGS];   /* the decode configs picked so far, one per new_tokens */
     int ndec, dnext;                  /* slots filled; the one the next T takes */
     sp_dptr bandtab;            /* device band table for N */
+    fwd_sched fsched;           /* the persistent forward's work list for (B, N) */
     /* Packed sequences (spattn_plan_set_seq_lens); packed 0: a uniform batch. */
     int packed;
     sp_packing pack;
@@ -268,7 +270,8 @@ static spattn_status plan_finish(spattn_plan *p, int layer_index, int batch, int
     int32_t *tab = malloc(bytes);
     if (!tab) return plan_fail(p, SPATTN_FAILED, "out of memory");
     int rc = bandtab_fill(&p->pattern, s->heads, N, maxi, tab, &e) || cu_malloc(&c->gpu, bytes, &p->bandtab, &e) ||
-             cu_upload(&c->gpu, p->bandtab, tab, bytes, &e);
+             cu_upload(&c->gpu, p->bandtab, tab, bytes, &e) ||
+             fwd_sched_upload(&c->gpu, &p->k.fk->cfg, tab, maxi, s->heads, batch, (int)N, &p->fsched, &e);
     free(tab);
     return rc ? keep(p->error, sizeof p->error, &e) : SPATTN_OK;
 }
@@ -393,6 +396,7 @@ void spattn_plan_destroy(spattn_plan *p)
     if (!p) return;
     plan_unpack(p);
     if (p->bandtab) cu_free(&p->ctx->gpu, p->bandtab);
+    fwd_sched_free(&p->ctx->gpu, &p->fsched);
     free(p->bands);
     spec_free(&p->spec);
     free(p);
@@ -639,6 +643,11 @@ spattn_status spattn_forward(spattn_plan *p, const spattn_tensor *q, const spatt
     memset(&a, 0, sizeof a);
     a.q = dev_tensor(q); a.k = dev_tensor(k); a.v = dev_tensor(v); a.o = dev_tensor(o);
     LAUNCH_SHAPE(a, p, lse);
+    if (!p->packed) {
+        a.sched = p->fsched.list;
+        a.sched_ctas = p->fsched.ctas;
+        a.sched_items = p->fsched.items;
+    }
     sp_err e = { 0 };
     sp_gpu *g = &p->ctx->gpu;
     CUstream own = g->stream;

@@ -158,6 +158,9 @@ int attn_fwd_launch(sp_gpu *g, CUfunction fn, const sp_kcfg *cfg, const attn_fwd
         attn_fwd_tma_maps maps;
         unsigned ctas;
         if (attn_fwd_persistent_grid(g, cfg, a, &ctas, e) || attn_fwd_maps(cfg, a, &maps, e)) return -1;
+        const long long items = (long long)((a->seqlen + cfg->bm - 1) / cfg->bm) * a->heads * a->batch;
+        if (a->sched && !a->cu_seqlens && a->sched_ctas == (int)ctas && a->sched_items == items)
+            kp.sched = a->sched;   /* a list for another shape would skip or repeat items */
         void *args[] = { &kp, &maps };
         return cu_launch(g, fn, ctas, 1, 1, (unsigned)cfg->threads, (unsigned)cfg->smem_bytes, args, e);
     }

@@ -52,6 +52,10 @@ typedef struct {
     sp_dptr cu_seqlens;         /* int32 [batch + 1] on the device; 0: a uniform batch */
     int bands_sb;
     long long total;            /* tokens of all sequences (the TMA maps' rows) */
+    /* The persistent kernel's work list (runtime/fwd_sched.h), used when it was built for
+     * this launch's CTAs and items (a uniform batch); 0: the kernel's static order. */
+    sp_dptr sched;
+    int sched_ctas, sched_items;
 } attn_fwd_args;
 
 /* Launch-time checks shared by the forward and backward glue (`launch`

@@ -107,7 +107,10 @@ int ga_set_bands(gpu_attn *a, const sp_pattern *pat, sp_err *e)
     }
     if (!rc) rc = cu_upload(a->g, a->bands, tab, n * sizeof *tab, e);
     if (!rc) a->max_intervals = maxi;
-    free(tab);
+    fwd_sched_free(a->g, &a->sched);   /* built for the old table */
+    free(a->bands_host);
+    a->bands_host = rc ? NULL : tab;
+    if (rc) free(tab);
     return rc;
 }
 
@@ -123,6 +126,9 @@ void ga_destroy(gpu_attn *a)
         a->q[s] = a->k[s] = a->v[s] = 0;
     }
     packing_free(&a->pack);
+    fwd_sched_free(a->g, &a->sched);
+    free(a->bands_host);
+    a->bands_host = NULL;
     a->g = NULL;
 }
 
@@ -193,6 +199,22 @@ static void tensor(const gpu_attn *a, sp_dptr p, int heads, attn_tensor *t)
     ga_strides(a, heads, &t->sb, &t->sn, &t->sh);
 }
 
+/* The work list for cfg's tiles over the current band table, built the first
+ * time a config asks (runtime/fwd_sched.h); kept until the table or the
+ * tiles change. */
+static int ga_sched(gpu_attn *a, const sp_kcfg *cfg, sp_err *e)
+{
+    if (!a->bands_host) return 0;
+    if (a->sched.list && a->sched_bm == cfg->bm && a->sched_bn == cfg->bn && a->sched_pattern == (int)cfg->pattern)
+        return 0;
+    fwd_sched_free(a->g, &a->sched);
+    if (fwd_sched_upload(a->g, cfg, a->bands_host, a->max_intervals, a->H, a->B, a->N, &a->sched, e)) return -1;
+    a->sched_bm = cfg->bm;
+    a->sched_bn = cfg->bn;
+    a->sched_pattern = (int)cfg->pattern;
+    return 0;
+}
+
 int ga_forward(gpu_attn *a, const engine_kernel *k, int set, sp_err *e)
 {
     attn_fwd_args args;
@@ -209,6 +231,10 @@ int ga_forward(gpu_attn *a, const engine_kernel *k, int set, sp_err *e)
     args.bands = a->bands;
     args.scale = a->scale;
     if (a->packed) ga_packed_args(a, &args.cu_seqlens, &args.bands_sb, &args.total, &args.lse_sh);
+    else if (ga_sched(a, &k->cfg, e)) return -1;
+    args.sched = a->sched.list;
+    args.sched_ctas = a->sched.ctas;
+    args.sched_items = a->sched.items;
     return attn_fwd_launch(a->g, k->fn, &k->cfg, &args, e);
 }
 

@@ -22,6 +22,7 @@
 #include "common/err.h"
 #include "runtime/cu.h"
 #include "runtime/engine.h"
+#include "runtime/fwd_sched.h"
 #include "runtime/packing.h"
 
 #define GA_MAX_SETS 8
@@ -37,6 +38,9 @@ typedef struct {
     int max_intervals;             /* of the pattern whose table `bands` holds now */
     int bands_cap;                 /* max_intervals the device table has room for */
     sp_dptr bands;                 /* band table (abi/bandtab.h) for N */
+    int32_t *bands_host;           /* its host copy (a uniform batch), for the work list */
+    fwd_sched sched;               /* the persistent forward's work list, built on first use */
+    int sched_bm, sched_bn, sched_pattern;   /* the config it was built for */
     int nsets;
     size_t nq, nk, nlse;           /* elements of q (= o), k (= v), lse */
     sp_dptr q[GA_MAX_SETS], k[GA_MAX_SETS], v[GA_MAX_SETS];
