@@ -14,7 +14,7 @@ cat "$OUT/peers.md"
 python3 - "$OUT/peers.log" <<'PY'
 import json, sys
 for line in open(sys.argv[1]):
-    if line.startswith("{"):
+    if line.startswith("{") and '"state"' in line:
         r = json.loads(line)
         print(r["state"], r["shape"], r["pass"], " ".join(f"{k}={v}" for k, v in r["sm_mhz"].items()))
 PY
