@@ -128,6 +128,7 @@ int fwd_sched_upload(sp_gpu *g, const sp_kcfg *cfg, const int32_t *bandtab, int 
     attn_fwd_args a = { .seqlen = N, .heads = heads, .batch = batch };
     unsigned ctas;
     if (attn_fwd_persistent_grid(g, cfg, &a, &ctas, e)) return -1;
+    if ((long long)((N + cfg->bm - 1) / cfg->bm) * heads * batch > FWD_SCHED_MAX_ITEMS) return 0;
     int32_t *list;
     size_t n;
     if (fwd_sched_build(cfg, bandtab, max_intervals, heads, batch, N, (int)ctas, &list, &n, e)) return -1;

@@ -45,8 +45,14 @@ typedef struct {
     int ctas, items;
 } fwd_sched;
 
+/* Past this many items a plan keeps the static order: the list would take
+ * 4 bytes an item on the device and about 24 on the host while it is built
+ * (a (8, 32, 2^21) problem has 2^22 items of BM 128). */
+#define FWD_SCHED_MAX_ITEMS (1 << 22)
+
 /* Build for the persistent grid of g (attn_fwd_persistent_grid) and upload;
- * s is left empty (list 0) when cfg's family is not persistent. */
+ * s is left empty (list 0: the kernel's static order) when cfg's family is
+ * not persistent or the problem has more than FWD_SCHED_MAX_ITEMS items. */
 int fwd_sched_upload(sp_gpu *g, const sp_kcfg *cfg, const int32_t *bandtab, int max_intervals, int heads,
                      int batch, int N, fwd_sched *s, sp_err *e);
 void fwd_sched_free(sp_gpu *g, fwd_sched *s);

@@ -176,10 +176,30 @@ static void test_bad_arguments(void)
     free(tab);
 }
 
+/* Past FWD_SCHED_MAX_ITEMS a plan keeps the static order: no list, no device memory (the
+ * upload returns before any driver call, so this runs without a GPU). */
+static void test_too_many_items(void)
+{
+    sp_kcfg c = cfg_of(SP_DENSE, 64, 64, 128, 128, 128);
+    c.mma = SP_MMA_WS;
+    c.sm = 90;
+    int32_t row[3] = { 1, 0, 1 << 24 };
+    sp_gpu g;
+    memset(&g, 0, sizeof g);
+    g.sm_count = 132;
+    fwd_sched s = { .list = 7, .ctas = 7, .items = 7 };
+    sp_err e = { 0 };
+    const int N = 1 << 20, batch = 8;   /* 8192 query tiles x 64 heads x 8: 2^22 items, then twice */
+    CHECK("the cap is where the comment says", (long long)(N / 128) * 64 * batch == FWD_SCHED_MAX_ITEMS);
+    CHECK("over the cap: no list, no error",
+          fwd_sched_upload(&g, &c, row, 1, 64, 2 * batch, N, &s, &e) == 0 && s.list == 0 && s.items == 0);
+}
+
 static const test_case tests[] = {
     { "partition", test_partition },
     { "balance", test_balance },
     { "bad arguments", test_bad_arguments },
+    { "too many items", test_too_many_items },
     { 0, 0 },
 };
 TEST_MAIN(tests)
