@@ -64,7 +64,7 @@ int fwd_sched_build(const sp_kcfg *cfg, const int32_t *bandtab, int max_interval
     slot *heap = malloc((size_t)ctas * sizeof *heap);
     if (!cost || !owner || !list || !heap) {
         free(cost); free(owner); free(list); free(heap);
-        return sp_fail(e, SP_EXIT_GPU, "forward work list: out of memory for %lld items", items);
+        return sp_fail(e, SP_EXIT_FAIL, "forward work list: out of memory for %lld items", items);
     }
     for (int h = 0; h < heads; h++) {
         const int32_t *row = bandtab + (size_t)h * BANDTAB_STRIDE(max_intervals);
@@ -88,7 +88,7 @@ int fwd_sched_build(const sp_kcfg *cfg, const int32_t *bandtab, int max_interval
     int *per_cta = calloc((size_t)ctas + 1, sizeof *per_cta);
     if (!per_cta) {
         free(cost); free(owner); free(list); free(heap);
-        return sp_fail(e, SP_EXIT_GPU, "forward work list: out of memory");
+        return sp_fail(e, SP_EXIT_FAIL, "forward work list: out of memory");
     }
     long long k = 0;
     for (long long first = 0; first < pairs; first += section) {
@@ -110,7 +110,7 @@ int fwd_sched_build(const sp_kcfg *cfg, const int32_t *bandtab, int max_interval
     int32_t *dealt = malloc((size_t)items * sizeof *dealt);
     if (!dealt) {
         free(cost); free(owner); free(list); free(heap); free(per_cta);
-        return sp_fail(e, SP_EXIT_GPU, "forward work list: out of memory");
+        return sp_fail(e, SP_EXIT_FAIL, "forward work list: out of memory");
     }
     memcpy(dealt, list + ctas + 1, (size_t)items * sizeof *dealt);
     for (long long i = 0; i < items; i++) list[ctas + 1 + per_cta[owner[i]]++] = dealt[i];
