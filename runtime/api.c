@@ -643,11 +643,9 @@ spattn_status spattn_forward(spattn_plan *p, const spattn_tensor *q, const spatt
     memset(&a, 0, sizeof a);
     a.q = dev_tensor(q); a.k = dev_tensor(k); a.v = dev_tensor(v); a.o = dev_tensor(o);
     LAUNCH_SHAPE(a, p, lse);
-    if (!p->packed) {
-        a.sched = p->fsched.list;
-        a.sched_ctas = p->fsched.ctas;
-        a.sched_items = p->fsched.items;
-    }
+    a.sched = p->fsched.list;   /* attn_fwd_launch drops it where it does not fit (packed, another shape) */
+    a.sched_ctas = p->fsched.ctas;
+    a.sched_items = p->fsched.items;
     sp_err e = { 0 };
     sp_gpu *g = &p->ctx->gpu;
     CUstream own = g->stream;

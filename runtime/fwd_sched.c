@@ -59,11 +59,13 @@ int fwd_sched_build(const sp_kcfg *cfg, const int32_t *bandtab, int max_interval
 
     /* Each (head, query tile)'s cost; the batch repeats them. */
     long long *cost = malloc((size_t)(heads * q_tiles) * sizeof *cost);
-    int *owner = malloc((size_t)items * sizeof *owner);
+    int *owner = malloc((size_t)items * sizeof *owner);          /* the CTA of the k-th item dealt */
+    int32_t *dealt = malloc((size_t)items * sizeof *dealt);      /* the k-th item dealt */
     int32_t *list = malloc(((size_t)ctas + 1 + (size_t)items) * sizeof *list);
     slot *heap = malloc((size_t)ctas * sizeof *heap);
-    if (!cost || !owner || !list || !heap) {
-        free(cost); free(owner); free(list); free(heap);
+    int *per_cta = calloc((size_t)ctas + 1, sizeof *per_cta);
+    if (!cost || !owner || !dealt || !list || !heap || !per_cta) {
+        free(cost); free(owner); free(dealt); free(list); free(heap); free(per_cta);
         return sp_fail(e, SP_EXIT_FAIL, "forward work list: out of memory for %lld items", items);
     }
     for (int h = 0; h < heads; h++) {
@@ -85,11 +87,6 @@ int fwd_sched_build(const sp_kcfg *cfg, const int32_t *bandtab, int max_interval
         if (fit < pairs) section = width < pairs ? width : pairs;
     }
     for (int c = 0; c < ctas; c++) heap[c] = (slot){ 0, c };
-    int *per_cta = calloc((size_t)ctas + 1, sizeof *per_cta);
-    if (!per_cta) {
-        free(cost); free(owner); free(list); free(heap);
-        return sp_fail(e, SP_EXIT_FAIL, "forward work list: out of memory");
-    }
     long long k = 0;
     for (long long first = 0; first < pairs; first += section) {
         const long long width = pairs - first < section ? pairs - first : section;
@@ -98,7 +95,7 @@ int fwd_sched_build(const sp_kcfg *cfg, const int32_t *bandtab, int max_interval
                 const long long bh = first + j, qt = q_tiles - 1 - round;
                 const long long item = bh * q_tiles + qt;
                 owner[k] = heap[0].cta;
-                list[ctas + 1 + k] = (int32_t)item;   /* placed per CTA below */
+                dealt[k] = (int32_t)item;
                 heap[0].load += cost[(bh % heads) * q_tiles + qt];
                 heap_down(heap, ctas, 0);
             }
@@ -107,12 +104,6 @@ int fwd_sched_build(const sp_kcfg *cfg, const int32_t *bandtab, int max_interval
     for (long long i = 0; i < items; i++) per_cta[owner[i] + 1]++;
     for (int c = 0; c < ctas; c++) per_cta[c + 1] += per_cta[c];
     for (int c = 0; c <= ctas; c++) list[c] = per_cta[c];
-    int32_t *dealt = malloc((size_t)items * sizeof *dealt);
-    if (!dealt) {
-        free(cost); free(owner); free(list); free(heap); free(per_cta);
-        return sp_fail(e, SP_EXIT_FAIL, "forward work list: out of memory");
-    }
-    memcpy(dealt, list + ctas + 1, (size_t)items * sizeof *dealt);
     for (long long i = 0; i < items; i++) list[ctas + 1 + per_cta[owner[i]]++] = dealt[i];
     free(dealt); free(cost); free(owner); free(heap); free(per_cta);
     *out = list;
