@@ -535,34 +535,49 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
         if (mt < 0) break;   /* the end slot: the same for every consumer */
         const u32 so = (u32)(stage * Q_TILE_BYTES) >> 4;
         const u32 ds_cur = (u32)((it & 1) * BN * DS_ROW_BYTES), ds_prev = (u32)(BN * DS_ROW_BYTES) - ds_cur;
-        float s[BM / 8][4], dp[BM / 8][4];
-        issue_st(s, dka, dqb + so);                        /* S^T = K Q^T */
-        issue_st(dp, dva, dob + so);                       /* dP^T = V dO^T */
         const int m0 = mt * BM;
-        const int kind = bwd_tile_kind(sl, m0, BM, key0, 16, n);   /* this warp's 16 keys */
-        wgmma_wait<1>();                                   /* S^T is done */
-        regs_fence(s);
-        if (kind == TILE_SKIP) {
-#pragma unroll
-            for (int nb = 0; nb < BM / 8; ++nb) s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
-        } else {
-            bwd_probs_t<BM>(s, T.l + stage * BM * 4, p.scale_log2, lane);   /* P^T */
-            if (kind == TILE_PARTIAL) bwd_ws_mask_t(s, sl, m0, key0 + lane / 4, n, lane);
-        }
-        u32 pf[BM / 16][4];
-        pack_frags(pf, s);
-        issue_acc(dv, pf, dot + so);                       /* dV += P^T dO, while the warps compute dS^T */
-        wgmma_wait<1>();                                   /* dP^T is done (dV runs on) */
-        regs_fence(dp);
-        bwd_dscores_t<BM>(dp, s, T.d + stage * BM * 4, lane);   /* dS^T = P^T (dP^T - delta) */
+        /* A warpgroup whose 64 keys have no allowed pair with this query tile (a band's edge
+         * falls in the other half of the KV tile) skips its four products and the softmax:
+         * its P^T and dS^T are 0, so dV and dK gain nothing, and its rows of the dS^T tile
+         * are stored as zeros for dQ, which reads every key's row.  Warp-uniform by the
+         * vote, warpgroup-uniform as every warp reads the same slot. */
+        const bool wg_skip = __all_sync(0xffffffffu, bwd_tile_kind(sl, m0, BM, n0 + WG_KEYS * wg, WG_KEYS, n) == TILE_SKIP);
         u32 dsf[BM / 16][4];
-        pack_frags(dsf, dp);
-        wgmma_wait<0>();                                   /* dV is done: pf's registers are free */
+        if (!wg_skip) {
+            float s[BM / 8][4], dp[BM / 8][4];
+            issue_st(s, dka, dqb + so);                        /* S^T = K Q^T */
+            issue_st(dp, dva, dob + so);                       /* dP^T = V dO^T */
+            const int kind = bwd_tile_kind(sl, m0, BM, key0, 16, n);   /* this warp's 16 keys */
+            wgmma_wait<1>();                                   /* S^T is done */
+            regs_fence(s);
+            if (kind == TILE_SKIP) {
+#pragma unroll
+                for (int nb = 0; nb < BM / 8; ++nb) s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
+            } else {
+                bwd_probs_t<BM>(s, T.l + stage * BM * 4, p.scale_log2, lane);   /* P^T */
+                if (kind == TILE_PARTIAL) bwd_ws_mask_t(s, sl, m0, key0 + lane / 4, n, lane);
+            }
+            u32 pf[BM / 16][4];
+            pack_frags(pf, s);
+            issue_acc(dv, pf, dot + so);                       /* dV += P^T dO, while the warps compute dS^T */
+            wgmma_wait<1>();                                   /* dP^T is done (dV runs on) */
+            regs_fence(dp);
+            bwd_dscores_t<BM>(dp, s, T.d + stage * BM * 4, lane);   /* dS^T = P^T (dP^T - delta) */
+            pack_frags(dsf, dp);
+            wgmma_wait<0>();                                   /* dV is done: pf's registers are free */
+        } else {
+#pragma unroll
+            for (int kc = 0; kc < BM / 16; ++kc) dsf[kc][0] = dsf[kc][1] = dsf[kc][2] = dsf[kc][3] = 0u;
+        }
         if (it > 0) ws_ds_wait(wg, it - 1);                /* dS^T of step it - 1, both warpgroups */
         float dq[DQ_N / 8][4];
         issue_dq(dq, dst + (ds_prev >> 4), dkt);           /* dQ of step it - 1 */
-        issue_acc(dk, dsf, dqt + so);                      /* dK += dS^T Q */
-        wgmma_wait<1>();                                   /* dQ of step it - 1 is done */
+        if (!wg_skip) {
+            issue_acc(dk, dsf, dqt + so);                  /* dK += dS^T Q */
+            wgmma_wait<1>();                               /* dQ of step it - 1 is done */
+        } else {
+            wgmma_wait<0>();
+        }
         regs_fence(dq);
         if (it > 0) ws_dq_put(S, T.dq, dq, it - 1, prev_tile, wg, cw, lane);   /* for the writer */
         prev_tile = mt << 8 | sl.r;
