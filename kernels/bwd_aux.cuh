@@ -16,6 +16,8 @@
  * when main_sem orders those adds (dq_sem != 0), the semaphore of every query tile < n. */
 DEV void bwd_pre_kernel(const sp_bwd_kparams &batch_p)
 {
+    /* Main may place its blocks as ours end (it waits for our writes: bwd_ws.cuh). */
+    griddep_launch_dependents();
     /* Packed sequences (seq.cuh): this sequence's parameters; blocks past its padded rows
      * have nothing to write. */
     const sp_bwd_kparams p = seq_bwd_params(batch_p, seq_span_of(batch_p, blockIdx.z), blockIdx.z);
@@ -55,6 +57,7 @@ DEV void bwd_pre_kernel(const sp_bwd_kparams &batch_p)
  * per row, 8 values each. */
 DEV void bwd_convert_kernel(const sp_bwd_kparams &batch_p)
 {
+    griddep_wait();   /* main's adds are complete (launched as its dependent: runtime/attn_bwd.c) */
     const sp_bwd_kparams p = seq_bwd_params(batch_p, seq_span_of(batch_p, blockIdx.z), blockIdx.z);
     const int tid = threadIdx.x, chunk = tid % CHUNKS;
     const int i = blockIdx.x * AUX_ROWS + tid / CHUNKS;

@@ -325,6 +325,7 @@ DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_s
     /* Its own values, from scratch (none carried from before the roles split: at 24 registers
      * a carried value spilled). */
     const u32 sdq = bwd_ws_tiles_at(smem).dq + (u32)b * WS_DQ_BYTES;
+    griddep_wait();   /* pre's zeroed accumulator and semaphores (as the producer's) */
 #pragma unroll 1
     for (int u = 0;; ++u) {   /* the buffer's use u: step u * WS_DQ_BUFS + b */
         mbar_wait(bwd_ws_bar(S.dq_full[b]), (u32)u & 1);   /* the consumers have staged it, or are done */
@@ -376,6 +377,9 @@ DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws
         tma_load_4d(T.k + cb * BN * SW_ROW, tm.k, bwd_ws_bar(S.kv_full), 64 * cb, S.row0 + n0, ws_blk(S.kvh), S.tb);
         tma_load_4d(T.v + cb * BN * SW_ROW, tm.v, bwd_ws_bar(S.kv_full), 64 * cb, S.row0 + n0, ws_blk(S.kvh), S.tb);
     }
+    /* K and V are the caller's; what comes next (lse2, delta) is pre's: launched as its
+     * dependent (runtime/attn_bwd.c), this block may have started before pre ended. */
+    griddep_wait();
     /* ORDERED with WS_DET_ASCENDING: each head's query tiles from the last (the order's
      * argument is at bwd_ws_block_of). */
     constexpr bool DESC = ORDERED && WS_DET_ASCENDING;
@@ -678,6 +682,7 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
     /* The block's KV tile, kv head and sequence (bwd_ws_block_of: tile-major on a uniform
      * batch, but blockIdx in the descending deterministic order).  Packed: blockIdx.z is the
      * sequence, n its length (KV tiles past it return). */
+    griddep_launch_dependents();   /* convert's blocks may wait on SMs our last blocks leave */
     const bwd_ws_block bk = bwd_ws_block_of<ORDERED>(p);
     const int kvh = bk.kvh, b = bk.b;
     const seq_span sp = seq_span_of(p, b);

@@ -94,3 +94,23 @@ DEV u32x4 ld_shared_u32x4(u32 addr)
     asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
     return v;
 }
+
+/* Programmatic dependent launch (sm_90; runtime/attn_bwd.c launches main and convert with it).
+ * griddep_launch_dependents: this block lets the next kernel of the stream, if launched as a
+ * dependent, start its blocks (once every block of this grid has said so or ended): they take
+ * SMs as ours free up, instead of after the whole grid, its memory flush and a launch.
+ * griddep_wait: wait until the previous kernel of the stream has completed and its writes are
+ * visible; every thread that reads what it wrote calls it first.  Both are no-ops for a
+ * kernel launched the ordinary way, and before sm_90 they compile to nothing. */
+DEV void griddep_launch_dependents()
+{
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+DEV void griddep_wait()
+{
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}

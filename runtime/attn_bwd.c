@@ -198,8 +198,15 @@ int attn_bwd_launch(sp_gpu *g, const attn_bwd_kernels *k, const sp_kcfg *cfg, co
         attn_bwd_grid(cfg, a, parts[i], grid);
         void *args[] = { &kp, &maps };
         if (!maps_needed || (parts[i] != BWD_MAIN && parts[i] != BWD_MAIN_SEM)) args[1] = NULL;   /* pre, convert: one */
-        if (cu_launch(g, k->fn[parts[i]], grid[0], grid[1], grid[2], (unsigned)kcfg_bwd_threads(cfg, parts[i]),
-                      (unsigned)kcfg_bwd_smem(cfg, parts[i]), args, e))
+        /* On sm_90a (the ws family) main and convert start as dependents of the kernel before
+         * them, whose blocks let them (griddepcontrol, kernels/ptx.cuh): main's blocks take SMs
+         * as pre's end and load K and V meanwhile, convert's wait on the SMs main's last blocks
+         * leave, and neither waits for a launch.  Each waits (griddep_wait) before it reads
+         * what the kernel before wrote.  The deterministic split (main_det, dq) stays ordinary. */
+        const int dependent = maps_needed && (parts[i] == BWD_MAIN || parts[i] == BWD_MAIN_SEM || parts[i] == BWD_CONVERT);
+        const unsigned threads = (unsigned)kcfg_bwd_threads(cfg, parts[i]), smem = (unsigned)kcfg_bwd_smem(cfg, parts[i]);
+        if (dependent ? cu_launch_dependent(g, k->fn[parts[i]], grid, threads, smem, args, e)
+                      : cu_launch(g, k->fn[parts[i]], grid[0], grid[1], grid[2], threads, smem, args, e))
             return -1;
     }
     return 0;

@@ -22,7 +22,7 @@
     X(cuMemAlloc) X(cuMemFree) X(cuMemGetInfo) X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync)           \
     X(cuMemcpyDtoDAsync) X(cuMemsetD32Async) X(cuMemsetD16Async)                                   \
     X(cuModuleLoadData) X(cuModuleUnload) X(cuModuleGetFunction) X(cuFuncGetAttribute)             \
-    X(cuFuncSetAttribute) X(cuLaunchKernel)                                                        \
+    X(cuFuncSetAttribute) X(cuLaunchKernel) X(cuLaunchKernelEx)                                                      \
     X(cuEventCreate) X(cuEventRecord) X(cuEventSynchronize) X(cuEventElapsedTime) X(cuEventDestroy)       \
     X(cuTensorMapEncodeTiled)
 
@@ -320,8 +320,10 @@ int cu_func_attr(CUfunction f, CUfunction_attribute a, int *value, sp_err *e)
     return 0;
 }
 
-int cu_launch(sp_gpu *g, CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned threads,
-              unsigned smem, void **args, sp_err *e)
+/* The launch, after raising f's dynamic shared memory limit where it needs more than 48 KiB;
+ * dependent: with programmatic stream serialization (cu.h). */
+static int launch(sp_gpu *g, CUfunction f, const unsigned grid[3], unsigned threads, unsigned smem, void **args,
+                  int dependent, sp_err *e)
 {
     if (smem > 48 * 1024) {
         if (g->smem_optin && smem > g->smem_optin)
@@ -330,9 +332,27 @@ int cu_launch(sp_gpu *g, CUfunction f, unsigned gx, unsigned gy, unsigned gz, un
         CU_TRY(D.cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)smem),
                "allowing %u bytes of dynamic shared memory", smem);
     }
-    CU_TRY(D.cuLaunchKernel(f, gx, gy, gz, threads, 1, 1, smem, g->stream, args, NULL),
-           "launching a kernel (grid %ux%ux%u, %u threads, %u bytes shared memory)", gx, gy, gz, threads, smem);
+    CUlaunchAttribute attr = { .id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION };
+    attr.value.programmaticStreamSerializationAllowed = 1;
+    const CUlaunchConfig c = { .gridDimX = grid[0], .gridDimY = grid[1], .gridDimZ = grid[2], .blockDimX = threads,
+                               .blockDimY = 1, .blockDimZ = 1, .sharedMemBytes = smem, .hStream = g->stream,
+                               .attrs = dependent ? &attr : NULL, .numAttrs = dependent ? 1u : 0u };
+    CU_TRY(D.cuLaunchKernelEx(&c, f, args, NULL),
+           "launching a kernel (grid %ux%ux%u, %u threads, %u bytes shared memory%s)", grid[0], grid[1], grid[2],
+           threads, smem, dependent ? ", dependent launch" : "");
     return 0;
+}
+
+int cu_launch(sp_gpu *g, CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned threads,
+              unsigned smem, void **args, sp_err *e)
+{
+    return launch(g, f, (const unsigned[3]){ gx, gy, gz }, threads, smem, args, 0, e);
+}
+
+int cu_launch_dependent(sp_gpu *g, CUfunction f, const unsigned grid[3], unsigned threads, unsigned smem,
+                        void **args, sp_err *e)
+{
+    return launch(g, f, grid, threads, smem, args, 1, e);
 }
 
 static int tensor_map(CUtensorMap *map, CUtensorMapDataType type, sp_dptr base, const uint64_t dims[4],

@@ -79,6 +79,12 @@ int cu_func_attr(CUfunction f, CUfunction_attribute attr, int *value, sp_err *e)
  * over the device's opt-in limit).  args: cuLaunchKernel's kernelParams. */
 int cu_launch(sp_gpu *g, CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned threads,
               unsigned smem, void **args, sp_err *e);
+/* The same as a programmatic dependent launch (sm_90 and later): f's blocks may start before
+ * the stream's previous kernel has ended, once that kernel's blocks have run
+ * griddepcontrol.launch_dependents or ended, so f must run griddepcontrol.wait (kernels/ptx.cuh,
+ * griddep_wait) before it reads anything the previous kernel wrote. */
+int cu_launch_dependent(sp_gpu *g, CUfunction f, const unsigned grid[3], unsigned threads, unsigned smem,
+                        void **args, sp_err *e);
 /* A 4-D TMA tensor map of 16-bit values (cuTensorMapEncodeTiled):
  * dims innermost first, strides of dims 1..3 in bytes (multiples of 16),
  * box in elements; 128-byte swizzle, zero fill past the edges. */
