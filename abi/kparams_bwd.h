@@ -105,7 +105,8 @@
     X(int, reserved, "0; aligns the fields below")                                           \
     X(unsigned long long, dq_sem, "int32 semaphores of main_sem's ordered dQ adds, else 0")  \
     X(long long, sem_sb, "dq_sem strides (ints): batch, head; query tile is 1")              \
-    X(long long, sem_sh, "")
+    X(long long, sem_sh, "")                                                                  \
+    X(unsigned long long, work_count, "int32: the persistent main's items taken, zeroed by pre; else 0")
 
 #define SP_BWD_KPARAMS_DECLARE_(type, name, comment) type name;
 

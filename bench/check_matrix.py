@@ -382,6 +382,18 @@ def sanitize_cases(root, arch):
                 args = check_args(sp, family, tile, n, 7, batch=1, seq_lens=lens)
                 args = [x for x in args if x != "--json"] + ["--reference", "cpu"]
                 cases.append((family, what, tile, args))
+    # The persistent ws backward (its default mode on a uniform batch): more KV tiles than
+    # block slots (132 SMs; two blocks per SM at d64), so that blocks take a second item after
+    # the first (its K and V loaded while the first's dK and dV are written), and with the
+    # exclusive pattern items whose KV tile no query reaches.
+    if "bwd-ws" in families_for(arch):
+        e = specs.path(spec_text("exclusive", "bf16", 128, 1, 16, 16), "san-persistent-d128")
+        f = specs.path(spec_text("exclusive", "fp16", 64, 1, 8, 8), "san-persistent-d64")
+        for sp, n, what in ((e, 1100, "persistent exclusive 16/16 d128 N=1100 (144 items)"),
+                            (f, 2200, "persistent exclusive 8/8 d64 fp16 N=2200 (280 items)")):
+            for tile in family_tiles(sp, "bwd-ws", arch):
+                args = check_args(sp, "bwd-ws", tile, n, 7, batch=1)
+                cases.append(("bwd-ws", what, tile, [x for x in args if x != "--json"] + ["--reference", "gpu"]))
     # decode: the split-KV kernel, its combine and the paged loads
     c = specs.path(spec_text("exclusive", "bf16", 128, 4, 12, 3), "san-exclusive-d128")
     d = specs.path(spec_text("gapped", "fp16", 64, 4, 8, 2), "san-gapped-d64")
@@ -395,7 +407,8 @@ def sanitize_cases(root, arch):
 
 
 def sanitize_one(tool, family, what, tile, args, log_dir, timeout, filt):
-    case = "packed" if what.startswith("packed") else "empty" if "exclusive" in what else "odd"
+    case = "packed" if what.startswith("packed") else "persistent" if what.startswith("persistent") else \
+        "empty" if "exclusive" in what else "odd"
     log = os.path.join(log_dir, f"sanitize-{tool}-{family}-{case}-{tile.replace(':', '_')}.log")
     cmd = ["compute-sanitizer", "--tool", tool, "--error-exitcode", "9"] + filt
     if tool == "racecheck":

@@ -13,11 +13,13 @@
  *                                         have no allowed key: exp2(x - inf) = 0 makes their
  *                                         P exactly 0 without a test, never NaN)
  * and, when main adds dQ up (dq_accum != 0), the dQ accumulator rows i < n are zeroed, and
- * when main_sem orders those adds (dq_sem != 0), the semaphore of every query tile < n. */
+ * when main_sem orders those adds (dq_sem != 0), the semaphore of every query tile < n, and
+ * the persistent main's work counter (work_count != 0). */
 DEV void bwd_pre_kernel(const sp_bwd_kparams &batch_p)
 {
     /* Main may place its blocks as ours end (it waits for our writes: bwd_ws.cuh). */
     griddep_launch_dependents();
+    if (batch_p.work_count && blockIdx.x + blockIdx.y + blockIdx.z + threadIdx.x == 0) *(int *)batch_p.work_count = 0;
     /* Packed sequences (seq.cuh): this sequence's parameters; blocks past its padded rows
      * have nothing to write. */
     const sp_bwd_kparams p = seq_bwd_params(batch_p, seq_span_of(batch_p, blockIdx.z), blockIdx.z);

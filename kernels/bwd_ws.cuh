@@ -156,23 +156,35 @@ struct bwd_tma_maps {
     tma_map dqa;   /* dq_accum [B, N, H, D] fp32, boxes of BM rows x 32 dims (128-byte swizzle) */
 };
 
+/* A work item: one KV tile of one kv head and sequence (the block of the grid, or in the
+ * persistent mode one of the items a CTA takes in turn: bwd_ws_next_item). */
+struct bwd_ws_item {
+    int n0;        /* its first key */
+    int kvh, b;    /* its kv head and sequence (bwd_ws_item_at: not blockIdx.y, .z by default) */
+    int tb;        /* the TMA maps' batch coordinate: b, packed 0 */
+};
+
 /* Barriers and the ring's slots, in static shared memory. */
 struct bwd_ws_shared {
-    unsigned long long kv_full, full[STAGES], empty[STAGES];
+    unsigned long long kv_full, kv_empty, full[STAGES], empty[STAGES];
     /* dQ staging buffer b: staged by the consumers, read by writer b */
     unsigned long long dq_full[WS_DQ_BUFS], dq_empty[WS_DQ_BUFS];
     bwd_slot slots[STAGES];
-    int n0;        /* this CTA's first key (the producer reads it here rather than hold it) */
-    int kvh, b;    /* its kv head and sequence (bwd_ws_block_of: not blockIdx.y, .z by default) */
+    /* item i's in item[i % 4], written by the producer once it has taken it, before the end slot
+     * of item i - 1 (the first by thread 0 before the roles split): the consumers may then
+     * still be in the epilogue of item i - 2, which reads that item's entry (STAGES = 2 slots
+     * behind the producer at most, and an item takes at least one step and its end slot). */
+    bwd_ws_item item[4];
+    int producer_item;   /* the producer's item (held here, not in one of its 24 registers) */
     /* This CTA's sequence (packed: blockIdx.z; kernels/seq.cuh), read where used: the
      * launch's parameters stay kernel parameters (instruction operands, no register) and
      * these offsets apply to them.  A uniform batch: n = seqlen and the rest 0 but tb = b. */
     int n;         /* its length */
     int row0;      /* its first row in the packed tensors (the TMA coordinates') */
-    int tb;        /* the TMA maps' batch coordinate: b, packed 0 */
     int semoff;    /* packed: its first query tile's semaphore, start / BM + b (seq_bwd.cuh) */
     long long wsrow;   /* packed: its first row of the lse2 / delta scratch (seq_ws_row) */
-    int dq_tile[WS_DQ_BUFS];   /* buffer b's query tile (mt << 8 | head in group; -1: no more), with dq_full[b] */
+    /* buffer b's query tile (-1: no more), its head in the launch and TMA batch, with dq_full[b] */
+    int dq_tile[WS_DQ_BUFS], dq_head[WS_DQ_BUFS], dq_tb[WS_DQ_BUFS];
 };
 
 DEV u32 bwd_ws_bar(const unsigned long long &b) { return smem_addr(&b); }
@@ -215,12 +227,12 @@ DEV bwd_ws_tiles bwd_ws_tiles_at(unsigned char *smem)
  * registers a register counts). */
 DEV int ws_blk(const int &v) { return *(const volatile int *)&v; }
 
-/* The band table rows of this CTA's kv head's query heads, of its sequence's table (packed:
+/* The band table rows of an item's kv head's query heads, of its sequence's table (packed:
  * bands_sb apart; a uniform batch: 0): a 32-bit offset, no sign extension. */
-DEV const int *ws_rows(const sp_bwd_kparams &p, const bwd_ws_shared &S)
+DEV const int *ws_rows(const sp_bwd_kparams &p, const bwd_ws_item &I)
 {
     return (const int *)p.bands +
-           (unsigned)(ws_blk(S.b) * p.bands_sb + (p.head_offset + ws_blk(S.kvh) * GROUP) * BAND_STRIDE);
+           (unsigned)(ws_blk(I.b) * p.bands_sb + (p.head_offset + ws_blk(I.kvh) * GROUP) * BAND_STRIDE);
 }
 
 /* ==== dQ: staged by the consumers, added by the writer ====
@@ -258,6 +270,8 @@ enum : int {
     WS_DQ_BYTES = 2 * (BN / 64) * WS_DQ_BOX_BYTES,   /* the tile: HEAD_DIM = 64 x BN / 64 dims */
 };
 static_assert(DQ_N == 64 && HEAD_DIM == BN, "a warpgroup's dQ is two 32-dim boxes");
+static_assert(KV_TILE_BYTES <= WS_DQ_BYTES && KV_TILE_BYTES <= DS_BUFS * BN * DS_ROW_BYTES,
+              "the epilogue stages dV in dQ buffer 0 and dK in the dS^T buffers");
 static_assert(WS_DQ_BUFS * WS_DQ_BYTES + 1024 <= DQ_STAGE_BYTES && WS_DQ_BYTES % 1024 == 0 && WS_DQ_BUFS <= 2,
               "ws dQ staging: the buffers fit the host's reservation, each 1024-aligned");
 
@@ -269,11 +283,17 @@ static_assert(WS_DQ_BUFS * WS_DQ_BYTES + 1024 <= DQ_STAGE_BYTES && WS_DQ_BYTES %
  * covers these stores and the dS^T stores that follow them in a step: a fence waits for the
  * thread's stores to complete, and two in a row (session 10) waited twice, about 7.5% of the
  * stall samples together (ncu, bench/NOTES-bwd.md). */
-DEV void ws_dq_put(bwd_ws_shared &S, u32 sdq, const float (&d)[DQ_N / 8][4], int s, int tile, int wg, int cw, int lane)
+DEV void ws_dq_put(bwd_ws_shared &S, u32 sdq, const float (&d)[DQ_N / 8][4], int s, int tile, int item,
+                   int wg, int cw, int lane)
 {
     const int b = (int)((u32)s % WS_DQ_BUFS);   /* the buffer, its use (u32)s / WS_DQ_BUFS */
     mbar_wait(bwd_ws_bar(S.dq_empty[b]), (((u32)s / WS_DQ_BUFS) & 1) ^ 1);   /* its last use's adds have read it */
-    if (wg == 0 && cw == 0 && lane == 0) S.dq_tile[b] = tile;
+    if (wg == 0 && cw == 0 && lane == 0) {   /* tile: mt << 8 | head in group, of item I */
+        S.dq_tile[b] = tile >> 8;
+        const bwd_ws_item &I = S.item[item & 3];
+        S.dq_head[b] = I.kvh * GROUP + (tile & 255);
+        S.dq_tb[b] = I.tb;
+    }
     const int g = lane >> 2, t = lane & 3;
     const u32 rows = sdq + (u32)b * WS_DQ_BYTES + (u32)(2 * wg) * WS_DQ_BOX_BYTES + (u32)(16 * (cw % 4)) * 128;
 #pragma unroll
@@ -310,6 +330,16 @@ DEV void ws_dq_end(bwd_ws_shared &S, int s, int ctid)
     }
 }
 
+/* Before buffer 0 holds anything else (the persistent epilogue stages dV there), after s
+ * steps: every add staged in it has read it (the wait ws_dq_put makes for the buffer's next
+ * use, whose step is s rounded up to a multiple of WS_DQ_BUFS; nothing arrives, so that use's
+ * own wait then passes at once). */
+DEV void ws_dq_drain(bwd_ws_shared &S, int s)
+{
+    const u32 e = ((u32)s + WS_DQ_BUFS - 1) / WS_DQ_BUFS;   /* buffer 0's next use */
+    mbar_wait(bwd_ws_bar(S.dq_empty[0]), (e & 1) ^ 1);
+}
+
 /* ==== The writers: one thread per buffer b (lane 0 of the producer warpgroup's warp 1 + b) ====
  * Per step of its buffer: waits for the staged tile (which the consumers name: at the
  * producer warpgroup's 24 registers, a cursor of its own spilled), (ORDERED: computes its
@@ -329,14 +359,14 @@ DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_s
 #pragma unroll 1
     for (int u = 0;; ++u) {   /* the buffer's use u: step u * WS_DQ_BUFS + b */
         mbar_wait(bwd_ws_bar(S.dq_full[b]), (u32)u & 1);   /* the consumers have staged it, or are done */
-        const int tile = S.dq_tile[b];
-        if (tile < 0) break;
-        const int h = ws_blk(S.kvh) * GROUP + (tile & 255), mt = tile >> 8;
+        const int mt = S.dq_tile[b];
+        if (mt < 0) break;
+        const int h = S.dq_head[b], tb = S.dq_tb[b];
         int *sem = nullptr;
         if constexpr (ORDERED) {
             /* packed: sem_sb = 0 (tb = 0), the sequence's semaphores from semoff */
-            sem = (int *)p.dq_sem + S.tb * p.sem_sb + S.semoff + h * p.sem_sh + mt;
-            const int *row = (const int *)p.bands + (unsigned)(ws_blk(S.b) * p.bands_sb + (p.head_offset + h) * BAND_STRIDE);
+            sem = (int *)p.dq_sem + tb * p.sem_sb + S.semoff + h * p.sem_sh + mt;
+            const int *row = (const int *)p.bands + (unsigned)(ws_blk(S.item[0].b) * p.bands_sb + (p.head_offset + h) * BAND_STRIDE);
             const int target =
                 bwd_dq_rank_of<WS_DET_ASCENDING>(row + 1, row + 2, 2, min(row[0], MAX_INTERVALS), mt, n0 / BN, S.n);
 #pragma unroll 1
@@ -346,7 +376,7 @@ DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_s
         }
 #pragma unroll
         for (int x = 0; x < 2 * (BN / 64); ++x)
-            tma_reduce_add_4d(tm.dqa, sdq + (u32)x * WS_DQ_BOX_BYTES, 32 * x, S.row0 + mt * BM, h, S.tb);
+            tma_reduce_add_4d(tm.dqa, sdq + (u32)x * WS_DQ_BOX_BYTES, 32 * x, S.row0 + mt * BM, h, tb);
         tma_store_commit();
         tma_store_wait_read<0>();
         mbar_arrive(bwd_ws_bar(S.dq_empty[b]));   /* the consumers may stage the buffer's next tile */
@@ -364,65 +394,113 @@ DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_s
  * are zero-filled by TMA, as cp.async's zero-fill did); lse2 and delta rows mt * BM .. of the
  * head's padded scratch row (pre wrote lse2 = +inf, delta = 0 past n, up to seqlen_pad, a
  * multiple of 128 >= every tile's end: the copy never leaves the row). */
+/* Item l of the launch's longest-first order (bwd_ws_block_of's, tile-major: KV tile 0 of every
+ * kv head and sequence first); false past the last.  A uniform batch only (the persistent mode). */
+DEV bool bwd_ws_item_at(const sp_bwd_kparams &p, unsigned l, bwd_ws_item &I)
+{
+    const unsigned heads = (unsigned)(p.kv_heads * p.batch), t = l / heads, r = l - t * heads;
+    I.n0 = (int)t * BN;
+    I.kvh = (int)(r % (unsigned)p.kv_heads);
+    I.b = I.tb = (int)(r / (unsigned)p.kv_heads);
+    return I.n0 < p.seqlen;
+}
+
+/* The persistent mode's next item (p.work_count != 0: the default mode on a uniform batch,
+ * runtime/attn_bwd.c): CTA c takes item c first, then items gridDim.x + 0, 1, ... in the order
+ * the CTAs ask for them (one counter, zeroed by pre): longest first and dealt as SMs free up,
+ * as the hardware dealt the blocks of the one-item grid.  Else: none. */
+DEV bool bwd_ws_next_item(const sp_bwd_kparams &p, bwd_ws_item &I)
+{
+    if (!p.work_count) {
+        I.n0 = 1 << 30;   /* none: past every sequence's end (the consumers' test) */
+        return false;
+    }
+    /* gridDim.x read here, by a volatile mov: hoisted to the producer's start, ptxas spilled it */
+    unsigned blocks;
+    asm volatile("mov.u32 %0, %%nctaid.x;\n" : "=r"(blocks));
+    return bwd_ws_item_at(p, blocks + (unsigned)atomicAdd((int *)p.work_count, 1), I);
+}
+
 template <bool ORDERED>
 DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_shared &S, unsigned char *smem)
 {
     /* Its values from scratch or from shared memory, read where used: at 24 registers for the
      * warpgroup (the writer's path included), values held through the loop spilled. */
     const bwd_ws_tiles T = bwd_ws_tiles_at(smem);
-    const int n0 = S.n0;
-    mbar_arrive_expect_tx(bwd_ws_bar(S.kv_full), 2 * KV_TILE_BYTES);
-#pragma unroll
-    for (int cb = 0; cb < COL_BLOCKS; ++cb) {
-        tma_load_4d(T.k + cb * BN * SW_ROW, tm.k, bwd_ws_bar(S.kv_full), 64 * cb, S.row0 + n0, ws_blk(S.kvh), S.tb);
-        tma_load_4d(T.v + cb * BN * SW_ROW, tm.v, bwd_ws_bar(S.kv_full), 64 * cb, S.row0 + n0, ws_blk(S.kvh), S.tb);
-    }
-    /* K and V are the caller's; what comes next (lse2, delta) is pre's: launched as its
-     * dependent (runtime/attn_bwd.c), this block may have started before pre ended. */
-    griddep_wait();
     /* ORDERED with WS_DET_ASCENDING: each head's query tiles from the last (the order's
      * argument is at bwd_ws_block_of). */
     constexpr bool DESC = ORDERED && WS_DET_ASCENDING;
-    bwd_cursor cur;
-    if (DESC) bwd_cursor_init_desc(cur);
-    else bwd_cursor_init(cur);
-    int stage = 0;
-    u32 phase = 0;
-    int r, mt;
+    /* ring: the ring's slots filled so far, stage ring % STAGES with parity (ring / STAGES) & 1
+     * (one register for both: at 24 a register counts) */
+    u32 ring = 0;
+    S.producer_item = 0;
+#pragma unroll 1
     for (;;) {
-        const bool any = DESC ? bwd_cursor_next_desc(cur, ws_rows(p, S), S.n0, S.n, r, mt)
-                                 : bwd_cursor_next(cur, ws_rows(p, S), S.n0, S.n, r, mt);
-        mbar_wait(bwd_ws_bar(S.empty[stage]), phase ^ 1);   /* every consumer warp is done with it */
-        bwd_slot &slot = S.slots[stage];
-        const u32 full = bwd_ws_bar(S.full[stage]);
-        if (!any) {
-            slot.mt = -1;   /* the end: the consumers leave the loop */
-            mbar_arrive(full);
-            return;
-        }
-        const int *row = ws_rows(p, S) + (unsigned)(r * BAND_STRIDE);
-        slot.mt = mt;
-        slot.r = r;
-        slot.count = min(row[0], MAX_INTERVALS);
-#pragma unroll
-        for (int k = 0; k < MAX_INTERVALS; ++k) {
-            slot.lo[k] = row[1 + 2 * k];
-            slot.hi[k] = row[2 + 2 * k];
-        }
-        mbar_arrive_expect_tx(full, STAGE_TX_BYTES);   /* release: the slot is published with the phase */
-        const int h = ws_blk(S.kvh) * GROUP + r, m0 = mt * BM;
+        const bwd_ws_item &I = S.item[ws_blk(S.producer_item) & 3];
+        /* K and V: into the tiles the consumers have left (the wait for kv_empty is at the
+         * previous item's end; the first item's are free) */
+        mbar_arrive_expect_tx(bwd_ws_bar(S.kv_full), 2 * KV_TILE_BYTES);   /* release: the item too */
 #pragma unroll
         for (int cb = 0; cb < COL_BLOCKS; ++cb) {
-            tma_load_4d(T.q + stage * Q_TILE_BYTES + cb * BM * SW_ROW, tm.q, full, 64 * cb, S.row0 + m0, h, S.tb);
-            tma_load_4d(T.dout + stage * Q_TILE_BYTES + cb * BM * SW_ROW, tm.dout, full, 64 * cb, S.row0 + m0, h, S.tb);
+            tma_load_4d(T.k + cb * BN * SW_ROW, tm.k, bwd_ws_bar(S.kv_full), 64 * cb, S.row0 + ws_blk(I.n0), ws_blk(I.kvh),
+                        ws_blk(I.tb));
+            tma_load_4d(T.v + cb * BN * SW_ROW, tm.v, bwd_ws_bar(S.kv_full), 64 * cb, S.row0 + ws_blk(I.n0), ws_blk(I.kvh),
+                        ws_blk(I.tb));
         }
-        /* packed: ws_sb = 0 (and tb = 0), the sequence's scratch rows from wsrow */
-        const long long w = S.tb * p.ws_sb + S.wsrow + h * p.ws_sh + m0;
-        bulk_load(T.l + stage * BM * 4, (const float *)p.lse2 + w, BM * 4, full);
-        bulk_load(T.d + stage * BM * 4, (const float *)p.delta + w, BM * 4, full);
-        if (++stage == STAGES) {
-            stage = 0;
-            phase ^= 1;
+        /* K and V are the caller's; what comes next (lse2, delta, the work counter) is pre's:
+         * launched as its dependent (runtime/attn_bwd.c), this block may have started before
+         * pre ended. */
+        if (ws_blk(S.producer_item) == 0) griddep_wait();
+        bwd_cursor cur;
+        if (DESC) bwd_cursor_init_desc(cur);
+        else bwd_cursor_init(cur);
+        int r, mt;
+#pragma unroll 1
+        for (;;) {
+            const bool any = DESC ? bwd_cursor_next_desc(cur, ws_rows(p, I), ws_blk(I.n0), S.n, r, mt)
+                                  : bwd_cursor_next(cur, ws_rows(p, I), ws_blk(I.n0), S.n, r, mt);
+            const u32 stage = ring % STAGES;
+            mbar_wait(bwd_ws_bar(S.empty[stage]), ((ring / STAGES) & 1) ^ 1);   /* every consumer is done with it */
+            bwd_slot &slot = S.slots[stage];
+            const u32 full = bwd_ws_bar(S.full[stage]);
+            if (!any) {
+                /* The item's end slot (mt = -1; r = 1: another item follows, in item[(item + 1) % 4]).
+                 * Its K and V once the consumers have left this item's (kv_empty). */
+                const int item = ws_blk(S.producer_item);
+                const bool more = bwd_ws_next_item(p, S.item[(item + 1) & 3]);
+                slot.mt = -1;
+                slot.r = more;
+                mbar_arrive(full);
+                ++ring;
+                if (!more) return;
+                mbar_wait(bwd_ws_bar(S.kv_empty), (u32)(item & 1));
+                *(volatile int *)&S.producer_item = item + 1;
+                break;
+            }
+            const int *row = ws_rows(p, I) + (unsigned)(r * BAND_STRIDE);
+            slot.mt = mt;
+            slot.r = r;
+            slot.count = min(row[0], MAX_INTERVALS);
+            /* One interval at a time: all of them at once took more than the producer's 24
+             * registers with four intervals (the table is in L1; the loads are hidden behind
+             * the consumers' steps). */
+#pragma unroll 1
+            for (int k = 0; k < MAX_INTERVALS; ++k) {
+                slot.lo[k] = row[1 + 2 * k];
+                slot.hi[k] = row[2 + 2 * k];
+            }
+            mbar_arrive_expect_tx(full, STAGE_TX_BYTES);   /* release: the slot is published with the phase */
+            const int h = ws_blk(I.kvh) * GROUP + r, m0 = mt * BM, tb = ws_blk(I.tb);
+#pragma unroll
+            for (int cb = 0; cb < COL_BLOCKS; ++cb) {
+                tma_load_4d(T.q + stage * Q_TILE_BYTES + cb * BM * SW_ROW, tm.q, full, 64 * cb, S.row0 + m0, h, tb);
+                tma_load_4d(T.dout + stage * Q_TILE_BYTES + cb * BM * SW_ROW, tm.dout, full, 64 * cb, S.row0 + m0, h, tb);
+            }
+            /* packed: ws_sb = 0 (and tb = 0), the sequence's scratch rows from wsrow */
+            const long long w = tb * p.ws_sb + S.wsrow + h * p.ws_sh + m0;
+            bulk_load(T.l + stage * BM * 4, (const float *)p.lse2 + w, BM * 4, full);
+            bulk_load(T.d + stage * BM * 4, (const float *)p.delta + w, BM * 4, full);
+            ++ring;
         }
     }
 }
@@ -477,16 +555,9 @@ DEV void ws_ds_wait(int wg, int s)
 /* ==== The consumers ====
  * Warpgroup c (0 .. BN / 64 - 1) of the consumers, warp cw (0 .. CONSUMER_WARPS - 1) of them:
  * bwd_wgmma.cuh's warpgroup c and warp cw, step for step. */
-DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws_tiles &T, int n0, int n)
+DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws_tiles &T, int n)
 {
     const int ctid = (int)threadIdx.x - PRODUCER_THREADS, cw = ctid / 32, lane = ctid % 32, wg = cw / 4;
-    const int key0 = n0 + 16 * cw;   /* this warp's first key */
-
-    float dk[HEAD_DIM / 8][4], dv[HEAD_DIM / 8][4];
-#pragma unroll
-    for (int db = 0; db < HEAD_DIM / 8; ++db)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) dk[db][e] = dv[db][e] = 0.f;
 
     /* Descriptors as bwd_wgmma.cuh's (stage st adds st * Q_TILE_BYTES / 16). */
     const u64 dka = smem_desc(T.k + wg * WG_KEYS * SW_ROW, 16, 1024);
@@ -501,8 +572,6 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
     for (int w = ctid; w < BN * DS_ROW_BYTES / 4; w += CONSUMER_THREADS) st_shared_u32(T.ds + BN * DS_ROW_BYTES + 4 * w, 0u);
     fence_proxy_async();
     named_sync(BAR_DS, CONSUMER_THREADS);
-
-    mbar_wait(bwd_ws_bar(S.kv_full), 0);   /* K and V have landed */
 
     /* The steps.  Step it's dS^T goes to buffer it % 2 and is read by dQ(it), issued in step
      * it + 1 by both warpgroups (each reads every key's row of it).  So dQ(it - 1), issued
@@ -528,15 +597,32 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
      * dQ of step it - 1 goes to a writer through a staging buffer (ws_dq_put: it waits
      * there only if that buffer's writer has not yet read step it - 1 - WS_DQ_BUFS's). */
     static_assert(GROUP <= 256, "the head in group fits 8 bits");
-    int it = 0, prev_tile = 0;
+    /* The items (one, or in the persistent mode as many as the producer takes; bwd_ws_producer):
+     * it counts the steps of all of them (the dS^T buffers, the announcements and the dQ
+     * buffers go on from item to item); the ring's slots are the steps and each item's end
+     * slot, it + item before step it of item `item`.  prev_tile < 0: the item's first step. */
+    int it = 0;
+#pragma unroll 1
+    for (int item = 0;; ++item) {
+    mbar_wait(bwd_ws_bar(S.kv_full), (u32)item & 1);   /* K and V have landed, and the item */
+    const int key0 = S.item[item & 3].n0 + 16 * cw;   /* this warp's first key of the item */
+    float dk[HEAD_DIM / 8][4], dv[HEAD_DIM / 8][4];
+#pragma unroll
+    for (int db = 0; db < HEAD_DIM / 8; ++db)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) dk[db][e] = dv[db][e] = 0.f;
+    int prev_tile = -1;
     for (;; ++it) {
-        /* The ring's position, from it (two registers fewer than carrying them: the loop is
-         * at the consumers' budget). */
-        const int stage = it % STAGES;
-        mbar_wait(bwd_ws_bar(S.full[stage]), (u32)(it / STAGES) & 1);   /* the stage's tiles, rows and slot */
+        /* The ring's position, from it and item (registers fewer than carrying them: the loop
+         * is at the consumers' budget). */
+        const int ring = it + item, stage = ring % STAGES;
+        mbar_wait(bwd_ws_bar(S.full[stage]), (u32)(ring / STAGES) & 1);   /* the stage's tiles, rows and slot */
         const bwd_slot &sl = S.slots[stage];
         const int mt = sl.mt;
-        if (mt < 0) break;   /* the end slot: the same for every consumer */
+        if (mt < 0) {   /* the item's end slot: the same for every consumer */
+            mbar_arrive(bwd_ws_bar(S.empty[stage]));   /* read: the producer may refill it */
+            break;
+        }
         const u32 so = (u32)(stage * Q_TILE_BYTES) >> 4;
         const u32 ds_cur = (u32)((it & 1) * BN * DS_ROW_BYTES), ds_prev = (u32)(BN * DS_ROW_BYTES) - ds_cur;
         const int m0 = mt * BM;
@@ -545,7 +631,7 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
          * its P^T and dS^T are 0, so dV and dK gain nothing, and its rows of the dS^T tile
          * are stored as zeros for dQ, which reads every key's row.  Warp-uniform by the
          * vote, warpgroup-uniform as every warp reads the same slot. */
-        const bool wg_skip = __all_sync(0xffffffffu, bwd_tile_kind(sl, m0, BM, n0 + WG_KEYS * wg, WG_KEYS, n) == TILE_SKIP);
+        const bool wg_skip = __all_sync(0xffffffffu, bwd_tile_kind(sl, m0, BM, key0 - 16 * (cw & 3), WG_KEYS, n) == TILE_SKIP);
         u32 dsf[BM / 16][4];
         if (!wg_skip) {
             float s[BM / 8][4], dp[BM / 8][4];
@@ -573,7 +659,7 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
 #pragma unroll
             for (int kc = 0; kc < BM / 16; ++kc) dsf[kc][0] = dsf[kc][1] = dsf[kc][2] = dsf[kc][3] = 0u;
         }
-        if (it > 0) ws_ds_wait(wg, it - 1);                /* dS^T of step it - 1, both warpgroups */
+        if (prev_tile >= 0) ws_ds_wait(wg, it - 1);                 /* dS^T of step it - 1, both warpgroups */
         float dq[DQ_N / 8][4];
         issue_dq(dq, dst + (ds_prev >> 4), dkt);           /* dQ of step it - 1 */
         if (!wg_skip) {
@@ -583,42 +669,59 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
             wgmma_wait<0>();
         }
         regs_fence(dq);
-        if (it > 0) ws_dq_put(S, T.dq, dq, it - 1, prev_tile, wg, cw, lane);   /* for the writer */
-        prev_tile = mt << 8 | sl.r;
+        if (prev_tile >= 0) ws_dq_put(S, T.dq, dq, it - 1, prev_tile, item, wg, cw, lane);   /* for the writer */
         store_ds_frags(T.ds + ds_cur, dsf, cw, lane);      /* for dQ, in step it + 1 */
         fence_proxy_async();                               /* both stores, for the async proxy */
-        if (it > 0) ws_dq_hand(S, it - 1, lane);           /* to the writer */
+        if (prev_tile >= 0) ws_dq_hand(S, it - 1, lane);   /* to the writer */
+        prev_tile = mt << 8 | sl.r;
         if (WARPGROUPS > 1) named_arrive(BAR_DS_FULL + 2 * wg + (it & 1), CONSUMER_THREADS);   /* for the other warpgroup */
         wgmma_wait<0>();                                   /* dV, dK: done reading the stage */
         regs_fence(dk);
         regs_fence(dv);
         mbar_arrive(bwd_ws_bar(S.empty[stage]));   /* the producer may refill it */
     }
-    /* dQ of the last step (it steps ran): its dS^T complete in both warpgroups, as above. */
-    if (it > 0) {
+    /* dQ of the item's last step (step it - 1): its dS^T complete in both warpgroups, as above. */
+    if (prev_tile >= 0) {
         ws_ds_wait(wg, it - 1);
         float dq[DQ_N / 8][4];
         issue_dq(dq, dst + ((((it - 1) & 1) * BN * DS_ROW_BYTES) >> 4), dkt);
         wgmma_wait<0>();
         regs_fence(dq);
-        ws_dq_put(S, T.dq, dq, it - 1, prev_tile, wg, cw, lane);
+        ws_dq_put(S, T.dq, dq, it - 1, prev_tile, item, wg, cw, lane);
         fence_proxy_async();
         ws_dq_hand(S, it - 1, lane);
     }
-    ws_dq_end(S, it, ctid);   /* the writer stops */
+    /* Nothing reads this item's K and V any more (every product is done): the producer may
+     * load the next item's while this one's dK and dV are written.  Every thread arrives, as
+     * on empty (the slot's reads are the thread's own). */
+    mbar_arrive(bwd_ws_bar(S.kv_empty));
 
-    /* dK * scale and dV, staged through the warp's own rows of the K and V tiles once no
-     * consumer reads them (the last dQ read every row of K's column blocks).  Packed: the
-     * sequence's rows from row0 (batch strides 0, tb = 0).  The kv head from S too: passed
-     * in, it is bwd_ws_block_of's, no longer blockIdx.y (which was read again here), and held
-     * through the loop it spilled (4 bytes, test_codegen_bwd's custom d128). */
+    /* dK * scale and dV, staged through the warp's own rows of the dS^T buffers and of dQ
+     * staging buffer 0 (not K and V, which the next item's loads fill meanwhile): once no
+     * consumer reads the dS^T buffers (the last dQ products of both warpgroups; BAR_DS) and
+     * the writers' adds have read the staged dQ (ws_dq_drain; one thread waits and BAR_DS
+     * passes it on).  Packed: the sequence's rows from row0 (batch strides 0, tb = 0).  The
+     * kv head from the item (not blockIdx.y: bwd_ws_block_of). */
+    if (ctid == 0) ws_dq_drain(S, it);
     named_sync(BAR_DS, CONSUMER_THREADS);
     const long long row0 = S.row0;
-    const int kvh = S.kvh;
-    bwd_write_rows<sw128_tiles>(dk, p.scale, T.k + cw * 16 * SW_ROW,
-                                (elem_t *)p.dk + S.tb * p.dk_sb + row0 * p.dk_sn + kvh * p.dk_sh, p.dk_sn, key0, n, lane);
-    bwd_write_rows<sw128_tiles>(dv, 1.f, T.v + cw * 16 * SW_ROW,
-                                (elem_t *)p.dv + S.tb * p.dv_sb + row0 * p.dv_sn + kvh * p.dv_sh, p.dv_sn, key0, n, lane);
+    const bwd_ws_item &I = S.item[item & 3];
+    /* The staging addresses made here, not before the item loop, where ptxas hoisted them and
+     * spilled them through it (an opaque copy of the bases, which cannot leave the loop). */
+    u32 sdk = T.ds + cw * 16 * SW_ROW, sdv = T.dq + cw * 16 * SW_ROW;
+    int el = lane;
+    asm volatile("" : "+r"(sdk), "+r"(sdv), "+r"(el));
+    bwd_write_rows<sw128_tiles>(dk, p.scale, sdk, (elem_t *)p.dk + I.tb * p.dk_sb + row0 * p.dk_sn + I.kvh * p.dk_sh,
+                                p.dk_sn, key0, n, el);
+    bwd_write_rows<sw128_tiles>(dv, 1.f, sdv, (elem_t *)p.dv + I.tb * p.dv_sb + row0 * p.dv_sn + I.kvh * p.dv_sh,
+                                p.dv_sn, key0, n, el);
+    if (S.item[(item + 1) & 3].n0 >= n) break;   /* no next item (bwd_ws_next_item) */
+    /* The next item's dS^T and dQ stores go where other warps have just read their rows (and
+     * its first dQ product, whose result is not used, reads the dS^T buffers: fenced). */
+    fence_proxy_async();
+    named_sync(BAR_DS, CONSUMER_THREADS);
+    }
+    ws_dq_end(S, it, ctid);   /* the writers stop */
 }
 
 /* ==== The block order: longest first ====
@@ -679,29 +782,40 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
 {
     extern __shared__ unsigned char smem[];
     __shared__ bwd_ws_shared S;
-    /* The block's KV tile, kv head and sequence (bwd_ws_block_of: tile-major on a uniform
-     * batch, but blockIdx in the descending deterministic order).  Packed: blockIdx.z is the
-     * sequence, n its length (KV tiles past it return). */
     griddep_launch_dependents();   /* convert's blocks may wait on SMs our last blocks leave */
-    const bwd_ws_block bk = bwd_ws_block_of<ORDERED>(p);
-    const int kvh = bk.kvh, b = bk.b;
+    /* The block's first item.  Persistent (p.work_count, a uniform batch): item blockIdx.x of
+     * the longest-first order, gridDim.x < the items.  Else the block's KV tile, kv head and
+     * sequence (bwd_ws_block_of: tile-major on a uniform batch, but blockIdx in the descending
+     * deterministic order).  Packed: blockIdx.z is the sequence, n its length (KV tiles past it
+     * return). */
+    bwd_ws_item first;
+    int b;
+    if (p.work_count) {
+        bwd_ws_item_at(p, blockIdx.x, first);
+        b = first.b;
+    } else {
+        const bwd_ws_block bk = bwd_ws_block_of<ORDERED>(p);
+        b = bk.b;
+        const int tiles = (seq_span_of(p, b).n + BN - 1) / BN;
+        /* the descending deterministic order: x = 0 is the last tile, x past the tiles returns */
+        first.n0 = !ORDERED || WS_DET_ASCENDING ? bk.tile * BN : bk.tile < tiles ? (tiles - 1 - bk.tile) * BN : 1 << 30;
+        first.kvh = bk.kvh;
+        first.b = b;
+        first.tb = p.cu_seqlens ? 0 : b;
+    }
     const seq_span sp = seq_span_of(p, b);
-    const int n = sp.n, tiles = (n + BN - 1) / BN;
-    /* the descending deterministic order: x = 0 is the last tile, x past the tiles returns */
-    const int n0 = !ORDERED || WS_DET_ASCENDING ? bk.tile * BN : bk.tile < tiles ? (tiles - 1 - bk.tile) * BN : n;
+    const int n = sp.n, n0 = first.n0;
     if (n0 >= n) return;   /* block-uniform */
     const bwd_ws_tiles T = bwd_ws_tiles_at(smem);
 
     if (threadIdx.x == 0) {
-        S.n0 = n0;
-        S.kvh = kvh;
-        S.b = b;
+        S.item[0] = first;
         S.n = n;
         S.row0 = sp.start;   /* 0 for a uniform batch */
-        S.tb = p.cu_seqlens ? 0 : b;
         S.semoff = p.cu_seqlens ? sp.start / BM + b : 0;
         S.wsrow = p.cu_seqlens ? seq_ws_row(p, b) : 0;
         mbar_init(bwd_ws_bar(S.kv_full), 1);
+        mbar_init(bwd_ws_bar(S.kv_empty), CONSUMER_THREADS);
 #pragma unroll
         for (int st = 0; st < STAGES; ++st) {
             mbar_init(bwd_ws_bar(S.full[st]), 1);
@@ -731,6 +845,6 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
         else if (WS_DQ_BUFS > 1 && threadIdx.x == 64) bwd_ws_writer<ORDERED>(p, tm, S, smem, n0, 1);
     } else {
         regs_alloc<CONSUMER_REGS>();
-        bwd_ws_consumer(p, S, T, n0, n);
+        bwd_ws_consumer(p, S, T, n);
     }
 }

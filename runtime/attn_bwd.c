@@ -12,6 +12,11 @@
 /* main_sem runs (and dq_accum and the semaphores are needed) */
 static int uses_sem(const sp_kcfg *cfg, const attn_bwd_args *a) { return a->deterministic && kcfg_bwd_dq_ordered(cfg); }
 
+int attn_bwd_persistent(const sp_kcfg *cfg, const attn_bwd_args *a)
+{
+    return kcfg_family(cfg)->producer_threads != 0 && !a->deterministic && !a->cu_seqlens;
+}
+
 size_t attn_bwd_sem_bytes(const attn_bwd_args *a, int bm)
 {
     long long tiles = a->cu_seqlens ? packing_sem_tiles(a->total, a->batch, bm)   /* per head */
@@ -29,7 +34,7 @@ void attn_bwd_scratch_sizes(const sp_kcfg *cfg, const attn_bwd_args *a, attn_bwd
         s->dq_accum = accum ? (size_t)a->total * (size_t)a->heads * (size_t)cfg->head_dim * sizeof(float) : 0;
         s->delta = (size_t)a->heads * (size_t)packing_ws_rows(a->total, a->batch) * sizeof(float);
     }
-    s->dq_sem = uses_sem(cfg, a) ? attn_bwd_sem_bytes(a, cfg->bm) : 0;
+    s->dq_sem = uses_sem(cfg, a) ? attn_bwd_sem_bytes(a, cfg->bm) : attn_bwd_persistent(cfg, a) ? 16 : 0;
     s->lse2 = s->delta;
 }
 
@@ -63,9 +68,9 @@ int attn_bwd_pack(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_kparams *kp
     const attn_tensor *tensors[] = { &a->q, &a->k, &a->v, &a->o, &a->dout, &a->dq, &a->dk, &a->dv };
     for (int t = 0; t < 8; t++)
         if (attn_check_tensor("backward", names[t], tensors[t], e)) return -1;
-    const int sem = uses_sem(cfg, a), accum = !a->deterministic || sem;
+    const int sem = uses_sem(cfg, a), accum = !a->deterministic || sem, persistent = attn_bwd_persistent(cfg, a);
     if (check_scratch("delta", a->delta, e) || check_scratch("lse2", a->lse2, e) ||
-        (accum && check_scratch("dq_accum", a->dq_accum, e)) || (sem && check_scratch("dq_sem", a->dq_sem, e)))
+        (accum && check_scratch("dq_accum", a->dq_accum, e)) || ((sem || persistent) && check_scratch("dq_sem", a->dq_sem, e)))
         return -1;
     if (a->cu_seqlens && (a->total < 1 || a->total > (1 << 30) || a->bands_sb < 0))
         return sp_fail(e, SP_EXIT_USAGE, "backward launch: packed total %lld tokens, band stride %d", a->total,
@@ -86,6 +91,7 @@ int attn_bwd_pack(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_kparams *kp
      * the semaphores only when main_sem runs. */
     kp->dq_accum = accum ? a->dq_accum : 0;
     kp->dq_sem = sem ? a->dq_sem : 0;
+    kp->work_count = persistent ? a->dq_sem : 0;   /* the same scratch: one int */
     kp->delta = a->delta;
     kp->lse2 = a->lse2;
     kp->bands = a->bands;
@@ -153,6 +159,12 @@ void attn_bwd_grid(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_part part,
     }
 }
 
+unsigned attn_bwd_persistent_blocks(const sp_kcfg *cfg, unsigned items, int sm_count)
+{
+    unsigned slots = (unsigned)(sm_count > 0 ? sm_count : 1) * (unsigned)(cfg->ctas > 1 ? cfg->ctas : 1);
+    return items < slots ? items : slots;
+}
+
 void attn_bwd_parts(const sp_kcfg *cfg, int deterministic, sp_bwd_part parts[3])
 {
     int det_split = deterministic && !kcfg_bwd_dq_ordered(cfg);   /* main_det + dq */
@@ -196,6 +208,10 @@ int attn_bwd_launch(sp_gpu *g, const attn_bwd_kernels *k, const sp_kcfg *cfg, co
             return sp_fail(e, SP_EXIT_USAGE, "internal: backward kernel %s not loaded", kcfg_bwd_part_name(parts[i]));
         unsigned grid[3];
         attn_bwd_grid(cfg, a, parts[i], grid);
+        if (parts[i] == BWD_MAIN && kp.work_count) {   /* persistent: a block per slot of the GPU */
+            grid[0] = attn_bwd_persistent_blocks(cfg, grid[0] * grid[1] * grid[2], g->sm_count);
+            grid[1] = grid[2] = 1;
+        }
         void *args[] = { &kp, &maps };
         if (!maps_needed || (parts[i] != BWD_MAIN && parts[i] != BWD_MAIN_SEM)) args[1] = NULL;   /* pre, convert: one */
         /* On sm_90a (the ws family) main and convert start as dependents of the kernel before

@@ -46,7 +46,8 @@ typedef struct {
     float scale;                   /* softmax scale (the forward's) */
     int deterministic;             /* 1: bitwise repeatable (main_det + dq, or main_sem) */
     sp_dptr dq_accum, delta, lse2; /* scratch (see above); dq_accum unused by main_det + dq */
-    sp_dptr dq_sem;                /* scratch of main_sem (deterministic wgmma), else unused */
+    sp_dptr dq_sem;                /* scratch of main_sem (deterministic wgmma), or the persistent
+                                      main's work counter (attn_bwd_persistent), else unused */
     /* Packed sequences, as in attn_fwd_args: every tensor and dq_accum
      * [total, heads, D], lse [heads, total]; delta and lse2 [heads,
      * packing_ws_rows(total, batch)]; dq_sem [heads, packing_sem_tiles(total,
@@ -60,13 +61,20 @@ typedef struct {
     size_t dq_accum;   /* 0 in deterministic mode of main_det + dq */
     size_t delta;
     size_t lse2;
-    size_t dq_sem;     /* 0 but in deterministic mode of main_sem */
+    size_t dq_sem;     /* main_sem's semaphores in its deterministic mode; 16 bytes (a work
+                          counter) where main is persistent; else 0 */
 } attn_bwd_scratch;
 
 /* Bytes of each scratch buffer for a launch described by a (batch, seqlen,
  * heads, deterministic; packed: total, batch) with cfg's head_dim, BM and
  * family. */
 void attn_bwd_scratch_sizes(const sp_kcfg *cfg, const attn_bwd_args *a, attn_bwd_scratch *s);
+/* Whether main runs persistent (kernels/bwd_ws.cuh: the ws family's default mode on a uniform
+ * batch): a block per slot of the GPU, each taking KV tiles in turn from a work counter in the
+ * dq_sem scratch, which pre zeroes. */
+int attn_bwd_persistent(const sp_kcfg *cfg, const attn_bwd_args *a);
+/* Its grid: min(items, sm_count x cfg's blocks per SM). */
+unsigned attn_bwd_persistent_blocks(const sp_kcfg *cfg, unsigned items, int sm_count);
 /* Bytes of main_sem's semaphores for query tiles of bm rows (the dq_sem of
  * attn_bwd_scratch_sizes); with the smallest bm of any config (32), room
  * for every config of the shape. */

@@ -662,10 +662,22 @@ static void test_ws_family(void)
     attn_bwd_args a;
     fake_bwd_args(&a, 2);
     sp_bwd_kparams kp;
-    CHECKF(attn_bwd_pack(&c, &a, &kp, &e) == 0, "pack atomic: %s", e.msg);
+    /* The default mode on a uniform batch is persistent: its work counter is dq_sem's scratch
+     * (16 bytes), which the pack requires; one block per SM slot, no more than the items. */
+    CHECK("atomic is persistent", attn_bwd_persistent(&c, &a));
+    CHECK("atomic without the counter's scratch is refused", attn_bwd_pack(&c, &a, &kp, &e) != 0 &&
+                                                                  strstr(e.msg, "dq_sem"));
+    a.dq_sem = 0x70000;
+    CHECKF(attn_bwd_pack(&c, &a, &kp, &e) == 0 && kp.work_count == 0x70000 && kp.dq_sem == 0, "pack atomic: %s", e.msg);
     attn_bwd_scratch sc;
     attn_bwd_scratch_sizes(&c, &a, &sc);
-    CHECK("atomic scratch: accumulator, no semaphores", sc.dq_accum > 0 && sc.dq_sem == 0);
+    CHECK("atomic scratch: accumulator and the work counter", sc.dq_accum > 0 && sc.dq_sem == 16);
+    CHECKF(attn_bwd_persistent_blocks(&c, 5000, 132) == 132 && attn_bwd_persistent_blocks(&c, 100, 132) == 100 &&
+               attn_bwd_persistent_blocks(&c, 5000, 0) == 1,
+           "persistent blocks %u %u", attn_bwd_persistent_blocks(&c, 5000, 132), attn_bwd_persistent_blocks(&c, 100, 132));
+    sp_kcfg two = c;
+    two.ctas = 2;
+    CHECK("two blocks per SM: twice the blocks", attn_bwd_persistent_blocks(&two, 5000, 132) == 264);
     a.deterministic = 1;
     a.dq_sem = 0x70000;
     attn_bwd_parts(&c, 1, parts);
@@ -680,6 +692,14 @@ static void test_ws_family(void)
     e.msg[0] = 0;
     CHECKF(attn_bwd_pack(&c, &a, &kp, &e) == 0 && kp.cu_seqlens == 0x3000 && kp.q_sb == 0 && kp.dqa_sb == 0,
            "packed packs (batch strides 0): %s", e.msg);
+    CHECK("packed and deterministic are not persistent", !attn_bwd_persistent(&c, &a) && kp.work_count == 0);
+    a.cu_seqlens = 0;
+    a.deterministic = 1;
+    CHECK("deterministic: not persistent", !attn_bwd_persistent(&c, &a));
+    a.deterministic = 0;
+    sp_kcfg mma = base_cfg();
+    kcfg_default_bwd(&mma, 80);
+    CHECK("the mma family: not persistent", !attn_bwd_persistent(&mma, &a));
 
     /* The unit: the entry takes the TMA maps; the default family's is untouched. */
     char buf[512];
