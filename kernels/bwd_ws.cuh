@@ -630,8 +630,11 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
          * falls in the other half of the KV tile) skips its four products and the softmax:
          * its P^T and dS^T are 0, so dV and dK gain nothing, and its rows of the dS^T tile
          * are stored as zeros for dQ, which reads every key's row.  Warp-uniform by the
-         * vote, warpgroup-uniform as every warp reads the same slot. */
-        const bool wg_skip = __all_sync(0xffffffffu, bwd_tile_kind(sl, m0, BM, key0 - 16 * (cw & 3), WG_KEYS, n) == TILE_SKIP);
+         * vote, warpgroup-uniform as every warp reads the same slot.  With one warpgroup
+         * (d64) the step would not have been visited: not tested (the test cost d64 3%,
+         * session 13). */
+        const bool wg_skip = WARPGROUPS > 1 &&
+                             __all_sync(0xffffffffu, bwd_tile_kind(sl, m0, BM, key0 - 16 * (cw & 3), WG_KEYS, n) == TILE_SKIP);
         u32 dsf[BM / 16][4];
         if (!wg_skip) {
             float s[BM / 8][4], dp[BM / 8][4];
@@ -659,9 +662,10 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
 #pragma unroll
             for (int kc = 0; kc < BM / 16; ++kc) dsf[kc][0] = dsf[kc][1] = dsf[kc][2] = dsf[kc][3] = 0u;
         }
-        if (prev_tile >= 0) ws_ds_wait(wg, it - 1);                 /* dS^T of step it - 1, both warpgroups */
+        if (prev_tile >= 0) ws_ds_wait(wg, it - 1);        /* dS^T of step it - 1, both warpgroups */
         float dq[DQ_N / 8][4];
-        issue_dq(dq, dst + (ds_prev >> 4), dkt);           /* dQ of step it - 1 */
+        issue_dq(dq, dst + (ds_prev >> 4), dkt);           /* dQ of step it - 1 (in an item's first step: unused;
+                                                              under a branch ptxas serialized the wgmma) */
         if (!wg_skip) {
             issue_acc(dk, dsf, dqt + so);                  /* dK += dS^T Q */
             wgmma_wait<1>();                               /* dQ of step it - 1 is done */
