@@ -9,7 +9,7 @@
  *
  *   warpgroup 0, the producer (setmaxnreg down to PRODUCER_REGS; thread 0
  *       loads, thread 32 (and 64 with WS_DQ_BUFS 2) writes dQ, the others
- *       exit): thread 0 loads the K and V tiles once (TMA, one box of BN
+ *       exit): thread 0 loads the item's K and V tiles (TMA, one box of BN
  *       rows per 64-value column block), then walks the cursor
  *       (bwd_iter.cuh's bwd_cursor_next; deterministic at d64: bwd_cursor_next_desc)
  *       and, per query tile, waits until
@@ -18,8 +18,9 @@
  *       and loads the Q and dO tiles by TMA (boxes of BM rows, the 128-byte
  *       swizzle: the sw128 tile layout the wgmma descriptors read, as
  *       fwd_ws.cuh's Q tiles) and the lse2 and delta rows by 1-D bulk
- *       copies.  After the last tile it writes an end slot (mt = -1) and
- *       arrives on FULL without bytes.
+ *       copies.  After the item's last tile it takes the next item
+ *       (persistent mode), writes an end slot (mt = -1, r = whether an item
+ *       follows) and arrives on FULL without bytes.
  *   warpgroup 0, warp 1, lane 0: the dQ writer (FlashAttention-3's dQ
  *       writer warp): per step, adds the dQ tile the consumers staged (and
  *       named) by TMA tensor reduce-adds, frees the staging buffer once they
@@ -34,12 +35,34 @@
  *       as warpgroup c of bwd_wgmma.cuh; per step they wait on FULL, not on
  *       cp.async and __syncthreads, and hold no cursor and no load address.
  *
+ * Work items and persistence (session 13): an item is one KV tile of one kv
+ * head and sequence, the block of the one-item grid.  In the default mode on
+ * a uniform batch (p.work_count != 0: runtime/attn_bwd.c, attn_bwd_persistent)
+ * the grid is one block per SM slot and block c takes item c, then the next
+ * item of the longest-first order from a counter that pre zeroes
+ * (bwd_ws_next_item): the hardware's dynamic dealing of the one-item grid,
+ * without a block's launch, barrier set-up, first loads and drain between
+ * two items.  The item's end is the point: the consumers arrive on kv_empty
+ * after its last product and stage dK and dV through the dS^T and dQ
+ * buffers, not K and V, so the producer loads the next item's K and V, Q
+ * and dO meanwhile.  The deterministic mode and packed sequences keep the
+ * one-item grid (their turns and sequences follow blockIdx).  Measured
+ * (session 13, bench/NOTES-bwd.md): the backward alone -3 to -5%.
+ * Programmatic dependent launch: main starts as pre's dependent and lets
+ * convert start as its own (griddep_*: ptx.cuh); the producer (after the
+ * first item's K and V) and the writers wait for pre before they read or add
+ * to what it wrote.
+ *
  * Barriers (mbarriers in static shared memory; iteration k of the ring uses
- * stage k % STAGES with parity (k / STAGES) & 1, mbarrier.cuh's convention):
- *   kv_full      count 1 (the producer's expect_tx) + the K and V bytes; one
- *                phase, waited (parity 0) by every consumer before its
- *                first product and, always, before the end writes dK and dV
- *                through the K and V tiles (no copy may still land there).
+ * stage k % STAGES with parity (k / STAGES) & 1, mbarrier.cuh's convention;
+ * the ring's iterations are the steps and each item's end slot):
+ *   kv_full      count 1 (the producer's expect_tx) + the K and V bytes; a
+ *                phase per item (parity item & 1), waited by every consumer
+ *                before the item's first product; its arrival also
+ *                publishes the item (S.item).
+ *   kv_empty     count CONSUMER_THREADS: every consumer after the item's
+ *                last product (its dQ); the producer waits for it before it
+ *                loads the next item's K and V.
  *   full[st]     count 1 + the stage's bytes (Q, dO, lse2, delta); the
  *                producer's arrive (release) publishes the slot too; the
  *                consumers' wait (acquire) is the only wait of a step for data.
