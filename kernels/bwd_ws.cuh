@@ -135,8 +135,9 @@
  * scheduler); measured in session 10 at -4% of the backward at d64, -1% at
  * (4,16,4096,128).  Packed sequences and the descending deterministic order
  * keep blockIdx's (tile, kv head, sequence).  Every
- * role reads the kv head and sequence that thread 0 wrote to shared memory
- * (S.kvh, S.b; the producer and the writer through ws_blk), not blockIdx.
+ * role reads the item's first key, kv head and sequence from shared memory
+ * (S.item; the producer through ws_blk), the writers the staged tile's head
+ * and batch (S.dq_head, S.dq_tb), not blockIdx.
  *
  * Packed sequences (cu_seqlens): blockIdx.z is the sequence.  The launch's
  * parameters stay kernel parameters (bwd_wgmma.cuh's copy of them into shared memory cost
@@ -243,8 +244,9 @@ DEV bwd_ws_tiles bwd_ws_tiles_at(unsigned char *smem)
     return t;
 }
 
-/* The block's kv head or sequence (S.kvh, S.b) for the producer and the writer, read where
- * used: in the default order they are not blockIdx.y and .z (bwd_ws_block_of), so shared memory
+/* A value of the item (S.item: its first key, kv head, sequence) or the producer's own (its
+ * item count) for the producer, read where used: in the default order they are not blockIdx.y
+ * and .z (bwd_ws_block_of; in the persistent mode not even the block's), so shared memory
  * replaces the special registers these roles read before, and the load is volatile, as the
  * mov from %ctaid was, so that no register holds it across the producer's loop (at 24
  * registers a register counts). */
