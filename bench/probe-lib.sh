@@ -19,6 +19,9 @@
 #   fwd_first_checks           session 11's forward set: the ws tile on band and dense at d128 and d64, packed
 #                              sequences (dense; exclusive, whose first query tiles have no key), GQA at odd N
 #   bench_fwd BIN SPEC B N     one `spattn bench --pass fwd --json`: the spec's kernel and the dense one at that shape
+#   ab_fwdbwd BIN...           the four shapes of DESIGN.md section 5, two rounds: `--pass fwd` of build/spattn
+#                              once per shape, then `--pass fwdbwd` of each BIN in turn (the backward = the
+#                              difference), until $LIMIT; into $OUT/bench.txt too
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-/tmp/$(basename "$0" .sh)}; mkdir -p "$OUT"
@@ -108,4 +111,21 @@ bench_fwd() {
         --iters "${BENCH_ITERS:-100}" --json 2>"$OUT/bench-err.txt" | tail -n 1)
     ms=$(echo "$r" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("band %.4f ms %.0f TF/s, dense %.4f ms %.0f TF/s, %s" % (d["spattn_ms"], d["spattn_eff_tflops"], d["dense_ms"], d["dense_tflops"], d.get("kernel", "")))' 2>/dev/null)
     echo "bench $bin $(basename "$spec" .yaml) B=$B N=$N: ${ms:-$(tail -n 1 "$OUT/bench-err.txt")}"
+}
+
+ab_fwdbwd() {
+    local rep shape bin
+    {
+    for rep in 1 2; do
+        for shape in "configs/olmoe-1b-7b.yaml 1 16384" "configs/olmoe-1b-7b.yaml 4 4096" "configs/llama-8h-d64.yaml 4 4096" "configs/gqa-32q-8kv.yaml 1 16384"; do
+            # shellcheck disable=SC2086
+            [ $rep = 1 ] && bench_line build/spattn $shape --pass fwd
+            for bin in "$@"; do
+                [ "$(left)" -gt 10 ] || break 3
+                # shellcheck disable=SC2086
+                bench_line "$bin" $shape --pass fwdbwd
+            done
+        done
+    done
+    } 2>&1 | tee "$OUT/bench.txt"
 }

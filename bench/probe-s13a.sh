@@ -20,15 +20,5 @@ for mode in "" --deterministic; do
     stamp "first packed exclusive $mode rc=$?: $(grep -E 'dQ|FAIL|rror' "$OUT/first-packed.txt" | head -n 2 | tr -s ' ' | tr '\n' ' ')"
 done
 checks bwd-ws 250
-{
-for rep in 1 2; do
-    for shape in "configs/olmoe-1b-7b.yaml 1 16384" "configs/olmoe-1b-7b.yaml 4 4096" "configs/llama-8h-d64.yaml 4 4096" "configs/gqa-32q-8kv.yaml 1 16384"; do
-        [ $rep = 1 ] && bench_line build/spattn $shape --pass fwd
-        for bin in build/old/spattn build/skip/spattn build/spattn; do
-            [ "$(left)" -gt 10 ] || break 3
-            bench_line $bin $shape --pass fwdbwd
-        done
-    done
-done
-} 2>&1 | tee "$OUT/bench.txt"
+ab_fwdbwd build/old/spattn build/skip/spattn build/spattn
 stamp done

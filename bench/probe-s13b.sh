@@ -24,15 +24,5 @@ big configs/gqa-32q-8kv.yaml --batch 1 --seq-len 4097
 big configs/exclusive-16h.yaml --batch 1 --seq-len 4096
 big configs/olmoe-1b-7b.yaml --batch 3 --seq-len 2000 --pattern dense
 checks bwd-ws 270
-{
-for rep in 1 2; do
-    for shape in "configs/olmoe-1b-7b.yaml 1 16384" "configs/olmoe-1b-7b.yaml 4 4096" "configs/llama-8h-d64.yaml 4 4096" "configs/gqa-32q-8kv.yaml 1 16384"; do
-        [ $rep = 1 ] && bench_line build/spattn $shape --pass fwd
-        for bin in build/old/spattn build/pdl/spattn build/spattn; do
-            [ "$(left)" -gt 10 ] || break 3
-            bench_line $bin $shape --pass fwdbwd
-        done
-    done
-done
-} 2>&1 | tee "$OUT/bench.txt"
+ab_fwdbwd build/old/spattn build/pdl/spattn build/spattn
 stamp done

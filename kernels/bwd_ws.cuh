@@ -196,8 +196,8 @@ struct bwd_ws_shared {
     bwd_slot slots[STAGES];
     /* item i's in item[i % 4], written by the producer once it has taken it, before the end slot
      * of item i - 1 (the first by thread 0 before the roles split): the consumers may then
-     * still be in the epilogue of item i - 2, which reads that item's entry (STAGES = 2 slots
-     * behind the producer at most, and an item takes at least one step and its end slot). */
+     * still be in the epilogue of item i - 2, which reads that item's entry (the producer began
+     * item i - 1 only after kv_empty of item i - 2, so no earlier one), but in none before. */
     bwd_ws_item item[4];
     int producer_item;   /* the producer's item (held here, not in one of its 24 registers) */
     /* This CTA's sequence (packed: blockIdx.z; kernels/seq.cuh), read where used: the
@@ -414,11 +414,6 @@ DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_s
     tma_store_wait<0>();   /* every add has read its rows before the CTA ends */
 }
 
-/* ==== The producer: one thread ====
- * Query tile mt of head h = kvh * GROUP + r: rows mt * BM .. of the map's head h (rows past n
- * are zero-filled by TMA, as cp.async's zero-fill did); lse2 and delta rows mt * BM .. of the
- * head's padded scratch row (pre wrote lse2 = +inf, delta = 0 past n, up to seqlen_pad, a
- * multiple of 128 >= every tile's end: the copy never leaves the row). */
 /* Item l of the launch's longest-first order (bwd_ws_block_of's, tile-major: KV tile 0 of every
  * kv head and sequence first); false past the last.  A uniform batch only (the persistent mode). */
 DEV bool bwd_ws_item_at(const sp_bwd_kparams &p, unsigned l, bwd_ws_item &I)
@@ -446,6 +441,11 @@ DEV bool bwd_ws_next_item(const sp_bwd_kparams &p, bwd_ws_item &I)
     return bwd_ws_item_at(p, blocks + (unsigned)atomicAdd((int *)p.work_count, 1), I);
 }
 
+/* ==== The producer: one thread ====
+ * Query tile mt of head h = kvh * GROUP + r: rows mt * BM .. of the map's head h (rows past n
+ * are zero-filled by TMA, as cp.async's zero-fill did); lse2 and delta rows mt * BM .. of the
+ * head's padded scratch row (pre wrote lse2 = +inf, delta = 0 past n, up to seqlen_pad, a
+ * multiple of 128 >= every tile's end: the copy never leaves the row). */
 template <bool ORDERED>
 DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_shared &S, unsigned char *smem)
 {

@@ -22,7 +22,7 @@
     X(cuMemAlloc) X(cuMemFree) X(cuMemGetInfo) X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync)           \
     X(cuMemcpyDtoDAsync) X(cuMemsetD32Async) X(cuMemsetD16Async)                                   \
     X(cuModuleLoadData) X(cuModuleUnload) X(cuModuleGetFunction) X(cuFuncGetAttribute)             \
-    X(cuFuncSetAttribute) X(cuLaunchKernel) X(cuLaunchKernelEx)                                                      \
+    X(cuFuncSetAttribute) X(cuLaunchKernelEx)                                                      \
     X(cuEventCreate) X(cuEventRecord) X(cuEventSynchronize) X(cuEventElapsedTime) X(cuEventDestroy)       \
     X(cuTensorMapEncodeTiled)
 

@@ -76,7 +76,7 @@ int cu_function(CUmodule m, const char *name, CUfunction *f, sp_err *e);
 int cu_func_attr(CUfunction f, CUfunction_attribute attr, int *value, sp_err *e);
 /* Launch on g->stream with a 1-D block of `threads`; raises the function's
  * dynamic shared memory limit first when smem > 48 KiB (error if smem is
- * over the device's opt-in limit).  args: cuLaunchKernel's kernelParams. */
+ * over the device's opt-in limit).  args: cuLaunchKernelEx's kernelParams. */
 int cu_launch(sp_gpu *g, CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned threads,
               unsigned smem, void **args, sp_err *e);
 /* The same as a programmatic dependent launch (sm_90 and later): f's blocks may start before
