@@ -391,9 +391,10 @@ def sanitize_cases(root, arch):
         f = specs.path(spec_text("exclusive", "fp16", 64, 1, 8, 8), "san-persistent-d64")
         for sp, n, what in ((e, 1100, "persistent exclusive 16/16 d128 N=1100 (144 items)"),
                             (f, 2200, "persistent exclusive 8/8 d64 fp16 N=2200 (280 items)")):
-            for tile in family_tiles(sp, "bwd-ws", arch):
-                args = check_args(sp, "bwd-ws", tile, n, 7, batch=1)
-                cases.append(("bwd-ws", what, tile, [x for x in args if x != "--json"] + ["--reference", "gpu"]))
+            for fam in ("bwd-ws", "bwd-ws-det"):   # both modes are persistent
+                for tile in family_tiles(sp, "bwd-ws", arch):
+                    args = check_args(sp, fam, tile, n, 7, batch=1)
+                    cases.append((fam, what, tile, [x for x in args if x != "--json"] + ["--reference", "gpu"]))
     # decode: the split-KV kernel, its combine and the paged loads
     c = specs.path(spec_text("exclusive", "bf16", 128, 4, 12, 3), "san-exclusive-d128")
     d = specs.path(spec_text("gapped", "fp16", 64, 4, 8, 2), "san-gapped-d64")

@@ -208,7 +208,7 @@ struct bwd_ws_shared {
     int semoff;    /* packed: its first query tile's semaphore, start / BM + b (seq_bwd.cuh) */
     long long wsrow;   /* packed: its first row of the lse2 / delta scratch (seq_ws_row) */
     /* buffer b's query tile (-1: no more), its head in the launch and TMA batch, with dq_full[b] */
-    int dq_tile[WS_DQ_BUFS], dq_head[WS_DQ_BUFS], dq_tb[WS_DQ_BUFS];
+    int dq_tile[WS_DQ_BUFS], dq_head[WS_DQ_BUFS], dq_tb[WS_DQ_BUFS], dq_kvt[WS_DQ_BUFS];   /* dq_kvt: its KV tile */
 };
 
 DEV u32 bwd_ws_bar(const unsigned long long &b) { return smem_addr(&b); }
@@ -318,6 +318,7 @@ DEV void ws_dq_put(bwd_ws_shared &S, u32 sdq, const float (&d)[DQ_N / 8][4], int
         const bwd_ws_item &I = S.item[item & 3];
         S.dq_head[b] = I.kvh * GROUP + (tile & 255);
         S.dq_tb[b] = I.tb;
+        S.dq_kvt[b] = I.n0 / BN;
     }
     const int g = lane >> 2, t = lane & 3;
     const u32 rows = sdq + (u32)b * WS_DQ_BYTES + (u32)(2 * wg) * WS_DQ_BOX_BYTES + (u32)(16 * (cw % 4)) * 128;
@@ -374,8 +375,7 @@ DEV void ws_dq_drain(bwd_ws_shared &S, int s)
  * (WS_DET_ASCENDING: below it, else above it) that visit the query tile (bwd_dq_rank_of;
  * bwd_ws_block_of says which order where). */
 template <bool ORDERED>
-DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_shared &S, unsigned char *smem, int n0,
-                       int b)
+DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_shared &S, unsigned char *smem, int b)
 {
     /* Its own values, from scratch (none carried from before the roles split: at 24 registers
      * a carried value spilled). */
@@ -391,9 +391,11 @@ DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_s
         if constexpr (ORDERED) {
             /* packed: sem_sb = 0 (tb = 0), the sequence's semaphores from semoff */
             sem = (int *)p.dq_sem + tb * p.sem_sb + S.semoff + h * p.sem_sh + mt;
-            const int *row = (const int *)p.bands + (unsigned)(ws_blk(S.item[0].b) * p.bands_sb + (p.head_offset + h) * BAND_STRIDE);
+            /* the step's sequence (packed: one item, S.item[0]; a uniform batch: tb) and KV tile */
+            const int *row = (const int *)p.bands +
+                             (unsigned)((p.cu_seqlens ? ws_blk(S.item[0].b) : tb) * p.bands_sb + (p.head_offset + h) * BAND_STRIDE);
             const int target =
-                bwd_dq_rank_of<WS_DET_ASCENDING>(row + 1, row + 2, 2, min(row[0], MAX_INTERVALS), mt, n0 / BN, S.n);
+                bwd_dq_rank_of<WS_DET_ASCENDING>(row + 1, row + 2, 2, min(row[0], MAX_INTERVALS), mt, S.dq_kvt[b], S.n);
 #pragma unroll 1
             while (ld_acquire_gpu(sem) < target) {
             }
@@ -416,10 +418,13 @@ DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_s
 
 /* Item l of the launch's longest-first order (bwd_ws_block_of's, tile-major: KV tile 0 of every
  * kv head and sequence first); false past the last.  A uniform batch only (the persistent mode). */
+template <bool ORDERED>
 DEV bool bwd_ws_item_at(const sp_bwd_kparams &p, unsigned l, bwd_ws_item &I)
 {
     const unsigned heads = (unsigned)(p.kv_heads * p.batch), t = l / heads, r = l - t * heads;
-    I.n0 = (int)t * BN;
+    /* The descending deterministic order: the turns' (main_sem's), every head's last tile first. */
+    const int tiles = (p.seqlen + BN - 1) / BN;
+    I.n0 = ORDERED && !WS_DET_ASCENDING ? ((int)t < tiles ? tiles - 1 - (int)t : tiles) * BN : (int)t * BN;
     I.kvh = (int)(r % (unsigned)p.kv_heads);
     I.b = I.tb = (int)(r / (unsigned)p.kv_heads);
     return I.n0 < p.seqlen;
@@ -429,6 +434,7 @@ DEV bool bwd_ws_item_at(const sp_bwd_kparams &p, unsigned l, bwd_ws_item &I)
  * runtime/attn_bwd.c): CTA c takes item c first, then items gridDim.x + 0, 1, ... in the order
  * the CTAs ask for them (one counter, zeroed by pre): longest first and dealt as SMs free up,
  * as the hardware dealt the blocks of the one-item grid.  Else: none. */
+template <bool ORDERED>
 DEV bool bwd_ws_next_item(const sp_bwd_kparams &p, bwd_ws_item &I)
 {
     if (!p.work_count) {
@@ -438,7 +444,7 @@ DEV bool bwd_ws_next_item(const sp_bwd_kparams &p, bwd_ws_item &I)
     /* gridDim.x read here, by a volatile mov: hoisted to the producer's start, ptxas spilled it */
     unsigned blocks;
     asm volatile("mov.u32 %0, %%nctaid.x;\n" : "=r"(blocks));
-    return bwd_ws_item_at(p, blocks + (unsigned)atomicAdd((int *)p.work_count, 1), I);
+    return bwd_ws_item_at<ORDERED>(p, blocks + (unsigned)atomicAdd((int *)p.work_count, 1), I);
 }
 
 /* ==== The producer: one thread ====
@@ -492,7 +498,7 @@ DEV void bwd_ws_producer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws
                 /* The item's end slot (mt = -1; r = 1: another item follows, in item[(item + 1) % 4]).
                  * Its K and V once the consumers have left this item's (kv_empty). */
                 const int item = ws_blk(S.producer_item);
-                const bool more = bwd_ws_next_item(p, S.item[(item + 1) & 3]);
+                const bool more = bwd_ws_next_item<ORDERED>(p, S.item[(item + 1) & 3]);
                 slot.mt = -1;
                 slot.r = more;
                 mbar_arrive(full);
@@ -820,7 +826,7 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
     bwd_ws_item first;
     int b;
     if (p.work_count) {
-        bwd_ws_item_at(p, blockIdx.x, first);
+        bwd_ws_item_at<ORDERED>(p, blockIdx.x, first);
         b = first.b;
     } else {
         const bwd_ws_block bk = bwd_ws_block_of<ORDERED>(p);
@@ -870,8 +876,8 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
     if (wg == 0) {
         regs_dealloc<PRODUCER_REGS>();
         if (threadIdx.x == 0) bwd_ws_producer<ORDERED>(p, tm, S, smem);
-        else if (threadIdx.x == 32) bwd_ws_writer<ORDERED>(p, tm, S, smem, n0, 0);
-        else if (WS_DQ_BUFS > 1 && threadIdx.x == 64) bwd_ws_writer<ORDERED>(p, tm, S, smem, n0, 1);
+        else if (threadIdx.x == 32) bwd_ws_writer<ORDERED>(p, tm, S, smem, 0);
+        else if (WS_DQ_BUFS > 1 && threadIdx.x == 64) bwd_ws_writer<ORDERED>(p, tm, S, smem, 1);
     } else {
         regs_alloc<CONSUMER_REGS>();
         bwd_ws_consumer(p, S, T, n);

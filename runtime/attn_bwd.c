@@ -14,7 +14,7 @@ static int uses_sem(const sp_kcfg *cfg, const attn_bwd_args *a) { return a->dete
 
 int attn_bwd_persistent(const sp_kcfg *cfg, const attn_bwd_args *a)
 {
-    return kcfg_family(cfg)->producer_threads != 0 && !a->deterministic && !a->cu_seqlens;
+    return kcfg_family(cfg)->producer_threads != 0 && !a->cu_seqlens;
 }
 
 size_t attn_bwd_sem_bytes(const attn_bwd_args *a, int bm)
@@ -34,7 +34,8 @@ void attn_bwd_scratch_sizes(const sp_kcfg *cfg, const attn_bwd_args *a, attn_bwd
         s->dq_accum = accum ? (size_t)a->total * (size_t)a->heads * (size_t)cfg->head_dim * sizeof(float) : 0;
         s->delta = (size_t)a->heads * (size_t)packing_ws_rows(a->total, a->batch) * sizeof(float);
     }
-    s->dq_sem = uses_sem(cfg, a) ? attn_bwd_sem_bytes(a, cfg->bm) : attn_bwd_persistent(cfg, a) ? 16 : 0;
+    /* main_sem's semaphores, then the persistent main's work counter (one int, 16 bytes) */
+    s->dq_sem = (uses_sem(cfg, a) ? (attn_bwd_sem_bytes(a, cfg->bm) + 15) / 16 * 16 : 0) + (attn_bwd_persistent(cfg, a) ? 16 : 0);
     s->lse2 = s->delta;
 }
 
@@ -91,7 +92,8 @@ int attn_bwd_pack(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_kparams *kp
      * the semaphores only when main_sem runs. */
     kp->dq_accum = accum ? a->dq_accum : 0;
     kp->dq_sem = sem ? a->dq_sem : 0;
-    kp->work_count = persistent ? a->dq_sem : 0;   /* the same scratch: one int */
+    /* the same scratch, after the semaphores (attn_bwd_scratch_sizes) */
+    kp->work_count = persistent ? a->dq_sem + (sem ? (attn_bwd_sem_bytes(a, cfg->bm) + 15) / 16 * 16 : 0) : 0;
     kp->delta = a->delta;
     kp->lse2 = a->lse2;
     kp->bands = a->bands;
@@ -208,7 +210,7 @@ int attn_bwd_launch(sp_gpu *g, const attn_bwd_kernels *k, const sp_kcfg *cfg, co
             return sp_fail(e, SP_EXIT_USAGE, "internal: backward kernel %s not loaded", kcfg_bwd_part_name(parts[i]));
         unsigned grid[3];
         attn_bwd_grid(cfg, a, parts[i], grid);
-        if (parts[i] == BWD_MAIN && kp.work_count) {   /* persistent: a block per slot of the GPU */
+        if ((parts[i] == BWD_MAIN || parts[i] == BWD_MAIN_SEM) && kp.work_count) {   /* persistent: a block per slot of the GPU */
             grid[0] = attn_bwd_persistent_blocks(cfg, grid[0] * grid[1] * grid[2], g->sm_count);
             grid[1] = grid[2] = 1;
         }

@@ -69,9 +69,9 @@ typedef struct {
  * heads, deterministic; packed: total, batch) with cfg's head_dim, BM and
  * family. */
 void attn_bwd_scratch_sizes(const sp_kcfg *cfg, const attn_bwd_args *a, attn_bwd_scratch *s);
-/* Whether main runs persistent (kernels/bwd_ws.cuh: the ws family's default mode on a uniform
- * batch): a block per slot of the GPU, each taking KV tiles in turn from a work counter in the
- * dq_sem scratch, which pre zeroes. */
+/* Whether main runs persistent (kernels/bwd_ws.cuh: the ws family on a uniform batch, both
+ * modes): a block per slot of the GPU, each taking KV tiles in turn from a work counter in the
+ * dq_sem scratch (after main_sem's semaphores), which pre zeroes. */
 int attn_bwd_persistent(const sp_kcfg *cfg, const attn_bwd_args *a);
 /* Its grid: min(items, sm_count x cfg's blocks per SM). */
 unsigned attn_bwd_persistent_blocks(const sp_kcfg *cfg, unsigned items, int sm_count);

@@ -692,10 +692,15 @@ static void test_ws_family(void)
     e.msg[0] = 0;
     CHECKF(attn_bwd_pack(&c, &a, &kp, &e) == 0 && kp.cu_seqlens == 0x3000 && kp.q_sb == 0 && kp.dqa_sb == 0,
            "packed packs (batch strides 0): %s", e.msg);
-    CHECK("packed and deterministic are not persistent", !attn_bwd_persistent(&c, &a) && kp.work_count == 0);
+    CHECK("packed is not persistent", !attn_bwd_persistent(&c, &a) && kp.work_count == 0);
     a.cu_seqlens = 0;
     a.deterministic = 1;
-    CHECK("deterministic: not persistent", !attn_bwd_persistent(&c, &a));
+    /* Deterministic: persistent too, the counter after the semaphores (16-byte aligned). */
+    attn_bwd_scratch_sizes(&c, &a, &sc);
+    size_t sems = attn_bwd_sem_bytes(&a, c.bm);
+    CHECKF(attn_bwd_persistent(&c, &a) && sc.dq_sem == (sems + 15) / 16 * 16 + 16, "deterministic scratch %zu", sc.dq_sem);
+    CHECKF(attn_bwd_pack(&c, &a, &kp, &e) == 0 && kp.dq_sem == 0x70000 && kp.work_count == 0x70000 + (sems + 15) / 16 * 16,
+           "deterministic pack: %s", e.msg);
     a.deterministic = 0;
     sp_kcfg mma = base_cfg();
     kcfg_default_bwd(&mma, 80);
