@@ -441,9 +441,10 @@ DEV bool bwd_ws_next_item(const sp_bwd_kparams &p, bwd_ws_item &I)
         I.n0 = 1 << 30;   /* none: past every sequence's end (the consumers' test) */
         return false;
     }
-    /* gridDim.x read here, by a volatile mov: hoisted to the producer's start, ptxas spilled it */
-    unsigned blocks;
-    asm volatile("mov.u32 %0, %%nctaid.x;\n" : "=r"(blocks));
+    /* gridDim.x read here, by a volatile mov: hoisted to the producer's start, ptxas spilled it.
+     * The deterministic mode takes every item from the counter (bwd_ws_body says why). */
+    unsigned blocks = 0;
+    if (!ORDERED) asm volatile("mov.u32 %0, %%nctaid.x;\n" : "=r"(blocks));
     return bwd_ws_item_at<ORDERED>(p, blocks + (unsigned)atomicAdd((int *)p.work_count, 1), I);
 }
 
@@ -825,7 +826,20 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
      * return). */
     bwd_ws_item first;
     int b;
-    if (p.work_count) {
+    if (p.work_count && ORDERED) {
+        /* The deterministic mode waits for turns across blocks: every item it holds must be
+         * claimed by a running block, so that the first unfinished item in the turns' order is
+         * always being worked on (a block that had item blockIdx.x from the start but was not
+         * yet resident -- another kernel on the SMs -- could hold up every running block).
+         * So the first item too comes from the counter, once pre has zeroed it. */
+        if (threadIdx.x == 0) {
+            griddep_wait();
+            bwd_ws_next_item<ORDERED>(p, S.item[0]);
+        }
+        __syncthreads();
+        first = S.item[0];
+        b = first.b;
+    } else if (p.work_count) {
         bwd_ws_item_at<ORDERED>(p, blockIdx.x, first);
         b = first.b;
     } else {
