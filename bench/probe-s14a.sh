@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Session 14, call 1 (branch det-persistent, NOT YET RUN ON A GPU): the deterministic ws backward
+# Session 14, call 2: the deterministic ws backward
 # persistent too, in build/spattn, against main's build in build/old: first checks under short
 # timeouts (a deadlock in the turns shows here: both orders, d128 descending and d64 ascending,
 # GQA, many items per block), the bwd-ws matrix (bwd-ws and bwd-ws-det, with the det-order

@@ -200,6 +200,7 @@ struct bwd_ws_shared {
      * item i - 1 only after kv_empty of item i - 2, so no earlier one), but in none before. */
     bwd_ws_item item[4];
     int producer_item;   /* the producer's item (held here, not in one of its 24 registers) */
+    bwd_ws_item claimed; /* the deterministic persistent mode's first item, as thread 0 claimed it */
     /* This CTA's sequence (packed: blockIdx.z; kernels/seq.cuh), read where used: the
      * launch's parameters stay kernel parameters (instruction operands, no register) and
      * these offsets apply to them.  A uniform batch: n = seqlen and the rest 0 but tb = b. */
@@ -416,15 +417,28 @@ DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_s
     tma_store_wait<0>();   /* every add has read its rows before the CTA ends */
 }
 
-/* Item l of the launch's longest-first order (bwd_ws_block_of's, tile-major: KV tile 0 of every
- * kv head and sequence first); false past the last.  A uniform batch only (the persistent mode). */
+/* Item l of the launch's order; false past the last.  A uniform batch only (the persistent
+ * mode).  The default mode and the ascending deterministic one: bwd_ws_block_of's longest-first
+ * order, tile-major (KV tile 0 of every kv head and sequence first).  The descending
+ * deterministic one: the one-item grid's blockIdx order, head-major with each (sequence, kv
+ * head)'s tiles from the last, which is the turns' order (main_sem's); session 14 measured
+ * tile-major there 4-9% slower at d128 (the concurrent blocks then share no query tile, so
+ * the Q, dO and dQ accumulator rows they read and add find no other block's in L2). */
 template <bool ORDERED>
 DEV bool bwd_ws_item_at(const sp_bwd_kparams &p, unsigned l, bwd_ws_item &I)
 {
-    const unsigned heads = (unsigned)(p.kv_heads * p.batch), t = l / heads, r = l - t * heads;
-    /* The descending deterministic order: the turns' (main_sem's), every head's last tile first. */
-    const int tiles = (p.seqlen + BN - 1) / BN;
-    I.n0 = ORDERED && !WS_DET_ASCENDING ? ((int)t < tiles ? tiles - 1 - (int)t : tiles) * BN : (int)t * BN;
+    const unsigned heads = (unsigned)(p.kv_heads * p.batch);
+    unsigned t, r;   /* the item's tile in the order, and its (sequence, kv head) */
+    if constexpr (ORDERED && !WS_DET_ASCENDING) {
+        const unsigned tiles = (unsigned)(p.seqlen + BN - 1) / BN;
+        r = l / tiles;
+        t = r < heads ? tiles - 1 - (l - r * tiles) : tiles;   /* past the last: n0 >= seqlen */
+        r = r < heads ? r : 0;
+    } else {
+        t = l / heads;
+        r = l - t * heads;
+    }
+    I.n0 = (int)t * BN;
     I.kvh = (int)(r % (unsigned)p.kv_heads);
     I.b = I.tb = (int)(r / (unsigned)p.kv_heads);
     return I.n0 < p.seqlen;
@@ -820,7 +834,8 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
     __shared__ bwd_ws_shared S;
     griddep_launch_dependents();   /* convert's blocks may wait on SMs our last blocks leave */
     /* The block's first item.  Persistent (p.work_count, a uniform batch): item blockIdx.x of
-     * the longest-first order, gridDim.x < the items.  Else the block's KV tile, kv head and
+     * the order (bwd_ws_item_at), gridDim.x < the items; the deterministic mode claims it from
+     * the counter (below).  Else the block's KV tile, kv head and
      * sequence (bwd_ws_block_of: tile-major on a uniform batch, but blockIdx in the descending
      * deterministic order).  Packed: blockIdx.z is the sequence, n its length (KV tiles past it
      * return). */
@@ -834,10 +849,10 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
          * So the first item too comes from the counter, once pre has zeroed it. */
         if (threadIdx.x == 0) {
             griddep_wait();
-            bwd_ws_next_item<ORDERED>(p, S.item[0]);
+            bwd_ws_next_item<ORDERED>(p, S.claimed);   /* not item[0]: thread 0 writes that below */
         }
         __syncthreads();
-        first = S.item[0];
+        first = S.claimed;
         b = first.b;
     } else if (p.work_count) {
         bwd_ws_item_at<ORDERED>(p, blockIdx.x, first);

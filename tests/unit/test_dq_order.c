@@ -342,8 +342,9 @@ static void test_rank_by_hand(void)
  * earlier release can only let more CTAs move).
  * Any resident CTA that can move moves (picked at random); none can and some are left:
  * deadlock.  A persistent kernel whose blocks claim their items from a counter in this order
- * (the deterministic ws kernel of branch det-persistent) is the same model: a block that ends
- * an item and claims the next is a CTA that ends and the next launched into its slot.  The
+ * (the deterministic ws kernel, kernels/bwd_ws.cuh's bwd_ws_item_at: blockIdx's order, every
+ * item claimed) is the same model: a block that ends an item and claims the next is a CTA that
+ * ends and the next launched into its slot.  The
  * ws kernel's mirror order (ORDER_WS) runs the same protocol with KV tile
  * j = x, blocks tile-major on a uniform batch (bwd_ws_block_of), its descending cursor and
  * bands_dq_rank_below.  Each (sequence, head, query tile) must see its adds in the order's
@@ -480,15 +481,8 @@ static void test_protocol(void)
                                  residents[ri]);
                         CHECKF(simulate(batches[bi].lens, nseq, kv_heads, group, rows, bm, bn, residents[ri], tag,
                                         ORDER_SEM, 0),
-                               "%s: finishes, adds in descending tile order, every semaphore at its count", tag);
-                        /* the persistent deterministic ws kernel at d128 (uniform batch): blocks take
-                         * items from a counter in the turns' order, tile-major from the last tile;
-                         * a block that ends takes the next one, which is a launch into the slot */
-                        if (bi == 0)
-                            CHECKF(simulate(batches[bi].lens, nseq, kv_heads, group, rows, bm, bn, residents[ri], tag,
-                                            ORDER_SEM, 1),
-                                   "%s (persistent, tile-major descending): finishes, adds in descending tile order, "
-                                   "every semaphore at its count", tag);
+                               "%s: finishes, adds in descending tile order, every semaphore at its count "
+                               "(the one-item grid, and the persistent ws kernel's claims)", tag);
                         /* the ws kernel: tile-major on the uniform batch, blockIdx when packed */
                         CHECKF(simulate(batches[bi].lens, nseq, kv_heads, group, rows, bm, bn, residents[ri], tag,
                                         ORDER_WS, bi == 0),
