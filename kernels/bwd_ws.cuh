@@ -200,7 +200,6 @@ struct bwd_ws_shared {
      * item i - 1 only after kv_empty of item i - 2, so no earlier one), but in none before. */
     bwd_ws_item item[4];
     int producer_item;   /* the producer's item (held here, not in one of its 24 registers) */
-    bwd_ws_item claimed; /* the deterministic persistent mode's first item, as thread 0 claimed it */
     /* This CTA's sequence (packed: blockIdx.z; kernels/seq.cuh), read where used: the
      * launch's parameters stay kernel parameters (instruction operands, no register) and
      * these offsets apply to them.  A uniform batch: n = seqlen and the rest 0 but tb = b. */
@@ -209,7 +208,11 @@ struct bwd_ws_shared {
     int semoff;    /* packed: its first query tile's semaphore, start / BM + b (seq_bwd.cuh) */
     long long wsrow;   /* packed: its first row of the lse2 / delta scratch (seq_ws_row) */
     /* buffer b's query tile (-1: no more), its head in the launch and TMA batch, with dq_full[b] */
-    int dq_tile[WS_DQ_BUFS], dq_head[WS_DQ_BUFS], dq_tb[WS_DQ_BUFS], dq_kvt[WS_DQ_BUFS];   /* dq_kvt: its KV tile */
+    int dq_tile[WS_DQ_BUFS], dq_head[WS_DQ_BUFS], dq_tb[WS_DQ_BUFS];
+    /* The deterministic mode's only (last, so that the default mode's offsets are unchanged):
+     * buffer b's KV tile (its turn's rank), and the block's first item as thread 0 claimed it. */
+    int dq_kvt[WS_DQ_BUFS];
+    bwd_ws_item claimed;
 };
 
 DEV u32 bwd_ws_bar(const unsigned long long &b) { return smem_addr(&b); }
@@ -309,6 +312,7 @@ static_assert(WS_DQ_BUFS * WS_DQ_BYTES + 1024 <= DQ_STAGE_BYTES && WS_DQ_BYTES %
  * covers these stores and the dS^T stores that follow them in a step: a fence waits for the
  * thread's stores to complete, and two in a row (session 10) waited twice, about 7.5% of the
  * stall samples together (ncu, bench/NOTES-bwd.md). */
+template <bool ORDERED>
 DEV void ws_dq_put(bwd_ws_shared &S, u32 sdq, const float (&d)[DQ_N / 8][4], int s, int tile, int item,
                    int wg, int cw, int lane)
 {
@@ -319,7 +323,7 @@ DEV void ws_dq_put(bwd_ws_shared &S, u32 sdq, const float (&d)[DQ_N / 8][4], int
         const bwd_ws_item &I = S.item[item & 3];
         S.dq_head[b] = I.kvh * GROUP + (tile & 255);
         S.dq_tb[b] = I.tb;
-        S.dq_kvt[b] = I.n0 / BN;
+        if constexpr (ORDERED) S.dq_kvt[b] = (unsigned)I.n0 / BN;
     }
     const int g = lane >> 2, t = lane & 3;
     const u32 rows = sdq + (u32)b * WS_DQ_BYTES + (u32)(2 * wg) * WS_DQ_BOX_BYTES + (u32)(16 * (cw % 4)) * 128;
@@ -601,6 +605,7 @@ DEV void ws_ds_wait(int wg, int s)
 /* ==== The consumers ====
  * Warpgroup c (0 .. BN / 64 - 1) of the consumers, warp cw (0 .. CONSUMER_WARPS - 1) of them:
  * bwd_wgmma.cuh's warpgroup c and warp cw, step for step. */
+template <bool ORDERED>
 DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws_tiles &T, int n)
 {
     const int ctid = (int)threadIdx.x - PRODUCER_THREADS, cw = ctid / 32, lane = ctid % 32, wg = cw / 4;
@@ -719,7 +724,7 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
             wgmma_wait<0>();
         }
         regs_fence(dq);
-        if (prev_tile >= 0) ws_dq_put(S, T.dq, dq, it - 1, prev_tile, item, wg, cw, lane);   /* for the writer */
+        if (prev_tile >= 0) ws_dq_put<ORDERED>(S, T.dq, dq, it - 1, prev_tile, item, wg, cw, lane);   /* for the writer */
         store_ds_frags(T.ds + ds_cur, dsf, cw, lane);      /* for dQ, in step it + 1 */
         fence_proxy_async();                               /* both stores, for the async proxy */
         if (prev_tile >= 0) ws_dq_hand(S, it - 1, lane);   /* to the writer */
@@ -737,7 +742,7 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
         issue_dq(dq, dst + ((((it - 1) & 1) * BN * DS_ROW_BYTES) >> 4), dkt);
         wgmma_wait<0>();
         regs_fence(dq);
-        ws_dq_put(S, T.dq, dq, it - 1, prev_tile, item, wg, cw, lane);
+        ws_dq_put<ORDERED>(S, T.dq, dq, it - 1, prev_tile, item, wg, cw, lane);
         fence_proxy_async();
         ws_dq_hand(S, it - 1, lane);
     }
@@ -909,6 +914,6 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
         else if (WS_DQ_BUFS > 1 && threadIdx.x == 64) bwd_ws_writer<ORDERED>(p, tm, S, smem, 1);
     } else {
         regs_alloc<CONSUMER_REGS>();
-        bwd_ws_consumer(p, S, T, n);
+        bwd_ws_consumer<ORDERED>(p, S, T, n);
     }
 }
