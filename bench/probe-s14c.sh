@@ -2,8 +2,8 @@
 # Session 14, call 4: the final kernels.  The default mode's machine code is e34dcb8's again
 # (session 13's measured kernel, but for the shared-memory base: the deterministic mode's
 # fields are now last in bwd_ws_shared and its consumer alone stores the staged tile's KV
-# tile).  So: first checks of both modes, the bwd-ws matrix and regressions, then the four
-# sanitizers of bwd-ws (after the matrix, not beside it: the timing follows), then the fair
+# tile).  So: first checks of both modes, the bwd-ws matrix and regressions beside the four
+# sanitizers of bwd-ws (all done before the timing), then the fair
 # benchmark's (1,16,16,16384,128) twice with cuDNN only (the backward alone >= 400 TF/s and
 # the deterministic ratio, peers.py --shapes 1 --peers cudnn).
 source "$(dirname "$0")/probe-lib.sh"
