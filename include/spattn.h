@@ -188,8 +188,8 @@ SPATTN_API spattn_status spattn_forward(spattn_plan *plan, const spattn_tensor *
  * with the plan's deterministic backward config (spattn_plan_info).  Its
  * workspace (spattn_workspace_size(plan, 1, 1)) holds, on Hopper, the fp32
  * dQ accumulator and a semaphore per query tile as well; the default mode's,
- * the accumulator and (Hopper, uniform batches) the persistent kernel's work
- * counter.  A workspace serves one backward at a time: two streams need two. */
+ * the accumulator; both, on Hopper with a uniform batch, the persistent
+ * kernel's work counter.  A workspace serves one backward at a time: two streams need two. */
 SPATTN_API spattn_status spattn_backward(spattn_plan *plan, const spattn_tensor *q, const spattn_tensor *k,
                               const spattn_tensor *v, const spattn_tensor *o, const spattn_lse *lse,
                               const spattn_tensor *dout, const spattn_tensor *dq, const spattn_tensor *dk,

@@ -35,19 +35,22 @@
  *       as warpgroup c of bwd_wgmma.cuh; per step they wait on FULL, not on
  *       cp.async and __syncthreads, and hold no cursor and no load address.
  *
- * Work items and persistence (session 13): an item is one KV tile of one kv
- * head and sequence, the block of the one-item grid.  In the default mode on
- * a uniform batch (p.work_count != 0: runtime/attn_bwd.c, attn_bwd_persistent)
- * the grid is one block per SM slot and block c takes item c, then the next
- * item of the longest-first order from a counter that pre zeroes
- * (bwd_ws_next_item): the hardware's dynamic dealing of the one-item grid,
- * without a block's launch, barrier set-up, first loads and drain between
- * two items.  The item's end is the point: the consumers arrive on kv_empty
- * after its last product and stage dK and dV through the dS^T and dQ
- * buffers, not K and V, so the producer loads the next item's K and V, Q
- * and dO meanwhile.  The deterministic mode and packed sequences keep the
- * one-item grid (their turns and sequences follow blockIdx).  Measured
- * (session 13, bench/NOTES-bwd.md): the backward alone -3 to -5%.
+ * Work items and persistence (sessions 13 and 14): an item is one KV tile of
+ * one kv head and sequence, the block of the one-item grid.  On a uniform
+ * batch (p.work_count != 0: runtime/attn_bwd.c, attn_bwd_persistent) the
+ * grid is one block per SM slot.  In the default mode block c takes item c,
+ * then the next item of the longest-first order from a counter that pre
+ * zeroes (bwd_ws_next_item): the hardware's dynamic dealing of the one-item
+ * grid, without a block's launch, barrier set-up, first loads and drain
+ * between two items.  The deterministic mode takes every item, its first
+ * too, from the counter in the turns' order (bwd_ws_item_at), so that the
+ * first unfinished item is always held by a running block.  The item's end
+ * is the point: the consumers arrive on kv_empty after its last product and
+ * stage dK and dV through the dS^T and dQ buffers, not K and V, so the
+ * producer loads the next item's K and V, Q and dO meanwhile.  Packed
+ * sequences keep the one-item grid (blockIdx.z is the sequence).  Measured
+ * (bench/NOTES-bwd.md): the backward alone -3 to -5% (session 13, default),
+ * the deterministic one -2 to -7% (session 14).
  * Programmatic dependent launch: main starts as pre's dependent and lets
  * convert start as its own (griddep_*: ptx.cuh); the producer (after the
  * first item's K and V) and the writers wait for pre before they read or add
@@ -448,10 +451,11 @@ DEV bool bwd_ws_item_at(const sp_bwd_kparams &p, unsigned l, bwd_ws_item &I)
     return I.n0 < p.seqlen;
 }
 
-/* The persistent mode's next item (p.work_count != 0: the default mode on a uniform batch,
- * runtime/attn_bwd.c): CTA c takes item c first, then items gridDim.x + 0, 1, ... in the order
- * the CTAs ask for them (one counter, zeroed by pre): longest first and dealt as SMs free up,
- * as the hardware dealt the blocks of the one-item grid.  Else: none. */
+/* The persistent mode's next item (p.work_count != 0: a uniform batch, runtime/attn_bwd.c):
+ * by default CTA c takes item c first, then items gridDim.x + 0, 1, ... in the order the CTAs
+ * ask for them (one counter, zeroed by pre): longest first and dealt as SMs free up, as the
+ * hardware dealt the blocks of the one-item grid; the deterministic mode items 0, 1, ... from
+ * the counter alone.  Else: none. */
 template <bool ORDERED>
 DEV bool bwd_ws_next_item(const sp_bwd_kparams &p, bwd_ws_item &I)
 {
