@@ -12,11 +12,7 @@ for spec_tile in "configs/olmoe-1b-7b.yaml 64x128:s2:ws" "configs/llama-8h-d64.y
     FIRST_TIMEOUT=40 first_check build/spattn $spec_tile --deterministic
     FIRST_TIMEOUT=40 first_check build/spattn $spec_tile
 done
-sanitize_bg bwd-ws 150
-matrix bwd-ws regress -t 140
-wait
-sanitize_report
-pack_checks s m-bwd-ws m-regress
+checks bwd-ws 150
 for rep in 1 2; do
     [ "$(left)" -gt 90 ] || break
     timeout $(( $(left) - 5 )) python3 bench/peers.py --shapes 1 --peers cudnn --out "$OUT/rep$rep.md" 2>"$OUT/rep$rep.log"

@@ -824,6 +824,9 @@ DEV void bwd_ws_consumer(const sp_bwd_kparams &p, bwd_ws_shared &S, const bwd_ws
 struct bwd_ws_block {
     int tile, kvh, b;
 };
+/* Since session 14 every uniform batch runs persistent (bwd_ws_item_at), so only packed
+ * sequences come here and the tile-major branch below runs for no launch; it goes with the
+ * next GPU-checked change of this kernel (removing it changes the measured machine code). */
 template <bool ORDERED>
 DEV bwd_ws_block bwd_ws_block_of(const sp_bwd_kparams &p)
 {
@@ -844,10 +847,9 @@ DEV void bwd_ws_body(const sp_bwd_kparams &p, const bwd_tma_maps &tm)
     griddep_launch_dependents();   /* convert's blocks may wait on SMs our last blocks leave */
     /* The block's first item.  Persistent (p.work_count, a uniform batch): item blockIdx.x of
      * the order (bwd_ws_item_at), gridDim.x < the items; the deterministic mode claims it from
-     * the counter (below).  Else the block's KV tile, kv head and
-     * sequence (bwd_ws_block_of: tile-major on a uniform batch, but blockIdx in the descending
-     * deterministic order).  Packed: blockIdx.z is the sequence, n its length (KV tiles past it
-     * return). */
+     * the counter (below).  Else (packed sequences: every uniform batch is persistent) the
+     * block's KV tile, kv head and sequence (bwd_ws_block_of): blockIdx.z is the sequence, n
+     * its length (KV tiles past it return). */
     bwd_ws_item first;
     int b;
     if (p.work_count && ORDERED) {

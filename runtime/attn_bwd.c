@@ -21,7 +21,7 @@ size_t attn_bwd_sem_bytes(const attn_bwd_args *a, int bm)
 {
     long long tiles = a->cu_seqlens ? packing_sem_tiles(a->total, a->batch, bm)   /* per head */
                                     : (long long)a->batch * ((a->seqlen + bm - 1) / bm);
-    return (size_t)a->heads * (size_t)tiles * sizeof(int32_t);
+    return ((size_t)a->heads * (size_t)tiles * sizeof(int32_t) + 15) / 16 * 16;
 }
 
 void attn_bwd_scratch_sizes(const sp_kcfg *cfg, const attn_bwd_args *a, attn_bwd_scratch *s)
@@ -35,7 +35,7 @@ void attn_bwd_scratch_sizes(const sp_kcfg *cfg, const attn_bwd_args *a, attn_bwd
         s->delta = (size_t)a->heads * (size_t)packing_ws_rows(a->total, a->batch) * sizeof(float);
     }
     /* main_sem's semaphores, then the persistent main's work counter (one int, 16 bytes) */
-    s->dq_sem = (uses_sem(cfg, a) ? (attn_bwd_sem_bytes(a, cfg->bm) + 15) / 16 * 16 : 0) + (attn_bwd_persistent(cfg, a) ? 16 : 0);
+    s->dq_sem = (uses_sem(cfg, a) ? attn_bwd_sem_bytes(a, cfg->bm) : 0) + (attn_bwd_persistent(cfg, a) ? 16 : 0);
     s->lse2 = s->delta;
 }
 
@@ -93,7 +93,7 @@ int attn_bwd_pack(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_kparams *kp
     kp->dq_accum = accum ? a->dq_accum : 0;
     kp->dq_sem = sem ? a->dq_sem : 0;
     /* the same scratch, after the semaphores (attn_bwd_scratch_sizes) */
-    kp->work_count = persistent ? a->dq_sem + (sem ? (attn_bwd_sem_bytes(a, cfg->bm) + 15) / 16 * 16 : 0) : 0;
+    kp->work_count = persistent ? a->dq_sem + (sem ? attn_bwd_sem_bytes(a, cfg->bm) : 0) : 0;
     kp->delta = a->delta;
     kp->lse2 = a->lse2;
     kp->bands = a->bands;

@@ -76,8 +76,9 @@ int attn_bwd_persistent(const sp_kcfg *cfg, const attn_bwd_args *a);
 /* Its grid: min(items, sm_count x cfg's blocks per SM). */
 unsigned attn_bwd_persistent_blocks(const sp_kcfg *cfg, unsigned items, int sm_count);
 /* Bytes of main_sem's semaphores for query tiles of bm rows (the dq_sem of
- * attn_bwd_scratch_sizes); with the smallest bm of any config (32), room
- * for every config of the shape. */
+ * attn_bwd_scratch_sizes), rounded up to 16 so that the persistent main's
+ * work counter after them is aligned; with the smallest bm of any config
+ * (32), room for every config of the shape. */
 size_t attn_bwd_sem_bytes(const attn_bwd_args *a, int bm);
 
 /* The module's kernels of cfg, by kcfg_bwd_name, indexed by sp_bwd_part. */
