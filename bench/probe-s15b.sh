@@ -6,6 +6,8 @@
 # cuBLAS-referenced checks with many items per block, then the A/B of forward+backward (the
 # bench before the checks so that a slower branch costs no check time), then the bwd-ws matrix,
 # regressions and the four sanitizers of build/spattn with the time left.
+# Run (call 1, 2026-12-01) from branch convert-fold-s15 (convert-fold rebased onto main, commit
+# e190316); main keeps the script as the record of that call.  Result: RESULTS.md S15.1.
 source "$(dirname "$0")/probe-lib.sh"
 for bin in build/spattn build/hm/spattn; do
     for spec_tile in "configs/olmoe-1b-7b.yaml 64x128:s2:ws" "configs/llama-8h-d64.yaml 64x64:s3:ws" \
