@@ -17,6 +17,13 @@ int attn_bwd_persistent(const sp_kcfg *cfg, const attn_bwd_args *a)
     return kcfg_family(cfg)->producer_threads != 0 && !a->cu_seqlens;
 }
 
+/* Bytes of main_sem's semaphores at the start of the dq_sem scratch (0 where main_sem does not
+ * run); the persistent main's work counter follows them. */
+static size_t sem_region_bytes(const sp_kcfg *cfg, const attn_bwd_args *a)
+{
+    return uses_sem(cfg, a) ? attn_bwd_sem_bytes(a, cfg->bm) : 0;
+}
+
 size_t attn_bwd_sem_bytes(const attn_bwd_args *a, int bm)
 {
     long long tiles = a->cu_seqlens ? packing_sem_tiles(a->total, a->batch, bm)   /* per head */
@@ -34,8 +41,7 @@ void attn_bwd_scratch_sizes(const sp_kcfg *cfg, const attn_bwd_args *a, attn_bwd
         s->dq_accum = accum ? (size_t)a->total * (size_t)a->heads * (size_t)cfg->head_dim * sizeof(float) : 0;
         s->delta = (size_t)a->heads * (size_t)packing_ws_rows(a->total, a->batch) * sizeof(float);
     }
-    /* main_sem's semaphores, then the persistent main's work counter (one int, 16 bytes) */
-    s->dq_sem = (uses_sem(cfg, a) ? attn_bwd_sem_bytes(a, cfg->bm) : 0) + (attn_bwd_persistent(cfg, a) ? 16 : 0);
+    s->dq_sem = sem_region_bytes(cfg, a) + (attn_bwd_persistent(cfg, a) ? ATTN_BWD_WORK_COUNT_BYTES : 0);
     s->lse2 = s->delta;
 }
 
@@ -93,7 +99,7 @@ int attn_bwd_pack(const sp_kcfg *cfg, const attn_bwd_args *a, sp_bwd_kparams *kp
     kp->dq_accum = accum ? a->dq_accum : 0;
     kp->dq_sem = sem ? a->dq_sem : 0;
     /* the same scratch, after the semaphores (attn_bwd_scratch_sizes) */
-    kp->work_count = persistent ? a->dq_sem + (sem ? attn_bwd_sem_bytes(a, cfg->bm) : 0) : 0;
+    kp->work_count = persistent ? a->dq_sem + sem_region_bytes(cfg, a) : 0;
     kp->delta = a->delta;
     kp->lse2 = a->lse2;
     kp->bands = a->bands;

@@ -80,6 +80,8 @@ unsigned attn_bwd_persistent_blocks(const sp_kcfg *cfg, unsigned items, int sm_c
  * work counter after them is aligned; with the smallest bm of any config
  * (32), room for every config of the shape. */
 size_t attn_bwd_sem_bytes(const attn_bwd_args *a, int bm);
+/* The persistent main's work counter after them: one int, in 16 bytes. */
+enum { ATTN_BWD_WORK_COUNT_BYTES = 16 };
 
 /* The module's kernels of cfg, by kcfg_bwd_name, indexed by sp_bwd_part. */
 typedef struct {

@@ -308,7 +308,7 @@ int ga_alloc_backward(gpu_attn *a, const sp_kcfg *cfg, uint64_t seed, uint16_t *
      * the accumulator, and semaphores for the smallest query tiles with the persistent main's
      * work counter after them (attn_bwd_scratch_sizes). */
     size_t accum = (size_t)ga_rows(a) * a->H * a->D * 4;
-    s.dq_sem = attn_bwd_sem_bytes(&args, 32) + 16;
+    s.dq_sem = attn_bwd_sem_bytes(&args, 32) + ATTN_BWD_WORK_COUNT_BYTES;
     if (cu_malloc(a->g, 2 * a->nq, &a->dout, e) || cu_malloc(a->g, 2 * a->nq, &a->dq, e) ||
         cu_malloc(a->g, 2 * a->nk, &a->dk, e) || cu_malloc(a->g, 2 * a->nk, &a->dv, e) ||
         cu_malloc(a->g, accum, &a->dq_accum, e) || cu_malloc(a->g, s.delta, &a->delta, e) ||
