@@ -93,6 +93,8 @@ static void emit_bwd_constants(strbuf *out, const sp_kcfg *cfg)
                kcfg_bwd_dq_bufs(cfg));
     const_line(out, "ws main's deterministic order: 1 ascending KV tiles, 0 descending", "WS_DET_ASCENDING = %d,",
                kcfg_bwd_det_ascending(cfg));
+    const_line(out, "ws main's default item order: 1 head by head, 0 tile-major", "WS_HEAD_MAJOR = %d,",
+               kcfg_bwd_head_major(cfg));
     const_line(out, "dynamic shared memory of each kernel", "SMEM_MAIN = %d, SMEM_MAIN_DET = %d, SMEM_DQ = %d,",
                kcfg_bwd_smem(cfg, BWD_MAIN), kcfg_bwd_smem(cfg, BWD_MAIN_DET), kcfg_bwd_smem(cfg, BWD_DQ));
     const int producer = kcfg_family(cfg)->producer_threads;

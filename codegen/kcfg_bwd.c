@@ -125,6 +125,15 @@ int kcfg_bwd_det_ascending(const sp_kcfg *c)
     return kcfg_family(c) && kcfg_family(c)->producer_threads && c->bn == c->bm;
 }
 
+/* Why only where BN > BM (d128): there the blocks running at once on one head keep its Q, dO
+ * and dQ accumulator rows in L2 (DRAM bytes of main -26% at (1,16,16,16384,128)), which frees
+ * power under the H200's cap; at BN = BM (d64) two blocks share an SM and head by head was 4%
+ * slower (session 16, bench/NOTES-bwd.md). */
+int kcfg_bwd_head_major(const sp_kcfg *c)
+{
+    return kcfg_family(c) && kcfg_family(c)->producer_threads && c->bn > c->bm;
+}
+
 int kcfg_bwd_dq_stage_bytes(const sp_kcfg *c)
 {
     return dq_stage_bytes_one(c) + (kcfg_bwd_dq_bufs(c) - 1) * ws_dq_tile_bytes(c);

@@ -99,6 +99,12 @@ int kcfg_bwd_dq_bufs(const sp_kcfg *c);
  * session 11 (bench/NOTES-bwd.md): the ascending order 6-8% faster at d64,
  * 1.5% slower at (1,16,16384,128) and 8% at (4,16,4096,128). */
 int kcfg_bwd_det_ascending(const sp_kcfg *c);
+/* The warp-specialized main's default (atomic) item order on a uniform batch
+ * (WS_HEAD_MAJOR, kernels/bwd_ws.cuh, bwd_ws_item_at): 1, head by head (every
+ * KV tile of one kv head and sequence, ascending, then the next), where
+ * BN > BM (d128); 0, tile-major (KV tile 0 of every kv head and sequence
+ * first), elsewhere.  Measured in session 16 (bench/NOTES-bwd.md). */
+int kcfg_bwd_head_major(const sp_kcfg *c);
 /* Query rows per block of pre and convert: KCFG_BWD_AUX_THREADS / (head_dim / 8). */
 int kcfg_bwd_aux_rows(const sp_kcfg *c);
 /* Queries main handles per step (Q_SUB: bm, at most 64) and keys dq

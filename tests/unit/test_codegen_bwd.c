@@ -638,6 +638,12 @@ static void test_ws_family(void)
            "deterministic order ascending: d64 s3 %d, s2 %d, d128 %d, wgmma %d and %d", kcfg_bwd_det_ascending(&t),
            kcfg_bwd_det_ascending(&t2), kcfg_bwd_det_ascending(&c), kcfg_bwd_det_ascending(&w),
            kcfg_bwd_det_ascending(&w2));
+    /* The default order: head by head where BN > BM in the ws family (d128), tile-major at d64
+     * and in the wgmma family; the emitted constant says the same. */
+    CHECKF(kcfg_bwd_head_major(&c) && !kcfg_bwd_head_major(&t) && !kcfg_bwd_head_major(&t2) &&
+               !kcfg_bwd_head_major(&w) && !kcfg_bwd_head_major(&w2),
+           "default order head by head: d128 %d, d64 s3 %d, s2 %d, wgmma %d and %d", kcfg_bwd_head_major(&c),
+           kcfg_bwd_head_major(&t), kcfg_bwd_head_major(&t2), kcfg_bwd_head_major(&w), kcfg_bwd_head_major(&w2));
 
     /* Tuner candidates at both head_dims (d128: 2 stages; d64: 2 and 3), the default at both;
      * packed sequences included. */
