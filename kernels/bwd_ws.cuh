@@ -429,8 +429,8 @@ DEV void bwd_ws_writer(const sp_bwd_kparams &p, const bwd_tma_maps &tm, bwd_ws_s
 /* Item l of the launch's order; false past the last.  A uniform batch only (the persistent
  * mode).  The default mode where WS_HEAD_MAJOR (BN > BM: d128): head by head, each (sequence,
  * kv head)'s tiles ascending (longest first within the head); session 16 measured main's DRAM
- * bytes 26% lower than tile-major at (1,16,16,16384,128) and forward+backward 3% faster on
- * average under the H200's power cap (not faster at full clock: the gain is the power the
+ * bytes 26% lower than tile-major at (1,16,16,16384,128) and the backward alone 1.2% faster
+ * sustained, 0.5% cool in the fair harness (not faster at full clock: the gain is the power the
  * DRAM traffic no longer takes), 4% slower at d64.  Elsewhere (the default mode at d64 and the
  * ascending deterministic one): bwd_ws_block_of's longest-first order, tile-major (KV tile 0
  * of every kv head and sequence first).  The descending
@@ -443,15 +443,11 @@ DEV bool bwd_ws_item_at(const sp_bwd_kparams &p, unsigned l, bwd_ws_item &I)
 {
     const unsigned heads = (unsigned)(p.kv_heads * p.batch);
     unsigned t, r;   /* the item's tile in the order, and its (sequence, kv head) */
-    if constexpr (ORDERED && !WS_DET_ASCENDING) {
+    if constexpr (ORDERED ? !WS_DET_ASCENDING : WS_HEAD_MAJOR) {   /* head by head */
         const unsigned tiles = (unsigned)(p.seqlen + BN - 1) / BN;
         r = l / tiles;
-        t = r < heads ? tiles - 1 - (l - r * tiles) : tiles;   /* past the last: n0 >= seqlen */
-        r = r < heads ? r : 0;
-    } else if constexpr (!ORDERED && WS_HEAD_MAJOR) {
-        const unsigned tiles = (unsigned)(p.seqlen + BN - 1) / BN;
-        r = l / tiles;
-        t = r < heads ? l - r * tiles : tiles;   /* past the last: n0 >= seqlen */
+        const unsigned i = l - r * tiles;   /* the item's place in its head: tiles from the last if ORDERED */
+        t = r < heads ? (ORDERED ? tiles - 1 - i : i) : tiles;   /* past the last: n0 >= seqlen */
         r = r < heads ? r : 0;
     } else {
         t = l / heads;
